@@ -1,0 +1,125 @@
+// The kernel contract: the flat compute functions that models call, implemented twice — by the
+// WebAssembly SIMD kernels of the CPU platform and by plain TypeScript reference twins that tests
+// compare against. All activations are float32, row-major; arguments come output first.
+
+/** How a linear layer's weight is kept in memory. Activations and accumulation are always float32. */
+export type WeightDType = 'f32' | 'bf16';
+
+/**
+ * A linear layer's weight, `[n, k]` (out_features × in_features, the Hugging Face layout), prepared for
+ * one kernel set (packed for its GEMM tile, placed in its memories). Opaque outside that kernel set.
+ */
+export interface LinearWeight {
+  /** Output features. */
+  readonly n: number;
+  /** Input features. */
+  readonly k: number;
+  /** Storage dtype of the elements. */
+  readonly dtype: WeightDType;
+}
+
+/** Raw weight data as read from a checkpoint: float32 values, or bfloat16 bit patterns. */
+export type RawWeight = { readonly dtype: 'f32'; readonly data: Float32Array } | { readonly dtype: 'bf16'; readonly data: Uint16Array };
+
+export interface Kernels {
+  /** A short name for logs and benchmarks, e.g. `wasm-relaxed-simd x2` or `reference`. */
+  readonly name: string;
+
+  /**
+   * Prepares a weight of shape `[n, k]` row-major for `linear`, stored as `dtype` (converting from the
+   * raw data's dtype when they differ). The raw data may be dropped by the caller afterwards.
+   */
+  prepareLinear(raw: RawWeight, n: number, k: number, dtype: WeightDType): LinearWeight;
+
+  /** Releases the memory of a prepared weight. */
+  freeLinear(w: LinearWeight): void;
+
+  /** out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. */
+  linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void;
+
+  /** out[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) · weight. `x`, `out`: [m, d]; `weight`: [d]. */
+  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void;
+
+  /**
+   * out[i, j] = silu(gateUp[i, j]) · gateUp[i, d + j]. `gateUp`: [m, 2d] (gate half then up half of each
+   * row), `out`: [m, d].
+   */
+  siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void;
+
+  /** Softmax of each row in place. `x`: [m, n]. */
+  softmax(x: Float32Array, m: number, n: number): void;
+
+  /**
+   * Rotary embedding in place on adjacent pairs (x[2j], x[2j+1]) of the rope section of each head, as
+   * DeepSeek's reference does: token i, head h, pair j rotates by the angle whose cosine and sine are
+   * `cos[positions[i] · rotaryDim/2 + j]` and `sin[...]`.
+   * `x`: [m, numHeads, headStride]; the rope section starts at `offset` within each head and has
+   * `rotaryDim` elements. `cos`, `sin`: [maxPositions, rotaryDim / 2].
+   */
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    m: number,
+    numHeads: number,
+    headStride: number,
+    offset: number,
+    rotaryDim: number,
+  ): void;
+
+  /**
+   * MLA attention in the absorbed form, for the query tokens of one sequence, over the latent KV cache.
+   * Each cache slot holds one token: its normalised latent (`latentDim`) followed by its rotated rope key
+   * (`ropeDim`). Query token t (at absolute position `positions[t]`) attends to the cache positions
+   * 0..positions[t] of its sequence (causal); position p lives in slot
+   * `blockTable[p / blockSize] · blockSize + p % blockSize`.
+   * `out`: [numTokens, numHeads, latentDim] = Σ_p softmax_p(scale · q·cache[p]) · cache[p][:latentDim].
+   * `q`: [numTokens, numHeads, latentDim + ropeDim] (absorbed nope part, then rotated rope part).
+   * `cache`: [numSlots, latentDim + ropeDim].
+   */
+  mlaAttention(
+    out: Float32Array,
+    q: Float32Array,
+    cache: Float32Array,
+    blockTable: Int32Array,
+    positions: Int32Array,
+    numTokens: number,
+    numHeads: number,
+    latentDim: number,
+    ropeDim: number,
+    blockSize: number,
+    scale: number,
+  ): void;
+
+  /**
+   * Top-k of each row, in descending order of value (ties: lower index first).
+   * `x`: [m, n]; `outIdx`, `outVal`: [m, k]; k <= n.
+   */
+  topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void;
+
+  /** Releases worker threads and memories. The kernel set is unusable afterwards. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Converts bfloat16 bit patterns to float32 (exact: bf16 is the top half of an f32).
+ * `out`: [n], `bits`: [n].
+ */
+export function bf16ToF32(out: Float32Array, bits: Uint16Array): void {
+  const u32 = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < bits.length; i++) u32[i] = bits[i]! << 16;
+}
+
+/** Rounds float32 values to bfloat16 bit patterns (round to nearest even; NaN stays NaN). */
+export function f32ToBf16(out: Uint16Array, x: Float32Array): void {
+  const u32 = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = u32[i]!;
+    if ((v & 0x7f800000) === 0x7f800000 && (v & 0x007fffff) !== 0) {
+      out[i] = (v >>> 16) | 0x40;
+      continue;
+    }
+    out[i] = (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+  }
+}

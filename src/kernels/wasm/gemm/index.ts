@@ -1,0 +1,1 @@
+// GEMM kernels (filled in by the GEMM work).

@@ -1,0 +1,1 @@
+// Operator kernels (filled in by the ops work).
