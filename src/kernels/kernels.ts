@@ -34,6 +34,12 @@ export interface Kernels {
   /** Releases the memory of a prepared weight. */
   freeLinear(w: LinearWeight): void;
 
+  /**
+   * A zero-filled float32 buffer of `n` elements that the kernels read without copying (the KV cache and
+   * other long-lived buffers live there).
+   */
+  allocate(n: number): Float32Array;
+
   /** out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. */
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void;
 

@@ -1,0 +1,187 @@
+// Plain TypeScript reference twins of every kernel in the `Kernels` contract. Straightforward loops with
+// float32 results (accumulating in float64 where that is the simplest exact choice), used by tests as the
+// ground truth for the WebAssembly kernels and usable as a (slow) kernel set on any runtime.
+
+import { bf16ToF32, type Kernels, type LinearWeight, type RawWeight, type WeightDType } from '../kernels.js';
+
+/** A weight kept as float32 `[n, k]` row-major (bf16 storage is emulated by rounding at prepare time). */
+class ReferenceLinear implements LinearWeight {
+  constructor(
+    readonly n: number,
+    readonly k: number,
+    readonly dtype: WeightDType,
+    /** [n, k] */
+    readonly data: Float32Array,
+  ) {}
+}
+
+export class ReferenceKernels implements Kernels {
+  readonly name = 'reference';
+
+  prepareLinear(raw: RawWeight, n: number, k: number, dtype: WeightDType): LinearWeight {
+    if (raw.data.length !== n * k) {
+      throw new RangeError(`prepareLinear: weight has ${raw.data.length} elements, expected n*k = ${n * k}`);
+    }
+    const data = new Float32Array(n * k);
+    if (raw.dtype === 'bf16') bf16ToF32(data, raw.data);
+    else data.set(raw.data);
+    if (dtype === 'bf16' && raw.dtype === 'f32') roundToBf16InPlace(data);
+    return new ReferenceLinear(n, k, dtype, data);
+  }
+
+  freeLinear(_w: LinearWeight): void {}
+
+  allocate(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
+  linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
+    const { n, k, data } = w as ReferenceLinear;
+    for (let i = 0; i < m; i++) {
+      const xo = i * k;
+      for (let j = 0; j < n; j++) {
+        const wo = j * k;
+        let acc = 0;
+        for (let p = 0; p < k; p++) acc += x[xo + p]! * data[wo + p]!;
+        out[i * n + j] = acc;
+      }
+    }
+  }
+
+  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
+    for (let i = 0; i < m; i++) {
+      const o = i * d;
+      let ss = 0;
+      for (let j = 0; j < d; j++) ss += x[o + j]! * x[o + j]!;
+      const inv = 1 / Math.sqrt(ss / d + eps);
+      for (let j = 0; j < d; j++) out[o + j] = x[o + j]! * inv * weight[j]!;
+    }
+  }
+
+  siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void {
+    for (let i = 0; i < m; i++) {
+      const g = i * 2 * d;
+      for (let j = 0; j < d; j++) {
+        const a = gateUp[g + j]!;
+        out[i * d + j] = (a / (1 + Math.exp(-a))) * gateUp[g + d + j]!;
+      }
+    }
+  }
+
+  softmax(x: Float32Array, m: number, n: number): void {
+    for (let i = 0; i < m; i++) {
+      const o = i * n;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < n; j++) max = Math.max(max, x[o + j]!);
+      let sum = 0;
+      for (let j = 0; j < n; j++) {
+        const e = Math.exp(x[o + j]! - max);
+        x[o + j] = e;
+        sum += e;
+      }
+      for (let j = 0; j < n; j++) x[o + j] = x[o + j]! / sum;
+    }
+  }
+
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    m: number,
+    numHeads: number,
+    headStride: number,
+    offset: number,
+    rotaryDim: number,
+  ): void {
+    const half = rotaryDim / 2;
+    for (let i = 0; i < m; i++) {
+      const t = positions[i]! * half;
+      for (let h = 0; h < numHeads; h++) {
+        const base = (i * numHeads + h) * headStride + offset;
+        for (let j = 0; j < half; j++) {
+          const c = cos[t + j]!;
+          const s = sin[t + j]!;
+          const a = x[base + 2 * j]!;
+          const b = x[base + 2 * j + 1]!;
+          x[base + 2 * j] = a * c - b * s;
+          x[base + 2 * j + 1] = a * s + b * c;
+        }
+      }
+    }
+  }
+
+  mlaAttention(
+    out: Float32Array,
+    q: Float32Array,
+    cache: Float32Array,
+    blockTable: Int32Array,
+    positions: Int32Array,
+    numTokens: number,
+    numHeads: number,
+    latentDim: number,
+    ropeDim: number,
+    blockSize: number,
+    scale: number,
+  ): void {
+    const entry = latentDim + ropeDim;
+    const scores = new Float64Array(positions.length === 0 ? 0 : Math.max(...positions) + 1);
+    const acc = new Float64Array(latentDim);
+    for (let t = 0; t < numTokens; t++) {
+      const numCtx = positions[t]! + 1;
+      for (let h = 0; h < numHeads; h++) {
+        const qo = (t * numHeads + h) * entry;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let p = 0; p < numCtx; p++) {
+          const slot = blockTable[Math.floor(p / blockSize)]! * blockSize + (p % blockSize);
+          const co = slot * entry;
+          let dot = 0;
+          for (let c = 0; c < entry; c++) dot += q[qo + c]! * cache[co + c]!;
+          const s = dot * scale;
+          scores[p] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let p = 0; p < numCtx; p++) {
+          const e = Math.exp(scores[p]! - max);
+          scores[p] = e;
+          sum += e;
+        }
+        acc.fill(0);
+        for (let p = 0; p < numCtx; p++) {
+          const slot = blockTable[Math.floor(p / blockSize)]! * blockSize + (p % blockSize);
+          const co = slot * entry;
+          const wgt = scores[p]! / sum;
+          for (let c = 0; c < latentDim; c++) acc[c] = acc[c]! + wgt * cache[co + c]!;
+        }
+        const oo = (t * numHeads + h) * latentDim;
+        for (let c = 0; c < latentDim; c++) out[oo + c] = acc[c]!;
+      }
+    }
+  }
+
+  topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void {
+    const idx = new Int32Array(n);
+    for (let i = 0; i < m; i++) {
+      const o = i * n;
+      for (let j = 0; j < n; j++) idx[j] = j;
+      const order = Array.from(idx).sort((a, b) => x[o + b]! - x[o + a]! || a - b);
+      for (let j = 0; j < k; j++) {
+        outIdx[i * k + j] = order[j]!;
+        outVal[i * k + j] = x[o + order[j]!]!;
+      }
+    }
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+/** Rounds float32 values to the nearest bfloat16 in place (round to nearest even). */
+function roundToBf16InPlace(x: Float32Array): void {
+  const u32 = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  for (let i = 0; i < u32.length; i++) {
+    const v = u32[i]!;
+    if ((v & 0x7f800000) === 0x7f800000) continue;
+    u32[i] = ((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) << 16;
+  }
+}
