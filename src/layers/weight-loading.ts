@@ -1,0 +1,85 @@
+// Helpers that turn checkpoint tensors into kernel-ready weights, one tensor at a time: norm vectors as
+// float32, linear weights (optionally several fused by stacking their rows) prepared by the kernel set.
+
+import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
+import { bf16ToF32 } from '../kernels/kernels.js';
+import type { WeightSource } from '../loader/weight-source.js';
+
+/** Where a layer loads from and how its linear weights are kept. */
+export interface LoadContext {
+  readonly source: WeightSource;
+  readonly kernels: Kernels;
+  /** Storage dtype of linear weights (activations are float32 regardless). */
+  readonly weightDType: WeightDType;
+}
+
+/** Reads a 1-D tensor of `length` elements as float32. */
+export function loadVector(ctx: LoadContext, name: string, length: number): Float32Array {
+  return toF32(ctx.source.read(name, [length]));
+}
+
+/** Converts raw weight data to float32 (a copy for bf16, the same array for f32). */
+export function toF32(raw: RawWeight): Float32Array {
+  if (raw.dtype === 'f32') return raw.data;
+  const out = new Float32Array(raw.data.length);
+  bf16ToF32(out, raw.data);
+  return out;
+}
+
+/** Reads a `[rows, k]` matrix. */
+export function loadMatrix(ctx: LoadContext, name: string, rows: number, k: number): RawWeight {
+  return ctx.source.read(name, [rows, k]);
+}
+
+/**
+ * Loads one linear weight from the tensors `parts` (each `[rows_i, k]`), stacked by rows into
+ * `[Σ rows_i, k]`: fusing projections that read the same input into one GEMM.
+ */
+export function loadLinear(
+  ctx: LoadContext,
+  parts: readonly { readonly name: string; readonly rows: number }[],
+  k: number,
+): LinearWeight {
+  const raws = parts.map((p) => loadMatrix(ctx, p.name, p.rows, k));
+  const n = parts.reduce((s, p) => s + p.rows, 0);
+  return ctx.kernels.prepareLinear(stackRows(raws, n * k), n, k, ctx.weightDType);
+}
+
+/** Concatenates raw matrices (row-major) into one, keeping bf16 when every part is bf16. */
+export function stackRows(raws: readonly RawWeight[], total: number): RawWeight {
+  if (raws.length === 1) return raws[0]!;
+  if (raws.every((r) => r.dtype === 'bf16')) {
+    const data = new Uint16Array(total);
+    let o = 0;
+    for (const r of raws) {
+      data.set(r.data, o);
+      o += r.data.length;
+    }
+    return { dtype: 'bf16', data };
+  }
+  const data = new Float32Array(total);
+  let o = 0;
+  for (const r of raws) {
+    data.set(toF32(r), o);
+    o += r.data.length;
+  }
+  return { dtype: 'f32', data };
+}
+
+/** Transposes a raw `[rows, cols]` matrix to `[cols, rows]`, keeping its dtype. */
+export function transposeRaw(raw: RawWeight, rows: number, cols: number): RawWeight {
+  if (raw.dtype === 'bf16') {
+    const out = new Uint16Array(rows * cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = raw.data[r * cols + c]!;
+    return { dtype: 'bf16', data: out };
+  }
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = raw.data[r * cols + c]!;
+  return { dtype: 'f32', data: out };
+}
+
+/** Rows [start, start + count) of a raw `[rows, k]` matrix (a view, no copy). */
+export function sliceRows(raw: RawWeight, k: number, start: number, count: number): RawWeight {
+  if (raw.dtype === 'bf16') return { dtype: 'bf16', data: raw.data.subarray(start * k, (start + count) * k) };
+  return { dtype: 'f32', data: raw.data.subarray(start * k, (start + count) * k) };
+}
