@@ -6,6 +6,15 @@ export type DeepseekArchitecture = 'DeepseekV2ForCausalLM' | 'DeepseekV3ForCausa
 export type TopkMethod = 'greedy' | 'group_limited_greedy' | 'noaux_tc';
 export type ScoringFunc = 'softmax' | 'sigmoid';
 
+/**
+ * A quantized checkpoint (`quantization_config` in config.json), e.g. DeepSeek-V3's block FP8
+ * (`{method: 'fp8'}`). Kept so a weight loader can refuse what it cannot read; dummy weights ignore it.
+ */
+export interface QuantizationConfig {
+  /** `quantization_config.quant_method`, e.g. `fp8`. */
+  readonly method: string;
+}
+
 /** YaRN context extension (`rope_scaling.type == "yarn"`). */
 export interface YarnScaling {
   readonly type: 'yarn';
@@ -56,6 +65,8 @@ export interface DeepseekConfig {
   readonly eosTokenIds: readonly number[];
   /** The checkpoint's dtype (`torch_dtype`), e.g. `bfloat16`. */
   readonly torchDtype: string;
+  /** null: plain (unquantized) weights. */
+  readonly quantization: QuantizationConfig | null;
 }
 
 /** Whether decoder layer `i` (0-based) has a MoE feed-forward (else a dense MLP). */
