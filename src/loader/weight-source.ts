@@ -46,7 +46,9 @@ export class TensorShapeError extends Error {
     readonly expected: readonly number[],
     readonly actual: readonly number[],
   ) {
-    super(`tensor "${tensorName}" has shape [${actual.join(', ')}] but the config implies [${expected.join(', ')}]`);
+    super(
+      `tensor "${tensorName}" has shape [${actual.join(', ')}] but the config implies [${expected.join(', ')}]`,
+    );
     this.name = 'TensorShapeError';
   }
 }

@@ -1,0 +1,237 @@
+// A WeightSource over a safetensors checkpoint folder: one `model.safetensors`, or shards listed by
+// `model.safetensors.index.json`. Headers are read and validated when the folder is opened (so a truncated
+// download fails at start-up, not mid-load); each tensor is read on demand with positioned reads into a
+// fresh buffer. File handles stay open until `close()`.
+
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { join } from 'node:path';
+import type { RawWeight } from '../kernels/kernels.js';
+import {
+  CheckpointIndexError,
+  CheckpointNotFoundError,
+  TruncatedCheckpointError,
+  WeightSourceClosedError,
+} from './checkpoint-errors.js';
+import { f16ToF32 } from './half-float.js';
+import { readFully, readSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.js';
+import { MissingTensorError, type TensorInfo, TensorShapeError, type WeightSource } from './weight-source.js';
+
+export const SAFETENSORS_FILE = 'model.safetensors';
+export const SAFETENSORS_INDEX_FILE = 'model.safetensors.index.json';
+
+/** Options of `openSafetensors`. */
+export interface OpenSafetensorsOptions {
+  /**
+   * Tensors to leave out (not validated, not listed), e.g. `isIgnoredCheckpointTensor` for the layers a
+   * `--hf-overrides` cut away.
+   */
+  readonly skip?: (name: string) => boolean;
+}
+
+/** One open checkpoint file. */
+interface OpenFile {
+  readonly path: string;
+  readonly fd: number;
+}
+
+/** Where one tensor lives. */
+interface Located {
+  readonly file: OpenFile;
+  readonly entry: SafetensorsEntry;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** A `WeightSource` reading tensors from open safetensors files. Build it with `openSafetensors`. */
+export class SafetensorsWeightSource implements WeightSource {
+  private readonly files: OpenFile[];
+  private readonly tensors: Map<string, Located>;
+  private closed = false;
+
+  /** @param where how errors name this source, e.g. the folder. */
+  constructor(
+    readonly where: string,
+    files: OpenFile[],
+    tensors: Map<string, Located>,
+  ) {
+    this.files = files;
+    this.tensors = tensors;
+  }
+
+  names(): readonly string[] {
+    return [...this.tensors.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const { entry } = this.locate(name);
+    return { name, dtype: entry.dtype, shape: entry.shape };
+  }
+
+  /** The file holding a tensor. */
+  fileOf(name: string): string {
+    return this.locate(name).file.path;
+  }
+
+  read(name: string, expectedShape?: readonly number[]): RawWeight {
+    const { file, entry } = this.locate(name);
+    if (expectedShape !== undefined && !sameShape(expectedShape, entry.shape)) {
+      throw new TensorShapeError(name, expectedShape, entry.shape);
+    }
+    if (this.closed) throw new WeightSourceClosedError(name, this.where);
+    const bytes = new Uint8Array(entry.byteLength);
+    const n = readFully(file.fd, bytes, entry.offset);
+    // The header check at open time makes this happen only if the file shrank since.
+    if (n < entry.byteLength)
+      throw new TruncatedCheckpointError(file.path, name, entry.offset + entry.byteLength, entry.offset + n);
+    switch (entry.dtype) {
+      case 'BF16':
+        return { dtype: 'bf16', data: new Uint16Array(bytes.buffer) };
+      case 'F32':
+        return { dtype: 'f32', data: new Float32Array(bytes.buffer) };
+      case 'F16': {
+        const out = new Float32Array(bytes.length / 2);
+        f16ToF32(out, new Uint16Array(bytes.buffer));
+        return { dtype: 'f32', data: out };
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const f of this.files) closeSync(f.fd);
+  }
+
+  private locate(name: string): Located {
+    const t = this.tensors.get(name);
+    if (t === undefined) throw new MissingTensorError(name, this.where);
+    return t;
+  }
+}
+
+/** Opens one file and validates its header; the fd is closed again if validation fails. */
+function openOne(
+  path: string,
+  skip: (name: string) => boolean,
+): { file: OpenFile; entries: SafetensorsEntry[] } {
+  const fd = openSync(path, 'r');
+  try {
+    const entries = readSafetensorsHeader(fd, path, fstatSync(fd).size, skip);
+    return { file: { path, fd }, entries };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+function checkHost(): void {
+  // Tensor data is little-endian and is viewed in place as Uint16Array / Float32Array.
+  if (endianness() !== 'LE') throw new Error('safetensors reading needs a little-endian host');
+}
+
+/** Opens a single safetensors file (e.g. `golden_tensors.safetensors`) as a WeightSource. */
+export function openSafetensorsFile(
+  path: string,
+  opts: OpenSafetensorsOptions = {},
+): SafetensorsWeightSource {
+  checkHost();
+  const { file, entries } = openOne(path, opts.skip ?? (() => false));
+  const tensors = new Map<string, Located>();
+  for (const entry of entries) tensors.set(entry.name, { file, entry });
+  return new SafetensorsWeightSource(path, [file], tensors);
+}
+
+/** Reads and checks `model.safetensors.index.json`: its `weight_map` of tensor name → shard file. */
+function readIndex(indexPath: string): Map<string, string> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(indexPath, 'utf8'));
+  } catch (err) {
+    throw new CheckpointIndexError(indexPath, null, `is not valid JSON (${(err as Error).message})`);
+  }
+  const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new CheckpointIndexError(indexPath, null, 'has no "weight_map" object (tensor name → shard file)');
+  }
+  const out = new Map<string, string>();
+  for (const [name, shard] of Object.entries(weightMap)) {
+    if (typeof shard !== 'string' || shard.length === 0) {
+      throw new CheckpointIndexError(indexPath, name, 'maps to something that is not a shard file name');
+    }
+    out.set(name, shard);
+  }
+  return out;
+}
+
+function openSharded(
+  dir: string,
+  indexPath: string,
+  skip: (name: string) => boolean,
+): SafetensorsWeightSource {
+  const weightMap = readIndex(indexPath);
+  const shardOf = new Map<string, string>(); // shard → the first tensor it should hold (for messages)
+  for (const [name, shard] of weightMap) {
+    if (!skip(name) && !shardOf.has(shard)) shardOf.set(shard, name);
+  }
+  for (const [shard, example] of shardOf) {
+    if (!existsSync(join(dir, shard))) {
+      throw new CheckpointIndexError(
+        indexPath,
+        null,
+        `names shard "${shard}" (holding "${example}"), which is missing from ${dir}`,
+      );
+    }
+  }
+  const files: OpenFile[] = [];
+  try {
+    const tensors = new Map<string, Located>();
+    for (const shard of shardOf.keys()) {
+      const { file, entries } = openOne(join(dir, shard), skip);
+      files.push(file);
+      const byName = new Map(entries.map((e) => [e.name, e]));
+      for (const [name, s] of weightMap) {
+        if (s !== shard || skip(name)) continue;
+        const entry = byName.get(name);
+        if (entry === undefined) {
+          throw new CheckpointIndexError(
+            indexPath,
+            name,
+            `is mapped to shard "${shard}", which does not hold it`,
+          );
+        }
+        tensors.set(name, { file, entry });
+      }
+    }
+    return new SafetensorsWeightSource(dir, files, tensors);
+  } catch (err) {
+    for (const f of files) closeSync(f.fd);
+    throw err;
+  }
+}
+
+/**
+ * Opens the safetensors checkpoint of a model folder: `model.safetensors.index.json` with its shards when
+ * present, else `model.safetensors`. All headers are validated now (see `readSafetensorsHeader`); throws
+ * `CheckpointNotFoundError` when the folder has neither file, `CheckpointIndexError` for index problems.
+ */
+export function openSafetensors(dir: string, opts: OpenSafetensorsOptions = {}): SafetensorsWeightSource {
+  checkHost();
+  const skip = opts.skip ?? (() => false);
+  const indexPath = join(dir, SAFETENSORS_INDEX_FILE);
+  if (existsSync(indexPath)) return openSharded(dir, indexPath, skip);
+  const single = join(dir, SAFETENSORS_FILE);
+  if (!existsSync(single)) throw new CheckpointNotFoundError(dir);
+  return openSafetensorsFile(single, opts);
+}
+
+/** Whether a folder holds a safetensors checkpoint (single file or index). */
+export function hasSafetensors(dir: string): boolean {
+  return existsSync(join(dir, SAFETENSORS_INDEX_FILE)) || existsSync(join(dir, SAFETENSORS_FILE));
+}
