@@ -64,8 +64,10 @@ export interface SchedulerOutput {
 /** What the runner (via the engine) reports back after computing a SchedulerOutput. */
 export interface ModelRunnerOutput {
   /**
-   * Sampled tokens for every scheduled request with samplesToken = true (normally one token each).
-   * Requests aborted while the step ran may be present or absent; they are ignored.
+   * Sampled tokens for every scheduled request with samplesToken = true (normally one token each; more
+   * are appended in order and the extra ones computed next step). Requests aborted while the step ran may
+   * be present or absent; they are ignored. (Their blocks are freed at abort, but no block is handed out
+   * again before the next schedule(), so the running step may still write into them.)
    */
   readonly sampledTokenIds: ReadonlyMap<string, readonly number[]>;
   /**
@@ -96,7 +98,7 @@ export interface SchedulerStats {
   readonly numPreemptedWaiting: number;
   /** Fraction of KV blocks held by live requests, 0..1. */
   readonly kvCacheUsage: number;
-  /** Tokens looked up in the prefix cache at admissions (each admission's whole sequence). */
+  /** Tokens looked up in the prefix cache at admissions (each admission's whole sequence; 0 when off). */
   readonly prefixCacheQueries: number;
   /** Of those, tokens found in the cache. */
   readonly prefixCacheHits: number;

@@ -182,8 +182,10 @@ export class Scheduler {
       this.waiting.shift();
       const kind: ScheduledKind = request.status === 'preempted' ? 'resumed' : 'new';
       if (request.numCachedTokens < 0) request.numCachedTokens = computed.numTokens;
-      this.prefixCacheQueries += request.numTokens;
-      this.prefixCacheHits += computed.numTokens;
+      if (this.config.enablePrefixCaching) {
+        this.prefixCacheQueries += request.numTokens;
+        this.prefixCacheHits += computed.numTokens;
+      }
       request.numComputedTokens = computed.numTokens;
       request.status = 'running';
       this.running.push(request);
@@ -214,24 +216,14 @@ export class Scheduler {
    */
   updateFromOutput(output: ModelRunnerOutput): RequestStepOutput[] {
     const inFlight = this.inFlight ?? new Map<string, InFlightEntry>();
+    this.checkRunnerOutput(inFlight, output);
     this.inFlight = null;
-    for (const [id, tokens] of output.sampledTokenIds) {
-      const entry = inFlight.get(id);
-      if (tokens.length > 0 && (entry === undefined || (!entry.samplesToken && !entry.request.isFinished))) {
-        throw new SchedulerContractError(
-          `tokens were sampled for request ${id}, which was not due to sample`,
-        );
-      }
-    }
     const results: RequestStepOutput[] = [];
     for (const [id, entry] of inFlight) {
       const request = entry.request;
       if (request.isFinished) continue;
       const engineReason = output.finished?.get(id) ?? null;
       const sampled = output.sampledTokenIds.get(id);
-      if (entry.samplesToken && sampled === undefined && engineReason === null) {
-        throw new SchedulerContractError(`no token was sampled for request ${id}, which was due to sample`);
-      }
       const newTokenIds: number[] = [];
       let reason: FinishReason | null = null;
       for (const token of sampled ?? []) {
@@ -298,6 +290,24 @@ export class Scheduler {
   /** Drops all cached prefixes; only possible when no request holds blocks (returns false otherwise). */
   resetPrefixCache(): boolean {
     return this.kvCacheManager.resetPrefixCache();
+  }
+
+  /** Throws SchedulerContractError, changing nothing, if the runner output does not fit the step in flight. */
+  private checkRunnerOutput(inFlight: ReadonlyMap<string, InFlightEntry>, output: ModelRunnerOutput): void {
+    for (const [id, tokens] of output.sampledTokenIds) {
+      const entry = inFlight.get(id);
+      if (tokens.length > 0 && (entry === undefined || (!entry.samplesToken && !entry.request.isFinished))) {
+        throw new SchedulerContractError(
+          `tokens were sampled for request ${id}, which was not due to sample`,
+        );
+      }
+    }
+    for (const [id, entry] of inFlight) {
+      if (!entry.samplesToken || entry.request.isFinished || output.finished?.has(id)) continue;
+      if ((output.sampledTokenIds.get(id)?.length ?? 0) === 0) {
+        throw new SchedulerContractError(`no token was sampled for request ${id}, which was due to sample`);
+      }
+    }
   }
 
   /** Builds a request's share of the step and advances its computed-token count. */

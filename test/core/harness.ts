@@ -3,9 +3,13 @@
 // invariant checker for the scheduler, KV cache manager and block pool.
 
 import assert from 'node:assert/strict';
-import type { Scheduler } from '../../src/core/scheduler.js';
 import type { FinishReason } from '../../src/core/request.js';
-import type { ModelRunnerOutput, SchedulerOutput } from '../../src/core/scheduler-output.js';
+import type { Scheduler } from '../../src/core/scheduler.js';
+import type {
+  ModelRunnerOutput,
+  RequestStepOutput,
+  SchedulerOutput,
+} from '../../src/core/scheduler-output.js';
 
 /** mulberry32: small, fast, seeded PRNG returning floats in [0, 1). */
 export function makeRng(seed: number): () => number {
@@ -134,4 +138,17 @@ export function checkInvariants(scheduler: Scheduler): void {
     assert.equal(freeSet.has(b), expected === 0, `block ${b} is free exactly when nobody holds it`);
   }
   assert.ok(Math.abs(kv.usage - holders.size / pool.numBlocks) < 1e-12, 'usage = held / total');
+}
+
+/** One full engine step with the fake runner: schedule, run, update; checks invariants after each. */
+export function step(
+  scheduler: Scheduler,
+  runner: FakeRunner,
+): { out: SchedulerOutput; results: RequestStepOutput[] } {
+  const out = scheduler.schedule();
+  checkInvariants(scheduler);
+  if (out.scheduledRequests.length === 0) return { out, results: [] };
+  const results = scheduler.updateFromOutput(runner.execute(out));
+  checkInvariants(scheduler);
+  return { out, results };
 }
