@@ -15,6 +15,9 @@ import {
   writeJson,
 } from './fixture-files.js';
 
+/** The fixtures' YaRN mscale, written as in config.json (0.707, not exactly 1/√2). */
+const FIXTURE_MSCALE = 707 / 1000;
+
 /** Asserts that parsing throws a ModelConfigError for `field` whose message matches every pattern. */
 function expectConfigError(
   json: unknown,
@@ -57,8 +60,8 @@ describe('parseDeepseekConfig: fixture and real configs', () => {
       originalMaxPositionEmbeddings: 64,
       betaFast: 32,
       betaSlow: 1,
-      mscale: 0.707,
-      mscaleAllDim: 0.707,
+      mscale: FIXTURE_MSCALE,
+      mscaleAllDim: FIXTURE_MSCALE,
     });
     assert.equal(c.rmsNormEps, 1e-6);
     assert.equal(c.bosTokenId, 500);
@@ -179,7 +182,7 @@ describe('parseDeepseekConfig: --hf-overrides', () => {
     const c = parseDeepseekConfig(fixtureConfigJson(V2_LITE_TINY), { rope_scaling: { factor: 8 } });
     assert.equal(c.ropeScaling?.factor, 8);
     assert.equal(c.ropeScaling?.originalMaxPositionEmbeddings, 64);
-    assert.equal(c.ropeScaling?.mscale, 0.707);
+    assert.equal(c.ropeScaling?.mscale, FIXTURE_MSCALE);
     assert.equal(
       parseDeepseekConfig(fixtureConfigJson(V2_LITE_TINY), { rope_scaling: null }).ropeScaling,
       null,
