@@ -1,1 +1,4 @@
-// GEMM kernels (filled in by the GEMM work).
+// GEMM kernels: the packed-weight GEMM/GEMV driver, activation packing, and a streaming read for the
+// bandwidth benchmark. Everything takes byte offsets into the module's shared memory.
+export { gemm, gemmPackX } from './gemm';
+export { streamSum } from './stream';

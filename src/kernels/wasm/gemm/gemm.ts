@@ -1,0 +1,129 @@
+// GEMM driver: out[m, n] = Σ_k x[m, k] · w[n, k] over a packed weight, for one thread's share of the
+// work (a range of 8-column panels and a range of rows). Loops, outer to inner: k-blocks of `kc` (so a
+// block of x stays in L2 and a block of a panel in L1), panels, 4-row tiles of x.
+// For a small m the caller passes kc = k: the weights then stream through once, panel after panel.
+//
+// Layouts (byte addresses):
+//   out: [m, n] f32 row-major
+//   xp:  x packed by gemmPackX: tile t (rows 4t..4t+3) at xp + t·k·16 as [k][4]; the tail tile of
+//        m % 4 rows as [k][m % 4]. For m = 1 this is x itself.
+//   w:   packed weight: panel p (rows 8p..8p+7 of the [n, k] weight) at w + p·k·8·esize as [k][8],
+//        zero-padded past n; esize 4 (f32) or 2 (bf16, interleaved columns 0,4,1,5,2,6,3,7).
+
+import { tile1, tile2, tile3, tile4 } from './microkernels';
+
+/**
+ * Packs x: [m, k] f32 (rows `ldx` bytes apart) into the tile layout described above at `xp`.
+ * `xp` must not overlap `x`.
+ */
+export function gemmPackX(xp: usize, x: usize, m: i32, k: i32, ldx: i32): void {
+  const full = m >> 2;
+  for (let t = 0; t < full; t++) {
+    const r0 = x + <usize>(4 * t) * <usize>ldx;
+    const r1 = r0 + <usize>ldx;
+    const r2 = r1 + <usize>ldx;
+    const r3 = r2 + <usize>ldx;
+    let d = xp + <usize>t * <usize>k * 16;
+    let kk = 0;
+    // Four k steps at a time: a 4×4 transpose of the rows' next 16 bytes.
+    for (; kk + 3 < k; kk += 4) {
+      const off = (<usize>kk) << 2;
+      const a = v128.load(r0 + off);
+      const b = v128.load(r1 + off);
+      const c = v128.load(r2 + off);
+      const e = v128.load(r3 + off);
+      const ab0 = v128.shuffle<i32>(a, b, 0, 4, 1, 5);
+      const ab1 = v128.shuffle<i32>(a, b, 2, 6, 3, 7);
+      const ce0 = v128.shuffle<i32>(c, e, 0, 4, 1, 5);
+      const ce1 = v128.shuffle<i32>(c, e, 2, 6, 3, 7);
+      v128.store(d, v128.shuffle<i64>(ab0, ce0, 0, 2));
+      v128.store(d, v128.shuffle<i64>(ab0, ce0, 1, 3), 16);
+      v128.store(d, v128.shuffle<i64>(ab1, ce1, 0, 2), 32);
+      v128.store(d, v128.shuffle<i64>(ab1, ce1, 1, 3), 48);
+      d += 64;
+    }
+    for (; kk < k; kk++) {
+      const off = (<usize>kk) << 2;
+      store<f32>(d, load<f32>(r0 + off));
+      store<f32>(d, load<f32>(r1 + off), 4);
+      store<f32>(d, load<f32>(r2 + off), 8);
+      store<f32>(d, load<f32>(r3 + off), 12);
+      d += 16;
+    }
+  }
+  const mr = m & 3;
+  if (mr === 0) return;
+  const d0 = xp + <usize>full * <usize>k * 16;
+  for (let r = 0; r < mr; r++) {
+    const row = x + <usize>(4 * full + r) * <usize>ldx;
+    let d = d0 + ((<usize>r) << 2);
+    for (let kk = 0; kk < k; kk++) {
+      store<f32>(d, load<f32>(row + ((<usize>kk) << 2)));
+      d += (<usize>mr) << 2;
+    }
+  }
+}
+
+/**
+ * out[r, c] (+)= Σ_k x[r, k] · w[c, k] for the panels [p0, p1) and the rows [r0, r1) (r0 a multiple of 4,
+ * r1 a multiple of 4 or m), with weights stored as f32 (`bf16` = 0) or bf16 (`bf16` = 1).
+ * `kc`: the k-block length (k for a small m). `out`, `xp`, `w`: see the header.
+ */
+export function gemm(
+  out: usize,
+  xp: usize,
+  w: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  bf16: i32,
+  p0: i32,
+  p1: i32,
+  r0: i32,
+  r1: i32,
+  kc: i32,
+): void {
+  if (bf16 !== 0) gemmPanels<u16>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  else gemmPanels<f32>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
+}
+
+function gemmPanels<W>(
+  out: usize,
+  xp: usize,
+  w: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  p0: i32,
+  p1: i32,
+  r0: i32,
+  r1: i32,
+  kc: i32,
+): void {
+  const ldo = (<usize>n) << 2;
+  const panelBytes = <usize>k * 8 * sizeof<W>();
+  const full = m >> 2;
+  const tailRows = m & 3;
+  for (let kb = 0; kb < k; kb += kc) {
+    const kl = min(kc, k - kb);
+    const accumulate = kb > 0;
+    for (let p = p0; p < p1; p++) {
+      const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
+      const ncols = min(8, n - 8 * p);
+      const oc = out + ((<usize>(8 * p)) << 2);
+      let r = r0;
+      for (; r + 3 < r1; r += 4) {
+        const xt = xp + <usize>r * <usize>k * 4 + <usize>kb * 16;
+        tile4<W>(oc + <usize>r * ldo, ldo, xt, wp, kl, accumulate, ncols);
+      }
+      if (r < r1) {
+        // The tail tile: rows full·4 .. m-1, packed as [k][tailRows].
+        const xt = xp + <usize>full * <usize>k * 16 + <usize>kb * <usize>tailRows * 4;
+        const o = oc + <usize>r * ldo;
+        if (tailRows === 3) tile3<W>(o, ldo, xt, wp, kl, accumulate, ncols);
+        else if (tailRows === 2) tile2<W>(o, ldo, xt, wp, kl, accumulate, ncols);
+        else tile1<W>(o, xt, wp, kl, accumulate, ncols);
+      }
+    }
+  }
+}

@@ -1,0 +1,78 @@
+// A GEMM pool worker thread: instantiates the kernel module on every arena's memory, then loops forever
+// (synchronously, never returning to its event loop) waiting for jobs on the control block: spin a
+// little, then Atomics.wait; run its share; count itself done. New arenas arrive on a port that it
+// drains synchronously when a job names an arena it has not seen.
+
+import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { type GemmExports, gemmExports, instantiateKernels } from './kernel-module.js';
+import * as P from './pool-protocol.js';
+import { enableWasmFeatures } from './wasm-features.js';
+
+function runWorker(data: P.PoolWorkerData): void {
+  const ctl = new Int32Array(data.control);
+  const args = new Uint32Array(data.control);
+  const arenas: GemmExports[] = [];
+  const base = P.ARGS + data.thread * P.ARGS_PER_THREAD;
+  const errAt = P.errorMessageOffset(data.numThreads);
+
+  const syncArenas = (want: number): void => {
+    while (arenas[want] === undefined) {
+      const msg = receiveMessageOnPort(data.port);
+      if (msg === undefined) throw new Error(`pool worker ${data.thread}: arena ${want} was never sent`);
+      const { arena, memory } = msg.message as P.ArenaMessage;
+      arenas[arena] = gemmExports(instantiateKernels(data.module, memory));
+    }
+  };
+
+  // The control block starts at job 0; a job posted before this thread got here is still seen.
+  let seen = 0;
+  for (;;) {
+    let seq = Atomics.load(ctl, P.SEQ);
+    for (let i = 0; seq === seen && i < data.spin; i++) seq = Atomics.load(ctl, P.SEQ);
+    while (seq === seen) {
+      Atomics.wait(ctl, P.SEQ, seen);
+      seq = Atomics.load(ctl, P.SEQ);
+    }
+    seen = seq;
+    const op = Atomics.load(ctl, P.OP);
+    if (op === P.OP_EXIT) break;
+    try {
+      if (op === P.OP_GEMM || op === P.OP_STREAM) {
+        const a = Atomics.load(ctl, P.ARENA);
+        syncArenas(a);
+        const k = arenas[a]!;
+        if (op === P.OP_GEMM) {
+          // p0 < p1 and r0 < r1: this thread has a share.
+          if (args[base + 7]! < args[base + 8]! && args[base + 9]! < args[base + 10]!) {
+            k.gemm(
+              args[base]!,
+              args[base + 1]!,
+              args[base + 2]!,
+              args[base + 3]!,
+              args[base + 4]!,
+              args[base + 5]!,
+              args[base + 6]!,
+              args[base + 7]!,
+              args[base + 8]!,
+              args[base + 9]!,
+              args[base + 10]!,
+              args[base + 11]!,
+            );
+          }
+        } else if (args[base + 1]! > 0) {
+          k.streamSum(args[base]!, args[base + 1]!);
+        }
+      }
+    } catch (e) {
+      const msg = `pool worker ${data.thread}: ${String(e)}`.slice(0, P.ERR_MSG_LEN);
+      for (let i = 0; i < P.ERR_MSG_LEN; i++) ctl[errAt + i] = i < msg.length ? msg.charCodeAt(i) : 0;
+      Atomics.store(ctl, P.ERROR, 1);
+    }
+    if (Atomics.add(ctl, P.DONE, 1) === data.numThreads - 2) Atomics.notify(ctl, P.DONE);
+  }
+  data.port.close();
+}
+
+// Before anything compiles or instantiates in this thread.
+enableWasmFeatures();
+runWorker(workerData as P.PoolWorkerData);

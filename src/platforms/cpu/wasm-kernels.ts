@@ -1,0 +1,375 @@
+// The CPU platform's kernel set: the AssemblyScript GEMM over packed weights placed in arenas (shared
+// memories of up to `arenaBytes` each, so that weights may exceed the 4 GiB of one wasm32 memory), run
+// on a pool of worker threads; the other operators through the operator kernels of the same module
+// (WasmOps) in the primary arena, where `allocate` puts long-lived buffers such as the KV cache.
+
+import os from 'node:os';
+import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../../kernels/kernels.js';
+import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
+import { Arena, ArenaFullError } from './arena.js';
+import { planGemm } from './gemm-plan.js';
+import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
+import { GemmThreadPool, type GemmShare } from './thread-pool.js';
+import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
+import { packBf16, packedBytes, packF32 } from './weight-packing.js';
+
+export interface WasmKernelsOptions {
+  /** Threads for the GEMM, the calling thread included (default: os.availableParallelism()). */
+  numThreads?: number;
+  /** Largest size of one arena in bytes (default 3.5 GiB; at most 4 GiB − 64 KiB). */
+  arenaBytes?: number;
+  /** Use the relaxed-SIMD build (fused multiply-add); default: when the runtime supports it. */
+  relaxed?: boolean;
+  /** Spin iterations of an idle worker before it sleeps (default 20000, some tens of µs). */
+  spin?: number;
+}
+
+/** A packed weight and where it lives. */
+class WasmLinear implements LinearWeight {
+  freed = false;
+  constructor(
+    readonly n: number,
+    readonly k: number,
+    readonly dtype: WeightDType,
+    /** The arena holding the panels. */
+    readonly arena: Arena,
+    /** Byte offset of the panels in the arena: [ceil(n/8), k, 8] of f32 or bf16. */
+    readonly ptr: number,
+    readonly bytes: number,
+  ) {}
+}
+
+/** Bad options or arguments to the wasm kernel set. */
+export class WasmKernelsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WasmKernelsError';
+  }
+}
+
+const DEFAULT_ARENA_BYTES = 3.5 * 1024 ** 3;
+const MAX_ARENA_BYTES = 4 * 1024 ** 3 - WASM_PAGE_BYTES;
+/** First size of the operator kernels' scratch region (grows on demand). */
+const OPS_REGION_BYTES = 4 * 1024 * 1024;
+
+/** Creates the CPU kernel set: compiles the kernel module, starts the thread pool and the primary arena. */
+export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<WasmKernels> {
+  enableWasmFeatures();
+  const canRelax = hasRelaxedSimd();
+  const relaxed = opts.relaxed ?? canRelax;
+  if (relaxed && !canRelax) {
+    throw new WasmKernelsError(
+      'createWasmKernels: relaxed SIMD was asked for, but this runtime does not support it',
+    );
+  }
+  const numThreads = opts.numThreads ?? os.availableParallelism();
+  if (!Number.isInteger(numThreads) || numThreads < 1) {
+    throw new WasmKernelsError(`createWasmKernels: numThreads = ${numThreads}; it must be an integer >= 1`);
+  }
+  const arenaBytes = opts.arenaBytes ?? DEFAULT_ARENA_BYTES;
+  if (!(arenaBytes >= 2 * 1024 * 1024 && arenaBytes <= MAX_ARENA_BYTES)) {
+    throw new WasmKernelsError(
+      `createWasmKernels: arenaBytes = ${arenaBytes}; allowed: 2 MiB .. 4 GiB − 64 KiB`,
+    );
+  }
+  const module = compileKernelModule(relaxed);
+  const pool = await GemmThreadPool.create(module, { numThreads, spin: opts.spin ?? 20000 });
+  return new WasmKernels(module, pool, relaxed, Math.floor(arenaBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
+}
+
+export class WasmKernels implements Kernels {
+  readonly name: string;
+  private readonly arenas: Arena[] = [];
+  private ops: WasmOps;
+  private opsRegion: number;
+  private opsRegionBytes: number;
+  private disposed = false;
+
+  /** Use createWasmKernels. */
+  constructor(
+    private readonly module: WebAssembly.Module,
+    private readonly pool: GemmThreadPool,
+    readonly relaxed: boolean,
+    /** Largest size of one arena. */
+    readonly arenaBytes: number,
+  ) {
+    this.name = `${relaxed ? 'wasm-relaxed-simd' : 'wasm-simd'} x${pool.numThreads}`;
+    const primary = this.addArena();
+    this.opsRegionBytes = OPS_REGION_BYTES;
+    this.opsRegion = primary.alloc(this.opsRegionBytes, 'operator scratch');
+    this.ops = this.makeOps();
+  }
+
+  /** Threads used by the GEMM, the calling thread included. */
+  get numThreads(): number {
+    return this.pool.numThreads;
+  }
+
+  /** Number of arenas (memories) in use. */
+  get numArenas(): number {
+    return this.arenas.length;
+  }
+
+  /** Which arena a prepared weight lives in (0: the primary arena). */
+  arenaOf(w: LinearWeight): number {
+    return this.own(w).arena.index;
+  }
+
+  /** The primary arena's memory, where `allocate` places its buffers. */
+  get primaryMemory(): WebAssembly.Memory {
+    return this.arenas[0]!.memory;
+  }
+
+  prepareLinear(raw: RawWeight, n: number, k: number, dtype: WeightDType): LinearWeight {
+    this.checkLive();
+    if (!Number.isInteger(n) || !Number.isInteger(k) || n < 1 || k < 1) {
+      throw new WasmKernelsError(`prepareLinear: n = ${n}, k = ${k}; both must be integers >= 1`);
+    }
+    if (raw.data.length !== n * k) {
+      throw new WasmKernelsError(
+        `prepareLinear: weight has ${raw.data.length} elements, expected n·k = ${n * k}`,
+      );
+    }
+    if (dtype !== 'f32' && dtype !== 'bf16') {
+      throw new WasmKernelsError(`prepareLinear: dtype '${dtype}'; allowed: 'f32', 'bf16'`);
+    }
+    const bytes = packedBytes(n, k, dtype);
+    const { arena, ptr } = this.placeWeight(bytes);
+    if (dtype === 'f32') packF32(new Uint32Array(arena.memory.buffer, ptr, bytes / 4), raw, n, k);
+    else packBf16(arena.u16(ptr, bytes / 2), raw, n, k);
+    return new WasmLinear(n, k, dtype, arena, ptr, bytes);
+  }
+
+  freeLinear(w: LinearWeight): void {
+    const lw = this.own(w);
+    if (lw.freed) return;
+    lw.freed = true;
+    lw.arena.release(lw.ptr);
+  }
+
+  allocate(n: number): Float32Array {
+    this.checkLive();
+    if (!Number.isInteger(n) || n < 0)
+      throw new WasmKernelsError(`allocate: n = ${n}; it must be an integer >= 0`);
+    const primary = this.arenas[0]!;
+    const ptr = primary.alloc(n * 4, 'allocate');
+    const a = primary.f32(ptr, n);
+    a.fill(0);
+    return a;
+  }
+
+  linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
+    this.checkLive();
+    const lw = this.own(w);
+    if (lw.freed) throw new WasmKernelsError('linear: the weight was freed');
+    const { n, k, arena } = lw;
+    if (!Number.isInteger(m) || m < 0)
+      throw new WasmKernelsError(`linear: m = ${m}; it must be an integer >= 0`);
+    if (x.length < m * k)
+      throw new WasmKernelsError(`linear: x has ${x.length} elements; [m, k] needs ${m * k}`);
+    if (out.length < m * n)
+      throw new WasmKernelsError(`linear: out has ${out.length} elements; [m, n] needs ${m * n}`);
+    if (m === 0) return;
+
+    // Scratch: [x copy][packed x][out], each 64-byte aligned; only the parts needed.
+    const xIn = arena.owns(x);
+    const outIn = arena.owns(out);
+    const xBytes = align64(m * k * 4);
+    const outBytes = align64(m * n * 4);
+    const needPack = m > 1;
+    const scratchBytes = (xIn ? 0 : xBytes) + (needPack ? xBytes : 0) + (outIn ? 0 : outBytes);
+    let s = scratchBytes > 0 ? arena.scratch(scratchBytes) : 0;
+    let xPtr = x.byteOffset;
+    if (!xIn) {
+      xPtr = s;
+      arena.f32(xPtr, m * k).set(x.subarray(0, m * k));
+      s += xBytes;
+    }
+    let xp = xPtr;
+    if (needPack) {
+      xp = s;
+      arena.gemm.gemmPackX(xp, xPtr, m, k, k * 4);
+      s += xBytes;
+    }
+    const outPtr = outIn ? out.byteOffset : s;
+
+    const plan = planGemm(m, n, k, lw.bytes, this.pool.numThreads);
+    const bf16 = lw.dtype === 'bf16' ? 1 : 0;
+    const shares: GemmShare[] = plan.parts.map((p) => ({
+      out: outPtr,
+      xp,
+      w: lw.ptr,
+      m,
+      n,
+      k,
+      bf16,
+      p0: p.p0,
+      p1: p.p1,
+      r0: p.r0,
+      r1: p.r1,
+      kc: plan.kc,
+    }));
+    const g = arena.gemm;
+    const runShare = (t: GemmShare): void =>
+      g.gemm(t.out, t.xp, t.w, t.m, t.n, t.k, t.bf16, t.p0, t.p1, t.r0, t.r1, t.kc);
+    if (shares.length === 1) runShare(shares[0]!);
+    else this.pool.runGemm(arena.index, shares, runShare);
+    if (!outIn) out.set(arena.f32(outPtr, m * n));
+  }
+
+  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
+    this.withOps((o) => o.rmsNorm(out, x, weight, m, d, eps));
+  }
+
+  siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void {
+    this.withOps((o) => o.siluAndMul(out, gateUp, m, d));
+  }
+
+  softmax(x: Float32Array, m: number, n: number): void {
+    this.withOps((o) => o.softmax(x, m, n));
+  }
+
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    m: number,
+    numHeads: number,
+    headStride: number,
+    offset: number,
+    rotaryDim: number,
+  ): void {
+    this.withOps((o) => o.rope(x, positions, cos, sin, m, numHeads, headStride, offset, rotaryDim));
+  }
+
+  mlaAttention(
+    out: Float32Array,
+    q: Float32Array,
+    cache: Float32Array,
+    blockTable: Int32Array,
+    positions: Int32Array,
+    numTokens: number,
+    numHeads: number,
+    latentDim: number,
+    ropeDim: number,
+    blockSize: number,
+    scale: number,
+  ): void {
+    this.withOps((o) =>
+      o.mlaAttention(
+        out,
+        q,
+        cache,
+        blockTable,
+        positions,
+        numTokens,
+        numHeads,
+        latentDim,
+        ropeDim,
+        blockSize,
+        scale,
+      ),
+    );
+  }
+
+  topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void {
+    this.withOps((o) => o.topK(outIdx, outVal, x, m, n, k));
+  }
+
+  /**
+   * For the benchmark: reads `bytesPerThread` bytes on each of `numThreads` threads at once (each from
+   * its own range of a buffer in the primary arena, allocated on first use) and returns the seconds it
+   * took. Read bandwidth = numThreads · bytesPerThread / seconds.
+   */
+  timeStreamRead(bytesPerThread: number, numThreads: number): number {
+    this.checkLive();
+    const threads = Math.min(numThreads, this.pool.numThreads);
+    const per = Math.ceil(bytesPerThread / 64) * 64;
+    const primary = this.arenas[0]!;
+    const start = primary.alloc(per * threads, 'stream buffer');
+    try {
+      new Uint8Array(primary.memory.buffer, start, per * threads).fill(1);
+      const starts = Array.from({ length: threads }, (_, t) => start + t * per);
+      const bytes = starts.map(() => per);
+      const t0 = performance.now();
+      if (threads === 1) primary.gemm.streamSum(start, per);
+      else this.pool.runStream(0, starts, bytes, () => primary.gemm.streamSum(start, per));
+      return (performance.now() - t0) / 1e3;
+    } finally {
+      primary.release(start);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.pool.dispose();
+    this.arenas.length = 0;
+  }
+
+  /** Places `bytes` of panels in the first arena with room (keeping some for scratch), or a new arena. */
+  private placeWeight(bytes: number): { arena: Arena; ptr: number } {
+    const keepFree = Math.min(64 * 1024 * 1024, this.arenaBytes >> 3);
+    for (const arena of this.arenas) {
+      const ptr = arena.tryAlloc(bytes, keepFree);
+      if (ptr >= 0) return { arena, ptr };
+    }
+    const arena = this.addArena();
+    const ptr = arena.tryAlloc(bytes, keepFree);
+    if (ptr < 0) throw new ArenaFullError('a weight', bytes, arena);
+    return { arena, ptr };
+  }
+
+  private addArena(): Arena {
+    const arena = new Arena(this.arenas.length, this.module, this.arenaBytes);
+    this.arenas.push(arena);
+    this.pool.addArena(arena.index, arena.memory);
+    return arena;
+  }
+
+  /** Runs an operator kernel, enlarging its scratch region and retrying when the region was too small. */
+  private withOps(call: (ops: WasmOps) => void): void {
+    this.checkLive();
+    for (;;) {
+      try {
+        call(this.ops);
+        return;
+      } catch (e) {
+        // WasmOps checks its region before copying anything in, so a retry starts clean.
+        if (!(e instanceof WasmOpsError) || !/scratch region/.test(e.message)) throw e;
+        if (this.opsRegionBytes * 2 > this.arenaBytes) throw e;
+        const primary = this.arenas[0]!;
+        primary.release(this.opsRegion);
+        this.opsRegionBytes *= 2;
+        this.opsRegion = primary.alloc(this.opsRegionBytes, 'operator scratch');
+        this.ops = this.makeOps();
+      }
+    }
+  }
+
+  private makeOps(): WasmOps {
+    const primary = this.arenas[0]!;
+    return new WasmOps(primary.instance.exports, primary.memory, {
+      scratchBase: this.opsRegion,
+      scratchBytes: this.opsRegionBytes,
+      name: this.name,
+    });
+  }
+
+  private own(w: LinearWeight): WasmLinear {
+    if (!(w instanceof WasmLinear))
+      throw new WasmKernelsError('this weight was not prepared by this wasm kernel set');
+    if (!this.arenas.includes(w.arena))
+      throw new WasmKernelsError('this weight belongs to another wasm kernel set');
+    return w;
+  }
+
+  private checkLive(): void {
+    if (this.disposed) throw new WasmKernelsError('the wasm kernel set was used after dispose()');
+  }
+}
+
+function align64(bytes: number): number {
+  return Math.ceil(bytes / 64) * 64;
+}

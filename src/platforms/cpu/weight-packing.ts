@@ -1,0 +1,73 @@
+// Packing a linear weight [n, k] (row-major, the Hugging Face layout) into the GEMM's panels: panel p
+// holds rows 8p..8p+7 as [k][8], so that the micro-kernel reads 8 columns of one k step contiguously;
+// rows past n are zero. bf16 panels interleave the columns as 0,4,1,5,2,6,3,7 so that the kernel widens
+// a 32-bit lane's low half (column j) by a shift and its high half (column j+4) by a mask.
+
+import type { RawWeight, WeightDType } from '../../kernels/kernels.js';
+
+/** Columns per panel (the micro-kernel's tile width). */
+export const PANEL_WIDTH = 8;
+
+/** Position of column j (0..7) within a bf16 panel row. */
+const BF16_SLOT = [0, 2, 4, 6, 1, 3, 5, 7] as const;
+
+/** Bytes of a packed weight of shape [n, k] stored as `dtype`. */
+export function packedBytes(n: number, k: number, dtype: WeightDType): number {
+  return Math.ceil(n / PANEL_WIDTH) * PANEL_WIDTH * k * (dtype === 'f32' ? 4 : 2);
+}
+
+/**
+ * Packs `raw` ([n, k]) into `dst` as f32 panels. `dst`: [ceil(n/8), k, 8] as uint32 bit patterns (a view
+ * of the destination memory of packedBytes(n, k, 'f32') bytes).
+ */
+export function packF32(dst: Uint32Array, raw: RawWeight, n: number, k: number): void {
+  const numPanels = Math.ceil(n / PANEL_WIDTH);
+  const bits =
+    raw.dtype === 'f32' ? new Uint32Array(raw.data.buffer, raw.data.byteOffset, raw.data.length) : null;
+  const half = raw.dtype === 'bf16' ? raw.data : null;
+  for (let p = 0; p < numPanels; p++) {
+    const base = p * k * PANEL_WIDTH;
+    for (let j = 0; j < PANEL_WIDTH; j++) {
+      const row = p * PANEL_WIDTH + j;
+      let d = base + j;
+      if (row >= n) {
+        for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = 0;
+        continue;
+      }
+      const s = row * k;
+      if (bits !== null) for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = bits[s + kk]!;
+      else for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = half![s + kk]! << 16;
+    }
+  }
+}
+
+/**
+ * Packs `raw` ([n, k]) into `dst` as bf16 panels (rounding float32 to nearest even, NaN kept a NaN).
+ * `dst`: [ceil(n/8), k, 8] bf16 bit patterns, columns interleaved (see the header).
+ */
+export function packBf16(dst: Uint16Array, raw: RawWeight, n: number, k: number): void {
+  const numPanels = Math.ceil(n / PANEL_WIDTH);
+  const bits =
+    raw.dtype === 'f32' ? new Uint32Array(raw.data.buffer, raw.data.byteOffset, raw.data.length) : null;
+  const half = raw.dtype === 'bf16' ? raw.data : null;
+  for (let p = 0; p < numPanels; p++) {
+    const base = p * k * PANEL_WIDTH;
+    for (let j = 0; j < PANEL_WIDTH; j++) {
+      const row = p * PANEL_WIDTH + j;
+      let d = base + BF16_SLOT[j]!;
+      if (row >= n) {
+        for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = 0;
+        continue;
+      }
+      const s = row * k;
+      if (half !== null) for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = half[s + kk]!;
+      else for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = roundToBf16(bits![s + kk]!);
+    }
+  }
+}
+
+/** The bf16 bit pattern nearest (ties to even) to the float32 with bit pattern `v`; NaN stays NaN. */
+function roundToBf16(v: number): number {
+  if ((v & 0x7f800000) === 0x7f800000 && (v & 0x007fffff) !== 0) return (v >>> 16) | 0x40;
+  return (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+}
