@@ -74,7 +74,9 @@ export class KVCacheManager {
    * the step produces logits to sample from.
    */
   getComputedBlocks(request: EngineRequest): ComputedBlocks {
-    if (!this.enablePrefixCaching || this.tables.has(request.requestId)) return NO_COMPUTED_BLOCKS;
+    if (!this.enablePrefixCaching || request.skipPrefixCacheHits || this.tables.has(request.requestId)) {
+      return NO_COMPUTED_BLOCKS;
+    }
     extendBlockHashes(request.blockHashes, request.allTokenIds, this.blockSize);
     const maxBlocks = Math.floor((request.numTokens - 1) / this.blockSize);
     const hits: KVBlock[] = [];

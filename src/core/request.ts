@@ -50,6 +50,11 @@ export interface RequestInit {
   readonly maxTokens: number;
   /** Caller's clock reading at arrival (for metrics only; the core never reads a clock). */
   readonly arrivalTime?: number;
+  /**
+   * Compute every prompt position even when its KV is in the prefix cache (the engine needs the
+   * logits of each prompt position for prompt_logprobs). The request's own blocks are still cached.
+   */
+  readonly skipPrefixCacheHits?: boolean;
 }
 
 /** One request as the scheduling core tracks it. Mutated only by the scheduler and KV cache manager. */
@@ -58,6 +63,8 @@ export class EngineRequest {
   readonly promptTokenIds: readonly number[];
   readonly maxTokens: number;
   readonly arrivalTime: number;
+  /** See RequestInit.skipPrefixCacheHits. */
+  readonly skipPrefixCacheHits: boolean;
   /** Position in arrival order, assigned by the scheduler (0, 1, 2, ...). */
   readonly arrivalIndex: number;
   /** Generated tokens so far, in order. */
@@ -84,6 +91,7 @@ export class EngineRequest {
     this.promptTokenIds = [...init.promptTokenIds];
     this.maxTokens = init.maxTokens;
     this.arrivalTime = init.arrivalTime ?? 0;
+    this.skipPrefixCacheHits = init.skipPrefixCacheHits ?? false;
     this.arrivalIndex = arrivalIndex;
     this.allTokenIds = [...init.promptTokenIds];
   }

@@ -9,7 +9,14 @@ import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import type { RopeTables } from './rope.js';
 import { copyColumns } from './tensor-ops.js';
-import { type LoadContext, loadLinear, loadMatrix, loadVector, sliceRows, transposeRaw } from './weight-loading.js';
+import {
+  type LoadContext,
+  loadLinear,
+  loadMatrix,
+  loadVector,
+  sliceRows,
+  transposeRaw,
+} from './weight-loading.js';
 
 export class MlaAttention {
   private readonly numHeads: number;
@@ -62,24 +69,44 @@ export class MlaAttention {
     );
     if (this.qLora !== null) {
       this.qANorm = loadVector(ctx, `${prefix}.q_a_layernorm.weight`, this.qLora);
-      this.qBProj = loadLinear(ctx, [{ name: `${prefix}.q_b_proj.weight`, rows: this.numHeads * this.qHead }], this.qLora);
+      this.qBProj = loadLinear(
+        ctx,
+        [{ name: `${prefix}.q_b_proj.weight`, rows: this.numHeads * this.qHead }],
+        this.qLora,
+      );
     } else {
       this.qANorm = null;
       this.qBProj = null;
     }
     this.kvANorm = loadVector(ctx, `${prefix}.kv_a_layernorm.weight`, this.latent);
     // kv_b_proj: [numHeads · (nope + vDim), latent]; head h's rows are its W_UK (nope rows) then W_UV (vDim rows).
-    const kvB = loadMatrix(ctx, `${prefix}.kv_b_proj.weight`, this.numHeads * (this.nope + this.vDim), this.latent);
+    const kvB = loadMatrix(
+      ctx,
+      `${prefix}.kv_b_proj.weight`,
+      this.numHeads * (this.nope + this.vDim),
+      this.latent,
+    );
     this.wUkT = [];
     this.wUv = [];
     for (let h = 0; h < this.numHeads; h++) {
       const base = h * (this.nope + this.vDim);
       const wUk = sliceRows(kvB, this.latent, base, this.nope);
-      this.wUkT.push(ctx.kernels.prepareLinear(transposeRaw(wUk, this.nope, this.latent), this.latent, this.nope, ctx.weightDType));
+      this.wUkT.push(
+        ctx.kernels.prepareLinear(
+          transposeRaw(wUk, this.nope, this.latent),
+          this.latent,
+          this.nope,
+          ctx.weightDType,
+        ),
+      );
       const wUv = sliceRows(kvB, this.latent, base + this.nope, this.vDim);
       this.wUv.push(ctx.kernels.prepareLinear(wUv, this.vDim, this.latent, ctx.weightDType));
     }
-    this.oProj = loadLinear(ctx, [{ name: `${prefix}.o_proj.weight`, rows: hidden }], this.numHeads * this.vDim);
+    this.oProj = loadLinear(
+      ctx,
+      [{ name: `${prefix}.o_proj.weight`, rows: hidden }],
+      this.numHeads * this.vDim,
+    );
   }
 
   /**
@@ -134,7 +161,16 @@ export class MlaAttention {
       copyColumns(qNopeH, this.nope, 0, q, H * this.qHead, h * this.qHead, T, this.nope);
       k.linear(qLatH, qNopeH, this.wUkT[h]!, T);
       copyColumns(qAttn, H * entry, h * entry, qLatH, this.latent, 0, T, this.latent);
-      copyColumns(qAttn, H * entry, h * entry + this.latent, q, H * this.qHead, h * this.qHead + this.nope, T, this.rope);
+      copyColumns(
+        qAttn,
+        H * entry,
+        h * entry + this.latent,
+        q,
+        H * this.qHead,
+        h * this.qHead + this.nope,
+        T,
+        this.rope,
+      );
     }
     q = qAttn;
 

@@ -32,7 +32,9 @@ export class MoeGate {
     this.numExperts = config.nRoutedExperts!;
     this.weight = loadLinear(ctx, [{ name: `${prefix}.weight`, rows: this.numExperts }], config.hiddenSize);
     this.bias =
-      config.topkMethod === 'noaux_tc' ? loadVector(ctx, `${prefix}.e_score_correction_bias`, this.numExperts) : null;
+      config.topkMethod === 'noaux_tc'
+        ? loadVector(ctx, `${prefix}.e_score_correction_bias`, this.numExperts)
+        : null;
   }
 
   /** Routes `x` ([T, hidden], normalised). */
@@ -47,7 +49,8 @@ export class MoeGate {
 
     // Selection scores: biased (noaux_tc), with experts outside the kept groups masked out.
     const select = new Float32Array(scores);
-    if (this.bias) for (let t = 0; t < T; t++) for (let e = 0; e < E; e++) select[t * E + e]! += this.bias[e]!;
+    if (this.bias)
+      for (let t = 0; t < T; t++) for (let e = 0; e < E; e++) select[t * E + e]! += this.bias[e]!;
     if (c.topkMethod !== 'greedy' && c.nGroup > 1) this.maskGroups(kernels, select, T);
 
     const experts = new Int32Array(T * K);

@@ -34,7 +34,12 @@ export class Moe {
     }
     this.shared =
       config.nSharedExperts > 0
-        ? new GatedMlp(ctx, `${prefix}.shared_experts`, this.hidden, config.moeIntermediateSize * config.nSharedExperts)
+        ? new GatedMlp(
+            ctx,
+            `${prefix}.shared_experts`,
+            this.hidden,
+            config.moeIntermediateSize * config.nSharedExperts,
+          )
         : null;
   }
 

@@ -20,8 +20,14 @@ export function ropeInverseFrequencies(config: DeepseekConfig): Float32Array {
   for (let i = 0; i < half; i++) inv[i] = f(1 / f(base ** f((2 * i) / dim)));
   const y = config.ropeScaling;
   if (y && config.maxPositionEmbeddings > y.originalMaxPositionEmbeddings) {
-    const low = Math.max(Math.floor(correctionDim(y.betaFast, dim, base, y.originalMaxPositionEmbeddings)), 0);
-    let high = Math.min(Math.ceil(correctionDim(y.betaSlow, dim, base, y.originalMaxPositionEmbeddings)), dim - 1);
+    const low = Math.max(
+      Math.floor(correctionDim(y.betaFast, dim, base, y.originalMaxPositionEmbeddings)),
+      0,
+    );
+    let high = Math.min(
+      Math.ceil(correctionDim(y.betaSlow, dim, base, y.originalMaxPositionEmbeddings)),
+      dim - 1,
+    );
     if (low === high) high += 0.001;
     for (let i = 0; i < half; i++) {
       const ramp = Math.min(Math.max(f((i - low) / (high - low)), 0), 1);
@@ -50,7 +56,10 @@ export interface RopeTables {
   readonly maxPositions: number;
 }
 
-export function buildRopeTables(config: DeepseekConfig, maxPositions = config.maxPositionEmbeddings): RopeTables {
+export function buildRopeTables(
+  config: DeepseekConfig,
+  maxPositions = config.maxPositionEmbeddings,
+): RopeTables {
   const inv = ropeInverseFrequencies(config);
   const half = inv.length;
   const cos = new Float32Array(maxPositions * half);

@@ -26,7 +26,12 @@ export function addInPlace(x: Float32Array, y: Float32Array, n = x.length): void
 }
 
 /** Gathers rows `indices` of `src` ([*, d]) into `dst` ([indices.length, d]). */
-export function gatherRows(dst: Float32Array, src: Float32Array, indices: ArrayLike<number>, d: number): void {
+export function gatherRows(
+  dst: Float32Array,
+  src: Float32Array,
+  indices: ArrayLike<number>,
+  d: number,
+): void {
   for (let i = 0; i < indices.length; i++) {
     const s = indices[i]! * d;
     dst.set(src.subarray(s, s + d), i * d);

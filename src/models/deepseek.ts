@@ -4,7 +4,7 @@
 // micro-batches can interleave there.
 
 import { type DeepseekConfig, isMoeLayer } from '../config/model-config.js';
-import { SingleRankCommunicator, type Communicator } from '../distributed/communicator.js';
+import { type Communicator, SingleRankCommunicator } from '../distributed/communicator.js';
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
 import { GatedMlp } from '../layers/gated-mlp.js';
 import { MlaAttention } from '../layers/mla-attention.js';
@@ -124,7 +124,10 @@ export class DeepseekForCausalLM {
     const ctx: LoadContext = { source: opts.source, kernels: opts.kernels, weightDType: opts.weightDType };
     const V = config.vocabSize;
     const H = config.hiddenSize;
-    this.maxPositions = Math.min(opts.maxPositions ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
+    this.maxPositions = Math.min(
+      opts.maxPositions ?? config.maxPositionEmbeddings,
+      config.maxPositionEmbeddings,
+    );
     const rope = buildRopeTables(config, this.maxPositions);
     const scale = mlaSoftmaxScale(config);
 
@@ -169,7 +172,10 @@ export class DeepseekForCausalLM {
     for (let t = 0; t < tokenIds.length; t++) {
       const row = tokenIds[t]! * H;
       const e = this.embedding;
-      const slice = e.dtype === 'bf16' ? toF32({ dtype: 'bf16', data: e.data.subarray(row, row + H) }) : e.data.subarray(row, row + H);
+      const slice =
+        e.dtype === 'bf16'
+          ? toF32({ dtype: 'bf16', data: e.data.subarray(row, row + H) })
+          : e.data.subarray(row, row + H);
       x.set(slice, t * H);
     }
     return x;

@@ -38,12 +38,16 @@ export class ForwardBatchError extends Error {
 export function validateForwardBatch(batch: ForwardBatch, vocabSize: number, maxPositions: number): void {
   const n = batch.numTokens;
   if (batch.tokenIds.length !== n || batch.positions.length !== n || batch.slotMapping.length !== n) {
-    throw new ForwardBatchError(`tokenIds, positions and slotMapping must each have numTokens (${n}) entries`);
+    throw new ForwardBatchError(
+      `tokenIds, positions and slotMapping must each have numTokens (${n}) entries`,
+    );
   }
   let next = 0;
   for (const s of batch.seqs) {
     if (s.queryStart !== next || s.queryLen < 1) {
-      throw new ForwardBatchError(`sequence query ranges must tile the batch in order; got start ${s.queryStart}`);
+      throw new ForwardBatchError(
+        `sequence query ranges must tile the batch in order; got start ${s.queryStart}`,
+      );
     }
     next += s.queryLen;
   }

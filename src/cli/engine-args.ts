@@ -1,0 +1,223 @@
+// The engine flags shared by `duet generate` and `duet serve`, with vLLM's names and defaults, declared
+// once for commander (help text included) and turned into a validated `EngineConfig`.
+
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import {
+  DEFAULT_ENGINE_CONFIG,
+  type EngineConfig,
+  EngineConfigError,
+  type LoadFormat,
+  type ModelDType,
+  validateEngineConfig,
+} from '../config/engine-config.js';
+
+function intArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} takes an integer, got "${v}"`);
+    return n;
+  };
+}
+
+function floatArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} takes a number, got "${v}"`);
+    return n;
+  };
+}
+
+/** Parses a byte size: a plain number, or with a K/M/G/T suffix (powers of 1024, `GiB` spelt or not). */
+export function parseBytes(v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(v);
+  if (!m) throw new InvalidArgumentError(`expected a byte size such as 2147483648 or 2GiB, got "${v}"`);
+  const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[
+    m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'
+  ];
+  return Math.round(Number(m[1]) * scale);
+}
+
+function jsonObjectArg(flag: string) {
+  return (v: string): Record<string, unknown> => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(v);
+    } catch (e) {
+      throw new InvalidArgumentError(`${flag} takes a JSON object, got "${v}" (${(e as Error).message})`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new InvalidArgumentError(
+        `${flag} takes a JSON object such as '{"num_hidden_layers": 4}', got "${v}"`,
+      );
+    }
+    return parsed as Record<string, unknown>;
+  };
+}
+
+/** Adds the engine flags to a command. */
+export function addEngineOptions(cmd: Command): Command {
+  const d = DEFAULT_ENGINE_CONFIG;
+  return cmd
+    .option(
+      '--model <dir>',
+      'Hugging Face model folder (config.json, safetensors, tokenizer); default: the embedded model',
+    )
+    .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
+    .addOption(
+      new Option('--dtype <dtype>', 'weight precision; compute is float32 on CPU')
+        .choices(['auto', 'float32', 'bfloat16'])
+        .default('auto'),
+    )
+    .addOption(
+      new Option(
+        '--load-format <format>',
+        'weights: safetensors, or dummy (seeded random weights of the real shapes)',
+      )
+        .choices(['auto', 'safetensors', 'dummy'])
+        .default('auto'),
+    )
+    .option('--seed <n>', 'seed of dummy weights and unseeded sampling', intArg('--seed'), d.model.seed)
+    .option(
+      '--hf-overrides <json>',
+      'JSON merged into config.json, e.g. \'{"num_hidden_layers": 4}\'',
+      jsonObjectArg('--hf-overrides'),
+    )
+    .option(
+      '--max-model-len <n>',
+      "longest sequence, prompt plus output (default: the model's)",
+      intArg('--max-model-len'),
+    )
+    .option(
+      '--generation-config <src>',
+      '"auto" (generation_config.json), "vllm" (ignore it) or a folder',
+      'auto',
+    )
+    .option(
+      '--chat-template <file-or-template>',
+      "chat template (a file or inline Jinja) replacing the tokenizer's",
+    )
+    .option('--served-model-name <name>', 'model name in the API (default: the model path)')
+    .option(
+      '--block-size <n>',
+      'tokens per KV cache block (16..256)',
+      intArg('--block-size'),
+      d.cache.blockSize,
+    )
+    .option(
+      '--gpu-memory-utilization <f>',
+      'fraction of memory left after the weights that the KV cache may use',
+      floatArg('--gpu-memory-utilization'),
+      d.cache.gpuMemoryUtilization,
+    )
+    .option(
+      '--kv-cache-memory <bytes>',
+      'KV cache size in bytes (e.g. 2GiB); overrides --gpu-memory-utilization',
+      parseBytes,
+    )
+    .option(
+      '--num-gpu-blocks-override <n>',
+      'exact number of KV cache blocks',
+      intArg('--num-gpu-blocks-override'),
+    )
+    .option('--enable-prefix-caching', 'reuse KV blocks of shared prompt prefixes (default on)')
+    .option('--no-enable-prefix-caching', 'disable prefix caching')
+    .option('--enable-chunked-prefill', 'split long prompts over several steps (default on)')
+    .option('--no-enable-chunked-prefill', 'disable chunked prefill')
+    .option(
+      '--max-num-seqs <n>',
+      'most sequences in one step',
+      intArg('--max-num-seqs'),
+      d.scheduler.maxNumSeqs,
+    )
+    .option('--max-num-batched-tokens <n>', 'token budget of one step', intArg('--max-num-batched-tokens'))
+    .option(
+      '--tensor-parallel-size <n>',
+      'tensor-parallel ranks (also -tp)',
+      intArg('--tensor-parallel-size'),
+      1,
+    )
+    .option(
+      '--data-parallel-size <n>',
+      'data-parallel replicas (also -dp)',
+      intArg('--data-parallel-size'),
+      1,
+    )
+    .option('--enable-expert-parallel', 'split experts across ranks')
+    .addOption(new Option('--distributed-executor-backend <backend>', 'how ranks run').choices(['uni', 'mp']))
+    .option(
+      '--num-threads <n>',
+      'compute threads of the CPU kernels (default: every core)',
+      intArg('--num-threads'),
+    )
+    .option('--additional-config <json>', 'JSON handed to the platform', jsonObjectArg('--additional-config'))
+    .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')
+    .option('--trust-remote-code', 'accepted for compatibility; Duet runs only its own model code');
+}
+
+/** Builds and validates the engine config from parsed commander options. */
+export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfig {
+  const d = DEFAULT_ENGINE_CONFIG;
+  const config: EngineConfig = {
+    model: {
+      model: (o.model as string | undefined) ?? null,
+      tokenizer: (o.tokenizer as string | undefined) ?? null,
+      dtype: (o.dtype as ModelDType | undefined) ?? d.model.dtype,
+      loadFormat: (o.loadFormat as LoadFormat | undefined) ?? d.model.loadFormat,
+      seed: (o.seed as number | undefined) ?? d.model.seed,
+      hfOverrides: (o.hfOverrides as Record<string, unknown> | undefined) ?? {},
+      maxModelLen: (o.maxModelLen as number | undefined) ?? null,
+      generationConfig: (o.generationConfig as string | undefined) ?? 'auto',
+      chatTemplate: (o.chatTemplate as string | undefined) ?? null,
+      servedModelName: (o.servedModelName as string | undefined) ?? null,
+    },
+    cache: {
+      blockSize: (o.blockSize as number | undefined) ?? d.cache.blockSize,
+      gpuMemoryUtilization: (o.gpuMemoryUtilization as number | undefined) ?? d.cache.gpuMemoryUtilization,
+      kvCacheMemory: (o.kvCacheMemory as number | undefined) ?? null,
+      numGpuBlocksOverride: (o.numGpuBlocksOverride as number | undefined) ?? null,
+      enablePrefixCaching: (o.enablePrefixCaching as boolean | undefined) ?? true,
+    },
+    scheduler: {
+      maxNumSeqs: (o.maxNumSeqs as number | undefined) ?? d.scheduler.maxNumSeqs,
+      maxNumBatchedTokens: (o.maxNumBatchedTokens as number | undefined) ?? null,
+      enableChunkedPrefill: (o.enableChunkedPrefill as boolean | undefined) ?? true,
+    },
+    parallel: {
+      tensorParallelSize: (o.tensorParallelSize as number | undefined) ?? 1,
+      dataParallelSize: (o.dataParallelSize as number | undefined) ?? 1,
+      enableExpertParallel: (o.enableExpertParallel as boolean | undefined) ?? false,
+      distributedExecutorBackend: (o.distributedExecutorBackend as 'uni' | 'mp' | undefined) ?? null,
+      numThreads: (o.numThreads as number | undefined) ?? null,
+    },
+    additionalConfig: (o.additionalConfig as Record<string, unknown> | undefined) ?? {},
+    passthrough: {
+      ...(o.compilationConfig !== undefined ? { compilationConfig: o.compilationConfig } : {}),
+      ...(o.trustRemoteCode !== undefined ? { trustRemoteCode: o.trustRemoteCode } : {}),
+    },
+  };
+  validateEngineConfig(config);
+  return config;
+}
+
+/** vLLM's multi-letter short flags, which commander cannot declare. */
+const SHORT_ALIASES: Readonly<Record<string, string>> = {
+  '-tp': '--tensor-parallel-size',
+  '-dp': '--data-parallel-size',
+};
+
+/**
+ * Rewrites `--flag_name` spellings to `--flag-name` (vLLM accepts both) and `-tp`/`-dp` (also `-tp=2`)
+ * to their long forms, leaving values untouched.
+ */
+export function normaliseFlagSpelling(argv: readonly string[]): string[] {
+  return argv.map((a) => {
+    const short = /^(-tp|-dp)(=.*)?$/.exec(a);
+    if (short) return SHORT_ALIASES[short[1]!]! + (short[2] ?? '');
+    if (!a.startsWith('--')) return a;
+    const eq = a.indexOf('=');
+    const name = eq === -1 ? a : a.slice(0, eq);
+    return name.replace(/_/g, '-') + (eq === -1 ? '' : a.slice(eq));
+  });
+}
+
+export { EngineConfigError };

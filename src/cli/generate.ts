@@ -1,0 +1,160 @@
+// `duet generate`: runs prompts through the offline engine (all prompts submitted at once, so they are
+// batched) and prints the results as text or as one JSON object per prompt, in input order.
+
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { LLM, type PromptInput, type RequestOutput } from '../engine/llm.js';
+import { createLogger } from '../util/logger.js';
+import type { SamplingParamsInput } from '../worker/sampling-params.js';
+import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
+
+/** A --prompts-file line or option that cannot be used: says where and why. */
+export class PromptInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PromptInputError';
+  }
+}
+
+function parseTokenIds(v: string): number[] {
+  const parts = v.split(',').map((s) => s.trim());
+  const ids = parts.map(Number);
+  if (parts.length === 0 || ids.some((n, i) => parts[i] === '' || !Number.isInteger(n) || n < 0)) {
+    throw new InvalidArgumentError(
+      `--prompt-token-ids takes comma-separated non-negative integers, got "${v}"`,
+    );
+  }
+  return ids;
+}
+
+function intOpt(flag: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${flag} takes an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+
+function numOpt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} takes a number, got "${v}"`);
+    return n;
+  };
+}
+
+/** Reads JSON Lines of {"prompt": "..."} or {"prompt_token_ids": [...]}. */
+export function readPromptsFile(path: string): PromptInput[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new PromptInputError(`cannot read --prompts-file ${path}: ${(e as Error).message}`);
+  }
+  const prompts: PromptInput[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(line);
+    } catch {
+      throw new PromptInputError(`${path} line ${i + 1}: not valid JSON`);
+    }
+    const o = obj as Record<string, unknown>;
+    if (typeof o?.prompt === 'string') prompts.push({ prompt: o.prompt });
+    else if (Array.isArray(o?.prompt_token_ids) && o.prompt_token_ids.every((t) => Number.isInteger(t))) {
+      prompts.push({ prompt_token_ids: o.prompt_token_ids as number[] });
+    } else {
+      throw new PromptInputError(
+        `${path} line ${i + 1}: expected {"prompt": "text"} or {"prompt_token_ids": [integers]}`,
+      );
+    }
+  });
+  if (prompts.length === 0) throw new PromptInputError(`--prompts-file ${path} holds no prompts`);
+  return prompts;
+}
+
+/** The JSON line printed per prompt with `--output json`. */
+export function toJsonLine(out: RequestOutput): string {
+  const o = out.outputs[0]!;
+  const top = (lp: { top_logprobs: readonly { id: number; logprob: number }[] }) => lp.top_logprobs;
+  return JSON.stringify({
+    prompt_token_ids: out.prompt_token_ids,
+    prompt_logprobs: out.prompt_logprobs?.map((lp) => (lp ? top(lp) : null)) ?? null,
+    token_ids: o.token_ids,
+    text: o.text,
+    logprobs: o.logprobs?.map(top) ?? null,
+    finish_reason: o.finish_reason,
+  });
+}
+
+export function generateCommand(): Command {
+  const cmd = new Command('generate')
+    .description('generate completions offline for one or more prompts (batched by the engine)')
+    .option('--prompt <text>', 'a prompt (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--prompt-token-ids <ids>', 'a prompt as comma-separated token ids', parseTokenIds)
+    .option('--prompts-file <file.jsonl>', 'JSON Lines of {"prompt": ...} or {"prompt_token_ids": [...]}')
+    .option('--max-tokens <n>', 'tokens to generate per prompt', intOpt('--max-tokens', 1), 16)
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', numOpt('--temperature'))
+    .option('--top-p <p>', 'nucleus sampling threshold', numOpt('--top-p'))
+    .option('--top-k <k>', 'sample among the k most likely tokens (-1: off)', intOpt('--top-k', -1))
+    .option('--min-p <p>', 'minimum probability relative to the most likely token', numOpt('--min-p'))
+    .option(
+      '--sampling-seed <n>',
+      "seed of each request's sampling (default: from --seed)",
+      intOpt('--sampling-seed', 0),
+    )
+    .option('--ignore-eos', 'keep generating after the end-of-sequence token')
+    .option('--logprobs <k>', 'top-K log-probs per generated token', intOpt('--logprobs', 0))
+    .option('--prompt-logprobs <k>', 'top-K log-probs per prompt token', intOpt('--prompt-logprobs', 0))
+    .option('--stop <text>', 'a stop string (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--chat', 'treat each text prompt as a user message and apply the chat template')
+    .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'));
+  addEngineOptions(cmd);
+  cmd.action(async (o: Record<string, unknown>) => {
+    const config = engineConfigFromOptions(o);
+    const prompts: PromptInput[] = [];
+    for (const p of (o.prompt as string[] | undefined) ?? []) prompts.push(p);
+    if (o.promptTokenIds) prompts.push({ prompt_token_ids: o.promptTokenIds as number[] });
+    if (o.promptsFile) prompts.push(...readPromptsFile(o.promptsFile as string));
+    if (prompts.length === 0)
+      throw new PromptInputError('give a prompt: --prompt, --prompt-token-ids or --prompts-file');
+    const params: SamplingParamsInput = {
+      maxTokens: o.maxTokens as number,
+      ...(o.temperature !== undefined ? { temperature: o.temperature as number } : {}),
+      ...(o.topP !== undefined ? { topP: o.topP as number } : {}),
+      ...(o.topK !== undefined ? { topK: o.topK as number } : {}),
+      ...(o.minP !== undefined ? { minP: o.minP as number } : {}),
+      ...(o.samplingSeed !== undefined ? { seed: o.samplingSeed as number } : {}),
+      ...(o.ignoreEos ? { ignoreEos: true } : {}),
+      ...(o.logprobs !== undefined ? { logprobs: o.logprobs as number } : {}),
+      ...(o.promptLogprobs !== undefined ? { promptLogprobs: o.promptLogprobs as number } : {}),
+      ...(o.stop ? { stop: o.stop as string[] } : {}),
+    };
+    const llm = new LLM({ engineConfig: config, logger: createLogger() });
+    try {
+      let outputs: RequestOutput[];
+      if (o.chat) {
+        const texts = prompts.map((p) => {
+          if (typeof p === 'string') return p;
+          if ('prompt' in p) return p.prompt;
+          throw new PromptInputError('--chat takes text prompts, not token ids');
+        });
+        outputs = await llm.chat(
+          texts.map((t) => [{ role: 'user', content: t }]),
+          params,
+        );
+      } else {
+        outputs = await llm.generate(prompts, params);
+      }
+      for (const out of outputs) {
+        if (o.output === 'json') process.stdout.write(`${toJsonLine(out)}\n`);
+        else process.stdout.write(`${out.outputs[0]!.text}\n`);
+      }
+    } finally {
+      await llm.close();
+    }
+  });
+  return cmd;
+}

@@ -1,0 +1,33 @@
+// The `duet` command line: subcommands share the engine flags (vLLM's names; `--flag_name` spellings
+// are accepted too). Errors are printed as one clear line and exit with status 1.
+
+import { Command, CommanderError } from 'commander';
+import { normaliseFlagSpelling } from './engine-args.js';
+import { generateCommand } from './generate.js';
+
+export function buildProgram(): Command {
+  const program = new Command('duet')
+    .description('Duet: an LLM serving engine for Node.js (DeepSeek MLA / MoE), modelled on vLLM')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(generateCommand());
+  for (const c of program.commands) c.exitOverride();
+  program.exitOverride();
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(normaliseFlagSpelling(argv), { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode;
+      return;
+    }
+    const err = e as Error;
+    process.stderr.write(`error: ${err.message}\n`);
+    if (process.env.DUET_DEBUG === '1' && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = 1;
+  }
+}

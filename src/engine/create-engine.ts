@@ -1,0 +1,89 @@
+// Builds a ready engine from an EngineConfig: platform kernels, model and tokenizer, KV cache sized
+// from memory, scheduler and model runner. Logs each stage and the resulting capacity.
+
+import type { EngineConfig } from '../config/engine-config.js';
+import { Scheduler } from '../core/scheduler.js';
+import { MlaKvCache } from '../models/mla-kv-cache.js';
+import { loadModel } from '../models/model-loader.js';
+import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
+import type { Platform } from '../platforms/platform.js';
+import { type Logger, silentLogger } from '../util/logger.js';
+import { ModelRunner } from '../worker/model-runner.js';
+import { sizeKvCache } from './kv-cache-sizing.js';
+import { LLMEngine } from './llm-engine.js';
+
+/** Token budget of a step when --max-num-batched-tokens is not given (chunked prefill on). */
+export const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
+
+export interface CreateEngineOptions {
+  readonly platform?: Platform;
+  readonly logger?: Logger;
+}
+
+export async function createEngine(config: EngineConfig, opts: CreateEngineOptions = {}): Promise<LLMEngine> {
+  const log = opts.logger ?? silentLogger;
+  const platform = opts.platform ?? new CpuPlatform();
+  for (const n of platform.checkConfig(config.passthrough)) log.info(`notice: ${n.message}`);
+  log.info(`platform ${platform.name}: ${platform.deviceName}`);
+
+  log.info('building kernels');
+  const kernels = await platform.createKernels(
+    config.parallel.numThreads !== null ? { numThreads: config.parallel.numThreads } : {},
+  );
+  log.info(`kernels: ${kernels.name}`);
+  try {
+    const started = performance.now();
+    const loaded = loadModel(config.model, kernels, {
+      onStage: (s) => log.info(s),
+      onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
+    });
+    const c = loaded.config;
+    log.info(
+      `model ${loaded.isEmbedded ? 'embedded default (DeepSeek-V3 architecture, toy size)' : loaded.dir}: ` +
+        `${c.architecture}, ${c.numHiddenLayers} layers, weights ${loaded.weightDType} ` +
+        `${(loaded.weightBytes / 2 ** 30).toFixed(2)} GiB, loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    if (loaded.isDummy) log.warn('the weights are random (dummy): outputs are meaningless text');
+
+    const bs = config.cache.blockSize;
+    const bytesPerBlock = MlaKvCache.bytesPerToken(c.numHiddenLayers, c.kvLoraRank, c.qkRopeHeadDim) * bs;
+    const sizing = sizeKvCache(
+      config.cache,
+      bytesPerBlock,
+      platform.totalMemoryBytes(),
+      process.memoryUsage().rss,
+    );
+    const cache = new MlaKvCache(
+      kernels,
+      c.numHiddenLayers,
+      sizing.numBlocks,
+      bs,
+      c.kvLoraRank,
+      c.qkRopeHeadDim,
+    );
+    const maxModelLen = loaded.maxModelLen;
+    log.info(
+      `KV cache: ${sizing.numBlocks} blocks of ${bs} tokens (${(sizing.bytes / 2 ** 20).toFixed(1)} MiB, ${sizing.reason}); ` +
+        `maximum concurrency for ${maxModelLen} tokens per request: ${((sizing.numBlocks * bs) / maxModelLen).toFixed(2)}x`,
+    );
+
+    const chunked = config.scheduler.enableChunkedPrefill;
+    const maxNumBatchedTokens =
+      config.scheduler.maxNumBatchedTokens ??
+      (chunked ? DEFAULT_MAX_NUM_BATCHED_TOKENS : Math.max(maxModelLen, DEFAULT_MAX_NUM_BATCHED_TOKENS));
+    const scheduler = new Scheduler({
+      maxNumSeqs: config.scheduler.maxNumSeqs,
+      maxNumBatchedTokens,
+      maxModelLen,
+      blockSize: bs,
+      numBlocks: sizing.numBlocks,
+      enableChunkedPrefill: chunked,
+      enablePrefixCaching: config.cache.enablePrefixCaching,
+    });
+    const runner = new ModelRunner(loaded.model, cache);
+    return new LLMEngine({ loaded, kernels, runner, scheduler, maxModelLen, seed: config.model.seed });
+  } catch (e) {
+    await kernels.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,309 @@
+// The engine core: continuous batching, one step at a time. A step is
+//   plan = scheduler.schedule() → runner.execute(plan) → sample → stop checks → scheduler.updateFromOutput
+// Requests join and leave between steps; each accepted request ends with a result or an error.
+
+import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError } from '../core/errors.js';
+import type { FinishReason } from '../core/request.js';
+import type { Scheduler } from '../core/scheduler.js';
+import type { SchedulerStats } from '../core/scheduler-output.js';
+import type { Kernels } from '../kernels/kernels.js';
+import type { LoadedModel } from '../models/model-loader.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { computeTokenLogprobs, type TokenLogprobs } from '../worker/logprobs.js';
+import type { ModelRunner } from '../worker/model-runner.js';
+import { Sampler } from '../worker/sampler.js';
+import type { SamplingParams } from '../worker/sampling-params.js';
+import { createRequestRng, SamplingRng } from '../worker/sampling-rng.js';
+import { RequestSamplingState } from '../worker/sampling-state.js';
+import { IncrementalDetokenizer } from './detokenizer.js';
+import { EngineRequestState, type RequestUpdate } from './request-state.js';
+import { StopChecker } from './stop-checker.js';
+
+/** A request the engine cannot accept: says what is wrong. Maps to HTTP 400. */
+export class RequestRejectedError extends Error {
+  constructor(
+    message: string,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+    this.name = 'RequestRejectedError';
+  }
+}
+
+export interface EngineParts {
+  readonly loaded: LoadedModel;
+  readonly kernels: Kernels;
+  readonly runner: ModelRunner;
+  readonly scheduler: Scheduler;
+  readonly maxModelLen: number;
+  readonly seed: number;
+  /** Clock for arrival times and metrics (injectable for tests). */
+  readonly now?: () => number;
+}
+
+/** Counters the metrics endpoint reads. */
+export interface EngineCounters {
+  promptTokens: number;
+  generationTokens: number;
+  numFinished: number;
+  numSteps: number;
+}
+
+export class LLMEngine {
+  readonly loaded: LoadedModel;
+  readonly tokenizer: Tokenizer;
+  readonly maxModelLen: number;
+  readonly kernels: Kernels;
+  private readonly scheduler: Scheduler;
+  private readonly runner: ModelRunner;
+  private readonly sampler: Sampler;
+  private readonly engineRng: SamplingRng;
+  private readonly states = new Map<string, EngineRequestState>();
+  private readonly eosTokenIds: readonly number[];
+  private readonly now: () => number;
+  private nextId = 0;
+  readonly counters: EngineCounters = { promptTokens: 0, generationTokens: 0, numFinished: 0, numSteps: 0 };
+
+  constructor(parts: EngineParts) {
+    this.loaded = parts.loaded;
+    this.tokenizer = parts.loaded.tokenizer;
+    this.kernels = parts.kernels;
+    this.runner = parts.runner;
+    this.scheduler = parts.scheduler;
+    this.maxModelLen = parts.maxModelLen;
+    this.sampler = new Sampler(parts.loaded.config.vocabSize);
+    this.engineRng = new SamplingRng(parts.seed);
+    this.now = parts.now ?? (() => performance.now() / 1000);
+    const eos = new Set(parts.loaded.config.eosTokenIds);
+    if (this.tokenizer.eosTokenId !== null) eos.add(this.tokenizer.eosTokenId);
+    this.eosTokenIds = [...eos];
+  }
+
+  /**
+   * Accepts a request (throws `RequestRejectedError` for input it can never serve). Returns its id.
+   * `params` must come from `resolveSamplingParams` (n = 1: fan out n > 1 before calling).
+   */
+  addRequest(promptTokenIds: readonly number[], params: SamplingParams, requestId?: string): string {
+    const id = requestId ?? `req-${this.nextId++}`;
+    const V = this.loaded.config.vocabSize;
+    if (promptTokenIds.length === 0)
+      throw new RequestRejectedError('the prompt is empty; give at least one token', 'prompt');
+    for (const t of promptTokenIds) {
+      if (!Number.isInteger(t) || t < 0 || t >= V) {
+        throw new RequestRejectedError(
+          `token id ${t} is out of vocabulary (valid ids: 0..${V - 1})`,
+          'prompt',
+        );
+      }
+    }
+    const maxTokens = params.maxTokens ?? this.maxModelLen - promptTokenIds.length;
+    if (promptTokenIds.length >= this.maxModelLen || maxTokens < 1) {
+      throw new RequestRejectedError(
+        `This model's maximum context length is ${this.maxModelLen} tokens. However, your request has ` +
+          `${promptTokenIds.length} input tokens. Please reduce the length of the input messages.`,
+        'prompt',
+      );
+    }
+    try {
+      this.scheduler.addRequest({
+        requestId: id,
+        promptTokenIds,
+        maxTokens,
+        arrivalTime: this.now(),
+        skipPrefixCacheHits: params.promptLogprobs !== null,
+      });
+    } catch (e) {
+      if (
+        e instanceof ContextLengthExceededError ||
+        e instanceof KVCacheCapacityError ||
+        e instanceof InvalidRequestError
+      ) {
+        throw new RequestRejectedError(
+          e.message,
+          e instanceof ContextLengthExceededError ? 'max_tokens' : null,
+        );
+      }
+      throw e;
+    }
+    const rng = createRequestRng(params.seed, this.engineRng);
+    const sampling = new RequestSamplingState(params, rng, { promptTokenIds, eosTokenIds: this.eosTokenIds });
+    const detok = new IncrementalDetokenizer(this.tokenizer, {
+      skipSpecialTokens: params.skipSpecialTokens,
+      promptTokenIds,
+    });
+    const stop = new StopChecker(detok, params, {
+      eosTokenIds: this.eosTokenIds,
+      maxModelLen: this.maxModelLen,
+      numPromptTokens: promptTokenIds.length,
+    });
+    this.states.set(id, new EngineRequestState(id, promptTokenIds, params, sampling, stop, this.now()));
+    this.runner.addRequest(id, {
+      numPromptTokens: promptTokenIds.length,
+      wantsPromptLogits: params.promptLogprobs !== null,
+    });
+    this.counters.promptTokens += promptTokenIds.length;
+    return id;
+  }
+
+  /** Cancels a request wherever it is; its KV blocks return at once. Returns its final update, if live. */
+  abort(requestId: string): RequestUpdate | null {
+    const state = this.states.get(requestId);
+    if (!state) return null;
+    this.scheduler.abort(requestId);
+    this.runner.removeRequest(requestId);
+    state.finishReason = 'abort';
+    return this.finalise(state, [], null);
+  }
+
+  hasUnfinishedRequests(): boolean {
+    return this.states.size > 0;
+  }
+
+  get numUnfinishedRequests(): number {
+    return this.states.size;
+  }
+
+  stats(): SchedulerStats {
+    return this.scheduler.stats();
+  }
+
+  /** Runs one step; returns the updates of every request that progressed or finished. */
+  async step(): Promise<RequestUpdate[]> {
+    const plan = this.scheduler.schedule();
+    if (plan.totalNumScheduledTokens === 0) {
+      this.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
+      return [];
+    }
+    let result: Awaited<ReturnType<ModelRunner['execute']>>;
+    try {
+      result = await this.runner.execute(plan);
+    } catch (e) {
+      // A fault in the model step fails the step's requests, never hangs them.
+      const message = `model step failed: ${(e as Error).message}`;
+      this.scheduler.updateFromOutput({
+        sampledTokenIds: new Map(),
+        finished: new Map(plan.scheduledRequests.map((r) => [r.requestId, 'error' as FinishReason])),
+      });
+      const updates: RequestUpdate[] = [];
+      for (const r of plan.scheduledRequests) {
+        const state = this.states.get(r.requestId);
+        if (!state) continue;
+        state.finishReason = 'error';
+        state.error = message;
+        updates.push(this.finalise(state, [], null));
+      }
+      return updates;
+    }
+    this.counters.numSteps++;
+
+    // Prompt log-probs, computed once per position even when a preempted request recomputes its prompt.
+    for (const [id, pl] of result.promptLogits) {
+      const state = this.states.get(id);
+      if (!state?.promptLogprobs) continue;
+      const V = this.loaded.config.vocabSize;
+      for (let i = 0; i < pl.count; i++) {
+        const target = pl.firstTarget + i;
+        if (target !== state.promptLogprobs.length) continue;
+        const row = pl.rows.subarray(i * V, (i + 1) * V);
+        state.promptLogprobs.push(
+          computeTokenLogprobs(row, state.promptTokenIds[target]!, state.params.promptLogprobs!),
+        );
+      }
+    }
+
+    // Sampling: one row per request that samples, in plan order.
+    const ids: string[] = [];
+    const samplingStates: RequestSamplingState[] = [];
+    for (const r of plan.scheduledRequests) {
+      const state = this.states.get(r.requestId);
+      if (r.samplesToken && state && result.sampleLogits.has(r.requestId)) {
+        ids.push(r.requestId);
+        samplingStates.push(state.sampling);
+      }
+    }
+    const V = this.loaded.config.vocabSize;
+    const rows = new Float32Array(ids.length * V);
+    ids.forEach((id, i) => {
+      rows.set(result.sampleLogits.get(id)!, i * V);
+    });
+    const sampled = this.sampler.sample(rows, samplingStates);
+
+    const sampledTokenIds = new Map<string, number[]>();
+    const finished = new Map<string, FinishReason>();
+    const newLogprobs = new Map<string, TokenLogprobs>();
+    ids.forEach((id, i) => {
+      const state = this.states.get(id)!;
+      const token = sampled.sampledTokenIds[i]!;
+      state.sampling.appendOutputToken(token);
+      sampledTokenIds.set(id, [token]);
+      const lp = sampled.logprobs[i];
+      if (lp && state.logprobs) {
+        state.logprobs.push(lp);
+        state.cumulativeLogprob += lp.logprob;
+        newLogprobs.set(id, lp);
+      }
+      const finish = state.stopChecker.appendToken(token);
+      if (finish) {
+        state.finishReason = finish.finishReason;
+        state.stopReason = finish.stopReason;
+        finished.set(id, finish.finishReason === 'stop' ? 'stopped' : 'length');
+      }
+    });
+    const stepOutputs = this.scheduler.updateFromOutput({ sampledTokenIds, finished });
+
+    const updates: RequestUpdate[] = [];
+    for (const out of stepOutputs) {
+      const state = this.states.get(out.requestId);
+      if (!state) continue;
+      state.outputTokenIds.push(...out.newTokenIds);
+      this.counters.generationTokens += out.newTokenIds.length;
+      const lp = newLogprobs.get(out.requestId);
+      if (out.finishReason !== null) {
+        if (state.finishReason === null)
+          state.finishReason =
+            out.finishReason === 'stopped' ? 'stop' : out.finishReason === 'length' ? 'length' : 'error';
+        updates.push(this.finalise(state, out.newTokenIds, lp ? [lp] : null));
+      } else {
+        updates.push({
+          requestId: state.requestId,
+          newTokenIds: out.newTokenIds,
+          textDelta: state.stopChecker.takeStreamDelta(),
+          newLogprobs: lp ? [lp] : state.logprobs ? [] : null,
+          finished: false,
+          finishReason: null,
+          stopReason: null,
+          error: null,
+          state,
+        });
+      }
+    }
+    return updates;
+  }
+
+  /** Drops a finished request's state and builds its last update. */
+  private finalise(
+    state: EngineRequestState,
+    newTokenIds: readonly number[],
+    lp: TokenLogprobs[] | null,
+  ): RequestUpdate {
+    this.states.delete(state.requestId);
+    this.runner.removeRequest(state.requestId);
+    this.counters.numFinished++;
+    return {
+      requestId: state.requestId,
+      newTokenIds,
+      textDelta: state.stopChecker.takeStreamDelta(),
+      newLogprobs: lp ?? (state.logprobs ? [] : null),
+      finished: true,
+      finishReason: state.finishReason,
+      stopReason: state.stopReason,
+      error: state.error,
+      state,
+    };
+  }
+
+  /** Releases the kernels' threads and memory. */
+  async close(): Promise<void> {
+    await this.kernels.dispose();
+  }
+}

@@ -1,0 +1,122 @@
+// Loads what the engine serves: a Hugging Face model folder (or Duet's embedded default model) into a
+// validated config, a DeepSeek model on the given kernels, its tokenizer and its generation defaults.
+
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ModelSettings } from '../config/engine-config.js';
+import { EngineConfigError } from '../config/engine-config.js';
+import type { DeepseekConfig } from '../config/model-config.js';
+import type { Kernels, WeightDType } from '../kernels/kernels.js';
+import type { GenerationDefaults } from '../loader/generation-config.js';
+import { loadGenerationDefaults } from '../loader/generation-config.js';
+import { loadDeepseekConfig } from '../loader/hf-config.js';
+import { openWeights, resolveModelFolder } from '../loader/model-folder.js';
+import {
+  deepseekV3TokenizerFiles,
+  loadTokenizer,
+  loadTokenizerFromFiles,
+  type Tokenizer,
+} from '../tokenizer/tokenizer.js';
+import { DeepseekForCausalLM } from './deepseek.js';
+import { numParameters } from './deepseek-weights.js';
+
+/** The embedded default model's folder (config only; its weights are always dummy). */
+export function embeddedModelDir(): string {
+  // Compiled to dist/src/models/: the assets folder sits at the package root.
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'assets', 'default-model');
+}
+
+export interface LoadedModel {
+  readonly model: DeepseekForCausalLM;
+  readonly config: DeepseekConfig;
+  readonly tokenizer: Tokenizer;
+  /** From generation_config.json (null with `--generation-config vllm` or when absent). */
+  readonly generationDefaults: GenerationDefaults | null;
+  /** The model folder, or the embedded model's. */
+  readonly dir: string;
+  readonly isEmbedded: boolean;
+  /** Whether the weights are seeded random ones. */
+  readonly isDummy: boolean;
+  /** Bytes the linear weights occupy as stored. */
+  readonly weightBytes: number;
+  readonly weightDType: WeightDType;
+  /** The context length the engine allows. */
+  readonly maxModelLen: number;
+}
+
+export interface LoadProgress {
+  onStage?(stage: string): void;
+  onLayerLoaded?(layer: number, numLayers: number): void;
+}
+
+/** Storage dtype of linear weights for `--dtype` on CPU: `auto` keeps a BF16 checkpoint's bf16. */
+export function weightDTypeFor(dtype: ModelSettings['dtype'], config: DeepseekConfig): WeightDType {
+  if (dtype === 'float32') return 'f32';
+  if (dtype === 'bfloat16') return 'bf16';
+  return config.torchDtype === 'float32' ? 'f32' : 'bf16';
+}
+
+export function loadModel(
+  settings: ModelSettings,
+  kernels: Kernels,
+  progress: LoadProgress = {},
+): LoadedModel {
+  const isEmbedded = settings.model === null;
+  const dir = isEmbedded ? embeddedModelDir() : resolveModelFolder(settings.model!).dir;
+  const config = loadDeepseekConfig(dir, { ...settings.hfOverrides });
+  const maxModelLen = settings.maxModelLen ?? config.maxPositionEmbeddings;
+  if (maxModelLen > config.maxPositionEmbeddings) {
+    throw new EngineConfigError(
+      `--max-model-len ${maxModelLen} exceeds the model's max_position_embeddings (${config.maxPositionEmbeddings})`,
+    );
+  }
+
+  progress.onStage?.('loading tokenizer');
+  const tokenizer = loadTokenizerFor(settings, dir, isEmbedded);
+
+  const generationDefaults = generationDefaultsFor(settings.generationConfig, dir);
+
+  const loadFormat = isEmbedded ? 'dummy' : settings.loadFormat;
+  const weightDType = weightDTypeFor(settings.dtype, config);
+  progress.onStage?.(loadFormat === 'dummy' ? 'generating dummy weights' : 'loading weights');
+  const source = openWeights(dir, config, loadFormat, { seed: settings.seed, dummyDType: 'bf16' });
+  let model: DeepseekForCausalLM;
+  try {
+    model = new DeepseekForCausalLM(config, {
+      kernels,
+      source,
+      weightDType,
+      maxPositions: maxModelLen,
+      onLayerLoaded: progress.onLayerLoaded,
+    });
+  } finally {
+    source.close();
+  }
+  return {
+    model,
+    config,
+    tokenizer,
+    generationDefaults,
+    dir,
+    isEmbedded,
+    isDummy: loadFormat === 'dummy',
+    weightBytes: numParameters(config) * (weightDType === 'bf16' ? 2 : 4),
+    weightDType,
+    maxModelLen,
+  };
+}
+
+function loadTokenizerFor(settings: ModelSettings, dir: string, isEmbedded: boolean): Tokenizer {
+  const options = settings.chatTemplate !== null ? { chatTemplate: settings.chatTemplate } : {};
+  if (settings.tokenizer !== null) return loadTokenizer(settings.tokenizer, options);
+  if (!isEmbedded && existsSync(join(dir, 'tokenizer.json'))) return loadTokenizer(dir, options);
+  // The embedded model, or a config-only folder: the DeepSeek-V3 tokenizer and chat template.
+  return loadTokenizerFromFiles(deepseekV3TokenizerFiles(), options);
+}
+
+function generationDefaultsFor(setting: string, modelDir: string): GenerationDefaults | null {
+  if (setting === 'vllm') return null;
+  if (setting === 'auto') return loadGenerationDefaults(modelDir);
+  return loadGenerationDefaults(setting);
+}

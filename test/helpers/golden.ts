@@ -1,0 +1,48 @@
+// Reads the golden reference outputs shipped in test/fixtures (see test/fixtures/GOLDEN_README.md) and
+// offers the small numeric helpers the golden comparisons share.
+
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface GoldenPrompt {
+  readonly name: string;
+  readonly ids: number[];
+  readonly argmax: number[];
+  readonly top5_ids: number[][];
+  readonly top5_logprobs: number[][];
+  readonly last_logits: number[];
+  readonly routing: Record<string, { experts: number[][]; weights: number[][] }>;
+  readonly greedy: { ids: number[]; step_top5_ids: number[][]; step_top5_logprobs: number[][] };
+}
+
+export interface Golden {
+  readonly prompts: GoldenPrompt[];
+  readonly tokenizer_cases: { text: string; ids: number[]; decoded: string; decoded_skip_special: string }[];
+}
+
+/** Absolute path of a fixture folder (compiled tests live in dist/test/helpers). */
+export function fixtureDir(name: string): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return join(here, '..', '..', '..', 'test', 'fixtures', name);
+}
+
+export function loadGolden(name: string): Golden {
+  return JSON.parse(readFileSync(join(fixtureDir(name), 'golden.json'), 'utf8')) as Golden;
+}
+
+/** log-softmax of one row, in float64. */
+export function logSoftmax(row: Float32Array): Float64Array {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(row, (v) => v - lse);
+}
+
+export function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+  return best;
+}
