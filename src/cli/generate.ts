@@ -132,7 +132,8 @@ export function generateCommand(): Command {
       ...(o.promptLogprobs !== undefined ? { promptLogprobs: o.promptLogprobs as number } : {}),
       ...(o.stop ? { stop: o.stop as string[] } : {}),
     };
-    const llm = new LLM({ engineConfig: config, logger: createLogger() });
+    const logger = createLogger();
+    const llm = new LLM({ engineConfig: config, logger });
     try {
       let outputs: RequestOutput[];
       if (o.chat) {
@@ -152,6 +153,13 @@ export function generateCommand(): Command {
         if (o.output === 'json') process.stdout.write(`${toJsonLine(out)}\n`);
         else process.stdout.write(`${out.outputs[0]!.text}\n`);
       }
+      const engine = await llm.engine();
+      const s = engine.stats();
+      logger.info(
+        `finished ${outputs.length} prompt(s): ${engine.counters.promptTokens} prompt tokens, ` +
+          `${engine.counters.generationTokens} generated, ${engine.counters.numSteps} steps, ` +
+          `${s.numPreemptions} preemptions, prefix cache hits ${s.prefixCacheHits}/${s.prefixCacheQueries} tokens`,
+      );
     } finally {
       await llm.close();
     }
