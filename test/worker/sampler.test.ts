@@ -376,7 +376,7 @@ describe('logprobs', () => {
     const order = Array.from(row.keys()).sort((a, b) => expected[b]! - expected[a]! || a - b);
     assert.deepEqual(lp.topTokenIds, order.slice(0, 5));
     assert.deepEqual(lp.topTokenIds.slice(0, 2), [10, 11]);
-    lp.topLogprobs.forEach((v, j) => assert.ok(Math.abs(v - expected[order[j]!]!) < 1e-9));
+    for (const [j, v] of lp.topLogprobs.entries()) assert.ok(Math.abs(v - expected[order[j]!]!) < 1e-9);
     assert.equal(lp.rank, order.indexOf(sampled) + 1);
   });
 
