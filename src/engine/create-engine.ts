@@ -4,7 +4,7 @@
 import type { EngineConfig } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
 import { MlaKvCache } from '../models/mla-kv-cache.js';
-import { loadModel } from '../models/model-loader.js';
+import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -32,26 +32,18 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
   );
   log.info(`kernels: ${kernels.name}`);
   try {
-    const started = performance.now();
-    const loaded = loadModel(config.model, kernels, {
-      onStage: (s) => log.info(s),
-      onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
-    });
-    const c = loaded.config;
-    log.info(
-      `model ${loaded.isEmbedded ? 'embedded default (DeepSeek-V3 architecture, toy size)' : loaded.dir}: ` +
-        `${c.architecture}, ${c.numHiddenLayers} layers, weights ${loaded.weightDType} ` +
-        `${(loaded.weightBytes / 2 ** 30).toFixed(2)} GiB, loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-    );
-    if (loaded.isDummy) log.warn('the weights are random (dummy): outputs are meaningless text');
-
+    // The KV cache is sized and allocated before the weights load, so that it gets room in the kernels'
+    // primary memory (the weights spread over as many memories as they need).
+    const resolved = resolveModel(config.model);
+    const c = resolved.config;
+    const maxModelLen = resolved.maxModelLen;
     const bs = config.cache.blockSize;
     const bytesPerBlock = MlaKvCache.bytesPerToken(c.numHiddenLayers, c.kvLoraRank, c.qkRopeHeadDim) * bs;
     const sizing = sizeKvCache(
       config.cache,
       bytesPerBlock,
       platform.totalMemoryBytes(),
-      process.memoryUsage().rss,
+      process.memoryUsage().rss + resolved.weightBytes,
     );
     const cache = new MlaKvCache(
       kernels,
@@ -61,11 +53,22 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       c.kvLoraRank,
       c.qkRopeHeadDim,
     );
-    const maxModelLen = loaded.maxModelLen;
     log.info(
       `KV cache: ${sizing.numBlocks} blocks of ${bs} tokens (${(sizing.bytes / 2 ** 20).toFixed(1)} MiB, ${sizing.reason}); ` +
         `maximum concurrency for ${maxModelLen} tokens per request: ${((sizing.numBlocks * bs) / maxModelLen).toFixed(2)}x`,
     );
+
+    const started = performance.now();
+    const loaded = loadModel(resolved, kernels, {
+      onStage: (s) => log.info(s),
+      onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
+    });
+    log.info(
+      `model ${loaded.isEmbedded ? 'embedded default (DeepSeek-V3 architecture, toy size)' : loaded.dir}: ` +
+        `${c.architecture}, ${c.numHiddenLayers} layers, weights ${loaded.weightDType} ` +
+        `${(loaded.weightBytes / 2 ** 30).toFixed(2)} GiB, loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    if (loaded.isDummy) log.warn('the weights are random (dummy): outputs are meaningless text');
 
     const chunked = config.scheduler.enableChunkedPrefill;
     const maxNumBatchedTokens =

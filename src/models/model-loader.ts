@@ -57,11 +57,20 @@ export function weightDTypeFor(dtype: ModelSettings['dtype'], config: DeepseekCo
   return config.torchDtype === 'float32' ? 'f32' : 'bf16';
 }
 
-export function loadModel(
-  settings: ModelSettings,
-  kernels: Kernels,
-  progress: LoadProgress = {},
-): LoadedModel {
+/** A model resolved from the settings, before any weight is read. */
+export interface ResolvedModel {
+  readonly settings: ModelSettings;
+  readonly dir: string;
+  readonly isEmbedded: boolean;
+  readonly config: DeepseekConfig;
+  readonly maxModelLen: number;
+  readonly weightDType: WeightDType;
+  /** Bytes the weights will occupy as stored. */
+  readonly weightBytes: number;
+}
+
+/** Finds the model folder and validates its config (and --max-model-len); reads no weights. */
+export function resolveModel(settings: ModelSettings): ResolvedModel {
   const isEmbedded = settings.model === null;
   const dir = isEmbedded ? embeddedModelDir() : resolveModelFolder(settings.model!).dir;
   const config = loadDeepseekConfig(dir, { ...settings.hfOverrides });
@@ -71,14 +80,23 @@ export function loadModel(
       `--max-model-len ${maxModelLen} exceeds the model's max_position_embeddings (${config.maxPositionEmbeddings})`,
     );
   }
+  const weightDType = weightDTypeFor(settings.dtype, config);
+  const weightBytes = numParameters(config) * (weightDType === 'bf16' ? 2 : 4);
+  return { settings, dir, isEmbedded, config, maxModelLen, weightDType, weightBytes };
+}
 
+/** Loads the tokenizer, generation defaults and weights of a resolved model onto `kernels`. */
+export function loadModel(
+  resolved: ResolvedModel,
+  kernels: Kernels,
+  progress: LoadProgress = {},
+): LoadedModel {
+  const { settings, dir, isEmbedded, config, weightDType } = resolved;
   progress.onStage?.('loading tokenizer');
   const tokenizer = loadTokenizerFor(settings, dir, isEmbedded);
-
   const generationDefaults = generationDefaultsFor(settings.generationConfig, dir);
 
   const loadFormat = isEmbedded ? 'dummy' : settings.loadFormat;
-  const weightDType = weightDTypeFor(settings.dtype, config);
   progress.onStage?.(loadFormat === 'dummy' ? 'generating dummy weights' : 'loading weights');
   const source = openWeights(dir, config, loadFormat, { seed: settings.seed, dummyDType: 'bf16' });
   let model: DeepseekForCausalLM;
@@ -87,7 +105,7 @@ export function loadModel(
       kernels,
       source,
       weightDType,
-      maxPositions: maxModelLen,
+      maxPositions: resolved.maxModelLen,
       onLayerLoaded: progress.onLayerLoaded,
     });
   } finally {
@@ -101,9 +119,9 @@ export function loadModel(
     dir,
     isEmbedded,
     isDummy: loadFormat === 'dummy',
-    weightBytes: numParameters(config) * (weightDType === 'bf16' ? 2 : 4),
+    weightBytes: resolved.weightBytes,
     weightDType,
-    maxModelLen,
+    maxModelLen: resolved.maxModelLen,
   };
 }
 
