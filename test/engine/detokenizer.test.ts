@@ -3,7 +3,6 @@
 // only once complete, skip_special_tokens, ids outside the vocabulary, real U+FFFD, and small windows.
 
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { IncrementalDetokenizer } from '../../src/engine/detokenizer.js';
