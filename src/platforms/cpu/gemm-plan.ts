@@ -22,19 +22,31 @@ export interface GemmPlan {
 const FLOPS_PER_SECOND = 30e9;
 const BYTES_PER_SECOND = 10e9;
 /** A thread is worth waking for at least this much work (a wake-up costs ~15 µs when it sleeps). */
-const MIN_SECONDS_PER_THREAD = 25e-6;
+export const MIN_SECONDS_PER_THREAD = 25e-6;
 /** x (bytes) up to which the whole of k is one block. */
 const MAX_UNBLOCKED_X_BYTES = 8 * 1024 * 1024;
 /** The k-block length beyond that. */
 const BLOCK_K = 1024;
 
-/** Plans out[m, n] = x[m, k] · w[n, k]ᵀ with weights of `weightBytes` on at most `numThreads` threads. */
-export function planGemm(m: number, n: number, k: number, weightBytes: number, numThreads: number): GemmPlan {
+/**
+ * Plans out[m, n] = x[m, k] · w[n, k]ᵀ with weights of `weightBytes` on at most `numThreads` threads,
+ * giving each thread at least `minSecondsPerThread` of estimated work (0: use every thread there is
+ * work for).
+ */
+export function planGemm(
+  m: number,
+  n: number,
+  k: number,
+  weightBytes: number,
+  numThreads: number,
+  minSecondsPerThread = MIN_SECONDS_PER_THREAD,
+): GemmPlan {
   const kc = m * k * 4 <= MAX_UNBLOCKED_X_BYTES ? k : BLOCK_K;
   const numPanels = Math.ceil(n / PANEL_WIDTH);
   const numTiles = Math.ceil(m / 4);
   const seconds = Math.max((2 * m * n * k) / FLOPS_PER_SECOND, weightBytes / BYTES_PER_SECOND);
-  let threads = Math.max(1, Math.min(numThreads, Math.floor(seconds / MIN_SECONDS_PER_THREAD)));
+  const worthIt = minSecondsPerThread > 0 ? Math.floor(seconds / minSecondsPerThread) : numThreads;
+  let threads = Math.max(1, Math.min(numThreads, worthIt));
   if (threads === 1) return { kc, parts: [{ p0: 0, p1: numPanels, r0: 0, r1: m }] };
   // Split the columns when there are enough panels (each thread then streams its own weights);
   // otherwise the rows, in 4-row tiles.

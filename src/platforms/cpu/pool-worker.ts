@@ -3,7 +3,7 @@
 // little, then Atomics.wait; run its share; count itself done. New arenas arrive on a port that it
 // drains synchronously when a job names an arena it has not seen.
 
-import { receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { type GemmExports, gemmExports, instantiateKernels } from './kernel-module.js';
 import * as P from './pool-protocol.js';
 import { enableWasmFeatures } from './wasm-features.js';
@@ -26,6 +26,8 @@ function runWorker(data: P.PoolWorkerData): void {
 
   // The control block starts at job 0; a job posted before this thread got here is still seen.
   let seen = 0;
+  // Tell the pool this thread is loaded and about to wait for jobs.
+  parentPort?.postMessage('ready');
   for (;;) {
     let seq = Atomics.load(ctl, P.SEQ);
     for (let i = 0; seq === seen && i < data.spin; i++) seq = Atomics.load(ctl, P.SEQ);

@@ -77,14 +77,19 @@ export class GemmThreadPool {
         spin: opts.spin,
         port: port2,
       };
+      // execArgv: [] — the parent's flags (e.g. --input-type with -e) can break a worker's module loading.
       const worker = new Worker(new URL('./pool-worker.js', import.meta.url), {
         workerData: data,
         transferList: [port2],
+        execArgv: [],
       });
       started.push(
         new Promise<void>((resolve, reject) => {
-          worker.once('online', () => resolve());
+          worker.once('message', () => resolve());
           worker.once('error', reject);
+          worker.once('exit', (code) =>
+            reject(new PoolWorkerError(`pool worker ${t} exited with code ${code} at start`)),
+          );
         }),
       );
       pool.workers.push(worker);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../../kernels/kernels.js';
 import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
-import { planGemm } from './gemm-plan.js';
+import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
 import { GemmThreadPool, type GemmShare } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
@@ -22,6 +22,17 @@ export interface WasmKernelsOptions {
   relaxed?: boolean;
   /** Spin iterations of an idle worker before it sleeps (default 20000, some tens of µs). */
   spin?: number;
+  /**
+   * Least estimated work (seconds) worth giving a thread; smaller GEMMs use fewer threads. Default
+   * 25 µs; 0 splits every GEMM over all threads (tests use it to exercise the split on small shapes).
+   */
+  minSecondsPerThread?: number;
+}
+
+/** Bytes `linear` copied between callers' arrays and the arenas (zero for arrays that live there). */
+export interface CopyStats {
+  bytesIn: number;
+  bytesOut: number;
 }
 
 /** A packed weight and where it lives. */
@@ -74,16 +85,20 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   }
   const module = compileKernelModule(relaxed);
   const pool = await GemmThreadPool.create(module, { numThreads, spin: opts.spin ?? 20000 });
-  return new WasmKernels(module, pool, relaxed, Math.floor(arenaBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
+  const limit = Math.floor(arenaBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
+  return new WasmKernels(module, pool, relaxed, limit, opts.minSecondsPerThread ?? MIN_SECONDS_PER_THREAD);
 }
 
 export class WasmKernels implements Kernels {
   readonly name: string;
   private readonly arenas: Arena[] = [];
-  private ops: WasmOps;
-  private opsRegion: number;
+  /** The operator kernels, created on first use over a region of the primary arena. */
+  private ops: WasmOps | undefined;
+  private opsRegion = -1;
   private opsRegionBytes: number;
   private disposed = false;
+  private threadsInUse: number;
+  private readonly copies: CopyStats = { bytesIn: 0, bytesOut: 0 };
 
   /** Use createWasmKernels. */
   constructor(
@@ -92,17 +107,42 @@ export class WasmKernels implements Kernels {
     readonly relaxed: boolean,
     /** Largest size of one arena. */
     readonly arenaBytes: number,
+    private readonly minSecondsPerThread: number,
   ) {
     this.name = `${relaxed ? 'wasm-relaxed-simd' : 'wasm-simd'} x${pool.numThreads}`;
-    const primary = this.addArena();
-    this.opsRegionBytes = OPS_REGION_BYTES;
-    this.opsRegion = primary.alloc(this.opsRegionBytes, 'operator scratch');
-    this.ops = this.makeOps();
+    this.threadsInUse = pool.numThreads;
+    this.addArena();
+    this.opsRegionBytes = Math.min(OPS_REGION_BYTES, arenaBytes >> 3);
   }
 
   /** Threads used by the GEMM, the calling thread included. */
   get numThreads(): number {
     return this.pool.numThreads;
+  }
+
+  /**
+   * Threads that `linear` spreads over (1..numThreads; default numThreads): fewer leave cores to other
+   * work, and the benchmark compares thread counts with one set of prepared weights.
+   */
+  get activeThreads(): number {
+    return this.threadsInUse;
+  }
+
+  set activeThreads(t: number) {
+    if (!Number.isInteger(t) || t < 1 || t > this.pool.numThreads) {
+      throw new WasmKernelsError(`activeThreads = ${t}; allowed: 1..${this.pool.numThreads}`);
+    }
+    this.threadsInUse = t;
+  }
+
+  /** Bytes `linear` has copied in and out so far (a snapshot). */
+  get copyStats(): CopyStats {
+    return { ...this.copies };
+  }
+
+  /** Whether `a` lives in arena `arena` (default: the primary one), so that kernels use it in place. */
+  isInArena(a: ArrayBufferView, arena = 0): boolean {
+    return this.arenas[arena]?.owns(a) ?? false;
   }
 
   /** Number of arenas (memories) in use. */
@@ -183,6 +223,7 @@ export class WasmKernels implements Kernels {
     if (!xIn) {
       xPtr = s;
       arena.f32(xPtr, m * k).set(x.subarray(0, m * k));
+      this.copies.bytesIn += m * k * 4;
       s += xBytes;
     }
     let xp = xPtr;
@@ -193,7 +234,7 @@ export class WasmKernels implements Kernels {
     }
     const outPtr = outIn ? out.byteOffset : s;
 
-    const plan = planGemm(m, n, k, lw.bytes, this.pool.numThreads);
+    const plan = planGemm(m, n, k, lw.bytes, this.threadsInUse, this.minSecondsPerThread);
     const bf16 = lw.dtype === 'bf16' ? 1 : 0;
     const shares: GemmShare[] = plan.parts.map((p) => ({
       out: outPtr,
@@ -214,7 +255,10 @@ export class WasmKernels implements Kernels {
       g.gemm(t.out, t.xp, t.w, t.m, t.n, t.k, t.bf16, t.p0, t.p1, t.r0, t.r1, t.kc);
     if (shares.length === 1) runShare(shares[0]!);
     else this.pool.runGemm(arena.index, shares, runShare);
-    if (!outIn) out.set(arena.f32(outPtr, m * n));
+    if (!outIn) {
+      out.set(arena.f32(outPtr, m * n));
+      this.copies.bytesOut += m * n * 4;
+    }
   }
 
   rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
@@ -332,29 +376,31 @@ export class WasmKernels implements Kernels {
   private withOps(call: (ops: WasmOps) => void): void {
     this.checkLive();
     for (;;) {
+      const ops = this.ops ?? this.makeOps();
       try {
-        call(this.ops);
+        call(ops);
         return;
       } catch (e) {
         // WasmOps checks its region before copying anything in, so a retry starts clean.
         if (!(e instanceof WasmOpsError) || !/scratch region/.test(e.message)) throw e;
         if (this.opsRegionBytes * 2 > this.arenaBytes) throw e;
-        const primary = this.arenas[0]!;
-        primary.release(this.opsRegion);
+        this.arenas[0]!.release(this.opsRegion);
+        this.ops = undefined;
         this.opsRegionBytes *= 2;
-        this.opsRegion = primary.alloc(this.opsRegionBytes, 'operator scratch');
-        this.ops = this.makeOps();
       }
     }
   }
 
+  /** WasmOps over a fresh region of `opsRegionBytes` in the primary arena. */
   private makeOps(): WasmOps {
     const primary = this.arenas[0]!;
-    return new WasmOps(primary.instance.exports, primary.memory, {
+    this.opsRegion = primary.alloc(this.opsRegionBytes, 'operator scratch');
+    this.ops = new WasmOps(primary.instance.exports, primary.memory, {
       scratchBase: this.opsRegion,
       scratchBytes: this.opsRegionBytes,
       name: this.name,
     });
+    return this.ops;
   }
 
   private own(w: LinearWeight): WasmLinear {
