@@ -9,7 +9,7 @@ import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
-import { GemmThreadPool, type GemmShare } from './thread-pool.js';
+import { type GemmShare, GemmThreadPool } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
 import { packBf16, packedBytes, packF32 } from './weight-packing.js';
 

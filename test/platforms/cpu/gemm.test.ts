@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { f32ToBf16, type WeightDType } from '../../../src/kernels/kernels.js';
-import { hasRelaxedSimd, enableWasmFeatures } from '../../../src/platforms/cpu/wasm-features.js';
+import { enableWasmFeatures, hasRelaxedSimd } from '../../../src/platforms/cpu/wasm-features.js';
 import { createWasmKernels, type WasmKernels } from '../../../src/platforms/cpu/wasm-kernels.js';
 import { assertGemmClose, randomF32, roundedToBf16 } from './gemm-check.js';
 
