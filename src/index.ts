@@ -1,0 +1,16 @@
+// Duet's public API for Node.js services that embed the engine in-process.
+
+export type { EngineConfig } from './config/engine-config.js';
+export type { DeepseekConfig } from './config/model-config.js';
+export { LLMEngine, RequestRejectedError } from './engine/llm-engine.js';
+export { createEngine } from './engine/create-engine.js';
+export {
+  type CompletionOutput,
+  LLM,
+  type LLMOptions,
+  type PositionLogprobs,
+  type PromptInput,
+  type RequestOutput,
+} from './engine/llm.js';
+export type { SamplingParams, SamplingParamsInput } from './worker/sampling-params.js';
+export type { ChatMessage } from './tokenizer/chat-template.js';
