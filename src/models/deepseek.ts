@@ -81,7 +81,7 @@ class DecoderLayer {
     kernels.rmsNorm(h, x, this.inputNorm, T, H, eps);
     const attnOut = this.attn.forward(h, batch, cache, this.index);
     // Communication point: tensor-parallel all-reduce of the attention output projection.
-    await comm.allReduce(attnOut);
+    await comm.allReduce(attnOut).wait();
     observer?.onActivation?.(`layers.${this.index}.attn_out`, attnOut);
     addInPlace(x, attnOut);
 
@@ -99,7 +99,7 @@ class DecoderLayer {
       this.mlp!.forward(kernels, ffnOut, h, T);
     }
     // Communication point: tensor-parallel all-reduce of the feed-forward output.
-    await comm.allReduce(ffnOut);
+    await comm.allReduce(ffnOut).wait();
     observer?.onActivation?.(`layers.${this.index}.ffn_out`, ffnOut);
     addInPlace(x, ffnOut);
   }
