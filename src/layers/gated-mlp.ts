@@ -2,9 +2,11 @@
 // expert: down(silu(gate(x)) · up(x)), with gate and up fused into one GEMM.
 
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
-import { type LoadContext, loadLinear } from './weight-loading.js';
+import { type LoadContext, loadLinear, type Slice } from './weight-loading.js';
 
 export class GatedMlp {
+  /** Intermediate features on this rank. */
+  readonly intermediate: number;
   /** [2 · intermediate, hidden]: gate rows, then up rows. */
   private readonly gateUp: LinearWeight;
   /** [hidden, intermediate] */
@@ -14,17 +16,27 @@ export class GatedMlp {
     ctx: LoadContext,
     prefix: string,
     readonly hidden: number,
-    readonly intermediate: number,
+    fullIntermediate: number,
+    /** This rank's intermediate features (tensor parallel); all when absent. */
+    shard?: Slice,
   ) {
+    const take = shard ?? { start: 0, count: fullIntermediate };
+    this.intermediate = take.count;
+    // Column-parallel gate and up, row-parallel down: partial outputs are summed across ranks.
     this.gateUp = loadLinear(
       ctx,
       [
-        { name: `${prefix}.gate_proj.weight`, rows: intermediate },
-        { name: `${prefix}.up_proj.weight`, rows: intermediate },
+        { name: `${prefix}.gate_proj.weight`, rows: fullIntermediate, take },
+        { name: `${prefix}.up_proj.weight`, rows: fullIntermediate, take },
       ],
       hidden,
     );
-    this.down = loadLinear(ctx, [{ name: `${prefix}.down_proj.weight`, rows: hidden }], intermediate);
+    this.down = loadLinear(
+      ctx,
+      [{ name: `${prefix}.down_proj.weight`, rows: hidden }],
+      fullIntermediate,
+      take,
+    );
   }
 
   /** out[T, hidden] = down(silu(gate(x)) · up(x)); `x`: [T, hidden]. */

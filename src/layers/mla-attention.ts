@@ -7,6 +7,7 @@ import type { DeepseekConfig } from '../config/model-config.js';
 import type { LinearWeight } from '../kernels/kernels.js';
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
+import { evenShare, type ParallelPlan } from './parallel-plan.js';
 import type { RopeTables } from './rope.js';
 import { copyColumns } from './tensor-ops.js';
 import {
@@ -19,6 +20,7 @@ import {
 } from './weight-loading.js';
 
 export class MlaAttention {
+  /** Heads on this rank (all heads / tensor-parallel size). */
   private readonly numHeads: number;
   private readonly nope: number;
   private readonly rope: number;
@@ -48,9 +50,11 @@ export class MlaAttention {
     prefix: string,
     private readonly ropeTables: RopeTables,
     private readonly softmaxScale: number,
+    plan: ParallelPlan,
   ) {
     const c = config;
-    this.numHeads = c.numAttentionHeads;
+    const heads = evenShare(c.numAttentionHeads, plan.rank, plan.size, 'num_attention_heads');
+    this.numHeads = heads.count;
     this.nope = c.qkNopeHeadDim;
     this.rope = c.qkRopeHeadDim;
     this.vDim = c.vHeadDim;
@@ -58,11 +62,15 @@ export class MlaAttention {
     this.qLora = c.qLoraRank;
     this.qHead = this.nope + this.rope;
     const hidden = c.hiddenSize;
-    const qRows = this.qLora ?? this.numHeads * this.qHead;
+    const H = c.numAttentionHeads;
+    // This rank's query rows: its heads' (nope + rope) features. The latent down-projections are replicated.
+    const qTake = { start: heads.start * this.qHead, count: heads.count * this.qHead };
     this.inProj = loadLinear(
       ctx,
       [
-        { name: `${prefix}.${this.qLora === null ? 'q_proj' : 'q_a_proj'}.weight`, rows: qRows },
+        this.qLora === null
+          ? { name: `${prefix}.q_proj.weight`, rows: H * this.qHead, take: qTake }
+          : { name: `${prefix}.q_a_proj.weight`, rows: this.qLora },
         { name: `${prefix}.kv_a_proj_with_mqa.weight`, rows: this.latent + this.rope },
       ],
       hidden,
@@ -71,7 +79,7 @@ export class MlaAttention {
       this.qANorm = loadVector(ctx, `${prefix}.q_a_layernorm.weight`, this.qLora);
       this.qBProj = loadLinear(
         ctx,
-        [{ name: `${prefix}.q_b_proj.weight`, rows: this.numHeads * this.qHead }],
+        [{ name: `${prefix}.q_b_proj.weight`, rows: H * this.qHead, take: qTake }],
         this.qLora,
       );
     } else {
@@ -79,17 +87,12 @@ export class MlaAttention {
       this.qBProj = null;
     }
     this.kvANorm = loadVector(ctx, `${prefix}.kv_a_layernorm.weight`, this.latent);
-    // kv_b_proj: [numHeads · (nope + vDim), latent]; head h's rows are its W_UK (nope rows) then W_UV (vDim rows).
-    const kvB = loadMatrix(
-      ctx,
-      `${prefix}.kv_b_proj.weight`,
-      this.numHeads * (this.nope + this.vDim),
-      this.latent,
-    );
+    // kv_b_proj: [H · (nope + vDim), latent]; head h's rows are its W_UK (nope rows) then W_UV (vDim rows).
+    const kvB = loadMatrix(ctx, `${prefix}.kv_b_proj.weight`, H * (this.nope + this.vDim), this.latent);
     this.wUkT = [];
     this.wUv = [];
     for (let h = 0; h < this.numHeads; h++) {
-      const base = h * (this.nope + this.vDim);
+      const base = (heads.start + h) * (this.nope + this.vDim);
       const wUk = sliceRows(kvB, this.latent, base, this.nope);
       this.wUkT.push(
         ctx.kernels.prepareLinear(
@@ -102,11 +105,11 @@ export class MlaAttention {
       const wUv = sliceRows(kvB, this.latent, base + this.nope, this.vDim);
       this.wUv.push(ctx.kernels.prepareLinear(wUv, this.vDim, this.latent, ctx.weightDType));
     }
-    this.oProj = loadLinear(
-      ctx,
-      [{ name: `${prefix}.o_proj.weight`, rows: hidden }],
-      this.numHeads * this.vDim,
-    );
+    // Row-parallel: this rank's heads' value features; the partial outputs are summed across ranks.
+    this.oProj = loadLinear(ctx, [{ name: `${prefix}.o_proj.weight`, rows: hidden }], H * this.vDim, {
+      start: heads.start * this.vDim,
+      count: heads.count * this.vDim,
+    });
   }
 
   /**

@@ -6,6 +6,7 @@ import type { DeepseekConfig } from '../config/model-config.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { GatedMlp } from './gated-mlp.js';
 import { MoeGate, type Routing } from './moe-gate.js';
+import { evenShare, type ParallelPlan } from './parallel-plan.js';
 import { gatherRows } from './tensor-ops.js';
 import type { LoadContext } from './weight-loading.js';
 
@@ -21,26 +22,54 @@ export interface ExpertAssignment {
 
 export class Moe {
   readonly gate: MoeGate;
+  /** Routed experts held by this rank: global ids firstExpert .. firstExpert + experts.length - 1. */
   private readonly experts: GatedMlp[];
+  readonly firstExpert: number;
+  /** Routed experts in the model (all ranks). */
+  readonly numExperts: number;
   private readonly shared: GatedMlp | null;
   private readonly hidden: number;
 
-  constructor(ctx: LoadContext, config: DeepseekConfig, prefix: string) {
+  constructor(ctx: LoadContext, config: DeepseekConfig, prefix: string, plan: ParallelPlan) {
     this.hidden = config.hiddenSize;
     this.gate = new MoeGate(ctx, config, `${prefix}.gate`);
+    this.numExperts = config.nRoutedExperts!;
+    // Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: every expert, each
+    // split by intermediate features.
+    const local = plan.expertParallel
+      ? evenShare(this.numExperts, plan.rank, plan.size, 'n_routed_experts')
+      : { start: 0, count: this.numExperts };
+    const expertShard = plan.expertParallel
+      ? undefined
+      : evenShare(config.moeIntermediateSize, plan.rank, plan.size, 'moe_intermediate_size');
+    this.firstExpert = local.start;
     this.experts = [];
-    for (let e = 0; e < config.nRoutedExperts!; e++) {
-      this.experts.push(new GatedMlp(ctx, `${prefix}.experts.${e}`, this.hidden, config.moeIntermediateSize));
+    for (let e = local.start; e < local.start + local.count; e++) {
+      this.experts.push(
+        new GatedMlp(ctx, `${prefix}.experts.${e}`, this.hidden, config.moeIntermediateSize, expertShard),
+      );
     }
+    const sharedI = config.moeIntermediateSize * config.nSharedExperts;
     this.shared =
       config.nSharedExperts > 0
         ? new GatedMlp(
             ctx,
             `${prefix}.shared_experts`,
             this.hidden,
-            config.moeIntermediateSize * config.nSharedExperts,
+            sharedI,
+            evenShare(sharedI, plan.rank, plan.size, 'shared experts intermediate size'),
           )
         : null;
+  }
+
+  /** Whether global expert `e` is held by this rank. */
+  holds(e: number): boolean {
+    return e >= this.firstExpert && e < this.firstExpert + this.experts.length;
+  }
+
+  /** Runs held expert `e` on `x` ([count, hidden]) into `out` ([count, hidden]). */
+  runExpert(kernels: Kernels, e: number, out: Float32Array, x: Float32Array, count: number): void {
+    this.experts[e - this.firstExpert]!.forward(kernels, out, x, count);
   }
 
   /** Groups the routed (token, expert) pairs by expert. */
@@ -62,12 +91,12 @@ export class Moe {
   }
 
   /**
-   * Runs the routed experts on their tokens and accumulates weight · expert(x) into `out` ([T, hidden]).
-   * With expert parallelism, this rank runs only the experts it holds on tokens dispatched to it.
+   * Runs the routed experts this rank holds on their tokens and accumulates weight · expert(x) into `out`
+   * ([T, hidden]).
    */
   runExperts(kernels: Kernels, out: Float32Array, x: Float32Array, assignment: ExpertAssignment): void {
     const d = this.hidden;
-    for (let e = 0; e < this.experts.length; e++) {
+    for (let e = this.firstExpert; e < this.firstExpert + this.experts.length; e++) {
       const start = assignment.offsets[e]!;
       const count = assignment.offsets[e + 1]! - start;
       if (count === 0) continue;
@@ -75,7 +104,7 @@ export class Moe {
       const xe = new Float32Array(count * d);
       gatherRows(xe, x, toks, d);
       const ye = new Float32Array(count * d);
-      this.experts[e]!.forward(kernels, ye, xe, count);
+      this.runExpert(kernels, e, ye, xe, count);
       for (let i = 0; i < count; i++) {
         const w = assignment.weights[start + i]!;
         const o = toks[i]! * d;
@@ -84,15 +113,11 @@ export class Moe {
     }
   }
 
-  /** out += shared_experts(x). */
+  /** out += shared_experts(x) (this rank's partial sum under tensor parallelism). */
   runShared(kernels: Kernels, out: Float32Array, x: Float32Array, T: number): void {
     if (!this.shared) return;
     const y = new Float32Array(T * this.hidden);
     this.shared.forward(kernels, y, x, T);
     for (let i = 0; i < y.length; i++) out[i]! += y[i]!;
-  }
-
-  get numExperts(): number {
-    return this.experts.length;
   }
 }

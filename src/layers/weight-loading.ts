@@ -31,18 +31,55 @@ export function loadMatrix(ctx: LoadContext, name: string, rows: number, k: numb
   return ctx.source.read(name, [rows, k]);
 }
 
+/** A contiguous range of a dimension: elements [start, start + count). */
+export interface Slice {
+  readonly start: number;
+  readonly count: number;
+}
+
+/** One tensor of a (possibly fused) linear weight: `[rows, k]` in the checkpoint, of which rows `take` are kept. */
+export interface LinearPart {
+  readonly name: string;
+  readonly rows: number;
+  /** The rows this rank keeps (column-parallel sharding); all rows when absent. */
+  readonly take?: Slice;
+}
+
 /**
  * Loads one linear weight from the tensors `parts` (each `[rows_i, k]`), stacked by rows into
- * `[Σ rows_i, k]`: fusing projections that read the same input into one GEMM.
+ * `[Σ rows_i, k]`: fusing projections that read the same input into one GEMM. `take` keeps a row range
+ * of a part (column-parallel: this rank's output features); `cols` keeps a range of the input features
+ * (row-parallel: the partial products are summed across ranks afterwards).
  */
 export function loadLinear(
   ctx: LoadContext,
-  parts: readonly { readonly name: string; readonly rows: number }[],
+  parts: readonly LinearPart[],
   k: number,
+  cols?: Slice,
 ): LinearWeight {
-  const raws = parts.map((p) => loadMatrix(ctx, p.name, p.rows, k));
-  const n = parts.reduce((s, p) => s + p.rows, 0);
-  return ctx.kernels.prepareLinear(stackRows(raws, n * k), n, k, ctx.weightDType);
+  const raws = parts.map((p) => {
+    const raw = loadMatrix(ctx, p.name, p.rows, k);
+    return p.take ? sliceRows(raw, k, p.take.start, p.take.count) : raw;
+  });
+  const n = parts.reduce((s, p) => s + (p.take?.count ?? p.rows), 0);
+  let raw = stackRows(raws, n * k);
+  if (cols && (cols.start !== 0 || cols.count !== k)) raw = sliceCols(raw, n, k, cols);
+  return ctx.kernels.prepareLinear(raw, n, cols?.count ?? k, ctx.weightDType);
+}
+
+/** Columns `cols` of a raw `[rows, k]` matrix, as a new `[rows, cols.count]` matrix. */
+export function sliceCols(raw: RawWeight, rows: number, k: number, cols: Slice): RawWeight {
+  const c = cols.count;
+  if (raw.dtype === 'bf16') {
+    const out = new Uint16Array(rows * c);
+    for (let r = 0; r < rows; r++)
+      out.set(raw.data.subarray(r * k + cols.start, r * k + cols.start + c), r * c);
+    return { dtype: 'bf16', data: out };
+  }
+  const out = new Float32Array(rows * c);
+  for (let r = 0; r < rows; r++)
+    out.set(raw.data.subarray(r * k + cols.start, r * k + cols.start + c), r * c);
+  return { dtype: 'f32', data: out };
 }
 
 /** Concatenates raw matrices (row-major) into one, keeping bf16 when every part is bf16. */

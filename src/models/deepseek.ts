@@ -9,9 +9,24 @@ import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/k
 import { GatedMlp } from '../layers/gated-mlp.js';
 import { MlaAttention } from '../layers/mla-attention.js';
 import { Moe } from '../layers/moe.js';
+import { moeAllToAll } from '../layers/moe-all-to-all.js';
+import {
+  evenShare,
+  type ParallelPlan,
+  SINGLE_RANK_PLAN,
+  unevenCounts,
+  unevenShare,
+} from '../layers/parallel-plan.js';
 import { buildRopeTables, mlaSoftmaxScale, type RopeTables } from '../layers/rope.js';
 import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
-import { type LoadContext, loadLinear, loadVector, toF32 } from '../layers/weight-loading.js';
+import {
+  type LoadContext,
+  loadLinear,
+  loadVector,
+  type Slice,
+  sliceRows,
+  toF32,
+} from '../layers/weight-loading.js';
 import type { WeightSource } from '../loader/weight-source.js';
 import { type ForwardBatch, validateForwardBatch } from './forward-batch.js';
 import type { MlaKvCache } from './mla-kv-cache.js';
@@ -31,7 +46,10 @@ export interface DeepseekLoadOptions {
   readonly weightDType: WeightDType;
   /** Positions the rope tables cover (defaults to max_position_embeddings). */
   readonly maxPositions?: number;
+  /** The tensor-parallel group this rank belongs to (default: a group of one). */
   readonly communicator?: Communicator;
+  /** This rank's share of the model (default: everything). */
+  readonly plan?: ParallelPlan;
   /** Called after each decoder layer loads (for progress display). */
   readonly onLayerLoaded?: (layer: number, numLayers: number) => void;
 }
@@ -49,17 +67,19 @@ class DecoderLayer {
     readonly index: number,
     rope: RopeTables,
     scale: number,
+    private readonly plan: ParallelPlan,
   ) {
     const p = `model.layers.${index}`;
     const H = config.hiddenSize;
     this.inputNorm = loadVector(ctx, `${p}.input_layernorm.weight`, H);
     this.postAttnNorm = loadVector(ctx, `${p}.post_attention_layernorm.weight`, H);
-    this.attn = new MlaAttention(ctx, config, `${p}.self_attn`, rope, scale);
+    this.attn = new MlaAttention(ctx, config, `${p}.self_attn`, rope, scale, plan);
     if (isMoeLayer(config, index)) {
-      this.moe = new Moe(ctx, config, `${p}.mlp`);
+      this.moe = new Moe(ctx, config, `${p}.mlp`, plan);
       this.mlp = null;
     } else {
-      this.mlp = new GatedMlp(ctx, `${p}.mlp`, H, config.intermediateSize);
+      const I = config.intermediateSize;
+      this.mlp = new GatedMlp(ctx, `${p}.mlp`, H, I, evenShare(I, plan.rank, plan.size, 'intermediate_size'));
       this.moe = null;
     }
   }
@@ -86,20 +106,28 @@ class DecoderLayer {
     addInPlace(x, attnOut);
 
     kernels.rmsNorm(h, x, this.postAttnNorm, T, H, eps);
-    const ffnOut = new Float32Array(T * H);
+    let ffnOut: Float32Array;
     if (this.moe) {
       const routing = this.moe.gate.route(kernels, h, T);
       observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
-      const assignment = Moe.assign(routing, T, this.moe.numExperts);
-      // Communication point (expert parallel): dispatch tokens to the ranks holding their experts.
-      this.moe.runExperts(kernels, ffnOut, h, assignment);
-      // Communication point (expert parallel): combine expert outputs back to the tokens' ranks.
-      this.moe.runShared(kernels, ffnOut, h, T);
+      if (this.plan.expertParallel && this.plan.moeComm === 'alltoall' && comm.worldSize > 1) {
+        // Dispatch, experts, combine and the shared experts' reduction happen inside, each an awaited
+        // communication point; the result is complete on every rank.
+        ffnOut = await moeAllToAll(kernels, comm, this.moe, h, routing, T, H);
+      } else {
+        ffnOut = new Float32Array(T * H);
+        const assignment = Moe.assign(routing, T, this.moe.numExperts);
+        this.moe.runExperts(kernels, ffnOut, h, assignment);
+        this.moe.runShared(kernels, ffnOut, h, T);
+        // Communication point: all-reduce of the routed and shared experts' partial sums.
+        await comm.allReduce(ffnOut).wait();
+      }
     } else {
+      ffnOut = new Float32Array(T * H);
       this.mlp!.forward(kernels, ffnOut, h, T);
+      // Communication point: tensor-parallel all-reduce of the dense MLP output.
+      await comm.allReduce(ffnOut).wait();
     }
-    // Communication point: tensor-parallel all-reduce of the feed-forward output.
-    await comm.allReduce(ffnOut).wait();
     observer?.onActivation?.(`layers.${this.index}.ffn_out`, ffnOut);
     addInPlace(x, ffnOut);
   }
@@ -109,11 +137,14 @@ export class DeepseekForCausalLM {
   readonly config: DeepseekConfig;
   private readonly kernels: Kernels;
   private readonly comm: Communicator;
-  /** [vocab, hidden] kept as read (bf16 bits or f32); rows are widened on lookup. */
+  private readonly plan: ParallelPlan;
+  /** This rank's vocabulary rows (vocabulary-parallel embedding and LM head). */
+  private readonly vocab: Slice;
+  /** [vocab.count, hidden] kept as read (bf16 bits or f32); rows are widened on lookup. */
   private readonly embedding: RawWeight;
   private readonly layers: DecoderLayer[];
   private readonly finalNorm: Float32Array;
-  /** [vocab, hidden] */
+  /** [vocab.count, hidden] */
   private readonly lmHead: LinearWeight;
   readonly maxPositions: number;
 
@@ -121,6 +152,10 @@ export class DeepseekForCausalLM {
     this.config = config;
     this.kernels = opts.kernels;
     this.comm = opts.communicator ?? new SingleRankCommunicator();
+    this.plan = opts.plan ?? SINGLE_RANK_PLAN;
+    if (this.plan.size !== this.comm.worldSize) {
+      throw new RangeError(`parallel plan of ${this.plan.size} ranks with a group of ${this.comm.worldSize}`);
+    }
     const ctx: LoadContext = { source: opts.source, kernels: opts.kernels, weightDType: opts.weightDType };
     const V = config.vocabSize;
     const H = config.hiddenSize;
@@ -131,27 +166,38 @@ export class DeepseekForCausalLM {
     const rope = buildRopeTables(config, this.maxPositions);
     const scale = mlaSoftmaxScale(config);
 
-    this.embedding = opts.source.read('model.embed_tokens.weight', [V, H]);
+    this.vocab = unevenShare(V, this.plan.rank, this.plan.size);
+    const fullEmbedding = opts.source.read('model.embed_tokens.weight', [V, H]);
+    // A copy of this rank's rows, so the full table can be freed.
+    const mine = sliceRows(fullEmbedding, H, this.vocab.start, this.vocab.count);
+    this.embedding =
+      this.plan.size === 1
+        ? fullEmbedding
+        : mine.dtype === 'bf16'
+          ? { dtype: 'bf16', data: mine.data.slice() }
+          : { dtype: 'f32', data: mine.data.slice() };
     this.layers = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
-      this.layers.push(new DecoderLayer(ctx, config, i, rope, scale));
+      this.layers.push(new DecoderLayer(ctx, config, i, rope, scale, this.plan));
       opts.onLayerLoaded?.(i, config.numHiddenLayers);
     }
     this.finalNorm = loadVector(ctx, 'model.norm.weight', H);
     this.lmHead = config.tieWordEmbeddings
-      ? opts.kernels.prepareLinear(this.embedding, V, H, opts.weightDType)
-      : loadLinear(ctx, [{ name: 'lm_head.weight', rows: V }], H);
+      ? opts.kernels.prepareLinear(this.embedding, this.vocab.count, H, opts.weightDType)
+      : loadLinear(ctx, [{ name: 'lm_head.weight', rows: V, take: this.vocab }], H);
   }
 
   /**
    * Runs the batch through the model, writing its tokens' latent KV into `cache`, and returns the logits
-   * of the rows `batch.logitsIndices`: [logitsIndices.length, vocab].
+   * of the rows `batch.logitsIndices`: [logitsIndices.length, vocab] (complete on every rank).
    */
   async forward(batch: ForwardBatch, cache: MlaKvCache, observer?: ForwardObserver): Promise<Float32Array> {
     const c = this.config;
     validateForwardBatch(batch, c.vocabSize, this.maxPositions);
     const H = c.hiddenSize;
     const x = this.embed(batch.tokenIds);
+    // Communication point: vocabulary-parallel embedding (each rank filled only its vocabulary rows).
+    await this.comm.allReduce(x).wait();
     observer?.onActivation?.('embed', x);
     for (const layer of this.layers) await layer.forward(this.kernels, this.comm, x, batch, cache, observer);
 
@@ -160,18 +206,37 @@ export class DeepseekForCausalLM {
     gatherRows(rows, x, batch.logitsIndices, H);
     this.kernels.rmsNorm(rows, rows, this.finalNorm, R, H, c.rmsNormEps);
     observer?.onActivation?.('final_norm', rows);
+    const local = new Float32Array(R * this.vocab.count);
+    this.kernels.linear(local, rows, this.lmHead, R);
+    if (this.plan.size === 1) return local;
+    // Communication point: all-gather of the vocabulary-parallel logits ([rank][R, vocab share]).
+    const counts = unevenCounts(c.vocabSize, this.plan.size, R);
+    const gathered = new Float32Array(R * c.vocabSize);
+    await this.comm.allGather(gathered, local, counts).wait();
     const logits = new Float32Array(R * c.vocabSize);
-    this.kernels.linear(logits, rows, this.lmHead, R);
+    let at = 0;
+    for (let r = 0; r < this.plan.size; r++) {
+      const share = unevenShare(c.vocabSize, r, this.plan.size);
+      for (let i = 0; i < R; i++) {
+        logits.set(
+          gathered.subarray(at + i * share.count, at + (i + 1) * share.count),
+          i * c.vocabSize + share.start,
+        );
+      }
+      at += R * share.count;
+    }
     return logits;
   }
 
-  /** Looks up token embeddings: [T, hidden]. */
+  /** Looks up token embeddings of this rank's vocabulary rows (zeros elsewhere): [T, hidden]. */
   private embed(tokenIds: Int32Array): Float32Array {
     const H = this.config.hiddenSize;
     const x = new Float32Array(tokenIds.length * H);
+    const e = this.embedding;
     for (let t = 0; t < tokenIds.length; t++) {
-      const row = tokenIds[t]! * H;
-      const e = this.embedding;
+      const local = tokenIds[t]! - this.vocab.start;
+      if (local < 0 || local >= this.vocab.count) continue;
+      const row = local * H;
       const slice =
         e.dtype === 'bf16'
           ? toF32({ dtype: 'bf16', data: e.data.subarray(row, row + H) })
