@@ -1,0 +1,167 @@
+// Dual-batch overlap's split policy and splitter: the decision follows the thresholds and balances by
+// attention cost (request boundary within 10%, else inside a prefill); running the two micro-batches —
+// one after the other, or interleaved at their collectives on two tensor-parallel ranks — gives the same
+// logits as the whole batch (the reference kernels compute each row independently, so equality is exact
+// up to the all-reduce's summation order: 1e-5).
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
+import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
+import { openSafetensors } from '../../src/loader/safetensors.js';
+import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
+import type { ForwardBatch, SequenceSlice } from '../../src/models/forward-batch.js';
+import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
+import {
+  DEFAULT_DBO_THRESHOLDS,
+  decideSplit,
+  joinLogits,
+  MicroBatchSplitError,
+  splitForwardBatch,
+} from '../../src/worker/micro-batch.js';
+import { fixtureDir, loadGolden } from '../helpers/golden.js';
+import { createLocalGroup } from '../helpers/local-group.js';
+
+const BLOCK = 16;
+
+/** A prefill batch of several prompts, each sequence in its own blocks. */
+function prefillBatch(prompts: number[][], numBlocksPerSeq: number): ForwardBatch {
+  const tokenIds: number[] = [];
+  const positions: number[] = [];
+  const slots: number[] = [];
+  const seqs: SequenceSlice[] = [];
+  prompts.forEach((ids, s) => {
+    const blockTable = Int32Array.from({ length: numBlocksPerSeq }, (_, i) => s * numBlocksPerSeq + i);
+    seqs.push({ queryStart: tokenIds.length, queryLen: ids.length, blockTable });
+    ids.forEach((id, p) => {
+      tokenIds.push(id);
+      positions.push(p);
+      slots.push(blockTable[Math.floor(p / BLOCK)]! * BLOCK + (p % BLOCK));
+    });
+  });
+  return {
+    numTokens: tokenIds.length,
+    tokenIds: Int32Array.from(tokenIds),
+    positions: Int32Array.from(positions),
+    slotMapping: Int32Array.from(slots),
+    seqs,
+    logitsIndices: Int32Array.from({ length: tokenIds.length }, (_, i) => i),
+  };
+}
+
+function decodeBatch(n: number, context: number): ForwardBatch {
+  return {
+    numTokens: n,
+    tokenIds: new Int32Array(n),
+    positions: Int32Array.from({ length: n }, () => context),
+    slotMapping: new Int32Array(n),
+    seqs: Array.from({ length: n }, (_, i) => ({
+      queryStart: i,
+      queryLen: 1,
+      blockTable: new Int32Array(1),
+    })),
+    logitsIndices: Int32Array.from({ length: n }, (_, i) => i),
+  };
+}
+
+describe('split decision', () => {
+  test('below the thresholds a step runs as one batch', () => {
+    assert.equal(decideSplit(prefillBatch([Array(100).fill(1)], 8)).split, false);
+    assert.equal(decideSplit(decodeBatch(31, 10)).split, false);
+    assert.equal(decideSplit(decodeBatch(32, 10)).split, true);
+  });
+
+  test('equal decodes split at the middle request boundary', () => {
+    const d = decideSplit(decodeBatch(40, 100));
+    assert.equal(d.splitToken, 20);
+    assert.match(d.reason, /request boundary/);
+  });
+
+  test('a lone long prefill is split inside, balancing attention cost (later tokens cost more)', () => {
+    const b = prefillBatch([Array(400).fill(1)], 32);
+    const d = decideSplit(b);
+    assert.ok(d.split);
+    assert.match(d.reason, /inside a prefill/);
+    assert.ok(d.splitToken > 200, `later tokens attend to more: split after the middle, got ${d.splitToken}`);
+    assert.ok(Math.abs(d.costA - d.costB) / (d.costA + d.costB) < 0.01);
+  });
+
+  test('a boundary within 10% of balance is preferred to splitting a prefill', () => {
+    const d = decideSplit(prefillBatch([Array(150).fill(1), Array(130).fill(1)], 16));
+    assert.equal(d.splitToken, 150);
+  });
+
+  test('never an empty micro-batch; unknown batch fields are refused', () => {
+    const b = decodeBatch(64, 5);
+    assert.throws(() => splitForwardBatch(b, 0), MicroBatchSplitError);
+    assert.throws(() => splitForwardBatch(b, 64), MicroBatchSplitError);
+    assert.throws(
+      () => splitForwardBatch({ ...b, extra: 1 } as ForwardBatch, 32),
+      /does not know the batch field "extra"/,
+    );
+    assert.deepEqual(DEFAULT_DBO_THRESHOLDS, { prefillTokenThreshold: 256, decodeTokenThreshold: 32 });
+  });
+});
+
+describe('micro-batches compute what the whole batch computes', () => {
+  const dir = fixtureDir('v2-tiny');
+  const config = loadDeepseekConfig(dir);
+  const golden = loadGolden('v2-tiny');
+  const prompts = ['p33_text', 'p150_text', 'p100_random'].map(
+    (n) => golden.prompts.find((p) => p.name === n)!.ids,
+  );
+  const batch = prefillBatch(prompts, 10);
+  const V = config.vocabSize;
+  const kernels = new ReferenceKernels();
+  const newCache = () =>
+    new MlaKvCache(kernels, config.numHiddenLayers, 30, BLOCK, config.kvLoraRank, config.qkRopeHeadDim);
+  const maxDiff = (x: Float32Array, y: Float32Array) =>
+    x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+
+  test('split inside a prefill, run one after the other', async () => {
+    const source = openSafetensors(dir);
+    const model = new DeepseekForCausalLM(config, { kernels, source, weightDType: 'bf16' });
+    source.close();
+    const whole = await model.forward(batch, newCache());
+    const d = decideSplit(batch, { prefillTokenThreshold: 1, decodeTokenThreshold: 1 });
+    for (const at of [d.splitToken, 50, 33]) {
+      const mb = splitForwardBatch(batch, at);
+      const cache = newCache();
+      const a = await model.forward(mb.a, cache);
+      const b = await model.forward(mb.b, cache);
+      assert.ok(maxDiff(joinLogits(mb, a, b, V), whole) <= 1e-5, `split at ${at}`);
+    }
+  });
+
+  test('interleaved at their collectives on two tensor-parallel ranks', async () => {
+    const comms = createLocalGroup(2);
+    const source = openSafetensors(dir);
+    const models = comms.map(
+      (communicator, rank) =>
+        new DeepseekForCausalLM(config, {
+          kernels,
+          source,
+          weightDType: 'bf16',
+          communicator,
+          plan: { rank, size: 2, expertParallel: true, moeComm: 'alltoall' },
+        }),
+    );
+    source.close();
+    const single = new DeepseekForCausalLM(config, {
+      kernels,
+      source: openSafetensors(dir),
+      weightDType: 'bf16',
+    });
+    const whole = await single.forward(batch, newCache());
+    const mb = splitForwardBatch(batch, decideSplit(batch).splitToken);
+    // Each rank starts A then B at once: B runs while A waits on each collective (as DBO schedules them).
+    const results = await Promise.all(
+      models.map(async (m) => {
+        const cache = newCache();
+        const [a, b] = await Promise.all([m.forward(mb.a, cache), m.forward(mb.b, cache)]);
+        return joinLogits(mb, a, b, V);
+      }),
+    );
+    for (const r of results) assert.ok(maxDiff(r, whole) <= 1e-4, `max |Δlogit| ${maxDiff(r, whole)}`);
+  });
+});
