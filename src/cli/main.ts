@@ -2,6 +2,7 @@
 // are accepted too). Errors are printed as one clear line and exit with status 1.
 
 import { Command, CommanderError } from 'commander';
+import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
 import { generateCommand } from './generate.js';
 
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(generateCommand());
+  program.addCommand(benchCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();
   return program;
