@@ -51,17 +51,26 @@ function randomF32(n: number, seed: number): Float32Array {
   return a;
 }
 
-/** Seconds per call of `fn`, after a warm-up, over at least `minSeconds` and 3 calls. */
-function timeCalls(fn: (i: number) => void, minSeconds: number, warmups: number): number {
-  for (let i = 0; i < warmups; i++) fn(i);
-  let calls = 0;
-  const t0 = performance.now();
-  let t = 0;
-  do {
-    fn(calls++);
-    t = (performance.now() - t0) / 1e3;
-  } while (t < minSeconds || calls < 3);
-  return t / calls;
+/**
+ * Seconds per call of `fn`: the best of `rounds` rounds, each of at least `minSeconds` and 3 calls, after
+ * `warmups` calls. The best round is the one least disturbed by other work on the machine.
+ */
+function timeCalls(fn: (i: number) => void, minSeconds: number, warmups: number, rounds = 3): number {
+  let i = 0;
+  for (; i < warmups; i++) fn(i);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < rounds; r++) {
+    let calls = 0;
+    const t0 = performance.now();
+    let t = 0;
+    do {
+      fn(i++);
+      calls++;
+      t = (performance.now() - t0) / 1e3;
+    } while (t < minSeconds || calls < 3);
+    best = Math.min(best, t / calls);
+  }
+  return best;
 }
 
 /** The native reference program, compiled into a temp dir; undefined (with the reason) when impossible. */
@@ -149,29 +158,30 @@ async function main(): Promise<void> {
     );
   }
 
-  // Read bandwidth, the yardstick of the GEMV.
-  const bandwidth = new Map<number, number>();
-  console.log(`\nRead bandwidth (GB/s), streaming over ${rotation / 1024 ** 3} GiB:`);
+  // Read bandwidth, the yardstick of the GEMV (measured again beside each GEMV row below).
+  console.log(
+    `\nRead bandwidth (GB/s): ${rotation / 1024 ** 3} GiB read by the threads, each as 4 interleaved streams:`,
+  );
   console.log(pad(['threads', 'wasm', 'native'], [8, 8, 8]));
   for (const t of opts.threads) {
     const bw = wasmBandwidth(kernels, t, rotation);
-    bandwidth.set(t, bw);
     const nat = typeof native === 'string' ? undefined : rotation / native.stream(rotation / t, t);
     console.log(pad([String(t), fmt(bw / 1e9), fmt(nat === undefined ? undefined : nat / 1e9)], [8, 8, 8]));
   }
 
-  const prefill: Shape[] = [{ label: 'prefill', m: 512, n: 2048, k: 2048 }];
-  const decode: Shape[] = [];
+  const groups: Shape[][] = [[{ label: 'prefill', m: 512, n: 2048, k: 2048 }]];
   for (const [n, k] of [
     [2048, 2048],
     [10944, 2048],
   ] as const) {
-    for (const m of [1, 2, 4, 8]) decode.push({ label: 'decode', m, n, k });
+    groups.push([1, 2, 4, 8].map((m) => ({ label: 'decode', m, n, k })));
   }
 
-  const widths = [8, 5, 6, 6, 3, 9, 9, 9, 7, 7, 10, 10];
+  const widths = [8, 5, 6, 6, 3, 9, 9, 9, 8, 8, 6, 12, 12];
   console.log(
-    '\nGEMM out[M,N] = x[M,K]·w[N,K]ᵀ; GFLOP/s; GB/s = weight bytes read per second; %bw = of the read bandwidth',
+    '\nGEMM out[M,N] = x[M,K]·w[N,K]ᵀ, GFLOP/s (best of 3 rounds). Decode: weights rotate over ' +
+      `${rotation / 1024 ** 3} GiB of copies;\nGB/s = weight bytes read per second, % = of the read bandwidth ` +
+      '(bw, wasm streaming read measured just before the row)',
   );
   console.log(
     pad(
@@ -186,80 +196,76 @@ async function main(): Promise<void> {
         'native',
         'f32/nat',
         'bf16/nat',
+        'bw',
         'f32 GB/s',
         'bf16 GB/s',
       ],
       widths,
     ),
   );
-  for (const shapes of [prefill, decode]) {
-    // Group shapes by weight size so each weight set is packed once.
-    const byWeight = new Map<string, Shape[]>();
-    for (const s of shapes) {
-      const key = `${s.n}x${s.k}`;
-      byWeight.set(key, [...(byWeight.get(key) ?? []), s]);
+  for (const group of groups) {
+    const { n, k, label } = group[0]!;
+    const isDecode = label === 'decode';
+    const raw = randomF32(n * k, 1);
+    const weights = new Map<WeightDType, LinearWeight[]>();
+    for (const dtype of ['f32', 'bf16'] as WeightDType[]) {
+      const bytes = n * k * (dtype === 'f32' ? 4 : 2);
+      const copies = isDecode ? Math.max(2, Math.ceil(rotation / bytes)) : 1;
+      const ws: LinearWeight[] = [];
+      for (let c = 0; c < copies; c++)
+        ws.push(kernels.prepareLinear({ dtype: 'f32', data: raw }, n, k, dtype));
+      weights.set(dtype, ws);
     }
-    for (const group of byWeight.values()) {
-      const { n, k } = group[0]!;
-      const isDecode = group[0]!.label === 'decode';
-      const raw = randomF32(n * k, 1);
-      const results = new Map<string, number>();
-      for (const dtype of ['f32', 'bf16'] as WeightDType[]) {
-        const bytes = n * k * (dtype === 'f32' ? 4 : 2);
-        const copies = isDecode ? Math.max(2, Math.ceil(rotation / bytes)) : 1;
-        const weights: LinearWeight[] = [];
-        for (let c = 0; c < copies; c++)
-          weights.push(kernels.prepareLinear({ dtype: 'f32', data: raw }, n, k, dtype));
-        for (const s of group) {
-          const x = kernels.allocate(s.m * k);
-          x.set(randomF32(s.m * k, 2));
-          const out = kernels.allocate(s.m * n);
-          for (const t of opts.threads) {
-            kernels.activeThreads = t;
-            const sec = timeCalls(
-              (i) => kernels.linear(out, x, weights[i % copies]!, s.m),
-              minSeconds,
-              copies,
-            );
-            results.set(`${s.m}/${t}/${dtype}`, sec);
-          }
-        }
-        for (const w of weights) kernels.freeLinear(w);
-      }
-      for (const s of group) {
-        for (const t of opts.threads) {
-          const flops = 2 * s.m * s.n * s.k;
-          const f32 = results.get(`${s.m}/${t}/f32`)!;
-          const bf16 = results.get(`${s.m}/${t}/bf16`)!;
-          const nat =
-            typeof native === 'string'
-              ? undefined
-              : native.gemm(s, t, isDecode ? Math.max(2, Math.ceil(rotation / (n * k * 4))) : 1, minSeconds);
-          const bw = bandwidth.get(t)!;
-          const gbs = (sec: number, es: number): string =>
-            isDecode ? `${fmt((n * k * es) / sec / 1e9)} ${fmt((100 * (n * k * es)) / sec / bw, 0)}%` : '-';
-          console.log(
-            pad(
-              [
-                s.label,
-                String(s.m),
-                String(s.n),
-                String(s.k),
-                String(t),
-                fmt(flops / f32 / 1e9),
-                fmt(flops / bf16 / 1e9),
-                fmt(nat === undefined ? undefined : flops / nat / 1e9),
-                fmt(nat === undefined ? undefined : nat / f32, 2),
-                fmt(nat === undefined ? undefined : nat / bf16, 2),
-                gbs(f32, 4),
-                gbs(bf16, 2),
-              ],
-              widths,
-            ),
+    // Let the background work that follows packing gigabytes (GC, the kernel's page bookkeeping) settle.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    for (const s of group) {
+      const x = kernels.allocate(s.m * k);
+      x.set(randomF32(s.m * k, 2));
+      const out = kernels.allocate(s.m * n);
+      for (const t of opts.threads) {
+        kernels.activeThreads = t;
+        const bw = isDecode ? wasmBandwidth(kernels, t, rotation / 2) : Number.NaN;
+        const sec = new Map<WeightDType, number>();
+        for (const [dtype, ws] of weights) {
+          sec.set(
+            dtype,
+            timeCalls((i) => kernels.linear(out, x, ws[i % ws.length]!, s.m), minSeconds, ws.length),
           );
         }
+        const f32 = sec.get('f32')!;
+        const bf16 = sec.get('bf16')!;
+        const flops = 2 * s.m * s.n * s.k;
+        const nat =
+          typeof native === 'string'
+            ? undefined
+            : native.gemm(s, t, isDecode ? Math.max(2, Math.ceil(rotation / (n * k * 4))) : 1, minSeconds);
+        const gbs = (seconds: number, es: number): string =>
+          isDecode
+            ? `${fmt((n * k * es) / seconds / 1e9)} ${fmt((100 * (n * k * es)) / seconds / bw, 0)}%`
+            : '-';
+        console.log(
+          pad(
+            [
+              s.label,
+              String(s.m),
+              String(s.n),
+              String(s.k),
+              String(t),
+              fmt(flops / f32 / 1e9),
+              fmt(flops / bf16 / 1e9),
+              fmt(nat === undefined ? undefined : flops / nat / 1e9),
+              fmt(nat === undefined ? undefined : nat / f32, 2),
+              fmt(nat === undefined ? undefined : nat / bf16, 2),
+              isDecode ? fmt(bw / 1e9) : '-',
+              gbs(f32, 4),
+              gbs(bf16, 2),
+            ],
+            widths,
+          ),
+        );
       }
     }
+    for (const ws of weights.values()) for (const w of ws) kernels.freeLinear(w);
   }
   if (typeof native !== 'string') native.dispose();
   await kernels.dispose();

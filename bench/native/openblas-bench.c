@@ -48,12 +48,15 @@ struct stream_arg {
   float sum;
 };
 
+// Reads the thread's range as 4 interleaved sequential streams (its quarters), like the wasm stream.
 static void *stream_one(void *v) {
   struct stream_arg *a = v;
+  size_t q = a->n / 4;
+  const float *p0 = a->p, *p1 = a->p + q, *p2 = a->p + 2 * q, *p3 = a->p + 3 * q;
   float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-  for (size_t i = 0; i + 8 <= a->n; i += 8) {
-    s0 += a->p[i]; s1 += a->p[i + 1]; s2 += a->p[i + 2]; s3 += a->p[i + 3];
-    s4 += a->p[i + 4]; s5 += a->p[i + 5]; s6 += a->p[i + 6]; s7 += a->p[i + 7];
+  for (size_t i = 0; i + 8 <= q; i += 8) {
+    s0 += p0[i]; s1 += p1[i]; s2 += p2[i]; s3 += p3[i];
+    s4 += p0[i + 4]; s5 += p1[i + 4]; s6 += p2[i + 4]; s7 += p3[i + 4];
   }
   a->sum = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
   return NULL;

@@ -322,14 +322,14 @@ export class WasmKernels implements Kernels {
   }
 
   /**
-   * For the benchmark: reads `bytesPerThread` bytes on each of `numThreads` threads at once (each from
-   * its own range of a buffer in the primary arena, allocated on first use) and returns the seconds it
+   * For the benchmark: reads `bytesPerThread` bytes on each of `numThreads` threads at once (each its
+   * own range of a buffer in the primary arena, as 4 interleaved streams) and returns the seconds it
    * took. Read bandwidth = numThreads · bytesPerThread / seconds.
    */
   timeStreamRead(bytesPerThread: number, numThreads: number): number {
     this.checkLive();
     const threads = Math.min(numThreads, this.pool.numThreads);
-    const per = Math.ceil(bytesPerThread / 64) * 64;
+    const per = Math.ceil(bytesPerThread / 256) * 256;
     const primary = this.arenas[0]!;
     const start = primary.alloc(per * threads, 'stream buffer');
     try {

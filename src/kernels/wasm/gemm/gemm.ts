@@ -10,7 +10,7 @@
 //   w:   packed weight: panel p (rows 8p..8p+7 of the [n, k] weight) at w + p·k·8·esize as [k][8],
 //        zero-padded past n; esize 4 (f32) or 2 (bf16, interleaved columns 0,4,1,5,2,6,3,7).
 
-import { tile1, tile2, tile3, tile4 } from './microkernels';
+import { tile1, tile1x2, tile1x4, tile2, tile2x2, tile3, tile4 } from './microkernels';
 
 /**
  * Packs x: [m, k] f32 (rows `ldx` bytes apart) into the tile layout described above at `xp`.
@@ -107,7 +107,29 @@ function gemmPanels<W>(
   for (let kb = 0; kb < k; kb += kc) {
     const kl = min(kc, k - kb);
     const accumulate = kb > 0;
-    for (let p = p0; p < p1; p++) {
+    let p = p0;
+    // Small m (decode): several panels at once, so that several weight streams are in flight.
+    if (m === 2) {
+      for (; p + 1 < p1; p += 2) {
+        const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
+        const o = out + ((<usize>(8 * p)) << 2);
+        tile2x2<W>(o, ldo, xp + ((<usize>kb) << 3), wp, panelBytes, kl, accumulate, min(8, n - 8 * p - 8));
+      }
+    }
+    if (m === 1) {
+      // Four panels at a time, then two, then the last one below.
+      for (; p + 3 < p1; p += 4) {
+        const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
+        const o = out + ((<usize>(8 * p)) << 2);
+        tile1x4<W>(o, xp + ((<usize>kb) << 2), wp, panelBytes, kl, accumulate, min(8, n - 8 * p - 24));
+      }
+      for (; p + 1 < p1; p += 2) {
+        const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
+        const o = out + ((<usize>(8 * p)) << 2);
+        tile1x2<W>(o, xp + ((<usize>kb) << 2), wp, panelBytes, kl, accumulate, min(8, n - 8 * p - 8));
+      }
+    }
+    for (; p < p1; p++) {
       const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
       const ncols = min(8, n - 8 * p);
       const oc = out + ((<usize>(8 * p)) << 2);

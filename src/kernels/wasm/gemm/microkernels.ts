@@ -185,3 +185,147 @@ export function tile1<W>(o: usize, xp: usize, w: usize, kc: i32, accumulate: boo
   }
   storeRow(o, f32x4.add(c0, c2), f32x4.add(c1, c3), accumulate, ncols);
 }
+
+/**
+ * 1 row × two 8-column panels (at `w` and `w + panelBytes`): the m = 1 GEMV. k unrolled by 2 gives 8
+ * independent multiply-add chains, so that the bf16 widening does not leave the loop latency bound.
+ */
+export function tile1x2<W>(
+  o: usize,
+  xp: usize,
+  w: usize,
+  panelBytes: usize,
+  kc: i32,
+  accumulate: bool,
+  ncols1: i32,
+): void {
+  const step: usize = 8 * sizeof<W>();
+  let v = w + panelBytes;
+  let c0 = f32x4.splat(0);
+  let c1 = c0;
+  let c2 = c0;
+  let c3 = c0;
+  let d0 = c0;
+  let d1 = c0;
+  let d2 = c0;
+  let d3 = c0;
+  let kk = 0;
+  for (; kk + 1 < kc; kk += 2) {
+    let a = v128.load32_splat(xp);
+    c0 = madd(a, wLo<W>(w), c0);
+    c1 = madd(a, wHi<W>(w), c1);
+    d0 = madd(a, wLo<W>(v), d0);
+    d1 = madd(a, wHi<W>(v), d1);
+    a = v128.load32_splat(xp, 4);
+    c2 = madd(a, wLo<W>(w + step), c2);
+    c3 = madd(a, wHi<W>(w + step), c3);
+    d2 = madd(a, wLo<W>(v + step), d2);
+    d3 = madd(a, wHi<W>(v + step), d3);
+    xp += 8;
+    w += 2 * step;
+    v += 2 * step;
+  }
+  if (kk < kc) {
+    const a = v128.load32_splat(xp);
+    c0 = madd(a, wLo<W>(w), c0);
+    c1 = madd(a, wHi<W>(w), c1);
+    d0 = madd(a, wLo<W>(v), d0);
+    d1 = madd(a, wHi<W>(v), d1);
+  }
+  storeRow(o, f32x4.add(c0, c2), f32x4.add(c1, c3), accumulate, 8);
+  storeRow(o + 32, f32x4.add(d0, d2), f32x4.add(d1, d3), accumulate, ncols1);
+}
+
+/**
+ * 1 row × four panels (`panelBytes` apart): the m = 1 GEMV. Four weight streams at once keep more
+ * memory reads in flight than one (a core's streaming read is limited by its misses in flight), and
+ * 8 independent multiply-add chains hide the bf16 widening.
+ */
+export function tile1x4<W>(
+  o: usize,
+  xp: usize,
+  w: usize,
+  panelBytes: usize,
+  kc: i32,
+  accumulate: bool,
+  ncols3: i32,
+): void {
+  const step: usize = 8 * sizeof<W>();
+  let w1 = w + panelBytes;
+  let w2 = w1 + panelBytes;
+  let w3 = w2 + panelBytes;
+  let c0 = f32x4.splat(0);
+  let c1 = c0;
+  let d0 = c0;
+  let d1 = c0;
+  let e0 = c0;
+  let e1 = c0;
+  let f0 = c0;
+  let f1 = c0;
+  for (let kk = 0; kk < kc; kk++) {
+    const a = v128.load32_splat(xp);
+    c0 = madd(a, wLo<W>(w), c0);
+    c1 = madd(a, wHi<W>(w), c1);
+    d0 = madd(a, wLo<W>(w1), d0);
+    d1 = madd(a, wHi<W>(w1), d1);
+    e0 = madd(a, wLo<W>(w2), e0);
+    e1 = madd(a, wHi<W>(w2), e1);
+    f0 = madd(a, wLo<W>(w3), f0);
+    f1 = madd(a, wHi<W>(w3), f1);
+    xp += 4;
+    w += step;
+    w1 += step;
+    w2 += step;
+    w3 += step;
+  }
+  storeRow(o, c0, c1, accumulate, 8);
+  storeRow(o + 32, d0, d1, accumulate, 8);
+  storeRow(o + 64, e0, e1, accumulate, 8);
+  storeRow(o + 96, f0, f1, accumulate, ncols3);
+}
+
+/** 2 rows × two panels (at `w` and `w + panelBytes`): 8 accumulators over 2 weight streams. */
+export function tile2x2<W>(
+  o: usize,
+  ldo: usize,
+  xp: usize,
+  w: usize,
+  panelBytes: usize,
+  kc: i32,
+  accumulate: bool,
+  ncols1: i32,
+): void {
+  const step: usize = 8 * sizeof<W>();
+  let v = w + panelBytes;
+  let c00 = f32x4.splat(0);
+  let c01 = c00;
+  let c10 = c00;
+  let c11 = c00;
+  let d00 = c00;
+  let d01 = c00;
+  let d10 = c00;
+  let d11 = c00;
+  for (let kk = 0; kk < kc; kk++) {
+    const w0 = wLo<W>(w);
+    const w1 = wHi<W>(w);
+    const v0 = wLo<W>(v);
+    const v1 = wHi<W>(v);
+    let a = v128.load32_splat(xp);
+    c00 = madd(a, w0, c00);
+    c01 = madd(a, w1, c01);
+    d00 = madd(a, v0, d00);
+    d01 = madd(a, v1, d01);
+    a = v128.load32_splat(xp, 4);
+    c10 = madd(a, w0, c10);
+    c11 = madd(a, w1, c11);
+    d10 = madd(a, v0, d10);
+    d11 = madd(a, v1, d11);
+    xp += 8;
+    w += step;
+    v += step;
+  }
+  storeRow(o, c00, c01, accumulate, 8);
+  storeRow(o + ldo, c10, c11, accumulate, 8);
+  storeRow(o + 32, d00, d01, accumulate, ncols1);
+  storeRow(o + ldo + 32, d10, d11, accumulate, ncols1);
+}
