@@ -37,6 +37,8 @@ export interface ForwardObserver {
   onRouting?(layer: number, experts: Int32Array, weights: Float32Array, topK: number): void;
   /** A named activation: `embed`, `layers.N.attn_out`, `layers.N.ffn_out` ([T, hidden]). */
   onActivation?(name: string, data: Float32Array): void;
+  /** Decoder layer `layer` starts (tracing). */
+  onLayerStart?(layer: number): void;
 }
 
 export interface DeepseekLoadOptions {
@@ -96,6 +98,7 @@ class DecoderLayer {
     const T = batch.numTokens;
     const H = this.config.hiddenSize;
     const eps = this.config.rmsNormEps;
+    observer?.onLayerStart?.(this.index);
     const h = new Float32Array(T * H);
 
     kernels.rmsNorm(h, x, this.inputNorm, T, H, eps);
@@ -191,15 +194,21 @@ export class DeepseekForCausalLM {
    * Runs the batch through the model, writing its tokens' latent KV into `cache`, and returns the logits
    * of the rows `batch.logitsIndices`: [logitsIndices.length, vocab] (complete on every rank).
    */
-  async forward(batch: ForwardBatch, cache: MlaKvCache, observer?: ForwardObserver): Promise<Float32Array> {
+  async forward(
+    batch: ForwardBatch,
+    cache: MlaKvCache,
+    observer?: ForwardObserver,
+    /** The communicator for this forward's collectives (a micro-batch's view under DBO). */
+    comm: Communicator = this.comm,
+  ): Promise<Float32Array> {
     const c = this.config;
     validateForwardBatch(batch, c.vocabSize, this.maxPositions);
     const H = c.hiddenSize;
     const x = this.embed(batch.tokenIds);
     // Communication point: vocabulary-parallel embedding (each rank filled only its vocabulary rows).
-    await this.comm.allReduce(x).wait();
+    await comm.allReduce(x).wait();
     observer?.onActivation?.('embed', x);
-    for (const layer of this.layers) await layer.forward(this.kernels, this.comm, x, batch, cache, observer);
+    for (const layer of this.layers) await layer.forward(this.kernels, comm, x, batch, cache, observer);
 
     const R = batch.logitsIndices.length;
     const rows = new Float32Array(R * H);
@@ -212,7 +221,7 @@ export class DeepseekForCausalLM {
     // Communication point: all-gather of the vocabulary-parallel logits ([rank][R, vocab share]).
     const counts = unevenCounts(c.vocabSize, this.plan.size, R);
     const gathered = new Float32Array(R * c.vocabSize);
-    await this.comm.allGather(gathered, local, counts).wait();
+    await comm.allGather(gathered, local, counts).wait();
     const logits = new Float32Array(R * c.vocabSize);
     let at = 0;
     for (let r = 0; r < this.plan.size; r++) {

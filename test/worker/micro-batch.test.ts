@@ -5,6 +5,9 @@
 // up to the all-reduce's summation order: 1e-5).
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
@@ -12,6 +15,7 @@ import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import type { ForwardBatch, SequenceSlice } from '../../src/models/forward-batch.js';
 import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
+import { forwardWithDbo } from '../../src/worker/dbo-forward.js';
 import {
   DEFAULT_DBO_THRESHOLDS,
   decideSplit,
@@ -19,6 +23,7 @@ import {
   MicroBatchSplitError,
   splitForwardBatch,
 } from '../../src/worker/micro-batch.js';
+import { Tracer } from '../../src/worker/tracer.js';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
 import { createLocalGroup } from '../helpers/local-group.js';
 
@@ -153,15 +158,35 @@ describe('micro-batches compute what the whole batch computes', () => {
       weightDType: 'bf16',
     });
     const whole = await single.forward(batch, newCache());
-    const mb = splitForwardBatch(batch, decideSplit(batch).splitToken);
-    // Each rank starts A then B at once: B runs while A waits on each collective (as DBO schedules them).
+    // The DBO schedule: B computes while A waits on each collective, turns alternating at every one.
+    const stats = comms.map(() => ({ steps: 0, splitSteps: 0 }));
+    const tracers = comms.map((_, r) => new Tracer(join(tmpdir(), 'duet-trace-test'), r));
     const results = await Promise.all(
-      models.map(async (m) => {
-        const cache = newCache();
-        const [a, b] = await Promise.all([m.forward(mb.a, cache), m.forward(mb.b, cache)]);
-        return joinLogits(mb, a, b, V);
-      }),
+      models.map((m, r) =>
+        forwardWithDbo(
+          m,
+          newCache(),
+          comms[r]!,
+          batch,
+          { enabled: true, thresholds: DEFAULT_DBO_THRESHOLDS, tracer: tracers[r]!, logger: null },
+          stats[r],
+        ),
+      ),
     );
     for (const r of results) assert.ok(maxDiff(r, whole) <= 1e-4, `max |Δlogit| ${maxDiff(r, whole)}`);
+    assert.deepEqual(stats[0], { steps: 1, splitSteps: 1 });
+    // Compute spans of both micro-batches in every layer, and communication spans of both.
+    const trace = JSON.parse(readFileSync(tracers[0]!.flush(), 'utf8')) as {
+      traceEvents: { name: string; tid: number; cat: string }[];
+    };
+    for (const tid of [0, 2]) {
+      for (let layer = 0; layer < config.numHiddenLayers; layer++) {
+        assert.ok(
+          trace.traceEvents.some((e) => e.tid === tid && e.name === `layer ${layer}`),
+          `layer ${layer} on lane ${tid}`,
+        );
+      }
+    }
+    for (const tid of [1, 3]) assert.ok(trace.traceEvents.some((e) => e.tid === tid && e.cat === 'comm'));
   });
 });

@@ -1,0 +1,78 @@
+// One step's forward with dual-batch overlap: decide the split (all ranks vote with one small all-reduce,
+// so no rank waits for a micro-batch another rank did not run), cut the batch, run the two micro-batches
+// interleaved at their collectives, and join their logits.
+
+import type { Communicator } from '../distributed/communicator.js';
+import type { DeepseekForCausalLM, ForwardObserver } from '../models/deepseek.js';
+import type { ForwardBatch } from '../models/forward-batch.js';
+import type { MlaKvCache } from '../models/mla-kv-cache.js';
+import type { Logger } from '../util/logger.js';
+import { runTwoMicroBatches } from './dbo-scheduler.js';
+import { type DboThresholds, decideSplit, joinLogits, splitForwardBatch } from './micro-batch.js';
+import type { Tracer } from './tracer.js';
+
+export interface DboOptions {
+  readonly enabled: boolean;
+  readonly thresholds: DboThresholds;
+  readonly tracer: Tracer | null;
+  readonly logger: Logger | null;
+}
+
+/** Statistics of the steps run, for benchmarks and logs. */
+export interface DboStats {
+  steps: number;
+  splitSteps: number;
+}
+
+function observerFor(tracer: Tracer | null, mb: number): ForwardObserver | undefined {
+  return tracer ? { onLayerStart: (layer) => tracer.setLayer(mb, layer) } : undefined;
+}
+
+export async function forwardWithDbo(
+  model: DeepseekForCausalLM,
+  cache: MlaKvCache,
+  comm: Communicator,
+  batch: ForwardBatch,
+  opts: DboOptions,
+  stats?: DboStats,
+): Promise<Float32Array> {
+  if (stats) stats.steps++;
+  const tracer = opts.tracer;
+  tracer?.resetLayers();
+  let split = false;
+  let at = batch.numTokens;
+  if (opts.enabled && comm.worldSize > 1) {
+    const d = decideSplit(batch, opts.thresholds);
+    // Every rank votes; the step splits only if all ranks can.
+    const vote = Float32Array.of(d.split ? 1 : 0);
+    await comm.allReduce(vote).wait();
+    split = vote[0] === comm.worldSize;
+    at = d.splitToken;
+    opts.logger?.debug(
+      `DBO step of ${batch.numTokens} tokens: ${split ? `split at token ${at} (cost ${d.costA.toFixed(0)} / ${d.costB.toFixed(0)})` : 'one batch'}; ${d.reason}` +
+        (d.split && !split ? '; another rank could not split' : ''),
+    );
+    tracer?.markStep({ tokens: batch.numTokens, split, splitToken: at, reason: d.reason });
+  } else {
+    tracer?.markStep({ tokens: batch.numTokens, split: false });
+  }
+  if (!split) {
+    if (!tracer) return model.forward(batch, cache, undefined, comm);
+    const [out] = await runTwoMicroBatches(
+      comm,
+      (c) => model.forward(batch, cache, observerFor(tracer, 0), c),
+      async () => new Float32Array(0),
+      tracer,
+    );
+    return out;
+  }
+  if (stats) stats.splitSteps++;
+  const mb = splitForwardBatch(batch, at);
+  const [a, b] = await runTwoMicroBatches(
+    comm,
+    (c) => model.forward(mb.a, cache, observerFor(tracer, 0), c),
+    (c) => model.forward(mb.b, cache, observerFor(tracer, 1), c),
+    tracer,
+  );
+  return joinLogits(mb, a, b, model.config.vocabSize);
+}

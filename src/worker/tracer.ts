@@ -1,0 +1,145 @@
+// A Chrome / Perfetto trace of one rank's steps: compute and communication spans per micro-batch (and per
+// layer), so that a user sees in a timeline how dual-batch overlap hides communication. Written as the
+// Trace Event Format (JSON object with `traceEvents`), one file per rank, on `flush()`.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+interface TraceEvent {
+  readonly name: string;
+  readonly cat: string;
+  readonly ph: 'X' | 'M' | 'i';
+  readonly ts: number;
+  readonly dur?: number;
+  readonly pid: number;
+  readonly tid: number;
+  readonly args?: Record<string, unknown>;
+}
+
+/** Thread ids in the trace: compute and communication lanes of each micro-batch. */
+const lane = (mb: number, kind: 'compute' | 'comm') => mb * 2 + (kind === 'compute' ? 0 : 1);
+
+export interface TraceSpan {
+  end(): void;
+}
+
+export class Tracer {
+  private readonly events: TraceEvent[] = [];
+  private readonly openCompute = new Map<number, { start: number; name: string }>();
+  private readonly layer = new Map<number, number>();
+  private step = 0;
+  private readonly t0 = performance.now();
+
+  constructor(
+    private readonly dir: string,
+    readonly rank: number,
+  ) {
+    for (const mb of [0, 1]) {
+      for (const kind of ['compute', 'comm'] as const) {
+        this.events.push({
+          name: 'thread_name',
+          cat: '__metadata',
+          ph: 'M',
+          ts: 0,
+          pid: rank,
+          tid: lane(mb, kind),
+          args: {
+            name: `micro-batch ${mb === 0 ? 'A' : 'B'} ${kind === 'compute' ? 'compute' : 'communication'}`,
+          },
+        });
+      }
+    }
+    this.events.push({
+      name: 'process_name',
+      cat: '__metadata',
+      ph: 'M',
+      ts: 0,
+      pid: rank,
+      tid: 0,
+      args: { name: `rank ${rank}` },
+    });
+  }
+
+  private now(): number {
+    return (performance.now() - this.t0) * 1000;
+  }
+
+  /** Marks the start of a step (an instant event with the split decision). */
+  markStep(args: Record<string, unknown>): void {
+    this.step++;
+    this.events.push({
+      name: `step ${this.step}`,
+      cat: 'step',
+      ph: 'i',
+      ts: this.now(),
+      pid: this.rank,
+      tid: 0,
+      args,
+    });
+  }
+
+  /** The micro-batch entered decoder layer `layer`. */
+  setLayer(mb: number, layer: number): void {
+    this.endCompute(mb);
+    this.layer.set(mb, layer);
+    this.beginCompute(mb);
+  }
+
+  beginCompute(mb: number): void {
+    if (this.openCompute.has(mb)) return;
+    const layer = this.layer.get(mb);
+    this.openCompute.set(mb, { start: this.now(), name: layer === undefined ? 'compute' : `layer ${layer}` });
+  }
+
+  endCompute(mb: number): void {
+    const open = this.openCompute.get(mb);
+    if (!open) return;
+    this.openCompute.delete(mb);
+    const ts = open.start;
+    this.events.push({
+      name: open.name,
+      cat: 'compute',
+      ph: 'X',
+      ts,
+      dur: this.now() - ts,
+      pid: this.rank,
+      tid: lane(mb, 'compute'),
+    });
+  }
+
+  beginComm(mb: number, name: string): TraceSpan {
+    const ts = this.now();
+    const layer = this.layer.get(mb);
+    return {
+      end: () => {
+        this.events.push({
+          name,
+          cat: 'comm',
+          ph: 'X',
+          ts,
+          dur: this.now() - ts,
+          pid: this.rank,
+          tid: lane(mb, 'comm'),
+          args: layer === undefined ? {} : { layer },
+        });
+      },
+    };
+  }
+
+  /** Forgets the layer positions (between steps). */
+  resetLayers(): void {
+    this.layer.clear();
+  }
+
+  /** Writes `DIR/rank-R.trace.json`; returns its path. */
+  flush(): string {
+    mkdirSync(this.dir, { recursive: true });
+    const path = join(this.dir, `rank-${this.rank}.trace.json`);
+    writeFileSync(path, JSON.stringify({ traceEvents: this.events, displayTimeUnit: 'ms' }));
+    return path;
+  }
+
+  get numEvents(): number {
+    return this.events.length;
+  }
+}
