@@ -21,6 +21,7 @@ export interface GemmExports {
     r0: number,
     r1: number,
     kc: number,
+    buf: number,
   ): void;
   gemmPackX(xp: number, x: number, m: number, k: number, ldx: number): void;
   streamSum(p: number, bytes: number): number;

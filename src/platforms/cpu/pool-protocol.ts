@@ -21,13 +21,13 @@ export const ARENA = 3;
 /** Nonzero when a worker's job threw. */
 export const ERROR = 4;
 /** Number of uint32 arguments per thread. */
-export const ARGS_PER_THREAD = 12;
+export const ARGS_PER_THREAD = 16;
 /** First argument slot. */
 export const ARGS = 8;
 /** Room for an error message (UTF-16 code units as int32) after the arguments. */
 export const ERR_MSG_LEN = 256;
 
-/** gemm(out, xp, w, m, n, k, bf16, p0, p1, r0, r1, kc): see src/kernels/wasm/gemm/gemm.ts. */
+/** gemm(out, xp, w, m, n, k, bf16, p0, p1, r0, r1, kc, buf): see src/kernels/wasm/gemm/gemm.ts. */
 export const OP_GEMM = 1;
 /** streamSum(p, bytes): a timed read of memory for the bandwidth benchmark. */
 export const OP_STREAM = 2;

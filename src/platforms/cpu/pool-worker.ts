@@ -59,6 +59,7 @@ function runWorker(data: P.PoolWorkerData): void {
               args[base + 9]!,
               args[base + 10]!,
               args[base + 11]!,
+              args[base + 12]!,
             );
           }
         } else if (args[base + 1]! > 0) {

@@ -21,6 +21,8 @@ export interface GemmShare {
   r0: number;
   r1: number;
   kc: number;
+  /** This thread's bf16 widening buffer, or 0. */
+  buf: number;
 }
 
 /** A worker's job failed; the message is the worker's. */
@@ -140,6 +142,7 @@ export class GemmThreadPool {
       this.args[b + 9] = s.r0;
       this.args[b + 10] = s.r1;
       this.args[b + 11] = s.kc;
+      this.args[b + 12] = s.buf;
     }
     const first = shares[0];
     this.run(P.OP_GEMM, arena, () => {

@@ -60,6 +60,10 @@ export class WasmKernelsError extends Error {
 
 const DEFAULT_ARENA_BYTES = 3.5 * 1024 ** 3;
 const MAX_ARENA_BYTES = 4 * 1024 ** 3 - WASM_PAGE_BYTES;
+/** Rows from which bf16 panels are widened once per block rather than in every row tile. */
+const WIDEN_MIN_M = 16;
+/** Longest k-block when widening: the per-thread buffer holds WIDEN_MAX_K × 8 f32. */
+const WIDEN_MAX_K = 2048;
 /** First size of the operator kernels' scratch region (grows on demand). */
 const OPS_REGION_BYTES = 4 * 1024 * 1024;
 
@@ -99,6 +103,8 @@ export class WasmKernels implements Kernels {
   private disposed = false;
   private threadsInUse: number;
   private readonly copies: CopyStats = { bytesIn: 0, bytesOut: 0 };
+  /** Per arena: the start of its per-thread bf16 widening buffers (allocated on first use). */
+  private readonly widenBufs = new Map<Arena, number>();
 
   /** Use createWasmKernels. */
   constructor(
@@ -236,7 +242,11 @@ export class WasmKernels implements Kernels {
 
     const plan = planGemm(m, n, k, lw.bytes, this.threadsInUse, this.minSecondsPerThread);
     const bf16 = lw.dtype === 'bf16' ? 1 : 0;
-    const shares: GemmShare[] = plan.parts.map((p) => ({
+    // Many row tiles per panel: widen each bf16 panel block to f32 once, in a per-thread buffer.
+    const widen = bf16 === 1 && m >= WIDEN_MIN_M;
+    const kc = widen ? Math.min(plan.kc, WIDEN_MAX_K) : plan.kc;
+    const bufs = widen ? this.widenBuffers(arena) : -1;
+    const shares: GemmShare[] = plan.parts.map((p, t) => ({
       out: outPtr,
       xp,
       w: lw.ptr,
@@ -248,11 +258,12 @@ export class WasmKernels implements Kernels {
       p1: p.p1,
       r0: p.r0,
       r1: p.r1,
-      kc: plan.kc,
+      kc,
+      buf: widen ? bufs + t * WIDEN_MAX_K * 32 : 0,
     }));
     const g = arena.gemm;
     const runShare = (t: GemmShare): void =>
-      g.gemm(t.out, t.xp, t.w, t.m, t.n, t.k, t.bf16, t.p0, t.p1, t.r0, t.r1, t.kc);
+      g.gemm(t.out, t.xp, t.w, t.m, t.n, t.k, t.bf16, t.p0, t.p1, t.r0, t.r1, t.kc, t.buf);
     if (shares.length === 1) runShare(shares[0]!);
     else this.pool.runGemm(arena.index, shares, runShare);
     if (!outIn) {
@@ -350,6 +361,16 @@ export class WasmKernels implements Kernels {
     this.disposed = true;
     await this.pool.dispose();
     this.arenas.length = 0;
+  }
+
+  /** The start of `arena`'s widening buffers, one of WIDEN_MAX_K·32 bytes per thread. */
+  private widenBuffers(arena: Arena): number {
+    let start = this.widenBufs.get(arena);
+    if (start === undefined) {
+      start = arena.alloc(this.pool.numThreads * WIDEN_MAX_K * 32, 'bf16 widening buffers');
+      this.widenBufs.set(arena, start);
+    }
+    return start;
   }
 
   /** Places `bytes` of panels in the first arena with room (keeping some for scratch), or a new arena. */

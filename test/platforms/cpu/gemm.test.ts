@@ -70,19 +70,34 @@ for (const { relaxed, skip } of variants) {
 }
 
 describe('wasm GEMM on larger shapes', () => {
-  it('splits a prefill-like and a decode-like GEMM over 2 threads correctly', async () => {
+  it('splits larger GEMMs over 2 threads, with k-blocks (bf16 widening, large x) correctly', async () => {
     const kernels = await createWasmKernels({ numThreads: 2 });
     try {
+      // A decode GEMV; a prefill-like GEMM; k past the 2048-step widening block; x past 8 MiB (k-blocks
+      // of 1024 accumulate into out).
       for (const [m, n, k] of [
         [1, 1000, 300],
         [70, 203, 257],
+        [20, 20, 2100],
+        [1100, 9, 2000],
       ] as const) {
         const w = randomF32(n * k, m);
         const x = randomF32(m * k, m + 1);
-        const lw = kernels.prepareLinear({ dtype: 'f32', data: w }, n, k, 'f32');
-        const out = new Float32Array(m * n);
-        kernels.linear(out, x, lw, m);
-        assertGemmClose(out, x, w, m, n, k, `m=${m} n=${n} k=${k}`);
+        for (const dtype of ['f32', 'bf16'] as WeightDType[]) {
+          const lw = kernels.prepareLinear({ dtype: 'f32', data: w }, n, k, dtype);
+          const out = new Float32Array(m * n);
+          kernels.linear(out, x, lw, m);
+          assertGemmClose(
+            out,
+            x,
+            dtype === 'bf16' ? roundedToBf16(w) : w,
+            m,
+            n,
+            k,
+            `${dtype} m=${m} n=${n} k=${k}`,
+          );
+          kernels.freeLinear(lw);
+        }
       }
     } finally {
       await kernels.dispose();

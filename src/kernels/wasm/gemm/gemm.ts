@@ -11,6 +11,7 @@
 //        zero-padded past n; esize 4 (f32) or 2 (bf16, interleaved columns 0,4,1,5,2,6,3,7).
 
 import { tile1, tile1x2, tile1x4, tile2, tile2x2, tile3, tile4 } from './microkernels';
+import { bf16Hi, bf16Lo } from './simd';
 
 /**
  * Packs x: [m, k] f32 (rows `ldx` bytes apart) into the tile layout described above at `xp`.
@@ -68,6 +69,8 @@ export function gemmPackX(xp: usize, x: usize, m: i32, k: i32, ldx: i32): void {
  * out[r, c] (+)= Σ_k x[r, k] · w[c, k] for the panels [p0, p1) and the rows [r0, r1) (r0 a multiple of 4,
  * r1 a multiple of 4 or m), with weights stored as f32 (`bf16` = 0) or bf16 (`bf16` = 1).
  * `kc`: the k-block length (k for a small m). `out`, `xp`, `w`: see the header.
+ * `buf`: 0, or (bf16 only) this thread's scratch of kc·32 bytes: each panel block is then widened to
+ * f32 once there and all row tiles run the f32 kernel on it (worth it when many row tiles share it).
  */
 export function gemm(
   out: usize,
@@ -82,9 +85,11 @@ export function gemm(
   r0: i32,
   r1: i32,
   kc: i32,
+  buf: usize,
 ): void {
-  if (bf16 !== 0) gemmPanels<u16>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
-  else gemmPanels<f32>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  if (bf16 === 0) gemmPanels<f32>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  else if (buf === 0) gemmPanels<u16>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  else gemmWidened(out, xp, w, m, n, k, p0, p1, r0, r1, kc, buf);
 }
 
 function gemmPanels<W>(
@@ -102,8 +107,6 @@ function gemmPanels<W>(
 ): void {
   const ldo = (<usize>n) << 2;
   const panelBytes = <usize>k * 8 * sizeof<W>();
-  const full = m >> 2;
-  const tailRows = m & 3;
   for (let kb = 0; kb < k; kb += kc) {
     const kl = min(kc, k - kb);
     const accumulate = kb > 0;
@@ -131,21 +134,82 @@ function gemmPanels<W>(
     }
     for (; p < p1; p++) {
       const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
-      const ncols = min(8, n - 8 * p);
-      const oc = out + ((<usize>(8 * p)) << 2);
-      let r = r0;
-      for (; r + 3 < r1; r += 4) {
-        const xt = xp + <usize>r * <usize>k * 4 + <usize>kb * 16;
-        tile4<W>(oc + <usize>r * ldo, ldo, xt, wp, kl, accumulate, ncols);
-      }
-      if (r < r1) {
-        // The tail tile: rows full·4 .. m-1, packed as [k][tailRows].
-        const xt = xp + <usize>full * <usize>k * 16 + <usize>kb * <usize>tailRows * 4;
-        const o = oc + <usize>r * ldo;
-        if (tailRows === 3) tile3<W>(o, ldo, xt, wp, kl, accumulate, ncols);
-        else if (tailRows === 2) tile2<W>(o, ldo, xt, wp, kl, accumulate, ncols);
-        else tile1<W>(o, xt, wp, kl, accumulate, ncols);
-      }
+      panelTiles<W>(out, ldo, xp, wp, m, n, k, p, kb, kl, r0, r1);
     }
+  }
+}
+
+/** bf16 weights, each panel block widened into `buf` first (see `gemm`). */
+function gemmWidened(
+  out: usize,
+  xp: usize,
+  w: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  p0: i32,
+  p1: i32,
+  r0: i32,
+  r1: i32,
+  kc: i32,
+  buf: usize,
+): void {
+  const ldo = (<usize>n) << 2;
+  const panelBytes = <usize>k * 16;
+  for (let kb = 0; kb < k; kb += kc) {
+    const kl = min(kc, k - kb);
+    for (let p = p0; p < p1; p++) {
+      widenPanel(buf, w + <usize>p * panelBytes + <usize>kb * 16, kl);
+      panelTiles<f32>(out, ldo, xp, buf, m, n, k, p, kb, kl, r0, r1);
+    }
+  }
+}
+
+/** Widens `kl` rows of an interleaved bf16 panel at `src` into an f32 panel [kl][8] at `dst`. */
+function widenPanel(dst: usize, src: usize, kl: i32): void {
+  for (let kk = 0; kk < kl; kk++) {
+    const v = v128.load(src);
+    v128.store(dst, bf16Lo(v));
+    v128.store(dst, bf16Hi(v), 16);
+    src += 16;
+    dst += 32;
+  }
+}
+
+/**
+ * All row tiles of rows [r0, r1) against one block (k steps kb .. kb+kl) of panel `p`, whose data
+ * starts at `wp`.
+ */
+function panelTiles<W>(
+  out: usize,
+  ldo: usize,
+  xp: usize,
+  wp: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  p: i32,
+  kb: i32,
+  kl: i32,
+  r0: i32,
+  r1: i32,
+): void {
+  const accumulate = kb > 0;
+  const full = m >> 2;
+  const tailRows = m & 3;
+  const ncols = min(8, n - 8 * p);
+  const oc = out + ((<usize>(8 * p)) << 2);
+  let r = r0;
+  for (; r + 3 < r1; r += 4) {
+    const xt = xp + <usize>r * <usize>k * 4 + <usize>kb * 16;
+    tile4<W>(oc + <usize>r * ldo, ldo, xt, wp, kl, accumulate, ncols);
+  }
+  if (r < r1) {
+    // The tail tile: rows full·4 .. m-1, packed as [k][tailRows].
+    const xt = xp + <usize>full * <usize>k * 16 + <usize>kb * <usize>tailRows * 4;
+    const o = oc + <usize>r * ldo;
+    if (tailRows === 3) tile3<W>(o, ldo, xt, wp, kl, accumulate, ncols);
+    else if (tailRows === 2) tile2<W>(o, ldo, xt, wp, kl, accumulate, ncols);
+    else tile1<W>(o, xt, wp, kl, accumulate, ncols);
   }
 }
