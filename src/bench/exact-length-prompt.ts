@@ -88,12 +88,12 @@ export class ExactLengthPromptBuilder {
     let suffixIds: number[] = [];
     for (let attempt = 0; attempt <= MAX_RETRY; attempt++) {
       const text = this.tokenizer.decode(seq);
-      const full = this.fits(prefix.text + text, prefix, numTokens);
-      if (full !== null) return { text: prefix.text + text, tokenIds: full };
       const encoded = this.encode(prefix.text + text);
-      suffixIds = startsWith(encoded, prefix.tokenIds)
-        ? encoded.slice(prefix.tokenIds.length)
-        : this.encode(text);
+      const prefixKept = startsWith(encoded, prefix.tokenIds);
+      if (prefixKept && encoded.length === prefix.tokenIds.length + numTokens) {
+        return { text: prefix.text + text, tokenIds: encoded };
+      }
+      suffixIds = prefixKept ? encoded.slice(prefix.tokenIds.length) : this.encode(text);
       if (suffixIds.length < numTokens) {
         seq = [...suffixIds];
         while (seq.length < numTokens) seq.push(this.randomAllowedId());

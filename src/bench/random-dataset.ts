@@ -9,7 +9,7 @@
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { BenchRng } from './bench-rng.js';
 import { BenchArgumentError } from './errors.js';
-import { type ExactPrompt, ExactLengthPromptBuilder } from './exact-length-prompt.js';
+import { ExactLengthPromptBuilder, type ExactPrompt } from './exact-length-prompt.js';
 import type { SampleRequest } from './sample-request.js';
 
 /** The random dataset's options (vLLM's --random-* flags). */

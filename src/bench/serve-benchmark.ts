@@ -16,8 +16,8 @@ import { createProgress } from './progress.js';
 import { sampleRandomDataset } from './random-dataset.js';
 import { buildResultJson, defaultResultFilename, formatResultTable, pyFloat, resultDate } from './report.js';
 import type { SampleRequest } from './sample-request.js';
-import { alignPromptsToServerTokenizer, firstServedModel } from './server-info.js';
 import type { BenchServeArgs } from './serve-args.js';
+import { alignPromptsToServerTokenizer, firstServedModel } from './server-info.js';
 
 /** Where the benchmark writes: `out` for results (stdout), `err` for notices; progress bar on stderr. */
 export interface BenchIO {
@@ -218,7 +218,9 @@ export async function runServeBenchmark(
     const failures = outputs.filter((o) => !o.success);
     if (failures.length > 0) {
       io.out('Failed requests during benchmark run detected (capping to 10):');
-      failures.slice(0, 10).forEach((o, i) => io.out(`Error ${i}: ${o.error}`));
+      failures.slice(0, 10).forEach((o, i) => {
+        io.out(`Error ${i}: ${o.error}`);
+      });
     }
     if (metrics.completed === 0) {
       io.err(

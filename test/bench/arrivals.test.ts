@@ -58,7 +58,9 @@ describe('arrivalSchedule', () => {
   test('inf rate sends everything at once; inf burstiness spaces evenly', () => {
     assert.deepEqual(arrivalSchedule(3, Number.POSITIVE_INFINITY, 1, new BenchRng(0)), [0, 0, 0]);
     const even = arrivalSchedule(4, 2, Number.POSITIVE_INFINITY, new BenchRng(0));
-    even.forEach((t, i) => assert.ok(Math.abs(t - (i + 1) * 0.5) < 1e-12));
+    even.forEach((t, i) => {
+      assert.ok(Math.abs(t - (i + 1) * 0.5) < 1e-12);
+    });
   });
 
   test('bad rate or burstiness is refused', () => {

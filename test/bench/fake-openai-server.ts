@@ -112,45 +112,42 @@ function handle(
   if (chat && (o.roleChunk ?? true))
     send({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
   const emitted = failure?.kind === 'no-tokens' ? 0 : numTokens;
-  const timers: NodeJS.Timeout[] = [];
-  res.on('close', () => timers.forEach(clearTimeout));
-  for (let k = 0; k < emitted; k++) {
-    const due = arrivedAt + o.ttftMs + k * o.itlMs;
-    timers.push(
-      setTimeout(
-        () => {
-          if (failure?.kind === 'disconnect' && k === 1) {
-            res.destroy();
-            return;
-          }
-          send({ choices: [choice(o.tokens[k % o.tokens.length]!, k === emitted - 1 ? 'length' : null)] });
+  let timer: NodeJS.Timeout | undefined;
+  res.on('close', () => clearTimeout(timer));
+  const finish = () => {
+    const wantsUsage =
+      (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    if (wantsUsage && (o.reportUsage ?? true)) {
+      const promptTokens = o.promptTokens?.(body) ?? 0;
+      send({
+        choices: [],
+        usage: {
+          prompt_tokens: promptTokens,
+          completion_tokens: emitted,
+          total_tokens: promptTokens + emitted,
         },
-        Math.max(0, due - performance.now()),
-      ),
-    );
-  }
-  const endDue = arrivedAt + o.ttftMs + Math.max(0, emitted - 1) * o.itlMs + 1;
-  timers.push(
-    setTimeout(
-      () => {
-        if (res.destroyed) return;
-        const wantsUsage =
-          (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-        if (wantsUsage && (o.reportUsage ?? true)) {
-          const promptTokens = o.promptTokens?.(body) ?? 0;
-          send({
-            choices: [],
-            usage: {
-              prompt_tokens: promptTokens,
-              completion_tokens: emitted,
-              total_tokens: promptTokens + emitted,
-            },
-          });
-        }
-        res.write('data: [DONE]\n\n');
-        res.end();
-      },
-      Math.max(0, endDue - performance.now()),
-    ),
-  );
+      });
+    }
+    res.write('data: [DONE]\n\n');
+    res.end();
+  };
+  // Token k is due at arrival + ttft + k·itl; each step schedules the next, so the order is fixed even
+  // when a blocked event loop makes several due at once.
+  const step = (k: number) => {
+    if (k === emitted) {
+      finish();
+      return;
+    }
+    if (failure?.kind === 'disconnect' && k === 1) {
+      res.destroy();
+      return;
+    }
+    send({ choices: [choice(o.tokens[k % o.tokens.length]!, k === emitted - 1 ? 'length' : null)] });
+    schedule(k + 1);
+  };
+  const schedule = (k: number) => {
+    const due = arrivedAt + o.ttftMs + Math.max(0, k === emitted ? k - 1 : k) * o.itlMs;
+    timer = setTimeout(() => step(k), Math.max(0, due - performance.now()));
+  };
+  schedule(0);
 }
