@@ -4,6 +4,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   DEFAULT_ENGINE_CONFIG,
+  dboEnabledByEnv,
   type EngineConfig,
   EngineConfigError,
   type LoadFormat,
@@ -149,7 +150,32 @@ export function addEngineOptions(cmd: Command): Command {
       'compute threads of the CPU kernels (default: every core)',
       intArg('--num-threads'),
     )
-    .option('--additional-config <json>', 'JSON handed to the platform', jsonObjectArg('--additional-config'))
+    .option(
+      '--dist-timeout <seconds>',
+      'a peer rank silent this long is declared dead',
+      floatArg('--dist-timeout'),
+      60,
+    )
+    .option(
+      '--enable-dbo',
+      'dual-batch overlap (also VLLM_ASCEND_ENABLE_DBO=1, VLLM_ENABLE_DBO=1, DUET_ENABLE_DBO=1)',
+    )
+    .option(
+      '--dbo-prefill-token-threshold <n>',
+      'DBO: steps with a prefill and fewer tokens run as one batch',
+      intArg('--dbo-prefill-token-threshold'),
+    )
+    .option(
+      '--dbo-decode-token-threshold <n>',
+      'DBO: decode-only steps split only at or above this many tokens',
+      intArg('--dbo-decode-token-threshold'),
+    )
+    .option('--trace-dir <dir>', 'write a Chrome / Perfetto trace per rank (also DUET_TRACE_DIR)')
+    .option(
+      '--additional-config <json>',
+      'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold',
+      jsonObjectArg('--additional-config'),
+    )
     .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')
     .option('--trust-remote-code', 'accepted for compatibility; Duet runs only its own model code');
 }
@@ -157,6 +183,8 @@ export function addEngineOptions(cmd: Command): Command {
 /** Builds and validates the engine config from parsed commander options. */
 export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfig {
   const d = DEFAULT_ENGINE_CONFIG;
+  const extra = (o.additionalConfig as Record<string, unknown> | undefined) ?? {};
+  const ep = (o.enableExpertParallel as boolean | undefined) ?? false;
   const config: EngineConfig = {
     model: {
       model: (o.model as string | undefined) ?? null,
@@ -188,8 +216,22 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
       enableExpertParallel: (o.enableExpertParallel as boolean | undefined) ?? false,
       distributedExecutorBackend: (o.distributedExecutorBackend as 'uni' | 'mp' | undefined) ?? null,
       numThreads: (o.numThreads as number | undefined) ?? null,
+      moeComm: moeCommFrom(extra, ep),
+      distTimeoutMs: ((o.distTimeout as number | undefined) ?? 60) * 1000,
     },
-    additionalConfig: (o.additionalConfig as Record<string, unknown> | undefined) ?? {},
+    dbo: {
+      enabled: (o.enableDbo as boolean | undefined) ?? dboEnabledByEnv(),
+      prefillTokenThreshold:
+        (o.dboPrefillTokenThreshold as number | undefined) ??
+        intFrom(extra, 'dbo_prefill_token_threshold') ??
+        d.dbo.prefillTokenThreshold,
+      decodeTokenThreshold:
+        (o.dboDecodeTokenThreshold as number | undefined) ??
+        intFrom(extra, 'dbo_decode_token_threshold') ??
+        d.dbo.decodeTokenThreshold,
+      traceDir: (o.traceDir as string | undefined) ?? process.env.DUET_TRACE_DIR ?? null,
+    },
+    additionalConfig: extra,
     passthrough: {
       ...(o.compilationConfig !== undefined ? { compilationConfig: o.compilationConfig } : {}),
       ...(o.trustRemoteCode !== undefined ? { trustRemoteCode: o.trustRemoteCode } : {}),
@@ -197,6 +239,30 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
   };
   validateEngineConfig(config);
   return config;
+}
+
+/** `moe_comm` of --additional-config: allgather or alltoall; alltoall by default with expert parallelism. */
+export function moeCommFrom(
+  extra: Readonly<Record<string, unknown>>,
+  expertParallel: boolean,
+): 'allgather' | 'alltoall' {
+  const v = extra.moe_comm;
+  if (v === undefined) return expertParallel ? 'alltoall' : 'allgather';
+  if (v !== 'allgather' && v !== 'alltoall') {
+    throw new EngineConfigError(
+      `--additional-config moe_comm must be "allgather" or "alltoall", got ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
+function intFrom(extra: Readonly<Record<string, unknown>>, key: string): number | undefined {
+  const v = extra[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v)) {
+    throw new EngineConfigError(`--additional-config ${key} must be an integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 /** vLLM's multi-letter short flags, which commander cannot declare. */

@@ -52,8 +52,28 @@ export interface ParallelSettings {
   readonly dataParallelSize: number;
   readonly enableExpertParallel: boolean;
   readonly distributedExecutorBackend: 'uni' | 'mp' | null;
-  /** Compute threads of the CPU kernels (default: every core). */
+  /** Compute threads of the CPU kernels over all ranks of this host (default: every core). */
   readonly numThreads: number | null;
+  /**
+   * MoE communication with expert parallelism (`--additional-config '{"moe_comm": ...}'`): `allgather`
+   * (every rank runs its experts on all tokens, partial sums all-reduced) or `alltoall` (tokens dispatched
+   * to the ranks holding their experts and combined back). Default: alltoall with expert parallelism.
+   */
+  readonly moeComm: 'allgather' | 'alltoall';
+  /** --dist-timeout: a peer silent this long (ms) is declared dead. */
+  readonly distTimeoutMs: number;
+}
+
+/** Dual-batch overlap (DBO): split steps into two micro-batches so communication hides behind compute. */
+export interface DboSettings {
+  /** --enable-dbo, or VLLM_ASCEND_ENABLE_DBO / VLLM_ENABLE_DBO / DUET_ENABLE_DBO = 1. */
+  readonly enabled: boolean;
+  /** Steps with a prefill and fewer tokens run as one batch. */
+  readonly prefillTokenThreshold: number;
+  /** Decode-only steps split only at or above this many tokens. */
+  readonly decodeTokenThreshold: number;
+  /** --trace-dir / DUET_TRACE_DIR: write a Chrome / Perfetto trace per rank there. */
+  readonly traceDir: string | null;
 }
 
 export interface EngineConfig {
@@ -61,6 +81,7 @@ export interface EngineConfig {
   readonly cache: CacheSettings;
   readonly scheduler: SchedulerSettings;
   readonly parallel: ParallelSettings;
+  readonly dbo: DboSettings;
   /** `--additional-config`: free-form JSON handed to the platform. */
   readonly additionalConfig: Readonly<Record<string, unknown>>;
   /** Settings accepted for compatibility that the platform may ignore (reported as notices). */
@@ -95,10 +116,21 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     enableExpertParallel: false,
     distributedExecutorBackend: null,
     numThreads: null,
+    moeComm: 'allgather',
+    distTimeoutMs: 60_000,
   },
+  dbo: { enabled: false, prefillTokenThreshold: 256, decodeTokenThreshold: 32, traceDir: null },
   additionalConfig: {},
   passthrough: {},
 };
+
+/** The environment variables that switch DBO on (any of them set to 1 or true). */
+export const DBO_ENV_VARS = ['VLLM_ASCEND_ENABLE_DBO', 'VLLM_ENABLE_DBO', 'DUET_ENABLE_DBO'] as const;
+
+/** Whether the environment switches DBO on. */
+export function dboEnabledByEnv(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  return DBO_ENV_VARS.some((k) => env[k] === '1' || env[k]?.toLowerCase() === 'true');
+}
 
 /** An invalid engine setting: names it and what is allowed. */
 export class EngineConfigError extends Error {
@@ -136,15 +168,31 @@ export function validateEngineConfig(c: EngineConfig): void {
   if (ml !== null && (!Number.isInteger(ml) || ml < 1)) {
     throw new EngineConfigError(`--max-model-len must be a positive integer, got ${ml}`);
   }
-  if (
-    c.parallel.tensorParallelSize !== 1 ||
-    c.parallel.dataParallelSize !== 1 ||
-    c.parallel.enableExpertParallel
-  ) {
+  const tp = c.parallel.tensorParallelSize;
+  if (!Number.isInteger(tp) || tp < 1 || tp > 64) {
+    throw new EngineConfigError(`--tensor-parallel-size must be an integer in 1..64, got ${tp}`);
+  }
+  if (c.parallel.dataParallelSize !== 1) {
     throw new EngineConfigError(
-      'tensor, data and expert parallelism (--tensor-parallel-size, --data-parallel-size, ' +
-        '--enable-expert-parallel) are not yet supported; use 1 rank',
+      '--data-parallel-size > 1 is not yet supported; use 1 (tensor and expert parallelism work)',
     );
+  }
+  if (c.parallel.distributedExecutorBackend === 'uni' && tp > 1) {
+    throw new EngineConfigError(
+      '--distributed-executor-backend uni runs one rank; use mp with --tensor-parallel-size > 1',
+    );
+  }
+  if (!(c.parallel.distTimeoutMs > 0)) {
+    throw new EngineConfigError(
+      `--dist-timeout must be a positive number of seconds, got ${c.parallel.distTimeoutMs / 1000}`,
+    );
+  }
+  for (const [flag, v] of [
+    ['--dbo-prefill-token-threshold', c.dbo.prefillTokenThreshold],
+    ['--dbo-decode-token-threshold', c.dbo.decodeTokenThreshold],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1)
+      throw new EngineConfigError(`${flag} must be a positive integer, got ${v}`);
   }
   const nt = c.parallel.numThreads;
   if (nt !== null && (!Number.isInteger(nt) || nt < 1 || nt > 256)) {

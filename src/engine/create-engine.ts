@@ -3,12 +3,15 @@
 
 import type { EngineConfig } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
+import { SingleRankCommunicator } from '../distributed/communicator.js';
 import { MlaKvCache } from '../models/mla-kv-cache.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { DriverExecutor } from '../worker/executor.js';
 import { ModelRunner } from '../worker/model-runner.js';
+import { Tracer } from '../worker/tracer.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
 
@@ -83,8 +86,30 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       enableChunkedPrefill: chunked,
       enablePrefixCaching: config.cache.enablePrefixCaching,
     });
-    const runner = new ModelRunner(loaded.model, cache);
-    return new LLMEngine({ loaded, kernels, runner, scheduler, maxModelLen, seed: config.model.seed });
+    if (config.dbo.enabled && config.parallel.tensorParallelSize === 1) {
+      log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');
+    }
+    const executor = new DriverExecutor({
+      model: loaded.model,
+      cache,
+      comm: new SingleRankCommunicator(),
+      dbo: {
+        enabled: config.dbo.enabled,
+        thresholds: config.dbo,
+        tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
+        logger: log,
+      },
+    });
+    const runner = new ModelRunner(executor, c.vocabSize, bs);
+    return new LLMEngine({
+      loaded,
+      kernels,
+      runner,
+      executor,
+      scheduler,
+      maxModelLen,
+      seed: config.model.seed,
+    });
   } catch (e) {
     await kernels.dispose();
     throw e;

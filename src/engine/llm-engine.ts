@@ -9,6 +9,7 @@ import type { SchedulerStats } from '../core/scheduler-output.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { LoadedModel } from '../models/model-loader.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { ModelExecutor } from '../worker/executor.js';
 import { computeTokenLogprobs, type TokenLogprobs } from '../worker/logprobs.js';
 import type { ModelRunner } from '../worker/model-runner.js';
 import { Sampler } from '../worker/sampler.js';
@@ -34,6 +35,7 @@ export interface EngineParts {
   readonly loaded: LoadedModel;
   readonly kernels: Kernels;
   readonly runner: ModelRunner;
+  readonly executor: ModelExecutor;
   readonly scheduler: Scheduler;
   readonly maxModelLen: number;
   readonly seed: number;
@@ -56,6 +58,7 @@ export class LLMEngine {
   readonly kernels: Kernels;
   private readonly scheduler: Scheduler;
   private readonly runner: ModelRunner;
+  private readonly executor: ModelExecutor;
   private readonly sampler: Sampler;
   private readonly engineRng: SamplingRng;
   private readonly states = new Map<string, EngineRequestState>();
@@ -69,6 +72,7 @@ export class LLMEngine {
     this.tokenizer = parts.loaded.tokenizer;
     this.kernels = parts.kernels;
     this.runner = parts.runner;
+    this.executor = parts.executor;
     this.scheduler = parts.scheduler;
     this.maxModelLen = parts.maxModelLen;
     this.sampler = new Sampler(parts.loaded.config.vocabSize);
@@ -302,8 +306,9 @@ export class LLMEngine {
     };
   }
 
-  /** Releases the kernels' threads and memory. */
+  /** Stops the other ranks, then releases the kernels' threads and memory. */
   async close(): Promise<void> {
+    await this.executor.close();
     await this.kernels.dispose();
   }
 }

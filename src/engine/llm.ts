@@ -7,7 +7,12 @@
 //   await llm.close();
 
 import { SingleBar } from 'cli-progress';
-import { DEFAULT_ENGINE_CONFIG, type EngineConfig, validateEngineConfig } from '../config/engine-config.js';
+import {
+  DEFAULT_ENGINE_CONFIG,
+  dboEnabledByEnv,
+  type EngineConfig,
+  validateEngineConfig,
+} from '../config/engine-config.js';
 import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat-template.js';
 import type { Logger } from '../util/logger.js';
 import type { TokenLogprobs } from '../worker/logprobs.js';
@@ -87,6 +92,15 @@ export interface LLMOptions {
   readonly maxNumSeqs?: number;
   readonly maxNumBatchedTokens?: number;
   readonly numThreads?: number;
+  /** Tensor-parallel ranks (worker threads of this process). */
+  readonly tensorParallelSize?: number;
+  readonly enableExpertParallel?: boolean;
+  /** MoE communication with expert parallelism. */
+  readonly moeComm?: 'allgather' | 'alltoall';
+  /** Dual-batch overlap (default: from VLLM_ASCEND_ENABLE_DBO / VLLM_ENABLE_DBO / DUET_ENABLE_DBO). */
+  readonly enableDbo?: boolean;
+  /** Write a Chrome trace per rank here. */
+  readonly traceDir?: string;
   /** Progress messages while loading (default: none). */
   readonly logger?: Logger;
   /** A full engine config instead of the fields above. */
@@ -137,7 +151,18 @@ export function engineConfigFromLLMOptions(o: LLMOptions): EngineConfig {
       maxNumBatchedTokens: o.maxNumBatchedTokens ?? null,
       enableChunkedPrefill: o.enableChunkedPrefill ?? true,
     },
-    parallel: { ...d.parallel, numThreads: o.numThreads ?? null },
+    parallel: {
+      ...d.parallel,
+      tensorParallelSize: o.tensorParallelSize ?? 1,
+      enableExpertParallel: o.enableExpertParallel ?? false,
+      numThreads: o.numThreads ?? null,
+      moeComm: o.moeComm ?? ((o.enableExpertParallel ?? false) ? 'alltoall' : 'allgather'),
+    },
+    dbo: {
+      ...d.dbo,
+      enabled: o.enableDbo ?? dboEnabledByEnv(),
+      traceDir: o.traceDir ?? process.env.DUET_TRACE_DIR ?? null,
+    },
   };
   validateEngineConfig(config);
   return config;

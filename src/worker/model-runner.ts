@@ -4,9 +4,8 @@
 // prompt log-probs when asked).
 
 import type { SchedulerOutput } from '../core/scheduler-output.js';
-import type { DeepseekForCausalLM } from '../models/deepseek.js';
 import type { ForwardBatch, SequenceSlice } from '../models/forward-batch.js';
-import type { MlaKvCache } from '../models/mla-kv-cache.js';
+import type { ModelExecutor } from './executor.js';
 
 /** What the runner must know of a request beyond the scheduler's plan. */
 export interface RunnerRequestInfo {
@@ -38,8 +37,11 @@ export class ModelRunner {
   private readonly requests = new Map<string, RunnerRequestInfo>();
 
   constructor(
-    private readonly model: DeepseekForCausalLM,
-    private readonly cache: MlaKvCache,
+    private readonly executor: ModelExecutor,
+    /** Logits per row. */
+    private readonly vocabSize: number,
+    /** Tokens per KV cache block. */
+    private readonly blockSize: number,
   ) {}
 
   addRequest(requestId: string, info: RunnerRequestInfo): void {
@@ -54,7 +56,7 @@ export class ModelRunner {
   async execute(plan: SchedulerOutput): Promise<RunnerStepOutput> {
     for (const id of plan.finishedRequestIds) this.requests.delete(id);
     const T = plan.totalNumScheduledTokens;
-    const bs = this.cache.blockSize;
+    const bs = this.blockSize;
     const tokenIds = new Int32Array(T);
     const positions = new Int32Array(T);
     const slotMapping = new Int32Array(T);
@@ -101,8 +103,8 @@ export class ModelRunner {
       seqs,
       logitsIndices: Int32Array.from(logitsRows),
     };
-    const logits = await this.model.forward(batch, this.cache);
-    const V = this.model.config.vocabSize;
+    const logits = await this.executor.execute(batch);
+    const V = this.vocabSize;
     const sampleLogits = new Map<string, Float32Array>();
     for (const [id, row] of samplePlan) sampleLogits.set(id, logits.subarray(row * V, (row + 1) * V));
     const promptLogits = new Map<string, PromptLogits>();
