@@ -218,6 +218,32 @@ describe('bench serve against a fake OpenAI-compatible server', () => {
     });
   });
 
+  test('warm-ups and the ready check are sent but not measured; --append-result adds a line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'duet-bench-append-'));
+    await withServer({ ttftMs: 2, itlMs: 2 }, async (server) => {
+      const args = benchServeArgs({
+        ...BASE,
+        baseUrl: server.baseUrl,
+        numPrompts: 3,
+        numWarmups: 2,
+        readyCheckTimeoutSec: 5,
+        appendResult: true,
+        resultDir: dir,
+        resultFilename: 'runs.jsonl',
+      });
+      const io = capture();
+      const first = await runServeBenchmark(args, io);
+      assert.equal(server.received.length, 1 + 2 + 3); // ready check, warm-ups, the run
+      assert.equal(first.result.completed, 3);
+      assert.ok(io.lines.includes('Initial test run completed.'));
+      assert.ok(io.lines.includes('Warming up with 2 requests...'));
+      await runServeBenchmark(args, capture());
+      const lines = readFileSync(join(dir, 'runs.jsonl'), 'utf8').split('\n');
+      assert.equal(lines.length, 2);
+      for (const line of lines) assert.equal((JSON.parse(line) as { completed: number }).completed, 3);
+    });
+  });
+
   test('--send-token-ids and JSONL token-id prompts go out as token ids', async () => {
     await withServer({}, async (server) => {
       await runServeBenchmark(
