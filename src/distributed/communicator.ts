@@ -13,6 +13,12 @@ export interface CollectiveHandle {
   wait(): Promise<void>;
 }
 
+/**
+ * A process group's view from one rank. Ordering rule: every rank of the group must issue the same
+ * collectives, with matching sizes, in the same order; a communicator runs them one after another in
+ * issue order. Two collectives may be in flight at once (e.g. one per micro-batch) — each has its own
+ * buffers — but they complete in issue order.
+ */
 export interface Communicator {
   /** This rank's index in the group, 0..worldSize-1. */
   readonly rank: number;
@@ -57,11 +63,26 @@ export interface Communicator {
   close(): Promise<void>;
 }
 
-/** A collective did not complete: a peer died or stalled beyond the timeout, or the group was closed. */
+/**
+ * A collective did not complete: a peer died or stalled beyond the timeout, the ranks issued different
+ * collectives, or the group was closed. Once a group has failed, every pending and later collective of
+ * that communicator rejects with the same error: the group must be rebuilt.
+ */
 export class CollectiveError extends Error {
-  constructor(message: string) {
+  /** The rank held responsible (the dead, stalled or mismatched peer), when known. */
+  readonly peerRank: number | undefined;
+  constructor(message: string, options: { peerRank?: number } = {}) {
     super(message);
     this.name = 'CollectiveError';
+    this.peerRank = options.peerRank;
+  }
+}
+
+/** A collective was called with arguments that cannot work (wrong lengths, counts, types, root). */
+export class InvalidCollectiveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidCollectiveError';
   }
 }
 

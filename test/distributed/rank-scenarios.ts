@@ -1,0 +1,172 @@
+// What a test rank does once connected: each scenario is a small program run by every rank of a group,
+// returning a JSON-able result (or events along the way) to the test that started the ranks.
+
+import { CollectiveError } from '../../src/distributed/communicator.js';
+import type { ConnectedCommunicator } from '../../src/distributed/stream-communicator.js';
+import { runCollectiveMatrix } from './collective-cases.js';
+
+export interface ScenarioContext {
+  readonly comm: ConnectedCommunicator;
+  readonly params: Record<string, unknown>;
+  /** Sends an event to the test at once (e.g. 'issued', so the test knows when to kill a peer). */
+  report(event: Record<string, unknown>): void;
+}
+
+export type Scenario = (ctx: ScenarioContext) => Promise<unknown>;
+
+/** Busy work the compute thread does (a dependent float chain the JIT cannot drop). */
+function spin(iterations: number, seed: number): number {
+  let x = seed;
+  for (let i = 0; i < iterations; i++) x = (x * 1.0000001 + 0.5) % 1000;
+  return x;
+}
+
+const SPIN_BLOCK = 20_000;
+
+function describeError(e: unknown): Record<string, unknown> {
+  return {
+    name: e instanceof Error ? e.name : 'unknown',
+    message: e instanceof Error ? e.message : String(e),
+    peerRank: e instanceof CollectiveError ? e.peerRank : undefined,
+    isCollectiveError: e instanceof CollectiveError,
+  };
+}
+
+export const scenarios: Record<string, Scenario> = {
+  /** Every collective for every size, checked against the reference on this rank. */
+  async matrix({ comm, params }) {
+    const results = await runCollectiveMatrix(comm, params.sizes as number[]);
+    await comm.close();
+    return results;
+  },
+
+  /**
+   * Overlap: rank `computeRank` measures its busy-loop rate alone, then issues a large all-reduce and
+   * keeps computing (polling isDone between blocks) until it completes; the other ranks just take part.
+   */
+  async overlap({ comm, params }) {
+    const elements = params.elements as number;
+    const computeRank = (params.computeRank as number) ?? 0;
+    const buf = new Float32Array(elements).fill(comm.rank + 1);
+    await comm.allReduce(new Float32Array(16)).wait(); // warm-up
+    await comm.barrier().wait();
+    if (comm.rank !== computeRank) {
+      await comm.allReduce(buf).wait();
+      await comm.barrier().wait();
+      await comm.close();
+      return { ok: buf[0] === (comm.worldSize * (comm.worldSize + 1)) / 2 };
+    }
+    // Calibrate the compute rate with nothing in flight.
+    let sink = 0;
+    let iterations = 0;
+    const c0 = performance.now();
+    while (performance.now() - c0 < 300) {
+      sink += spin(SPIN_BLOCK, sink);
+      iterations += SPIN_BLOCK;
+    }
+    const soloRate = iterations / (performance.now() - c0);
+    // Issue the transfer and compute until it is done.
+    const t0 = performance.now();
+    const handle = comm.allReduce(buf);
+    let during = 0;
+    while (!handle.isDone) {
+      sink += spin(SPIN_BLOCK, sink);
+      during += SPIN_BLOCK;
+    }
+    const transferMs = performance.now() - t0;
+    await handle.wait();
+    await comm.barrier().wait();
+    await comm.close();
+    return {
+      ok: buf[0] === (comm.worldSize * (comm.worldSize + 1)) / 2,
+      transferMs,
+      computeMs: during / soloRate,
+      fraction: during / soloRate / transferMs,
+      soloRate,
+      sink,
+    };
+  },
+
+  /** Issues an all-reduce (unless `skip`), reports 'issued', and returns how it ended and when. */
+  async expectFailure({ comm, params, report }) {
+    const elements = (params.elements as number) ?? 1000;
+    if (params.skip === true) {
+      report({ event: 'issued' });
+      await new Promise((resolve) => setTimeout(resolve, (params.idleMs as number) ?? 60_000));
+      return { skipped: true };
+    }
+    const t0 = performance.now();
+    const handle = comm.allReduce(new Float32Array(elements).fill(1));
+    report({ event: 'issued' });
+    let result: Record<string, unknown>;
+    try {
+      await handle.wait();
+      result = { completed: true };
+    } catch (e) {
+      result = { ...describeError(e), elapsedMs: performance.now() - t0 };
+    }
+    // A failed group fails every later collective too.
+    let later: Record<string, unknown> = {};
+    try {
+      await comm.barrier().wait();
+    } catch (e) {
+      later = describeError(e);
+    }
+    await comm.close();
+    return { ...result, later, fault: comm.fault?.message };
+  },
+
+  /** Rank 0 issues allReduce, the others `params.other` (allGather or allReduce of another size). */
+  async mismatch({ comm, params }) {
+    let handle: ReturnType<ConnectedCommunicator['barrier']>;
+    if (comm.rank === 0 || params.other === 'allReduceOtherSize')
+      handle = comm.allReduce(new Float32Array(comm.rank === 0 ? 100 : 101));
+    else {
+      const counts = Array.from({ length: comm.worldSize }, () => 10);
+      handle = comm.allGather(new Float32Array(10 * comm.worldSize), new Float32Array(10), counts);
+    }
+    try {
+      await handle.wait();
+      await comm.close();
+      return { completed: true };
+    } catch (e) {
+      await comm.close();
+      return describeError(e);
+    }
+  },
+
+  /** Closes at once; the ranks with `wait` then run a barrier the closed rank will never join. */
+  async closeEarly({ comm }) {
+    if (comm.rank === 0) {
+      await comm.close();
+      const after = comm.barrier();
+      try {
+        await after.wait();
+        return { completed: true };
+      } catch (e) {
+        return describeError(e);
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      await comm.barrier().wait();
+      await comm.close();
+      return { completed: true };
+    } catch (e) {
+      await comm.close();
+      return describeError(e);
+    }
+  },
+
+  /** A few quick collectives, for transports or groups that only need a smoke check. */
+  async quick({ comm }) {
+    const buf = new Float32Array(1001).fill(comm.rank + 1);
+    await comm.allReduce(buf).wait();
+    const gathered = new Int32Array(comm.worldSize);
+    const ones = Array.from({ length: comm.worldSize }, () => 1);
+    await comm.allGather(gathered, new Int32Array([comm.rank * 10]), ones).wait();
+    await comm.barrier().wait();
+    await comm.close();
+    return { sum: buf[1000], gathered: [...gathered] };
+  },
+};
