@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
 import { generateCommand } from './generate.js';
+import { serveCommand } from './serve.js';
 
 export function buildProgram(): Command {
   const program = new Command('duet')
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(generateCommand());
+  program.addCommand(serveCommand());
   program.addCommand(benchCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();

@@ -1,0 +1,244 @@
+// `duet serve [MODEL]`: the OpenAI-compatible HTTP server with vLLM's flags (`--flag_name` spellings too).
+// Engine flags are shared with `duet generate`; the server's own are declared here. Flags that mean
+// nothing on the CPU platform are accepted with a one-line notice; flags for features Duet lacks are
+// errors, never silently ignored. Runs until SIGINT / SIGTERM, then closes the server and the engine.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { startServer } from '../server/server.js';
+import { createLogger, type Logger } from '../util/logger.js';
+import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
+import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
+
+/** A server flag that cannot be used as given: says what is allowed. */
+export class ServeOptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ServeOptionError';
+  }
+}
+
+function intIn(flag: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${flag} takes an integer in [${min}, ${max}], got "${v}"`);
+    }
+    return n;
+  };
+}
+
+/** vLLM's --allowed-origins: a JSON list of origins. */
+function originsArg(v: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch {
+    throw new InvalidArgumentError(`--allowed-origins takes a JSON list such as '["*"]', got "${v}"`);
+  }
+  if (!Array.isArray(parsed) || !parsed.every((o) => typeof o === 'string')) {
+    throw new InvalidArgumentError(`--allowed-origins takes a JSON list of strings, got "${v}"`);
+  }
+  return parsed;
+}
+
+/** vLLM flags with no meaning on the CPU platform: accepted, with this notice. */
+const NO_CPU_MEANING: readonly { flag: string; key: string; takesValue: boolean; why: string }[] = [
+  { flag: '--enforce-eager', key: 'enforceEager', takesValue: false, why: 'there are no CUDA graphs on CPU' },
+  {
+    flag: '--swap-space',
+    key: 'swapSpace',
+    takesValue: true,
+    why: 'the KV cache already lives in host memory',
+  },
+  {
+    flag: '--cpu-offload-gb',
+    key: 'cpuOffloadGb',
+    takesValue: true,
+    why: 'the weights already live in host memory',
+  },
+  {
+    flag: '--disable-custom-all-reduce',
+    key: 'disableCustomAllReduce',
+    takesValue: false,
+    why: 'there is no GPU all-reduce',
+  },
+  {
+    flag: '--max-seq-len-to-capture',
+    key: 'maxSeqLenToCapture',
+    takesValue: true,
+    why: 'there are no CUDA graphs on CPU',
+  },
+  { flag: '--kv-cache-dtype', key: 'kvCacheDtype', takesValue: true, why: 'the KV cache is float32 on CPU' },
+  {
+    flag: '--uvicorn-log-level',
+    key: 'uvicornLogLevel',
+    takesValue: true,
+    why: 'Duet serves with fastify; use DUET_LOG_LEVEL',
+  },
+  {
+    flag: '--disable-uvicorn-access-log',
+    key: 'disableUvicornAccessLog',
+    takesValue: false,
+    why: 'Duet logs no access lines',
+  },
+  {
+    flag: '--disable-fastapi-docs',
+    key: 'disableFastapiDocs',
+    takesValue: false,
+    why: 'Duet serves no API docs pages',
+  },
+  {
+    flag: '--disable-frontend-multiprocessing',
+    key: 'disableFrontendMultiprocessing',
+    takesValue: false,
+    why: 'the engine always runs in its own worker thread',
+  },
+  {
+    flag: '--allowed-methods',
+    key: 'allowedMethods',
+    takesValue: true,
+    why: 'CORS allows GET, POST and OPTIONS',
+  },
+  {
+    flag: '--allowed-headers',
+    key: 'allowedHeaders',
+    takesValue: true,
+    why: 'CORS allows the headers a preflight asks for',
+  },
+  {
+    flag: '--allow-credentials',
+    key: 'allowCredentials',
+    takesValue: false,
+    why: 'CORS replies never allow credentials',
+  },
+];
+
+/** vLLM flags for features Duet does not have: refused with this reason. */
+const UNSUPPORTED: readonly { flag: string; key: string; takesValue: boolean; what: string }[] = [
+  {
+    flag: '--enable-auto-tool-choice',
+    key: 'enableAutoToolChoice',
+    takesValue: false,
+    what: 'tool-call parsing',
+  },
+  { flag: '--tool-call-parser', key: 'toolCallParser', takesValue: true, what: 'tool-call parsing' },
+  { flag: '--reasoning-parser', key: 'reasoningParser', takesValue: true, what: 'reasoning parsing' },
+  { flag: '--ssl-keyfile', key: 'sslKeyfile', takesValue: true, what: 'TLS (put a TLS proxy in front)' },
+  { flag: '--ssl-certfile', key: 'sslCertfile', takesValue: true, what: 'TLS (put a TLS proxy in front)' },
+];
+
+/** The server's own flags (the engine's come from addEngineOptions). */
+function addServerOptions(cmd: Command): Command {
+  cmd
+    .option('--host <host>', 'interface to listen on; 0.0.0.0 serves every interface', '127.0.0.1')
+    .option('--port <n>', 'TCP port (0: any free port)', intIn('--port', 0, 65535), 8000)
+    .option('--uds <path>', 'listen on this Unix domain socket instead of host:port')
+    .addOption(
+      new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes').env(
+        'VLLM_API_KEY',
+      ),
+    )
+    .option('--enable-log-requests', 'log each request with its prompt and parameters')
+    .option('--disable-log-requests', 'do not log requests (the default; kept for older vLLM command lines)')
+    .option('--disable-log-stats', 'no periodic engine stats line')
+    .option(
+      '--max-log-len <n>',
+      'longest prompt text or id list that request logging prints',
+      intIn('--max-log-len', 0, 2 ** 31),
+    )
+    .option(
+      '--max-logprobs <n>',
+      'most log-probs a request may ask for (logprobs, top_logprobs, prompt_logprobs)',
+      intIn('--max-logprobs', 0, 1 << 20),
+      DEFAULT_MAX_LOGPROBS,
+    )
+    .option('--response-role <role>', 'role of the generated chat message', 'assistant')
+    .option('--return-tokens-as-token-ids', 'show log-prob tokens as "token_id:<id>"')
+    .option('--allowed-origins <json>', 'CORS origins, a JSON list (default ["*"])', originsArg);
+  for (const f of NO_CPU_MEANING) {
+    cmd.option(
+      f.takesValue ? `${f.flag} <value>` : f.flag,
+      `accepted for compatibility; no effect (${f.why})`,
+    );
+  }
+  for (const f of UNSUPPORTED) {
+    cmd.option(f.takesValue ? `${f.flag} <value>` : f.flag, `not supported: ${f.what}`);
+  }
+  return cmd;
+}
+
+/** Refuses unsupported flags and prints one notice per flag without meaning here. */
+function checkCompatibilityFlags(o: Record<string, unknown>, logger: Logger): void {
+  for (const f of UNSUPPORTED) {
+    if (o[f.key] !== undefined)
+      throw new ServeOptionError(`${f.flag} is not supported: Duet has no ${f.what}`);
+  }
+  for (const f of NO_CPU_MEANING) {
+    if (o[f.key] !== undefined) logger.info(`notice: ${f.flag} has no effect on the CPU platform (${f.why})`);
+  }
+  if (o.disableLogRequests !== undefined && o.enableLogRequests !== undefined) {
+    throw new ServeOptionError(
+      '--enable-log-requests and --disable-log-requests contradict each other; give one',
+    );
+  }
+}
+
+export function serveCommand(): Command {
+  const cmd = new Command('serve')
+    .description('serve a model over an OpenAI-compatible HTTP API (vLLM flags); default: the embedded model')
+    .argument('[model]', 'model folder (same as --model)')
+    .allowExcessArguments(false);
+  addEngineOptions(cmd);
+  addServerOptions(cmd);
+  cmd.action(async (positional: string | undefined, o: Record<string, unknown>) => {
+    if (positional !== undefined) {
+      if (o.model !== undefined && o.model !== positional) {
+        throw new ServeOptionError(
+          `the model is given twice, as "${positional}" and --model "${String(o.model)}"; give it once`,
+        );
+      }
+      o.model = positional;
+    }
+    const logger = createLogger();
+    checkCompatibilityFlags(o, logger);
+    if (o.uds !== undefined && (o.host !== '127.0.0.1' || o.port !== 8000)) {
+      logger.info('notice: --uds is given, so --host and --port are not used');
+    }
+    const engineConfig = engineConfigFromOptions(o);
+    logger.info(`duet serve: model ${engineConfig.model.model ?? '(embedded default, random weights)'}`);
+    if (o.uds === undefined && o.host === '127.0.0.1') {
+      logger.info('host 127.0.0.1: only this machine can connect; pass --host 0.0.0.0 to serve the network');
+    }
+    const server = await startServer({
+      engineConfig,
+      host: o.host as string,
+      port: o.port as number,
+      uds: (o.uds as string | undefined) ?? null,
+      apiKey: (o.apiKey as string | undefined) || null,
+      enableLogRequests: o.enableLogRequests === true,
+      disableLogStats: o.disableLogStats === true,
+      maxLogLen: (o.maxLogLen as number | undefined) ?? null,
+      maxLogprobs: o.maxLogprobs as number,
+      responseRole: o.responseRole as string,
+      returnTokensAsTokenIds: o.returnTokensAsTokenIds === true,
+      ...(o.allowedOrigins !== undefined ? { allowedOrigins: o.allowedOrigins as string[] } : {}),
+      logger,
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info(`${signal}: shutting down`);
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+        void server.close().then(resolve, (e: Error) => {
+          logger.error(`shutdown failed: ${e.message}`);
+          resolve();
+        });
+      };
+      const onInt = () => stop('SIGINT');
+      const onTerm = () => stop('SIGTERM');
+      process.on('SIGINT', onInt);
+      process.on('SIGTERM', onTerm);
+    });
+  });
+  return cmd;
+}

@@ -1,0 +1,11 @@
+// Entry point of the engine worker thread (started by AsyncEngine). Relaxed SIMD must be switched on before
+// any WebAssembly compiles, so the engine's modules are imported only after enableWasmFeatures().
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { enableWasmFeatures } from '../../platforms/cpu/wasm-features.js';
+import type { EngineWorkerData } from './protocol.js';
+
+enableWasmFeatures();
+if (parentPort === null) throw new Error('engine-worker.js runs only as a worker thread (see AsyncEngine)');
+const { runEngineWorker } = await import('./engine-worker-main.js');
+await runEngineWorker(parentPort, workerData as EngineWorkerData);

@@ -1,0 +1,111 @@
+// Runs the choices of one API request on the engine: every (prompt, n) pair is its own engine request,
+// submitted at once so the engine batches them; their outputs come back merged in arrival order, each
+// observed by the metrics as it arrives. Leaving early (client gone, an error) aborts whatever is still
+// running, so its KV blocks return at once.
+
+import type { EngineOutput } from '../engine/async/protocol.js';
+import type { TokenLogprobs } from '../worker/logprobs.js';
+import type { SamplingParams } from '../worker/sampling-params.js';
+import { AsyncQueue } from './async-queue.js';
+import { InternalServerError, ServiceUnavailableError } from './errors.js';
+import type { PromptInput } from './prompts.js';
+import type { ServingContext } from './serving-context.js';
+
+/** Seconds on the HTTP thread's monotonic clock (metrics time base). */
+export function nowSeconds(): number {
+  return performance.now() / 1000;
+}
+
+/** One choice to generate: its index in the response, its prompt and its parameters (n = 1). */
+export interface ChoiceRequest {
+  readonly index: number;
+  readonly promptIndex: number;
+  readonly prompt: PromptInput;
+  readonly params: SamplingParams;
+}
+
+export interface ChoiceOutput {
+  readonly index: number;
+  readonly output: EngineOutput;
+}
+
+/**
+ * Submits every choice and yields their outputs as they arrive. Throws the first failure (a rejected
+ * input, a dead engine) after aborting the other choices. `arrival` (seconds, nowSeconds) starts the
+ * latency metrics; aborting `signal` cancels every choice.
+ */
+export async function* runChoices(
+  ctx: ServingContext,
+  requestId: string,
+  choices: readonly ChoiceRequest[],
+  arrival: number,
+  signal: AbortSignal,
+): AsyncGenerator<ChoiceOutput> {
+  const health = ctx.engine.health();
+  if (!health.alive) throw new ServiceUnavailableError(`the engine is dead: ${health.reason}`);
+  const queue = new AsyncQueue<ChoiceOutput>();
+  const ids = choices.map((c) => `${requestId}-${c.index}`);
+  const finished = new Set<string>();
+  let remaining = choices.length;
+  choices.forEach((c, k) => {
+    const recorder = ctx.metrics.trackRequest(arrival);
+    const stream = ctx.engine.generate(c.prompt.tokenIds, c.params, ids[k]!, {
+      signal,
+      onOutput: (o) => {
+        recorder.onOutput(o, nowSeconds());
+        if (o.finished) finished.add(o.requestId);
+      },
+    });
+    void (async () => {
+      try {
+        for await (const output of stream) queue.push({ index: c.index, output });
+      } catch (e) {
+        queue.fail(e);
+      } finally {
+        if (--remaining === 0) queue.end();
+      }
+    })();
+  });
+  try {
+    yield* queue;
+  } finally {
+    ctx.engine.abort(ids.filter((id) => !finished.has(id)));
+  }
+}
+
+/** Everything one choice produced, gathered for a non-streaming reply. */
+export class ChoiceResult {
+  readonly tokenIds: number[] = [];
+  text = '';
+  readonly logprobs: TokenLogprobs[] = [];
+  promptLogprobs: readonly (TokenLogprobs | null)[] | null = null;
+  finishReason: string | null = null;
+  stopReason: string | number | null = null;
+  numPromptTokens = 0;
+
+  add(o: EngineOutput): void {
+    this.tokenIds.push(...o.newTokenIds);
+    this.text += o.textDelta;
+    if (o.newLogprobs) this.logprobs.push(...o.newLogprobs);
+    if (o.promptLogprobs) this.promptLogprobs = o.promptLogprobs;
+    this.numPromptTokens = o.numPromptTokens;
+    if (o.finished) {
+      if (o.finishReason === 'error') {
+        throw new InternalServerError(`generation failed: ${o.error ?? 'unknown engine error'}`);
+      }
+      this.finishReason = o.finishReason;
+      this.stopReason = o.stopReason;
+      if (o.final) this.text = o.final.outputText;
+    }
+  }
+}
+
+/** Runs every choice to the end and returns the results by choice index. */
+export async function collectChoices(
+  events: AsyncIterable<ChoiceOutput>,
+  numChoices: number,
+): Promise<ChoiceResult[]> {
+  const results = Array.from({ length: numChoices }, () => new ChoiceResult());
+  for await (const { index, output } of events) results[index]!.add(output);
+  return results;
+}

@@ -1,0 +1,47 @@
+// POST /tokenize and POST /detokenize (vLLM's): a text prompt or chat messages to token ids (with their
+// strings when asked), and token ids back to text, using the served model's tokenizer.
+
+import type { FastifyInstance } from 'fastify';
+import type { ChatMessage } from '../../tokenizer/chat-template.js';
+import { BadRequestError } from '../errors.js';
+import { tokenTextOf } from '../logprobs-format.js';
+import { detokenizeRequestSchema, parseBody, tokenizeRequestSchema } from '../openai/requests.js';
+import { renderChat } from '../prompts.js';
+import type { ServingContext } from '../serving-context.js';
+import { checkModel } from './common.js';
+
+export function registerTokenize(app: FastifyInstance, ctx: ServingContext): void {
+  app.post('/tokenize', async (request) => {
+    const body = parseBody(tokenizeRequestSchema, request.body);
+    checkModel(ctx, body.model);
+    let tokens: number[];
+    if (body.messages !== undefined) {
+      const continueFinal = body.continue_final_message === true;
+      const text = renderChat(ctx.tokenizer, body.messages as ChatMessage[], {
+        addGenerationPrompt: body.add_generation_prompt ?? !continueFinal,
+        continueFinalMessage: continueFinal,
+        tools: body.tools ?? null,
+        documents: null,
+        chatTemplateKwargs: body.chat_template_kwargs ?? null,
+      });
+      tokens = ctx.tokenizer.encode(text, { addSpecialTokens: body.add_special_tokens ?? false });
+    } else if (body.prompt !== undefined) {
+      tokens = ctx.tokenizer.encode(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true });
+    } else {
+      throw new BadRequestError('give either prompt (a string) or messages (a chat)', 'prompt');
+    }
+    const tokenText = tokenTextOf(ctx.tokenizer, false);
+    return {
+      count: tokens.length,
+      max_model_len: ctx.info.maxModelLen,
+      tokens,
+      token_strs: body.return_token_strs ? tokens.map(tokenText) : null,
+    };
+  });
+
+  app.post('/detokenize', async (request) => {
+    const body = parseBody(detokenizeRequestSchema, request.body);
+    checkModel(ctx, body.model);
+    return { prompt: ctx.tokenizer.decode(body.tokens) };
+  });
+}

@@ -1,0 +1,51 @@
+// Server-sent events on a raw Node response, as OpenAI streams: one `data: {json}\n\n` event per chunk and
+// a final `data: [DONE]\n\n`. Writes wait for the socket to drain, so a slow client slows its own request
+// instead of filling memory; once the client is gone every write is a no-op.
+
+import type { ServerResponse } from 'node:http';
+
+export class SseWriter {
+  constructor(private readonly res: ServerResponse) {}
+
+  /** Sends the status line and headers (`extraHeaders`: e.g. CORS headers set earlier). */
+  open(extraHeaders: Record<string, string | number | readonly string[]> = {}): void {
+    this.res.writeHead(200, {
+      ...extraHeaders,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    this.res.flushHeaders();
+  }
+
+  /** Whether the client has gone (nothing more can be sent). */
+  get isClosed(): boolean {
+    return this.res.destroyed || this.res.writableEnded;
+  }
+
+  /** Sends one event whose data is `payload` as JSON. */
+  async send(payload: unknown): Promise<void> {
+    await this.write(`data: ${JSON.stringify(payload)}\n\n`);
+  }
+
+  /** Sends `data: [DONE]` and ends the response. */
+  async done(): Promise<void> {
+    await this.write('data: [DONE]\n\n');
+    if (!this.isClosed) this.res.end();
+  }
+
+  private async write(text: string): Promise<void> {
+    if (this.isClosed) return;
+    if (this.res.write(text)) return;
+    await new Promise<void>((resolve) => {
+      const finish = () => {
+        this.res.off('drain', finish);
+        this.res.off('close', finish);
+        resolve();
+      };
+      this.res.on('drain', finish);
+      this.res.on('close', finish);
+    });
+  }
+}
