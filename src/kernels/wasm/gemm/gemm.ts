@@ -1,23 +1,37 @@
 // GEMM driver: out[m, n] = Σ_k x[m, k] · w[n, k] over a packed weight, for one thread's share of the
 // work (a range of 8-column panels and a range of rows). Loops, outer to inner: k-blocks of `kc` (so a
 // block of x stays in L2 and a block of a panel in L1), panels, 4-row tiles of x.
-// For a small m the caller passes kc = k: the weights then stream through once, panel after panel.
+// Decode (small m) is bound by the weight stream, and a core reads memory faster over several streams
+// than over one: m = 1 takes 4 panels at once, m = 2 two, m = 3..8 row pairs against panel pairs.
+// For a small m the caller passes kc = k: the weights then stream through once.
 //
 // Layouts (byte addresses):
 //   out: [m, n] f32 row-major
 //   xp:  x packed by gemmPackX: tile t (rows 4t..4t+3) at xp + t·k·16 as [k][4]; the tail tile of
-//        m % 4 rows as [k][m % 4]. For m = 1 this is x itself.
+//        m % 4 rows as [k][m % 4]. For m = 1 this is x itself. For a decode batch (PAIRS_MIN_M ≤ m ≤
+//        PAIRS_MAX_M) pairs instead: pair q (rows 2q, 2q+1) at xp + q·k·8 as [k][2], an odd last row
+//        at xp + (m >> 1)·k·8 as [k][1].
 //   w:   packed weight: panel p (rows 8p..8p+7 of the [n, k] weight) at w + p·k·8·esize as [k][8],
 //        zero-padded past n; esize 4 (f32) or 2 (bf16, interleaved columns 0,4,1,5,2,6,3,7).
 
 import { tile1, tile1x2, tile1x4, tile2, tile2x2, tile3, tile4 } from './microkernels';
 import { bf16Hi, bf16Lo } from './simd';
 
+/** Row counts that run as a decode batch: row pairs against pairs of panels (two weight streams). */
+const PAIRS_MIN_M = 3;
+const PAIRS_MAX_M = 8;
+/** k-block of the decode-batch path: two panel blocks (32 KiB as f32) stay in L1 across the row pairs. */
+const PAIRS_KB = 512;
+
 /**
- * Packs x: [m, k] f32 (rows `ldx` bytes apart) into the tile layout described above at `xp`.
+ * Packs x: [m, k] f32 (rows `ldx` bytes apart) into the layout described above at `xp`.
  * `xp` must not overlap `x`.
  */
 export function gemmPackX(xp: usize, x: usize, m: i32, k: i32, ldx: i32): void {
+  if (m >= PAIRS_MIN_M && m <= PAIRS_MAX_M) {
+    packPairs(xp, x, m, k, ldx);
+    return;
+  }
   const full = m >> 2;
   for (let t = 0; t < full; t++) {
     const r0 = x + <usize>(4 * t) * <usize>ldx;
@@ -65,6 +79,32 @@ export function gemmPackX(xp: usize, x: usize, m: i32, k: i32, ldx: i32): void {
   }
 }
 
+/** The decode-batch packing: row pairs as [k][2], an odd last row as [k][1]. */
+function packPairs(xp: usize, x: usize, m: i32, k: i32, ldx: i32): void {
+  const pairs = m >> 1;
+  for (let q = 0; q < pairs; q++) {
+    const a = x + <usize>(2 * q) * <usize>ldx;
+    const b = a + <usize>ldx;
+    let d = xp + <usize>q * <usize>k * 8;
+    let kk = 0;
+    for (; kk + 3 < k; kk += 4) {
+      const off = (<usize>kk) << 2;
+      const va = v128.load(a + off);
+      const vb = v128.load(b + off);
+      v128.store(d, v128.shuffle<i32>(va, vb, 0, 4, 1, 5));
+      v128.store(d, v128.shuffle<i32>(va, vb, 2, 6, 3, 7), 16);
+      d += 32;
+    }
+    for (; kk < k; kk++) {
+      const off = (<usize>kk) << 2;
+      store<f32>(d, load<f32>(a + off));
+      store<f32>(d, load<f32>(b + off), 4);
+      d += 8;
+    }
+  }
+  if (m & 1) memory.copy(xp + <usize>pairs * <usize>k * 8, x + <usize>(m - 1) * <usize>ldx, (<usize>k) << 2);
+}
+
 /**
  * out[r, c] (+)= Σ_k x[r, k] · w[c, k] for the panels [p0, p1) and the rows [r0, r1) (r0 a multiple of 4,
  * r1 a multiple of 4 or m), with weights stored as f32 (`bf16` = 0) or bf16 (`bf16` = 1).
@@ -87,7 +127,10 @@ export function gemm(
   kc: i32,
   buf: usize,
 ): void {
-  if (bf16 === 0) gemmPanels<f32>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  if (m >= PAIRS_MIN_M && m <= PAIRS_MAX_M) {
+    if (bf16 === 0) gemmPairs<f32>(out, xp, w, m, n, k, p0, p1, r0, r1);
+    else gemmPairs<u16>(out, xp, w, m, n, k, p0, p1, r0, r1);
+  } else if (bf16 === 0) gemmPanels<f32>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
   else if (buf === 0) gemmPanels<u16>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
   else gemmWidened(out, xp, w, m, n, k, p0, p1, r0, r1, kc, buf);
 }
@@ -136,6 +179,58 @@ function gemmPanels<W>(
       const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
       panelTiles<W>(out, ldo, xp, wp, m, n, k, p, kb, kl, r0, r1);
     }
+  }
+}
+
+/**
+ * The decode batch (PAIRS_MIN_M ≤ m ≤ PAIRS_MAX_M, x packed in pairs): for each pair of panels and each
+ * k-block, the first row pair streams both panels from memory and the other row pairs find them in L1.
+ * Two weight streams and a light first pass keep more reads in flight than 4-row tiles over one panel.
+ */
+function gemmPairs<W>(
+  out: usize,
+  xp: usize,
+  w: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  p0: i32,
+  p1: i32,
+  r0: i32,
+  r1: i32,
+): void {
+  const ldo = (<usize>n) << 2;
+  const panelBytes = <usize>k * 8 * sizeof<W>();
+  const lastRow = m & 1 ? m - 1 : -1;
+  const xLast = xp + <usize>(m >> 1) * <usize>k * 8;
+  let p = p0;
+  for (; p + 1 < p1; p += 2) {
+    const oc = out + ((<usize>(8 * p)) << 2);
+    const ncols1 = min(8, n - 8 * p - 8);
+    for (let kb = 0; kb < k; kb += PAIRS_KB) {
+      const kl = min(PAIRS_KB, k - kb);
+      const wp = w + <usize>p * panelBytes + <usize>kb * 8 * sizeof<W>();
+      const accumulate = kb > 0;
+      let r = r0;
+      for (; r + 1 < r1; r += 2) {
+        const xq = xp + <usize>(r >> 1) * <usize>k * 8 + <usize>kb * 8;
+        tile2x2<W>(oc + <usize>r * ldo, ldo, xq, wp, panelBytes, kl, accumulate, ncols1);
+      }
+      if (r === lastRow && r < r1) {
+        tile1x2<W>(oc + <usize>r * ldo, xLast + <usize>kb * 4, wp, panelBytes, kl, accumulate, ncols1);
+      }
+    }
+  }
+  if (p < p1) {
+    // The odd last panel, one panel at a time.
+    const oc = out + ((<usize>(8 * p)) << 2);
+    const ncols = min(8, n - 8 * p);
+    const wp = w + <usize>p * panelBytes;
+    let r = r0;
+    for (; r + 1 < r1; r += 2) {
+      tile2<W>(oc + <usize>r * ldo, ldo, xp + <usize>(r >> 1) * <usize>k * 8, wp, k, false, ncols);
+    }
+    if (r === lastRow && r < r1) tile1<W>(oc + <usize>r * ldo, xLast, wp, k, false, ncols);
   }
 }
 
