@@ -22,6 +22,9 @@ import type {
   ToWorkerMessage,
 } from './protocol.js';
 
+/** How long a worker that reported a fatal error may take to exit before it is terminated. */
+const FATAL_EXIT_GRACE_MS = 5_000;
+
 /** The engine worker has stopped (crashed, killed or shut down): says why. Maps to HTTP 500/503. */
 export class EngineDeadError extends Error {
   constructor(message: string) {
@@ -211,15 +214,16 @@ export class AsyncEngine {
 
   /** Aborts everything, lets the worker release its kernels and exit (terminates it after `timeoutMs`). */
   async close(timeoutMs = 10_000): Promise<void> {
-    if (this.closing) return this.exited;
-    this.closing = true;
-    if (this.deathReason === null) {
-      this.post({ type: 'shutdown' });
-      const timer = setTimeout(() => void this.worker.terminate(), timeoutMs);
+    if (!this.closing) {
+      this.closing = true;
+      const alive = this.deathReason === null;
+      if (alive) this.post({ type: 'shutdown' });
+      const timer = setTimeout(() => void this.worker.terminate(), alive ? timeoutMs : 0);
       await this.exited;
       clearTimeout(timer);
+      this.markDead('the engine was shut down');
     }
-    this.markDead('the engine was shut down');
+    return this.exited;
   }
 
   /** Test hook: kills the worker abruptly, as a crash would. */
@@ -256,10 +260,14 @@ export class AsyncEngine {
         q?.resolve(m.stats);
         return;
       }
-      case 'fatal':
+      case 'fatal': {
+        // Fail everything now; the worker exits once its engine is closed (or is ended after a grace time).
         this.fatal.value = m.message;
-        this.logger.error(`engine failed: ${m.message}`);
+        this.markDead(m.message);
+        const timer = setTimeout(() => void this.worker.terminate(), FATAL_EXIT_GRACE_MS);
+        timer.unref();
         return;
+      }
       case 'ready':
       case 'startFailed':
         return;

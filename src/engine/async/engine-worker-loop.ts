@@ -160,19 +160,21 @@ export class EngineWorkerLoop {
     };
   }
 
+  /**
+   * Ends the loop. A shutdown (code 0) aborts the live requests, so each gets its final output; after a
+   * fatal error (code 1) they are left to the main thread, which fails them with the fatal message.
+   */
   private async stop(code: number): Promise<void> {
     this.stopped = true;
-    const outputs: EngineOutput[] = [];
-    for (const id of this.tracker.liveRequestIds()) {
-      try {
-        const u = this.engine.abort(id);
-        if (u) outputs.push(this.toOutput(u, this.host.now()));
-      } catch {
-        // The engine is already broken; the main thread fails what it does not hear about.
-      }
-    }
     try {
-      this.flush(outputs);
+      if (code === 0) {
+        const outputs: EngineOutput[] = [];
+        for (const id of this.tracker.liveRequestIds()) {
+          const u = this.engine.abort(id);
+          if (u) outputs.push(this.toOutput(u, this.host.now()));
+        }
+        this.flush(outputs);
+      }
       await this.engine.close();
     } finally {
       this.host.exit(code);

@@ -1,7 +1,7 @@
 // The engine worker's body: builds the engine from the config it was started with (logging each stage to
 // the main thread), reports `ready` with the facts the HTTP side needs, then hands messages to the loop.
 
-import type { MessagePort } from 'node:worker_threads';
+import { type MessagePort, threadId } from 'node:worker_threads';
 import type { Logger } from '../../util/logger.js';
 import { createEngine } from '../create-engine.js';
 import { samplingDefaultsOf } from '../llm.js';
@@ -44,6 +44,7 @@ export async function runEngineWorker(port: MessagePort, data: EngineWorkerData)
     architecture: engine.loaded.config.architecture,
     kernelsName: engine.kernels.name,
     idleKvCacheUsage: engine.stats().kvCacheUsage,
+    engineThreadId: threadId,
   };
   loop = new EngineWorkerLoop(engine, {
     post,

@@ -41,6 +41,8 @@ export interface EngineInfo {
   readonly kernelsName: string;
   /** KV cache usage with no request running (0 unless the engine keeps blocks for itself). */
   readonly idleKvCacheUsage: number;
+  /** The worker thread's id (node:worker_threads threadId): the engine never runs on the HTTP thread. */
+  readonly engineThreadId: number;
 }
 
 /** Per-request timings measured on the worker's clock, in seconds (vLLM's request phases). */

@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { threadId } from 'node:worker_threads';
 import { AsyncEngine, EngineDeadError, EngineStartError } from '../../../src/engine/async/async-engine.js';
 import type { EngineOutput } from '../../../src/engine/async/protocol.js';
 import { engineConfigFromLLMOptions } from '../../../src/engine/llm.js';
@@ -48,6 +49,7 @@ describe('AsyncEngine', () => {
     assert.equal(engine.info.architecture, 'DeepseekV2ForCausalLM');
     assert.equal(engine.info.isDummy, false);
     assert.equal(engine.info.idleKvCacheUsage, 0);
+    assert.notEqual(engine.info.engineThreadId, threadId, 'the engine runs off the calling thread');
   });
 
   test('concurrent greedy requests match the golden tokens; outputs are plain data, one token per step', async () => {
