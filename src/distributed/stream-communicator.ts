@@ -3,7 +3,7 @@
 // returns a handle at once; the handle completes — and copies the result into the caller's buffers —
 // when the communication thread reports the op done through the shared channel. Nothing here blocks.
 
-import type { MessagePort, Worker } from 'node:worker_threads';
+import { type MessagePort, receiveMessageOnPort, type Worker } from 'node:worker_threads';
 import {
   CollectiveError,
   type CollectiveHandle,
@@ -137,17 +137,20 @@ export class StreamCommunicator implements ConnectedCommunicator {
       readyResolve = resolve;
       readyReject = reject;
     });
-    port.on('message', (m: FromCommThread) => {
+    const onMessage = (m: FromCommThread) => {
       if (m.type === 'ready') readyResolve();
       else if (m.type === 'fault') {
         const error = new CollectiveError(m.message, { peerRank: m.peerRank });
         readyReject(error);
         this.setFault(error);
       } else this.poll();
-    });
+    };
+    port.on('message', onMessage);
     this.exit = new Promise<void>((resolve) => {
       worker.once('exit', (code) => {
         this.exited = true;
+        // The thread's last messages (its fault) may still be queued behind the exit event.
+        for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) onMessage(m.message);
         const error = new CollectiveError(
           `rank ${rank}: the communication thread exited unexpectedly (exit code ${code})`,
         );

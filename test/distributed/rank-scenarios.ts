@@ -87,10 +87,13 @@ export const scenarios: Record<string, Scenario> = {
     };
   },
 
-  /** Issues an all-reduce (unless `skip`), reports 'issued', and returns how it ended and when. */
+  /**
+   * Issues an all-reduce, reports 'issued', and returns how it ended and when. Ranks in `skipRanks` never
+   * issue it: they report 'issued' and idle (alive) for `idleMs`, to be killed or to stall the others.
+   */
   async expectFailure({ comm, params, report }) {
     const elements = (params.elements as number) ?? 1000;
-    if (params.skip === true) {
+    if (((params.skipRanks as number[] | undefined) ?? []).includes(comm.rank)) {
       report({ event: 'issued' });
       await new Promise((resolve) => setTimeout(resolve, (params.idleMs as number) ?? 60_000));
       return { skipped: true };
