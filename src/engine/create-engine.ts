@@ -1,6 +1,7 @@
 // Builds a ready engine from an EngineConfig: platform kernels, model and tokenizer, KV cache sized
 // from memory, scheduler and model runner. Logs each stage and the resulting capacity.
 
+import os from 'node:os';
 import type { EngineConfig } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
 import { SingleRankCommunicator } from '../distributed/communicator.js';
@@ -14,6 +15,7 @@ import { ModelRunner } from '../worker/model-runner.js';
 import { Tracer } from '../worker/tracer.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
+import { launchRankWorkers, type RankWorkers } from './rank-launcher.js';
 
 /** Token budget of a step when --max-num-batched-tokens is not given (chunked prefill on). */
 export const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
@@ -29,11 +31,14 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
   for (const n of platform.checkConfig(config.passthrough)) log.info(`notice: ${n.message}`);
   log.info(`platform ${platform.name}: ${platform.deviceName}`);
 
+  const tp = config.parallel.tensorParallelSize;
+  // The host's compute threads are shared among its ranks.
+  const numThreads = config.parallel.numThreads ?? os.availableParallelism();
+  const numThreadsPerRank = Math.max(1, Math.floor(numThreads / tp));
   log.info('building kernels');
-  const kernels = await platform.createKernels(
-    config.parallel.numThreads !== null ? { numThreads: config.parallel.numThreads } : {},
-  );
+  const kernels = await platform.createKernels({ numThreads: numThreadsPerRank });
   log.info(`kernels: ${kernels.name}`);
+  let ranks: RankWorkers | null = null;
   try {
     // The KV cache is sized and allocated before the weights load, so that it gets room in the kernels'
     // primary memory (the weights spread over as many memories as they need).
@@ -61,11 +66,32 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         `maximum concurrency for ${maxModelLen} tokens per request: ${((sizing.numBlocks * bs) / maxModelLen).toFixed(2)}x`,
     );
 
+    if (tp > 1) ranks = await launchRankWorkers(config, sizing.numBlocks, numThreadsPerRank, log);
+    const comm = ranks?.comm ?? new SingleRankCommunicator();
+    const plan = {
+      rank: 0,
+      size: tp,
+      expertParallel: config.parallel.enableExpertParallel,
+      moeComm: config.parallel.moeComm,
+    };
+
     const started = performance.now();
-    const loaded = loadModel(resolved, kernels, {
-      onStage: (s) => log.info(s),
-      onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
-    });
+    const loaded = loadModel(
+      resolved,
+      kernels,
+      {
+        onStage: (s) => log.info(s),
+        onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
+      },
+      { plan, communicator: comm },
+    );
+    if (ranks) {
+      await ranks.waitReady();
+      log.info(
+        `${tp} tensor-parallel ranks ready (${numThreadsPerRank} compute thread(s) each` +
+          `${config.parallel.enableExpertParallel ? `, expert parallel, moe_comm ${config.parallel.moeComm}` : ''})`,
+      );
+    }
     log.info(
       `model ${loaded.isEmbedded ? 'embedded default (DeepSeek-V3 architecture, toy size)' : loaded.dir}: ` +
         `${c.architecture}, ${c.numHiddenLayers} layers, weights ${loaded.weightDType} ` +
@@ -86,22 +112,27 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       enableChunkedPrefill: chunked,
       enablePrefixCaching: config.cache.enablePrefixCaching,
     });
-    if (config.dbo.enabled && config.parallel.tensorParallelSize === 1) {
+    if (config.dbo.enabled && tp === 1) {
       log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');
     }
-    const executor = new DriverExecutor({
-      model: loaded.model,
-      cache,
-      comm: new SingleRankCommunicator(),
-      dbo: {
-        enabled: config.dbo.enabled,
-        thresholds: config.dbo,
-        tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
-        logger: log,
+    const executor = new DriverExecutor(
+      {
+        model: loaded.model,
+        cache,
+        comm,
+        dbo: {
+          enabled: config.dbo.enabled,
+          thresholds: config.dbo,
+          tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
+          logger: log,
+        },
       },
-    });
+      async () => {
+        await ranks?.close();
+      },
+    );
     const runner = new ModelRunner(executor, c.vocabSize, bs);
-    return new LLMEngine({
+    const engine = new LLMEngine({
       loaded,
       kernels,
       runner,
@@ -110,7 +141,14 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       maxModelLen,
       seed: config.model.seed,
     });
+    ranks?.onFailure((e) => engine.markDead(e.message));
+    engine.rankWorkers = ranks;
+    return engine;
   } catch (e) {
+    if (ranks) {
+      await ranks.comm.close().catch(() => {});
+      await ranks.close(0);
+    }
     await kernels.dispose();
     throw e;
   }

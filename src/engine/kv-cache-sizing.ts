@@ -5,7 +5,7 @@
 import type { CacheSettings } from '../config/engine-config.js';
 
 /** Most bytes the KV cache may take: it lives in one wasm32 memory beside activation scratch. */
-export const MAX_KV_CACHE_BYTES = 3 * 2 ** 30;
+export const MAX_KV_CACHE_BYTES = 2 * 2 ** 30;
 
 export interface KvCacheSizing {
   readonly numBlocks: number;

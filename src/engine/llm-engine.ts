@@ -6,6 +6,7 @@ import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError }
 import type { FinishReason } from '../core/request.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type { SchedulerStats } from '../core/scheduler-output.js';
+import { CollectiveError } from '../distributed/communicator.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { LoadedModel } from '../models/model-loader.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -28,6 +29,14 @@ export class RequestRejectedError extends Error {
   ) {
     super(message);
     this.name = 'RequestRejectedError';
+  }
+}
+
+/** The engine cannot serve: a rank died. Maps to HTTP 503. */
+export class EngineDeadError extends Error {
+  constructor(reason: string) {
+    super(`the engine is dead: ${reason}`);
+    this.name = 'EngineDeadError';
   }
 }
 
@@ -66,6 +75,10 @@ export class LLMEngine {
   private readonly now: () => number;
   private nextId = 0;
   readonly counters: EngineCounters = { promptTokens: 0, generationTokens: 0, numFinished: 0, numSteps: 0 };
+  /** Why the engine can no longer run steps (a rank died), or null while healthy. */
+  private deadReason: string | null = null;
+  /** The follower ranks, with tensor parallelism (tests use it to simulate a crash). */
+  rankWorkers: { kill(rank: number): Promise<void> } | null = null;
 
   constructor(parts: EngineParts) {
     this.loaded = parts.loaded;
@@ -159,6 +172,26 @@ export class LLMEngine {
     return this.finalise(state, [], null);
   }
 
+  /** How many steps ran and how many were split into two micro-batches (dual-batch overlap). */
+  get dboStats(): { readonly steps: number; readonly splitSteps: number } {
+    return this.executor.dboStats;
+  }
+
+  /** False once a rank has died: every step fails its requests. */
+  get isHealthy(): boolean {
+    return this.deadReason === null;
+  }
+
+  /** Why the engine is dead, or null. */
+  get failure(): string | null {
+    return this.deadReason;
+  }
+
+  /** Marks the engine dead (a rank died); the next step fails every request with `reason`. */
+  markDead(reason: string): void {
+    this.deadReason ??= reason;
+  }
+
   hasUnfinishedRequests(): boolean {
     return this.states.size > 0;
   }
@@ -173,6 +206,7 @@ export class LLMEngine {
 
   /** Runs one step; returns the updates of every request that progressed or finished. */
   async step(): Promise<RequestUpdate[]> {
+    if (this.deadReason !== null) return this.failAll(`the engine is dead: ${this.deadReason}`);
     const plan = this.scheduler.schedule();
     if (plan.totalNumScheduledTokens === 0) {
       this.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
@@ -182,8 +216,10 @@ export class LLMEngine {
     try {
       result = await this.runner.execute(plan);
     } catch (e) {
-      // A fault in the model step fails the step's requests, never hangs them.
+      // A fault in the model step fails the step's requests, never hangs them. A failed collective
+      // means a rank is gone: the engine is dead from now on.
       const message = `model step failed: ${(e as Error).message}`;
+      if (e instanceof CollectiveError) this.markDead((e as Error).message);
       this.scheduler.updateFromOutput({
         sampledTokenIds: new Map(),
         finished: new Map(plan.scheduledRequests.map((r) => [r.requestId, 'error' as FinishReason])),
@@ -280,6 +316,18 @@ export class LLMEngine {
           state,
         });
       }
+    }
+    return updates;
+  }
+
+  /** Fails every live request with `message` (a dead engine). */
+  private failAll(message: string): RequestUpdate[] {
+    const updates: RequestUpdate[] = [];
+    for (const state of [...this.states.values()]) {
+      this.scheduler.abort(state.requestId);
+      state.finishReason = 'error';
+      state.error = message;
+      updates.push(this.finalise(state, [], null));
     }
     return updates;
   }

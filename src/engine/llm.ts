@@ -101,6 +101,12 @@ export interface LLMOptions {
   readonly enableDbo?: boolean;
   /** Write a Chrome trace per rank here. */
   readonly traceDir?: string;
+  /** DBO: steps with a prefill and fewer tokens run as one batch (default 256). */
+  readonly dboPrefillTokenThreshold?: number;
+  /** DBO: decode-only steps split only at or above this many tokens (default 32). */
+  readonly dboDecodeTokenThreshold?: number;
+  /** Seconds a silent peer rank is given before it is declared dead (default 60). */
+  readonly distTimeout?: number;
   /** Progress messages while loading (default: none). */
   readonly logger?: Logger;
   /** A full engine config instead of the fields above. */
@@ -157,10 +163,13 @@ export function engineConfigFromLLMOptions(o: LLMOptions): EngineConfig {
       enableExpertParallel: o.enableExpertParallel ?? false,
       numThreads: o.numThreads ?? null,
       moeComm: o.moeComm ?? ((o.enableExpertParallel ?? false) ? 'alltoall' : 'allgather'),
+      distTimeoutMs: (o.distTimeout ?? 60) * 1000,
     },
     dbo: {
       ...d.dbo,
       enabled: o.enableDbo ?? dboEnabledByEnv(),
+      prefillTokenThreshold: o.dboPrefillTokenThreshold ?? d.dbo.prefillTokenThreshold,
+      decodeTokenThreshold: o.dboDecodeTokenThreshold ?? d.dbo.decodeTokenThreshold,
       traceDir: o.traceDir ?? process.env.DUET_TRACE_DIR ?? null,
     },
   };

@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import type { ModelSettings } from '../config/engine-config.js';
 import { EngineConfigError } from '../config/engine-config.js';
 import type { DeepseekConfig } from '../config/model-config.js';
+import type { Communicator } from '../distributed/communicator.js';
 import type { Kernels, WeightDType } from '../kernels/kernels.js';
+import type { ParallelPlan } from '../layers/parallel-plan.js';
 import type { GenerationDefaults } from '../loader/generation-config.js';
 import { loadGenerationDefaults } from '../loader/generation-config.js';
 import { loadDeepseekConfig } from '../loader/hf-config.js';
@@ -86,10 +88,18 @@ export function resolveModel(settings: ModelSettings): ResolvedModel {
 }
 
 /** Loads the tokenizer, generation defaults and weights of a resolved model onto `kernels`. */
+/** A rank's place in a tensor-parallel group, for loading its shard. */
+export interface RankPlacement {
+  readonly plan: ParallelPlan;
+  readonly communicator: Communicator;
+}
+
+/** Loads the tokenizer, generation defaults and weights (this rank's shard) of a resolved model. */
 export function loadModel(
   resolved: ResolvedModel,
   kernels: Kernels,
   progress: LoadProgress = {},
+  placement?: RankPlacement,
 ): LoadedModel {
   const { settings, dir, isEmbedded, config, weightDType } = resolved;
   progress.onStage?.('loading tokenizer');
@@ -107,6 +117,7 @@ export function loadModel(
       weightDType,
       maxPositions: resolved.maxModelLen,
       onLayerLoaded: progress.onLayerLoaded,
+      ...(placement ? { plan: placement.plan, communicator: placement.communicator } : {}),
     });
   } finally {
     source.close();

@@ -35,7 +35,11 @@ export class DriverExecutor implements ModelExecutor {
   readonly dboStats: DboStats = { steps: 0, splitSteps: 0 };
   private closed = false;
 
-  constructor(private readonly rank: RankState) {}
+  constructor(
+    private readonly rank: RankState,
+    /** Runs after the group is told to stop (e.g. waits for follower threads to exit). */
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {}
 
   async execute(batch: ForwardBatch): Promise<Float32Array> {
     const { model, cache, comm, dbo } = this.rank;
@@ -59,6 +63,7 @@ export class DriverExecutor implements ModelExecutor {
       }
     }
     this.rank.dbo.tracer?.flush();
+    await this.onClose();
     await comm.close();
   }
 }

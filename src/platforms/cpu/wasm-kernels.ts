@@ -118,7 +118,7 @@ export class WasmKernels implements Kernels {
     this.name = `${relaxed ? 'wasm-relaxed-simd' : 'wasm-simd'} x${pool.numThreads}`;
     this.threadsInUse = pool.numThreads;
     this.addArena();
-    this.opsRegionBytes = Math.min(OPS_REGION_BYTES, arenaBytes >> 3);
+    this.opsRegionBytes = Math.min(OPS_REGION_BYTES, Math.floor(arenaBytes / 8));
   }
 
   /** Threads used by the GEMM, the calling thread included. */
@@ -375,7 +375,7 @@ export class WasmKernels implements Kernels {
 
   /** Places `bytes` of panels in the first arena with room (keeping some for scratch), or a new arena. */
   private placeWeight(bytes: number): { arena: Arena; ptr: number } {
-    const keepFree = Math.min(64 * 1024 * 1024, this.arenaBytes >> 3);
+    const keepFree = Math.min(64 * 1024 * 1024, Math.floor(this.arenaBytes / 8));
     for (const arena of this.arenas) {
       const ptr = arena.tryAlloc(bytes, keepFree);
       if (ptr >= 0) return { arena, ptr };

@@ -1,0 +1,120 @@
+// Starts the follower ranks of a tensor-parallel group as worker threads of this process (the `mp`
+// executor backend on one host) and joins rank 0 — the engine's own thread — to the group over shared
+// memory. Reports a rank that fails to start or dies later, so the engine can fail its requests.
+
+import { Worker } from 'node:worker_threads';
+import type { EngineConfig } from '../config/engine-config.js';
+import type { Communicator } from '../distributed/communicator.js';
+import { connectCommunicator } from '../distributed/connect.js';
+import { createSharedMemoryGroup } from '../distributed/group.js';
+import type { Logger } from '../util/logger.js';
+import type { RankWorkerData, RankWorkerMessage } from '../worker/rank-worker.js';
+
+/** A rank failed to start or died. */
+export class RankFailureError extends Error {
+  constructor(
+    readonly rank: number,
+    message: string,
+  ) {
+    super(`rank ${rank}: ${message}`);
+    this.name = 'RankFailureError';
+  }
+}
+
+export class RankWorkers {
+  private readonly exited: Promise<void>[];
+  private failureListeners: ((e: RankFailureError) => void)[] = [];
+  private closing = false;
+
+  constructor(
+    readonly comm: Communicator,
+    private readonly workers: readonly Worker[],
+    private readonly ready: Promise<void>,
+  ) {
+    this.exited = workers.map((w, i) => {
+      const rank = i + 1;
+      return new Promise<void>((resolve) => {
+        w.on('message', (m: RankWorkerMessage) => {
+          if (m.type === 'error') this.fail(new RankFailureError(rank, m.message));
+        });
+        w.on('error', (e) => this.fail(new RankFailureError(rank, e.message)));
+        w.on('exit', (code) => {
+          if (!this.closing && code !== 0) this.fail(new RankFailureError(rank, `exited with code ${code}`));
+          resolve();
+        });
+      });
+    });
+  }
+
+  /** Resolves when every follower has loaded its shard; rejects if one fails first. */
+  waitReady(): Promise<void> {
+    return this.ready;
+  }
+
+  /** Calls `listener` once for the first rank failure after start-up. */
+  onFailure(listener: (e: RankFailureError) => void): void {
+    this.failureListeners.push(listener);
+  }
+
+  private fail(e: RankFailureError): void {
+    if (this.closing) return;
+    for (const l of this.failureListeners.splice(0)) l(e);
+  }
+
+  /** Test hook: kills follower `rank` as a crash would. */
+  async kill(rank: number): Promise<void> {
+    await this.workers[rank - 1]?.terminate();
+  }
+
+  /** Waits for the followers to stop (after the driver told them to), then terminates stragglers. */
+  async close(graceMs = 5000): Promise<void> {
+    this.closing = true;
+    const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([Promise.all(this.exited), timer]);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * Starts ranks 1..tp-1 and connects rank 0. `numBlocks` is the KV cache size every rank allocates;
+ * `numThreadsPerRank` the compute threads each rank's kernels use.
+ */
+export async function launchRankWorkers(
+  config: EngineConfig,
+  numBlocks: number,
+  numThreadsPerRank: number,
+  log: Logger,
+): Promise<RankWorkers> {
+  const size = config.parallel.tensorParallelSize;
+  const descriptor = createSharedMemoryGroup(size);
+  const workers: Worker[] = [];
+  const readies: Promise<void>[] = [];
+  for (let rank = 1; rank < size; rank++) {
+    const data: RankWorkerData = { config, rank, descriptor, numBlocks, numThreads: numThreadsPerRank };
+    const w = new Worker(new URL('../worker/rank-worker.js', import.meta.url), { workerData: data });
+    workers.push(w);
+    readies.push(
+      new Promise<void>((resolve, reject) => {
+        w.on('message', (m: RankWorkerMessage) => {
+          if (m.type === 'ready') resolve();
+          if (m.type === 'error') reject(new RankFailureError(rank, m.message));
+        });
+        w.once('error', (e) => reject(new RankFailureError(rank, e.message)));
+        w.once('exit', (code) =>
+          reject(new RankFailureError(rank, `exited with code ${code} before it was ready`)),
+        );
+      }),
+    );
+  }
+  log.info(`started ${size - 1} follower rank(s) as worker threads; joining the group over shared memory`);
+  let comm: Communicator;
+  try {
+    comm = await connectCommunicator(descriptor, 0, { timeoutMs: config.parallel.distTimeoutMs });
+  } catch (e) {
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw e;
+  }
+  const ready = Promise.all(readies).then(() => undefined);
+  ready.catch(() => {});
+  return new RankWorkers(comm, workers, ready);
+}

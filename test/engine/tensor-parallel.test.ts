@@ -1,0 +1,79 @@
+// Tensor- and expert-parallel serving through the offline API: ranks as worker threads joined over
+// shared memory give the golden greedy tokens and log-probs (fp32 tolerance 1e-3) in both MoE modes and
+// with dual-batch overlap on; a rank killed mid-request fails the request with a clear error and leaves
+// the engine marked dead, without hanging.
+
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { LLM, type LLMOptions } from '../../src/engine/llm.js';
+import { fixtureDir, loadGolden } from '../helpers/golden.js';
+
+const TOL = 1e-3;
+
+describe('tensor parallel ranks in worker threads', () => {
+  const golden = loadGolden('v2-tiny');
+  const inputs = golden.prompts.map((p) => ({ prompt_token_ids: p.ids }));
+  const params = { temperature: 0, maxTokens: 16, ignoreEos: true, logprobs: 5 };
+  const llms: LLM[] = [];
+  after(async () => {
+    for (const l of llms) await l.close();
+  });
+  const base: LLMOptions = {
+    model: fixtureDir('v2-tiny'),
+    blockSize: 16,
+    kvCacheMemory: 8 * 2 ** 20,
+    numThreads: 2,
+  };
+
+  const layouts: [string, LLMOptions][] = [
+    ['-tp 2', { tensorParallelSize: 2 }],
+    [
+      '-tp 2 --enable-expert-parallel (alltoall) with DBO',
+      {
+        tensorParallelSize: 2,
+        enableExpertParallel: true,
+        moeComm: 'alltoall',
+        enableDbo: true,
+        dboPrefillTokenThreshold: 64,
+        dboDecodeTokenThreshold: 2,
+      },
+    ],
+    [
+      '-tp 2 --enable-expert-parallel (allgather)',
+      { tensorParallelSize: 2, enableExpertParallel: true, moeComm: 'allgather' },
+    ],
+  ];
+  for (const [name, opts] of layouts) {
+    test(`${name}: golden greedy tokens and log-probs`, async () => {
+      const llm = new LLM({ ...base, ...opts });
+      llms.push(llm);
+      const outputs = await llm.generate(inputs, params);
+      outputs.forEach((out, i) => {
+        const p = golden.prompts[i]!;
+        assert.deepEqual(out.outputs[0]!.token_ids, p.greedy.ids, p.name);
+        out.outputs[0]!.logprobs!.forEach((lp, step) => {
+          lp.top_logprobs.forEach((t, j) => {
+            assert.ok(Math.abs(t.logprob - p.greedy.step_top5_logprobs[step]![j]!) <= TOL);
+          });
+        });
+      });
+      if (opts.enableDbo) {
+        const engine = await llm.engine();
+        assert.ok(engine.dboStats.splitSteps > 0, 'some steps ran as two micro-batches');
+      }
+    });
+  }
+
+  test('a rank killed mid-request fails the request and marks the engine dead', async () => {
+    const llm = new LLM({ ...base, tensorParallelSize: 2, distTimeout: 3 });
+    llms.push(llm);
+    const engine = await llm.engine();
+    const pending = llm.generate(inputs, { ...params, maxTokens: 100 });
+    await new Promise((r) => setTimeout(r, 50));
+    const started = performance.now();
+    await engine.rankWorkers!.kill(1);
+    await assert.rejects(pending, /rank 1|peer|dead|closed/i);
+    assert.ok(performance.now() - started < 10_000, 'detected within the timeout');
+    assert.equal(engine.isHealthy, false);
+  });
+});
