@@ -320,7 +320,7 @@ export class TcpTransport {
     } else
       this.fail(
         q,
-        `connection to peer rank ${q} closed unexpectedly${error ? ` (${error.message})` : ''}: its process died or the network failed (rank ${this.rank} was ${this.what})`,
+        `connection to peer rank ${q} lost (${error ? error.message : 'closed without goodbye'}): its process died or the network failed (rank ${this.rank} was ${this.what})`,
       );
   }
 
@@ -458,7 +458,11 @@ export class TcpTransport {
     const link = this.links[q]!;
     run.add();
     link.send({ type: FrameType.data, kind: run.op.kind, step, seq: run.op.seq, chunk }, payload, (e) => {
-      if (e) this.fail(q, `rank ${this.rank}: sending to peer rank ${q} failed: ${e.message}`);
+      if (e)
+        this.fail(
+          q,
+          `connection to peer rank ${q} lost (${e.message}): its process died or the network failed (rank ${this.rank} was ${this.what})`,
+        );
       else run.one();
     });
   }

@@ -41,31 +41,36 @@ export const scenarios: Record<string, Scenario> = {
   },
 
   /**
-   * Overlap: rank `computeRank` measures its busy-loop rate alone, then issues a large all-reduce and
-   * keeps computing (polling isDone between blocks) until it completes; the other ranks just take part.
+   * Overlap: rank `computeRank` measures its busy-loop rate alone (after a JIT warm-up), then — once every
+   * rank is ready — issues a large all-reduce and keeps computing (polling isDone between blocks) until it
+   * completes; the other ranks just take part.
    */
   async overlap({ comm, params }) {
     const elements = params.elements as number;
     const computeRank = (params.computeRank as number) ?? 0;
     const buf = new Float32Array(elements).fill(comm.rank + 1);
+    const expected = (comm.worldSize * (comm.worldSize + 1)) / 2;
     await comm.allReduce(new Float32Array(16)).wait(); // warm-up
-    await comm.barrier().wait();
     if (comm.rank !== computeRank) {
+      await comm.barrier().wait(); // the compute rank has calibrated
       await comm.allReduce(buf).wait();
       await comm.barrier().wait();
       await comm.close();
-      return { ok: buf[0] === (comm.worldSize * (comm.worldSize + 1)) / 2 };
+      return { ok: buf[0] === expected };
     }
-    // Calibrate the compute rate with nothing in flight.
     let sink = 0;
-    let iterations = 0;
-    const c0 = performance.now();
-    while (performance.now() - c0 < 300) {
-      sink += spin(SPIN_BLOCK, sink);
-      iterations += SPIN_BLOCK;
-    }
-    const soloRate = iterations / (performance.now() - c0);
-    // Issue the transfer and compute until it is done.
+    const spinFor = (ms: number) => {
+      let iterations = 0;
+      const t = performance.now();
+      while (performance.now() - t < ms) {
+        sink += spin(SPIN_BLOCK, sink);
+        iterations += SPIN_BLOCK;
+      }
+      return iterations / (performance.now() - t);
+    };
+    spinFor(200); // JIT warm-up
+    const soloRate = spinFor(300);
+    await comm.barrier().wait();
     const t0 = performance.now();
     const handle = comm.allReduce(buf);
     let during = 0;
@@ -78,7 +83,7 @@ export const scenarios: Record<string, Scenario> = {
     await comm.barrier().wait();
     await comm.close();
     return {
-      ok: buf[0] === (comm.worldSize * (comm.worldSize + 1)) / 2,
+      ok: buf[0] === expected,
       transferMs,
       computeMs: during / soloRate,
       fraction: during / soloRate / transferMs,
