@@ -150,6 +150,12 @@ export function addEngineOptions(cmd: Command): Command {
       'compute threads of the CPU kernels (default: every core)',
       intArg('--num-threads'),
     )
+    .option('--nnodes <n>', 'hosts the tensor-parallel ranks spread over', intArg('--nnodes'), 1)
+    .option('--node-rank <n>', "this host's index; 0 is the head that serves", intArg('--node-rank'), 0)
+    .option('--master-addr <ip>', "the head node's address (rendezvous)", '127.0.0.1')
+    .option('--master-port <port>', "the head node's rendezvous port", intArg('--master-port'), 29500)
+    .option('--headless', "run only this node's ranks, no API server (every node but the head)")
+    .option('--cluster-secret <secret>', 'secret a node must know to join (also DUET_CLUSTER_SECRET)')
     .option(
       '--dist-timeout <seconds>',
       'a peer rank silent this long is declared dead',
@@ -218,6 +224,12 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
       numThreads: (o.numThreads as number | undefined) ?? null,
       moeComm: moeCommFrom(extra, ep),
       distTimeoutMs: ((o.distTimeout as number | undefined) ?? 60) * 1000,
+      nnodes: (o.nnodes as number | undefined) ?? 1,
+      nodeRank: (o.nodeRank as number | undefined) ?? 0,
+      masterAddr: (o.masterAddr as string | undefined) ?? '127.0.0.1',
+      masterPort: (o.masterPort as number | undefined) ?? 29500,
+      headless: (o.headless as boolean | undefined) ?? false,
+      clusterSecret: (o.clusterSecret as string | undefined) ?? process.env.DUET_CLUSTER_SECRET ?? null,
     },
     dbo: {
       enabled: (o.enableDbo as boolean | undefined) ?? dboEnabledByEnv(),

@@ -4,6 +4,7 @@
 // errors, never silently ignored. Runs until SIGINT / SIGTERM, then closes the server and the engine.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { runHeadlessNode } from '../engine/multi-node.js';
 import { startServer } from '../server/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
@@ -205,6 +206,11 @@ export function serveCommand(): Command {
       logger.info('notice: --uds is given, so --host and --port are not used');
     }
     const engineConfig = engineConfigFromOptions(o);
+    if (engineConfig.parallel.headless) {
+      // A headless node runs only its tensor-parallel ranks for the head node; no API server.
+      await runHeadlessNode(engineConfig, logger);
+      return;
+    }
     logger.info(`duet serve: model ${engineConfig.model.model ?? '(embedded default, random weights)'}`);
     if (o.uds === undefined && o.host === '127.0.0.1') {
       logger.info('host 127.0.0.1: only this machine can connect; pass --host 0.0.0.0 to serve the network');

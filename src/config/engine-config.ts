@@ -62,6 +62,17 @@ export interface ParallelSettings {
   readonly moeComm: 'allgather' | 'alltoall';
   /** --dist-timeout: a peer silent this long (ms) is declared dead. */
   readonly distTimeoutMs: number;
+  /** Hosts the tensor-parallel ranks are spread over (--nnodes); ranks split evenly. */
+  readonly nnodes: number;
+  /** This host's index (--node-rank); node 0 is the head that serves. */
+  readonly nodeRank: number;
+  /** The head's address and rendezvous port (--master-addr, --master-port). */
+  readonly masterAddr: string;
+  readonly masterPort: number;
+  /** Run only this node's ranks, no API server (--headless; every node but the head). */
+  readonly headless: boolean;
+  /** Secret a node must know to join (--cluster-secret / DUET_CLUSTER_SECRET). */
+  readonly clusterSecret: string | null;
 }
 
 /** Dual-batch overlap (DBO): split steps into two micro-batches so communication hides behind compute. */
@@ -118,6 +129,12 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     numThreads: null,
     moeComm: 'allgather',
     distTimeoutMs: 60_000,
+    nnodes: 1,
+    nodeRank: 0,
+    masterAddr: '127.0.0.1',
+    masterPort: 29500,
+    headless: false,
+    clusterSecret: null,
   },
   dbo: { enabled: false, prefillTokenThreshold: 256, decodeTokenThreshold: 32, traceDir: null },
   additionalConfig: {},
@@ -180,6 +197,22 @@ export function validateEngineConfig(c: EngineConfig): void {
   if (c.parallel.distributedExecutorBackend === 'uni' && tp > 1) {
     throw new EngineConfigError(
       '--distributed-executor-backend uni runs one rank; use mp with --tensor-parallel-size > 1',
+    );
+  }
+  const { nnodes, nodeRank } = c.parallel;
+  if (!Number.isInteger(nnodes) || nnodes < 1 || tp % nnodes !== 0) {
+    throw new EngineConfigError(
+      `--nnodes must be a positive integer dividing --tensor-parallel-size (${tp}), got ${nnodes}`,
+    );
+  }
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
+    throw new EngineConfigError(`--node-rank must be an integer in 0..${nnodes - 1}, got ${nodeRank}`);
+  }
+  if (nnodes > 1 && (nodeRank === 0) === c.parallel.headless) {
+    throw new EngineConfigError(
+      nodeRank === 0
+        ? 'the head node (--node-rank 0) serves; do not pass --headless'
+        : `node ${nodeRank} must run with --headless`,
     );
   }
   if (!(c.parallel.distTimeoutMs > 0)) {

@@ -53,14 +53,19 @@ function authOf(secret: string | null, fingerprint: string, nodeRank: number): s
     : createHmac('sha256', secret).update(`${fingerprint}:${nodeRank}`).digest('hex');
 }
 
-/** The first field where two summaries differ, for the refusal message. */
-export function describeDifference(head: NodeSummary, other: NodeSummary): string {
-  for (const key of new Set([...Object.keys(head), ...Object.keys(other)])) {
-    const a = JSON.stringify(head[key]);
-    const b = JSON.stringify(other[key]);
-    if (a !== b) return `${key}: head has ${a}, this node has ${b}`;
+/** The first field where two summaries differ (a dotted path into nested objects), for the refusal message. */
+export function describeDifference(head: unknown, other: unknown, path = ''): string {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObject(head) && isObject(other)) {
+    for (const key of new Set([...Object.keys(head), ...Object.keys(other)])) {
+      if (JSON.stringify(head[key]) !== JSON.stringify(other[key])) {
+        return describeDifference(head[key], other[key], path ? `${path}.${key}` : key);
+      }
+    }
+    return 'the fingerprints differ';
   }
-  return 'the fingerprints differ';
+  return `${path || 'settings'}: head has ${JSON.stringify(head)}, this node has ${JSON.stringify(other)}`;
 }
 
 function lines(socket: Socket, onLine: (line: string) => void): void {

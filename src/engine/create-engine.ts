@@ -15,7 +15,8 @@ import { ModelRunner } from '../worker/model-runner.js';
 import { Tracer } from '../worker/tracer.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
-import { launchRankWorkers, type RankWorkers } from './rank-launcher.js';
+import { headRankLayout, modelSummary } from './multi-node.js';
+import { launchRankWorkers, type RankWorkers, singleHostLayout } from './rank-launcher.js';
 
 /** Token budget of a step when --max-num-batched-tokens is not given (chunked prefill on). */
 export const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
@@ -66,7 +67,13 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         `maximum concurrency for ${maxModelLen} tokens per request: ${((sizing.numBlocks * bs) / maxModelLen).toFixed(2)}x`,
     );
 
-    if (tp > 1) ranks = await launchRankWorkers(config, sizing.numBlocks, numThreadsPerRank, log);
+    if (tp > 1) {
+      const layout =
+        config.parallel.nnodes > 1
+          ? await headRankLayout(config, modelSummary(config, resolved), sizing.numBlocks, log)
+          : singleHostLayout(tp);
+      ranks = await launchRankWorkers(config, sizing.numBlocks, numThreadsPerRank, log, layout);
+    }
     const comm = ranks?.comm ?? new SingleRankCommunicator();
     const plan = {
       rank: 0,
@@ -146,7 +153,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     return engine;
   } catch (e) {
     if (ranks) {
-      await ranks.comm.close().catch(() => {});
+      await ranks.comm?.close().catch(() => {});
       await ranks.close(0);
     }
     await kernels.dispose();

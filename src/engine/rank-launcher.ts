@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { EngineConfig } from '../config/engine-config.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { connectCommunicator } from '../distributed/connect.js';
-import { createSharedMemoryGroup } from '../distributed/group.js';
+import { createSharedMemoryGroup, type GroupDescriptor } from '../distributed/group.js';
 import type { Logger } from '../util/logger.js';
 import type { RankWorkerData, RankWorkerMessage } from '../worker/rank-worker.js';
 
@@ -27,12 +27,14 @@ export class RankWorkers {
   private closing = false;
 
   constructor(
-    readonly comm: Communicator,
+    /** Rank 0's communicator when this process drives; null on a headless node. */
+    readonly comm: Communicator | null,
     private readonly workers: readonly Worker[],
+    private readonly ranks: readonly number[],
     private readonly ready: Promise<void>,
   ) {
     this.exited = workers.map((w, i) => {
-      const rank = i + 1;
+      const rank = ranks[i]!;
       return new Promise<void>((resolve) => {
         w.on('message', (m: RankWorkerMessage) => {
           if (m.type === 'error') this.fail(new RankFailureError(rank, m.message));
@@ -63,7 +65,12 @@ export class RankWorkers {
 
   /** Test hook: kills follower `rank` as a crash would. */
   async kill(rank: number): Promise<void> {
-    await this.workers[rank - 1]?.terminate();
+    await this.workers[this.ranks.indexOf(rank)]?.terminate();
+  }
+
+  /** Resolves when every follower thread has exited (a headless node's lifetime). */
+  async waitExit(): Promise<void> {
+    await Promise.all(this.exited);
   }
 
   /** Waits for the followers to stop (after the driver told them to), then terminates stragglers. */
@@ -75,21 +82,40 @@ export class RankWorkers {
   }
 }
 
+/** Where the ranks run: which group, which of its ranks this process hosts, whether it drives. */
+export interface RankLayout {
+  readonly descriptor: GroupDescriptor;
+  /** Global ranks this process starts as worker threads (followers). */
+  readonly workerRanks: readonly number[];
+  /** Whether this process hosts rank 0 (the driver) in its own thread. */
+  readonly hostsDriver: boolean;
+}
+
+/** One host, tensor-parallel ranks as worker threads joined over shared memory. */
+export function singleHostLayout(size: number): RankLayout {
+  return {
+    descriptor: createSharedMemoryGroup(size),
+    workerRanks: Array.from({ length: size - 1 }, (_, i) => i + 1),
+    hostsDriver: true,
+  };
+}
+
 /**
- * Starts ranks 1..tp-1 and connects rank 0. `numBlocks` is the KV cache size every rank allocates;
- * `numThreadsPerRank` the compute threads each rank's kernels use.
+ * Starts the layout's follower ranks and, when this process hosts it, connects rank 0 (the driver's
+ * communicator is `comm`; a headless node has none). `numBlocks` is the KV cache size every rank
+ * allocates; `numThreadsPerRank` the compute threads each rank's kernels use.
  */
 export async function launchRankWorkers(
   config: EngineConfig,
   numBlocks: number,
   numThreadsPerRank: number,
   log: Logger,
+  layout: RankLayout = singleHostLayout(config.parallel.tensorParallelSize),
 ): Promise<RankWorkers> {
-  const size = config.parallel.tensorParallelSize;
-  const descriptor = createSharedMemoryGroup(size);
+  const { descriptor } = layout;
   const workers: Worker[] = [];
   const readies: Promise<void>[] = [];
-  for (let rank = 1; rank < size; rank++) {
+  for (const rank of layout.workerRanks) {
     const data: RankWorkerData = { config, rank, descriptor, numBlocks, numThreads: numThreadsPerRank };
     const w = new Worker(new URL('../worker/rank-worker.js', import.meta.url), { workerData: data });
     workers.push(w);
@@ -106,15 +132,19 @@ export async function launchRankWorkers(
       }),
     );
   }
-  log.info(`started ${size - 1} follower rank(s) as worker threads; joining the group over shared memory`);
-  let comm: Communicator;
-  try {
-    comm = await connectCommunicator(descriptor, 0, { timeoutMs: config.parallel.distTimeoutMs });
-  } catch (e) {
-    await Promise.all(workers.map((w) => w.terminate()));
-    throw e;
+  log.info(
+    `started rank(s) ${layout.workerRanks.join(', ') || '(none)'} as worker threads; joining the ${descriptor.kind} group of ${descriptor.worldSize}`,
+  );
+  let comm: Communicator | null = null;
+  if (layout.hostsDriver) {
+    try {
+      comm = await connectCommunicator(descriptor, 0, { timeoutMs: config.parallel.distTimeoutMs });
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
+    }
   }
   const ready = Promise.all(readies).then(() => undefined);
   ready.catch(() => {});
-  return new RankWorkers(comm, workers, ready);
+  return new RankWorkers(comm, workers, layout.workerRanks, ready);
 }
