@@ -77,6 +77,7 @@ export class LLMEngine {
   readonly counters: EngineCounters = { promptTokens: 0, generationTokens: 0, numFinished: 0, numSteps: 0 };
   /** Why the engine can no longer run steps (a rank died), or null while healthy. */
   private deadReason: string | null = null;
+  private readonly deathListeners: ((reason: string) => void)[] = [];
   /** The follower ranks, with tensor parallelism (tests use it to simulate a crash). */
   rankWorkers: { kill(rank: number): Promise<void> } | null = null;
 
@@ -189,7 +190,15 @@ export class LLMEngine {
 
   /** Marks the engine dead (a rank died); the next step fails every request with `reason`. */
   markDead(reason: string): void {
-    this.deadReason ??= reason;
+    if (this.deadReason !== null) return;
+    this.deadReason = reason;
+    for (const l of this.deathListeners.splice(0)) l(reason);
+  }
+
+  /** Calls `listener` once when the engine dies. */
+  onDead(listener: (reason: string) => void): void {
+    if (this.deadReason !== null) listener(this.deadReason);
+    else this.deathListeners.push(listener);
   }
 
   hasUnfinishedRequests(): boolean {

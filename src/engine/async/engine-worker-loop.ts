@@ -28,7 +28,14 @@ export class EngineWorkerLoop {
   constructor(
     private readonly engine: LLMEngine,
     private readonly host: EngineWorkerLoopHost,
-  ) {}
+  ) {
+    // A rank that dies makes the engine unusable: report it at once (health turns 503), even when idle.
+    engine.onDead((reason) => {
+      if (this.stopped) return;
+      this.host.post({ type: 'fatal', message: `the engine is dead: ${reason}` });
+      void this.stop(1);
+    });
+  }
 
   /** Queues a message from the main thread and wakes the loop. */
   receive(message: ToWorkerMessage): void {
