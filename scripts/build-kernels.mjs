@@ -1,12 +1,12 @@
 #!/usr/bin/env node
+import { spawnSync } from 'node:child_process';
 // Compiles each AssemblyScript kernel entry (src/kernels/wasm/*.ts; shared helpers live in subfolders)
 // into dist/kernels/NAME.wasm (WebAssembly SIMD) and dist/kernels/NAME.relaxed.wasm (plus relaxed SIMD:
 // fused multiply-add and int8 dot). Every module imports a shared memory, so that worker threads and
 // several memories (weights beyond the 4 GiB wasm32 limit) can use one compiled module.
 // Skips a module whose output is newer than every kernel source.
-import { mkdirSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 
 const srcDir = 'src/kernels/wasm';
 const outDir = 'dist/kernels';
@@ -23,7 +23,9 @@ function newestMtime(dir) {
 }
 
 const sourcesTime = Math.max(newestMtime(srcDir), statSync('scripts/build-kernels.mjs').mtimeMs);
-const entries = readdirSync(srcDir).filter((f) => f.endsWith('.ts') && !statSync(join(srcDir, f)).isDirectory());
+const entries = readdirSync(srcDir).filter(
+  (f) => f.endsWith('.ts') && !statSync(join(srcDir, f)).isDirectory(),
+);
 const asc = join('node_modules', '.bin', 'asc');
 const common = [
   '-O3',

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
+import { spawnSync } from 'node:child_process';
 // Runs every compiled test file (dist/test/**/*.test.js) with Node's own test runner.
 // Usage: node scripts/run-tests.mjs [substring filter...]
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 
 function walk(dir) {
   const out = [];

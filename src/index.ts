@@ -2,7 +2,6 @@
 
 export type { EngineConfig } from './config/engine-config.js';
 export type { DeepseekConfig } from './config/model-config.js';
-export { LLMEngine, RequestRejectedError } from './engine/llm-engine.js';
 export { createEngine } from './engine/create-engine.js';
 export {
   type CompletionOutput,
@@ -12,5 +11,6 @@ export {
   type PromptInput,
   type RequestOutput,
 } from './engine/llm.js';
-export type { SamplingParams, SamplingParamsInput } from './worker/sampling-params.js';
+export { LLMEngine, RequestRejectedError } from './engine/llm-engine.js';
 export type { ChatMessage } from './tokenizer/chat-template.js';
+export type { SamplingParams, SamplingParamsInput } from './worker/sampling-params.js';

@@ -106,7 +106,6 @@ export interface NaiveOutput {
 
 /** Full causal prefill of one sequence at positions 0..T-1. */
 export function naiveForward(c: DeepseekConfig, src: WeightSource, ids: readonly number[]): NaiveOutput {
-  const T = ids.length;
   const H = c.numAttentionHeads;
   const nope = c.qkNopeHeadDim;
   const rope = c.qkRopeHeadDim;
