@@ -66,6 +66,8 @@ const WIDEN_MIN_M = 16;
 const WIDEN_MAX_K = 2048;
 /** First size of the operator kernels' scratch region (grows on demand). */
 const OPS_REGION_BYTES = 4 * 1024 * 1024;
+/** Room the primary arena keeps free of weights: operator scratch growth and later `allocate`s. */
+const PRIMARY_RESERVE_BYTES = 512 * 1024 * 1024;
 
 /** Creates the CPU kernel set: compiles the kernel module, starts the thread pool and the primary arena. */
 export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<WasmKernels> {
@@ -373,11 +375,16 @@ export class WasmKernels implements Kernels {
     return start;
   }
 
-  /** Places `bytes` of panels in the first arena with room (keeping some for scratch), or a new arena. */
+  /**
+   * Places `bytes` of panels in the first arena with room (keeping some for scratch), or a new arena. The
+   * primary arena keeps a larger reserve: the operator scratch and its growth, and buffers that
+   * `allocate` hands out later, live there.
+   */
   private placeWeight(bytes: number): { arena: Arena; ptr: number } {
     const keepFree = Math.min(64 * 1024 * 1024, Math.floor(this.arenaBytes / 8));
+    const primaryKeepFree = Math.min(PRIMARY_RESERVE_BYTES, Math.floor(this.arenaBytes / 4));
     for (const arena of this.arenas) {
-      const ptr = arena.tryAlloc(bytes, keepFree);
+      const ptr = arena.tryAlloc(bytes, arena === this.arenas[0] ? primaryKeepFree : keepFree);
       if (ptr >= 0) return { arena, ptr };
     }
     const arena = this.addArena();
@@ -420,6 +427,8 @@ export class WasmKernels implements Kernels {
       scratchBase: this.opsRegion,
       scratchBytes: this.opsRegionBytes,
       name: this.name,
+      // Arrays from `allocate` (the KV cache) may predate the ops object: the arena knows every buffer.
+      owns: (a) => primary.owns(a),
     });
     return this.ops;
   }
