@@ -10,7 +10,7 @@ import { CollectiveError } from '../distributed/communicator.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { LoadedModel } from '../models/model-loader.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { ModelExecutor } from '../worker/executor.js';
+import type { ModelExecutor, StepTimingStats } from '../worker/executor.js';
 import { computeTokenLogprobs, type TokenLogprobs } from '../worker/logprobs.js';
 import type { ModelRunner } from '../worker/model-runner.js';
 import { Sampler } from '../worker/sampler.js';
@@ -176,6 +176,11 @@ export class LLMEngine {
   /** How many steps ran and how many were split into two micro-batches (dual-batch overlap). */
   get dboStats(): { readonly steps: number; readonly splitSteps: number } {
     return this.executor.dboStats;
+  }
+
+  /** The driver's time in the model's forward and the part spent waiting on collectives (benchmarks). */
+  get stepTiming(): StepTimingStats {
+    return this.executor.stepTiming;
   }
 
   /** False once a rank has died: every step fails its requests. */

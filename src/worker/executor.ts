@@ -8,6 +8,7 @@ import type { DeepseekForCausalLM } from '../models/deepseek.js';
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import { decodeForwardBatch, encodeForwardBatch } from './batch-codec.js';
+import { TimedCommunicator } from './comm-timing.js';
 import { type DboOptions, type DboStats, forwardWithDbo } from './dbo-forward.js';
 
 /** Runs a step's batch on every rank; returns the logits rows (complete on the driver). */
@@ -15,8 +16,19 @@ export interface ModelExecutor {
   execute(batch: ForwardBatch): Promise<Float32Array>;
   /** Statistics of dual-batch overlap. */
   readonly dboStats: DboStats;
+  /** Where the driver's step time went (for benchmarks). */
+  readonly stepTiming: StepTimingStats;
   /** Stops the other ranks and releases the communicator. */
   close(): Promise<void>;
+}
+
+/** The driver's time in `execute` and the part of it spent waiting on collectives. */
+export interface StepTimingStats {
+  readonly steps: number;
+  /** Wall milliseconds inside `execute` (batch broadcast and forward). */
+  readonly executeMs: number;
+  /** Of those, milliseconds during which the driver waited on a collective (see comm-timing.ts). */
+  readonly commWaitMs: number;
 }
 
 /** Header value that tells the other ranks to stop. */
@@ -34,21 +46,38 @@ export interface RankState {
 export class DriverExecutor implements ModelExecutor {
   readonly dboStats: DboStats = { steps: 0, splitSteps: 0 };
   private closed = false;
+  /** The rank's communicator, timing the driver's waits. */
+  private readonly comm: TimedCommunicator;
+  private numSteps = 0;
+  private executeMs = 0;
 
   constructor(
     private readonly rank: RankState,
     /** Runs after the group is told to stop (e.g. waits for follower threads to exit). */
     private readonly onClose: () => Promise<void> = async () => {},
-  ) {}
+  ) {
+    this.comm = new TimedCommunicator(rank.comm);
+  }
+
+  get stepTiming(): StepTimingStats {
+    return { steps: this.numSteps, executeMs: this.executeMs, commWaitMs: this.comm.stats.waitMs };
+  }
 
   async execute(batch: ForwardBatch): Promise<Float32Array> {
-    const { model, cache, comm, dbo } = this.rank;
-    if (comm.worldSize > 1) {
-      const payload = encodeForwardBatch(batch);
-      await comm.broadcast(Int32Array.of(payload.length), 0).wait();
-      await comm.broadcast(payload, 0).wait();
+    const { model, cache, dbo } = this.rank;
+    const comm = this.comm;
+    const started = performance.now();
+    try {
+      if (comm.worldSize > 1) {
+        const payload = encodeForwardBatch(batch);
+        await comm.broadcast(Int32Array.of(payload.length), 0).wait();
+        await comm.broadcast(payload, 0).wait();
+      }
+      return await forwardWithDbo(model, cache, comm, batch, dbo, this.dboStats);
+    } finally {
+      this.numSteps++;
+      this.executeMs += performance.now() - started;
     }
-    return forwardWithDbo(model, cache, comm, batch, dbo, this.dboStats);
   }
 
   async close(): Promise<void> {
