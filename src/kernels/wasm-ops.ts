@@ -84,6 +84,12 @@ export interface WasmOpsOptions {
   readonly scratchBytes?: number;
   /** Name for logs (default `wasm-simd`). */
   readonly name?: string;
+  /**
+   * Whether an array is a view of this memory, for an owner that has seen every buffer object the memory
+   * has had (a shared memory gets a new one on each grow, and arrays made before this object existed
+   * hold older ones). Default: the buffer objects this object has seen itself.
+   */
+  readonly owns?: (a: ArrayBufferView) => boolean;
 }
 
 /** Where a typed-array argument goes: read by the kernel, written, or both. */
@@ -118,6 +124,9 @@ export class WasmOps implements OpsKernels {
   private regionEnd: number;
   /** 'fixed': given base and size; 'open': given base, to the end of memory; 'own': pages this object grew. */
   private readonly regionKind: 'fixed' | 'open' | 'own';
+  private readonly ownerOwns: ((a: ArrayBufferView) => boolean) | undefined;
+  /** Bytes copied into the memory for arguments that live outside it, and copied back out. */
+  readonly copyStats = { bytesIn: 0, bytesOut: 0 };
 
   /**
    * `exports`: the exports of an instance of dist/kernels/kernels[.relaxed].wasm whose `env.memory`
@@ -134,6 +143,7 @@ export class WasmOps implements OpsKernels {
     this.ops = exports as unknown as OpsExports;
     this.memory = memory;
     this.name = options.name ?? 'wasm-simd';
+    this.ownerOwns = options.owns;
     this.bytes = new Uint8Array(memory.buffer);
     this.refreshBuffer();
     const { scratchBase, scratchBytes } = options;
@@ -212,7 +222,7 @@ export class WasmOps implements OpsKernels {
   /** Whether `a` is a view of this memory (then kernels use it in place). */
   isInMemory(a: ArrayBufferView): boolean {
     this.refreshBuffer();
-    return this.buffers.has(a.buffer);
+    return this.buffers.has(a.buffer) || (this.ownerOwns?.(a) ?? false);
   }
 
   /** out[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) · weight. `x`, `out`: [m, d]; `weight`: [d]. */
@@ -437,7 +447,7 @@ export class WasmOps implements OpsKernels {
         prev.bytes = Math.max(prev.bytes, count * 4);
         continue;
       }
-      if (this.buffers.has(array.buffer)) {
+      if (this.buffers.has(array.buffer) || this.ownerOwns?.(array)) {
         offsets.set(array, array.byteOffset);
         continue;
       }
@@ -453,8 +463,10 @@ export class WasmOps implements OpsKernels {
     for (const c of copies) {
       const offset = base + c.at;
       offsets.set(c.array, offset);
-      if (c.direction !== 'out')
+      if (c.direction !== 'out') {
         this.bytes.set(new Uint8Array(c.array.buffer, c.array.byteOffset, c.bytes), offset);
+        this.copyStats.bytesIn += c.bytes;
+      }
       if (c.direction !== 'in') copyBack.push({ array: c.array, offset, bytes: c.bytes });
     }
     return { offsets, copyBack, scratch: base + used };
@@ -467,6 +479,7 @@ export class WasmOps implements OpsKernels {
       new Uint8Array(c.array.buffer, c.array.byteOffset, c.bytes).set(
         this.bytes.subarray(c.offset, c.offset + c.bytes),
       );
+      this.copyStats.bytesOut += c.bytes;
     }
   }
 

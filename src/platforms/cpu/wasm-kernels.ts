@@ -29,7 +29,7 @@ export interface WasmKernelsOptions {
   minSecondsPerThread?: number;
 }
 
-/** Bytes `linear` copied between callers' arrays and the arenas (zero for arrays that live there). */
+/** Bytes the kernels copied between callers' arrays and the arenas (zero for arrays that live there). */
 export interface CopyStats {
   bytesIn: number;
   bytesOut: number;
@@ -105,6 +105,8 @@ export class WasmKernels implements Kernels {
   private disposed = false;
   private threadsInUse: number;
   private readonly copies: CopyStats = { bytesIn: 0, bytesOut: 0 };
+  /** Copies of operator kernels whose WasmOps objects were replaced (a larger scratch region). */
+  private readonly retiredOpsCopies: CopyStats = { bytesIn: 0, bytesOut: 0 };
   /** Per arena: the start of its per-thread bf16 widening buffers (allocated on first use). */
   private readonly widenBufs = new Map<Arena, number>();
 
@@ -143,9 +145,20 @@ export class WasmKernels implements Kernels {
     this.threadsInUse = t;
   }
 
-  /** Bytes `linear` has copied in and out so far (a snapshot). */
+  /** Bytes `linear` and the operator kernels have copied in and out so far (a snapshot). */
   get copyStats(): CopyStats {
-    return { ...this.copies };
+    return {
+      bytesIn: this.copies.bytesIn + this.opsCopies.bytesIn,
+      bytesOut: this.copies.bytesOut + this.opsCopies.bytesOut,
+    };
+  }
+
+  private get opsCopies(): CopyStats {
+    const live = this.ops?.copyStats ?? { bytesIn: 0, bytesOut: 0 };
+    return {
+      bytesIn: this.retiredOpsCopies.bytesIn + live.bytesIn,
+      bytesOut: this.retiredOpsCopies.bytesOut + live.bytesOut,
+    };
   }
 
   /** Whether `a` lives in arena `arena` (default: the primary one), so that kernels use it in place. */
@@ -413,6 +426,8 @@ export class WasmKernels implements Kernels {
         if (!(e instanceof WasmOpsError) || !/scratch region/.test(e.message)) throw e;
         if (this.opsRegionBytes * 2 > this.arenaBytes) throw e;
         this.arenas[0]!.release(this.opsRegion);
+        this.retiredOpsCopies.bytesIn += ops.copyStats.bytesIn;
+        this.retiredOpsCopies.bytesOut += ops.copyStats.bytesOut;
         this.ops = undefined;
         this.opsRegionBytes *= 2;
       }

@@ -52,4 +52,37 @@ describe('WasmKernels operator delegation', () => {
       await kernels.dispose();
     }
   });
+
+  it('uses allocated arrays in place even when they predate the operator kernels and a memory grow', async () => {
+    const kernels = await createWasmKernels({ numThreads: 1, arenaBytes: 256 * 1024 * 1024 });
+    const ref = new ReferenceKernels();
+    try {
+      // A KV-cache-like buffer allocated first; then the memory grows (a new buffer object) before any
+      // operator runs. mlaAttention must read the cache where it is, not copy it into scratch.
+      const [latent, rope, heads, blockSize, numBlocks] = [16, 8, 2, 4, 64];
+      const entry = latent + rope;
+      const cache = kernels.allocate(numBlocks * blockSize * entry);
+      cache.set(randomF32(cache.length, 11));
+      const bufferBefore = kernels.primaryMemory.buffer;
+      kernels.allocate(32 * 1024 * 1024);
+      assert.notEqual(kernels.primaryMemory.buffer, bufferBefore, 'the memory grew');
+      const q = kernels.allocate(heads * entry);
+      q.set(randomF32(q.length, 12));
+      const out = kernels.allocate(heads * latent);
+      const blockTable = Int32Array.from([5, 9, 2]);
+      const positions = Int32Array.from([10]);
+      const before = kernels.copyStats;
+      kernels.mlaAttention(out, q, cache, blockTable, positions, 1, heads, latent, rope, blockSize, 0.3);
+      const after = kernels.copyStats;
+      // Only the two small index arrays (plain Int32Arrays) are copied in; nothing is copied out.
+      assert.equal(after.bytesIn - before.bytesIn, (blockTable.length + positions.length) * 4);
+      assert.equal(after.bytesOut, before.bytesOut);
+      const want = new Float32Array(heads * latent);
+      ref.mlaAttention(want, q, cache, blockTable, positions, 1, heads, latent, rope, blockSize, 0.3);
+      // Softmax-weighted sums of 11 rows in float32: 1e-5 relative leaves room for summation order.
+      assert.ok(relErr(out, want) < 1e-5, `mlaAttention: ${relErr(out, want)}`);
+    } finally {
+      await kernels.dispose();
+    }
+  });
 });

@@ -1,0 +1,309 @@
+// Single-request speed of the engine on dummy weights: prefill tokens/s (one long prompt, one output token)
+// and decode tokens/s (batch 1), for the embedded default model and for DeepSeek-V2-Lite's config cut to a
+// few layers, with a breakdown of where a decode step's time goes (embedding, attention projections,
+// absorbed per-head GEMMs, attention kernel, MoE routing, experts, LM head, sampler, detokenizer, engine
+// overhead). The breakdown comes from a second, instrumented decode run: every kernel call and a few
+// model and engine methods are wrapped with timers, and time is charged to the innermost one running.
+//
+//   npm run bench:decode -- [--models default,v2-lite] [--layers 4] [--prompt-len 512] [--decode 64]
+//                           [--threads 2] [--no-breakdown]
+
+import { parseArgs } from 'node:util';
+import { LLM } from '../src/engine/llm.js';
+import type { LLMEngine } from '../src/engine/llm-engine.js';
+import { StopChecker } from '../src/engine/stop-checker.js';
+import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
+import { resolveSamplingParams } from '../src/worker/sampling-params.js';
+
+enableWasmFeatures();
+
+const { values } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'default,v2-lite' },
+    layers: { type: 'string', default: '4' },
+    'prompt-len': { type: 'string', default: '512' },
+    decode: { type: 'string', default: '64' },
+    threads: { type: 'string' },
+    'no-breakdown': { type: 'boolean', default: false },
+  },
+});
+const promptLen = Number(values['prompt-len']);
+const numDecode = Number(values.decode);
+const numLayers = Number(values.layers);
+
+/** What a model entry of the bench loads. */
+interface BenchModel {
+  readonly label: string;
+  /** Model folder (undefined: the embedded default). */
+  readonly folder: string | undefined;
+  readonly hfOverrides: Record<string, unknown>;
+}
+
+const MODELS: Record<string, BenchModel> = {
+  default: { label: 'embedded default (V3 arch, 4 layers, hidden 256)', folder: undefined, hfOverrides: {} },
+  'v2-lite': {
+    label: `DeepSeek-V2-Lite cut to ${numLayers} layers`,
+    folder: 'assets/configs/deepseek-v2-lite',
+    hfOverrides: { num_hidden_layers: numLayers },
+  },
+};
+
+/** Seeded pseudo-random token ids in [100, vocab − 1000). */
+function randomTokens(seed: number, n: number, vocab: number): number[] {
+  let s = seed >>> 0;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out.push(100 + (s % (vocab - 1100)));
+  }
+  return out;
+}
+
+/** Runs one request to the end through engine.step(); returns the seconds of each step. */
+async function runRequest(engine: LLMEngine, prompt: number[], maxTokens: number): Promise<number[]> {
+  const params = resolveSamplingParams(
+    { temperature: 0, maxTokens, ignoreEos: true },
+    {},
+    {
+      vocabSize: engine.loaded.config.vocabSize,
+      maxModelLen: engine.maxModelLen,
+      numPromptTokens: prompt.length,
+    },
+  );
+  engine.addRequest(prompt, params);
+  const steps: number[] = [];
+  while (engine.hasUnfinishedRequests()) {
+    const t = performance.now();
+    await engine.step();
+    steps.push((performance.now() - t) / 1000);
+  }
+  return steps;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+// ---- Instrumentation (the breakdown run only) ----
+
+/** Self time per phase, charged to the innermost wrapped call that is running. */
+class PhaseTimer {
+  readonly seconds = new Map<string, number>();
+  private readonly stack: string[] = [];
+  private last = 0;
+
+  enter(phase: string): void {
+    this.charge();
+    this.stack.push(phase);
+  }
+
+  leave(): void {
+    this.charge();
+    this.stack.pop();
+  }
+
+  reset(): void {
+    this.seconds.clear();
+    this.last = performance.now();
+  }
+
+  private charge(): void {
+    const now = performance.now();
+    const top = this.stack[this.stack.length - 1];
+    if (top !== undefined) this.seconds.set(top, (this.seconds.get(top) ?? 0) + (now - this.last) / 1000);
+    this.last = now;
+  }
+}
+
+type AnyObject = Record<string, unknown>;
+
+/** Replaces `obj[key]` (a method) by a wrapper that times it as `phase` (a string or chosen per call). */
+function wrap(timer: PhaseTimer, obj: AnyObject, key: string, phase: string | ((args: unknown[]) => string)) {
+  const fn = obj[key] as (...args: unknown[]) => unknown;
+  if (typeof fn !== 'function') throw new Error(`bench/decode: no method ${key} to instrument`);
+  obj[key] = function (this: unknown, ...args: unknown[]) {
+    timer.enter(typeof phase === 'string' ? phase : phase(args));
+    let result: unknown;
+    try {
+      result = fn.apply(this, args);
+    } catch (e) {
+      timer.leave();
+      throw e;
+    }
+    if (result instanceof Promise) {
+      // Async: the phase stays open until it settles (the forward awaits only its collectives).
+      return result.finally(() => timer.leave());
+    }
+    timer.leave();
+    return result;
+  };
+}
+
+/** Property paths of every prepared linear weight reachable from `root` (e.g. `layers.1.attn.wUkT.3`). */
+function linearWeightPaths(root: unknown): Map<unknown, string> {
+  const paths = new Map<unknown, string>();
+  const seen = new Set<unknown>();
+  const visit = (o: unknown, path: string): void => {
+    if (o === null || typeof o !== 'object' || seen.has(o) || ArrayBuffer.isView(o)) return;
+    seen.add(o);
+    const r = o as AnyObject;
+    if (typeof r.n === 'number' && typeof r.k === 'number' && typeof r.dtype === 'string') {
+      paths.set(o, path);
+      return;
+    }
+    for (const [key, value] of Object.entries(r)) {
+      if (key === 'kernels' || key === 'ctx' || key === 'comm' || key === 'config') continue;
+      visit(value, path ? `${path}.${key}` : key);
+    }
+  };
+  visit(root, '');
+  return paths;
+}
+
+/** The phase of a linear layer, from its weight's path in the model. */
+function linearPhase(path: string | undefined): string {
+  if (path === undefined) return 'other linear';
+  if (path === 'lmHead') return 'LM head';
+  if (/\.attn\.(wUkT|wUv|wUk|absorb)/.test(path)) return 'absorbed per-head GEMMs';
+  if (/\.attn\./.test(path)) return 'attention projections';
+  if (/\.gate\./.test(path)) return 'MoE routing';
+  if (/\.shared\./.test(path)) return 'shared experts';
+  if (/\.experts\./.test(path)) return 'routed experts';
+  if (/\.mlp\./.test(path)) return 'dense MLP';
+  return `other linear (${path})`;
+}
+
+/** Instruments the engine in place; returns the timer. */
+function instrument(engine: LLMEngine): PhaseTimer {
+  const timer = new PhaseTimer();
+  const e = engine as unknown as AnyObject;
+  const runner = e.runner as AnyObject;
+  const executor = e.executor as AnyObject;
+  const model = (executor.rank as AnyObject).model as AnyObject;
+  const kernels = e.kernels as AnyObject;
+  const paths = linearWeightPaths(model);
+
+  wrap(timer, e, 'step', 'engine overhead (scheduler, bookkeeping)');
+  wrap(timer, runner, 'execute', 'model runner (batch build)');
+  wrap(timer, model, 'forward', 'model glue (norms, residuals)');
+  wrap(timer, model, 'embed', 'embedding');
+  wrap(timer, e.sampler as AnyObject, 'sample', 'sampler');
+  wrap(timer, StopChecker.prototype as unknown as AnyObject, 'appendToken', 'detokenizer + stop checks');
+  for (const layer of model.layers as AnyObject[]) {
+    wrap(timer, layer.attn as AnyObject, 'forward', 'attention glue (copies, rope, cache write)');
+    const moe = layer.moe as AnyObject | null;
+    if (moe) {
+      wrap(timer, moe.gate as AnyObject, 'route', 'MoE routing');
+      wrap(timer, moe, 'runExperts', 'routed experts');
+      if (typeof moe.runShared === 'function') wrap(timer, moe, 'runShared', 'shared experts');
+    }
+  }
+  wrap(timer, kernels, 'linear', (args) => linearPhase(paths.get(args[2])));
+  wrap(timer, kernels, 'mlaAttention', 'attention kernel');
+  for (const op of ['rmsNorm', 'siluAndMul', 'softmax', 'rope', 'topK']) {
+    if (typeof kernels[op] === 'function') wrap(timer, kernels, op, 'small ops (norm, rope, silu, top-k)');
+  }
+  return timer;
+}
+
+// ---- The runs ----
+
+interface ModelResult {
+  label: string;
+  prefillTokS: number;
+  decodeTokS: number;
+  breakdown: Map<string, number> | null;
+  breakdownSteps: number;
+}
+
+async function benchModel(m: BenchModel): Promise<ModelResult> {
+  const t0 = performance.now();
+  const llm = new LLM({
+    model: m.folder,
+    loadFormat: 'dummy',
+    hfOverrides: m.hfOverrides,
+    kvCacheMemory: 512 * 2 ** 20,
+    maxModelLen: promptLen + numDecode + 64,
+    enablePrefixCaching: false,
+    ...(values.threads ? { numThreads: Number(values.threads) } : {}),
+  });
+  const engine = await llm.engine();
+  const vocab = engine.loaded.config.vocabSize;
+  console.log(
+    `${m.label}: loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s (${engine.kernels.name})`,
+  );
+
+  // Warm-up: compiles the hot paths, touches every weight once.
+  await runRequest(engine, randomTokens(1, 64, vocab), 4);
+
+  // Prefill: one long prompt, one output token; best of a few runs.
+  const prefillRuns = promptLen >= 256 ? 2 : 4;
+  const prefill: number[] = [];
+  for (let i = 0; i < prefillRuns; i++) {
+    const steps = await runRequest(engine, randomTokens(10 + i, promptLen, vocab), 1);
+    prefill.push(steps.reduce((a, b) => a + b, 0));
+  }
+  const prefillTokS = promptLen / Math.min(...prefill);
+
+  // Decode: batch 1 after a short prompt; the median decode step (steps after the first).
+  const decodeSteps = (await runRequest(engine, randomTokens(20, 16, vocab), numDecode + 1)).slice(1);
+  const decodeTokS = 1 / median(decodeSteps);
+  console.log(
+    `  prefill ${promptLen} tokens: ${prefillTokS.toFixed(1)} tok/s; decode: ${decodeTokS.toFixed(1)} tok/s ` +
+      `(median step ${(median(decodeSteps) * 1000).toFixed(2)} ms)`,
+  );
+
+  let breakdown: Map<string, number> | null = null;
+  let breakdownSteps = 0;
+  if (!values['no-breakdown']) {
+    const timer = instrument(engine);
+    await runRequest(engine, randomTokens(30, 16, vocab), 2); // warm the wrappers
+    const prompt = randomTokens(31, 16, vocab);
+    // Time only decode steps: a request whose prefill is done before the timer starts.
+    const params = resolveSamplingParams(
+      { temperature: 0, maxTokens: numDecode + 1, ignoreEos: true },
+      {},
+      { vocabSize: vocab, maxModelLen: engine.maxModelLen, numPromptTokens: prompt.length },
+    );
+    engine.addRequest(prompt, params);
+    await engine.step();
+    timer.reset();
+    while (engine.hasUnfinishedRequests()) {
+      await engine.step();
+      breakdownSteps++;
+    }
+    breakdown = timer.seconds;
+  }
+  await llm.close();
+  return { label: m.label, prefillTokS, decodeTokS, breakdown, breakdownSteps };
+}
+
+const results: ModelResult[] = [];
+for (const name of values.models!.split(',')) {
+  const m = MODELS[name];
+  if (!m)
+    throw new Error(`bench/decode: unknown model '${name}'; allowed: ${Object.keys(MODELS).join(', ')}`);
+  results.push(await benchModel(m));
+}
+
+console.log('\n| model | prefill tok/s | decode tok/s |\n| --- | ---: | ---: |');
+for (const r of results)
+  console.log(`| ${r.label} | ${r.prefillTokS.toFixed(1)} | ${r.decodeTokS.toFixed(1)} |`);
+console.log(
+  'llama.cpp, V2-Lite 4 layers, 2 threads: BF16 85 / 16 tok/s, Q8_0 133 / 25 tok/s (prefill / decode)',
+);
+
+for (const r of results) {
+  if (!r.breakdown) continue;
+  const total = [...r.breakdown.values()].reduce((a, b) => a + b, 0);
+  console.log(`\nDecode step breakdown, ${r.label} (instrumented, ${r.breakdownSteps} steps, ms per step):`);
+  const rows = [...r.breakdown].sort((a, b) => b[1] - a[1]);
+  for (const [phase, s] of rows) {
+    const ms = (s * 1000) / r.breakdownSteps;
+    console.log(
+      `  ${phase.padEnd(46)} ${ms.toFixed(3).padStart(8)} ms  ${((100 * s) / total).toFixed(1).padStart(5)} %`,
+    );
+  }
+  console.log(`  ${'total'.padEnd(46)} ${((total * 1000) / r.breakdownSteps).toFixed(3).padStart(8)} ms`);
+}
