@@ -1,6 +1,6 @@
-// Tests' access to the network-namespace testbed (bench/testbed/testbed.sh): whether this machine can
-// host one (root, iproute2, working `ip netns`, veth and tc), and a scope that creates N shaped hosts
-// and always removes them afterwards — also when the test throws or the process exits early.
+// Access to the network-namespace testbed (bench/testbed/testbed.sh) for tests and benchmarks: whether
+// this machine can host one (root, iproute2, working `ip netns`, veth and tc), and a scope that creates
+// N shaped hosts and always removes them afterwards — also when the body throws or the process exits.
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

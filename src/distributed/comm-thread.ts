@@ -91,7 +91,7 @@ function runSharedMemory(data: CommThreadData, reporter: Reporter): void {
           transport.execute(message);
           reporter.done(message.seq);
         } catch (e) {
-          reporter.fault(e);
+          if (!reporter.closeRequested) reporter.fault(e);
         }
       }
       if (reporter.closeRequested) break;
@@ -122,8 +122,10 @@ async function runTcp(data: CommThreadData, reporter: Reporter): Promise<void> {
   let wake: (() => void) | undefined;
   let closing = false;
   port.on('message', (message: ToCommThread) => {
-    if (message.type === 'close') closing = true;
-    else queue.push(message);
+    if (message.type === 'close') {
+      closing = true;
+      transport.interrupt();
+    } else queue.push(message);
     wake?.();
   });
   transport.onFault((e) => reporter.fault(e));
@@ -144,7 +146,7 @@ async function runTcp(data: CommThreadData, reporter: Reporter): Promise<void> {
         await transport.execute(op);
         reporter.done(op.seq);
       } catch (e) {
-        reporter.fault(e);
+        if (!closing) reporter.fault(e);
       }
     }
   } catch (e) {

@@ -72,6 +72,11 @@ export function createSharedMemoryGroup(
   checkWorldSize(worldSize);
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   checkChunkBytes(chunkBytes);
+  // Reduce-scatter and all-to-all give each destination rank a 64-byte-aligned share of a chunk.
+  if (chunkBytes / worldSize < 64)
+    throw new InvalidGroupError(
+      `chunkBytes ${chunkBytes} leaves less than 64 bytes per rank for ${worldSize} ranks; use at least ${64 * worldSize}`,
+    );
   return {
     kind: 'shm',
     worldSize,

@@ -375,7 +375,7 @@ export class StreamCommunicator implements ConnectedCommunicator {
   }
 
   private setFault(error: CollectiveError): void {
-    if (this.faultError === undefined) {
+    if (this.faultError === undefined && this.closing === undefined) {
       this.faultError = error;
       for (const listener of this.listeners.splice(0)) listener(error);
     }

@@ -364,6 +364,13 @@ export class TcpTransport {
     }
   }
 
+  /** Rejects the collective in flight because this rank is closing (the peers learn it from the goodbye). */
+  interrupt(): void {
+    this.run?.reject(
+      new CollectiveError(`rank ${this.rank}: communicator closed while ${this.what} was in flight`),
+    );
+  }
+
   /** Says goodbye to the peers and closes every connection. */
   async close(): Promise<void> {
     this.closing = true;

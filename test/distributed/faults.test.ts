@@ -129,6 +129,19 @@ for (const kind of ['shm', 'tcp'] as const) {
   });
 }
 
+for (const kind of ['shm', 'tcp'] as const) {
+  test(`${kind}: close() while a collective waits rejects it and returns promptly`, async () => {
+    const group: GroupDescriptor =
+      kind === 'shm' ? createSharedMemoryGroup(2) : await createLoopbackTcpGroup(2);
+    const ranks = startThreadRanks(group, { scenario: 'closeWhileWaiting', options: { timeoutMs: 30_000 } });
+    const [r] = (await resultsWithin(ranks, 20_000)) as (FailureResult & { closeMs: number })[];
+    assert.equal(r!.isCollectiveError, true);
+    assert.match(r!.message!, /communicator closed while allReduce #0 was in flight/);
+    assert.ok(r!.closeMs < 1000, `close took ${r!.closeMs} ms`);
+    assert.equal(r!.fault, undefined, 'closing is not a group failure');
+  });
+}
+
 test('a group whose other ranks never join fails to connect within connectTimeoutMs', async () => {
   await assert.rejects(connectCommunicator(createSharedMemoryGroup(3), 0, { connectTimeoutMs: 300 }), (e) => {
     assert.ok(e instanceof CollectiveError);

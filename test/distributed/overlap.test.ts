@@ -36,15 +36,16 @@ function assertOverlap(results: unknown[], label: string): void {
   );
   // The link, not the CPU, bounds the transfer: it takes at least 80% of the pure link time.
   assert.ok(transferMs! >= 0.8 * LINK_SECONDS * 1000, `${label}: transfer ${transferMs} ms is link-limited`);
-  // The compute thread kept going: at least 75% of its solo rate during the whole transfer (the rest is
-  // the copies into and out of the staging buffer and sharing two cores with the communication threads).
+  // The compute thread kept going: most of its solo rate during the whole transfer (a blocking
+  // collective would give about 0). The margin covers the copies into and out of the staging buffer,
+  // two cores shared with the communication threads, and other load on a shared machine.
   assert.ok(
-    fraction! >= 0.75,
+    fraction! >= 0.6,
     `${label}: compute progressed ${(fraction! * 100).toFixed(0)}% during the transfer`,
   );
-  // A calibration sanity check: no more work than at the solo rate (plus timing noise).
+  // A calibration sanity check: not much more work than at the solo rate.
   assert.ok(
-    fraction! <= 1.25,
+    fraction! <= 1.5,
     `${label}: compute fraction ${fraction} above the solo rate: calibration is off`,
   );
 }

@@ -69,7 +69,7 @@ export const scenarios: Record<string, Scenario> = {
       return iterations / (performance.now() - t);
     };
     spinFor(200); // JIT warm-up
-    const soloRate = spinFor(300);
+    const rateBefore = spinFor(300);
     await comm.barrier().wait();
     const t0 = performance.now();
     const handle = comm.allReduce(buf);
@@ -80,6 +80,8 @@ export const scenarios: Record<string, Scenario> = {
     }
     const transferMs = performance.now() - t0;
     await handle.wait();
+    // Calibrate again after: on a shared machine the load drifts; the mean of both is the solo rate.
+    const soloRate = (rateBefore + spinFor(300)) / 2;
     await comm.barrier().wait();
     await comm.close();
     return {
@@ -164,6 +166,27 @@ export const scenarios: Record<string, Scenario> = {
       await comm.close();
       return describeError(e);
     }
+  },
+
+  /** Rank 0 issues an all-reduce the others never join, then closes while it is in flight. */
+  async closeWhileWaiting({ comm }) {
+    if (comm.rank !== 0) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await comm.close();
+      return {};
+    }
+    const handle = comm.allReduce(new Float32Array(1000));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const t0 = performance.now();
+    const closed = comm.close();
+    let outcome: Record<string, unknown> = { completed: true };
+    try {
+      await handle.wait();
+    } catch (e) {
+      outcome = describeError(e);
+    }
+    await closed;
+    return { ...outcome, closeMs: performance.now() - t0, fault: comm.fault?.message };
   },
 
   /** A few quick collectives, for transports or groups that only need a smoke check. */

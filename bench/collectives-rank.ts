@@ -1,0 +1,51 @@
+// One rank of the collectives benchmark (bench/collectives.ts): as a worker thread (config in
+// workerData, results by postMessage) or a process (config as a JSON argument, results on stdout). It
+// times all-reduce for each size after a warm-up, between barriers.
+
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { connectCommunicator } from '../src/distributed/connect.js';
+import type { GroupDescriptor } from '../src/distributed/group.js';
+
+export interface BenchRankConfig {
+  readonly descriptor: GroupDescriptor;
+  readonly rank: number;
+  /** Bytes per all-reduce. */
+  readonly sizes: readonly number[];
+  /** Seconds to spend timing each size (at least 3 iterations). */
+  readonly seconds: number;
+}
+
+export interface BenchRankResult {
+  readonly rank: number;
+  /** Mean seconds per all-reduce, per size. */
+  readonly secondsPerOp: number[];
+}
+
+async function main(config: BenchRankConfig): Promise<BenchRankResult> {
+  const comm = await connectCommunicator(config.descriptor, config.rank, { timeoutMs: 120_000 });
+  const secondsPerOp: number[] = [];
+  for (const bytes of config.sizes) {
+    const buf = new Float32Array(bytes / 4).fill(1);
+    // Warm-up, and an estimate of how many iterations fit in the time budget (agreed through rank 0).
+    const w0 = performance.now();
+    for (let i = 0; i < 2; i++) await comm.allReduce(buf).wait();
+    const estimate = new Float32Array([
+      Math.max(3, Math.ceil((config.seconds * 1000) / ((performance.now() - w0) / 2))),
+    ]);
+    await comm.broadcast(estimate, 0).wait();
+    const iterations = Math.min(10_000, estimate[0]!);
+    await comm.barrier().wait();
+    const t0 = performance.now();
+    for (let i = 0; i < iterations; i++) await comm.allReduce(buf).wait();
+    await comm.barrier().wait();
+    secondsPerOp.push((performance.now() - t0) / 1000 / iterations);
+  }
+  await comm.close();
+  return { rank: config.rank, secondsPerOp };
+}
+
+const config = (isMainThread ? JSON.parse(process.argv[2] ?? '{}') : workerData) as BenchRankConfig;
+void main(config).then((result) => {
+  if (isMainThread) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else parentPort!.postMessage(result);
+});

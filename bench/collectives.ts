@@ -1,0 +1,125 @@
+// Collectives benchmark: all-reduce time and bus bandwidth (nccl-tests' busBw = size/time · 2(N-1)/N)
+// for 2 ranks over shared memory, TCP loopback, Unix sockets, and — where root and `ip netns` work — two
+// testbed hosts joined by a tc-limited link. Prints one table, side by side.
+//
+//   node dist/bench/collectives.js [--ranks 2] [--sizes 65536,1048576,16777216] [--seconds 1]
+//                                  [--link 1gbit] [--only shm,tcp,unix,testbed]
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import {
+  createLoopbackTcpGroup,
+  createSharedMemoryGroup,
+  createTcpGroup,
+  type GroupDescriptor,
+} from '../src/distributed/group.js';
+import type { BenchRankConfig, BenchRankResult } from './collectives-rank.js';
+import { inHost, whyNoNetns, withTestbed } from './testbed/testbed.js';
+
+const RANK = fileURLToPath(new URL('./collectives-rank.js', import.meta.url));
+
+const { values } = parseArgs({
+  options: {
+    ranks: { type: 'string', default: '2' },
+    sizes: { type: 'string', default: '65536,1048576,16777216' },
+    seconds: { type: 'string', default: '1' },
+    link: { type: 'string', default: '1gbit' },
+    only: { type: 'string', default: 'shm,tcp,unix,testbed' },
+  },
+});
+const ranks = Number(values.ranks);
+const sizes = values.sizes.split(',').map(Number);
+const seconds = Number(values.seconds);
+const only = new Set(values.only.split(','));
+
+function threadRanks(descriptor: GroupDescriptor): Promise<BenchRankResult[]> {
+  return Promise.all(
+    Array.from({ length: descriptor.worldSize }, (_, rank) => {
+      const config: BenchRankConfig = { descriptor, rank, sizes, seconds };
+      const worker = new Worker(RANK, { workerData: config });
+      return new Promise<BenchRankResult>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+    }),
+  );
+}
+
+function processRanks(
+  descriptor: GroupDescriptor,
+  wrap: (rank: number) => string[],
+): Promise<BenchRankResult[]> {
+  return Promise.all(
+    Array.from({ length: descriptor.worldSize }, (_, rank) => {
+      const config: BenchRankConfig = { descriptor, rank, sizes, seconds };
+      const [cmd, ...args] = [...wrap(rank), process.execPath, RANK, JSON.stringify(config)];
+      const child: ChildProcess = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      return new Promise<BenchRankResult>((resolve, reject) =>
+        child.on('exit', (code) =>
+          code === 0
+            ? resolve(JSON.parse(out) as BenchRankResult)
+            : reject(new Error(`rank ${rank} exited ${code}`)),
+        ),
+      );
+    }),
+  );
+}
+
+const rows: { transport: string; secondsPerOp: number[] }[] = [];
+const slowest = (results: BenchRankResult[]) =>
+  sizes.map((_, i) => Math.max(...results.map((r) => r.secondsPerOp[i]!)));
+
+if (only.has('shm'))
+  rows.push({
+    transport: 'shared memory (threads)',
+    secondsPerOp: slowest(await threadRanks(createSharedMemoryGroup(ranks))),
+  });
+if (only.has('tcp'))
+  rows.push({
+    transport: 'TCP loopback (threads)',
+    secondsPerOp: slowest(await threadRanks(await createLoopbackTcpGroup(ranks))),
+  });
+if (only.has('unix')) {
+  const dir = mkdtempSync(join(tmpdir(), 'duet-bench-'));
+  try {
+    const group = createTcpGroup(
+      Array.from({ length: ranks }, (_, r) => ({ path: join(dir, `r${r}.sock`) })),
+    );
+    rows.push({ transport: 'Unix sockets (threads)', secondsPerOp: slowest(await threadRanks(group)) });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+if (only.has('testbed')) {
+  const why = whyNoNetns();
+  if (why) console.log(`testbed skipped: ${why}`);
+  else
+    await withTestbed({ hosts: ranks, bandwidth: values.link }, async (hosts) => {
+      const group = createTcpGroup(hosts.map((h) => ({ host: h.address, port: 29_600 })));
+      const results = await processRanks(group, (r) => inHost(hosts[r]!));
+      rows.push({ transport: `testbed ${values.link} link (processes)`, secondsPerOp: slowest(results) });
+    });
+}
+
+const busFactor = (2 * (ranks - 1)) / ranks;
+const fmtSize = (b: number) => (b >= 1 << 20 ? `${b / (1 << 20)} MB` : `${b / 1024} KB`);
+console.log(
+  `\nall-reduce, ${ranks} ranks: time per op and bus bandwidth (busBw = size/time x ${busFactor.toFixed(2)})`,
+);
+console.log(['transport'.padEnd(34), ...sizes.map((s) => fmtSize(s).padStart(24))].join(''));
+for (const row of rows) {
+  const cells = row.secondsPerOp.map((t, i) => {
+    const gbps = ((sizes[i]! / t) * busFactor) / 1e9;
+    return `${(t * 1000).toFixed(2)} ms ${gbps.toFixed(3)} GB/s`.padStart(24);
+  });
+  console.log([row.transport.padEnd(34), ...cells].join(''));
+}
