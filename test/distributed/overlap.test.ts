@@ -23,31 +23,31 @@ interface OverlapResult {
   readonly transferMs?: number;
   readonly computeMs?: number;
   readonly fraction?: number;
+  readonly fractions?: number[];
+  readonly computeShares?: number[];
 }
+
+const pct = (f: number) => `${(f * 100).toFixed(0)}%`;
 
 function assertOverlap(results: unknown[], label: string): void {
   const [computing, other] = results as OverlapResult[];
-  assert.equal(computing!.ok, true, `${label}: rank 0 sum`);
-  assert.equal(other!.ok, true, `${label}: rank 1 sum`);
-  const { transferMs, computeMs, fraction } = computing!;
+  assert.equal(computing!.ok, true, `${label}: rank 0 sums`);
+  assert.equal(other!.ok, true, `${label}: rank 1 sums`);
+  const { transferMs, computeMs, fraction, fractions, computeShares } = computing!;
   console.log(
-    `  ${label}: transfer ${transferMs!.toFixed(0)} ms (link time ${(LINK_SECONDS * 1000).toFixed(0)} ms), ` +
-      `compute done meanwhile ${computeMs!.toFixed(0)} ms = ${(fraction! * 100).toFixed(0)}%`,
+    `  ${label}: transfer ${transferMs!.toFixed(0)} ms (link time ${(LINK_SECONDS * 1000).toFixed(0)} ms); ` +
+      `compute thread inside compute blocks ${computeShares!.map(pct).join(', ')} of each transfer; ` +
+      `work done meanwhile vs solo rate ${fractions!.map(pct).join(', ')} (best: ${computeMs!.toFixed(0)} ms of work)`,
   );
   // The link, not the CPU, bounds the transfer: it takes at least 80% of the pure link time.
   assert.ok(transferMs! >= 0.8 * LINK_SECONDS * 1000, `${label}: transfer ${transferMs} ms is link-limited`);
-  // The compute thread kept going: most of its solo rate during the whole transfer (a blocking
-  // collective would give about 0). The margin covers the copies into and out of the staging buffer,
-  // two cores shared with the communication threads, and other load on a shared machine.
-  assert.ok(
-    fraction! >= 0.6,
-    `${label}: compute progressed ${(fraction! * 100).toFixed(0)}% during the transfer`,
-  );
-  // A calibration sanity check: not much more work than at the solo rate.
-  assert.ok(
-    fraction! <= 1.5,
-    `${label}: compute fraction ${fraction} above the solo rate: calibration is off`,
-  );
+  // The compute thread is never held by the communication: nearly all of every transfer's wall time is
+  // spent in its own compute blocks (a collective that moved data on the calling thread would give ~0).
+  // This share does not depend on the machine's other load.
+  for (const share of computeShares!) assert.ok(share >= 0.8, `${label}: compute share ${pct(share)}`);
+  // And that work proceeds at speed: at least half the solo rate in the best of the repeats (the rest
+  // covers the staging copies, two cores shared with the communication threads, and a shared machine).
+  assert.ok(fraction! >= 0.5, `${label}: compute progressed at ${pct(fraction!)} of its solo rate`);
 }
 
 /** Two thread ranks whose only connection (rank 1 dials rank 0) goes through a throttled relay. */
