@@ -38,6 +38,13 @@ export function modelSummary(config: EngineConfig, resolved: ResolvedModel): Nod
   };
 }
 
+/**
+ * Least time the nodes are given to find each other at start-up, whatever --dist-timeout says: hosts are
+ * started by hand or by a scheduler, seconds to minutes apart, while --dist-timeout may be a few seconds
+ * to detect a dead peer quickly once running (torchrun's rendezvous waits 900 s).
+ */
+export const MIN_RENDEZVOUS_TIMEOUT_MS = 300_000;
+
 function rendezvousSettings(config: EngineConfig): RendezvousSettings {
   const p = config.parallel;
   return {
@@ -46,7 +53,7 @@ function rendezvousSettings(config: EngineConfig): RendezvousSettings {
     masterAddr: p.masterAddr,
     masterPort: p.masterPort,
     secret: p.clusterSecret,
-    timeoutMs: p.distTimeoutMs,
+    timeoutMs: Math.max(p.distTimeoutMs, MIN_RENDEZVOUS_TIMEOUT_MS),
   };
 }
 
@@ -64,12 +71,14 @@ export async function headRankLayout(
   const k = ranksPerNode(config);
   const host = config.parallel.masterAddr;
   const ports = await findFreePorts(k, host);
+  const settings = rendezvousSettings(config);
   log.info(
     `waiting for ${config.parallel.nnodes - 1} node(s) to join at ${host}:${config.parallel.masterPort}` +
-      (config.parallel.clusterSecret !== null ? ' (cluster secret required)' : ''),
+      (config.parallel.clusterSecret !== null ? ' (cluster secret required)' : '') +
+      ` for up to ${settings.timeoutMs / 1000} s`,
   );
   const result = await serveRendezvous(
-    rendezvousSettings(config),
+    settings,
     summary,
     ports.map((port) => ({ host, port })),
     numBlocks,

@@ -1,8 +1,9 @@
 // `duet serve` spread over two hosts (`-tp 2 --nnodes 2`: the head serves in host 0, the headless node
 // runs rank 1 in host 1, separate processes), when things go wrong:
-// - the headless node is SIGKILLed mid-request: the in-flight requests (one whole, one streamed) end with
-//   an error, /health answers 503 within --dist-timeout (3 s) plus a 2 s margin, and the head still shuts
-//   down cleanly on SIGTERM;
+// - the headless node starts 4 s before the head (longer than --dist-timeout: start-up has its own, longer
+//   limit) and joins; then it is SIGKILLed mid-request: the in-flight requests (one whole, one streamed)
+//   end with an error, /health answers 503 within --dist-timeout (3 s) plus a 2 s margin, and the head
+//   still shuts down cleanly on SIGTERM;
 // - the headless node stalls (SIGSTOP, its sockets stay open): the same, detected by the timeout alone;
 // - a node that runs another model or another setting is refused, both sides say what differs, and the
 //   head keeps waiting for a matching node, which then joins;
@@ -135,6 +136,11 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
             '1',
             '--headless',
           ]);
+          if (signal === 'SIGKILL') {
+            // Start-up is not bound by --dist-timeout: a node that dials longer than that still joins.
+            await node.waitForOutput(/joining the head/, 30_000);
+            await new Promise((resolve) => setTimeout(resolve, DIST_TIMEOUT_S * 1000 + 1000));
+          }
           const { head, socket } = startHead(hostA, flags);
           await head.waitForOutput(/serving model "tiny" .* at unix:/, 30_000);
           assert.equal((await udsRequest(socket, 'GET', '/health')).status, 200);
