@@ -205,7 +205,7 @@ export class TcpTransport {
   ): Promise<void> {
     const address = this.desc.peers[q]!;
     let backoff = 20;
-    while (!isCancelled() && performance.now() < deadline && !this.links[q]) {
+    while (!isCancelled() && !this.closing && performance.now() < deadline && !this.links[q]) {
       const result = await this.tryDial(q, address);
       if (result === 'ok') return;
       if (result.fatal)
