@@ -87,6 +87,8 @@ export class DriverExecutor implements ModelExecutor {
     if (comm.worldSize > 1) {
       try {
         await comm.broadcast(Int32Array.of(SHUTDOWN), 0).wait();
+        // Every rank has seen the stop before anyone closes its connections.
+        await comm.barrier().wait();
       } catch {
         // A dead group cannot be told to stop; closing is all that is left.
       }
@@ -108,7 +110,10 @@ export async function runFollower(rank: RankState): Promise<DboStats> {
   try {
     for (;;) {
       await comm.broadcast(header, 0).wait();
-      if (header[0] === SHUTDOWN) return stats;
+      if (header[0] === SHUTDOWN) {
+        await comm.barrier().wait();
+        return stats;
+      }
       const payload = new Int32Array(header[0]!);
       await comm.broadcast(payload, 0).wait();
       await forwardWithDbo(model, cache, comm, decodeForwardBatch(payload), dbo, stats);

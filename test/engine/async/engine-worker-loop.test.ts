@@ -26,6 +26,15 @@ class FakeEngine {
   counters = { promptTokens: 0, generationTokens: 0, numFinished: 0, numSteps: 0 };
   failStep = false;
   closed = false;
+  private deathListeners: ((reason: string) => void)[] = [];
+
+  onDead(listener: (reason: string) => void): void {
+    this.deathListeners.push(listener);
+  }
+  /** Simulates a rank dying. */
+  die(reason: string): void {
+    for (const l of this.deathListeners) l(reason);
+  }
 
   addRequest(prompt: readonly number[], _params: unknown, id: string): string {
     if (prompt.length === 0) throw new RequestRejectedError('the prompt is empty', 'prompt');
@@ -184,5 +193,16 @@ describe('EngineWorkerLoop', () => {
     h.loop.receive({ type: 'stats', queryId: 1 });
     await settle();
     assert.equal(h.posted.length, 1, 'a stopped loop ignores messages');
+  });
+
+  test('an engine that dies while idle (a rank died) is reported at once: fatal, exit 1', async () => {
+    const h = harness();
+    h.engine.die('rank 1: exited with code 1');
+    await h.exited;
+    assert.equal(h.exitCode(), 1);
+    assert.ok(h.engine.closed);
+    assert.deepEqual(h.posted, [
+      { type: 'fatal', message: 'the engine is dead: rank 1: exited with code 1' },
+    ]);
   });
 });
