@@ -133,22 +133,24 @@ describe('duet serve: metrics and cancellation', () => {
       'every request was cancelled after 3 chunks, mid-way',
     );
     let last = '';
+    const abortsSince = (text: string) =>
+      value(text, 'vllm:request_success_total', 'finished_reason="abort"') -
+      value(before, 'vllm:request_success_total', 'finished_reason="abort"');
+    // The gauges can reach idle a moment before the last abort's output is counted: wait for both.
     const settled = await waitFor(async () => {
       last = await scrape(t.baseUrl);
       return (
         value(last, 'vllm:num_requests_running') === 0 &&
         value(last, 'vllm:num_requests_waiting') === 0 &&
-        value(last, 'vllm:kv_cache_usage_perc') === idle
+        value(last, 'vllm:kv_cache_usage_perc') === idle &&
+        abortsSince(last) >= N
       );
     });
     assert.ok(
       settled,
       `running ${value(last, 'vllm:num_requests_running')}, KV usage ${value(last, 'vllm:kv_cache_usage_perc')}`,
     );
-    const aborted =
-      value(last, 'vllm:request_success_total', 'finished_reason="abort"') -
-      value(before, 'vllm:request_success_total', 'finished_reason="abort"');
-    assert.equal(aborted, N);
+    assert.equal(abortsSince(last), N);
     const generated =
       value(last, 'vllm:generation_tokens_total') - value(before, 'vllm:generation_tokens_total');
     assert.ok(generated < N * MAX_TOKENS, `${generated} tokens: the requests stopped early`);
