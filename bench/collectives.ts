@@ -111,7 +111,8 @@ if (only.has('testbed')) {
 }
 
 const busFactor = (2 * (ranks - 1)) / ranks;
-const fmtSize = (b: number) => (b >= 1 << 20 ? `${b / (1 << 20)} MB` : `${b / 1024} KB`);
+const fmtSize = (b: number) =>
+  b >= 1 << 20 ? `${b / (1 << 20)} MB` : b >= 1024 ? `${b / 1024} KB` : `${b} B`;
 console.log(
   `\nall-reduce, ${ranks} ranks: time per op and bus bandwidth (busBw = size/time x ${busFactor.toFixed(2)})`,
 );
