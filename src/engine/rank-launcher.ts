@@ -4,9 +4,9 @@
 
 import { Worker } from 'node:worker_threads';
 import type { EngineConfig } from '../config/engine-config.js';
-import type { Communicator } from '../distributed/communicator.js';
 import { connectCommunicator } from '../distributed/connect.js';
 import { createSharedMemoryGroup, type GroupDescriptor } from '../distributed/group.js';
+import type { ConnectedCommunicator } from '../distributed/stream-communicator.js';
 import type { Logger } from '../util/logger.js';
 import type { RankWorkerData, RankWorkerMessage } from '../worker/rank-worker.js';
 
@@ -16,7 +16,7 @@ export class RankFailureError extends Error {
     readonly rank: number,
     message: string,
   ) {
-    super(`rank ${rank}: ${message}`);
+    super(rank >= 0 ? `rank ${rank}: ${message}` : message);
     this.name = 'RankFailureError';
   }
 }
@@ -28,11 +28,12 @@ export class RankWorkers {
 
   constructor(
     /** Rank 0's communicator when this process drives; null on a headless node. */
-    readonly comm: Communicator | null,
+    readonly comm: ConnectedCommunicator | null,
     private readonly workers: readonly Worker[],
     private readonly ranks: readonly number[],
     private readonly ready: Promise<void>,
   ) {
+    comm?.onFault((e) => this.fail(new RankFailureError(e.peerRank ?? -1, e.message)));
     this.exited = workers.map((w, i) => {
       const rank = ranks[i]!;
       return new Promise<void>((resolve) => {
@@ -53,7 +54,10 @@ export class RankWorkers {
     return this.ready;
   }
 
-  /** Calls `listener` once for the first rank failure after start-up. */
+  /**
+   * Calls `listener` once for the first rank failure after start-up: a local follower thread that died,
+   * or (through the driver's communicator) a peer rank anywhere in the group that died or stalled.
+   */
   onFailure(listener: (e: RankFailureError) => void): void {
     this.failureListeners.push(listener);
   }
@@ -135,7 +139,7 @@ export async function launchRankWorkers(
   log.info(
     `started rank(s) ${layout.workerRanks.join(', ') || '(none)'} as worker threads; joining the ${descriptor.kind} group of ${descriptor.worldSize}`,
   );
-  let comm: Communicator | null = null;
+  let comm: ConnectedCommunicator | null = null;
   if (layout.hostsDriver) {
     try {
       comm = await connectCommunicator(descriptor, 0, { timeoutMs: config.parallel.distTimeoutMs });
