@@ -28,6 +28,10 @@ function observerFor(tracer: Tracer | null, mb: number): ForwardObserver | undef
   return tracer ? { onLayerStart: (layer) => tracer.setLayer(mb, layer) } : undefined;
 }
 
+/**
+ * Runs one step's forward on this rank, split into two interleaved micro-batches when DBO is on, the split
+ * policy allows it and every rank agrees; returns the logits rows of `batch.logitsIndices`.
+ */
 export async function forwardWithDbo(
   model: DeepseekForCausalLM,
   cache: MlaKvCache,
@@ -39,40 +43,49 @@ export async function forwardWithDbo(
   if (stats) stats.steps++;
   const tracer = opts.tracer;
   tracer?.resetLayers();
+  tracer?.beginStep();
   let split = false;
   let at = batch.numTokens;
-  if (opts.enabled && comm.worldSize > 1) {
-    const d = decideSplit(batch, opts.thresholds);
-    // Every rank votes; the step splits only if all ranks can.
-    const vote = Float32Array.of(d.split ? 1 : 0);
-    await comm.allReduce(vote).wait();
-    split = vote[0] === comm.worldSize;
-    at = d.splitToken;
-    opts.logger?.debug(
-      `DBO step of ${batch.numTokens} tokens: ${split ? `split at token ${at} (cost ${d.costA.toFixed(0)} / ${d.costB.toFixed(0)})` : 'one batch'}; ${d.reason}` +
-        (d.split && !split ? '; another rank could not split' : ''),
-    );
-    tracer?.markStep({ tokens: batch.numTokens, split, splitToken: at, reason: d.reason });
-  } else {
-    tracer?.markStep({ tokens: batch.numTokens, split: false });
-  }
-  if (!split) {
-    if (!tracer) return model.forward(batch, cache, undefined, comm);
-    const [out] = await runTwoMicroBatches(
+  let stepArgs: Record<string, unknown> = { tokens: batch.numTokens, split: false };
+  try {
+    if (opts.enabled && comm.worldSize > 1) {
+      const d = decideSplit(batch, opts.thresholds);
+      // Every rank votes; the step splits only if all ranks can.
+      const vote = Float32Array.of(d.split ? 1 : 0);
+      const span = tracer?.beginComm(0, 'split vote');
+      try {
+        await comm.allReduce(vote).wait();
+      } finally {
+        span?.end();
+      }
+      split = vote[0] === comm.worldSize;
+      at = d.splitToken;
+      opts.logger?.debug(
+        `DBO step of ${batch.numTokens} tokens: ${split ? `split at token ${at} (cost ${d.costA.toFixed(0)} / ${d.costB.toFixed(0)})` : 'one batch'}; ${d.reason}` +
+          (d.split && !split ? '; another rank could not split' : ''),
+      );
+      stepArgs = { tokens: batch.numTokens, split, splitToken: at, reason: d.reason };
+    }
+    if (!split) {
+      if (!tracer) return await model.forward(batch, cache, undefined, comm);
+      const [out] = await runTwoMicroBatches(
+        comm,
+        (c) => model.forward(batch, cache, observerFor(tracer, 0), c),
+        async () => new Float32Array(0),
+        tracer,
+      );
+      return out;
+    }
+    if (stats) stats.splitSteps++;
+    const mb = splitForwardBatch(batch, at);
+    const [a, b] = await runTwoMicroBatches(
       comm,
-      (c) => model.forward(batch, cache, observerFor(tracer, 0), c),
-      async () => new Float32Array(0),
+      (c) => model.forward(mb.a, cache, observerFor(tracer, 0), c),
+      (c) => model.forward(mb.b, cache, observerFor(tracer, 1), c),
       tracer,
     );
-    return out;
+    return joinLogits(mb, a, b, model.config.vocabSize);
+  } finally {
+    tracer?.endStep(stepArgs);
   }
-  if (stats) stats.splitSteps++;
-  const mb = splitForwardBatch(batch, at);
-  const [a, b] = await runTwoMicroBatches(
-    comm,
-    (c) => model.forward(mb.a, cache, observerFor(tracer, 0), c),
-    (c) => model.forward(mb.b, cache, observerFor(tracer, 1), c),
-    tracer,
-  );
-  return joinLogits(mb, a, b, model.config.vocabSize);
 }

@@ -1,6 +1,8 @@
 // A Chrome / Perfetto trace of one rank's steps: compute and communication spans per micro-batch (and per
 // layer), so that a user sees in a timeline how dual-batch overlap hides communication. Written as the
-// Trace Event Format (JSON object with `traceEvents`), one file per rank, on `flush()`.
+// Trace Event Format (JSON object with `traceEvents`), one file per rank, on `flush()`. Each step is also a
+// span of its own on the `steps` lane (from before the split vote to the joined logits), carrying the split
+// decision, so that tools can cut the timeline into steps and time them.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +10,7 @@ import { join } from 'node:path';
 interface TraceEvent {
   readonly name: string;
   readonly cat: string;
-  readonly ph: 'X' | 'M' | 'i';
+  readonly ph: 'X' | 'M';
   readonly ts: number;
   readonly dur?: number;
   readonly pid: number;
@@ -18,6 +20,8 @@ interface TraceEvent {
 
 /** Thread ids in the trace: compute and communication lanes of each micro-batch. */
 const lane = (mb: number, kind: 'compute' | 'comm') => mb * 2 + (kind === 'compute' ? 0 : 1);
+/** Thread id of the lane holding one span per step. */
+export const STEP_LANE = 4;
 
 export interface TraceSpan {
   end(): void;
@@ -28,6 +32,8 @@ export class Tracer {
   private readonly openCompute = new Map<number, { start: number; name: string }>();
   private readonly layer = new Map<number, number>();
   private step = 0;
+  /** Start of the step in progress (µs), or null between steps. */
+  private stepStart: number | null = null;
   private readonly t0 = performance.now();
 
   constructor(
@@ -50,6 +56,15 @@ export class Tracer {
       }
     }
     this.events.push({
+      name: 'thread_name',
+      cat: '__metadata',
+      ph: 'M',
+      ts: 0,
+      pid: rank,
+      tid: STEP_LANE,
+      args: { name: 'steps' },
+    });
+    this.events.push({
       name: 'process_name',
       cat: '__metadata',
       ph: 'M',
@@ -64,16 +79,25 @@ export class Tracer {
     return (performance.now() - this.t0) * 1000;
   }
 
-  /** Marks the start of a step (an instant event with the split decision). */
-  markStep(args: Record<string, unknown>): void {
+  /** A step starts: everything until `endStep` belongs to it. */
+  beginStep(): void {
     this.step++;
+    this.stepStart = this.now();
+  }
+
+  /** The step begun last ends: records it as a span on the steps lane, with `args` (the split decision). */
+  endStep(args: Record<string, unknown>): void {
+    if (this.stepStart === null) return;
+    const ts = this.stepStart;
+    this.stepStart = null;
     this.events.push({
       name: `step ${this.step}`,
       cat: 'step',
-      ph: 'i',
-      ts: this.now(),
+      ph: 'X',
+      ts,
+      dur: this.now() - ts,
       pid: this.rank,
-      tid: 0,
+      tid: STEP_LANE,
       args,
     });
   }
