@@ -1,0 +1,767 @@
+// Dual-batch overlap gain benchmark (issue 6, acceptance 3). The seed's serving benchmark shape (random
+// input, output 1, fixed concurrency, a request rate; prefill QPS and mean / P90 TTFT) scaled to this
+// machine, run against `duet serve` on two testbed hosts (network namespaces) joined by a bandwidth-limited
+// link, with DBO off and on side by side in one run. Every server is started with --trace-dir; the traces
+// give, per step, the wall time and the compute and communication spans, from which it reports
+//
+//   T_off, T_on   mean step time without / with DBO (normalised to a step of --input-len tokens)
+//   T_compute     the busiest rank's compute per step without DBO
+//   T_comm        T_off − T_compute: communication (and waiting on the peer) not hidden without DBO
+//   efficiency    (T_off − T_on) / (T_off − max(T_compute, T_comm))   (1 = all of it hidden)
+//
+// The link rate is calibrated first (unless --bandwidth is given) so that communication is about
+// --target-comm-share of a step without DBO. Then, where communication is (nearly) negligible — two ranks
+// in one process over shared memory, and one rank (DBO's off-switch) — it checks that DBO is not slower.
+// It writes a summary (text and JSON), the bench-serve results, the logs and traces, and a picture of one
+// step with and without DBO (SVG, and PNG when ImageMagick's `convert` is installed) to --out.
+//
+//   npm run bench:dbo -- [--bandwidth auto|400mbit] [--target-comm-share 0.4] [--input-len 512]
+//       [--num-prompts 16] [--max-concurrency 2] [--request-rate 4] [--rounds 2] [--moe-comm allgather|alltoall]
+//       [--model DIR] [--load-format auto|dummy] [--hf-overrides JSON] [--out DIR] [--skip-local]
+//
+// Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  combineRanks,
+  medianStep,
+  type RankStep,
+  readTraceDir,
+  type StepTiming,
+  totalSteps,
+} from './dbo-trace.js';
+import { panelTitle, renderStepsSvg } from './dbo-trace-svg.js';
+import { inHost, type TestbedHost, whyNoNetns, withTestbed } from './testbed/testbed.js';
+
+const DUET = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
+
+const { values } = parseArgs({
+  options: {
+    bandwidth: { type: 'string', default: 'auto' },
+    'target-comm-share': { type: 'string', default: '0.4' },
+    'input-len': { type: 'string', default: '512' },
+    'num-prompts': { type: 'string', default: '16' },
+    'max-concurrency': { type: 'string', default: '2' },
+    'request-rate': { type: 'string', default: '4' },
+    'num-warmups': { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '2' },
+    'moe-comm': { type: 'string', default: 'allgather' },
+    model: { type: 'string' },
+    'load-format': { type: 'string' },
+    'hf-overrides': { type: 'string' },
+    out: { type: 'string' },
+    'skip-local': { type: 'boolean', default: false },
+    'skip-unlimited': { type: 'boolean', default: false },
+    'max-foreign-cores': { type: 'string', default: '0.25' },
+    attempts: { type: 'string', default: '3' },
+  },
+});
+
+const inputLen = Number(values['input-len']);
+const numWarmups = Number(values['num-warmups']);
+const rounds = Number(values.rounds);
+const targetShare = Number(values['target-comm-share']);
+const maxForeignCores = Number(values['max-foreign-cores']);
+const maxAttempts = Math.max(1, Number(values.attempts));
+const moeComm = values['moe-comm'];
+if (moeComm !== 'allgather' && moeComm !== 'alltoall') {
+  throw new RangeError(`--moe-comm must be allgather or alltoall, got ${moeComm}`);
+}
+const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+const outDir = resolve(values.out ?? join(os.tmpdir(), `duet-dbo-${stamp}`));
+mkdirSync(outDir, { recursive: true });
+
+const report: string[] = [];
+function say(line = ''): void {
+  console.log(line);
+  report.push(line);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Processes
+
+/** Starts `cmd` with stdout and stderr going to `logPath`. */
+function startLogged(cmd: readonly string[], logPath: string): ChildProcess {
+  const fd = openSync(logPath, 'w');
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  return child;
+}
+
+function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((res) => {
+    const timer = setTimeout(() => res(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      res(true);
+    });
+  });
+}
+
+/** Stops a child we started: SIGTERM, then SIGKILL after `graceMs`. */
+async function stop(child: ChildProcess, graceMs = 20_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  if (!(await exited(child, graceMs))) {
+    child.kill('SIGKILL');
+    await exited(child, 5_000);
+  }
+}
+
+async function waitForLine(child: ChildProcess, logPath: string, text: string, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = existsSync(logPath) ? readFileSync(logPath, 'utf8') : '';
+    if (log.includes(text)) return;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`server exited before it was ready; see ${logPath}:\n${log.slice(-2000)}`);
+    }
+    if (Date.now() > deadline) throw new Error(`server not ready after ${timeoutMs} ms; see ${logPath}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+/** Busy fraction of all CPUs over `ms` (from /proc/stat; NaN where there is none). */
+async function cpuBusy(ms: number): Promise<number> {
+  const read = () => {
+    if (!existsSync('/proc/stat')) return null;
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  if (!a || !b || b.total === a.total) return Number.NaN;
+  return 1 - (b.idle - a.idle) / (b.total - a.total);
+}
+
+/** Busy and total jiffies of all CPUs, or null without /proc/stat. */
+function cpuJiffies(): { busy: number; total: number } | null {
+  if (!existsSync('/proc/stat')) return null;
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - (f[4] ?? 0), total };
+}
+
+/** CPU jiffies (user + system, all threads) used so far by process `pid`, or null once it is gone. */
+function processJiffies(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Measures, during a run, how much CPU other work on the machine took: the machine's busy time minus what
+ * the run's own processes used (sampled until they exit), in cores.
+ */
+class ForeignLoad {
+  private readonly start = cpuJiffies();
+  private readonly last = new Map<number, number>();
+  private readonly timer = setInterval(() => this.sample(), 250);
+
+  constructor(private readonly pids: () => (number | undefined)[]) {}
+
+  private sample(): void {
+    for (const pid of this.pids()) {
+      const j = processJiffies(pid);
+      if (pid !== undefined && j !== null) this.last.set(pid, j);
+    }
+  }
+
+  /** Cores' worth of CPU used by other work since the start. */
+  finish(): number {
+    this.sample();
+    clearInterval(this.timer);
+    const end = cpuJiffies();
+    if (!this.start || !end || end.total === this.start.total) return Number.NaN;
+    const ours = [...this.last.values()].reduce((a, b) => a + b, 0);
+    const busy = end.busy - this.start.busy - ours;
+    return Math.max(0, (busy / (end.total - this.start.total)) * os.availableParallelism());
+  }
+}
+
+/**
+ * Waits until other work on the machine leaves it mostly idle (at most `maxBusy` busy over a second),
+ * for up to `maxWaitMs`; returns the busy fraction seen last. Runs are short, so a quiet start matters.
+ */
+async function waitForQuiet(maxBusy: number, maxWaitMs: number): Promise<number> {
+  const deadline = Date.now() + maxWaitMs;
+  for (;;) {
+    const busy = await cpuBusy(1000);
+    if (!(busy > maxBusy) || Date.now() > deadline) return busy;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// One measured run: servers up, `duet bench serve` against them, servers down, traces read.
+
+/** Where the ranks run. */
+type Layout =
+  | { readonly kind: 'testbed'; readonly hosts: readonly TestbedHost[] }
+  | { readonly kind: 'local'; readonly tp: 1 | 2 };
+
+interface RunSpec {
+  readonly label: string;
+  readonly layout: Layout;
+  readonly dbo: boolean;
+  readonly numPrompts: number;
+  readonly maxConcurrency: number;
+  readonly requestRate: string;
+  readonly seed: number;
+}
+
+interface RunResult {
+  readonly spec: RunSpec;
+  /** Measured steps (warm-up steps dropped), all ranks combined. */
+  readonly steps: StepTiming[];
+  /** Rank 0's measured steps, for the picture. */
+  readonly rank0: RankStep[];
+  readonly completed: number;
+  readonly durationS: number;
+  /** Seconds. */
+  readonly ttfts: number[];
+  /** Cores' worth of CPU that other work on the machine used during the run. */
+  readonly foreignCores: number;
+  /** Busy fraction of the machine just before the run (after waiting for it to be quiet). */
+  readonly busyBefore: number;
+}
+
+function modelFlags(): string[] {
+  const f: string[] = [];
+  if (values.model) f.push('--model', values.model);
+  if (values['load-format']) f.push('--load-format', values['load-format']);
+  if (values['hf-overrides']) f.push('--hf-overrides', values['hf-overrides']);
+  return f;
+}
+
+function engineFlags(spec: RunSpec, traceDir: string, numThreads: number): string[] {
+  const f = [
+    ...modelFlags(),
+    '--num-threads',
+    String(numThreads),
+    '--kv-cache-memory',
+    '256MiB',
+    // Warm-up requests repeat the first prompt: no prefix cache, so that it is computed like the others.
+    '--no-enable-prefix-caching',
+    '--trace-dir',
+    traceDir,
+  ];
+  if (spec.dbo) f.push('--enable-dbo');
+  const tp = spec.layout.kind === 'testbed' ? spec.layout.hosts.length : spec.layout.tp;
+  if (tp > 1 && moeComm === 'alltoall') {
+    f.push('--enable-expert-parallel', '--additional-config', JSON.stringify({ moe_comm: 'alltoall' }));
+  }
+  return f;
+}
+
+async function runOnce(spec: RunSpec): Promise<RunResult> {
+  const dir = join(outDir, 'runs', spec.label);
+  mkdirSync(dir, { recursive: true });
+  const traceDir = join(dir, 'trace');
+  const servers: ChildProcess[] = [];
+  let baseUrl: string;
+  let clientPrefix: string[] = [];
+  let numRanks: number;
+  const headLog = join(dir, 'head.log');
+  const quietBusy = await waitForQuiet(0.3, 120_000);
+  const foreign = new ForeignLoad(() => servers.map((p) => p.pid));
+  try {
+    if (spec.layout.kind === 'testbed') {
+      const hosts = spec.layout.hosts;
+      numRanks = hosts.length;
+      const head = hosts[0]!;
+      const dist = [
+        '-tp',
+        String(hosts.length),
+        '--nnodes',
+        String(hosts.length),
+        '--master-addr',
+        head.address,
+        '--master-port',
+        '29500',
+      ];
+      servers.push(
+        startLogged(
+          [
+            ...inHost(head),
+            process.execPath,
+            DUET,
+            'serve',
+            ...dist,
+            '--node-rank',
+            '0',
+            '--host',
+            head.address,
+            '--port',
+            '8000',
+            ...engineFlags(spec, traceDir, 1),
+          ],
+          headLog,
+        ),
+      );
+      for (const h of hosts.slice(1)) {
+        servers.push(
+          startLogged(
+            [
+              ...inHost(h),
+              process.execPath,
+              DUET,
+              'serve',
+              ...dist,
+              '--node-rank',
+              String(h.index),
+              '--headless',
+              ...engineFlags(spec, traceDir, 1),
+            ],
+            join(dir, `node${h.index}.log`),
+          ),
+        );
+      }
+      baseUrl = `http://${head.address}:8000`;
+      clientPrefix = inHost(head);
+    } else {
+      numRanks = spec.layout.tp;
+      const port = await freePort();
+      servers.push(
+        startLogged(
+          [
+            process.execPath,
+            DUET,
+            'serve',
+            '-tp',
+            String(spec.layout.tp),
+            '--host',
+            '127.0.0.1',
+            '--port',
+            String(port),
+            ...engineFlags(spec, traceDir, spec.layout.tp),
+          ],
+          headLog,
+        ),
+      );
+      baseUrl = `http://127.0.0.1:${port}`;
+    }
+    await waitForLine(servers[0]!, headLog, 'serving model', 180_000);
+
+    const resultFile = 'bench.json';
+    const benchLog = join(dir, 'bench.log');
+    const client = startLogged(
+      [
+        ...clientPrefix,
+        process.execPath,
+        DUET,
+        'bench',
+        'serve',
+        '--base-url',
+        baseUrl,
+        '--dataset-name',
+        'random',
+        '--random-input-len',
+        String(inputLen),
+        '--random-output-len',
+        '1',
+        '--num-prompts',
+        String(spec.numPrompts),
+        '--max-concurrency',
+        String(spec.maxConcurrency),
+        '--request-rate',
+        spec.requestRate,
+        '--metric-percentiles',
+        '90',
+        '--num-warmups',
+        String(numWarmups),
+        '--seed',
+        String(spec.seed),
+        '--disable-tqdm',
+        '--save-result',
+        '--result-dir',
+        dir,
+        '--result-filename',
+        resultFile,
+      ],
+      benchLog,
+    );
+    servers.push(client);
+    if (!(await exited(client, 600_000))) throw new Error(`duet bench serve did not finish; see ${benchLog}`);
+    if (client.exitCode !== 0)
+      throw new Error(`duet bench serve failed (${client.exitCode}); see ${benchLog}`);
+    const result = JSON.parse(readFileSync(join(dir, resultFile), 'utf8')) as {
+      completed: number;
+      duration: number;
+      ttfts: number[];
+      errors: string[];
+    };
+    // The servers write their traces when they stop.
+    await stop(servers[0]!);
+    for (const s of servers.slice(1, -1)) {
+      if (!(await exited(s, 20_000))) await stop(s);
+    }
+    const ranks = readTraceDir(traceDir, numRanks).map((r) => r.slice(numWarmups));
+    const steps = combineRanks(ranks);
+    return {
+      spec,
+      steps,
+      rank0: ranks[0]!,
+      completed: result.completed,
+      durationS: result.duration,
+      ttfts: result.ttfts.filter((_, i) => !result.errors[i]),
+      foreignCores: foreign.finish(),
+      busyBefore: quietBusy,
+    };
+  } finally {
+    foreign.finish();
+    for (const s of servers) await stop(s, 5_000);
+  }
+}
+
+/**
+ * Runs `spec`, again (up to --attempts times) while other work on the machine took more than
+ * --max-foreign-cores during the run; keeps the quietest attempt.
+ */
+async function runQuiet(spec: RunSpec): Promise<RunResult> {
+  let best: RunResult | null = null;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    const res = await runOnce(attempt === 1 ? spec : { ...spec, label: `${spec.label}-retry${attempt - 1}` });
+    if (!best || !(res.foreignCores >= best.foreignCores)) best = { ...res, spec };
+    if (res.foreignCores <= maxForeignCores) break;
+    console.log(
+      `    ${spec.label}: other work took ${f2(res.foreignCores)} cores during the run; ` +
+        (attempt < maxAttempts ? 'running it again' : 'keeping the quietest attempt'),
+    );
+  }
+  return best!;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Figures
+
+/** A condition's figures over all its runs. */
+interface Figures {
+  /** Mean step time normalised to a step of `inputLen` tokens (ms). */
+  readonly stepMs: number;
+  readonly computeMs: number;
+  readonly commSpanMs: number;
+  readonly numSteps: number;
+  readonly numSplit: number;
+  readonly qps: number;
+  readonly meanTtftMs: number;
+  readonly p90TtftMs: number;
+  /** Mean over the runs of the cores other work on the machine used. */
+  readonly foreignCores: number;
+}
+
+/** vLLM's percentile (linear interpolation between closest ranks, as numpy). */
+function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (p / 100) * (s.length - 1);
+  const lo = Math.floor(at);
+  const hi = Math.min(lo + 1, s.length - 1);
+  return s[lo]! + (s[hi]! - s[lo]!) * (at - lo);
+}
+
+function figures(runs: readonly RunResult[]): Figures {
+  const t = totalSteps(runs.flatMap((r) => r.steps));
+  const per = (ms: number) => (t.tokens > 0 ? (ms / t.tokens) * inputLen : Number.NaN);
+  const ttfts = runs.flatMap((r) => r.ttfts).map((s) => s * 1000);
+  return {
+    stepMs: per(t.wallMs),
+    computeMs: per(t.computeMs),
+    commSpanMs: per(t.commSpanMs),
+    numSteps: t.numSteps,
+    numSplit: t.numSplit,
+    qps: runs.reduce((a, r) => a + r.completed, 0) / runs.reduce((a, r) => a + r.durationS, 0),
+    meanTtftMs: ttfts.reduce((a, b) => a + b, 0) / Math.max(1, ttfts.length),
+    p90TtftMs: percentile(ttfts, 90),
+    foreignCores: runs.reduce((a, r) => a + r.foreignCores, 0) / runs.length,
+  };
+}
+
+interface Comparison {
+  readonly off: Figures;
+  readonly on: Figures;
+  /** T_comm = T_off − T_compute(off). */
+  readonly commMs: number;
+  readonly commShare: number;
+  readonly efficiency: number;
+  /** T_on / T_off − 1 (negative: DBO is faster). */
+  readonly slowdown: number;
+}
+
+function compare(off: Figures, on: Figures): Comparison {
+  const commMs = Math.max(0, off.stepMs - off.computeMs);
+  const ideal = off.stepMs - Math.max(off.computeMs, commMs);
+  return {
+    off,
+    on,
+    commMs,
+    commShare: commMs / off.stepMs,
+    efficiency: ideal > 0 ? (off.stepMs - on.stepMs) / ideal : Number.NaN,
+    slowdown: on.stepMs / off.stepMs - 1,
+  };
+}
+
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : 'n/a');
+
+function printComparison(title: string, c: Comparison): void {
+  const row = (name: string, a: string, b: string, extra = '') =>
+    say(`  ${name.padEnd(34)}${a.padStart(12)}${b.padStart(12)}${extra ? `   ${extra}` : ''}`);
+  say(title);
+  row('', 'DBO off', 'DBO on');
+  row('prefill QPS (req/s)', f2(c.off.qps), f2(c.on.qps), `${pct(c.on.qps / c.off.qps - 1)}`);
+  row(
+    'mean TTFT (ms)',
+    f1(c.off.meanTtftMs),
+    f1(c.on.meanTtftMs),
+    `${pct(c.on.meanTtftMs / c.off.meanTtftMs - 1)}`,
+  );
+  row(
+    'P90 TTFT (ms)',
+    f1(c.off.p90TtftMs),
+    f1(c.on.p90TtftMs),
+    `${pct(c.on.p90TtftMs / c.off.p90TtftMs - 1)}`,
+  );
+  row(`step time, per ${inputLen} tokens (ms)`, f1(c.off.stepMs), f1(c.on.stepMs), `${pct(c.slowdown)}`);
+  row('compute per step (ms)', f1(c.off.computeMs), f1(c.on.computeMs), 'busiest rank, both micro-batches');
+  row('comm spans per step (ms)', f1(c.off.commSpanMs), f1(c.on.commSpanMs), 'issue to done, mean of ranks');
+  row(
+    'steps measured (split)',
+    `${c.off.numSteps} (${c.off.numSplit})`,
+    `${c.on.numSteps} (${c.on.numSplit})`,
+  );
+  row('other work on the machine (cores)', f2(c.off.foreignCores), f2(c.on.foreignCores), 'noise');
+  say(
+    `  T_compute ${f1(c.off.computeMs)} ms, T_comm ${f1(c.commMs)} ms (${pct(c.commShare)} of a step without DBO), ` +
+      `T_off ${f1(c.off.stepMs)} ms, T_on ${f1(c.on.stepMs)} ms`,
+  );
+  say(
+    `  overlap efficiency (T_off − T_on) / (T_off − max(T_compute, T_comm)) = ${f2(c.efficiency)}` +
+      `   (DBO ${c.slowdown <= 0 ? `${pct(-c.slowdown)} faster` : `${pct(c.slowdown)} slower`} per step)`,
+  );
+  say();
+}
+
+/** Runs DBO off and on `rounds` times, alternating the order (off-on, on-off, ...) to cancel drift. */
+async function sideBySide(
+  name: string,
+  layout: Layout,
+  shape: { numPrompts: number; maxConcurrency: number; requestRate: string },
+  numRounds: number,
+): Promise<{ off: RunResult[]; on: RunResult[] }> {
+  const off: RunResult[] = [];
+  const on: RunResult[] = [];
+  for (let r = 0; r < numRounds; r++) {
+    const order = r % 2 === 0 ? [false, true] : [true, false];
+    for (const dbo of order) {
+      const label = `${name}-r${r}-${dbo ? 'on' : 'off'}`;
+      const res = await runQuiet({ label, layout, dbo, ...shape, seed: r });
+      const fig = figures([res]);
+      console.log(
+        `    ${label}: ${res.completed} requests in ${res.durationS.toFixed(1)} s, step ${f1(fig.stepMs)} ms, ` +
+          `compute ${f1(fig.computeMs)} ms, ${fig.numSplit}/${fig.numSteps} steps split; ` +
+          `other work ${f2(res.foreignCores)} cores (machine ${pct(res.busyBefore)} busy before)`,
+      );
+      (dbo ? on : off).push(res);
+    }
+  }
+  return { off, on };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Link calibration: comm(bw) ≈ c0 + k / bw, from an unlimited probe and probes at finite rates.
+
+function parseMbit(rate: string): number {
+  const m = /^(\d+(?:\.\d+)?)(k|m|g)bit$/i.exec(rate);
+  if (!m) throw new RangeError(`--bandwidth must be auto or a tc rate such as 400mbit, got ${rate}`);
+  const n = Number(m[1]);
+  return m[2]!.toLowerCase() === 'k' ? n / 1000 : m[2]!.toLowerCase() === 'g' ? n * 1000 : n;
+}
+
+async function probe(hostsBw: number | null, label: string): Promise<Comparison['off'] & { commMs: number }> {
+  const run = async (hosts: TestbedHost[]) =>
+    runQuiet({
+      label,
+      layout: { kind: 'testbed', hosts },
+      dbo: false,
+      numPrompts: 6,
+      maxConcurrency: 1,
+      requestRate: 'inf',
+      seed: 100,
+    });
+  const res = await withTestbed(
+    { hosts: 2, ...(hostsBw !== null ? { bandwidth: `${Math.round(hostsBw)}mbit` } : {}) },
+    run,
+  );
+  const fig = figures([res]);
+  return { ...fig, commMs: Math.max(0, fig.stepMs - fig.computeMs) };
+}
+
+async function calibrate(): Promise<number> {
+  say(`calibrating the link so that communication is ~${pct(targetShare)} of a step without DBO`);
+  const p0 = await probe(null, 'probe-unlimited');
+  say(`  no rate limit: step ${f1(p0.stepMs)} ms, compute ${f1(p0.computeMs)} ms, comm ${f1(p0.commMs)} ms`);
+  const want = (targetShare / (1 - targetShare)) * p0.computeMs;
+  let points: { bw: number; comm: number }[] = [];
+  let bw = 200;
+  for (let i = 0; i < 4; i++) {
+    const p = await probe(bw, `probe-${Math.round(bw)}mbit`);
+    const share = p.commMs / p.stepMs;
+    say(
+      `  ${Math.round(bw)} mbit/s: step ${f1(p.stepMs)} ms, compute ${f1(p.computeMs)} ms, comm ${f1(p.commMs)} ms (${pct(share)})`,
+    );
+    if (Math.abs(share - targetShare) <= 0.05) return Math.round(bw);
+    points.push({ bw, comm: p.commMs });
+    // Fit comm = c + k / bw through the last two points (the unlimited probe stands in for c at first).
+    let c = p0.commMs;
+    let k = (p.commMs - c) * bw;
+    if (points.length >= 2) {
+      const [a, b] = points.slice(-2) as [{ bw: number; comm: number }, { bw: number; comm: number }];
+      const dk = 1 / a.bw - 1 / b.bw;
+      if (Math.abs(dk) > 1e-9) {
+        k = (a.comm - b.comm) / dk;
+        c = a.comm - k / a.bw;
+      }
+    }
+    const next = k > 0 && want > c ? k / (want - c) : bw * 2;
+    bw = Math.min(Math.max(next, bw / 4), bw * 4, 10_000);
+    points = points.slice(-2);
+  }
+  say(`  calibration did not converge; using ${Math.round(bw)} mbit/s`);
+  return Math.round(bw);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}
+
+const shape = {
+  numPrompts: Number(values['num-prompts']),
+  maxConcurrency: Number(values['max-concurrency']),
+  requestRate: values['request-rate']!,
+};
+const summary: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: `${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores)`,
+  shape: { inputLen, outputLen: 1, ...shape, numWarmups, rounds, moeComm },
+  model: values.model ?? 'embedded default',
+  loadAverageAtStart: loadAverage(),
+};
+say(`DBO benchmark — results in ${outDir}`);
+say(
+  `shape: random input ${inputLen}, output 1, ${shape.numPrompts} prompts, concurrency ${shape.maxConcurrency}, ` +
+    `rate ${shape.requestRate} req/s, ${numWarmups} warm-up requests; ${rounds} round(s) of off/on; ` +
+    `moe_comm ${moeComm}; model ${values.model ?? 'embedded default'}; one compute thread per host`,
+);
+say(`machine: ${summary.machine}; load average ${loadAverage()}`);
+say();
+
+const why = whyNoNetns();
+let pictureSource: { off: RankStep; on: RankStep; caption: string[] } | null = null;
+if (why !== undefined) {
+  say(`testbed: not available here (${why}); skipping the two-host runs`);
+  summary.testbed = { skipped: why };
+} else {
+  const bw = values.bandwidth === 'auto' ? await calibrate() : parseMbit(values.bandwidth!);
+  say();
+  say(`two testbed hosts, -tp 2 --nnodes 2, link ${bw} mbit/s each way`);
+  const main = await withTestbed({ hosts: 2, bandwidth: `${bw}mbit` }, (hosts) =>
+    sideBySide('testbed', { kind: 'testbed', hosts }, shape, rounds),
+  );
+  const c = compare(figures(main.off), figures(main.on));
+  printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
+  summary.testbed = { bandwidthMbit: bw, ...c };
+  const single = (r: RunResult[], split: boolean) =>
+    r.flatMap((x) => x.rank0).filter((s) => s.tokens === inputLen && s.split === split);
+  const offStep = medianStep(single(main.off, false));
+  const onStep = medianStep(single(main.on, true));
+  if (offStep && onStep) {
+    pictureSource = {
+      off: offStep,
+      on: onStep,
+      caption: [
+        `Two testbed hosts, ${bw} mbit/s link, -tp 2, moe_comm ${moeComm}, prompts of ${inputLen} tokens; median steps of rank 0.`,
+        `Over all steps: T_compute ${f1(c.off.computeMs)} ms, T_comm ${f1(c.commMs)} ms (${pct(c.commShare)}), ` +
+          `T_off ${f1(c.off.stepMs)} ms, T_on ${f1(c.on.stepMs)} ms, overlap efficiency ${f2(c.efficiency)}.`,
+      ],
+    };
+  }
+  if (!values['skip-unlimited']) {
+    say('two testbed hosts, no rate limit on the link');
+    const free = await withTestbed({ hosts: 2 }, (hosts) =>
+      sideBySide('unlimited', { kind: 'testbed', hosts }, shape, rounds),
+    );
+    const cu = compare(figures(free.off), figures(free.on));
+    printComparison('== two hosts, no rate limit ==', cu);
+    summary.unlimited = cu;
+  }
+}
+
+if (!values['skip-local']) {
+  say('one host: -tp 2 in one process over shared memory (communication nearly free)');
+  const shm = await sideBySide('shm-tp2', { kind: 'local', tp: 2 }, shape, rounds);
+  const cs = compare(figures(shm.off), figures(shm.on));
+  printComparison('== one host, -tp 2, shared memory ==', cs);
+  summary.sharedMemory = cs;
+  say('one host: -tp 1 (DBO has nothing to overlap: it turns itself off)');
+  const one = await sideBySide('tp1', { kind: 'local', tp: 1 }, shape, rounds);
+  const c1 = compare(figures(one.off), figures(one.on));
+  printComparison('== one host, -tp 1 ==', c1);
+  summary.singleRank = c1;
+}
+
+if (pictureSource) {
+  const svg = renderStepsSvg(
+    [
+      { title: panelTitle('without DBO', pictureSource.off), step: pictureSource.off },
+      { title: panelTitle('with DBO', pictureSource.on), step: pictureSource.on },
+    ],
+    pictureSource.caption,
+  );
+  const svgPath = join(outDir, 'dbo-step.svg');
+  writeFileSync(svgPath, svg);
+  say(`picture: ${svgPath}`);
+  const png = join(outDir, 'dbo-step.png');
+  // ImageMagick 7 is `magick`, 6 is `convert` (a `convert` early on PATH may be something else).
+  const converted = ['magick', 'convert', '/usr/bin/convert'].some(
+    (cmd) => spawnSync(cmd, ['-density', '110', svgPath, png], { encoding: 'utf8' }).status === 0,
+  );
+  if (converted) say(`picture: ${png}`);
+  else say('(no PNG: ImageMagick is not installed; apt-get install -y imagemagick)');
+  summary.picture = { svg: svgPath, png: converted ? png : null };
+}
+summary.loadAverageAtEnd = loadAverage();
+say(`load average at the end: ${loadAverage()} (other work on this machine adds noise to every figure)`);
+writeFileSync(join(outDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+writeFileSync(join(outDir, 'summary.txt'), `${report.join('\n')}\n`);
+say(`summary: ${join(outDir, 'summary.txt')} and summary.json`);
