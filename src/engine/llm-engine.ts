@@ -276,10 +276,10 @@ export class LLMEngine {
       }
     }
     const V = this.loaded.config.vocabSize;
-    const rows = new Float32Array(ids.length * V);
-    ids.forEach((id, i) => {
-      rows.set(result.sampleLogits.get(id)!, i * V);
-    });
+    const rows = stackRows(
+      ids.map((id) => result.sampleLogits.get(id)!),
+      V,
+    );
     const sampled = this.sampler.sample(rows, samplingStates);
 
     const sampledTokenIds = new Map<string, number[]>();
@@ -373,4 +373,22 @@ export class LLMEngine {
     await this.executor.close();
     await this.kernels.dispose();
   }
+}
+
+/**
+ * The rows one after another as one [rows.length, V] array: a view of the runner's logits when they already
+ * lie so (the usual case: every request samples one row, in plan order), else a copy.
+ */
+function stackRows(rows: readonly Float32Array[], V: number): Float32Array {
+  const first = rows[0];
+  if (first === undefined) return new Float32Array(0);
+  let adjacent = true;
+  for (let i = 0; i < rows.length && adjacent; i++) {
+    const r = rows[i]!;
+    adjacent = r.buffer === first.buffer && r.length === V && r.byteOffset === first.byteOffset + i * V * 4;
+  }
+  if (adjacent) return new Float32Array(first.buffer, first.byteOffset, rows.length * V);
+  const out = new Float32Array(rows.length * V);
+  rows.forEach((r, i) => out.set(r, i * V));
+  return out;
 }

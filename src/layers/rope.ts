@@ -3,6 +3,7 @@
 // frequencies, mscale entering only the attention softmax scale).
 
 import type { DeepseekConfig } from '../config/model-config.js';
+import type { Kernels } from '../kernels/kernels.js';
 
 const f = Math.fround;
 
@@ -72,4 +73,16 @@ export function buildRopeTables(
     }
   }
   return { cos, sin, maxPositions };
+}
+
+/**
+ * The tables copied into the kernels' memory (`kernels.allocate`), so that the `rope` kernel reads them in
+ * place instead of copying both whole tables on every call.
+ */
+export function placeRopeTables(kernels: Kernels, tables: RopeTables): RopeTables {
+  const cos = kernels.allocate(tables.cos.length);
+  cos.set(tables.cos);
+  const sin = kernels.allocate(tables.sin.length);
+  sin.set(tables.sin);
+  return { cos, sin, maxPositions: tables.maxPositions };
 }

@@ -17,7 +17,7 @@ import {
   unevenCounts,
   unevenShare,
 } from '../layers/parallel-plan.js';
-import { buildRopeTables, mlaSoftmaxScale, type RopeTables } from '../layers/rope.js';
+import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
 import {
   type LoadContext,
@@ -166,7 +166,7 @@ export class DeepseekForCausalLM {
       opts.maxPositions ?? config.maxPositionEmbeddings,
       config.maxPositionEmbeddings,
     );
-    const rope = buildRopeTables(config, this.maxPositions);
+    const rope = placeRopeTables(opts.kernels, buildRopeTables(config, this.maxPositions));
     const scale = mlaSoftmaxScale(config);
 
     this.vocab = unevenShare(V, this.plan.rank, this.plan.size);
