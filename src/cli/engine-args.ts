@@ -229,7 +229,7 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
       masterAddr: (o.masterAddr as string | undefined) ?? '127.0.0.1',
       masterPort: (o.masterPort as number | undefined) ?? 29500,
       headless: (o.headless as boolean | undefined) ?? false,
-      clusterSecret: (o.clusterSecret as string | undefined) ?? process.env.DUET_CLUSTER_SECRET ?? null,
+      clusterSecret: ((o.clusterSecret as string | undefined) ?? process.env.DUET_CLUSTER_SECRET) || null,
     },
     dbo: {
       enabled: (o.enableDbo as boolean | undefined) ?? dboEnabledByEnv(),

@@ -32,7 +32,7 @@ export class EngineWorkerLoop {
     // A rank that dies makes the engine unusable: report it at once (health turns 503), even when idle.
     engine.onDead((reason) => {
       if (this.stopped) return;
-      this.host.post({ type: 'fatal', message: `the engine is dead: ${reason}` });
+      this.host.post({ type: 'fatal', message: reason });
       void this.stop(1);
     });
   }

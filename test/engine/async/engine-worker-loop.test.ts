@@ -202,7 +202,7 @@ describe('EngineWorkerLoop', () => {
     assert.equal(h.exitCode(), 1);
     assert.ok(h.engine.closed);
     assert.deepEqual(h.posted, [
-      { type: 'fatal', message: 'the engine is dead: rank 1: exited with code 1' },
+      { type: 'fatal', message: 'rank 1: exited with code 1' },
     ]);
   });
 });
