@@ -120,6 +120,11 @@ export class PeerLink {
     return this.pending.length;
   }
 
+  /** Frames that arrived before a receive was posted for them (still deliverable after the peer left). */
+  get numEarly(): number {
+    return this.early.length;
+  }
+
   /** Sends one frame; `flushed` runs once its bytes are handed to the kernel. */
   send(header: Omit<FrameHeader, 'length'>, payload: Uint8Array, flushed?: (e?: Error | null) => void): void {
     const head = encodeHeader({ ...header, length: payload.length });

@@ -483,7 +483,8 @@ export class TcpTransport {
     reduce: Float32Array | null,
     then?: () => void,
   ): void {
-    this.checkDeparted(q);
+    // A peer that sent its last frames and left is not a failure while those frames are still buffered.
+    if (this.links[q]!.numEarly === 0) this.checkDeparted(q);
     run.add();
     this.links[q]!.post({
       seq: run.op.seq,
