@@ -6,7 +6,7 @@
 // model and engine methods are wrapped with timers, and time is charged to the innermost one running.
 //
 //   npm run bench:decode -- [--models default,v2-lite] [--layers 4] [--prompt-len 512] [--decode 64]
-//                           [--threads 2] [--no-breakdown]
+//                           [--threads 2] [--kv-cache-mib 512] [--no-breakdown]
 
 import { parseArgs } from 'node:util';
 import { LLM } from '../src/engine/llm.js';
@@ -24,6 +24,7 @@ const { values } = parseArgs({
     'prompt-len': { type: 'string', default: '512' },
     decode: { type: 'string', default: '64' },
     threads: { type: 'string' },
+    'kv-cache-mib': { type: 'string', default: '512' },
     'no-breakdown': { type: 'boolean', default: false },
   },
 });
@@ -74,8 +75,9 @@ async function runRequest(engine: LLMEngine, prompt: number[], maxTokens: number
   const steps: number[] = [];
   while (engine.hasUnfinishedRequests()) {
     const t = performance.now();
-    await engine.step();
+    const updates = await engine.step();
     steps.push((performance.now() - t) / 1000);
+    for (const u of updates) if (u.error !== null) throw new Error(`bench/decode: ${u.error}`);
   }
   return steps;
 }
@@ -209,12 +211,18 @@ function instrument(engine: LLMEngine): PhaseTimer {
 
 // ---- The runs ----
 
+/** Seconds per phase over `steps` engine steps. */
+interface Breakdown {
+  readonly seconds: Map<string, number>;
+  readonly steps: number;
+}
+
 interface ModelResult {
   label: string;
   prefillTokS: number;
   decodeTokS: number;
-  breakdown: Map<string, number> | null;
-  breakdownSteps: number;
+  prefillBreakdown: Breakdown | null;
+  decodeBreakdown: Breakdown | null;
 }
 
 async function benchModel(m: BenchModel): Promise<ModelResult> {
@@ -223,7 +231,7 @@ async function benchModel(m: BenchModel): Promise<ModelResult> {
     model: m.folder,
     loadFormat: 'dummy',
     hfOverrides: m.hfOverrides,
-    kvCacheMemory: 512 * 2 ** 20,
+    kvCacheMemory: Number(values['kv-cache-mib']) * 2 ** 20,
     maxModelLen: promptLen + numDecode + 64,
     enablePrefixCaching: false,
     ...(values.threads ? { numThreads: Number(values.threads) } : {}),
@@ -254,13 +262,16 @@ async function benchModel(m: BenchModel): Promise<ModelResult> {
       `(median step ${(median(decodeSteps) * 1000).toFixed(2)} ms)`,
   );
 
-  let breakdown: Map<string, number> | null = null;
-  let breakdownSteps = 0;
+  let decodeBreakdown: Breakdown | null = null;
+  let prefillBreakdown: Breakdown | null = null;
   if (!values['no-breakdown']) {
     const timer = instrument(engine);
     await runRequest(engine, randomTokens(30, 16, vocab), 2); // warm the wrappers
-    const prompt = randomTokens(31, 16, vocab);
-    // Time only decode steps: a request whose prefill is done before the timer starts.
+    timer.reset();
+    await runRequest(engine, randomTokens(31, promptLen, vocab), 1);
+    prefillBreakdown = { seconds: new Map(timer.seconds), steps: 1 };
+    // Decode steps only: the request's prefill runs before the timer starts.
+    const prompt = randomTokens(32, 16, vocab);
     const params = resolveSamplingParams(
       { temperature: 0, maxTokens: numDecode + 1, ignoreEos: true },
       {},
@@ -269,14 +280,15 @@ async function benchModel(m: BenchModel): Promise<ModelResult> {
     engine.addRequest(prompt, params);
     await engine.step();
     timer.reset();
+    let steps = 0;
     while (engine.hasUnfinishedRequests()) {
       await engine.step();
-      breakdownSteps++;
+      steps++;
     }
-    breakdown = timer.seconds;
+    decodeBreakdown = { seconds: new Map(timer.seconds), steps };
   }
   await llm.close();
-  return { label: m.label, prefillTokS, decodeTokS, breakdown, breakdownSteps };
+  return { label: m.label, prefillTokS, decodeTokS, prefillBreakdown, decodeBreakdown };
 }
 
 const results: ModelResult[] = [];
@@ -294,16 +306,20 @@ console.log(
   'llama.cpp, V2-Lite 4 layers, 2 threads: BF16 85 / 16 tok/s, Q8_0 133 / 25 tok/s (prefill / decode)',
 );
 
-for (const r of results) {
-  if (!r.breakdown) continue;
-  const total = [...r.breakdown.values()].reduce((a, b) => a + b, 0);
-  console.log(`\nDecode step breakdown, ${r.label} (instrumented, ${r.breakdownSteps} steps, ms per step):`);
-  const rows = [...r.breakdown].sort((a, b) => b[1] - a[1]);
-  for (const [phase, s] of rows) {
-    const ms = (s * 1000) / r.breakdownSteps;
+function printBreakdown(title: string, b: Breakdown): void {
+  const total = [...b.seconds.values()].reduce((x, y) => x + y, 0);
+  console.log(`\n${title} (instrumented, ${b.steps} step(s), ms per step):`);
+  for (const [phase, s] of [...b.seconds].sort((x, y) => y[1] - x[1])) {
+    const ms = (s * 1000) / b.steps;
     console.log(
-      `  ${phase.padEnd(46)} ${ms.toFixed(3).padStart(8)} ms  ${((100 * s) / total).toFixed(1).padStart(5)} %`,
+      `  ${phase.padEnd(46)} ${ms.toFixed(3).padStart(9)} ms  ${((100 * s) / total).toFixed(1).padStart(5)} %`,
     );
   }
-  console.log(`  ${'total'.padEnd(46)} ${((total * 1000) / r.breakdownSteps).toFixed(3).padStart(8)} ms`);
+  console.log(`  ${'total'.padEnd(46)} ${((total * 1000) / b.steps).toFixed(3).padStart(9)} ms`);
+}
+
+for (const r of results) {
+  if (r.prefillBreakdown)
+    printBreakdown(`Prefill step breakdown (${promptLen} tokens), ${r.label}`, r.prefillBreakdown);
+  if (r.decodeBreakdown) printBreakdown(`Decode step breakdown, ${r.label}`, r.decodeBreakdown);
 }
