@@ -18,8 +18,18 @@ export interface LinearWeight {
   readonly dtype: WeightDType;
 }
 
+/**
+ * A stack of `numHeads` linear weights of one shape `[n, k]` (`[numHeads, n, k]` as read), prepared for
+ * `headLinear`: the per-head matrices of attention. Opaque outside its kernel set; `freeLinear` frees it.
+ */
+export interface HeadLinearWeight extends LinearWeight {
+  readonly numHeads: number;
+}
+
 /** Raw weight data as read from a checkpoint: float32 values, or bfloat16 bit patterns. */
-export type RawWeight = { readonly dtype: 'f32'; readonly data: Float32Array } | { readonly dtype: 'bf16'; readonly data: Uint16Array };
+export type RawWeight =
+  | { readonly dtype: 'f32'; readonly data: Float32Array }
+  | { readonly dtype: 'bf16'; readonly data: Uint16Array };
 
 export interface Kernels {
   /** A short name for logs and benchmarks, e.g. `wasm-relaxed-simd x2` or `reference`. */
@@ -31,7 +41,19 @@ export interface Kernels {
    */
   prepareLinear(raw: RawWeight, n: number, k: number, dtype: WeightDType): LinearWeight;
 
-  /** Releases the memory of a prepared weight. */
+  /**
+   * Prepares a stack of per-head weights `[numHeads, n, k]` (row-major: head h's `[n, k]` matrix at
+   * h·n·k) for `headLinear`, stored as `dtype`.
+   */
+  prepareHeadLinear(
+    raw: RawWeight,
+    numHeads: number,
+    n: number,
+    k: number,
+    dtype: WeightDType,
+  ): HeadLinearWeight;
+
+  /** Releases the memory of a prepared weight (from `prepareLinear` or `prepareHeadLinear`). */
   freeLinear(w: LinearWeight): void;
 
   /**
@@ -42,6 +64,23 @@ export interface Kernels {
 
   /** out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. */
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void;
+
+  /**
+   * Every head's own linear layer over strided views of [m, numHeads, ·] activations: for i < m, h < numHeads,
+   * out[i, h, outOffset + j] = Σ_c x[i, h, xOffset + c] · w[h][j, c] for j < n, c < k.
+   * `x`: [m, numHeads, xHeadStride]; `out`: [m, numHeads, outHeadStride] (elements outside the written
+   * columns keep their values); `w`: [numHeads, n, k].
+   */
+  headLinear(
+    out: Float32Array,
+    outHeadStride: number,
+    outOffset: number,
+    x: Float32Array,
+    xHeadStride: number,
+    xOffset: number,
+    w: HeadLinearWeight,
+    m: number,
+  ): void;
 
   /** out[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) · weight. `x`, `out`: [m, d]; `weight`: [d]. */
   rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void;
@@ -91,6 +130,29 @@ export interface Kernels {
     blockTable: Int32Array,
     positions: Int32Array,
     numTokens: number,
+    numHeads: number,
+    latentDim: number,
+    ropeDim: number,
+    blockSize: number,
+    scale: number,
+  ): void;
+
+  /**
+   * `mlaAttention` for a whole batch of sequences in one call (which a kernel set may split across
+   * threads). Sequence s owns the query tokens [seqStarts[s], seqStarts[s + 1]), and its block table is
+   * row s of `blockTables`: [numSeqs, maxBlocksPerSeq]. `out`: [numTokens, numHeads, latentDim];
+   * `q`: [numTokens, numHeads, latentDim + ropeDim]; `positions`: [numTokens]; `seqStarts`: [numSeqs + 1]
+   * with seqStarts[numSeqs] = numTokens; `cache`, `blockSize`, `scale` as for `mlaAttention`.
+   */
+  mlaAttentionBatch(
+    out: Float32Array,
+    q: Float32Array,
+    cache: Float32Array,
+    blockTables: Int32Array,
+    maxBlocksPerSeq: number,
+    seqStarts: Int32Array,
+    positions: Int32Array,
+    numSeqs: number,
     numHeads: number,
     latentDim: number,
     ropeDim: number,

@@ -2,7 +2,14 @@
 // float32 results (accumulating in float64 where that is the simplest exact choice), used by tests as the
 // ground truth for the WebAssembly kernels and usable as a (slow) kernel set on any runtime.
 
-import { bf16ToF32, type Kernels, type LinearWeight, type RawWeight, type WeightDType } from '../kernels.js';
+import {
+  bf16ToF32,
+  type HeadLinearWeight,
+  type Kernels,
+  type LinearWeight,
+  type RawWeight,
+  type WeightDType,
+} from '../kernels.js';
 
 /** A weight kept as float32 `[n, k]` row-major (bf16 storage is emulated by rounding at prepare time). */
 class ReferenceLinear implements LinearWeight {
@@ -13,6 +20,20 @@ class ReferenceLinear implements LinearWeight {
     /** [n, k] */
     readonly data: Float32Array,
   ) {}
+}
+
+/** Per-head weights kept as float32 `[numHeads, n, k]`. */
+class ReferenceHeadLinear extends ReferenceLinear implements HeadLinearWeight {
+  constructor(
+    readonly numHeads: number,
+    n: number,
+    k: number,
+    dtype: WeightDType,
+    /** [numHeads, n, k] */
+    data: Float32Array,
+  ) {
+    super(n, k, dtype, data);
+  }
 }
 
 export class ReferenceKernels implements Kernels {
@@ -27,6 +48,17 @@ export class ReferenceKernels implements Kernels {
     else data.set(raw.data);
     if (dtype === 'bf16' && raw.dtype === 'f32') roundToBf16InPlace(data);
     return new ReferenceLinear(n, k, dtype, data);
+  }
+
+  prepareHeadLinear(
+    raw: RawWeight,
+    numHeads: number,
+    n: number,
+    k: number,
+    dtype: WeightDType,
+  ): HeadLinearWeight {
+    const w = this.prepareLinear(raw, numHeads * n, k, dtype) as ReferenceLinear;
+    return new ReferenceHeadLinear(numHeads, n, k, dtype, w.data);
   }
 
   freeLinear(_w: LinearWeight): void {}
@@ -44,6 +76,31 @@ export class ReferenceKernels implements Kernels {
         let acc = 0;
         for (let p = 0; p < k; p++) acc += x[xo + p]! * data[wo + p]!;
         out[i * n + j] = acc;
+      }
+    }
+  }
+
+  headLinear(
+    out: Float32Array,
+    outHeadStride: number,
+    outOffset: number,
+    x: Float32Array,
+    xHeadStride: number,
+    xOffset: number,
+    w: HeadLinearWeight,
+    m: number,
+  ): void {
+    const { numHeads: H, n, k, data } = w as ReferenceHeadLinear;
+    for (let i = 0; i < m; i++) {
+      for (let h = 0; h < H; h++) {
+        const xo = (i * H + h) * xHeadStride + xOffset;
+        const oo = (i * H + h) * outHeadStride + outOffset;
+        for (let j = 0; j < n; j++) {
+          const wo = (h * n + j) * k;
+          let acc = 0;
+          for (let c = 0; c < k; c++) acc += x[xo + c]! * data[wo + c]!;
+          out[oo + j] = acc;
+        }
       }
     }
   }
@@ -157,6 +214,42 @@ export class ReferenceKernels implements Kernels {
         const oo = (t * numHeads + h) * latentDim;
         for (let c = 0; c < latentDim; c++) out[oo + c] = acc[c]!;
       }
+    }
+  }
+
+  mlaAttentionBatch(
+    out: Float32Array,
+    q: Float32Array,
+    cache: Float32Array,
+    blockTables: Int32Array,
+    maxBlocksPerSeq: number,
+    seqStarts: Int32Array,
+    positions: Int32Array,
+    numSeqs: number,
+    numHeads: number,
+    latentDim: number,
+    ropeDim: number,
+    blockSize: number,
+    scale: number,
+  ): void {
+    const entry = latentDim + ropeDim;
+    for (let s = 0; s < numSeqs; s++) {
+      const a = seqStarts[s]!;
+      const b = seqStarts[s + 1]!;
+      if (b <= a) continue;
+      this.mlaAttention(
+        out.subarray(a * numHeads * latentDim, b * numHeads * latentDim),
+        q.subarray(a * numHeads * entry, b * numHeads * entry),
+        cache,
+        blockTables.subarray(s * maxBlocksPerSeq, (s + 1) * maxBlocksPerSeq),
+        positions.subarray(a, b),
+        b - a,
+        numHeads,
+        latentDim,
+        ropeDim,
+        blockSize,
+        scale,
+      );
     }
   }
 

@@ -25,6 +25,11 @@ export interface GemmExports {
   ): void;
   gemmPackX(xp: number, x: number, m: number, k: number, ldx: number): void;
   streamSum(p: number, bytes: number): number;
+  /** Per-head GEMMs over a stack of packed weights; see src/kernels/wasm/gemm/gemm.ts. */
+  gemm_heads(...args: number[]): void;
+  /** A row range of batched MLA attention; see src/kernels/wasm/ops/mla-attention.ts. */
+  mla_attention_batch(...args: number[]): void;
+  mla_attention_scratch_bytes(numTokens: number, numHeads: number): number;
 }
 
 /** Bytes at the bottom of every memory left to the module's static data (nothing is allocated there). */

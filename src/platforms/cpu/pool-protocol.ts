@@ -21,7 +21,7 @@ export const ARENA = 3;
 /** Nonzero when a worker's job threw. */
 export const ERROR = 4;
 /** Number of uint32 arguments per thread. */
-export const ARGS_PER_THREAD = 16;
+export const ARGS_PER_THREAD = 24;
 /** First argument slot. */
 export const ARGS = 8;
 /** Room for an error message (UTF-16 code units as int32) after the arguments. */
@@ -35,6 +35,17 @@ export const OP_STREAM = 2;
 export const OP_EXIT = 3;
 /** Nothing to do but acknowledge (used to check the workers are alive and synced). */
 export const OP_NOP = 4;
+/**
+ * One of THREADED_KERNELS: its index in the thread's first argument slot (NO_SHARE: nothing for this
+ * thread), its arguments (i32, f32 as bit patterns) in the slots after.
+ */
+export const OP_KERNEL = 5;
+
+/** Kernel-module exports that a job of OP_KERNEL can run, each thread on its own share. */
+export const THREADED_KERNELS = ['gemm_heads', 'mla_attention_batch'] as const;
+export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
+/** The first argument of a thread without a share in an OP_KERNEL job. */
+export const NO_SHARE = 0xffffffff;
 
 /** Int32 slots of a control block for `numThreads` threads. */
 export function controlBlockLength(numThreads: number): number {

@@ -1,6 +1,6 @@
 // A GEMM pool worker thread: instantiates the kernel module on every arena's memory, then loops forever
 // (synchronously, never returning to its event loop) waiting for jobs on the control block: spin a
-// little, then Atomics.wait; run its share; count itself done. New arenas arrive on a port that it
+// little, then Atomics.wait; run its share (of a GEMM, or of another threaded kernel); count itself done. New arenas arrive on a port that it
 // drains synchronously when a job names an arena it has not seen.
 
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
@@ -12,6 +12,8 @@ function runWorker(data: P.PoolWorkerData): void {
   const ctl = new Int32Array(data.control);
   const args = new Uint32Array(data.control);
   const arenas: GemmExports[] = [];
+  /** Per arena: the exports that OP_KERNEL jobs run. */
+  const kernelFns: Partial<Record<P.ThreadedKernel, (...args: number[]) => void>>[] = [];
   const base = P.ARGS + data.thread * P.ARGS_PER_THREAD;
   const errAt = P.errorMessageOffset(data.numThreads);
 
@@ -20,7 +22,11 @@ function runWorker(data: P.PoolWorkerData): void {
       const msg = receiveMessageOnPort(data.port);
       if (msg === undefined) throw new Error(`pool worker ${data.thread}: arena ${want} was never sent`);
       const { arena, memory } = msg.message as P.ArenaMessage;
-      arenas[arena] = gemmExports(instantiateKernels(data.module, memory));
+      const instance = instantiateKernels(data.module, memory);
+      arenas[arena] = gemmExports(instance);
+      kernelFns[arena] = Object.fromEntries(
+        P.THREADED_KERNELS.map((n) => [n, instance.exports[n] as (...args: number[]) => void]),
+      );
     }
   };
 
@@ -65,6 +71,13 @@ function runWorker(data: P.PoolWorkerData): void {
         } else if (args[base + 1]! > 0) {
           k.streamSum(args[base]!, args[base + 1]!);
         }
+      } else if (op === P.OP_KERNEL && args[base]! !== P.NO_SHARE) {
+        const a = Atomics.load(ctl, P.ARENA);
+        syncArenas(a);
+        const name = P.THREADED_KERNELS[args[base]!];
+        const fn = name === undefined ? undefined : kernelFns[a]?.[name];
+        if (fn === undefined) throw new Error(`no threaded kernel number ${args[base]}`);
+        fn(...args.subarray(base + 1, base + P.ARGS_PER_THREAD));
       }
     } catch (e) {
       const msg = `pool worker ${data.thread}: ${String(e)}`.slice(0, P.ERR_MSG_LEN);

@@ -1,5 +1,5 @@
 // The GEMM thread pool: the main thread plus (numThreads − 1) worker_threads that share the arenas'
-// memories. A job is started by bumping a sequence number in a shared control block; each thread runs
+// memories; besides the GEMM it runs a few other kernels split by thread (THREADED_KERNELS). A job is started by bumping a sequence number in a shared control block; each thread runs
 // its own share (thread 0 on the main thread), and the main thread waits for the workers' done count.
 // Workers spin briefly before sleeping in Atomics.wait (a futex round trip costs ~15 µs), and are
 // unref'd so that a forgotten dispose() does not keep Node alive.
@@ -148,6 +148,34 @@ export class GemmThreadPool {
     this.run(P.OP_GEMM, arena, () => {
       if (first !== undefined && first.p0 < first.p1 && first.r0 < first.r1) mainGemm(first);
     });
+  }
+
+  /**
+   * Runs threaded kernel `kernel` (one of THREADED_KERNELS) in arena `arena`: worker t with the arguments
+   * `shares[t]` (none: idle), and the main thread through `mainCall` (its own share); returns when all are
+   * done. Arguments are i32 values (f32 as bit patterns), at most ARGS_PER_THREAD − 1 per thread.
+   */
+  runKernel(
+    arena: number,
+    kernel: P.ThreadedKernel,
+    shares: readonly (readonly number[] | null)[],
+    mainCall: () => void,
+  ): void {
+    const id = P.THREADED_KERNELS.indexOf(kernel);
+    for (let t = 1; t < this.numThreads; t++) {
+      const s = shares[t];
+      const b = P.ARGS + t * P.ARGS_PER_THREAD;
+      if (s === undefined || s === null) {
+        this.args[b] = P.NO_SHARE;
+        continue;
+      }
+      if (s.length > P.ARGS_PER_THREAD - 1) {
+        throw new RangeError(`runKernel: ${s.length} arguments; at most ${P.ARGS_PER_THREAD - 1} fit`);
+      }
+      this.args[b] = id;
+      for (let i = 0; i < s.length; i++) this.args[b + 1 + i] = s[i]! >>> 0;
+    }
+    this.run(P.OP_KERNEL, arena, mainCall);
   }
 
   /**

@@ -4,8 +4,14 @@
 // (WasmOps) in the primary arena, where `allocate` puts long-lived buffers such as the KV cache.
 
 import os from 'node:os';
-import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../../kernels/kernels.js';
-import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
+import type {
+  HeadLinearWeight,
+  Kernels,
+  LinearWeight,
+  RawWeight,
+  WeightDType,
+} from '../../kernels/kernels.js';
+import { KernelArgumentError, WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
@@ -48,6 +54,23 @@ class WasmLinear implements LinearWeight {
     readonly ptr: number,
     readonly bytes: number,
   ) {}
+}
+
+/** A stack of per-head packed weights: head h's panels at ptr + h·headBytes. */
+class WasmHeadLinear extends WasmLinear implements HeadLinearWeight {
+  constructor(
+    readonly numHeads: number,
+    n: number,
+    k: number,
+    dtype: WeightDType,
+    arena: Arena,
+    ptr: number,
+    bytes: number,
+    /** Bytes of one head's packed [n, k] weight. */
+    readonly headBytes: number,
+  ) {
+    super(n, k, dtype, arena, ptr, bytes);
+  }
 }
 
 /** Bad options or arguments to the wasm kernel set. */
@@ -201,6 +224,46 @@ export class WasmKernels implements Kernels {
     return new WasmLinear(n, k, dtype, arena, ptr, bytes);
   }
 
+  prepareHeadLinear(
+    raw: RawWeight,
+    numHeads: number,
+    n: number,
+    k: number,
+    dtype: WeightDType,
+  ): HeadLinearWeight {
+    this.checkLive();
+    for (const [name, v] of [
+      ['numHeads', numHeads],
+      ['n', n],
+      ['k', k],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 1) {
+        throw new WasmKernelsError(`prepareHeadLinear: ${name} = ${v}; it must be an integer >= 1`);
+      }
+    }
+    if (raw.data.length !== numHeads * n * k) {
+      throw new WasmKernelsError(
+        `prepareHeadLinear: weight has ${raw.data.length} elements, expected numHeads·n·k = ${numHeads * n * k}`,
+      );
+    }
+    if (dtype !== 'f32' && dtype !== 'bf16') {
+      throw new WasmKernelsError(`prepareHeadLinear: dtype '${dtype}'; allowed: 'f32', 'bf16'`);
+    }
+    const headBytes = packedBytes(n, k, dtype);
+    const bytes = numHeads * headBytes;
+    const { arena, ptr } = this.placeWeight(bytes);
+    for (let h = 0; h < numHeads; h++) {
+      const at = ptr + h * headBytes;
+      const part: RawWeight =
+        raw.dtype === 'f32'
+          ? { dtype: 'f32', data: raw.data.subarray(h * n * k, (h + 1) * n * k) }
+          : { dtype: 'bf16', data: raw.data.subarray(h * n * k, (h + 1) * n * k) };
+      if (dtype === 'f32') packF32(new Uint32Array(arena.memory.buffer, at, headBytes / 4), part, n, k);
+      else packBf16(arena.u16(at, headBytes / 2), part, n, k);
+    }
+    return new WasmHeadLinear(numHeads, n, k, dtype, arena, ptr, bytes, headBytes);
+  }
+
   freeLinear(w: LinearWeight): void {
     const lw = this.own(w);
     if (lw.freed) return;
@@ -223,6 +286,8 @@ export class WasmKernels implements Kernels {
     this.checkLive();
     const lw = this.own(w);
     if (lw.freed) throw new WasmKernelsError('linear: the weight was freed');
+    if (lw instanceof WasmHeadLinear)
+      throw new WasmKernelsError('linear: a per-head weight needs headLinear');
     const { n, k, arena } = lw;
     if (!Number.isInteger(m) || m < 0)
       throw new WasmKernelsError(`linear: m = ${m}; it must be an integer >= 0`);
@@ -284,6 +349,264 @@ export class WasmKernels implements Kernels {
     if (!outIn) {
       out.set(arena.f32(outPtr, m * n));
       this.copies.bytesOut += m * n * 4;
+    }
+  }
+
+  headLinear(
+    out: Float32Array,
+    outHeadStride: number,
+    outOffset: number,
+    x: Float32Array,
+    xHeadStride: number,
+    xOffset: number,
+    w: HeadLinearWeight,
+    m: number,
+  ): void {
+    this.checkLive();
+    const lw = this.own(w);
+    if (!(lw instanceof WasmHeadLinear)) {
+      throw new WasmKernelsError('headLinear: the weight was not prepared by prepareHeadLinear');
+    }
+    if (lw.freed) throw new WasmKernelsError('headLinear: the weight was freed');
+    const { numHeads: H, n, k, arena } = lw;
+    for (const [name, v] of [
+      ['m', m],
+      ['outHeadStride', outHeadStride],
+      ['outOffset', outOffset],
+      ['xHeadStride', xHeadStride],
+      ['xOffset', xOffset],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0) {
+        throw new WasmKernelsError(`headLinear: ${name} = ${v}; it must be an integer >= 0`);
+      }
+    }
+    if (xOffset + k > xHeadStride || outOffset + n > outHeadStride) {
+      throw new WasmKernelsError(
+        `headLinear: columns [${xOffset}, ${xOffset + k}) of x's head stride ${xHeadStride} and ` +
+          `[${outOffset}, ${outOffset + n}) of out's head stride ${outHeadStride}; both must fit in the stride`,
+      );
+    }
+    const xLen = m * H * xHeadStride;
+    const outLen = m * H * outHeadStride;
+    if (x.length < xLen) throw new WasmKernelsError(`headLinear: x has ${x.length} elements; needs ${xLen}`);
+    if (out.length < outLen) {
+      throw new WasmKernelsError(`headLinear: out has ${out.length} elements; needs ${outLen}`);
+    }
+    if (m === 0) return;
+
+    const threads = this.threadsFor(Math.max((2 * m * n * k * H) / 30e9, lw.bytes / 10e9), H);
+    // Scratch: [x copy][out copy][packed x per thread], each 64-byte aligned; only the parts needed.
+    const xIn = arena.owns(x);
+    const outIn = arena.owns(out);
+    const xpBytes = m > 1 ? align64(m * k * 4) : 0;
+    const xBytes = xIn ? 0 : align64(xLen * 4);
+    const outBytes = outIn ? 0 : align64(outLen * 4);
+    let s = arena.scratch(Math.max(64, xBytes + outBytes + threads * xpBytes));
+    let xPtr = x.byteOffset;
+    if (!xIn) {
+      xPtr = s;
+      arena.f32(xPtr, xLen).set(x.subarray(0, xLen));
+      this.copies.bytesIn += xLen * 4;
+      s += xBytes;
+    }
+    let outPtr = out.byteOffset;
+    if (!outIn) {
+      // Copied in too: the columns outside each head's output keep their values.
+      outPtr = s;
+      arena.f32(outPtr, outLen).set(out.subarray(0, outLen));
+      this.copies.bytesIn += outLen * 4;
+      s += outBytes;
+    }
+    const bf16 = lw.dtype === 'bf16' ? 1 : 0;
+    const bufs = bf16 === 1 && m >= WIDEN_MIN_M ? this.widenBuffers(arena) : -1;
+    const shares = Array.from({ length: threads }, (_, t) => [
+      outPtr + outOffset * 4,
+      H * outHeadStride * 4,
+      outHeadStride * 4,
+      xPtr + xOffset * 4,
+      H * xHeadStride * 4,
+      xHeadStride * 4,
+      s + t * xpBytes,
+      lw.ptr,
+      lw.headBytes,
+      m,
+      n,
+      k,
+      bf16,
+      Math.floor((t * H) / threads),
+      Math.floor(((t + 1) * H) / threads),
+      bufs < 0 ? 0 : bufs + t * WIDEN_MAX_K * 32,
+    ]);
+    const g = arena.gemm;
+    const main = () => g.gemm_heads(...shares[0]!);
+    if (threads === 1) main();
+    else this.pool.runKernel(arena.index, 'gemm_heads', shares, main);
+    if (!outIn) {
+      out.set(arena.f32(outPtr, outLen));
+      this.copies.bytesOut += outLen * 4;
+    }
+  }
+
+  mlaAttentionBatch(
+    out: Float32Array,
+    q: Float32Array,
+    cache: Float32Array,
+    blockTables: Int32Array,
+    maxBlocksPerSeq: number,
+    seqStarts: Int32Array,
+    positions: Int32Array,
+    numSeqs: number,
+    numHeads: number,
+    latentDim: number,
+    ropeDim: number,
+    blockSize: number,
+    scale: number,
+  ): void {
+    this.checkLive();
+    const fail = (msg: string): never => {
+      throw new KernelArgumentError(`mlaAttentionBatch: ${msg}`);
+    };
+    for (const [name, v] of [
+      ['numSeqs', numSeqs],
+      ['numHeads', numHeads],
+      ['latentDim', latentDim],
+      ['ropeDim', ropeDim],
+      ['maxBlocksPerSeq', maxBlocksPerSeq],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0) fail(`${name} = ${v}; it must be an integer >= 0`);
+    }
+    if (!Number.isInteger(blockSize) || blockSize < 1) fail(`blockSize = ${blockSize}; it must be >= 1`);
+    if (seqStarts.length < numSeqs + 1)
+      fail(`seqStarts has ${seqStarts.length} entries; needs ${numSeqs + 1}`);
+    if (seqStarts[0] !== 0) fail(`seqStarts[0] = ${seqStarts[0]}; it must be 0`);
+    const numTokens = seqStarts[numSeqs]!;
+    const entry = latentDim + ropeDim;
+    if (positions.length < numTokens) fail(`positions has ${positions.length} entries; needs ${numTokens}`);
+    if (q.length < numTokens * numHeads * entry)
+      fail(`q has ${q.length} elements; needs ${numTokens * numHeads * entry}`);
+    if (out.length < numTokens * numHeads * latentDim) {
+      fail(`out has ${out.length} elements; needs ${numTokens * numHeads * latentDim}`);
+    }
+    if (blockTables.length < numSeqs * maxBlocksPerSeq) {
+      fail(
+        `blockTables has ${blockTables.length} entries; needs numSeqs·maxBlocksPerSeq = ${numSeqs * maxBlocksPerSeq}`,
+      );
+    }
+    if (out.buffer === q.buffer || out.buffer === cache.buffer) {
+      if (overlaps(out, q) || overlaps(out, cache)) fail('out must not overlap q or cache');
+    }
+    const numSlots = entry === 0 ? 0 : Math.floor(cache.length / entry);
+    // Per token: the context length (cost of its rows); and every block a sequence reads must exist.
+    let totalCost = 0;
+    for (let s = 0; s < numSeqs; s++) {
+      const a = seqStarts[s]!;
+      const b = seqStarts[s + 1]!;
+      if (!(b >= a)) fail(`seqStarts must not decrease (seqStarts[${s + 1}] = ${b} < ${a})`);
+      let maxPos = -1;
+      for (let t = a; t < b; t++) {
+        const pos = positions[t]!;
+        if (!(pos >= 0)) fail(`positions[${t}] = ${pos}; positions must be >= 0`);
+        maxPos = Math.max(maxPos, pos);
+        totalCost += pos + 1;
+      }
+      const numBlocks = maxPos < 0 ? 0 : Math.floor(maxPos / blockSize) + 1;
+      if (numBlocks > maxBlocksPerSeq) {
+        fail(
+          `sequence ${s} reaches position ${maxPos}: ${numBlocks} blocks, more than maxBlocksPerSeq ${maxBlocksPerSeq}`,
+        );
+      }
+      for (let j = 0; j < numBlocks; j++) {
+        const block = blockTables[s * maxBlocksPerSeq + j]!;
+        if (block < 0 || (block + 1) * blockSize > numSlots) {
+          fail(
+            `blockTables[${s}, ${j}] = ${block}; the cache holds ${Math.floor(numSlots / blockSize)} blocks of ${blockSize}`,
+          );
+        }
+      }
+    }
+    const rows = numTokens * numHeads;
+    if (rows === 0) return;
+
+    const primary = this.arenas[0]!;
+    const g = primary.gemm;
+    // Rows per thread balanced by their context lengths (later prompt tokens attend to more positions).
+    const threads = Math.min(
+      this.threadsFor((totalCost * numHeads * (entry + latentDim) * 2) / 30e9, rows),
+      rows,
+    );
+    const bounds = [0];
+    let acc = 0;
+    let next = 1;
+    for (let r = 0; r < rows && next < threads; r++) {
+      acc += positions[Math.floor(r / numHeads)]! + 1;
+      if (acc * threads >= next * totalCost * numHeads) {
+        bounds.push(r + 1);
+        next++;
+      }
+    }
+    while (bounds.length <= threads) bounds.push(rows);
+    bounds[threads] = rows;
+
+    // Arrays outside the primary memory are copied into its scratch block: [inputs and out][per-thread scratch].
+    const pieces: [Float32Array | Int32Array, boolean, number][] = [
+      [out, false, numTokens * numHeads * latentDim],
+      [q, true, numTokens * numHeads * entry],
+      [cache, true, numSlots * entry],
+      [blockTables, true, numSeqs * maxBlocksPerSeq],
+      [seqStarts, true, numSeqs + 1],
+      [positions, true, numTokens],
+    ];
+    let copyBytes = 0;
+    for (const [a, , n] of pieces) if (!primary.owns(a)) copyBytes += align64(n * 4);
+    const threadScratch = align64(g.mla_attention_scratch_bytes(Math.min(rows, 128), 1));
+    let s = primary.scratch(copyBytes + threads * threadScratch);
+    const ptrs: number[] = [];
+    for (const [a, copyIn, n] of pieces) {
+      if (primary.owns(a)) {
+        ptrs.push(a.byteOffset);
+        continue;
+      }
+      if (copyIn) {
+        new Uint8Array(primary.memory.buffer, s, n * 4).set(new Uint8Array(a.buffer, a.byteOffset, n * 4));
+        this.copies.bytesIn += n * 4;
+      }
+      ptrs.push(s);
+      s += align64(n * 4);
+    }
+    const [outPtr, qPtr, cachePtr, tablesPtr, startsPtr, positionsPtr] = ptrs as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const scaleBits = new Int32Array(Float32Array.of(scale).buffer)[0]!;
+    const shares = Array.from({ length: threads }, (_, t) => [
+      outPtr,
+      qPtr,
+      cachePtr,
+      tablesPtr,
+      maxBlocksPerSeq,
+      startsPtr,
+      numSeqs,
+      positionsPtr,
+      numHeads,
+      latentDim,
+      ropeDim,
+      blockSize,
+      scaleBits,
+      s + t * threadScratch,
+      bounds[t]!,
+      bounds[t + 1]!,
+    ]);
+    const main = () => g.mla_attention_batch(...shares[0]!);
+    if (threads === 1) main();
+    else this.pool.runKernel(0, 'mla_attention_batch', shares, main);
+    if (!primary.owns(out)) {
+      const n = numTokens * numHeads * latentDim;
+      out.set(primary.f32(outPtr, n));
+      this.copies.bytesOut += n * 4;
     }
   }
 
@@ -378,6 +701,15 @@ export class WasmKernels implements Kernels {
     this.arenas.length = 0;
   }
 
+  /**
+   * Threads worth using for a kernel of about `seconds` of single-thread work split into `units` parts:
+   * at least `minSecondsPerThread` each, at most the active threads and the parts.
+   */
+  private threadsFor(seconds: number, units: number): number {
+    const worth = this.minSecondsPerThread > 0 ? Math.floor(seconds / this.minSecondsPerThread) : units;
+    return Math.max(1, Math.min(this.threadsInUse, units, worth));
+  }
+
   /** The start of `arena`'s widening buffers, one of WIDEN_MAX_K·32 bytes per thread. */
   private widenBuffers(arena: Arena): number {
     let start = this.widenBufs.get(arena);
@@ -463,4 +795,13 @@ export class WasmKernels implements Kernels {
 
 function align64(bytes: number): number {
   return Math.ceil(bytes / 64) * 64;
+}
+
+/** Whether two views of one buffer share bytes. */
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return (
+    a.buffer === b.buffer &&
+    a.byteOffset < b.byteOffset + b.byteLength &&
+    b.byteOffset < a.byteOffset + a.byteLength
+  );
 }

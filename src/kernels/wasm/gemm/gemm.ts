@@ -127,16 +127,101 @@ export function gemm(
   kc: i32,
   buf: usize,
 ): void {
+  gemmStrided(out, (<usize>n) << 2, xp, w, m, n, k, bf16, p0, p1, r0, r1, kc, buf);
+}
+
+/** `gemm` with output rows `ldo` bytes apart. */
+function gemmStrided(
+  out: usize,
+  ldo: usize,
+  xp: usize,
+  w: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  bf16: i32,
+  p0: i32,
+  p1: i32,
+  r0: i32,
+  r1: i32,
+  kc: i32,
+  buf: usize,
+): void {
   if (m >= PAIRS_MIN_M && m <= PAIRS_MAX_M) {
-    if (bf16 === 0) gemmPairs<f32>(out, xp, w, m, n, k, p0, p1, r0, r1);
-    else gemmPairs<u16>(out, xp, w, m, n, k, p0, p1, r0, r1);
-  } else if (bf16 === 0) gemmPanels<f32>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
-  else if (buf === 0) gemmPanels<u16>(out, xp, w, m, n, k, p0, p1, r0, r1, kc);
-  else gemmWidened(out, xp, w, m, n, k, p0, p1, r0, r1, kc, buf);
+    if (bf16 === 0) gemmPairs<f32>(out, ldo, xp, w, m, n, k, p0, p1, r0, r1);
+    else gemmPairs<u16>(out, ldo, xp, w, m, n, k, p0, p1, r0, r1);
+  } else if (bf16 === 0) gemmPanels<f32>(out, ldo, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  else if (buf === 0) gemmPanels<u16>(out, ldo, xp, w, m, n, k, p0, p1, r0, r1, kc);
+  else gemmWidened(out, ldo, xp, w, m, n, k, p0, p1, r0, r1, kc, buf);
+}
+
+/** x bytes up to which the whole of k is one block (as the host's GEMM plan). */
+const HEADS_MAX_UNBLOCKED_X_BYTES: usize = 8 << 20;
+/** The k-block beyond that, and the longest k-block when bf16 panels are widened. */
+const HEADS_BLOCK_K: i32 = 1024;
+/** Rows from which bf16 panels are widened once per block (as the host's GEMM). */
+const HEADS_WIDEN_MIN_M: i32 = 16;
+
+/**
+ * Per-head GEMMs over a stack of packed weights, for the heads [h0, h1): out_h[m, n] = x_h[m, k] · W_hᵀ.
+ * Head h's weight is a packed [n, k] weight (layout above) at w + h·wHeadBytes; row i of x_h (k f32) is at
+ * x + h·xHeadBytes + i·ldx and row i of out_h (n f32) at out + h·outHeadBytes + i·ldo, so x and out may be
+ * strided views such as one head's columns of a [m, numHeads, headStride] activation.
+ * `xp`: this thread's packing scratch of m·k·4 bytes (unused when m = 1); `buf`: for bf16, this thread's
+ * widening buffer of HEADS_BLOCK_K·32 bytes, or 0.
+ */
+export function gemm_heads(
+  out: usize,
+  ldo: usize,
+  outHeadBytes: usize,
+  x: usize,
+  ldx: i32,
+  xHeadBytes: usize,
+  xp: usize,
+  w: usize,
+  wHeadBytes: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  bf16: i32,
+  h0: i32,
+  h1: i32,
+  buf: usize,
+): void {
+  const numPanels = (n + 7) >> 3;
+  const widen = bf16 !== 0 && buf !== 0 && m >= HEADS_WIDEN_MIN_M;
+  let kc = (<usize>m * <usize>k) << 2 <= HEADS_MAX_UNBLOCKED_X_BYTES ? k : HEADS_BLOCK_K;
+  if (widen) kc = min(kc, HEADS_BLOCK_K);
+  for (let h = h0; h < h1; h++) {
+    const xh = x + <usize>h * xHeadBytes;
+    let xph = xh;
+    // m = 1 reads x as it is (one contiguous row); otherwise x is packed into row tiles first.
+    if (m > 1) {
+      gemmPackX(xp, xh, m, k, ldx);
+      xph = xp;
+    }
+    gemmStrided(
+      out + <usize>h * outHeadBytes,
+      ldo,
+      xph,
+      w + <usize>h * wHeadBytes,
+      m,
+      n,
+      k,
+      bf16,
+      0,
+      numPanels,
+      0,
+      m,
+      kc,
+      widen ? buf : 0,
+    );
+  }
 }
 
 function gemmPanels<W>(
   out: usize,
+  ldo: usize,
   xp: usize,
   w: usize,
   m: i32,
@@ -148,7 +233,6 @@ function gemmPanels<W>(
   r1: i32,
   kc: i32,
 ): void {
-  const ldo = (<usize>n) << 2;
   const panelBytes = <usize>k * 8 * sizeof<W>();
   for (let kb = 0; kb < k; kb += kc) {
     const kl = min(kc, k - kb);
@@ -189,6 +273,7 @@ function gemmPanels<W>(
  */
 function gemmPairs<W>(
   out: usize,
+  ldo: usize,
   xp: usize,
   w: usize,
   m: i32,
@@ -199,7 +284,6 @@ function gemmPairs<W>(
   r0: i32,
   r1: i32,
 ): void {
-  const ldo = (<usize>n) << 2;
   const panelBytes = <usize>k * 8 * sizeof<W>();
   const lastRow = m & 1 ? m - 1 : -1;
   const xLast = xp + <usize>(m >> 1) * <usize>k * 8;
@@ -237,6 +321,7 @@ function gemmPairs<W>(
 /** bf16 weights, each panel block widened into `buf` first (see `gemm`). */
 function gemmWidened(
   out: usize,
+  ldo: usize,
   xp: usize,
   w: usize,
   m: i32,
@@ -249,7 +334,6 @@ function gemmWidened(
   kc: i32,
   buf: usize,
 ): void {
-  const ldo = (<usize>n) << 2;
   const panelBytes = <usize>k * 16;
   for (let kb = 0; kb < k; kb += kc) {
     const kl = min(kc, k - kb);

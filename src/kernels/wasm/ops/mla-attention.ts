@@ -67,6 +67,59 @@ export function mla_attention(
   }
 }
 
+/**
+ * `mla_attention` for the query rows [r0, r1) of a batch of sequences (row = token·numHeads + head, over
+ * the whole batch), so that threads can share one batch: sequence s owns the query tokens
+ * [seqStarts[s], seqStarts[s + 1]) and its blocks are blockTables[s·maxBlocks ..]. `scaleBits`: the f32
+ * softmax scale's bit pattern. `out`, `q`, `cache`, `positions` as for `mla_attention` (whole batch);
+ * `seqStarts`: [numSeqs + 1] i32; `blockTables`: [numSeqs, maxBlocks] i32; `scratch`:
+ * `mla_attention_scratch_bytes(r1 − r0, 1)` bytes of this thread's own.
+ */
+export function mla_attention_batch(
+  out: usize,
+  q: usize,
+  cache: usize,
+  blockTables: usize,
+  maxBlocks: i32,
+  seqStarts: usize,
+  numSeqs: i32,
+  positions: usize,
+  numHeads: i32,
+  latentDim: i32,
+  ropeDim: i32,
+  blockSize: i32,
+  scaleBits: i32,
+  scratch: usize,
+  r0: i32,
+  r1: i32,
+): void {
+  const scale = reinterpret<f32>(scaleBits);
+  const entry = latentDim + ropeDim;
+  for (let s = 0; s < numSeqs; s++) {
+    const lo = max(r0, load<i32>(seqStarts + ((<usize>s) << 2)) * numHeads);
+    const hi = min(r1, load<i32>(seqStarts + ((<usize>(s + 1)) << 2)) * numHeads);
+    const blockTable = blockTables + ((<usize>s * <usize>maxBlocks) << 2);
+    for (let g = lo; g < hi; g += ROW_GROUP) {
+      const nr = min(ROW_GROUP, hi - g);
+      attendRowGroup(
+        out + ((<usize>g * <usize>latentDim) << 2),
+        q + ((<usize>g * <usize>entry) << 2),
+        cache,
+        blockTable,
+        positions,
+        g,
+        nr,
+        numHeads,
+        latentDim,
+        entry,
+        blockSize,
+        scale,
+        scratch,
+      );
+    }
+  }
+}
+
 /** Rows r0..r0+nr−1 (row = token·numHeads + head); `outBase`, `qBase` point at row r0. */
 function attendRowGroup(
   outBase: usize,
