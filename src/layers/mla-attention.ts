@@ -4,9 +4,10 @@
 // rotated rope key.
 
 import type { DeepseekConfig } from '../config/model-config.js';
-import type { LinearWeight } from '../kernels/kernels.js';
+import type { HeadLinearWeight, LinearWeight, RawWeight } from '../kernels/kernels.js';
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
+import type { AttentionMetadata } from './attention-metadata.js';
 import { evenShare, type ParallelPlan } from './parallel-plan.js';
 import type { RopeTables } from './rope.js';
 import { copyColumns } from './tensor-ops.js';
@@ -16,6 +17,7 @@ import {
   loadMatrix,
   loadVector,
   sliceRows,
+  stackRows,
   transposeRaw,
 } from './weight-loading.js';
 
@@ -37,10 +39,10 @@ export class MlaAttention {
   private readonly qBProj: LinearWeight | null;
   /** [latent] */
   private readonly kvANorm: Float32Array;
-  /** Per head: W_UKᵀ [latent, nope], absorbing the key up-projection into the query. */
-  private readonly wUkT: LinearWeight[];
-  /** Per head: W_UV [vDim, latent], the value up-projection applied after attention. */
-  private readonly wUv: LinearWeight[];
+  /** [numHeads][latent, nope]: W_UKᵀ per head, absorbing the key up-projection into the query. */
+  private readonly wUkT: HeadLinearWeight;
+  /** [numHeads][vDim, latent]: W_UV per head, the value up-projection applied after attention. */
+  private readonly wUv: HeadLinearWeight;
   /** [hidden, numHeads·vDim] */
   private readonly oProj: LinearWeight;
 
@@ -89,22 +91,29 @@ export class MlaAttention {
     this.kvANorm = loadVector(ctx, `${prefix}.kv_a_layernorm.weight`, this.latent);
     // kv_b_proj: [H · (nope + vDim), latent]; head h's rows are its W_UK (nope rows) then W_UV (vDim rows).
     const kvB = loadMatrix(ctx, `${prefix}.kv_b_proj.weight`, H * (this.nope + this.vDim), this.latent);
-    this.wUkT = [];
-    this.wUv = [];
+    const perHead = this.nope + this.vDim;
+    const ukT: RawWeight[] = [];
+    const uv: RawWeight[] = [];
     for (let h = 0; h < this.numHeads; h++) {
-      const base = (heads.start + h) * (this.nope + this.vDim);
-      const wUk = sliceRows(kvB, this.latent, base, this.nope);
-      this.wUkT.push(
-        ctx.kernels.prepareLinear(
-          transposeRaw(wUk, this.nope, this.latent),
-          this.latent,
-          this.nope,
-          ctx.weightDType,
-        ),
-      );
-      const wUv = sliceRows(kvB, this.latent, base + this.nope, this.vDim);
-      this.wUv.push(ctx.kernels.prepareLinear(wUv, this.vDim, this.latent, ctx.weightDType));
+      const base = (heads.start + h) * perHead;
+      ukT.push(transposeRaw(sliceRows(kvB, this.latent, base, this.nope), this.nope, this.latent));
+      uv.push(sliceRows(kvB, this.latent, base + this.nope, this.vDim));
     }
+    const headElems = this.nope * this.latent;
+    this.wUkT = ctx.kernels.prepareHeadLinear(
+      stackRows(ukT, this.numHeads * headElems),
+      this.numHeads,
+      this.latent,
+      this.nope,
+      ctx.weightDType,
+    );
+    this.wUv = ctx.kernels.prepareHeadLinear(
+      stackRows(uv, this.numHeads * this.vDim * this.latent),
+      this.numHeads,
+      this.vDim,
+      this.latent,
+      ctx.weightDType,
+    );
     // Row-parallel: this rank's heads' value features; the partial outputs are summed across ranks.
     this.oProj = loadLinear(ctx, [{ name: `${prefix}.o_proj.weight`, rows: hidden }], H * this.vDim, {
       start: heads.start * this.vDim,
@@ -117,7 +126,13 @@ export class MlaAttention {
    * into `cache` layer `layer` before attending. Returns [T, hidden], the output projection's partial
    * sum (a tensor-parallel all-reduce follows in the decoder layer).
    */
-  forward(x: Float32Array, batch: ForwardBatch, cache: MlaKvCache, layer: number): Float32Array {
+  forward(
+    x: Float32Array,
+    batch: ForwardBatch,
+    cache: MlaKvCache,
+    layer: number,
+    meta: AttentionMetadata,
+  ): Float32Array {
     const k = this.ctx.kernels;
     const T = batch.numTokens;
     const H = this.numHeads;
@@ -130,7 +145,7 @@ export class MlaAttention {
     k.linear(fused, x, this.inProj, T);
 
     // q: [T, H, qHead]
-    let q = new Float32Array(T * H * this.qHead);
+    const q = new Float32Array(T * H * this.qHead);
     if (this.qLora !== null) {
       const qa = new Float32Array(T * this.qLora);
       copyColumns(qa, this.qLora, 0, fused, inWidth, 0, T, this.qLora);
@@ -156,56 +171,35 @@ export class MlaAttention {
 
     k.rope(q, batch.positions, cos, sin, T, H, this.qHead, this.nope, this.rope);
 
-    // Absorbed query per head: [q_nope · W_UK, q_rope], laid out [T, H, entry].
+    // Absorbed query [T, H, entry]: q_nope · W_UK per head, then the rotated q_rope.
     const qAttn = new Float32Array(T * H * entry);
-    const qNopeH = new Float32Array(T * this.nope);
-    const qLatH = new Float32Array(T * this.latent);
-    for (let h = 0; h < H; h++) {
-      copyColumns(qNopeH, this.nope, 0, q, H * this.qHead, h * this.qHead, T, this.nope);
-      k.linear(qLatH, qNopeH, this.wUkT[h]!, T);
-      copyColumns(qAttn, H * entry, h * entry, qLatH, this.latent, 0, T, this.latent);
-      copyColumns(
-        qAttn,
-        H * entry,
-        h * entry + this.latent,
-        q,
-        H * this.qHead,
-        h * this.qHead + this.nope,
-        T,
-        this.rope,
-      );
+    k.headLinear(qAttn, entry, 0, q, this.qHead, 0, this.wUkT, T);
+    for (let r = 0; r < T * H; r++) {
+      const from = r * this.qHead + this.nope;
+      qAttn.set(q.subarray(from, from + this.rope), r * entry + this.latent);
     }
-    q = qAttn;
 
-    // Attention per sequence over the paged latent cache: [T, H, latent].
+    // Attention of every sequence over the paged latent cache: [T, H, latent].
     const outLat = new Float32Array(T * H * this.latent);
-    for (const s of batch.seqs) {
-      const a = s.queryStart;
-      const b = a + s.queryLen;
-      k.mlaAttention(
-        outLat.subarray(a * H * this.latent, b * H * this.latent),
-        q.subarray(a * H * entry, b * H * entry),
-        layerCache,
-        s.blockTable,
-        batch.positions.subarray(a, b),
-        s.queryLen,
-        H,
-        this.latent,
-        this.rope,
-        cache.blockSize,
-        this.softmaxScale,
-      );
-    }
+    k.mlaAttentionBatch(
+      outLat,
+      qAttn,
+      layerCache,
+      meta.blockTables,
+      meta.maxBlocksPerSeq,
+      meta.seqStarts,
+      batch.positions,
+      meta.numSeqs,
+      H,
+      this.latent,
+      this.rope,
+      cache.blockSize,
+      this.softmaxScale,
+    );
 
-    // Value up-projection per head, then the output projection.
+    // Value up-projection per head [T, H, vDim], then the output projection.
     const attn = new Float32Array(T * H * this.vDim);
-    const latH = new Float32Array(T * this.latent);
-    const vH = new Float32Array(T * this.vDim);
-    for (let h = 0; h < H; h++) {
-      copyColumns(latH, this.latent, 0, outLat, H * this.latent, h * this.latent, T, this.latent);
-      k.linear(vH, latH, this.wUv[h]!, T);
-      copyColumns(attn, H * this.vDim, h * this.vDim, vH, this.vDim, 0, T, this.vDim);
-    }
+    k.headLinear(attn, this.vDim, 0, outLat, this.latent, 0, this.wUv, T);
     const out = new Float32Array(T * hidden);
     k.linear(out, attn, this.oProj, T);
     return out;

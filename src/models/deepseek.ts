@@ -6,6 +6,7 @@
 import { type DeepseekConfig, isMoeLayer } from '../config/model-config.js';
 import { type Communicator, SingleRankCommunicator } from '../distributed/communicator.js';
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
+import { type AttentionMetadata, buildAttentionMetadata } from '../layers/attention-metadata.js';
 import { GatedMlp } from '../layers/gated-mlp.js';
 import { MlaAttention } from '../layers/mla-attention.js';
 import { Moe } from '../layers/moe.js';
@@ -92,6 +93,7 @@ class DecoderLayer {
     comm: Communicator,
     x: Float32Array,
     batch: ForwardBatch,
+    meta: AttentionMetadata,
     cache: MlaKvCache,
     observer: ForwardObserver | undefined,
   ): Promise<void> {
@@ -102,7 +104,7 @@ class DecoderLayer {
     const h = new Float32Array(T * H);
 
     kernels.rmsNorm(h, x, this.inputNorm, T, H, eps);
-    const attnOut = this.attn.forward(h, batch, cache, this.index);
+    const attnOut = this.attn.forward(h, batch, cache, this.index, meta);
     // Communication point: tensor-parallel all-reduce of the attention output projection.
     await comm.allReduce(attnOut).wait();
     observer?.onActivation?.(`layers.${this.index}.attn_out`, attnOut);
@@ -208,7 +210,8 @@ export class DeepseekForCausalLM {
     // Communication point: vocabulary-parallel embedding (each rank filled only its vocabulary rows).
     await comm.allReduce(x).wait();
     observer?.onActivation?.('embed', x);
-    for (const layer of this.layers) await layer.forward(this.kernels, comm, x, batch, cache, observer);
+    const meta = buildAttentionMetadata(batch, cache.blockSize);
+    for (const layer of this.layers) await layer.forward(this.kernels, comm, x, batch, meta, cache, observer);
 
     const R = batch.logitsIndices.length;
     const rows = new Float32Array(R * H);
