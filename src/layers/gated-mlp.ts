@@ -4,6 +4,9 @@
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import { type LoadContext, loadLinear, type Slice } from './weight-loading.js';
 
+/** Bytes of intermediate activations ([rows, 3·intermediate] f32) one chunk of rows may take. */
+const MAX_INTERMEDIATE_BYTES = 32 * 1024 * 1024;
+
 export class GatedMlp {
   /** Intermediate features on this rank. */
   readonly intermediate: number;
@@ -41,10 +44,18 @@ export class GatedMlp {
 
   /** out[T, hidden] = down(silu(gate(x)) · up(x)); `x`: [T, hidden]. */
   forward(kernels: Kernels, out: Float32Array, x: Float32Array, T: number): void {
-    const gu = new Float32Array(T * 2 * this.intermediate);
-    kernels.linear(gu, x, this.gateUp, T);
-    const act = new Float32Array(T * this.intermediate);
-    kernels.siluAndMul(act, gu, T, this.intermediate);
-    kernels.linear(out, act, this.down, T);
+    const I = this.intermediate;
+    const H = this.hidden;
+    // Rows in chunks, so that a long prefill's intermediate activations stay bounded (a dense layer's
+    // [T, 2·intermediate] is hundreds of MB at T = 2048); chunks of ≥ 64 rows keep the GEMMs efficient.
+    const rows = Math.min(T, Math.max(64, Math.floor(MAX_INTERMEDIATE_BYTES / (12 * I))));
+    const gu = new Float32Array(rows * 2 * I);
+    const act = new Float32Array(rows * I);
+    for (let r0 = 0; r0 < T; r0 += rows) {
+      const n = Math.min(rows, T - r0);
+      kernels.linear(gu, x.subarray(r0 * H, (r0 + n) * H), this.gateUp, n);
+      kernels.siluAndMul(act, gu, n, I);
+      kernels.linear(out.subarray(r0 * H, (r0 + n) * H), act, this.down, n);
+    }
   }
 }

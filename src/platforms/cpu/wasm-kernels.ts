@@ -89,6 +89,8 @@ const WIDEN_MIN_M = 16;
 const WIDEN_MAX_K = 2048;
 /** First size of the operator kernels' scratch region (grows on demand). */
 const OPS_REGION_BYTES = 4 * 1024 * 1024;
+/** Row-wise operators copy at most this many bytes per call through scratch (larger calls go by chunks). */
+const OPS_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Room the primary arena keeps free of weights: operator scratch growth and later `allocate`s. */
 const PRIMARY_RESERVE_BYTES = 512 * 1024 * 1024;
 
@@ -611,15 +613,25 @@ export class WasmKernels implements Kernels {
   }
 
   rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
-    this.withOps((o) => o.rmsNorm(out, x, weight, m, d, eps));
+    this.byRows(m, this.outsideBytes([out, d], [x, d]), (r0, r1) =>
+      this.withOps((o) =>
+        o.rmsNorm(out.subarray(r0 * d, r1 * d), x.subarray(r0 * d, r1 * d), weight, r1 - r0, d, eps),
+      ),
+    );
   }
 
   siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void {
-    this.withOps((o) => o.siluAndMul(out, gateUp, m, d));
+    this.byRows(m, this.outsideBytes([out, d], [gateUp, 2 * d]), (r0, r1) =>
+      this.withOps((o) =>
+        o.siluAndMul(out.subarray(r0 * d, r1 * d), gateUp.subarray(r0 * 2 * d, r1 * 2 * d), r1 - r0, d),
+      ),
+    );
   }
 
   softmax(x: Float32Array, m: number, n: number): void {
-    this.withOps((o) => o.softmax(x, m, n));
+    this.byRows(m, this.outsideBytes([x, n]), (r0, r1) =>
+      this.withOps((o) => o.softmax(x.subarray(r0 * n, r1 * n), r1 - r0, n)),
+    );
   }
 
   rope(
@@ -633,7 +645,22 @@ export class WasmKernels implements Kernels {
     offset: number,
     rotaryDim: number,
   ): void {
-    this.withOps((o) => o.rope(x, positions, cos, sin, m, numHeads, headStride, offset, rotaryDim));
+    const rowElems = numHeads * headStride;
+    this.byRows(m, this.outsideBytes([x, rowElems], [positions, 1]), (r0, r1) =>
+      this.withOps((o) =>
+        o.rope(
+          x.subarray(r0 * rowElems, r1 * rowElems),
+          positions.subarray(r0, r1),
+          cos,
+          sin,
+          r1 - r0,
+          numHeads,
+          headStride,
+          offset,
+          rotaryDim,
+        ),
+      ),
+    );
   }
 
   mlaAttention(
@@ -667,7 +694,40 @@ export class WasmKernels implements Kernels {
   }
 
   topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void {
-    this.withOps((o) => o.topK(outIdx, outVal, x, m, n, k));
+    this.byRows(m, this.outsideBytes([outIdx, k], [outVal, k], [x, n]), (r0, r1) =>
+      this.withOps((o) =>
+        o.topK(
+          outIdx.subarray(r0 * k, r1 * k),
+          outVal.subarray(r0 * k, r1 * k),
+          x.subarray(r0 * n, r1 * n),
+          r1 - r0,
+          n,
+          k,
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Runs a row-wise operator over rows [0, m) in chunks small enough that the arrays it copies (`rowBytes`
+   * per row) take at most OPS_CHUNK_BYTES of scratch: a large prefill's activations then never need a
+   * scratch region larger than that.
+   */
+  private byRows(m: number, rowBytes: number, run: (r0: number, r1: number) => void): void {
+    if (!(m * rowBytes > OPS_CHUNK_BYTES) || !Number.isInteger(m)) {
+      run(0, m);
+      return;
+    }
+    const rows = Math.max(1, Math.floor(OPS_CHUNK_BYTES / rowBytes));
+    for (let r0 = 0; r0 < m; r0 += rows) run(r0, Math.min(m, r0 + rows));
+  }
+
+  /** Bytes per row of the arrays (each with its elements per row) that live outside the primary memory. */
+  private outsideBytes(...arrays: [ArrayBufferView, number][]): number {
+    const primary = this.arenas[0];
+    let bytes = 0;
+    for (const [a, perRow] of arrays) if (!primary?.owns(a)) bytes += perRow * 4;
+    return bytes;
   }
 
   /**
