@@ -22,7 +22,15 @@
 // Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -162,16 +170,59 @@ function cpuJiffies(): { busy: number; total: number } | null {
   return { busy: total - f[3]! - (f[4] ?? 0), total };
 }
 
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return r.status === 0 && n > 0 ? n : 100;
+})();
+
 /** CPU jiffies (user + system, all threads) used so far by process `pid`, or null once it is gone. */
-function processJiffies(pid: number | undefined): number | null {
+function processJiffies(pid: number | undefined, path = `/proc/${pid}/stat`): number | null {
   if (pid === undefined) return null;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch {
     return null;
   }
+}
+
+/** CPU jiffies of each thread of process `pid` (empty once it is gone). */
+function threadJiffies(pid: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  if (pid === undefined) return out;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const j = processJiffies(Number(tid), `/proc/${pid}/task/${tid}/stat`);
+      if (j !== null) out.set(tid, j);
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/**
+ * CPU ms between two snapshots, summed over processes: their `computePerProcess` busiest threads (the
+ * ranks' compute threads) and the rest.
+ */
+function threadCpuMs(
+  before: readonly Map<string, number>[],
+  after: readonly Map<string, number>[],
+  computePerProcess: number,
+): { compute: number; other: number } {
+  let compute = 0;
+  let other = 0;
+  after.forEach((threads, i) => {
+    const deltas = [...threads].map(([tid, j]) => j - (before[i]?.get(tid) ?? 0)).sort((a, b) => b - a);
+    const top = deltas.slice(0, computePerProcess).reduce((a, b) => a + b, 0);
+    compute += top;
+    other += deltas.reduce((a, b) => a + b, 0) - top;
+  });
+  const ms = 1000 / CLOCK_TICKS;
+  return { compute: compute * ms, other: other * ms };
 }
 
 /**
@@ -181,11 +232,12 @@ function processJiffies(pid: number | undefined): number | null {
 class ForeignLoad {
   private readonly start = cpuJiffies();
   private readonly last = new Map<number, number>();
-  private readonly timer = setInterval(() => this.sample(), 250);
+  private readonly timer = setInterval(() => this.sample(), 100);
 
   constructor(private readonly pids: () => (number | undefined)[]) {}
 
-  private sample(): void {
+  /** Reads the CPU used so far by the run's processes. */
+  sample(): void {
     for (const pid of this.pids()) {
       const j = processJiffies(pid);
       if (pid !== undefined && j !== null) this.last.set(pid, j);
@@ -248,6 +300,13 @@ interface RunResult {
   readonly foreignCores: number;
   /** Busy fraction of the machine just before the run (after waiting for it to be quiet). */
   readonly busyBefore: number;
+  /**
+   * CPU milliseconds per step of `inputLen` tokens (warm-up steps included) of the servers' compute
+   * threads (the busiest thread of each server process), and of all their other threads (communication
+   * threads, the HTTP server, garbage collection), while the client ran.
+   */
+  readonly computeThreadsCpuMs: number;
+  readonly otherThreadsCpuMs: number;
 }
 
 function modelFlags(): string[] {
@@ -366,6 +425,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
       baseUrl = `http://127.0.0.1:${port}`;
     }
     await waitForLine(servers[0]!, headLog, 'serving model', 180_000);
+    const threadsAtReady = servers.map((p) => threadJiffies(p.pid));
 
     const resultFile = 'bench.json';
     const benchLog = join(dir, 'bench.log');
@@ -407,8 +467,14 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
     );
     servers.push(client);
     if (!(await exited(client, 600_000))) throw new Error(`duet bench serve did not finish; see ${benchLog}`);
-    if (client.exitCode !== 0)
+    if (client.exitCode !== 0) {
       throw new Error(`duet bench serve failed (${client.exitCode}); see ${benchLog}`);
+    }
+    const cpu = threadCpuMs(
+      threadsAtReady,
+      servers.slice(0, -1).map((p) => threadJiffies(p.pid)),
+      spec.layout.kind === 'testbed' ? 1 : spec.layout.tp,
+    );
     const result = JSON.parse(readFileSync(join(dir, resultFile), 'utf8')) as {
       completed: number;
       duration: number;
@@ -420,7 +486,9 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
     for (const s of servers.slice(1, -1)) {
       if (!(await exited(s, 20_000))) await stop(s);
     }
-    const ranks = readTraceDir(traceDir, numRanks).map((r) => r.slice(numWarmups));
+    const all = readTraceDir(traceDir, numRanks);
+    const allTokens = all[0]!.reduce((t, st) => t + st.tokens, 0);
+    const ranks = all.map((r) => r.slice(numWarmups));
     const steps = combineRanks(ranks);
     return {
       spec,
@@ -431,6 +499,8 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
       ttfts: result.ttfts.filter((_, i) => !result.errors[i]),
       foreignCores: foreign.finish(),
       busyBefore: quietBusy,
+      computeThreadsCpuMs: (cpu.compute / allTokens) * inputLen,
+      otherThreadsCpuMs: (cpu.other / allTokens) * inputLen,
     };
   } finally {
     foreign.finish();
@@ -472,6 +542,9 @@ interface Figures {
   readonly p90TtftMs: number;
   /** Mean over the runs of the cores other work on the machine used. */
   readonly foreignCores: number;
+  /** CPU per step of the compute threads and of the servers' other threads (ms, summed over hosts). */
+  readonly computeThreadsCpuMs: number;
+  readonly otherThreadsCpuMs: number;
 }
 
 /** vLLM's percentile (linear interpolation between closest ranks, as numpy). */
@@ -498,6 +571,8 @@ function figures(runs: readonly RunResult[]): Figures {
     meanTtftMs: ttfts.reduce((a, b) => a + b, 0) / Math.max(1, ttfts.length),
     p90TtftMs: percentile(ttfts, 90),
     foreignCores: runs.reduce((a, r) => a + r.foreignCores, 0) / runs.length,
+    computeThreadsCpuMs: runs.reduce((a, r) => a + r.computeThreadsCpuMs, 0) / runs.length,
+    otherThreadsCpuMs: runs.reduce((a, r) => a + r.otherThreadsCpuMs, 0) / runs.length,
   };
 }
 
@@ -507,7 +582,14 @@ interface Comparison {
   /** T_comm = T_off − T_compute(off). */
   readonly commMs: number;
   readonly commShare: number;
+  /** (T_off − T_on) / (T_off − max(T_compute, T_comm)); NaN when there is (almost) nothing to hide. */
   readonly efficiency: number;
+  /**
+   * This machine's floor for a step with DBO: the CPU per step of the DBO run's server threads spread over
+   * all cores (an upper estimate: part of the non-compute threads' work falls between steps). On one small
+   * machine hosting both "hosts", the communication threads compete with the compute threads for cores.
+   */
+  readonly cpuFloorMs: number;
   /** T_on / T_off − 1 (negative: DBO is faster). */
   readonly slowdown: number;
 }
@@ -520,7 +602,9 @@ function compare(off: Figures, on: Figures): Comparison {
     on,
     commMs,
     commShare: commMs / off.stepMs,
-    efficiency: ideal > 0 ? (off.stepMs - on.stepMs) / ideal : Number.NaN,
+    // Below 5% of a step the ratio is noise over noise.
+    efficiency: ideal > 0.05 * off.stepMs ? (off.stepMs - on.stepMs) / ideal : Number.NaN,
+    cpuFloorMs: (on.computeThreadsCpuMs + on.otherThreadsCpuMs) / os.availableParallelism(),
     slowdown: on.stepMs / off.stepMs - 1,
   };
 }
@@ -555,6 +639,18 @@ function printComparison(title: string, c: Comparison): void {
     `${c.off.numSteps} (${c.off.numSplit})`,
     `${c.on.numSteps} (${c.on.numSplit})`,
   );
+  row(
+    'CPU per step: compute threads (ms)',
+    f1(c.off.computeThreadsCpuMs),
+    f1(c.on.computeThreadsCpuMs),
+    'all ranks',
+  );
+  row(
+    'CPU per step: other server threads (ms)',
+    f1(c.off.otherThreadsCpuMs),
+    f1(c.on.otherThreadsCpuMs),
+    'communication, HTTP, GC; all ranks',
+  );
   row('other work on the machine (cores)', f2(c.off.foreignCores), f2(c.on.foreignCores), 'noise');
   say(
     `  T_compute ${f1(c.off.computeMs)} ms, T_comm ${f1(c.commMs)} ms (${pct(c.commShare)} of a step without DBO), ` +
@@ -563,6 +659,10 @@ function printComparison(title: string, c: Comparison): void {
   say(
     `  overlap efficiency (T_off − T_on) / (T_off − max(T_compute, T_comm)) = ${f2(c.efficiency)}` +
       `   (DBO ${c.slowdown <= 0 ? `${pct(-c.slowdown)} faster` : `${pct(c.slowdown)} slower`} per step)`,
+  );
+  say(
+    `  CPU floor of this machine with DBO: (compute + other threads' CPU) / ${os.availableParallelism()} cores ` +
+      `≈ ${f1(c.cpuFloorMs)} ms per step (T_on ${f1(c.on.stepMs)} ms)`,
   );
   say();
 }
@@ -712,7 +812,8 @@ if (why !== undefined) {
       caption: [
         `Two testbed hosts, ${bw} mbit/s link, -tp 2, moe_comm ${moeComm}, prompts of ${inputLen} tokens; median steps of rank 0.`,
         `Over all steps: T_compute ${f1(c.off.computeMs)} ms, T_comm ${f1(c.commMs)} ms (${pct(c.commShare)}), ` +
-          `T_off ${f1(c.off.stepMs)} ms, T_on ${f1(c.on.stepMs)} ms, overlap efficiency ${f2(c.efficiency)}.`,
+          `T_off ${f1(c.off.stepMs)} ms, T_on ${f1(c.on.stepMs)} ms, overlap efficiency ${f2(c.efficiency)}; ` +
+          `CPU floor with DBO ≈ ${f1(c.cpuFloorMs)} ms.`,
       ],
     };
   }
