@@ -62,6 +62,9 @@ export interface Kernels {
    */
   allocate(n: number): Float32Array;
 
+  /** Returns a buffer from `allocate` (the array must not be used afterwards). */
+  free(a: Float32Array): void;
+
   /** out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. */
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void;
 

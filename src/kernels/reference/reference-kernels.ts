@@ -67,6 +67,8 @@ export class ReferenceKernels implements Kernels {
     return new Float32Array(n);
   }
 
+  free(_a: Float32Array): void {}
+
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
     const { n, k, data } = w as ReferenceLinear;
     for (let i = 0; i < m; i++) {

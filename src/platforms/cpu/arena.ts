@@ -4,7 +4,9 @@
 //
 // Growing a shared memory gives `memory.buffer` a new SharedArrayBuffer object over the same bytes (old
 // views stay valid), so "does this array live here" is answered by the set of every buffer object the
-// memory has had, not by comparing with the current one.
+// memory has had, not by comparing with the current one. V8 may also swap in a new object of the same
+// length some time after a grow (when the threads sharing the memory are told of it), so the current
+// object is noted whenever this class hands out a view or answers `owns`.
 
 import { ArenaAllocator } from './arena-allocator.js';
 import {
@@ -35,8 +37,10 @@ export class Arena {
   /** The main thread's instance of the kernel module on this memory. */
   readonly instance: WebAssembly.Instance;
   readonly gemm: GemmExports;
-  /** Every SharedArrayBuffer object this memory has had (one per grow). */
+  /** Every SharedArrayBuffer object this memory has had (at least one per grow). */
   private readonly buffers = new Set<ArrayBufferLike>();
+  /** The buffer object last noted. */
+  private lastBuffer: ArrayBufferLike;
   /** The scratch block for activations copied in and results copied out (grows on demand). */
   private scratchStart = -1;
   private scratchBytes = 0;
@@ -51,7 +55,8 @@ export class Arena {
     const maxPages = Math.floor(limitBytes / WASM_PAGE_BYTES);
     const initialPages = Math.ceil(STATIC_RESERVE_BYTES / WASM_PAGE_BYTES);
     this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: maxPages, shared: true });
-    this.buffers.add(this.memory.buffer);
+    this.lastBuffer = this.memory.buffer;
+    this.buffers.add(this.lastBuffer);
     this.allocator = new ArenaAllocator(STATIC_RESERVE_BYTES, maxPages * WASM_PAGE_BYTES);
     this.instance = instantiateKernels(module, this.memory);
     this.gemm = gemmExports(this.instance);
@@ -64,7 +69,7 @@ export class Arena {
 
   /** Whether `a` is a view of this arena's memory (so the kernels can use it without a copy). */
   owns(a: ArrayBufferView): boolean {
-    return this.buffers.has(a.buffer);
+    return this.buffers.has(a.buffer) || this.noteBuffer() === a.buffer;
   }
 
   /**
@@ -92,12 +97,22 @@ export class Arena {
 
   /** A float32 view of `n` elements at byte offset `start`. */
   f32(start: number, n: number): Float32Array {
-    return new Float32Array(this.memory.buffer, start, n);
+    return new Float32Array(this.noteBuffer(), start, n);
   }
 
   /** A uint16 view of `n` elements at byte offset `start`. */
   u16(start: number, n: number): Uint16Array {
-    return new Uint16Array(this.memory.buffer, start, n);
+    return new Uint16Array(this.noteBuffer(), start, n);
+  }
+
+  /** The memory's current buffer object, added to the set of this memory's buffers if it is new. */
+  private noteBuffer(): ArrayBufferLike {
+    const b = this.memory.buffer;
+    if (b !== this.lastBuffer) {
+      this.buffers.add(b);
+      this.lastBuffer = b;
+    }
+    return b;
   }
 
   /** The offset of a scratch block of at least `bytes`, valid until the next call (not cleared). */
@@ -123,6 +138,6 @@ export class Arena {
     const target = Math.min(maxBytes, Math.max(bytes, cur + MIN_GROW_BYTES, cur + (cur >> 3)));
     const pages = Math.ceil((target - cur) / WASM_PAGE_BYTES);
     this.memory.grow(pages);
-    this.buffers.add(this.memory.buffer);
+    this.noteBuffer();
   }
 }

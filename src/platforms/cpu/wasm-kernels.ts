@@ -284,6 +284,15 @@ export class WasmKernels implements Kernels {
     return a;
   }
 
+  free(a: Float32Array): void {
+    this.checkLive();
+    const primary = this.arenas[0]!;
+    if (!primary.owns(a) || primary.allocator.sizeOf(a.byteOffset) === undefined) {
+      throw new WasmKernelsError('free: the array was not handed out by allocate (or was freed already)');
+    }
+    primary.release(a.byteOffset);
+  }
+
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
     this.checkLive();
     const lw = this.own(w);

@@ -61,4 +61,30 @@ describe('wasm kernels allocate', () => {
       await kernels.dispose();
     }
   });
+
+  it('recognises and frees every array it handed out, across grows seen by worker threads', async () => {
+    const kernels = await createWasmKernels({ numThreads: 2, minSecondsPerThread: 0 });
+    try {
+      // A two-thread GEMM first, so that the worker has its own instance on the primary memory (V8 then
+      // tells it of each grow, and may hand the main thread a fresh buffer object of the same length).
+      const lw = kernels.prepareLinear({ dtype: 'f32', data: randomF32(64 * 64, 1) }, 64, 64, 'f32');
+      kernels.linear(new Float32Array(4 * 64), randomF32(4 * 64, 2), lw, 4);
+      const held: Float32Array[] = [];
+      for (let i = 0; i < 24; i++) {
+        held.push(kernels.allocate(1 << 20)); // 4 MiB: the memory grows every few rounds
+        kernels.linear(new Float32Array(4 * 64), randomF32(4 * 64, 3), lw, 4);
+        const small = kernels.allocate(100);
+        assert.ok(kernels.isInArena(small), `round ${i}: a fresh allocation is in the arena`);
+        kernels.free(small);
+      }
+      for (const a of held) {
+        assert.ok(kernels.isInArena(a));
+        kernels.free(a);
+      }
+      assert.throws(() => kernels.free(held[0]!), /not handed out by allocate \(or was freed already\)/);
+      assert.throws(() => kernels.free(new Float32Array(4)), /not handed out by allocate/);
+    } finally {
+      await kernels.dispose();
+    }
+  });
 });
