@@ -2,6 +2,7 @@
 // expert: down(silu(gate(x)) · up(x)), with gate and up fused into one GEMM.
 
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
+import { Scratch } from './scratch.js';
 import { type LoadContext, loadLinear, type Slice } from './weight-loading.js';
 
 /** Bytes of intermediate activations ([rows, 3·intermediate] f32) one chunk of rows may take. */
@@ -14,6 +15,7 @@ export class GatedMlp {
   private readonly gateUp: LinearWeight;
   /** [hidden, intermediate] */
   private readonly down: LinearWeight;
+  private readonly scratch: Scratch;
 
   constructor(
     ctx: LoadContext,
@@ -23,6 +25,7 @@ export class GatedMlp {
     /** This rank's intermediate features (tensor parallel); all when absent. */
     shard?: Slice,
   ) {
+    this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
     const take = shard ?? { start: 0, count: fullIntermediate };
     this.intermediate = take.count;
     // Column-parallel gate and up, row-parallel down: partial outputs are summed across ranks.
@@ -49,8 +52,8 @@ export class GatedMlp {
     // Rows in chunks, so that a long prefill's intermediate activations stay bounded (a dense layer's
     // [T, 2·intermediate] is hundreds of MB at T = 2048); chunks of ≥ 64 rows keep the GEMMs efficient.
     const rows = Math.min(T, Math.max(64, Math.floor(MAX_INTERMEDIATE_BYTES / (12 * I))));
-    const gu = new Float32Array(rows * 2 * I);
-    const act = new Float32Array(rows * I);
+    const gu = this.scratch.get('mlp.gateUp', rows * 2 * I);
+    const act = this.scratch.get('mlp.act', rows * I);
     for (let r0 = 0; r0 < T; r0 += rows) {
       const n = Math.min(rows, T - r0);
       kernels.linear(gu, x.subarray(r0 * H, (r0 + n) * H), this.gateUp, n);

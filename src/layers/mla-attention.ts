@@ -10,6 +10,7 @@ import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import type { AttentionMetadata } from './attention-metadata.js';
 import { evenShare, type ParallelPlan } from './parallel-plan.js';
 import type { RopeTables } from './rope.js';
+import { Scratch } from './scratch.js';
 import { copyColumns } from './tensor-ops.js';
 import {
   type LoadContext,
@@ -45,6 +46,7 @@ export class MlaAttention {
   private readonly wUv: HeadLinearWeight;
   /** [hidden, numHeads·vDim] */
   private readonly oProj: LinearWeight;
+  private readonly scratch: Scratch;
 
   constructor(
     private readonly ctx: LoadContext,
@@ -55,6 +57,7 @@ export class MlaAttention {
     plan: ParallelPlan,
   ) {
     const c = config;
+    this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
     const heads = evenShare(c.numAttentionHeads, plan.rank, plan.size, 'num_attention_heads');
     this.numHeads = heads.count;
     this.nope = c.qkNopeHeadDim;
@@ -134,6 +137,8 @@ export class MlaAttention {
     meta: AttentionMetadata,
   ): Float32Array {
     const k = this.ctx.kernels;
+    // Everything but the returned output is scratch: this method never awaits.
+    const sc = this.scratch;
     const T = batch.numTokens;
     const H = this.numHeads;
     const hidden = this.config.hiddenSize;
@@ -141,13 +146,13 @@ export class MlaAttention {
     const qRows = this.qLora ?? H * this.qHead;
     const inWidth = qRows + entry;
 
-    const fused = new Float32Array(T * inWidth);
+    const fused = sc.get('attn.fused', T * inWidth);
     k.linear(fused, x, this.inProj, T);
 
     // q: [T, H, qHead]
-    const q = new Float32Array(T * H * this.qHead);
+    const q = sc.get('attn.q', T * H * this.qHead);
     if (this.qLora !== null) {
-      const qa = new Float32Array(T * this.qLora);
+      const qa = sc.get('attn.qa', T * this.qLora);
       copyColumns(qa, this.qLora, 0, fused, inWidth, 0, T, this.qLora);
       k.rmsNorm(qa, qa, this.qANorm!, T, this.qLora, this.config.rmsNormEps);
       k.linear(q, qa, this.qBProj!, T);
@@ -156,10 +161,10 @@ export class MlaAttention {
     }
 
     // The token's cache entry: normalised latent, then rotated rope key. kv: [T, entry]
-    const lat = new Float32Array(T * this.latent);
+    const lat = sc.get('attn.lat', T * this.latent);
     copyColumns(lat, this.latent, 0, fused, inWidth, qRows, T, this.latent);
     k.rmsNorm(lat, lat, this.kvANorm, T, this.latent, this.config.rmsNormEps);
-    const kv = new Float32Array(T * entry);
+    const kv = sc.get('attn.kv', T * entry);
     copyColumns(kv, entry, 0, lat, this.latent, 0, T, this.latent);
     copyColumns(kv, entry, this.latent, fused, inWidth, qRows + this.latent, T, this.rope);
     const { cos, sin } = this.ropeTables;
@@ -172,7 +177,7 @@ export class MlaAttention {
     k.rope(q, batch.positions, cos, sin, T, H, this.qHead, this.nope, this.rope);
 
     // Absorbed query [T, H, entry]: q_nope · W_UK per head, then the rotated q_rope.
-    const qAttn = new Float32Array(T * H * entry);
+    const qAttn = sc.get('attn.qAttn', T * H * entry);
     k.headLinear(qAttn, entry, 0, q, this.qHead, 0, this.wUkT, T);
     for (let r = 0; r < T * H; r++) {
       const from = r * this.qHead + this.nope;
@@ -180,7 +185,7 @@ export class MlaAttention {
     }
 
     // Attention of every sequence over the paged latent cache: [T, H, latent].
-    const outLat = new Float32Array(T * H * this.latent);
+    const outLat = sc.get('attn.outLat', T * H * this.latent);
     k.mlaAttentionBatch(
       outLat,
       qAttn,
@@ -198,7 +203,7 @@ export class MlaAttention {
     );
 
     // Value up-projection per head [T, H, vDim], then the output projection.
-    const attn = new Float32Array(T * H * this.vDim);
+    const attn = sc.get('attn.values', T * H * this.vDim);
     k.headLinear(attn, this.vDim, 0, outLat, this.latent, 0, this.wUv, T);
     const out = new Float32Array(T * hidden);
     k.linear(out, attn, this.oProj, T);

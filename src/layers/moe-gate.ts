@@ -5,6 +5,7 @@
 
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
+import { Scratch } from './scratch.js';
 import { type LoadContext, loadLinear, loadVector } from './weight-loading.js';
 
 /** The routing decision for a batch of tokens. */
@@ -23,6 +24,7 @@ export class MoeGate {
   private readonly weight: LinearWeight;
   /** [numExperts] selection bias (noaux_tc), or null. */
   private readonly bias: Float32Array | null;
+  private readonly scratch: Scratch;
 
   constructor(
     ctx: LoadContext,
@@ -30,6 +32,7 @@ export class MoeGate {
     prefix: string,
   ) {
     this.numExperts = config.nRoutedExperts!;
+    this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
     this.weight = loadLinear(ctx, [{ name: `${prefix}.weight`, rows: this.numExperts }], config.hiddenSize);
     this.bias =
       config.topkMethod === 'noaux_tc'
@@ -42,13 +45,14 @@ export class MoeGate {
     const c = this.config;
     const E = this.numExperts;
     const K = c.numExpertsPerTok;
-    const scores = new Float32Array(T * E);
+    const scores = this.scratch.get('gate.scores', T * E);
     kernels.linear(scores, x, this.weight, T);
     if (c.scoringFunc === 'softmax') kernels.softmax(scores, T, E);
     else for (let i = 0; i < scores.length; i++) scores[i] = 1 / (1 + Math.exp(-scores[i]!));
 
     // Selection scores: biased (noaux_tc), with experts outside the kept groups masked out.
-    const select = new Float32Array(scores);
+    const select = this.scratch.get('gate.select', T * E);
+    select.set(scores);
     if (this.bias)
       for (let t = 0; t < T; t++) for (let e = 0; e < E; e++) select[t * E + e]! += this.bias[e]!;
     if (c.topkMethod !== 'greedy' && c.nGroup > 1) this.maskGroups(kernels, select, T);

@@ -7,6 +7,7 @@ import type { Kernels } from '../kernels/kernels.js';
 import { GatedMlp } from './gated-mlp.js';
 import { MoeGate, type Routing } from './moe-gate.js';
 import { evenShare, type ParallelPlan } from './parallel-plan.js';
+import { Scratch } from './scratch.js';
 import { gatherRows } from './tensor-ops.js';
 import type { LoadContext } from './weight-loading.js';
 
@@ -29,9 +30,11 @@ export class Moe {
   readonly numExperts: number;
   private readonly shared: GatedMlp | null;
   private readonly hidden: number;
+  private readonly scratch: Scratch;
 
   constructor(ctx: LoadContext, config: DeepseekConfig, prefix: string, plan: ParallelPlan) {
     this.hidden = config.hiddenSize;
+    this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
     this.gate = new MoeGate(ctx, config, `${prefix}.gate`);
     this.numExperts = config.nRoutedExperts!;
     // Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: every expert, each
@@ -96,27 +99,41 @@ export class Moe {
    */
   runExperts(kernels: Kernels, out: Float32Array, x: Float32Array, assignment: ExpertAssignment): void {
     const d = this.hidden;
-    for (let e = this.firstExpert; e < this.firstExpert + this.experts.length; e++) {
-      const start = assignment.offsets[e]!;
-      const count = assignment.offsets[e + 1]! - start;
+    const first = this.firstExpert;
+    const last = first + this.experts.length;
+    // This rank's pairs are contiguous (grouped by expert): gather their rows once, run each expert on
+    // its slice, then add the weighted results to their tokens.
+    const begin = assignment.offsets[first]!;
+    const numPairs = assignment.offsets[last]! - begin;
+    if (numPairs === 0) return;
+    const tokens = assignment.tokens.subarray(begin, begin + numPairs);
+    const xs = this.scratch.get('moe.x', numPairs * d);
+    gatherRows(xs, x, tokens, d);
+    const ys = this.scratch.get('moe.y', numPairs * d);
+    for (let e = first; e < last; e++) {
+      const a = assignment.offsets[e]! - begin;
+      const count = assignment.offsets[e + 1]! - begin - a;
       if (count === 0) continue;
-      const toks = assignment.tokens.subarray(start, start + count);
-      const xe = new Float32Array(count * d);
-      gatherRows(xe, x, toks, d);
-      const ye = new Float32Array(count * d);
-      this.runExpert(kernels, e, ye, xe, count);
-      for (let i = 0; i < count; i++) {
-        const w = assignment.weights[start + i]!;
-        const o = toks[i]! * d;
-        for (let j = 0; j < d; j++) out[o + j]! += w * ye[i * d + j]!;
-      }
+      this.runExpert(
+        kernels,
+        e,
+        ys.subarray(a * d, (a + count) * d),
+        xs.subarray(a * d, (a + count) * d),
+        count,
+      );
+    }
+    for (let i = 0; i < numPairs; i++) {
+      const w = assignment.weights[begin + i]!;
+      const o = tokens[i]! * d;
+      const y = i * d;
+      for (let j = 0; j < d; j++) out[o + j]! += w * ys[y + j]!;
     }
   }
 
   /** out += shared_experts(x) (this rank's partial sum under tensor parallelism). */
   runShared(kernels: Kernels, out: Float32Array, x: Float32Array, T: number): void {
     if (!this.shared) return;
-    const y = new Float32Array(T * this.hidden);
+    const y = this.scratch.get('moe.shared', T * this.hidden);
     this.shared.forward(kernels, y, x, T);
     for (let i = 0; i < y.length; i++) out[i]! += y[i]!;
   }

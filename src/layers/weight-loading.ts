@@ -4,6 +4,7 @@
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
 import { bf16ToF32 } from '../kernels/kernels.js';
 import type { WeightSource } from '../loader/weight-source.js';
+import type { Scratch } from './scratch.js';
 
 /** Where a layer loads from and how its linear weights are kept. */
 export interface LoadContext {
@@ -11,6 +12,8 @@ export interface LoadContext {
   readonly kernels: Kernels;
   /** Storage dtype of linear weights (activations are float32 regardless). */
   readonly weightDType: WeightDType;
+  /** Activation scratch shared by the layers of one model (a layer makes its own when absent). */
+  readonly scratch?: Scratch;
 }
 
 /** Reads a 1-D tensor of `length` elements as float32. */

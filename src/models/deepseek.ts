@@ -19,6 +19,7 @@ import {
   unevenShare,
 } from '../layers/parallel-plan.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
+import { Scratch } from '../layers/scratch.js';
 import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
 import {
   type LoadContext,
@@ -152,6 +153,8 @@ export class DeepseekForCausalLM {
   /** [vocab.count, hidden] */
   private readonly lmHead: LinearWeight;
   readonly maxPositions: number;
+  /** Activation buffers the layers reuse from step to step (see Scratch for the rule that makes it safe). */
+  private readonly scratch: Scratch;
 
   constructor(config: DeepseekConfig, opts: DeepseekLoadOptions) {
     this.config = config;
@@ -161,7 +164,13 @@ export class DeepseekForCausalLM {
     if (this.plan.size !== this.comm.worldSize) {
       throw new RangeError(`parallel plan of ${this.plan.size} ranks with a group of ${this.comm.worldSize}`);
     }
-    const ctx: LoadContext = { source: opts.source, kernels: opts.kernels, weightDType: opts.weightDType };
+    this.scratch = new Scratch(opts.kernels);
+    const ctx: LoadContext = {
+      source: opts.source,
+      kernels: opts.kernels,
+      weightDType: opts.weightDType,
+      scratch: this.scratch,
+    };
     const V = config.vocabSize;
     const H = config.hiddenSize;
     this.maxPositions = Math.min(
