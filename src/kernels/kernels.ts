@@ -164,6 +164,31 @@ export interface Kernels {
   ): void;
 
   /**
+   * Causal attention of one sequence's query tokens over its context, with keys and values per head: MLA
+   * without the absorption (the key/value up-projection applied to the context instead), which is cheaper
+   * than `mlaAttention` for a long prefill. For t < numTokens, h < numHeads:
+   * out[t, h, :] = Σ_{p ≤ positions[t]} softmax_p(scale · (q[t, h, :nopeDim] · kv[p, h, :nopeDim]
+   *                + q[t, h, nopeDim:] · kRope[p, :])) · kv[p, h, nopeDim:].
+   * `out`: [numTokens, numHeads, vDim]; `q`: [numTokens, numHeads, nopeDim + ropeDim];
+   * `kv`: [numCtx, numHeads, nopeDim + vDim] (each head's key part, then its value);
+   * `kRope`: [numCtx, ropeDim] (shared by the heads); `positions`: [numTokens], each < numCtx.
+   */
+  mhaAttention(
+    out: Float32Array,
+    q: Float32Array,
+    kv: Float32Array,
+    kRope: Float32Array,
+    positions: Int32Array,
+    numTokens: number,
+    numCtx: number,
+    numHeads: number,
+    nopeDim: number,
+    ropeDim: number,
+    vDim: number,
+    scale: number,
+  ): void;
+
+  /**
    * Top-k of each row, in descending order of value (ties: lower index first).
    * `x`: [m, n]; `outIdx`, `outVal`: [m, k]; k <= n.
    */

@@ -255,6 +255,54 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  mhaAttention(
+    out: Float32Array,
+    q: Float32Array,
+    kv: Float32Array,
+    kRope: Float32Array,
+    positions: Int32Array,
+    numTokens: number,
+    numCtx: number,
+    numHeads: number,
+    nopeDim: number,
+    ropeDim: number,
+    vDim: number,
+    scale: number,
+  ): void {
+    const qw = nopeDim + ropeDim;
+    const kvw = nopeDim + vDim;
+    const scores = new Float64Array(numCtx);
+    const acc = new Float64Array(vDim);
+    for (let t = 0; t < numTokens; t++) {
+      const n = positions[t]! + 1;
+      for (let h = 0; h < numHeads; h++) {
+        const qo = (t * numHeads + h) * qw;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let p = 0; p < n; p++) {
+          const ko = (p * numHeads + h) * kvw;
+          let dot = 0;
+          for (let c = 0; c < nopeDim; c++) dot += q[qo + c]! * kv[ko + c]!;
+          for (let c = 0; c < ropeDim; c++) dot += q[qo + nopeDim + c]! * kRope[p * ropeDim + c]!;
+          scores[p] = dot * scale;
+          if (scores[p]! > max) max = scores[p]!;
+        }
+        let sum = 0;
+        for (let p = 0; p < n; p++) {
+          scores[p] = Math.exp(scores[p]! - max);
+          sum += scores[p]!;
+        }
+        acc.fill(0);
+        for (let p = 0; p < n; p++) {
+          const vo = (p * numHeads + h) * kvw + nopeDim;
+          const wgt = scores[p]! / sum;
+          for (let c = 0; c < vDim; c++) acc[c] = acc[c]! + wgt * kv[vo + c]!;
+        }
+        const oo = (t * numHeads + h) * vDim;
+        for (let c = 0; c < vDim; c++) out[oo + c] = acc[c]!;
+      }
+    }
+  }
+
   topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void {
     const idx = new Int32Array(n);
     for (let i = 0; i < m; i++) {

@@ -30,6 +30,8 @@ export interface GemmExports {
   /** A row range of batched MLA attention; see src/kernels/wasm/ops/mla-attention.ts. */
   mla_attention_batch(...args: number[]): void;
   mla_attention_scratch_bytes(numTokens: number, numHeads: number): number;
+  /** A row range of multi-head (non-absorbed) attention; see src/kernels/wasm/ops/mla-attention.ts. */
+  mha_attention(...args: number[]): void;
 }
 
 /** Bytes at the bottom of every memory left to the module's static data (nothing is allocated there). */

@@ -621,6 +621,118 @@ export class WasmKernels implements Kernels {
     }
   }
 
+  mhaAttention(
+    out: Float32Array,
+    q: Float32Array,
+    kv: Float32Array,
+    kRope: Float32Array,
+    positions: Int32Array,
+    numTokens: number,
+    numCtx: number,
+    numHeads: number,
+    nopeDim: number,
+    ropeDim: number,
+    vDim: number,
+    scale: number,
+  ): void {
+    this.checkLive();
+    const fail = (msg: string): never => {
+      throw new KernelArgumentError(`mhaAttention: ${msg}`);
+    };
+    for (const [name, v] of [
+      ['numTokens', numTokens],
+      ['numCtx', numCtx],
+      ['numHeads', numHeads],
+      ['nopeDim', nopeDim],
+      ['ropeDim', ropeDim],
+      ['vDim', vDim],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0) fail(`${name} = ${v}; it must be an integer >= 0`);
+    }
+    const sizes: [string, ArrayLike<number>, number][] = [
+      ['out', out, numTokens * numHeads * vDim],
+      ['q', q, numTokens * numHeads * (nopeDim + ropeDim)],
+      ['kv', kv, numCtx * numHeads * (nopeDim + vDim)],
+      ['kRope', kRope, numCtx * ropeDim],
+      ['positions', positions, numTokens],
+    ];
+    for (const [name, a, n] of sizes) if (a.length < n) fail(`${name} has ${a.length} elements; needs ${n}`);
+    if (overlaps(out, q) || overlaps(out, kv) || overlaps(out, kRope))
+      fail('out must not overlap the inputs');
+    let totalCost = 0;
+    for (let t = 0; t < numTokens; t++) {
+      const pos = positions[t]!;
+      if (!(pos >= 0 && pos < numCtx)) fail(`positions[${t}] = ${pos}; allowed: 0..${numCtx - 1}`);
+      totalCost += pos + 1;
+    }
+    const rows = numTokens * numHeads;
+    if (rows === 0) return;
+
+    const primary = this.arenas[0]!;
+    const g = primary.gemm;
+    // Rows are head-major (h·numTokens + t); split them by their context lengths.
+    const threads = this.threadsFor((totalCost * numHeads * (nopeDim + ropeDim + vDim) * 2) / 30e9, rows);
+    const bounds = [0];
+    let acc = 0;
+    for (let r = 0; r < rows && bounds.length < threads; r++) {
+      acc += positions[r % numTokens]! + 1;
+      if (acc * threads >= bounds.length * totalCost * numHeads) bounds.push(r + 1);
+    }
+    while (bounds.length <= threads) bounds.push(rows);
+    bounds[threads] = rows;
+
+    const pieces: [Float32Array | Int32Array, boolean, number][] = [
+      [out, false, sizes[0]![2]],
+      [q, true, sizes[1]![2]],
+      [kv, true, sizes[2]![2]],
+      [kRope, true, sizes[3]![2]],
+      [positions, true, numTokens],
+    ];
+    let copyBytes = 0;
+    for (const [a, , n] of pieces) if (!primary.owns(a)) copyBytes += align64(n * 4);
+    const threadScratch = align64(g.mla_attention_scratch_bytes(Math.min(rows, 128), 1));
+    let s = primary.scratch(copyBytes + threads * threadScratch);
+    const ptrs: number[] = [];
+    for (const [a, copyIn, n] of pieces) {
+      if (primary.owns(a)) {
+        ptrs.push(a.byteOffset);
+        continue;
+      }
+      if (copyIn) {
+        new Uint8Array(primary.memory.buffer, s, n * 4).set(new Uint8Array(a.buffer, a.byteOffset, n * 4));
+        this.copies.bytesIn += n * 4;
+      }
+      ptrs.push(s);
+      s += align64(n * 4);
+    }
+    const [outPtr, qPtr, kvPtr, ropePtr, positionsPtr] = ptrs as [number, number, number, number, number];
+    const scaleBits = new Int32Array(Float32Array.of(scale).buffer)[0]!;
+    const shares = Array.from({ length: threads }, (_, t) => [
+      outPtr,
+      qPtr,
+      kvPtr,
+      ropePtr,
+      positionsPtr,
+      numTokens,
+      numHeads,
+      nopeDim,
+      ropeDim,
+      vDim,
+      scaleBits,
+      s + t * threadScratch,
+      bounds[t]!,
+      bounds[t + 1]!,
+    ]);
+    const main = () => g.mha_attention(...shares[0]!);
+    if (threads === 1) main();
+    else this.pool.runKernel(0, 'mha_attention', shares, main);
+    if (!primary.owns(out)) {
+      const n = sizes[0]![2];
+      out.set(primary.f32(outPtr, n));
+      this.copies.bytesOut += n * 4;
+    }
+  }
+
   rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
     this.byRows(m, this.outsideBytes([out, d], [x, d]), (r0, r1) =>
       this.withOps((o) =>

@@ -175,3 +175,72 @@ describe('wasm mlaAttentionBatch', () => {
     );
   });
 });
+
+describe('wasm mhaAttention', () => {
+  let kernels: WasmKernels;
+  const ref = new ReferenceKernels();
+  before(async () => {
+    kernels = await createWasmKernels({ numThreads: 2, minSecondsPerThread: 0 });
+  });
+  after(() => kernels.dispose());
+
+  it('matches the reference for a prompt chunk after a prefix, odd sizes', () => {
+    // 11 query tokens at context positions 9..19 of a 20-position context; 3 heads; key part 10, rope 6,
+    // value 7 (none a multiple of 4: the scalar tails run too).
+    const [T, C, H, dn, dr, dv] = [11, 20, 3, 10, 6, 7];
+    const positions = Int32Array.from({ length: T }, (_, i) => C - T + i);
+    const qPlain = randomF32(T * H * (dn + dr), 21);
+    const kvPlain = randomF32(C * H * (dn + dv), 22);
+    const ropePlain = randomF32(C * dr, 23);
+    const want = new Float32Array(T * H * dv);
+    ref.mhaAttention(want, qPlain, kvPlain, ropePlain, positions, T, C, H, dn, dr, dv, 0.3);
+    for (const inside of [false, true]) {
+      const put = (a: Float32Array): Float32Array => {
+        if (!inside) return a;
+        const b = kernels.allocate(a.length);
+        b.set(a);
+        return b;
+      };
+      const out = inside ? kernels.allocate(want.length) : new Float32Array(want.length);
+      kernels.mhaAttention(
+        out,
+        put(qPlain),
+        put(kvPlain),
+        put(ropePlain),
+        positions,
+        T,
+        C,
+        H,
+        dn,
+        dr,
+        dv,
+        0.3,
+      );
+      // Convex combinations of values in [-1, 1] over ≤ 20 positions in float32: 2e-6 absolute.
+      let maxDiff = 0;
+      for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(out[i]! - want[i]!));
+      assert.ok(maxDiff < 2e-6, `${inside ? 'inside' : 'outside'}: differs by ${maxDiff}`);
+    }
+  });
+
+  it('refuses a query position outside the context', () => {
+    assert.throws(
+      () =>
+        kernels.mhaAttention(
+          new Float32Array(4),
+          new Float32Array(8),
+          new Float32Array(16),
+          new Float32Array(8),
+          Int32Array.from([2]),
+          1,
+          2,
+          1,
+          4,
+          4,
+          4,
+          1,
+        ),
+      /positions\[0\] = 2; allowed: 0..1/,
+    );
+  });
+});

@@ -1,7 +1,12 @@
 // Operator kernels (everything but GEMM): flat functions over byte offsets into the shared memory,
 // output first. See src/kernels/kernels.ts for the contract and src/kernels/wasm-ops.ts for the binding.
 
-export { mla_attention, mla_attention_batch, mla_attention_scratch_bytes } from './mla-attention';
+export {
+  mha_attention,
+  mla_attention,
+  mla_attention_batch,
+  mla_attention_scratch_bytes,
+} from './mla-attention';
 export { rms_norm } from './rms-norm';
 export { rope } from './rope';
 export { silu_and_mul } from './silu-and-mul';
