@@ -174,6 +174,7 @@ function linearPhase(path: string | undefined): string {
   if (path === undefined) return 'other linear';
   if (path === 'lmHead') return 'LM head';
   if (/\.attn\.(wUkT|wUv|wUk|absorb)/.test(path)) return 'absorbed per-head GEMMs';
+  if (/\.attn\.kvB$/.test(path)) return 'prefill K/V up-projection';
   if (/\.attn\./.test(path)) return 'attention projections';
   if (/\.gate\./.test(path)) return 'MoE routing';
   if (/\.shared\./.test(path)) return 'shared experts';
@@ -210,6 +211,7 @@ function instrument(engine: LLMEngine): PhaseTimer {
   wrap(timer, kernels, 'linear', (args) => linearPhase(paths.get(args[2])));
   wrap(timer, kernels, 'mlaAttention', 'attention kernel');
   wrap(timer, kernels, 'mlaAttentionBatch', 'attention kernel');
+  wrap(timer, kernels, 'mhaAttention', 'attention kernel (prefill, not absorbed)');
   wrap(timer, kernels, 'headLinear', 'absorbed per-head GEMMs');
   for (const op of ['rmsNorm', 'siluAndMul', 'softmax', 'rope', 'topK']) {
     if (typeof kernels[op] === 'function') wrap(timer, kernels, op, 'small ops (norm, rope, silu, top-k)');

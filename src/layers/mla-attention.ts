@@ -1,7 +1,9 @@
-// Multi-head latent attention (MLA) of DeepSeek-V2/V3 in the absorbed-weight form: the key/value
-// up-projection `kv_b_proj` is folded into the query (W_UK) and the output (W_UV), so attention runs
-// directly over the compressed latent cache, which stores per token only the normalised latent and the
-// rotated rope key.
+// Multi-head latent attention (MLA) of DeepSeek-V2/V3. The cache stores per token only the normalised
+// latent and the rotated rope key. Decodes and short chunks attend in the absorbed-weight form: the
+// key/value up-projection `kv_b_proj` is folded into the query (W_UK) and the output (W_UV), so attention
+// runs directly over the latent cache. Long prefills are cheaper the other way (as vLLM's MLA prefill):
+// the context's latents are up-projected to per-head keys and values once, and attention is ordinary
+// multi-head attention with smaller per-pair work. Both compute the same function.
 
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { HeadLinearWeight, LinearWeight, RawWeight } from '../kernels/kernels.js';
@@ -21,6 +23,9 @@ import {
   stackRows,
   transposeRaw,
 } from './weight-loading.js';
+
+/** A sequence needs at least this many query tokens in a step to be attended without absorption. */
+const MHA_MIN_QUERY_TOKENS = 16;
 
 export class MlaAttention {
   /** Heads on this rank (all heads / tensor-parallel size). */
@@ -44,6 +49,8 @@ export class MlaAttention {
   private readonly wUkT: HeadLinearWeight;
   /** [numHeads][vDim, latent]: W_UV per head, the value up-projection applied after attention. */
   private readonly wUv: HeadLinearWeight;
+  /** [numHeads·(nope + vDim), latent]: kv_b_proj of this rank's heads, for prefills without absorption. */
+  private readonly kvB: LinearWeight;
   /** [hidden, numHeads·vDim] */
   private readonly oProj: LinearWeight;
   private readonly scratch: Scratch;
@@ -117,6 +124,12 @@ export class MlaAttention {
       this.latent,
       ctx.weightDType,
     );
+    this.kvB = ctx.kernels.prepareLinear(
+      sliceRows(kvB, this.latent, heads.start * perHead, this.numHeads * perHead),
+      this.numHeads * perHead,
+      this.latent,
+      ctx.weightDType,
+    );
     // Row-parallel: this rank's heads' value features; the partial outputs are summed across ranks.
     this.oProj = loadLinear(ctx, [{ name: `${prefix}.o_proj.weight`, rows: hidden }], H * this.vDim, {
       start: heads.start * this.vDim,
@@ -176,6 +189,112 @@ export class MlaAttention {
 
     k.rope(q, batch.positions, cos, sin, T, H, this.qHead, this.nope, this.rope);
 
+    // Each sequence's attention values [T, H, vDim]: long prefills without absorption, the rest absorbed.
+    const values = sc.get('attn.values', T * H * this.vDim);
+    const absorbed: number[] = [];
+    batch.seqs.forEach((s, i) => {
+      const last = batch.positions[s.queryStart + s.queryLen - 1]!;
+      if (
+        this.prefersMha(
+          s.queryLen,
+          last + 1,
+          batch.positions.subarray(s.queryStart, s.queryStart + s.queryLen),
+        )
+      ) {
+        this.attendMha(values, q, batch, i, layerCache, cache.blockSize);
+      } else {
+        absorbed.push(i);
+      }
+    });
+    if (absorbed.length === batch.seqs.length) {
+      this.attendAbsorbed(values, q, batch.positions, meta, T, layerCache, cache.blockSize);
+    } else if (absorbed.length > 0) {
+      this.attendAbsorbedSubset(values, q, batch, meta, absorbed, layerCache, cache.blockSize);
+    }
+
+    const out = new Float32Array(T * hidden);
+    k.linear(out, values, this.oProj, T);
+    return out;
+  }
+
+  /**
+   * Whether a sequence's step costs fewer multiply-adds without absorption: up-projecting the keys and
+   * values of its whole context (numCtx positions) and attending with per-head keys, against absorbing
+   * W_UK and W_UV into its queryLen queries and attending over the latent. True for prompts and long
+   * chunks, false for decodes and short chunks over a long context.
+   */
+  private prefersMha(queryLen: number, numCtx: number, positions: Int32Array): boolean {
+    if (queryLen < MHA_MIN_QUERY_TOKENS) return false;
+    let pairs = 0;
+    for (const p of positions) pairs += p + 1;
+    const upProject = this.latent * (this.nope + this.vDim);
+    const absorbedCost = queryLen * upProject + pairs * (2 * this.latent + this.rope);
+    const mhaCost = numCtx * upProject + pairs * (this.nope + this.rope + this.vDim);
+    return mhaCost < absorbedCost;
+  }
+
+  /**
+   * Sequence `s` of the batch without absorption: its context's latents and rope keys gathered from the
+   * cache, up-projected to per-head keys and values by kv_b_proj, and attended by its queries.
+   */
+  private attendMha(
+    values: Float32Array,
+    q: Float32Array,
+    batch: ForwardBatch,
+    s: number,
+    layerCache: Float32Array,
+    blockSize: number,
+  ): void {
+    const k = this.ctx.kernels;
+    const sc = this.scratch;
+    const H = this.numHeads;
+    const entry = this.latent + this.rope;
+    const { queryStart: a, queryLen: n, blockTable } = batch.seqs[s]!;
+    const numCtx = batch.positions[a + n - 1]! + 1;
+    // The context: latents [numCtx, latent] and rope keys [numCtx, rope], in position order.
+    const ctxLat = sc.get('attn.ctxLat', numCtx * this.latent);
+    const ctxRope = sc.get('attn.ctxRope', numCtx * this.rope);
+    for (let p = 0; p < numCtx; p++) {
+      const row = (blockTable[Math.floor(p / blockSize)]! * blockSize + (p % blockSize)) * entry;
+      ctxLat.set(layerCache.subarray(row, row + this.latent), p * this.latent);
+      ctxRope.set(layerCache.subarray(row + this.latent, row + entry), p * this.rope);
+    }
+    // Per-head keys and values [numCtx, H, nope + vDim].
+    const kvUp = sc.get('attn.kvUp', numCtx * H * (this.nope + this.vDim));
+    k.linear(kvUp, ctxLat, this.kvB, numCtx);
+    k.mhaAttention(
+      values.subarray(a * H * this.vDim, (a + n) * H * this.vDim),
+      q.subarray(a * H * this.qHead, (a + n) * H * this.qHead),
+      kvUp,
+      ctxRope,
+      batch.positions.subarray(a, a + n),
+      n,
+      numCtx,
+      H,
+      this.nope,
+      this.rope,
+      this.vDim,
+      this.softmaxScale,
+    );
+  }
+
+  /**
+   * Absorbed attention of T tokens (the sequences of `meta`): q_nope · W_UK per head, attention over the
+   * latent cache, then W_UV per head. `values`: [T, H, vDim]; `q`: [T, H, qHead] (rope applied).
+   */
+  private attendAbsorbed(
+    values: Float32Array,
+    q: Float32Array,
+    positions: Int32Array,
+    meta: AttentionMetadata,
+    T: number,
+    layerCache: Float32Array,
+    blockSize: number,
+  ): void {
+    const k = this.ctx.kernels;
+    const sc = this.scratch;
+    const H = this.numHeads;
+    const entry = this.latent + this.rope;
     // Absorbed query [T, H, entry]: q_nope · W_UK per head, then the rotated q_rope.
     const qAttn = sc.get('attn.qAttn', T * H * entry);
     k.headLinear(qAttn, entry, 0, q, this.qHead, 0, this.wUkT, T);
@@ -183,7 +302,6 @@ export class MlaAttention {
       const from = r * this.qHead + this.nope;
       qAttn.set(q.subarray(from, from + this.rope), r * entry + this.latent);
     }
-
     // Attention of every sequence over the paged latent cache: [T, H, latent].
     const outLat = sc.get('attn.outLat', T * H * this.latent);
     k.mlaAttentionBatch(
@@ -193,20 +311,59 @@ export class MlaAttention {
       meta.blockTables,
       meta.maxBlocksPerSeq,
       meta.seqStarts,
-      batch.positions,
+      positions,
       meta.numSeqs,
       H,
       this.latent,
       this.rope,
-      cache.blockSize,
+      blockSize,
       this.softmaxScale,
     );
+    // Value up-projection per head: [T, H, vDim].
+    k.headLinear(values, this.vDim, 0, outLat, this.latent, 0, this.wUv, T);
+  }
 
-    // Value up-projection per head [T, H, vDim], then the output projection.
-    const attn = sc.get('attn.values', T * H * this.vDim);
-    k.headLinear(attn, this.vDim, 0, outLat, this.latent, 0, this.wUv, T);
-    const out = new Float32Array(T * hidden);
-    k.linear(out, attn, this.oProj, T);
-    return out;
+  /** Absorbed attention of some of the batch's sequences (`seqs`), gathered into a compact batch. */
+  private attendAbsorbedSubset(
+    values: Float32Array,
+    q: Float32Array,
+    batch: ForwardBatch,
+    meta: AttentionMetadata,
+    seqs: readonly number[],
+    layerCache: Float32Array,
+    blockSize: number,
+  ): void {
+    const sc = this.scratch;
+    const H = this.numHeads;
+    const qw = H * this.qHead;
+    const vw = H * this.vDim;
+    const seqStarts = new Int32Array(seqs.length + 1);
+    seqs.forEach((s, i) => {
+      seqStarts[i + 1] = seqStarts[i]! + batch.seqs[s]!.queryLen;
+    });
+    const T = seqStarts[seqs.length]!;
+    const qSub = sc.get('attn.qSub', T * qw);
+    const positions = new Int32Array(T);
+    const blockTables = new Int32Array(seqs.length * meta.maxBlocksPerSeq);
+    seqs.forEach((s, i) => {
+      const { queryStart: a, queryLen: n } = batch.seqs[s]!;
+      const at = seqStarts[i]!;
+      qSub.set(q.subarray(a * qw, (a + n) * qw), at * qw);
+      positions.set(batch.positions.subarray(a, a + n), at);
+      const row = s * meta.maxBlocksPerSeq;
+      blockTables.set(meta.blockTables.subarray(row, row + meta.maxBlocksPerSeq), i * meta.maxBlocksPerSeq);
+    });
+    const sub: AttentionMetadata = {
+      numSeqs: seqs.length,
+      seqStarts,
+      maxBlocksPerSeq: meta.maxBlocksPerSeq,
+      blockTables,
+    };
+    const vSub = sc.get('attn.valuesSub', T * vw);
+    this.attendAbsorbed(vSub, qSub, positions, sub, T, layerCache, blockSize);
+    seqs.forEach((s, i) => {
+      const { queryStart: a, queryLen: n } = batch.seqs[s]!;
+      values.set(vSub.subarray(seqStarts[i]! * vw, (seqStarts[i]! + n) * vw), a * vw);
+    });
   }
 }
