@@ -194,6 +194,12 @@ export interface Kernels {
    */
   topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void;
 
+  /**
+   * Index of the largest value of each row (greedy sampling), ties to the lowest index, NaN values
+   * ignored; 0 for a row with nothing above −∞. `outIdx`: [m]; `x`: [m, n].
+   */
+  argmax(outIdx: Int32Array, x: Float32Array, m: number, n: number): void;
+
   /** Releases worker threads and memories. The kernel set is unusable afterwards. */
   dispose(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 // Binds the WebAssembly operator kernels (src/kernels/wasm/ops: rmsNorm, siluAndMul, softmax, rope,
-// mlaAttention, topK) to typed arrays, with exactly the `Kernels` signatures. An array that lives in the
+// mlaAttention, topK, argmax) to typed arrays, with exactly the `Kernels` signatures. An array that lives in the
 // module's shared memory is passed by its byte offset, without a copy; any other array is copied into a
 // scratch region of that memory (and outputs are copied back).
 
@@ -35,6 +35,7 @@ interface OpsExports {
     rotaryDim: number,
   ): void;
   top_k(outIdx: number, outVal: number, x: number, m: number, n: number, k: number): void;
+  argmax(outIdx: number, x: number, m: number, n: number): void;
   mla_attention(
     out: number,
     q: number,
@@ -58,6 +59,7 @@ const OPS_EXPORT_NAMES: readonly (keyof OpsExports)[] = [
   'softmax',
   'rope',
   'top_k',
+  'argmax',
   'mla_attention',
   'mla_attention_scratch_bytes',
 ];
@@ -104,7 +106,10 @@ interface Placement {
   readonly scratch: number;
 }
 
-type OpsKernels = Pick<Kernels, 'rmsNorm' | 'siluAndMul' | 'softmax' | 'rope' | 'mlaAttention' | 'topK'>;
+type OpsKernels = Pick<
+  Kernels,
+  'rmsNorm' | 'siluAndMul' | 'softmax' | 'rope' | 'mlaAttention' | 'topK' | 'argmax'
+>;
 
 /**
  * The operator kernels of one instance of the kernel module, over its shared memory. Not safe to call from
@@ -417,6 +422,23 @@ export class WasmOps implements OpsKernels {
       [x, 'in', m * n],
     ]);
     this.ops.top_k(at(p, outIdx), at(p, outVal), at(p, x), m, n, k);
+    this.finish(p);
+  }
+
+  /**
+   * Index of the largest value of each row, ties to the lowest index, NaN ignored (0 for a row with
+   * nothing above −∞). `outIdx`: [m]; `x`: [m, n].
+   */
+  argmax(outIdx: Int32Array, x: Float32Array, m: number, n: number): void {
+    checkCount('argmax', 'm', m);
+    checkCount('argmax', 'n', n);
+    checkLength('argmax', 'x', x, m * n);
+    checkLength('argmax', 'outIdx', outIdx, m);
+    const p = this.place([
+      [outIdx, 'out', m],
+      [x, 'in', m * n],
+    ]);
+    this.ops.argmax(at(p, outIdx), at(p, x), m, n);
     this.finish(p);
   }
 

@@ -366,6 +366,28 @@ for (const variant of VARIANTS) {
       }
     });
 
+    it('argmax matches the reference exactly: ties, NaN, infinities, signed zeros, tails', () => {
+      const rng = new Rng(18);
+      for (const where of PLACES) {
+        for (const n of [1, 3, 4, 7, 8, 9, 33, 1000, 129280]) {
+          const m = 3;
+          // Row 0: few distinct values (ties everywhere); row 1: random with NaNs; row 2: no value above −∞.
+          const x = new Float32Array(m * n);
+          for (let j = 0; j < n; j++) {
+            x[j] = [-1, -0, 0, 0.5, 2][rng.int(5)]!;
+            x[n + j] = rng.int(10) === 0 ? Number.NaN : rng.uniform(-5, 5);
+            x[2 * n + j] = rng.int(2) === 0 ? Number.NaN : Number.NEGATIVE_INFINITY;
+          }
+          if (n >= 9) x[n + n - 1] = Number.POSITIVE_INFINITY; // the maximum in the scalar tail
+          const expected = new Int32Array(m);
+          ref.argmax(expected, x, m, n);
+          const out = put(where, new Int32Array(m));
+          ops.argmax(out, put(where, x), m, n);
+          assert.deepEqual(Array.from(out), Array.from(expected), `argmax ${where} n=${n}`);
+        }
+      }
+    });
+
     it('mixes arrays inside and outside the memory in one call', () => {
       const rng = new Rng(17);
       const m = 3;

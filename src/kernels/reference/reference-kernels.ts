@@ -316,6 +316,21 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  argmax(outIdx: Int32Array, x: Float32Array, m: number, n: number): void {
+    for (let i = 0; i < m; i++) {
+      let best = 0;
+      let bestValue = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < n; j++) {
+        const v = x[i * n + j]!;
+        if (v > bestValue) {
+          bestValue = v;
+          best = j;
+        }
+      }
+      outIdx[i] = best;
+    }
+  }
+
   async dispose(): Promise<void> {}
 }
 

@@ -829,6 +829,12 @@ export class WasmKernels implements Kernels {
     );
   }
 
+  argmax(outIdx: Int32Array, x: Float32Array, m: number, n: number): void {
+    this.byRows(m, this.outsideBytes([outIdx, 1], [x, n]), (r0, r1) =>
+      this.withOps((o) => o.argmax(outIdx.subarray(r0, r1), x.subarray(r0 * n, r1 * n), r1 - r0, n)),
+    );
+  }
+
   /**
    * Runs a row-wise operator over rows [0, m) in chunks small enough that the arrays it copies (`rowBytes`
    * per row) take at most OPS_CHUNK_BYTES of scratch: a large prefill's activations then never need a

@@ -1,6 +1,7 @@
 // Operator kernels (everything but GEMM): flat functions over byte offsets into the shared memory,
 // output first. See src/kernels/kernels.ts for the contract and src/kernels/wasm-ops.ts for the binding.
 
+export { argmax } from './argmax';
 export {
   mha_attention,
   mla_attention,
