@@ -89,7 +89,13 @@ export class LLMEngine {
     this.executor = parts.executor;
     this.scheduler = parts.scheduler;
     this.maxModelLen = parts.maxModelLen;
-    this.sampler = new Sampler(parts.loaded.config.vocabSize);
+    const argmaxOut = new Int32Array(1);
+    this.sampler = new Sampler(parts.loaded.config.vocabSize, {
+      argmax: (row) => {
+        parts.kernels.argmax(argmaxOut, row, 1, row.length);
+        return argmaxOut[0]!;
+      },
+    });
     this.engineRng = new SamplingRng(parts.seed);
     this.now = parts.now ?? (() => performance.now() / 1000);
     const eos = new Set(parts.loaded.config.eosTokenIds);

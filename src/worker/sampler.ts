@@ -38,6 +38,15 @@ const NUM_BUCKETS = Math.ceil(NEGLIGIBLE_NATS * BUCKETS_PER_NAT) + 1;
 /** top_k up to this uses a sorted buffer, above it quickselect. */
 const SMALL_TOP_K = 128;
 
+/** Options of a {@link Sampler}. */
+export interface SamplerOptions {
+  /**
+   * The index of a row's largest value, ties to the lowest index, NaN ignored, 0 for a row with nothing
+   * above −∞ (default: {@link argmax}; the engine passes its kernels' SIMD argmax).
+   */
+  readonly argmax?: (row: Float32Array) => number;
+}
+
 /** Samples batches of logits rows of one vocabulary size. Holds scratch buffers; not shared across threads. */
 export class Sampler {
   readonly vocabSize: number;
@@ -54,11 +63,14 @@ export class Sampler {
     this.savedValues.push(previousValue);
   };
 
-  constructor(vocabSize: number) {
+  private readonly argmax: (row: Float32Array) => number;
+
+  constructor(vocabSize: number, options: SamplerOptions = {}) {
     if (!Number.isInteger(vocabSize) || vocabSize < 1) {
       throw new SamplerShapeError(`vocabSize must be a positive integer, got ${vocabSize}`);
     }
     this.vocabSize = vocabSize;
+    this.argmax = options.argmax ?? argmax;
     this.candidateIds = new Int32Array(vocabSize);
     this.candidateWeights = new Float64Array(vocabSize);
     this.candidateBuckets = new Uint16Array(vocabSize);
@@ -88,7 +100,7 @@ export class Sampler {
       const top = k !== null ? computeTopLogprobs(row, k, lse) : null;
 
       applyLogitsProcessors(row, state, this.recordEdit);
-      const tokenId = isGreedy(state.params) ? argmax(row) : this.sampleRandom(row, state);
+      const tokenId = isGreedy(state.params) ? this.argmax(row) : this.sampleRandom(row, state);
       sampledTokenIds[r] = tokenId;
       this.restore(row);
 
@@ -119,7 +131,7 @@ export class Sampler {
     const { temperature, minP, topK, topP } = state.params;
     const V = row.length;
     const invT = 1 / temperature;
-    const best = argmax(row);
+    const best = this.argmax(row);
     const maxLogit = row[best]!;
     if (!(maxLogit > Number.NEGATIVE_INFINITY)) return best;
 

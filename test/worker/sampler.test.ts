@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { applyLogitsProcessors } from '../../src/worker/logits-processors.js';
 import { argmax, Sampler } from '../../src/worker/sampler.js';
 import { resolveSamplingParams, type SamplingParamsInput } from '../../src/worker/sampling-params.js';
@@ -86,6 +87,32 @@ describe('greedy', () => {
     }
     assert.equal(out.sampledTokenIds[3], 10);
     assert.equal(argmax(Float32Array.of(1, 3, 3, 2)), 1);
+  });
+
+  it('uses the argmax it is given (the kernels SIMD one), after the logits processors', async () => {
+    const V = 129280;
+    const kernels = await createWasmKernels({ numThreads: 1 });
+    try {
+      const idx = new Int32Array(1);
+      let calls = 0;
+      const sampler = new Sampler(V, {
+        argmax: (row) => {
+          calls++;
+          kernels.argmax(idx, row, 1, row.length);
+          return idx[0]!;
+        },
+      });
+      const row = randomLogits(V, 5);
+      row[777] = 40;
+      row[4242] = 41;
+      // The bias makes 777 the largest: the argmax must see the processed row.
+      const state = makeState({ temperature: 0, logitBias: { 777: 5 } }, V);
+      assert.equal(sampler.sample(row, [state]).sampledTokenIds[0], 777);
+      assert.equal(calls, 1);
+      assert.equal(row[777], 40, 'the bias is undone');
+    } finally {
+      await kernels.dispose();
+    }
   });
 
   it('works on a DeepSeek-V3-sized row and leaves the logits unchanged', () => {
