@@ -9,7 +9,9 @@
 // decode is given as the median step and the 10th-percentile step (close to the unloaded speed).
 //
 //   npm run bench:decode -- [--models default,v2-lite] [--layers 4] [--prompt-len 512] [--decode 64]
-//                           [--runs 3] [--threads 2] [--kv-cache-mib 512] [--no-breakdown]
+//                           [--runs 3] [--batch 1] [--threads 2] [--kv-cache-mib 512] [--no-breakdown]
+//
+// --batch B decodes B requests together (tokens/s counts all B; the breakdown is per step).
 
 import { parseArgs } from 'node:util';
 import { LLM } from '../src/engine/llm.js';
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     'kv-cache-mib': { type: 'string', default: '512' },
     runs: { type: 'string', default: '3' },
+    batch: { type: 'string', default: '1' },
     'no-breakdown': { type: 'boolean', default: false },
   },
 });
@@ -36,6 +39,8 @@ const promptLen = Number(values['prompt-len']);
 const numDecode = Number(values.decode);
 const numLayers = Number(values.layers);
 const numRuns = Number(values.runs);
+/** Requests decoding together. */
+const batch = Number(values.batch);
 
 /** What a model entry of the bench loads. */
 interface BenchModel {
@@ -65,18 +70,20 @@ function randomTokens(seed: number, n: number, vocab: number): number[] {
   return out;
 }
 
-/** Runs one request to the end through engine.step(); returns the seconds of each step. */
-async function runRequest(engine: LLMEngine, prompt: number[], maxTokens: number): Promise<number[]> {
-  const params = resolveSamplingParams(
-    { temperature: 0, maxTokens, ignoreEos: true },
-    {},
-    {
-      vocabSize: engine.loaded.config.vocabSize,
-      maxModelLen: engine.maxModelLen,
-      numPromptTokens: prompt.length,
-    },
-  );
-  engine.addRequest(prompt, params);
+/** Runs requests (one per prompt) to the end through engine.step(); returns the seconds of each step. */
+async function runRequests(engine: LLMEngine, prompts: number[][], maxTokens: number): Promise<number[]> {
+  for (const prompt of prompts) {
+    const params = resolveSamplingParams(
+      { temperature: 0, maxTokens, ignoreEos: true },
+      {},
+      {
+        vocabSize: engine.loaded.config.vocabSize,
+        maxModelLen: engine.maxModelLen,
+        numPromptTokens: prompt.length,
+      },
+    );
+    engine.addRequest(prompt, params);
+  }
   const steps: number[] = [];
   while (engine.hasUnfinishedRequests()) {
     const t = performance.now();
@@ -85,6 +92,16 @@ async function runRequest(engine: LLMEngine, prompt: number[], maxTokens: number
     for (const u of updates) if (u.error !== null) throw new Error(`bench/decode: ${u.error}`);
   }
   return steps;
+}
+
+/** Runs one request to the end; the seconds of each step. */
+function runRequest(engine: LLMEngine, prompt: number[], maxTokens: number): Promise<number[]> {
+  return runRequests(engine, [prompt], maxTokens);
+}
+
+/** `batch` short prompts (16 tokens) from `seed`. */
+function decodePrompts(seed: number, vocab: number): number[][] {
+  return Array.from({ length: batch }, (_, i) => randomTokens(seed * 1000 + i, 16, vocab));
 }
 
 /** The q-quantile (0..1) of `xs`, by the nearest rank. */
@@ -267,10 +284,10 @@ async function benchModel(m: BenchModel): Promise<ModelResult> {
   // Decode: batch 1 after a short prompt, a few requests; the steps after each request's first.
   const decodeSteps: number[] = [];
   for (let i = 0; i < numRuns; i++) {
-    decodeSteps.push(...(await runRequest(engine, randomTokens(20 + i, 16, vocab), numDecode + 1)).slice(1));
+    decodeSteps.push(...(await runRequests(engine, decodePrompts(20 + i, vocab), numDecode + 1)).slice(1));
   }
-  const decodeTokS = 1 / quantile(decodeSteps, 0.5);
-  const decodeP10TokS = 1 / quantile(decodeSteps, 0.1);
+  const decodeTokS = batch / quantile(decodeSteps, 0.5);
+  const decodeP10TokS = batch / quantile(decodeSteps, 0.1);
   console.log(
     `  prefill ${promptLen} tokens: ${prefillTokS.toFixed(1)} tok/s (best of ${numRuns}: ` +
       `${prefill.map((x) => x.toFixed(2)).join(', ')} s); decode: ${decodeTokS.toFixed(1)} tok/s median, ` +
@@ -286,14 +303,15 @@ async function benchModel(m: BenchModel): Promise<ModelResult> {
     timer.reset();
     await runRequest(engine, randomTokens(31, promptLen, vocab), 1);
     prefillBreakdown = { seconds: new Map(timer.seconds), steps: 1 };
-    // Decode steps only: the request's prefill runs before the timer starts.
-    const prompt = randomTokens(32, 16, vocab);
-    const params = resolveSamplingParams(
-      { temperature: 0, maxTokens: numDecode + 1, ignoreEos: true },
-      {},
-      { vocabSize: vocab, maxModelLen: engine.maxModelLen, numPromptTokens: prompt.length },
-    );
-    engine.addRequest(prompt, params);
+    // Decode steps only: the requests' prefill runs before the timer starts.
+    for (const prompt of decodePrompts(32, vocab)) {
+      const params = resolveSamplingParams(
+        { temperature: 0, maxTokens: numDecode + 1, ignoreEos: true },
+        {},
+        { vocabSize: vocab, maxModelLen: engine.maxModelLen, numPromptTokens: prompt.length },
+      );
+      engine.addRequest(prompt, params);
+    }
     await engine.step();
     timer.reset();
     let steps = 0;
@@ -342,5 +360,7 @@ function printBreakdown(title: string, b: Breakdown): void {
 for (const r of results) {
   if (r.prefillBreakdown)
     printBreakdown(`Prefill step breakdown (${promptLen} tokens), ${r.label}`, r.prefillBreakdown);
-  if (r.decodeBreakdown) printBreakdown(`Decode step breakdown, ${r.label}`, r.decodeBreakdown);
+  if (r.decodeBreakdown) {
+    printBreakdown(`Decode step breakdown (batch ${batch}), ${r.label}`, r.decodeBreakdown);
+  }
 }
