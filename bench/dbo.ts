@@ -67,7 +67,7 @@ const { values } = parseArgs({
     'skip-local': { type: 'boolean', default: false },
     'skip-unlimited': { type: 'boolean', default: false },
     'max-foreign-cores': { type: 'string', default: '0.25' },
-    attempts: { type: 'string', default: '3' },
+    attempts: { type: 'string', default: '4' },
   },
 });
 
@@ -545,6 +545,8 @@ interface Figures {
   /** CPU per step of the compute threads and of the servers' other threads (ms, summed over hosts). */
   readonly computeThreadsCpuMs: number;
   readonly otherThreadsCpuMs: number;
+  /** Ranks (compute threads) of the runs. */
+  readonly numRanks: number;
 }
 
 /** vLLM's percentile (linear interpolation between closest ranks, as numpy). */
@@ -573,6 +575,8 @@ function figures(runs: readonly RunResult[]): Figures {
     foreignCores: runs.reduce((a, r) => a + r.foreignCores, 0) / runs.length,
     computeThreadsCpuMs: runs.reduce((a, r) => a + r.computeThreadsCpuMs, 0) / runs.length,
     otherThreadsCpuMs: runs.reduce((a, r) => a + r.otherThreadsCpuMs, 0) / runs.length,
+    numRanks:
+      runs[0]!.spec.layout.kind === 'testbed' ? runs[0]!.spec.layout.hosts.length : runs[0]!.spec.layout.tp,
   };
 }
 
@@ -586,7 +590,8 @@ interface Comparison {
   readonly efficiency: number;
   /**
    * This machine's floor for a step with DBO: the CPU per step of the DBO run's server threads spread over
-   * all cores (an upper estimate: part of the non-compute threads' work falls between steps). On one small
+   * all cores (an upper estimate: part of the non-compute threads' work falls between steps), and at least
+   * one rank's compute thread's CPU. On one small
    * machine hosting both "hosts", the communication threads compete with the compute threads for cores.
    */
   readonly cpuFloorMs: number;
@@ -604,7 +609,11 @@ function compare(off: Figures, on: Figures): Comparison {
     commShare: commMs / off.stepMs,
     // Below 5% of a step the ratio is noise over noise.
     efficiency: ideal > 0.05 * off.stepMs ? (off.stepMs - on.stepMs) / ideal : Number.NaN,
-    cpuFloorMs: (on.computeThreadsCpuMs + on.otherThreadsCpuMs) / os.availableParallelism(),
+    // All the CPU spread over every core, and no faster than one rank's own compute thread.
+    cpuFloorMs: Math.max(
+      (on.computeThreadsCpuMs + on.otherThreadsCpuMs) / os.availableParallelism(),
+      on.computeThreadsCpuMs / on.numRanks,
+    ),
     slowdown: on.stepMs / off.stepMs - 1,
   };
 }
@@ -613,7 +622,7 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : 'n/a');
 
-function printComparison(title: string, c: Comparison): void {
+function printComparison(title: string, c: Evaluation): void {
   const row = (name: string, a: string, b: string, extra = '') =>
     say(`  ${name.padEnd(34)}${a.padStart(12)}${b.padStart(12)}${extra ? `   ${extra}` : ''}`);
   say(title);
@@ -661,7 +670,18 @@ function printComparison(title: string, c: Comparison): void {
       `   (DBO ${c.slowdown <= 0 ? `${pct(-c.slowdown)} faster` : `${pct(c.slowdown)} slower`} per step)`,
   );
   say(
-    `  CPU floor of this machine with DBO: (compute + other threads' CPU) / ${os.availableParallelism()} cores ` +
+    `  per round: ${c.rounds
+      .map(
+        (r, i) =>
+          `r${i} efficiency ${f2(r.efficiency)}, step ${r.slowdown <= 0 ? '' : '+'}${pct(r.slowdown)}` +
+          (r.disturbed ? ' (disturbed)' : ''),
+      )
+      .join('; ')}`,
+  );
+  if (c.excluded.length > 0) say(`  left out of the pooled figures: ${c.excluded.join(', ')}`);
+  say(
+    `  CPU floor of this machine with DBO: max((compute + other threads' CPU) / ${os.availableParallelism()} cores, ` +
+      'compute CPU per rank) ' +
       `≈ ${f1(c.cpuFloorMs)} ms per step (T_on ${f1(c.on.stepMs)} ms)`,
   );
   say();
@@ -691,6 +711,30 @@ async function sideBySide(
     }
   }
   return { off, on };
+}
+
+/** A side-by-side comparison pooled over its quiet runs, with each round's own figures. */
+interface Evaluation extends Comparison {
+  /** Runs left out of the pooled figures: other work took more than --max-foreign-cores during them. */
+  readonly excluded: readonly string[];
+  /** Per round: efficiency and step-time change, and whether one of its two runs was disturbed. */
+  readonly rounds: readonly { efficiency: number; slowdown: number; disturbed: boolean }[];
+}
+
+/** Pools the quiet runs of each setting (all of them when none was quiet). */
+function evaluate(runs: { off: RunResult[]; on: RunResult[] }): Evaluation {
+  const quiet = (r: RunResult) => r.foreignCores <= maxForeignCores;
+  const pool = (rs: RunResult[]) => (rs.some(quiet) ? rs.filter(quiet) : rs);
+  const off = pool(runs.off);
+  const on = pool(runs.on);
+  const excluded = [...runs.off, ...runs.on]
+    .filter((r) => !off.includes(r) && !on.includes(r))
+    .map((r) => `${r.spec.label} (other work ${f2(r.foreignCores)} cores)`);
+  const rounds = runs.off.map((o, i) => {
+    const c = compare(figures([o]), figures([runs.on[i]!]));
+    return { efficiency: c.efficiency, slowdown: c.slowdown, disturbed: !quiet(o) || !quiet(runs.on[i]!) };
+  });
+  return { ...compare(figures(off), figures(on)), excluded, rounds };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -798,7 +842,7 @@ if (why !== undefined) {
   const main = await withTestbed({ hosts: 2, bandwidth: `${bw}mbit` }, (hosts) =>
     sideBySide('testbed', { kind: 'testbed', hosts }, shape, rounds),
   );
-  const c = compare(figures(main.off), figures(main.on));
+  const c = evaluate(main);
   printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
   summary.testbed = { bandwidthMbit: bw, ...c };
   const single = (r: RunResult[], split: boolean) =>
@@ -822,7 +866,7 @@ if (why !== undefined) {
     const free = await withTestbed({ hosts: 2 }, (hosts) =>
       sideBySide('unlimited', { kind: 'testbed', hosts }, shape, rounds),
     );
-    const cu = compare(figures(free.off), figures(free.on));
+    const cu = evaluate(free);
     printComparison('== two hosts, no rate limit ==', cu);
     summary.unlimited = cu;
   }
@@ -831,12 +875,12 @@ if (why !== undefined) {
 if (!values['skip-local']) {
   say('one host: -tp 2 in one process over shared memory (communication nearly free)');
   const shm = await sideBySide('shm-tp2', { kind: 'local', tp: 2 }, shape, rounds);
-  const cs = compare(figures(shm.off), figures(shm.on));
+  const cs = evaluate(shm);
   printComparison('== one host, -tp 2, shared memory ==', cs);
   summary.sharedMemory = cs;
   say('one host: -tp 1 (DBO has nothing to overlap: it turns itself off)');
   const one = await sideBySide('tp1', { kind: 'local', tp: 1 }, shape, rounds);
-  const c1 = compare(figures(one.off), figures(one.on));
+  const c1 = evaluate(one);
   printComparison('== one host, -tp 1 ==', c1);
   summary.singleRank = c1;
 }
