@@ -9,7 +9,7 @@
 // decode is given as the median step and the 10th-percentile step (close to the unloaded speed).
 //
 //   npm run bench:decode -- [--models default,v2-lite] [--layers 4] [--prompt-len 512] [--decode 64]
-//                           [--runs 3] [--batch 1] [--threads 2] [--kv-cache-mib 512] [--no-breakdown]
+//                           [--runs 3] [--batch 1] [--threads 2] [--kv-cache-mib 512|auto] [--no-breakdown]
 //
 // --batch B decodes B requests together (tokens/s counts all B; the breakdown is per step).
 
@@ -259,7 +259,8 @@ async function benchModel(m: BenchModel): Promise<ModelResult> {
     model: m.folder,
     loadFormat: 'dummy',
     hfOverrides: m.hfOverrides,
-    kvCacheMemory: Number(values['kv-cache-mib']) * 2 ** 20,
+    // 'auto': the engine's own sizing (a share of the machine's memory), as `duet serve` does.
+    ...(values['kv-cache-mib'] === 'auto' ? {} : { kvCacheMemory: Number(values['kv-cache-mib']) * 2 ** 20 }),
     maxModelLen: promptLen + numDecode + 64,
     enablePrefixCaching: false,
     ...(values.threads ? { numThreads: Number(values.threads) } : {}),
