@@ -11,8 +11,9 @@ import type {
   RawWeight,
   WeightDType,
 } from '../../kernels/kernels.js';
-import { KernelArgumentError, WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
+import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
+import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
 import { type GemmShare, GemmThreadPool } from './thread-pool.js';
@@ -474,151 +475,21 @@ export class WasmKernels implements Kernels {
     scale: number,
   ): void {
     this.checkLive();
-    const fail = (msg: string): never => {
-      throw new KernelArgumentError(`mlaAttentionBatch: ${msg}`);
-    };
-    for (const [name, v] of [
-      ['numSeqs', numSeqs],
-      ['numHeads', numHeads],
-      ['latentDim', latentDim],
-      ['ropeDim', ropeDim],
-      ['maxBlocksPerSeq', maxBlocksPerSeq],
-    ] as const) {
-      if (!Number.isInteger(v) || v < 0) fail(`${name} = ${v}; it must be an integer >= 0`);
-    }
-    if (!Number.isInteger(blockSize) || blockSize < 1) fail(`blockSize = ${blockSize}; it must be >= 1`);
-    if (seqStarts.length < numSeqs + 1)
-      fail(`seqStarts has ${seqStarts.length} entries; needs ${numSeqs + 1}`);
-    if (seqStarts[0] !== 0) fail(`seqStarts[0] = ${seqStarts[0]}; it must be 0`);
-    const numTokens = seqStarts[numSeqs]!;
-    const entry = latentDim + ropeDim;
-    if (positions.length < numTokens) fail(`positions has ${positions.length} entries; needs ${numTokens}`);
-    if (q.length < numTokens * numHeads * entry)
-      fail(`q has ${q.length} elements; needs ${numTokens * numHeads * entry}`);
-    if (out.length < numTokens * numHeads * latentDim) {
-      fail(`out has ${out.length} elements; needs ${numTokens * numHeads * latentDim}`);
-    }
-    if (blockTables.length < numSeqs * maxBlocksPerSeq) {
-      fail(
-        `blockTables has ${blockTables.length} entries; needs numSeqs·maxBlocksPerSeq = ${numSeqs * maxBlocksPerSeq}`,
-      );
-    }
-    if (out.buffer === q.buffer || out.buffer === cache.buffer) {
-      if (overlaps(out, q) || overlaps(out, cache)) fail('out must not overlap q or cache');
-    }
-    const numSlots = entry === 0 ? 0 : Math.floor(cache.length / entry);
-    // Per token: the context length (cost of its rows); and every block a sequence reads must exist.
-    let totalCost = 0;
-    for (let s = 0; s < numSeqs; s++) {
-      const a = seqStarts[s]!;
-      const b = seqStarts[s + 1]!;
-      if (!(b >= a)) fail(`seqStarts must not decrease (seqStarts[${s + 1}] = ${b} < ${a})`);
-      let maxPos = -1;
-      for (let t = a; t < b; t++) {
-        const pos = positions[t]!;
-        if (!(pos >= 0)) fail(`positions[${t}] = ${pos}; positions must be >= 0`);
-        maxPos = Math.max(maxPos, pos);
-        totalCost += pos + 1;
-      }
-      const numBlocks = maxPos < 0 ? 0 : Math.floor(maxPos / blockSize) + 1;
-      if (numBlocks > maxBlocksPerSeq) {
-        fail(
-          `sequence ${s} reaches position ${maxPos}: ${numBlocks} blocks, more than maxBlocksPerSeq ${maxBlocksPerSeq}`,
-        );
-      }
-      for (let j = 0; j < numBlocks; j++) {
-        const block = blockTables[s * maxBlocksPerSeq + j]!;
-        if (block < 0 || (block + 1) * blockSize > numSlots) {
-          fail(
-            `blockTables[${s}, ${j}] = ${block}; the cache holds ${Math.floor(numSlots / blockSize)} blocks of ${blockSize}`,
-          );
-        }
-      }
-    }
-    const rows = numTokens * numHeads;
-    if (rows === 0) return;
-
-    const primary = this.arenas[0]!;
-    const g = primary.gemm;
-    // Rows per thread balanced by their context lengths (later prompt tokens attend to more positions).
-    const threads = Math.min(
-      this.threadsFor((totalCost * numHeads * (entry + latentDim) * 2) / 30e9, rows),
-      rows,
-    );
-    const bounds = [0];
-    let acc = 0;
-    let next = 1;
-    for (let r = 0; r < rows && next < threads; r++) {
-      acc += positions[Math.floor(r / numHeads)]! + 1;
-      if (acc * threads >= next * totalCost * numHeads) {
-        bounds.push(r + 1);
-        next++;
-      }
-    }
-    while (bounds.length <= threads) bounds.push(rows);
-    bounds[threads] = rows;
-
-    // Arrays outside the primary memory are copied into its scratch block: [inputs and out][per-thread scratch].
-    const pieces: [Float32Array | Int32Array, boolean, number][] = [
-      [out, false, numTokens * numHeads * latentDim],
-      [q, true, numTokens * numHeads * entry],
-      [cache, true, numSlots * entry],
-      [blockTables, true, numSeqs * maxBlocksPerSeq],
-      [seqStarts, true, numSeqs + 1],
-      [positions, true, numTokens],
-    ];
-    let copyBytes = 0;
-    for (const [a, , n] of pieces) if (!primary.owns(a)) copyBytes += align64(n * 4);
-    const threadScratch = align64(g.mla_attention_scratch_bytes(Math.min(rows, 128), 1));
-    let s = primary.scratch(copyBytes + threads * threadScratch);
-    const ptrs: number[] = [];
-    for (const [a, copyIn, n] of pieces) {
-      if (primary.owns(a)) {
-        ptrs.push(a.byteOffset);
-        continue;
-      }
-      if (copyIn) {
-        new Uint8Array(primary.memory.buffer, s, n * 4).set(new Uint8Array(a.buffer, a.byteOffset, n * 4));
-        this.copies.bytesIn += n * 4;
-      }
-      ptrs.push(s);
-      s += align64(n * 4);
-    }
-    const [outPtr, qPtr, cachePtr, tablesPtr, startsPtr, positionsPtr] = ptrs as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const scaleBits = new Int32Array(Float32Array.of(scale).buffer)[0]!;
-    const shares = Array.from({ length: threads }, (_, t) => [
-      outPtr,
-      qPtr,
-      cachePtr,
-      tablesPtr,
+    runMlaAttentionBatch(this.threaded(), {
+      out,
+      q,
+      cache,
+      blockTables,
       maxBlocksPerSeq,
-      startsPtr,
+      seqStarts,
+      positions,
       numSeqs,
-      positionsPtr,
       numHeads,
       latentDim,
       ropeDim,
       blockSize,
-      scaleBits,
-      s + t * threadScratch,
-      bounds[t]!,
-      bounds[t + 1]!,
-    ]);
-    const main = () => g.mla_attention_batch(...shares[0]!);
-    if (threads === 1) main();
-    else this.pool.runKernel(0, 'mla_attention_batch', shares, main);
-    if (!primary.owns(out)) {
-      const n = numTokens * numHeads * latentDim;
-      out.set(primary.f32(outPtr, n));
-      this.copies.bytesOut += n * 4;
-    }
+      scale,
+    });
   }
 
   mhaAttention(
@@ -636,101 +507,20 @@ export class WasmKernels implements Kernels {
     scale: number,
   ): void {
     this.checkLive();
-    const fail = (msg: string): never => {
-      throw new KernelArgumentError(`mhaAttention: ${msg}`);
-    };
-    for (const [name, v] of [
-      ['numTokens', numTokens],
-      ['numCtx', numCtx],
-      ['numHeads', numHeads],
-      ['nopeDim', nopeDim],
-      ['ropeDim', ropeDim],
-      ['vDim', vDim],
-    ] as const) {
-      if (!Number.isInteger(v) || v < 0) fail(`${name} = ${v}; it must be an integer >= 0`);
-    }
-    const sizes: [string, ArrayLike<number>, number][] = [
-      ['out', out, numTokens * numHeads * vDim],
-      ['q', q, numTokens * numHeads * (nopeDim + ropeDim)],
-      ['kv', kv, numCtx * numHeads * (nopeDim + vDim)],
-      ['kRope', kRope, numCtx * ropeDim],
-      ['positions', positions, numTokens],
-    ];
-    for (const [name, a, n] of sizes) if (a.length < n) fail(`${name} has ${a.length} elements; needs ${n}`);
-    if (overlaps(out, q) || overlaps(out, kv) || overlaps(out, kRope))
-      fail('out must not overlap the inputs');
-    let totalCost = 0;
-    for (let t = 0; t < numTokens; t++) {
-      const pos = positions[t]!;
-      if (!(pos >= 0 && pos < numCtx)) fail(`positions[${t}] = ${pos}; allowed: 0..${numCtx - 1}`);
-      totalCost += pos + 1;
-    }
-    const rows = numTokens * numHeads;
-    if (rows === 0) return;
-
-    const primary = this.arenas[0]!;
-    const g = primary.gemm;
-    // Rows are head-major (h·numTokens + t); split them by their context lengths.
-    const threads = this.threadsFor((totalCost * numHeads * (nopeDim + ropeDim + vDim) * 2) / 30e9, rows);
-    const bounds = [0];
-    let acc = 0;
-    for (let r = 0; r < rows && bounds.length < threads; r++) {
-      acc += positions[r % numTokens]! + 1;
-      if (acc * threads >= bounds.length * totalCost * numHeads) bounds.push(r + 1);
-    }
-    while (bounds.length <= threads) bounds.push(rows);
-    bounds[threads] = rows;
-
-    const pieces: [Float32Array | Int32Array, boolean, number][] = [
-      [out, false, sizes[0]![2]],
-      [q, true, sizes[1]![2]],
-      [kv, true, sizes[2]![2]],
-      [kRope, true, sizes[3]![2]],
-      [positions, true, numTokens],
-    ];
-    let copyBytes = 0;
-    for (const [a, , n] of pieces) if (!primary.owns(a)) copyBytes += align64(n * 4);
-    const threadScratch = align64(g.mla_attention_scratch_bytes(Math.min(rows, 128), 1));
-    let s = primary.scratch(copyBytes + threads * threadScratch);
-    const ptrs: number[] = [];
-    for (const [a, copyIn, n] of pieces) {
-      if (primary.owns(a)) {
-        ptrs.push(a.byteOffset);
-        continue;
-      }
-      if (copyIn) {
-        new Uint8Array(primary.memory.buffer, s, n * 4).set(new Uint8Array(a.buffer, a.byteOffset, n * 4));
-        this.copies.bytesIn += n * 4;
-      }
-      ptrs.push(s);
-      s += align64(n * 4);
-    }
-    const [outPtr, qPtr, kvPtr, ropePtr, positionsPtr] = ptrs as [number, number, number, number, number];
-    const scaleBits = new Int32Array(Float32Array.of(scale).buffer)[0]!;
-    const shares = Array.from({ length: threads }, (_, t) => [
-      outPtr,
-      qPtr,
-      kvPtr,
-      ropePtr,
-      positionsPtr,
+    runMhaAttention(this.threaded(), {
+      out,
+      q,
+      kv,
+      kRope,
+      positions,
       numTokens,
+      numCtx,
       numHeads,
       nopeDim,
       ropeDim,
       vDim,
-      scaleBits,
-      s + t * threadScratch,
-      bounds[t]!,
-      bounds[t + 1]!,
-    ]);
-    const main = () => g.mha_attention(...shares[0]!);
-    if (threads === 1) main();
-    else this.pool.runKernel(0, 'mha_attention', shares, main);
-    if (!primary.owns(out)) {
-      const n = sizes[0]![2];
-      out.set(primary.f32(outPtr, n));
-      this.copies.bytesOut += n * 4;
-    }
+      scale,
+    });
   }
 
   rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
@@ -888,6 +678,16 @@ export class WasmKernels implements Kernels {
     this.arenas.length = 0;
   }
 
+  /** What the threaded attention kernels need of this kernel set. */
+  private threaded(): ThreadedKernelContext {
+    return {
+      primary: this.arenas[0]!,
+      pool: this.pool,
+      copies: this.copies,
+      threadsFor: (seconds, units) => this.threadsFor(seconds, units),
+    };
+  }
+
   /**
    * Threads worth using for a kernel of about `seconds` of single-thread work split into `units` parts:
    * at least `minSecondsPerThread` each, at most the active threads and the parts.
@@ -982,13 +782,4 @@ export class WasmKernels implements Kernels {
 
 function align64(bytes: number): number {
   return Math.ceil(bytes / 64) * 64;
-}
-
-/** Whether two views of one buffer share bytes. */
-function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return (
-    a.buffer === b.buffer &&
-    a.byteOffset < b.byteOffset + b.byteLength &&
-    b.byteOffset < a.byteOffset + a.byteLength
-  );
 }
