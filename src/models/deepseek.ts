@@ -153,8 +153,6 @@ export class DeepseekForCausalLM {
   /** [vocab.count, hidden] */
   private readonly lmHead: LinearWeight;
   readonly maxPositions: number;
-  /** Activation buffers the layers reuse from step to step (see Scratch for the rule that makes it safe). */
-  private readonly scratch: Scratch;
 
   constructor(config: DeepseekConfig, opts: DeepseekLoadOptions) {
     this.config = config;
@@ -164,12 +162,12 @@ export class DeepseekForCausalLM {
     if (this.plan.size !== this.comm.worldSize) {
       throw new RangeError(`parallel plan of ${this.plan.size} ranks with a group of ${this.comm.worldSize}`);
     }
-    this.scratch = new Scratch(opts.kernels);
     const ctx: LoadContext = {
       source: opts.source,
       kernels: opts.kernels,
       weightDType: opts.weightDType,
-      scratch: this.scratch,
+      // Activation buffers the layers share and reuse from step to step (see Scratch for why it is safe).
+      scratch: new Scratch(opts.kernels),
     };
     const V = config.vocabSize;
     const H = config.hiddenSize;
