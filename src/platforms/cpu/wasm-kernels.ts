@@ -31,7 +31,7 @@ export interface WasmKernelsOptions {
   spin?: number;
   /**
    * Least estimated work (seconds) worth giving a thread; smaller GEMMs use fewer threads. Default
-   * 25 µs; 0 splits every GEMM over all threads (tests use it to exercise the split on small shapes).
+   * 60 µs; 0 splits every GEMM over all threads (tests use it to exercise the split on small shapes).
    */
   minSecondsPerThread?: number;
 }
