@@ -16,7 +16,7 @@
 // step with and without DBO (SVG, and PNG when ImageMagick's `convert` is installed) to --out.
 //
 //   npm run bench:dbo -- [--bandwidth auto|400mbit] [--target-comm-share 0.4] [--input-len 512]
-//       [--num-prompts 16] [--max-concurrency 2] [--request-rate 4] [--rounds 2] [--moe-comm allgather|alltoall]
+//       [--num-prompts 16] [--max-concurrency 2] [--request-rate 12] [--rounds 2] [--moe-comm allgather|alltoall]
 //       [--model DIR] [--load-format auto|dummy] [--hf-overrides JSON] [--out DIR] [--skip-local]
 //
 // Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
@@ -56,7 +56,7 @@ const { values } = parseArgs({
     'input-len': { type: 'string', default: '512' },
     'num-prompts': { type: 'string', default: '16' },
     'max-concurrency': { type: 'string', default: '2' },
-    'request-rate': { type: 'string', default: '4' },
+    'request-rate': { type: 'string', default: '12' },
     'num-warmups': { type: 'string', default: '2' },
     rounds: { type: 'string', default: '2' },
     'moe-comm': { type: 'string', default: 'allgather' },
@@ -722,9 +722,11 @@ interface Evaluation extends Comparison {
 }
 
 /** Pools the quiet runs of each setting (all of them when none was quiet). */
+const quiet = (r: RunResult) => r.foreignCores <= maxForeignCores;
+/** The runs of one setting that enter the pooled figures: the undisturbed ones, or all if none was. */
+const pool = (rs: RunResult[]) => (rs.some(quiet) ? rs.filter(quiet) : rs);
+
 function evaluate(runs: { off: RunResult[]; on: RunResult[] }): Evaluation {
-  const quiet = (r: RunResult) => r.foreignCores <= maxForeignCores;
-  const pool = (rs: RunResult[]) => (rs.some(quiet) ? rs.filter(quiet) : rs);
   const off = pool(runs.off);
   const on = pool(runs.on);
   const excluded = [...runs.off, ...runs.on]
@@ -846,7 +848,9 @@ if (why !== undefined) {
   printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
   summary.testbed = { bandwidthMbit: bw, ...c };
   const single = (r: RunResult[], split: boolean) =>
-    r.flatMap((x) => x.rank0).filter((s) => s.tokens === inputLen && s.split === split);
+    pool(r)
+      .flatMap((x) => x.rank0)
+      .filter((s) => s.tokens === inputLen && s.split === split);
   const offStep = medianStep(single(main.off, false));
   const onStep = medianStep(single(main.on, true));
   if (offStep && onStep) {
