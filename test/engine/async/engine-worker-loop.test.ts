@@ -201,8 +201,6 @@ describe('EngineWorkerLoop', () => {
     await h.exited;
     assert.equal(h.exitCode(), 1);
     assert.ok(h.engine.closed);
-    assert.deepEqual(h.posted, [
-      { type: 'fatal', message: 'rank 1: exited with code 1' },
-    ]);
+    assert.deepEqual(h.posted, [{ type: 'fatal', message: 'rank 1: exited with code 1' }]);
   });
 });
