@@ -213,15 +213,14 @@ export function bf16ToF32(out: Float32Array, bits: Uint16Array): void {
   for (let i = 0; i < bits.length; i++) u32[i] = bits[i]! << 16;
 }
 
+/** The bfloat16 bit pattern nearest to the float32 with bit pattern `f32Bits` (ties to even; NaN kept NaN). */
+export function f32BitsToBf16(f32Bits: number): number {
+  if ((f32Bits & 0x7fffffff) > 0x7f800000) return ((f32Bits >>> 16) | 0x40) & 0xffff;
+  return ((f32Bits + 0x7fff + ((f32Bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
 /** Rounds float32 values to bfloat16 bit patterns (round to nearest even; NaN stays NaN). */
 export function f32ToBf16(out: Uint16Array, x: Float32Array): void {
   const u32 = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  for (let i = 0; i < x.length; i++) {
-    const v = u32[i]!;
-    if ((v & 0x7f800000) === 0x7f800000 && (v & 0x007fffff) !== 0) {
-      out[i] = (v >>> 16) | 0x40;
-      continue;
-    }
-    out[i] = (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
-  }
+  for (let i = 0; i < x.length; i++) out[i] = f32BitsToBf16(u32[i]!);
 }

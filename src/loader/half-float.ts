@@ -22,8 +22,4 @@ export function f16ToF32(out: Float32Array, bits: Uint16Array): void {
   }
 }
 
-/** The bfloat16 bit pattern nearest to the float32 with bit pattern `f32Bits` (ties to even; NaN kept NaN). */
-export function f32BitsToBf16(f32Bits: number): number {
-  if ((f32Bits & 0x7fffffff) > 0x7f800000) return ((f32Bits >>> 16) | 0x40) & 0xffff;
-  return ((f32Bits + 0x7fff + ((f32Bits >>> 16) & 1)) >>> 16) & 0xffff;
-}
+export { f32BitsToBf16 } from '../kernels/kernels.js';

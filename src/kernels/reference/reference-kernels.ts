@@ -4,6 +4,7 @@
 
 import {
   bf16ToF32,
+  f32BitsToBf16,
   type HeadLinearWeight,
   type Kernels,
   type LinearWeight,
@@ -337,9 +338,5 @@ export class ReferenceKernels implements Kernels {
 /** Rounds float32 values to the nearest bfloat16 in place (round to nearest even). */
 function roundToBf16InPlace(x: Float32Array): void {
   const u32 = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  for (let i = 0; i < u32.length; i++) {
-    const v = u32[i]!;
-    if ((v & 0x7f800000) === 0x7f800000) continue;
-    u32[i] = ((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) << 16;
-  }
+  for (let i = 0; i < u32.length; i++) u32[i] = f32BitsToBf16(u32[i]!) << 16;
 }

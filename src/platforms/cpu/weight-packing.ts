@@ -3,7 +3,7 @@
 // rows past n are zero. bf16 panels interleave the columns as 0,4,1,5,2,6,3,7 so that the kernel widens
 // a 32-bit lane's low half (column j) by a shift and its high half (column j+4) by a mask.
 
-import type { RawWeight, WeightDType } from '../../kernels/kernels.js';
+import { f32BitsToBf16, type RawWeight, type WeightDType } from '../../kernels/kernels.js';
 
 /** Columns per panel (the micro-kernel's tile width). */
 export const PANEL_WIDTH = 8;
@@ -61,13 +61,7 @@ export function packBf16(dst: Uint16Array, raw: RawWeight, n: number, k: number)
       }
       const s = row * k;
       if (half !== null) for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = half[s + kk]!;
-      else for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = roundToBf16(bits![s + kk]!);
+      else for (let kk = 0; kk < k; kk++, d += PANEL_WIDTH) dst[d] = f32BitsToBf16(bits![s + kk]!);
     }
   }
-}
-
-/** The bf16 bit pattern nearest (ties to even) to the float32 with bit pattern `v`; NaN stays NaN. */
-function roundToBf16(v: number): number {
-  if ((v & 0x7f800000) === 0x7f800000 && (v & 0x007fffff) !== 0) return (v >>> 16) | 0x40;
-  return (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
 }
