@@ -103,7 +103,7 @@ export function loadModel(
 ): LoadedModel {
   const { settings, dir, isEmbedded, config, weightDType } = resolved;
   progress.onStage?.('loading tokenizer');
-  const tokenizer = loadTokenizerFor(settings, dir, isEmbedded);
+  const tokenizer = loadModelTokenizer(settings);
   const generationDefaults = generationDefaultsFor(settings.generationConfig, dir);
 
   const loadFormat = isEmbedded ? 'dummy' : settings.loadFormat;
@@ -136,10 +136,18 @@ export function loadModel(
   };
 }
 
-function loadTokenizerFor(settings: ModelSettings, dir: string, isEmbedded: boolean): Tokenizer {
+/**
+ * The tokenizer for these settings: --tokenizer, else the model folder's, else (the embedded model, or a
+ * config-only folder) the DeepSeek-V3 tokenizer and chat template. The engine and the HTTP thread both
+ * load it through here.
+ */
+export function loadModelTokenizer(settings: ModelSettings): Tokenizer {
   const options = settings.chatTemplate !== null ? { chatTemplate: settings.chatTemplate } : {};
   if (settings.tokenizer !== null) return loadTokenizer(settings.tokenizer, options);
-  if (!isEmbedded && existsSync(join(dir, 'tokenizer.json'))) return loadTokenizer(dir, options);
+  if (settings.model !== null) {
+    const dir = resolveModelFolder(settings.model).dir;
+    if (existsSync(join(dir, 'tokenizer.json'))) return loadTokenizer(dir, options);
+  }
   // The embedded model, or a config-only folder: the DeepSeek-V3 tokenizer and chat template.
   return loadTokenizerFromFiles(deepseekV3TokenizerFiles(), options);
 }

@@ -10,12 +10,12 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { EngineConfig } from '../config/engine-config.js';
 import { AsyncEngine } from '../engine/async/async-engine.js';
+import { loadModelTokenizer } from '../models/model-loader.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
 import { buildApp } from './app.js';
 import { ServerMetrics } from './metrics.js';
 import type { ServingContext, ServingOptions } from './serving-context.js';
-import { loadServingTokenizer } from './serving-tokenizer.js';
 import { DEFAULT_LOG_STATS_INTERVAL_S, startStatsLogger } from './stats-logger.js';
 
 /** The name the embedded default model is served under when no --served-model-name is given. */
@@ -96,7 +96,7 @@ export async function startServer(options: ServerOptions): Promise<DuetServer> {
   engineStarting.catch(() => {});
   let engine: AsyncEngine | null = null;
   try {
-    const tokenizer = loadServingTokenizer(config.model);
+    const tokenizer = loadModelTokenizer(config.model);
     engine = await engineStarting;
     const info = engine.info;
     const names =
