@@ -189,14 +189,21 @@ export function validateEngineConfig(c: EngineConfig): void {
   if (!Number.isInteger(tp) || tp < 1 || tp > 64) {
     throw new EngineConfigError(`--tensor-parallel-size must be an integer in 1..64, got ${tp}`);
   }
-  if (c.parallel.dataParallelSize !== 1) {
+  const dp = c.parallel.dataParallelSize;
+  if (!Number.isInteger(dp) || dp < 1 || dp * tp > 64) {
     throw new EngineConfigError(
-      '--data-parallel-size > 1 is not yet supported; use 1 (tensor and expert parallelism work)',
+      `--data-parallel-size must be a positive integer with --data-parallel-size × --tensor-parallel-size ≤ 64, got ${dp} (× ${tp})`,
     );
   }
-  if (c.parallel.distributedExecutorBackend === 'uni' && tp > 1) {
+  if (c.parallel.distributedExecutorBackend === 'uni' && tp * dp > 1) {
     throw new EngineConfigError(
-      '--distributed-executor-backend uni runs one rank; use mp with --tensor-parallel-size > 1',
+      '--distributed-executor-backend uni runs one rank; use mp with --tensor-parallel-size or --data-parallel-size > 1',
+    );
+  }
+  if (dp > 1 && c.parallel.nnodes > 1) {
+    throw new EngineConfigError(
+      '--data-parallel-size > 1 runs its replicas on one host; across hosts use --tensor-parallel-size ' +
+        '(with --enable-expert-parallel) and --nnodes, or run one data-parallel server per host',
     );
   }
   const { nnodes, nodeRank } = c.parallel;

@@ -5,13 +5,15 @@ import os from 'node:os';
 import type { EngineConfig } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
 import { SingleRankCommunicator } from '../distributed/communicator.js';
+import { singleGroup } from '../layers/rank-groups.js';
 import { MlaKvCache } from '../models/mla-kv-cache.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
-import { DriverExecutor } from '../worker/executor.js';
+import { closeGroups, DriverExecutor } from '../worker/executor.js';
 import { ModelRunner } from '../worker/model-runner.js';
+import { planForRank } from '../worker/rank-placement.js';
 import { Tracer } from '../worker/tracer.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
@@ -33,9 +35,11 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
   log.info(`platform ${platform.name}: ${platform.deviceName}`);
 
   const tp = config.parallel.tensorParallelSize;
+  const dp = config.parallel.dataParallelSize;
+  const worldSize = tp * dp;
   // The host's compute threads are shared among its ranks.
   const numThreads = config.parallel.numThreads ?? os.availableParallelism();
-  const numThreadsPerRank = Math.max(1, Math.floor(numThreads / tp));
+  const numThreadsPerRank = Math.max(1, Math.floor(numThreads / (worldSize / config.parallel.nnodes)));
   log.info('building kernels');
   const kernels = await platform.createKernels({ numThreads: numThreadsPerRank });
   log.info(`kernels: ${kernels.name}`);
@@ -53,6 +57,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       bytesPerBlock,
       platform.totalMemoryBytes(),
       process.memoryUsage().rss + resolved.weightBytes,
+      worldSize / config.parallel.nnodes,
     );
     const cache = new MlaKvCache(
       kernels,
@@ -67,20 +72,14 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         `maximum concurrency for ${maxModelLen} tokens per request: ${((sizing.numBlocks * bs) / maxModelLen).toFixed(2)}x`,
     );
 
-    if (tp > 1) {
+    if (worldSize > 1) {
       const layout =
         config.parallel.nnodes > 1
           ? await headRankLayout(config, modelSummary(config, resolved), sizing.numBlocks, log)
-          : singleHostLayout(tp);
+          : singleHostLayout(tp, dp);
       ranks = await launchRankWorkers(config, sizing.numBlocks, numThreadsPerRank, log, layout);
     }
-    const comm = ranks?.comm ?? new SingleRankCommunicator();
-    const plan = {
-      rank: 0,
-      size: tp,
-      expertParallel: config.parallel.enableExpertParallel,
-      moeComm: config.parallel.moeComm,
-    };
+    const groups = ranks?.groups ?? singleGroup(new SingleRankCommunicator());
 
     const started = performance.now();
     const loaded = loadModel(
@@ -90,13 +89,14 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         onStage: (s) => log.info(s),
         onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
       },
-      { plan, communicator: comm },
+      { plan: planForRank(config, 0), communicator: groups.tp, moeCommunicator: groups.moe },
     );
     if (ranks) {
       await ranks.waitReady();
       log.info(
-        `${tp} tensor-parallel ranks ready (${numThreadsPerRank} compute thread(s) each` +
-          `${config.parallel.enableExpertParallel ? `, expert parallel, moe_comm ${config.parallel.moeComm}` : ''})`,
+        `${dp > 1 ? `${dp} data-parallel replicas of ` : ''}${tp} tensor-parallel rank(s) ready ` +
+          `(${numThreadsPerRank} compute thread(s) each` +
+          `${config.parallel.enableExpertParallel ? `, expert parallel over ${worldSize} ranks, moe_comm ${config.parallel.moeComm}` : ''})`,
       );
     }
     log.info(
@@ -110,23 +110,27 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     const maxNumBatchedTokens =
       config.scheduler.maxNumBatchedTokens ??
       (chunked ? DEFAULT_MAX_NUM_BATCHED_TOKENS : Math.max(maxModelLen, DEFAULT_MAX_NUM_BATCHED_TOKENS));
-    const scheduler = new Scheduler({
-      maxNumSeqs: config.scheduler.maxNumSeqs,
-      maxNumBatchedTokens,
-      maxModelLen,
-      blockSize: bs,
-      numBlocks: sizing.numBlocks,
-      enableChunkedPrefill: chunked,
-      enablePrefixCaching: config.cache.enablePrefixCaching,
-    });
-    if (config.dbo.enabled && tp === 1) {
+    // One scheduler per data-parallel replica, each over its own KV cache (on its own ranks).
+    const replicas = Array.from({ length: dp }, () => ({
+      scheduler: new Scheduler({
+        maxNumSeqs: config.scheduler.maxNumSeqs,
+        maxNumBatchedTokens,
+        maxModelLen,
+        blockSize: bs,
+        numBlocks: sizing.numBlocks,
+        enableChunkedPrefill: chunked,
+        enablePrefixCaching: config.cache.enablePrefixCaching,
+      }),
+      runner: new ModelRunner(c.vocabSize, bs),
+    }));
+    if (config.dbo.enabled && worldSize === 1) {
       log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');
     }
     const executor = new DriverExecutor(
       {
         model: loaded.model,
         cache,
-        comm,
+        groups,
         dbo: {
           enabled: config.dbo.enabled,
           thresholds: config.dbo,
@@ -138,13 +142,11 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         await ranks?.close();
       },
     );
-    const runner = new ModelRunner(executor, c.vocabSize, bs);
     const engine = new LLMEngine({
       loaded,
       kernels,
-      runner,
+      replicas,
       executor,
-      scheduler,
       maxModelLen,
       seed: config.model.seed,
     });
@@ -153,7 +155,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     return engine;
   } catch (e) {
     if (ranks) {
-      await ranks.comm?.close().catch(() => {});
+      if (ranks.groups) await closeGroups(ranks.groups).catch(() => {});
       await ranks.close(0);
     }
     await kernels.dispose();

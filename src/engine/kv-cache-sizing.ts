@@ -25,12 +25,15 @@ export class KvCacheSizingError extends Error {
  * @param bytesPerBlock bytes of one block over all layers
  * @param totalMemory the device's memory in bytes
  * @param usedMemory bytes already used (weights and runtime) when the cache is sized
+ * @param ranksOnHost ranks of this host, each with its own cache of the returned size: they share the
+ *   --gpu-memory-utilization budget (--kv-cache-memory and --num-gpu-blocks-override are per rank, as in vLLM)
  */
 export function sizeKvCache(
   settings: CacheSettings,
   bytesPerBlock: number,
   totalMemory: number,
   usedMemory: number,
+  ranksOnHost = 1,
 ): KvCacheSizing {
   const maxBlocks = Math.floor(MAX_KV_CACHE_BYTES / bytesPerBlock);
   let numBlocks: number;
@@ -50,8 +53,8 @@ export function sizeKvCache(
       budget = settings.kvCacheMemory;
       reason = '--kv-cache-memory';
     } else {
-      budget = totalMemory * settings.gpuMemoryUtilization - usedMemory;
-      reason = `--gpu-memory-utilization ${settings.gpuMemoryUtilization}`;
+      budget = (totalMemory * settings.gpuMemoryUtilization - usedMemory) / ranksOnHost;
+      reason = `--gpu-memory-utilization ${settings.gpuMemoryUtilization}${ranksOnHost > 1 ? ` shared by ${ranksOnHost} ranks` : ''}`;
     }
     numBlocks = Math.floor(budget / bytesPerBlock);
     if (numBlocks > maxBlocks) {

@@ -1,6 +1,13 @@
 // The engine core: continuous batching, one step at a time. A step is
-//   plan = scheduler.schedule() → runner.execute(plan) → sample → stop checks → scheduler.updateFromOutput
+//   plan = scheduler.schedule() → runner.prepare(plan) → executor.execute → sample → stop checks →
+//   scheduler.updateFromOutput
 // Requests join and leave between steps; each accepted request ends with a result or an error.
+//
+// With data parallelism (vLLM's --data-parallel-size) the engine holds one replica per data-parallel rank:
+// its own scheduler, KV cache (on its ranks) and prefix cache, so the replicas are independent engines that
+// happen to share the MoE layers. A new request goes to the least-loaded replica; every step schedules each
+// replica and the executor runs all their batches at once (a replica without work runs an empty batch, so
+// the shared MoE layers' collectives still meet), then each replica's requests are sampled and advanced.
 
 import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError } from '../core/errors.js';
 import type { FinishReason } from '../core/request.js';
@@ -12,7 +19,7 @@ import type { LoadedModel } from '../models/model-loader.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { ModelExecutor, StepTimingStats } from '../worker/executor.js';
 import { computeTokenLogprobs, type TokenLogprobs } from '../worker/logprobs.js';
-import type { ModelRunner } from '../worker/model-runner.js';
+import type { ModelRunner, RunnerStepOutput } from '../worker/model-runner.js';
 import { Sampler } from '../worker/sampler.js';
 import type { SamplingParams } from '../worker/sampling-params.js';
 import { createRequestRng, SamplingRng } from '../worker/sampling-rng.js';
@@ -40,12 +47,18 @@ export class EngineDeadError extends Error {
   }
 }
 
+/** One data-parallel engine replica: its scheduler and the runner that builds its batches. */
+export interface EngineReplica {
+  readonly scheduler: Scheduler;
+  readonly runner: ModelRunner;
+}
+
 export interface EngineParts {
   readonly loaded: LoadedModel;
   readonly kernels: Kernels;
-  readonly runner: ModelRunner;
+  /** One per data-parallel rank (the executor's numReplicas). */
+  readonly replicas: readonly EngineReplica[];
   readonly executor: ModelExecutor;
-  readonly scheduler: Scheduler;
   readonly maxModelLen: number;
   readonly seed: number;
   /** Clock for arrival times and metrics (injectable for tests). */
@@ -65,8 +78,10 @@ export class LLMEngine {
   readonly tokenizer: Tokenizer;
   readonly maxModelLen: number;
   readonly kernels: Kernels;
-  private readonly scheduler: Scheduler;
-  private readonly runner: ModelRunner;
+  private readonly replicas: readonly EngineReplica[];
+  /** The replica each live request runs on, and each replica's live requests. */
+  private readonly replicaOf = new Map<string, EngineReplica>();
+  private readonly loads = new Map<EngineReplica, number>();
   private readonly executor: ModelExecutor;
   private readonly sampler: Sampler;
   private readonly engineRng: SamplingRng;
@@ -85,9 +100,14 @@ export class LLMEngine {
     this.loaded = parts.loaded;
     this.tokenizer = parts.loaded.tokenizer;
     this.kernels = parts.kernels;
-    this.runner = parts.runner;
+    this.replicas = parts.replicas;
+    if (this.replicas.length !== parts.executor.numReplicas || this.replicas.length < 1) {
+      throw new RangeError(
+        `${this.replicas.length} engine replica(s) for an executor of ${parts.executor.numReplicas}`,
+      );
+    }
+    for (const r of this.replicas) this.loads.set(r, 0);
     this.executor = parts.executor;
-    this.scheduler = parts.scheduler;
     this.maxModelLen = parts.maxModelLen;
     const argmaxOut = new Int32Array(1);
     this.sampler = new Sampler(parts.loaded.config.vocabSize, {
@@ -128,8 +148,11 @@ export class LLMEngine {
         'prompt',
       );
     }
+    // The least-loaded replica (the first of equals) takes it.
+    let replica = this.replicas[0]!;
+    for (const r of this.replicas) if (this.loads.get(r)! < this.loads.get(replica)!) replica = r;
     try {
-      this.scheduler.addRequest({
+      replica.scheduler.addRequest({
         requestId: id,
         promptTokenIds,
         maxTokens,
@@ -161,7 +184,9 @@ export class LLMEngine {
       numPromptTokens: promptTokenIds.length,
     });
     this.states.set(id, new EngineRequestState(id, promptTokenIds, params, sampling, stop, this.now()));
-    this.runner.addRequest(id, {
+    this.replicaOf.set(id, replica);
+    this.loads.set(replica, this.loads.get(replica)! + 1);
+    replica.runner.addRequest(id, {
       numPromptTokens: promptTokenIds.length,
       wantsPromptLogits: params.promptLogprobs !== null,
     });
@@ -173,8 +198,7 @@ export class LLMEngine {
   abort(requestId: string): RequestUpdate | null {
     const state = this.states.get(requestId);
     if (!state) return null;
-    this.scheduler.abort(requestId);
-    this.runner.removeRequest(requestId);
+    this.replicaOf.get(requestId)!.scheduler.abort(requestId);
     state.finishReason = 'abort';
     return this.finalise(state, [], null);
   }
@@ -220,44 +244,65 @@ export class LLMEngine {
     return this.states.size;
   }
 
+  /** Scheduler statistics over all replicas (KV usage: their mean). */
   stats(): SchedulerStats {
-    return this.scheduler.stats();
+    const all = this.replicaStats();
+    const sum = (f: (s: SchedulerStats) => number) => all.reduce((a, s) => a + f(s), 0);
+    return {
+      numRunning: sum((s) => s.numRunning),
+      numWaiting: sum((s) => s.numWaiting),
+      numPreemptedWaiting: sum((s) => s.numPreemptedWaiting),
+      kvCacheUsage: sum((s) => s.kvCacheUsage) / all.length,
+      prefixCacheQueries: sum((s) => s.prefixCacheQueries),
+      prefixCacheHits: sum((s) => s.prefixCacheHits),
+      numPreemptions: sum((s) => s.numPreemptions),
+      numPrefixCacheEvictions: sum((s) => s.numPrefixCacheEvictions),
+    };
+  }
+
+  /** Each data-parallel replica's scheduler statistics. */
+  replicaStats(): SchedulerStats[] {
+    return this.replicas.map((r) => r.scheduler.stats());
   }
 
   /** Runs one step; returns the updates of every request that progressed or finished. */
   async step(): Promise<RequestUpdate[]> {
     if (this.deadReason !== null) return this.failAll(`the engine is dead: ${this.deadReason}`);
-    const plan = this.scheduler.schedule();
-    if (plan.totalNumScheduledTokens === 0) {
-      this.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
+    const plans = this.replicas.map((r) => r.scheduler.schedule());
+    if (plans.every((p) => p.totalNumScheduledTokens === 0)) {
+      for (const r of this.replicas) r.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
       return [];
     }
-    let result: Awaited<ReturnType<ModelRunner['execute']>>;
+    let results: RunnerStepOutput[];
     try {
-      result = await this.runner.execute(plan);
+      const prepared = plans.map((p, i) => this.replicas[i]!.runner.prepare(p));
+      const logits = await this.executor.execute(prepared.map((s) => s.batch));
+      results = prepared.map((s, i) => this.replicas[i]!.runner.collect(s, logits[i]!));
     } catch (e) {
       // A fault in the model step fails the step's requests, never hangs them. A failed collective
       // means a rank is gone: the engine is dead from now on.
       const message = `model step failed: ${(e as Error).message}`;
       if (e instanceof CollectiveError) this.markDead((e as Error).message);
-      this.scheduler.updateFromOutput({
-        sampledTokenIds: new Map(),
-        finished: new Map(plan.scheduledRequests.map((r) => [r.requestId, 'error' as FinishReason])),
-      });
       const updates: RequestUpdate[] = [];
-      for (const r of plan.scheduledRequests) {
-        const state = this.states.get(r.requestId);
-        if (!state) continue;
-        state.finishReason = 'error';
-        state.error = message;
-        updates.push(this.finalise(state, [], null));
-      }
+      plans.forEach((plan, i) => {
+        this.replicas[i]!.scheduler.updateFromOutput({
+          sampledTokenIds: new Map(),
+          finished: new Map(plan.scheduledRequests.map((r) => [r.requestId, 'error' as FinishReason])),
+        });
+        for (const r of plan.scheduledRequests) {
+          const state = this.states.get(r.requestId);
+          if (!state) continue;
+          state.finishReason = 'error';
+          state.error = message;
+          updates.push(this.finalise(state, [], null));
+        }
+      });
       return updates;
     }
     this.counters.numSteps++;
 
     // Prompt log-probs, computed once per position even when a preempted request recomputes its prompt.
-    for (const [id, pl] of result.promptLogits) {
+    for (const [id, pl] of results.flatMap((r) => [...r.promptLogits])) {
       const state = this.states.get(id);
       if (!state?.promptLogprobs) continue;
       const V = this.loaded.config.vocabSize;
@@ -271,22 +316,23 @@ export class LLMEngine {
       }
     }
 
-    // Sampling: one row per request that samples, in plan order.
+    // Sampling: one row per request that samples, replica after replica, in plan order.
     const ids: string[] = [];
+    const rowsToSample: Float32Array[] = [];
     const samplingStates: RequestSamplingState[] = [];
-    for (const r of plan.scheduledRequests) {
-      const state = this.states.get(r.requestId);
-      if (r.samplesToken && state && result.sampleLogits.has(r.requestId)) {
-        ids.push(r.requestId);
-        samplingStates.push(state.sampling);
+    plans.forEach((plan, i) => {
+      for (const r of plan.scheduledRequests) {
+        const state = this.states.get(r.requestId);
+        const row = results[i]!.sampleLogits.get(r.requestId);
+        if (r.samplesToken && state && row) {
+          ids.push(r.requestId);
+          rowsToSample.push(row);
+          samplingStates.push(state.sampling);
+        }
       }
-    }
+    });
     const V = this.loaded.config.vocabSize;
-    const rows = stackRows(
-      ids.map((id) => result.sampleLogits.get(id)!),
-      V,
-    );
-    const sampled = this.sampler.sample(rows, samplingStates);
+    const sampled = this.sampler.sample(stackRows(rowsToSample, V), samplingStates);
 
     const sampledTokenIds = new Map<string, number[]>();
     const finished = new Map<string, FinishReason>();
@@ -309,7 +355,12 @@ export class LLMEngine {
         finished.set(id, finish.finishReason === 'stop' ? 'stopped' : 'length');
       }
     });
-    const stepOutputs = this.scheduler.updateFromOutput({ sampledTokenIds, finished });
+    const stepOutputs = this.replicas.flatMap((r) =>
+      r.scheduler.updateFromOutput({
+        sampledTokenIds: ownedBy(sampledTokenIds, r, this.replicaOf),
+        finished: ownedBy(finished, r, this.replicaOf),
+      }),
+    );
 
     const updates: RequestUpdate[] = [];
     for (const out of stepOutputs) {
@@ -344,7 +395,7 @@ export class LLMEngine {
   private failAll(message: string): RequestUpdate[] {
     const updates: RequestUpdate[] = [];
     for (const state of [...this.states.values()]) {
-      this.scheduler.abort(state.requestId);
+      this.replicaOf.get(state.requestId)!.scheduler.abort(state.requestId);
       state.finishReason = 'error';
       state.error = message;
       updates.push(this.finalise(state, [], null));
@@ -359,7 +410,12 @@ export class LLMEngine {
     lp: TokenLogprobs[] | null,
   ): RequestUpdate {
     this.states.delete(state.requestId);
-    this.runner.removeRequest(state.requestId);
+    const replica = this.replicaOf.get(state.requestId);
+    if (replica) {
+      replica.runner.removeRequest(state.requestId);
+      this.replicaOf.delete(state.requestId);
+      this.loads.set(replica, this.loads.get(replica)! - 1);
+    }
     this.counters.numFinished++;
     return {
       requestId: state.requestId,
@@ -379,6 +435,17 @@ export class LLMEngine {
     await this.executor.close();
     await this.kernels.dispose();
   }
+}
+
+/** The entries of `map` whose requests run on `replica`. */
+function ownedBy<V>(
+  map: ReadonlyMap<string, V>,
+  replica: EngineReplica,
+  replicaOf: ReadonlyMap<string, EngineReplica>,
+): Map<string, V> {
+  const out = new Map<string, V>();
+  for (const [id, v] of map) if (replicaOf.get(id) === replica) out.set(id, v);
+  return out;
 }
 
 /**

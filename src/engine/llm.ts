@@ -94,6 +94,8 @@ export interface LLMOptions {
   readonly numThreads?: number;
   /** Tensor-parallel ranks (worker threads of this process). */
   readonly tensorParallelSize?: number;
+  /** Data-parallel engine replicas sharing the MoE layers (each with tensorParallelSize ranks). */
+  readonly dataParallelSize?: number;
   readonly enableExpertParallel?: boolean;
   /** MoE communication with expert parallelism. */
   readonly moeComm?: 'allgather' | 'alltoall';
@@ -160,6 +162,7 @@ export function engineConfigFromLLMOptions(o: LLMOptions): EngineConfig {
     parallel: {
       ...d.parallel,
       tensorParallelSize: o.tensorParallelSize ?? 1,
+      dataParallelSize: o.dataParallelSize ?? 1,
       enableExpertParallel: o.enableExpertParallel ?? false,
       numThreads: o.numThreads ?? null,
       moeComm: o.moeComm ?? ((o.enableExpertParallel ?? false) ? 'alltoall' : 'allgather'),

@@ -87,6 +87,7 @@ export async function headRankLayout(
   log.info(`all ${config.parallel.nnodes} nodes joined; ${result.peers.length} ranks form the group`);
   return {
     descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
+    replicaGroups: null,
     workerRanks: Array.from({ length: k - 1 }, (_, i) => i + 1),
     hostsDriver: true,
   };
@@ -119,6 +120,7 @@ export async function runHeadlessNode(config: EngineConfig, log: Logger): Promis
     log,
     {
       descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
+      replicaGroups: null,
       workerRanks: Array.from({ length: k }, (_, i) => first + i),
       hostsDriver: false,
     },

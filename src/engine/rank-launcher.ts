@@ -1,13 +1,15 @@
-// Starts the follower ranks of a tensor-parallel group as worker threads of this process (the `mp`
-// executor backend on one host) and joins rank 0 — the engine's own thread — to the group over shared
-// memory. Reports a rank that fails to start or dies later, so the engine can fail its requests.
+// Starts the follower ranks (of a tensor-parallel group, or of several data-parallel replicas) as worker
+// threads of this process (the `mp` executor backend on one host) and joins rank 0 — the engine's own
+// thread — to its groups over shared memory. Reports a rank that fails to start or dies later, so the
+// engine can fail its requests.
 
 import { Worker } from 'node:worker_threads';
 import type { EngineConfig } from '../config/engine-config.js';
-import { connectCommunicator } from '../distributed/connect.js';
 import { createSharedMemoryGroup, type GroupDescriptor } from '../distributed/group.js';
 import type { ConnectedCommunicator } from '../distributed/stream-communicator.js';
+import type { RankGroups } from '../layers/rank-groups.js';
 import type { Logger } from '../util/logger.js';
+import { connectRankGroups } from '../worker/rank-placement.js';
 import type { RankWorkerData, RankWorkerMessage } from '../worker/rank-worker.js';
 
 /** A rank failed to start or died. */
@@ -27,8 +29,10 @@ export class RankWorkers {
   private closing = false;
 
   constructor(
-    /** Rank 0's communicator when this process drives; null on a headless node. */
+    /** Rank 0's world communicator when this process drives; null on a headless node. */
     readonly comm: ConnectedCommunicator | null,
+    /** Rank 0's groups when this process drives (the world and its replica's tensor-parallel group). */
+    readonly groups: RankGroups | null,
     private readonly workers: readonly Worker[],
     private readonly ranks: readonly number[],
     private readonly ready: Promise<void>,
@@ -88,17 +92,26 @@ export class RankWorkers {
 
 /** Where the ranks run: which group, which of its ranks this process hosts, whether it drives. */
 export interface RankLayout {
+  /** The world group: every rank. */
   readonly descriptor: GroupDescriptor;
+  /** With data parallelism and tp > 1: each replica's tensor-parallel group; null otherwise. */
+  readonly replicaGroups: readonly GroupDescriptor[] | null;
   /** Global ranks this process starts as worker threads (followers). */
   readonly workerRanks: readonly number[];
   /** Whether this process hosts rank 0 (the driver) in its own thread. */
   readonly hostsDriver: boolean;
 }
 
-/** One host, tensor-parallel ranks as worker threads joined over shared memory. */
-export function singleHostLayout(size: number): RankLayout {
+/**
+ * One host: `replicas` data-parallel replicas of `tp` tensor-parallel ranks each, as worker threads joined
+ * over shared memory.
+ */
+export function singleHostLayout(tp: number, replicas = 1): RankLayout {
+  const size = tp * replicas;
   return {
     descriptor: createSharedMemoryGroup(size),
+    replicaGroups:
+      replicas > 1 && tp > 1 ? Array.from({ length: replicas }, () => createSharedMemoryGroup(tp)) : null,
     workerRanks: Array.from({ length: size - 1 }, (_, i) => i + 1),
     hostsDriver: true,
   };
@@ -114,13 +127,20 @@ export async function launchRankWorkers(
   numBlocks: number,
   numThreadsPerRank: number,
   log: Logger,
-  layout: RankLayout = singleHostLayout(config.parallel.tensorParallelSize),
+  layout: RankLayout = singleHostLayout(config.parallel.tensorParallelSize, config.parallel.dataParallelSize),
 ): Promise<RankWorkers> {
   const { descriptor } = layout;
   const workers: Worker[] = [];
   const readies: Promise<void>[] = [];
   for (const rank of layout.workerRanks) {
-    const data: RankWorkerData = { config, rank, descriptor, numBlocks, numThreads: numThreadsPerRank };
+    const data: RankWorkerData = {
+      config,
+      rank,
+      descriptor,
+      replicaGroups: layout.replicaGroups,
+      numBlocks,
+      numThreads: numThreadsPerRank,
+    };
     const w = new Worker(new URL('../worker/rank-worker.js', import.meta.url), { workerData: data });
     workers.push(w);
     readies.push(
@@ -139,10 +159,10 @@ export async function launchRankWorkers(
   log.info(
     `started rank(s) ${layout.workerRanks.join(', ') || '(none)'} as worker threads; joining the ${descriptor.kind} group of ${descriptor.worldSize}`,
   );
-  let comm: ConnectedCommunicator | null = null;
+  let driver: Awaited<ReturnType<typeof connectRankGroups>> | null = null;
   if (layout.hostsDriver) {
     try {
-      comm = await connectCommunicator(descriptor, 0, { timeoutMs: config.parallel.distTimeoutMs });
+      driver = await connectRankGroups(config, descriptor, layout.replicaGroups, 0);
     } catch (e) {
       await Promise.all(workers.map((w) => w.terminate()));
       throw e;
@@ -150,5 +170,5 @@ export async function launchRankWorkers(
   }
   const ready = Promise.all(readies).then(() => undefined);
   ready.catch(() => {});
-  return new RankWorkers(comm, workers, layout.workerRanks, ready);
+  return new RankWorkers(driver?.world ?? null, driver?.groups ?? null, workers, layout.workerRanks, ready);
 }

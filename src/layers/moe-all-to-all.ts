@@ -1,42 +1,43 @@
 // The `alltoall` MoE mode of expert parallelism (vLLM Ascend's moe_comm = "alltoall"): each rank takes an
-// even share of the step's tokens, dispatches each (token, expert) pair's hidden row to the rank holding
-// that expert, the expert owners compute, and the weighted results are combined back. Shared experts
-// stay tensor-parallel: their partial sums are reduce-scattered onto the token shares, and one all-gather
-// rebuilds the full [T, hidden] output on every rank. Every collective is an explicit, awaited step.
+// even share of its replica's tokens, dispatches each (token, expert) pair's hidden row to the rank holding
+// that expert, the expert owners compute, and the results are combined back and weighted where the token
+// lives. Shared experts stay tensor-parallel within the replica: their partial sums are reduce-scattered
+// onto the token shares, and one all-gather rebuilds the full [T, hidden] output on every rank of the
+// replica. Every collective is an explicit, awaited step.
 //
-// The routing is computed identically on every rank (the gate is replicated), so every rank derives the
-// whole send / receive plan locally: only hidden rows travel.
+// Each dispatched row carries its expert id in front of the hidden values, so a receiver needs only the
+// number of rows each sender sends. Without data parallelism the routing is identical on every rank (the
+// gate is replicated and sees the same tokens), so every rank derives those counts locally; with it, the
+// replicas route different tokens and one small all-to-all exchanges the counts first.
 
-import type { Communicator } from '../distributed/communicator.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { Moe } from './moe.js';
 import type { Routing } from './moe-gate.js';
-import { unevenCounts, unevenShare } from './parallel-plan.js';
+import { moeGroupPosition, type ParallelPlan, unevenCounts, unevenShare } from './parallel-plan.js';
+import type { RankGroups } from './rank-groups.js';
 
-/** One (token, expert) pair crossing ranks, in the order both sides derive. */
+/** One (token, expert) pair this rank sends, in the order both sides see it. */
 interface Pair {
-  /** Token index in the whole step. */
+  /** Token index in the replica's step. */
   readonly token: number;
   readonly expert: number;
   readonly weight: number;
 }
 
 /**
- * The pairs that rank `src` sends to rank `dst`: tokens of src's share in order, and for each its
- * routed experts held by dst, in routing order.
+ * The pairs of tokens [first, first + count) whose experts rank `dst` holds (experts are spread evenly,
+ * `expertsPerRank` per rank): tokens in order, each one's experts in routing order.
  */
-function pairsBetween(
+function pairsTo(
   routing: Routing,
-  T: number,
-  size: number,
+  first: number,
+  count: number,
   expertsPerRank: number,
-  src: number,
   dst: number,
 ): Pair[] {
   const K = routing.topK;
-  const share = unevenShare(T, src, size);
   const out: Pair[] = [];
-  for (let t = share.start; t < share.start + share.count; t++) {
+  for (let t = first; t < first + count; t++) {
     for (let j = 0; j < K; j++) {
       const e = routing.experts[t * K + j]!;
       if (Math.floor(e / expertsPerRank) === dst)
@@ -47,85 +48,115 @@ function pairsBetween(
 }
 
 /**
- * The MoE feed-forward of the step in all-to-all mode. `x`: [T, hidden] (normalised, identical on all
- * ranks). Returns the full [T, hidden] output (routed + shared experts), identical on all ranks.
+ * The MoE feed-forward of the step in all-to-all mode. `x`: [T, hidden] (normalised, identical on the
+ * replica's ranks), `routing` its routing. Returns the full [T, hidden] output (routed + shared experts),
+ * identical on the replica's ranks.
  */
 export async function moeAllToAll(
   kernels: Kernels,
-  comm: Communicator,
+  groups: RankGroups,
+  plan: ParallelPlan,
   moe: Moe,
   x: Float32Array,
   routing: Routing,
   T: number,
   hidden: number,
 ): Promise<Float32Array> {
-  const P = comm.worldSize;
-  const me = comm.rank;
+  const group = moeGroupPosition(plan);
+  const P = group.size;
   const perRank = moe.numExperts / P;
   const d = hidden;
+  const row = d + 1;
+  const share = unevenShare(T, plan.rank, plan.size);
 
-  // Dispatch: the rows this rank sends to each rank, and the pairs it will receive from each.
-  const sendPairs = Array.from({ length: P }, (_, dst) => pairsBetween(routing, T, P, perRank, me, dst));
-  const recvPairs = Array.from({ length: P }, (_, src) => pairsBetween(routing, T, P, perRank, src, me));
-  const sendCounts = sendPairs.map((p) => p.length * d);
-  const recvCounts = recvPairs.map((p) => p.length * d);
+  // Dispatch: rows of [expert id, hidden...] to each rank holding the experts.
+  const sendPairs = Array.from({ length: P }, (_, dst) =>
+    pairsTo(routing, share.start, share.count, perRank, dst),
+  );
+  const sendRowCounts = Int32Array.from(sendPairs, (p) => p.length);
+  const recvRowCounts = new Int32Array(P);
+  if (group.dataParallelSize === 1) {
+    // Every rank routed the same tokens: the rows rank src sends here follow from its token share.
+    for (let src = 0; src < P; src++) {
+      const s = unevenShare(T, src, P);
+      recvRowCounts[src] = pairsTo(routing, s.start, s.count, perRank, group.rank).length;
+    }
+  } else {
+    // Communication point: all-to-all of the row counts (one per pair of ranks).
+    const ones = new Array<number>(P).fill(1);
+    await groups.moe.allToAll(recvRowCounts, ones, sendRowCounts, ones).wait();
+  }
+  const sendCounts = Array.from(sendRowCounts, (n) => n * row);
+  const recvCounts = Array.from(recvRowCounts, (n) => n * row);
   const sendRows = new Float32Array(sendCounts.reduce((a, b) => a + b, 0));
   let at = 0;
   for (const pairs of sendPairs) {
     for (const p of pairs) {
-      sendRows.set(x.subarray(p.token * d, (p.token + 1) * d), at);
-      at += d;
+      sendRows[at] = p.expert;
+      sendRows.set(x.subarray(p.token * d, (p.token + 1) * d), at + 1);
+      at += row;
     }
   }
   const recvRows = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
   // Communication point: all-to-all dispatch of token rows to the ranks holding their experts.
-  await comm.allToAll(recvRows, recvCounts, sendRows, sendCounts).wait();
+  await groups.moe.allToAll(recvRows, recvCounts, sendRows, sendCounts).wait();
 
-  // Expert compute on the received rows, grouped by expert; results weighted, in arrival order.
-  const received = recvPairs.flat();
-  const results = new Float32Array(recvRows.length);
+  // Expert compute on the received rows, grouped by expert; results in arrival order.
+  const numRecv = recvRows.length / row;
+  const results = new Float32Array(numRecv * d);
   const byExpert = new Map<number, number[]>();
-  received.forEach((p, i) => {
-    const list = byExpert.get(p.expert) ?? [];
-    list.push(i);
-    byExpert.set(p.expert, list);
-  });
+  for (let r = 0; r < numRecv; r++) {
+    const e = recvRows[r * row]!;
+    const list = byExpert.get(e) ?? [];
+    list.push(r);
+    byExpert.set(e, list);
+  }
   for (const [e, rows] of byExpert) {
     const xe = new Float32Array(rows.length * d);
     rows.forEach((r, i) => {
-      xe.set(recvRows.subarray(r * d, (r + 1) * d), i * d);
+      xe.set(recvRows.subarray(r * row + 1, (r + 1) * row), i * d);
     });
     const ye = new Float32Array(rows.length * d);
     moe.runExpert(kernels, e, ye, xe, rows.length);
     rows.forEach((r, i) => {
-      const w = received[r]!.weight;
-      for (let j = 0; j < d; j++) results[r * d + j] = w * ye[i * d + j]!;
+      results.set(ye.subarray(i * d, (i + 1) * d), r * d);
     });
   }
 
   // Combine: results travel back along the reverse plan.
-  const combined = new Float32Array(sendRows.length);
+  const combined = new Float32Array((sendRows.length / row) * d);
   // Communication point: all-to-all combine of expert outputs back to the tokens' ranks.
-  await comm.allToAll(combined, sendCounts, results, recvCounts).wait();
+  await groups.moe
+    .allToAll(
+      combined,
+      Array.from(sendRowCounts, (n) => n * d),
+      results,
+      Array.from(recvRowCounts, (n) => n * d),
+    )
+    .wait();
 
-  // Shared experts (tensor parallel): partial sums over all tokens, reduce-scattered onto token shares.
-  const share = unevenShare(T, me, P);
+  // Shared experts (tensor parallel within the replica): partial sums over all tokens, reduce-scattered
+  // onto token shares.
   const partial = new Float32Array(T * d);
   moe.runShared(kernels, partial, x, T);
-  const mine = new Float32Array(share.count * d);
-  // Communication point: reduce-scatter of the shared experts' partial sums.
-  await comm.reduceScatter(mine, partial, unevenCounts(T, P, d)).wait();
+  let mine = partial;
+  if (plan.size > 1) {
+    mine = new Float32Array(share.count * d);
+    // Communication point: reduce-scatter of the shared experts' partial sums.
+    await groups.tp.reduceScatter(mine, partial, unevenCounts(T, plan.size, d)).wait();
+  }
   at = 0;
   for (const pairs of sendPairs) {
     for (const p of pairs) {
       const o = (p.token - share.start) * d;
-      for (let j = 0; j < d; j++) mine[o + j]! += combined[at + j]!;
+      const w = p.weight;
+      for (let j = 0; j < d; j++) mine[o + j]! += w * combined[at + j]!;
       at += d;
     }
   }
-
+  if (plan.size === 1) return mine;
   const out = new Float32Array(T * d);
   // Communication point: all-gather of the token shares into the full output.
-  await comm.allGather(out, mine, unevenCounts(T, P, d)).wait();
+  await groups.tp.allGather(out, mine, unevenCounts(T, plan.size, d)).wait();
   return out;
 }

@@ -6,7 +6,7 @@ import type { DeepseekConfig } from '../config/model-config.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { GatedMlp } from './gated-mlp.js';
 import { MoeGate, type Routing } from './moe-gate.js';
-import { evenShare, type ParallelPlan } from './parallel-plan.js';
+import { evenShare, moeGroupPosition, type ParallelPlan } from './parallel-plan.js';
 import { Scratch } from './scratch.js';
 import { gatherRows } from './tensor-ops.js';
 import type { LoadContext } from './weight-loading.js';
@@ -37,14 +37,17 @@ export class Moe {
     this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
     this.gate = new MoeGate(ctx, config, `${prefix}.gate`);
     this.numExperts = config.nRoutedExperts!;
-    // Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: every expert, each
-    // split by intermediate features.
+    // Routed experts are spread over every rank that shares the MoE layer (all replicas' ranks under data
+    // parallelism). Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: every
+    // expert, each split by intermediate features. Shared experts stay within the replica's tensor-parallel
+    // group, like a dense MLP.
+    const group = moeGroupPosition(plan);
     const local = plan.expertParallel
-      ? evenShare(this.numExperts, plan.rank, plan.size, 'n_routed_experts')
+      ? evenShare(this.numExperts, group.rank, group.size, 'n_routed_experts')
       : { start: 0, count: this.numExperts };
     const expertShard = plan.expertParallel
       ? undefined
-      : evenShare(config.moeIntermediateSize, plan.rank, plan.size, 'moe_intermediate_size');
+      : evenShare(config.moeIntermediateSize, group.rank, group.size, 'moe_intermediate_size');
     this.firstExpert = local.start;
     this.experts = [];
     for (let e = local.start; e < local.start + local.count; e++) {

@@ -18,6 +18,36 @@ export interface ParallelPlan {
   readonly expertParallel: boolean;
   /** With expert parallelism: all-gather/all-reduce, or all-to-all dispatch and combine of tokens. */
   readonly moeComm: MoeCommMode;
+  /**
+   * Data parallelism (vLLM's `--data-parallel-size`): this rank's engine replica and the number of
+   * replicas (default 0 of 1). Each replica runs its own requests through attention, dense layers and the
+   * LM head on its `size` tensor-parallel ranks; MoE layers are shared by all replicas: their experts are
+   * spread over all dataParallelSize · size ranks (the expert-parallel group).
+   */
+  readonly dataParallelRank?: number;
+  readonly dataParallelSize?: number;
+}
+
+/** Where a rank sits in the group that shares the MoE layers: every rank of every replica. */
+export interface MoeGroupPosition {
+  /** Index in the MoE group: dataParallelRank · size + rank. */
+  readonly rank: number;
+  /** dataParallelSize · size. */
+  readonly size: number;
+  readonly dataParallelRank: number;
+  readonly dataParallelSize: number;
+}
+
+/** The rank's position in the MoE group (the whole world of ranks under data parallelism). */
+export function moeGroupPosition(plan: ParallelPlan): MoeGroupPosition {
+  const dataParallelRank = plan.dataParallelRank ?? 0;
+  const dataParallelSize = plan.dataParallelSize ?? 1;
+  return {
+    rank: dataParallelRank * plan.size + plan.rank,
+    size: dataParallelSize * plan.size,
+    dataParallelRank,
+    dataParallelSize,
+  };
 }
 
 /** One rank: no sharding. */
@@ -39,7 +69,9 @@ export class ParallelPlanError extends Error {
 /** Rank `rank`'s equal share of `n` items that must divide evenly (`what` names them in the error). */
 export function evenShare(n: number, rank: number, size: number, what: string): Slice {
   if (n % size !== 0) {
-    throw new ParallelPlanError(`${what} (${n}) must be divisible by the tensor-parallel size (${size})`);
+    throw new ParallelPlanError(
+      `${what} (${n}) must be divisible by the number of ranks sharing it (${size})`,
+    );
   }
   const count = n / size;
   return { start: rank * count, count };

@@ -10,14 +10,17 @@ import { type AttentionMetadata, buildAttentionMetadata } from '../layers/attent
 import { GatedMlp } from '../layers/gated-mlp.js';
 import { MlaAttention } from '../layers/mla-attention.js';
 import { Moe } from '../layers/moe.js';
+import { moeAllGatherDataParallel } from '../layers/moe-all-gather-dp.js';
 import { moeAllToAll } from '../layers/moe-all-to-all.js';
 import {
   evenShare,
+  moeGroupPosition,
   type ParallelPlan,
   SINGLE_RANK_PLAN,
   unevenCounts,
   unevenShare,
 } from '../layers/parallel-plan.js';
+import type { RankGroups } from '../layers/rank-groups.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { Scratch } from '../layers/scratch.js';
 import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
@@ -52,6 +55,11 @@ export interface DeepseekLoadOptions {
   readonly maxPositions?: number;
   /** The tensor-parallel group this rank belongs to (default: a group of one). */
   readonly communicator?: Communicator;
+  /**
+   * With data parallelism: the group of every replica's ranks, which shares the MoE layers (rank
+   * dataParallelRank · tp + rank). Default: the tensor-parallel group.
+   */
+  readonly moeCommunicator?: Communicator;
   /** This rank's share of the model (default: everything). */
   readonly plan?: ParallelPlan;
   /** Called after each decoder layer loads (for progress display). */
@@ -91,13 +99,16 @@ class DecoderLayer {
   /** Updates the residual stream `x` ([T, hidden]) in place. */
   async forward(
     kernels: Kernels,
-    comm: Communicator,
+    groups: RankGroups,
     x: Float32Array,
     batch: ForwardBatch,
     meta: AttentionMetadata,
     cache: MlaKvCache,
     observer: ForwardObserver | undefined,
+    /** Tokens of every replica this step, with data parallelism; null without. */
+    replicaTokens: readonly number[] | null,
   ): Promise<void> {
+    const comm = groups.tp;
     const T = batch.numTokens;
     const H = this.config.hiddenSize;
     const eps = this.config.rmsNormEps;
@@ -114,13 +125,37 @@ class DecoderLayer {
     kernels.rmsNorm(h, x, this.postAttnNorm, T, H, eps);
     let ffnOut: Float32Array;
     if (this.moe) {
-      const routing = this.moe.gate.route(kernels, h, T);
-      observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
-      if (this.plan.expertParallel && this.plan.moeComm === 'alltoall' && comm.worldSize > 1) {
+      const alltoall = this.plan.expertParallel && this.plan.moeComm === 'alltoall';
+      if (replicaTokens !== null && !alltoall) {
+        // Every replica's tokens meet at the experts (all-gather, reduce-scatter inside).
+        ffnOut = await moeAllGatherDataParallel(
+          kernels,
+          groups,
+          this.plan,
+          this.moe,
+          h,
+          T,
+          H,
+          replicaTokens,
+          (routing, first) => {
+            const K = routing.topK;
+            observer?.onRouting?.(
+              this.index,
+              routing.experts.subarray(first * K, (first + T) * K),
+              routing.weights.subarray(first * K, (first + T) * K),
+              K,
+            );
+          },
+        );
+      } else if (alltoall && groups.moe.worldSize > 1) {
+        const routing = this.moe.gate.route(kernels, h, T);
+        observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
         // Dispatch, experts, combine and the shared experts' reduction happen inside, each an awaited
-        // communication point; the result is complete on every rank.
-        ffnOut = await moeAllToAll(kernels, comm, this.moe, h, routing, T, H);
+        // communication point; the result is complete on every rank of the replica.
+        ffnOut = await moeAllToAll(kernels, groups, this.plan, this.moe, h, routing, T, H);
       } else {
+        const routing = this.moe.gate.route(kernels, h, T);
+        observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
         ffnOut = new Float32Array(T * H);
         const assignment = Moe.assign(routing, T, this.moe.numExperts);
         this.moe.runExperts(kernels, ffnOut, h, assignment);
@@ -142,7 +177,7 @@ class DecoderLayer {
 export class DeepseekForCausalLM {
   readonly config: DeepseekConfig;
   private readonly kernels: Kernels;
-  private readonly comm: Communicator;
+  private readonly groups: RankGroups;
   private readonly plan: ParallelPlan;
   /** This rank's vocabulary rows (vocabulary-parallel embedding and LM head). */
   private readonly vocab: Slice;
@@ -157,10 +192,17 @@ export class DeepseekForCausalLM {
   constructor(config: DeepseekConfig, opts: DeepseekLoadOptions) {
     this.config = config;
     this.kernels = opts.kernels;
-    this.comm = opts.communicator ?? new SingleRankCommunicator();
+    const tp = opts.communicator ?? new SingleRankCommunicator();
+    this.groups = { tp, moe: opts.moeCommunicator ?? tp };
     this.plan = opts.plan ?? SINGLE_RANK_PLAN;
-    if (this.plan.size !== this.comm.worldSize) {
-      throw new RangeError(`parallel plan of ${this.plan.size} ranks with a group of ${this.comm.worldSize}`);
+    if (this.plan.size !== tp.worldSize) {
+      throw new RangeError(`parallel plan of ${this.plan.size} ranks with a group of ${tp.worldSize}`);
+    }
+    const moeGroup = moeGroupPosition(this.plan);
+    if (moeGroup.size !== this.groups.moe.worldSize || moeGroup.rank !== this.groups.moe.rank) {
+      throw new RangeError(
+        `MoE group rank ${moeGroup.rank} of ${moeGroup.size} in the plan, ${this.groups.moe.rank} of ${this.groups.moe.worldSize} in the communicator`,
+      );
     }
     const ctx: LoadContext = {
       source: opts.source,
@@ -207,18 +249,31 @@ export class DeepseekForCausalLM {
     batch: ForwardBatch,
     cache: MlaKvCache,
     observer?: ForwardObserver,
-    /** The communicator for this forward's collectives (a micro-batch's view under DBO). */
-    comm: Communicator = this.comm,
+    /** The groups for this forward's collectives (a micro-batch's view under DBO). */
+    groups: RankGroups = this.groups,
   ): Promise<Float32Array> {
     const c = this.config;
     validateForwardBatch(batch, c.vocabSize, this.maxPositions);
     const H = c.hiddenSize;
+    const comm = groups.tp;
+    let replicaTokens: number[] | null = null;
+    const group = moeGroupPosition(this.plan);
+    if (group.dataParallelSize > 1) {
+      // Communication point: every rank learns how many tokens each replica runs (the MoE layers'
+      // collectives are sized by them). A replica with no work runs an empty batch.
+      const counts = new Int32Array(group.size);
+      await groups.moe
+        .allGather(counts, Int32Array.of(batch.numTokens), new Array(group.size).fill(1))
+        .wait();
+      replicaTokens = Array.from({ length: group.dataParallelSize }, (_, r) => counts[r * this.plan.size]!);
+    }
     const x = this.embed(batch.tokenIds);
     // Communication point: vocabulary-parallel embedding (each rank filled only its vocabulary rows).
     await comm.allReduce(x).wait();
     observer?.onActivation?.('embed', x);
     const meta = buildAttentionMetadata(batch, cache.blockSize);
-    for (const layer of this.layers) await layer.forward(this.kernels, comm, x, batch, meta, cache, observer);
+    for (const layer of this.layers)
+      await layer.forward(this.kernels, groups, x, batch, meta, cache, observer, replicaTokens);
 
     const R = batch.logitsIndices.length;
     const rows = new Float32Array(R * H);

@@ -87,11 +87,13 @@ export function resolveModel(settings: ModelSettings): ResolvedModel {
   return { settings, dir, isEmbedded, config, maxModelLen, weightDType, weightBytes };
 }
 
-/** Loads the tokenizer, generation defaults and weights of a resolved model onto `kernels`. */
-/** A rank's place in a tensor-parallel group, for loading its shard. */
+/** A rank's place in its groups, for loading its shard. */
 export interface RankPlacement {
   readonly plan: ParallelPlan;
+  /** The tensor-parallel group. */
   readonly communicator: Communicator;
+  /** With data parallelism: every replica's ranks (the MoE layers' group). */
+  readonly moeCommunicator?: Communicator;
 }
 
 /** Loads the tokenizer, generation defaults and weights (this rank's shard) of a resolved model. */
@@ -117,7 +119,13 @@ export function loadModel(
       weightDType,
       maxPositions: resolved.maxModelLen,
       onLayerLoaded: progress.onLayerLoaded,
-      ...(placement ? { plan: placement.plan, communicator: placement.communicator } : {}),
+      ...(placement
+        ? {
+            plan: placement.plan,
+            communicator: placement.communicator,
+            moeCommunicator: placement.moeCommunicator ?? placement.communicator,
+          }
+        : {}),
     });
   } finally {
     source.close();

@@ -53,3 +53,28 @@ export function decodeForwardBatch(data: Int32Array): ForwardBatch {
   const logitsIndices = take(numLogits);
   return { numTokens: T, tokenIds, positions, slotMapping, seqs, logitsIndices };
 }
+
+/** Several replicas' batches (data parallelism) as one Int32Array: [count, then per batch its length and its encoding]. */
+export function encodeReplicaBatches(batches: readonly ForwardBatch[]): Int32Array {
+  const parts = batches.map(encodeForwardBatch);
+  const out = new Int32Array(1 + parts.reduce((s, p) => s + 1 + p.length, 0));
+  out[0] = parts.length;
+  let at = 1;
+  for (const p of parts) {
+    out[at++] = p.length;
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+export function decodeReplicaBatches(data: Int32Array): ForwardBatch[] {
+  const out: ForwardBatch[] = [];
+  let at = 1;
+  for (let i = 0; i < data[0]!; i++) {
+    const n = data[at++]!;
+    out.push(decodeForwardBatch(data.subarray(at, at + n)));
+    at += n;
+  }
+  return out;
+}

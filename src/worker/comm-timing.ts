@@ -14,17 +14,40 @@ export interface CommWaitStats {
   readonly waitMs: number;
 }
 
-/** A Communicator that forwards every call to `inner` and times the waits on its handles. */
-export class TimedCommunicator implements Communicator {
+/** The wait sums of one rank: shared by the TimedCommunicators of its groups, so overlaps count once. */
+export class WaitClock {
   private pending = 0;
   private since = 0;
   private numWaits = 0;
   private waitMs = 0;
 
   constructor(
-    private readonly inner: Communicator,
     /** Milliseconds clock (injectable for tests). */
     private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** The sums so far (a snapshot). */
+  get stats(): CommWaitStats {
+    const open = this.pending > 0 ? this.now() - this.since : 0;
+    return { numWaits: this.numWaits, waitMs: this.waitMs + open };
+  }
+
+  begin(): void {
+    this.numWaits++;
+    if (this.pending++ === 0) this.since = this.now();
+  }
+
+  end(): void {
+    if (--this.pending === 0) this.waitMs += this.now() - this.since;
+  }
+}
+
+/** A Communicator that forwards every call to `inner` and times the waits on its handles. */
+export class TimedCommunicator implements Communicator {
+  constructor(
+    private readonly inner: Communicator,
+    /** Where the waits are summed (a rank's groups share one). */
+    readonly clock: WaitClock = new WaitClock(),
   ) {}
 
   get rank(): number {
@@ -35,10 +58,9 @@ export class TimedCommunicator implements Communicator {
     return this.inner.worldSize;
   }
 
-  /** The sums so far (a snapshot). */
+  /** The clock's sums so far (a snapshot). */
   get stats(): CommWaitStats {
-    const open = this.pending > 0 ? this.now() - this.since : 0;
-    return { numWaits: this.numWaits, waitMs: this.waitMs + open };
+    return this.clock.stats;
   }
 
   allReduce(buf: Float32Array): CollectiveHandle {
@@ -80,22 +102,13 @@ export class TimedCommunicator implements Communicator {
         return handle.isDone;
       },
       wait: async () => {
-        this.begin();
+        this.clock.begin();
         try {
           await handle.wait();
         } finally {
-          this.end();
+          this.clock.end();
         }
       },
     };
-  }
-
-  private begin(): void {
-    this.numWaits++;
-    if (this.pending++ === 0) this.since = this.now();
-  }
-
-  private end(): void {
-    if (--this.pending === 0) this.waitMs += this.now() - this.since;
   }
 }

@@ -2,7 +2,7 @@
 // so no rank waits for a micro-batch another rank did not run), cut the batch, run the two micro-batches
 // interleaved at their collectives, and join their logits.
 
-import type { Communicator } from '../distributed/communicator.js';
+import type { RankGroups } from '../layers/rank-groups.js';
 import type { DeepseekForCausalLM, ForwardObserver } from '../models/deepseek.js';
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
@@ -35,7 +35,7 @@ function observerFor(tracer: Tracer | null, mb: number): ForwardObserver | undef
 export async function forwardWithDbo(
   model: DeepseekForCausalLM,
   cache: MlaKvCache,
-  comm: Communicator,
+  groups: RankGroups,
   batch: ForwardBatch,
   opts: DboOptions,
   stats?: DboStats,
@@ -48,6 +48,9 @@ export async function forwardWithDbo(
   let at = batch.numTokens;
   let stepArgs: Record<string, unknown> = { tokens: batch.numTokens, split: false };
   try {
+    // The vote goes over the widest group (every replica's ranks with data parallelism): the MoE layers'
+    // collectives join them all, so all must run the same number of micro-batches.
+    const comm = groups.moe;
     if (opts.enabled && comm.worldSize > 1) {
       const d = decideSplit(batch, opts.thresholds);
       // Every rank votes; the step splits only if all ranks can.
@@ -67,9 +70,9 @@ export async function forwardWithDbo(
       stepArgs = { tokens: batch.numTokens, split, splitToken: at, reason: d.reason };
     }
     if (!split) {
-      if (!tracer) return await model.forward(batch, cache, undefined, comm);
+      if (!tracer) return await model.forward(batch, cache, undefined, groups);
       const [out] = await runTwoMicroBatches(
-        comm,
+        groups,
         (c) => model.forward(batch, cache, observerFor(tracer, 0), c),
         async () => new Float32Array(0),
         tracer,
@@ -79,7 +82,7 @@ export async function forwardWithDbo(
     if (stats) stats.splitSteps++;
     const mb = splitForwardBatch(batch, at);
     const [a, b] = await runTwoMicroBatches(
-      comm,
+      groups,
       (c) => model.forward(mb.a, cache, observerFor(tracer, 0), c),
       (c) => model.forward(mb.b, cache, observerFor(tracer, 1), c),
       tracer,

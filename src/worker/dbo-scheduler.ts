@@ -6,6 +6,7 @@
 // which the collectives require, whatever the timing.
 
 import type { CollectiveHandle, CommBuffer, Communicator } from '../distributed/communicator.js';
+import type { RankGroups } from '../layers/rank-groups.js';
 import type { Tracer } from './tracer.js';
 
 /** Who may compute now. A micro-batch that finished no longer takes turns. */
@@ -106,21 +107,23 @@ class MicroBatchCommunicator implements Communicator {
 }
 
 /**
- * Runs two micro-batches' forwards interleaved at their collectives. Each `run` receives the
- * communicator it must use for every collective of its forward.
+ * Runs two micro-batches' forwards interleaved at their collectives. Each `run` receives the groups it
+ * must use for every collective of its forward (both groups hand over alike).
  */
 export async function runTwoMicroBatches<T>(
-  comm: Communicator,
-  runA: (comm: Communicator) => Promise<T>,
-  runB: (comm: Communicator) => Promise<T>,
+  groups: RankGroups,
+  runA: (groups: RankGroups) => Promise<T>,
+  runB: (groups: RankGroups) => Promise<T>,
   tracer: Tracer | null = null,
 ): Promise<[T, T]> {
   const baton = new ComputeBaton();
-  const go = async (mb: 0 | 1, run: (c: Communicator) => Promise<T>): Promise<T> => {
+  const go = async (mb: 0 | 1, run: (g: RankGroups) => Promise<T>): Promise<T> => {
     await baton.acquire(mb);
     tracer?.beginCompute(mb);
     try {
-      return await run(new MicroBatchCommunicator(comm, baton, mb, tracer));
+      const tp = new MicroBatchCommunicator(groups.tp, baton, mb, tracer);
+      const moe = groups.moe === groups.tp ? tp : new MicroBatchCommunicator(groups.moe, baton, mb, tracer);
+      return await run({ tp, moe });
     } finally {
       tracer?.endCompute(mb);
       baton.finish(mb);

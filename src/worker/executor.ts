@@ -1,24 +1,31 @@
-// Model executors: how the runner's batch reaches the model's ranks. The driver (rank 0, in the engine's
-// thread) broadcasts each step's batch to the other ranks, which run the same forward on their shards in
+// Model executors: how the runner's batches reach the model's ranks. The driver (rank 0, in the engine's
+// thread) broadcasts each step's batches to the other ranks, which run the same forward on their shards in
 // their own threads, processes or hosts; every collective of the forward joins them. With one rank the
 // driver simply runs the forward. Dual-batch overlap, when on, applies on every rank alike.
+//
+// With data parallelism there is one batch per engine replica: every rank runs its replica's batch (an
+// empty one when its replica has no work this step, so that the MoE layers' collectives still meet), and
+// the first rank of each replica sends its logits back to the driver.
 
 import type { Communicator } from '../distributed/communicator.js';
+import type { RankGroups } from '../layers/rank-groups.js';
 import type { DeepseekForCausalLM } from '../models/deepseek.js';
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
-import { decodeForwardBatch, encodeForwardBatch } from './batch-codec.js';
-import { TimedCommunicator } from './comm-timing.js';
+import { decodeReplicaBatches, encodeReplicaBatches } from './batch-codec.js';
+import { TimedCommunicator, WaitClock } from './comm-timing.js';
 import { type DboOptions, type DboStats, forwardWithDbo } from './dbo-forward.js';
 
-/** Runs a step's batch on every rank; returns the logits rows (complete on the driver). */
+/** Runs a step's batches (one per data-parallel replica) on every rank; returns each one's logits rows. */
 export interface ModelExecutor {
-  execute(batch: ForwardBatch): Promise<Float32Array>;
+  /** Engine replicas (data-parallel size): `execute` takes one batch for each. */
+  readonly numReplicas: number;
+  execute(batches: readonly ForwardBatch[]): Promise<Float32Array[]>;
   /** Statistics of dual-batch overlap. */
   readonly dboStats: DboStats;
   /** Where the driver's step time went (for benchmarks). */
   readonly stepTiming: StepTimingStats;
-  /** Stops the other ranks and releases the communicator. */
+  /** Stops the other ranks and releases the communicators. */
   close(): Promise<void>;
 }
 
@@ -34,20 +41,66 @@ export interface StepTimingStats {
 /** Header value that tells the other ranks to stop. */
 const SHUTDOWN = -1;
 
-/** One rank's model and cache, its group, and the DBO settings. */
+/** One rank's model and cache, its groups, and the DBO settings. */
 export interface RankState {
   readonly model: DeepseekForCausalLM;
   readonly cache: MlaKvCache;
-  readonly comm: Communicator;
+  /**
+   * `tp`: the replica's tensor-parallel group; `moe`: every rank of every replica (the same group without
+   * data parallelism), which also carries the step's batches and the logits back to the driver.
+   */
+  readonly groups: RankGroups;
   readonly dbo: DboOptions;
+}
+
+/** The replica layout a rank's groups imply. */
+function replicaLayout(groups: RankGroups): { replicas: number; replica: number; tp: number } {
+  const tp = groups.tp.worldSize;
+  return { replicas: groups.moe.worldSize / tp, replica: Math.floor(groups.moe.rank / tp), tp };
+}
+
+/**
+ * Moves every replica's logits to the driver (rank 0 of the world group): the first rank of each other
+ * replica sends, the driver receives; `rows[r]` is replica r's row count. Every rank of the world calls it.
+ */
+async function gatherReplicaLogits(
+  world: Communicator,
+  tp: number,
+  rows: readonly number[],
+  vocabSize: number,
+  mine: Float32Array,
+): Promise<Float32Array[]> {
+  const P = world.worldSize;
+  const sendCounts = new Array<number>(P).fill(0);
+  const recvCounts = new Array<number>(P).fill(0);
+  const leads = (w: number) => w > 0 && w % tp === 0;
+  if (world.rank === 0) {
+    for (let w = 0; w < P; w++) if (leads(w)) recvCounts[w] = rows[w / tp]! * vocabSize;
+  } else if (leads(world.rank)) {
+    sendCounts[0] = mine.length;
+  }
+  const out = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
+  // Communication point: the replicas' logits to the driver.
+  await world.allToAll(out, recvCounts, sendCounts[0]! > 0 ? mine : new Float32Array(0), sendCounts).wait();
+  if (world.rank !== 0) return [];
+  const result = [mine];
+  let at = 0;
+  for (let r = 1; r < rows.length; r++) {
+    const n = rows[r]! * vocabSize;
+    result.push(out.subarray(at, at + n));
+    at += n;
+  }
+  return result;
 }
 
 /** Rank 0: drives the step loop. */
 export class DriverExecutor implements ModelExecutor {
   readonly dboStats: DboStats = { steps: 0, splitSteps: 0 };
+  readonly numReplicas: number;
   private closed = false;
-  /** The rank's communicator, timing the driver's waits. */
-  private readonly comm: TimedCommunicator;
+  /** The rank's groups, timing the driver's waits on one clock. */
+  private readonly groups: RankGroups;
+  private readonly clock = new WaitClock();
   private numSteps = 0;
   private executeMs = 0;
 
@@ -56,24 +109,33 @@ export class DriverExecutor implements ModelExecutor {
     /** Runs after the group is told to stop (e.g. waits for follower threads to exit). */
     private readonly onClose: () => Promise<void> = async () => {},
   ) {
-    this.comm = new TimedCommunicator(rank.comm);
+    const { tp, moe } = rank.groups;
+    const timedTp = new TimedCommunicator(tp, this.clock);
+    this.groups = { tp: timedTp, moe: moe === tp ? timedTp : new TimedCommunicator(moe, this.clock) };
+    this.numReplicas = replicaLayout(rank.groups).replicas;
   }
 
   get stepTiming(): StepTimingStats {
-    return { steps: this.numSteps, executeMs: this.executeMs, commWaitMs: this.comm.stats.waitMs };
+    return { steps: this.numSteps, executeMs: this.executeMs, commWaitMs: this.clock.stats.waitMs };
   }
 
-  async execute(batch: ForwardBatch): Promise<Float32Array> {
+  async execute(batches: readonly ForwardBatch[]): Promise<Float32Array[]> {
     const { model, cache, dbo } = this.rank;
-    const comm = this.comm;
+    const { tp } = replicaLayout(this.rank.groups);
+    if (batches.length !== this.numReplicas)
+      throw new RangeError(`${batches.length} batches for ${this.numReplicas} engine replica(s)`);
+    const world = this.groups.moe;
     const started = performance.now();
     try {
-      if (comm.worldSize > 1) {
-        const payload = encodeForwardBatch(batch);
-        await comm.broadcast(Int32Array.of(payload.length), 0).wait();
-        await comm.broadcast(payload, 0).wait();
+      if (world.worldSize > 1) {
+        const payload = encodeReplicaBatches(batches);
+        await world.broadcast(Int32Array.of(payload.length), 0).wait();
+        await world.broadcast(payload, 0).wait();
       }
-      return await forwardWithDbo(model, cache, comm, batch, dbo, this.dboStats);
+      const logits = await forwardWithDbo(model, cache, this.groups, batches[0]!, dbo, this.dboStats);
+      if (this.numReplicas === 1) return [logits];
+      const rows = batches.map((b) => b.logitsIndices.length);
+      return await gatherReplicaLogits(world, tp, rows, model.config.vocabSize, logits);
     } finally {
       this.numSteps++;
       this.executeMs += performance.now() - started;
@@ -83,40 +145,53 @@ export class DriverExecutor implements ModelExecutor {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const { comm } = this.rank;
-    if (comm.worldSize > 1) {
+    const world = this.rank.groups.moe;
+    if (world.worldSize > 1) {
       try {
-        await comm.broadcast(Int32Array.of(SHUTDOWN), 0).wait();
+        await world.broadcast(Int32Array.of(SHUTDOWN), 0).wait();
         // Every rank has seen the stop before anyone closes its connections.
-        await comm.barrier().wait();
+        await world.barrier().wait();
       } catch {
         // A dead group cannot be told to stop; closing is all that is left.
       }
     }
     this.rank.dbo.tracer?.flush();
     await this.onClose();
-    await comm.close();
+    await closeGroups(this.rank.groups);
   }
 }
 
+/** Closes a rank's communicators (its tensor-parallel group once when it is also the world). */
+export async function closeGroups(groups: RankGroups): Promise<void> {
+  await groups.moe.close();
+  if (groups.tp !== groups.moe) await groups.tp.close();
+}
+
 /**
- * A follower rank's loop: receive each step's batch from the driver and run the same forward, until the
- * driver says stop (or the group fails, which rejects).
+ * A follower rank's loop: receive each step's batches from the driver and run its replica's forward, until
+ * the driver says stop (or the group fails, which rejects).
  */
 export async function runFollower(rank: RankState): Promise<DboStats> {
-  const { model, cache, comm, dbo } = rank;
+  const { model, cache, groups, dbo } = rank;
+  const world = groups.moe;
+  const { replicas, replica, tp } = replicaLayout(groups);
   const stats: DboStats = { steps: 0, splitSteps: 0 };
   const header = new Int32Array(1);
   try {
     for (;;) {
-      await comm.broadcast(header, 0).wait();
+      await world.broadcast(header, 0).wait();
       if (header[0] === SHUTDOWN) {
-        await comm.barrier().wait();
+        await world.barrier().wait();
         return stats;
       }
       const payload = new Int32Array(header[0]!);
-      await comm.broadcast(payload, 0).wait();
-      await forwardWithDbo(model, cache, comm, decodeForwardBatch(payload), dbo, stats);
+      await world.broadcast(payload, 0).wait();
+      const batches = decodeReplicaBatches(payload);
+      const logits = await forwardWithDbo(model, cache, groups, batches[replica]!, dbo, stats);
+      if (replicas > 1) {
+        const rows = batches.map((b) => b.logitsIndices.length);
+        await gatherReplicaLogits(world, tp, rows, model.config.vocabSize, logits);
+      }
     }
   } finally {
     dbo.tracer?.flush();

@@ -1,11 +1,10 @@
-// The model runner: turns the scheduler's plan for a step (SchedulerOutput) into one flat ForwardBatch
-// over the paged latent cache — token ids, positions, slot mapping, block tables, which rows need
-// logits — runs the model, and hands back the logits rows each request needs (for sampling, and for
-// prompt log-probs when asked).
+// The model runner of one engine replica: turns the scheduler's plan for a step (SchedulerOutput) into one
+// flat ForwardBatch over the paged latent cache — token ids, positions, slot mapping, block tables, which
+// rows need logits — and, once the executor has run it, hands back the logits rows each request needs (for
+// sampling, and for prompt log-probs when asked).
 
 import type { SchedulerOutput } from '../core/scheduler-output.js';
 import type { ForwardBatch, SequenceSlice } from '../models/forward-batch.js';
-import type { ModelExecutor } from './executor.js';
 
 /** What the runner must know of a request beyond the scheduler's plan. */
 export interface RunnerRequestInfo {
@@ -33,11 +32,19 @@ export interface RunnerStepOutput {
   readonly numTokens: number;
 }
 
+/** A step's batch and where each request's logits rows will be in the result. */
+export interface PreparedStep {
+  readonly batch: ForwardBatch;
+  /** Per request that samples: its row. */
+  readonly samplePlan: readonly (readonly [string, number])[];
+  /** Per request with prompt rows: its first row, row count and first predicted prompt token. */
+  readonly promptPlan: readonly (readonly [string, number, number, number])[];
+}
+
 export class ModelRunner {
   private readonly requests = new Map<string, RunnerRequestInfo>();
 
   constructor(
-    private readonly executor: ModelExecutor,
     /** Logits per row. */
     private readonly vocabSize: number,
     /** Tokens per KV cache block. */
@@ -52,8 +59,8 @@ export class ModelRunner {
     this.requests.delete(requestId);
   }
 
-  /** Computes one step. */
-  async execute(plan: SchedulerOutput): Promise<RunnerStepOutput> {
+  /** Builds the step's batch from the scheduler's plan (an empty batch when nothing is scheduled). */
+  prepare(plan: SchedulerOutput): PreparedStep {
     for (const id of plan.finishedRequestIds) this.requests.delete(id);
     const T = plan.totalNumScheduledTokens;
     const bs = this.blockSize;
@@ -103,14 +110,18 @@ export class ModelRunner {
       seqs,
       logitsIndices: Int32Array.from(logitsRows),
     };
-    const logits = await this.executor.execute(batch);
+    return { batch, samplePlan, promptPlan };
+  }
+
+  /** Maps the executed batch's logits ([rows, vocab]) back to the requests. */
+  collect(step: PreparedStep, logits: Float32Array): RunnerStepOutput {
     const V = this.vocabSize;
     const sampleLogits = new Map<string, Float32Array>();
-    for (const [id, row] of samplePlan) sampleLogits.set(id, logits.subarray(row * V, (row + 1) * V));
+    for (const [id, row] of step.samplePlan) sampleLogits.set(id, logits.subarray(row * V, (row + 1) * V));
     const promptLogits = new Map<string, PromptLogits>();
-    for (const [id, row, count, firstTarget] of promptPlan) {
+    for (const [id, row, count, firstTarget] of step.promptPlan) {
       promptLogits.set(id, { firstTarget, count, rows: logits.subarray(row * V, (row + count) * V) });
     }
-    return { sampleLogits, promptLogits, numTokens: T };
+    return { sampleLogits, promptLogits, numTokens: step.batch.numTokens };
   }
 }

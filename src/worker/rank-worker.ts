@@ -1,23 +1,27 @@
-// A follower rank of a tensor-parallel group, as a worker thread: builds its own kernels, joins the
-// group, loads its shard of the weights and a KV cache of the driver's size, says it is ready, then runs
-// each step's forward that the driver broadcasts, until told to stop.
+// A follower rank (of a tensor-parallel group, or of a data-parallel replica), as a worker thread: builds
+// its own kernels, joins its groups, loads its shard of the weights and a KV cache of the driver's size,
+// says it is ready, then runs each step's forward that the driver broadcasts, until told to stop.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EngineConfig } from '../config/engine-config.js';
-import { connectCommunicator } from '../distributed/connect.js';
 import type { GroupDescriptor } from '../distributed/group.js';
 import { MlaKvCache } from '../models/mla-kv-cache.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../platforms/cpu/wasm-features.js';
-import { runFollower } from './executor.js';
+import { closeGroups, runFollower } from './executor.js';
+import { connectRankGroups, planForRank } from './rank-placement.js';
 import { Tracer } from './tracer.js';
 
 /** What the launcher hands a rank worker. */
 export interface RankWorkerData {
   readonly config: EngineConfig;
+  /** Global rank. */
   readonly rank: number;
+  /** The world group. */
   readonly descriptor: GroupDescriptor;
+  /** Each data-parallel replica's tensor-parallel group (data parallelism with tp > 1), else null. */
+  readonly replicaGroups: readonly GroupDescriptor[] | null;
   readonly numBlocks: number;
   readonly numThreads: number;
 }
@@ -32,7 +36,7 @@ async function main(data: RankWorkerData): Promise<void> {
   enableWasmFeatures();
   const { config, rank, descriptor } = data;
   const kernels = await new CpuPlatform().createKernels({ numThreads: data.numThreads });
-  const comm = await connectCommunicator(descriptor, rank, { timeoutMs: config.parallel.distTimeoutMs });
+  const { groups } = await connectRankGroups(config, descriptor, data.replicaGroups, rank);
   try {
     const resolved = resolveModel(config.model);
     const c = resolved.config;
@@ -44,18 +48,17 @@ async function main(data: RankWorkerData): Promise<void> {
       c.kvLoraRank,
       c.qkRopeHeadDim,
     );
-    const plan = {
-      rank,
-      size: descriptor.worldSize,
-      expertParallel: config.parallel.enableExpertParallel,
-      moeComm: config.parallel.moeComm,
-    };
-    const loaded = loadModel(resolved, kernels, {}, { plan, communicator: comm });
+    const loaded = loadModel(
+      resolved,
+      kernels,
+      {},
+      { plan: planForRank(config, rank), communicator: groups.tp, moeCommunicator: groups.moe },
+    );
     parentPort!.postMessage({ type: 'ready' } satisfies RankWorkerMessage);
     const stats = await runFollower({
       model: loaded.model,
       cache,
-      comm,
+      groups,
       dbo: {
         enabled: config.dbo.enabled,
         thresholds: config.dbo,
@@ -65,7 +68,7 @@ async function main(data: RankWorkerData): Promise<void> {
     });
     parentPort!.postMessage({ type: 'done', ...stats } satisfies RankWorkerMessage);
   } finally {
-    await comm.close();
+    await closeGroups(groups);
     await kernels.dispose();
   }
 }

@@ -116,7 +116,7 @@ describe('duet serve command line', () => {
   test('-tp=16 is parsed as --tensor-parallel-size 16 (16 ranks cannot split 4 heads: one clear error)', () => {
     const r = duetSync(['serve', fixtureDir('v2-lite-tiny'), '-tp=16', '--port', '0', ...TINY]);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /error: .*(not yet supported|tensor-parallel size \(16\))/);
+    assert.match(r.stderr, /error: .*\(4\) must be divisible by the number of ranks sharing it \(16\)/);
   });
 
   test('a missing model folder fails start-up with one clear line', () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CollectiveHandle, Communicator } from '../../src/distributed/communicator.js';
 import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
-import { TimedCommunicator } from '../../src/worker/comm-timing.js';
+import { TimedCommunicator, WaitClock } from '../../src/worker/comm-timing.js';
 
 /** A group of one whose all-reduces complete only when the test releases them. */
 class ManualCommunicator extends SingleRankCommunicator {
@@ -30,7 +30,7 @@ class ManualCommunicator extends SingleRankCommunicator {
 test('sums the wall time of pending waits, overlapping waits once', async () => {
   let clock = 0;
   const inner = new ManualCommunicator();
-  const comm = new TimedCommunicator(inner, () => clock);
+  const comm = new TimedCommunicator(inner, new WaitClock(() => clock));
   const a = comm.allReduce(new Float32Array(1));
   const b = comm.allReduce(new Float32Array(1));
   clock = 100; // issued, not yet waited on: not counted

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
+import { singleGroup } from '../../src/layers/rank-groups.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
@@ -166,7 +167,7 @@ describe('micro-batches compute what the whole batch computes', () => {
         forwardWithDbo(
           m,
           newCache(),
-          comms[r]!,
+          singleGroup(comms[r]!),
           batch,
           { enabled: true, thresholds: DEFAULT_DBO_THRESHOLDS, tracer: tracers[r]!, logger: null },
           stats[r],
