@@ -78,26 +78,42 @@ function xorshift32(s: number): number {
   return s;
 }
 
-/** A linear map of 32-bit vectors over GF(2), as its 32 columns: column b is the image of bit b. */
-type BitMatrix = Uint32Array;
-
-function applyBits(m: BitMatrix, v: number): number {
+/**
+ * m · v over GF(2), for the 32×32 bit matrix stored as its 32 columns at m[at .. at + 32): column b is the
+ * image of bit b.
+ */
+function applyColumns(m: Uint32Array, at: number, v: number): number {
   let out = 0;
-  for (let b = 0; v !== 0; b++, v >>>= 1) if ((v & 1) !== 0) out ^= m[b]!;
+  for (let b = at; v !== 0; b++, v >>>= 1) if ((v & 1) !== 0) out ^= m[b]!;
   return out;
 }
 
+/** Entries per jump matrix in byte-table form: the images of each value of each of the 4 input bytes. */
+const JUMP_ENTRIES = 4 * 256;
+
 /**
  * T^(2^i) for i = 0 .. CHUNK_BITS - 2, where T is one xorshift32 step: enough to jump to any of the
- * CHUNK / 2 draws of a chunk. Matrix i is entries [32 i, 32 i + 32).
+ * CHUNK / 2 draws of a chunk. Matrix i is entries [i · JUMP_ENTRIES, (i + 1) · JUMP_ENTRIES): for each
+ * input byte k and value x, the image of x << 8k, so that applying it takes four lookups.
  */
 function xorshiftJumpTable(): Uint32Array {
   const numPowers = CHUNK_BITS - 1;
-  const table = new Uint32Array(numPowers * 32);
-  for (let b = 0; b < 32; b++) table[b] = xorshift32(1 << b) >>> 0;
+  const columns = new Uint32Array(numPowers * 32);
+  for (let b = 0; b < 32; b++) columns[b] = xorshift32(1 << b) >>> 0;
   for (let i = 1; i < numPowers; i++) {
-    const prev = table.subarray((i - 1) * 32, i * 32);
-    for (let b = 0; b < 32; b++) table[i * 32 + b] = applyBits(prev, prev[b]!) >>> 0;
+    const prev = (i - 1) * 32;
+    for (let b = 0; b < 32; b++) columns[i * 32 + b] = applyColumns(columns, prev, columns[prev + b]!) >>> 0;
+  }
+  const table = new Uint32Array(numPowers * JUMP_ENTRIES);
+  for (let i = 0; i < numPowers; i++) {
+    for (let k = 0; k < 4; k++) {
+      const at = i * JUMP_ENTRIES + k * 256;
+      // The image of x is that of x without its lowest set bit, plus that bit's column.
+      for (let x = 1; x < 256; x++) {
+        const low = x & -x;
+        table[at + x] = (table[at + (x ^ low)]! ^ columns[i * 32 + k * 8 + 31 - Math.clz32(low)]!) >>> 0;
+      }
+    }
   }
   return table;
 }
@@ -105,8 +121,14 @@ function xorshiftJumpTable(): Uint32Array {
 /** The xorshift32 state `draws` steps after `state` (draws < CHUNK / 2). */
 function jumpAhead(jumps: Uint32Array, state: number, draws: number): number {
   let s = state;
-  for (let i = 0; draws !== 0; i++, draws >>>= 1) {
-    if ((draws & 1) !== 0) s = applyBits(jumps.subarray(i * 32, i * 32 + 32), s);
+  for (let at = 0; draws !== 0; at += JUMP_ENTRIES, draws >>>= 1) {
+    if ((draws & 1) !== 0) {
+      s =
+        jumps[at + (s & 0xff)]! ^
+        jumps[at + 256 + ((s >>> 8) & 0xff)]! ^
+        jumps[at + 512 + ((s >>> 16) & 0xff)]! ^
+        jumps[at + 768 + (s >>> 24)]!;
+    }
   }
   return s;
 }
