@@ -30,6 +30,7 @@ export function toF32(raw: RawWeight): Float32Array {
   return out;
 }
 
+/** Row and column ranges, as the weight source reads them (re-exported for the layers). */
 export type { Slice };
 
 /** Reads rows `take` (all when absent) of a `[rows, k]` matrix, and nothing else of it. */
