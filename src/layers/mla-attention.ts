@@ -100,12 +100,16 @@ export class MlaAttention {
     }
     this.kvANorm = loadVector(ctx, `${prefix}.kv_a_layernorm.weight`, this.latent);
     // kv_b_proj: [H · (nope + vDim), latent]; head h's rows are its W_UK (nope rows) then W_UV (vDim rows).
-    const kvB = loadMatrix(ctx, `${prefix}.kv_b_proj.weight`, H * (this.nope + this.vDim), this.latent);
+    // This rank reads only its heads' rows: kvB is [numHeads · (nope + vDim), latent].
     const perHead = this.nope + this.vDim;
+    const kvB = loadMatrix(ctx, `${prefix}.kv_b_proj.weight`, H * perHead, this.latent, {
+      start: heads.start * perHead,
+      count: this.numHeads * perHead,
+    });
     const ukT: RawWeight[] = [];
     const uv: RawWeight[] = [];
     for (let h = 0; h < this.numHeads; h++) {
-      const base = (heads.start + h) * perHead;
+      const base = h * perHead;
       ukT.push(transposeRaw(sliceRows(kvB, this.latent, base, this.nope), this.nope, this.latent));
       uv.push(sliceRows(kvB, this.latent, base + this.nope, this.vDim));
     }
@@ -124,12 +128,7 @@ export class MlaAttention {
       this.latent,
       ctx.weightDType,
     );
-    this.kvB = ctx.kernels.prepareLinear(
-      sliceRows(kvB, this.latent, heads.start * perHead, this.numHeads * perHead),
-      this.numHeads * perHead,
-      this.latent,
-      ctx.weightDType,
-    );
+    this.kvB = ctx.kernels.prepareLinear(kvB, this.numHeads * perHead, this.latent, ctx.weightDType);
     // Row-parallel: this rank's heads' value features; the partial outputs are summed across ranks.
     this.oProj = loadLinear(ctx, [{ name: `${prefix}.o_proj.weight`, rows: hidden }], H * this.vDim, {
       start: heads.start * this.vDim,

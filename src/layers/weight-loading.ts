@@ -1,9 +1,10 @@
 // Helpers that turn checkpoint tensors into kernel-ready weights, one tensor at a time: norm vectors as
 // float32, linear weights (optionally several fused by stacking their rows) prepared by the kernel set.
+// A tensor-parallel rank reads only its block of each sharded tensor (`WeightSource.readBlock`).
 
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
 import { bf16ToF32 } from '../kernels/kernels.js';
-import type { WeightSource } from '../loader/weight-source.js';
+import type { Slice, WeightSource } from '../loader/weight-source.js';
 import type { Scratch } from './scratch.js';
 
 /** Where a layer loads from and how its linear weights are kept. */
@@ -29,15 +30,12 @@ export function toF32(raw: RawWeight): Float32Array {
   return out;
 }
 
-/** Reads a `[rows, k]` matrix. */
-export function loadMatrix(ctx: LoadContext, name: string, rows: number, k: number): RawWeight {
-  return ctx.source.read(name, [rows, k]);
-}
+/** Row and column ranges, as the weight source reads them (re-exported for the layers). */
+export type { Slice };
 
-/** A contiguous range of a dimension: elements [start, start + count). */
-export interface Slice {
-  readonly start: number;
-  readonly count: number;
+/** Reads rows `take` (all when absent) of a `[rows, k]` matrix, and nothing else of it. */
+export function loadMatrix(ctx: LoadContext, name: string, rows: number, k: number, take?: Slice): RawWeight {
+  return ctx.source.readBlock(name, [rows, k], take ?? { start: 0, count: rows });
 }
 
 /** One tensor of a (possibly fused) linear weight: `[rows, k]` in the checkpoint, of which rows `take` are kept. */
@@ -60,29 +58,13 @@ export function loadLinear(
   k: number,
   cols?: Slice,
 ): LinearWeight {
-  const raws = parts.map((p) => {
-    const raw = loadMatrix(ctx, p.name, p.rows, k);
-    return p.take ? sliceRows(raw, k, p.take.start, p.take.count) : raw;
-  });
+  // Each part's block: its kept rows × the kept input features.
+  const raws = parts.map((p) =>
+    ctx.source.readBlock(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols),
+  );
   const n = parts.reduce((s, p) => s + (p.take?.count ?? p.rows), 0);
-  let raw = stackRows(raws, n * k);
-  if (cols && (cols.start !== 0 || cols.count !== k)) raw = sliceCols(raw, n, k, cols);
-  return ctx.kernels.prepareLinear(raw, n, cols?.count ?? k, ctx.weightDType);
-}
-
-/** Columns `cols` of a raw `[rows, k]` matrix, as a new `[rows, cols.count]` matrix. */
-export function sliceCols(raw: RawWeight, rows: number, k: number, cols: Slice): RawWeight {
-  const c = cols.count;
-  if (raw.dtype === 'bf16') {
-    const out = new Uint16Array(rows * c);
-    for (let r = 0; r < rows; r++)
-      out.set(raw.data.subarray(r * k + cols.start, r * k + cols.start + c), r * c);
-    return { dtype: 'bf16', data: out };
-  }
-  const out = new Float32Array(rows * c);
-  for (let r = 0; r < rows; r++)
-    out.set(raw.data.subarray(r * k + cols.start, r * k + cols.start + c), r * c);
-  return { dtype: 'f32', data: out };
+  const width = cols?.count ?? k;
+  return ctx.kernels.prepareLinear(stackRows(raws, n * width), n, width, ctx.weightDType);
 }
 
 /** Concatenates raw matrices (row-major) into one, keeping bf16 when every part is bf16. */

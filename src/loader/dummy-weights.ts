@@ -6,12 +6,24 @@
 // 65,536-entry lookup table: each 32-bit draw of a xorshift32 stream gives two elements. The stream is
 // reseeded every CHUNK elements from (seed, tensor name, chunk index). An f32 source returns exactly the
 // values of the bf16 source, expanded, so a model sees the same weights in either precision.
+//
+// Blocks (`readBlock`) are generated alone: xorshift32 is linear over GF(2), so the state k draws into a
+// chunk is the chunk's seed times the matrix T^k, found from the precomputed powers T^(2^i); a block costs
+// about its own size, however much of the tensor lies between its rows.
 
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { RawWeight } from '../kernels/kernels.js';
 import { deepseekTensorSpecs, numElements, type TensorSpec } from '../models/deepseek-weights.js';
 import { f32BitsToBf16 } from './half-float.js';
-import { MissingTensorError, type TensorInfo, TensorShapeError, type WeightSource } from './weight-source.js';
+import {
+  checkBlock,
+  MissingTensorError,
+  type Slice,
+  sameShape,
+  type TensorInfo,
+  TensorShapeError,
+  type WeightSource,
+} from './weight-source.js';
 
 /** Options of a `DummyWeightSource`. */
 export interface DummyWeightOptions {
@@ -27,8 +39,10 @@ export interface DummyInit {
   readonly amplitude: number;
 }
 
+/** log2 of CHUNK. */
+const CHUNK_BITS = 16;
 /** Elements per independently seeded chunk (even, so chunks start 4-byte aligned in a Uint16Array). */
-const CHUNK = 1 << 16;
+const CHUNK = 1 << CHUNK_BITS;
 
 /**
  * How a tensor is initialised. RMSNorm weights: 1 ± 1/16. The e_score_correction_bias: ±1/32 (a small
@@ -54,6 +68,69 @@ function fmix32(h: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** One step of the xorshift32 generator (shifts 13, 17, 5). */
+function xorshift32(s: number): number {
+  s ^= s << 13;
+  s ^= s >>> 17;
+  s ^= s << 5;
+  return s;
+}
+
+/**
+ * m · v over GF(2), for the 32×32 bit matrix stored as its 32 columns at m[at .. at + 32): column b is the
+ * image of bit b.
+ */
+function applyColumns(m: Uint32Array, at: number, v: number): number {
+  let out = 0;
+  for (let b = at; v !== 0; b++, v >>>= 1) if ((v & 1) !== 0) out ^= m[b]!;
+  return out;
+}
+
+/** Entries per jump matrix in byte-table form: the images of each value of each of the 4 input bytes. */
+const JUMP_ENTRIES = 4 * 256;
+
+/**
+ * T^(2^i) for i = 0 .. CHUNK_BITS - 2, where T is one xorshift32 step: enough to jump to any of the
+ * CHUNK / 2 draws of a chunk. Matrix i is entries [i · JUMP_ENTRIES, (i + 1) · JUMP_ENTRIES): for each
+ * input byte k and value x, the image of x << 8k, so that applying it takes four lookups.
+ */
+function xorshiftJumpTable(): Uint32Array {
+  const numPowers = CHUNK_BITS - 1;
+  const columns = new Uint32Array(numPowers * 32);
+  for (let b = 0; b < 32; b++) columns[b] = xorshift32(1 << b) >>> 0;
+  for (let i = 1; i < numPowers; i++) {
+    const prev = (i - 1) * 32;
+    for (let b = 0; b < 32; b++) columns[i * 32 + b] = applyColumns(columns, prev, columns[prev + b]!) >>> 0;
+  }
+  const table = new Uint32Array(numPowers * JUMP_ENTRIES);
+  for (let i = 0; i < numPowers; i++) {
+    for (let k = 0; k < 4; k++) {
+      const at = i * JUMP_ENTRIES + k * 256;
+      // The image of x is that of x without its lowest set bit, plus that bit's column.
+      for (let x = 1; x < 256; x++) {
+        const low = x & -x;
+        table[at + x] = (table[at + (x ^ low)]! ^ columns[i * 32 + k * 8 + 31 - Math.clz32(low)]!) >>> 0;
+      }
+    }
+  }
+  return table;
+}
+
+/** The xorshift32 state `draws` steps after `state` (draws < CHUNK / 2). */
+function jumpAhead(jumps: Uint32Array, state: number, draws: number): number {
+  let s = state;
+  for (let at = 0; draws !== 0; at += JUMP_ENTRIES, draws >>>= 1) {
+    if ((draws & 1) !== 0) {
+      s =
+        jumps[at + (s & 0xff)]! ^
+        jumps[at + 256 + ((s >>> 8) & 0xff)]! ^
+        jumps[at + 512 + ((s >>> 16) & 0xff)]! ^
+        jumps[at + 768 + (s >>> 24)]!;
+    }
+  }
+  return s;
 }
 
 /** FNV-1a hash of a string's UTF-16 code units. */
@@ -93,6 +170,8 @@ export class DummyWeightSource implements WeightSource {
   private readonly tables = new Map<string, InitTable>();
   private readonly seedLo: number;
   private readonly seedHi: number;
+  /** The xorshift32 jump matrices (see `xorshiftJumpTable`). */
+  private readonly jumps = xorshiftJumpTable();
 
   constructor(
     readonly config: DeepseekConfig,
@@ -126,10 +205,8 @@ export class DummyWeightSource implements WeightSource {
 
   read(name: string, expectedShape?: readonly number[]): RawWeight {
     const spec = this.spec(name);
-    if (expectedShape !== undefined) {
-      const same =
-        expectedShape.length === spec.shape.length && expectedShape.every((d, i) => d === spec.shape[i]);
-      if (!same) throw new TensorShapeError(name, expectedShape, spec.shape);
+    if (expectedShape !== undefined && !sameShape(expectedShape, spec.shape)) {
+      throw new TensorShapeError(name, expectedShape, spec.shape);
     }
     const table = this.table(dummyInit(spec));
     const n = numElements(spec.shape);
@@ -160,6 +237,22 @@ export class DummyWeightSource implements WeightSource {
     return { dtype: 'f32', data };
   }
 
+  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight {
+    const spec = this.spec(name);
+    const c = checkBlock(name, expectedShape, spec.shape, rows, cols);
+    const [R, C] = expectedShape;
+    if (rows.count === R && c.count === C) return this.read(name);
+    const table = this.table(dummyInit(spec));
+    if (this.options.dtype === 'bf16') {
+      const data = new Uint16Array(rows.count * c.count);
+      this.fillBlock(data, table.bf16, name, C, rows, c);
+      return { dtype: 'bf16', data };
+    }
+    const data = new Float32Array(rows.count * c.count);
+    this.fillBlock(data, table.f32, name, C, rows, c);
+    return { dtype: 'f32', data };
+  }
+
   close(): void {}
 
   private spec(name: string): TensorSpec {
@@ -176,6 +269,41 @@ export class DummyWeightSource implements WeightSource {
       this.tables.set(key, t);
     }
     return t;
+  }
+
+  /** out = the block `rows` × `cols` of tensor `name` ([R, C]), looked up in `table`. */
+  private fillBlock<T extends Uint16Array | Float32Array>(
+    out: T,
+    table: T,
+    name: string,
+    C: number,
+    rows: Slice,
+    cols: Slice,
+  ): void {
+    const nameHash = hashName(name);
+    // The block as ranges of the flattened tensor: one when it spans whole rows, else one per row.
+    const whole = cols.count === C;
+    const numRanges = whole ? Math.min(1, rows.count) : rows.count;
+    const rangeLength = whole ? rows.count * C : cols.count;
+    for (let i = 0; i < numRanges; i++) {
+      const begin = (rows.start + i) * C + cols.start;
+      // Each piece of the range that lies in one chunk starts from that chunk's seed, jumped ahead.
+      for (let at = begin; at < begin + rangeLength; ) {
+        const chunk = Math.floor(at / CHUNK);
+        const end = Math.min(begin + rangeLength, (chunk + 1) * CHUNK);
+        const state = this.chunkSeed(nameHash, chunk);
+        fillRange(
+          out,
+          i * rangeLength + (at - begin),
+          this.jumps,
+          state,
+          at - chunk * CHUNK,
+          end - chunk * CHUNK,
+          table,
+        );
+        at = end;
+      }
+    }
   }
 
   /** A non-zero xorshift32 state for one chunk of one tensor. */
@@ -222,5 +350,37 @@ function fillChunk32(out: Float32Array, start: number, n: number, state: number,
     s ^= s >>> 17;
     s ^= s << 5;
     out[i] = table[s & 0xffff]!;
+  }
+}
+
+/**
+ * out[offset ..] = elements [from, to) of the chunk seeded with `state`, as `fillChunk16` / `fillChunk32`
+ * would place them: element j is half (j & 1) of draw ⌊j / 2⌋ + 1.
+ */
+function fillRange<T extends Uint16Array | Float32Array>(
+  out: T,
+  offset: number,
+  jumps: Uint32Array,
+  state: number,
+  from: number,
+  to: number,
+  table: T,
+): void {
+  let s = jumpAhead(jumps, state | 0, from >>> 1);
+  let o = offset;
+  let j = from;
+  if ((j & 1) !== 0 && j < to) {
+    s = xorshift32(s);
+    out[o++] = table[s >>> 16]!;
+    j++;
+  }
+  for (; j + 1 < to; j += 2) {
+    s = xorshift32(s);
+    out[o++] = table[s & 0xffff]!;
+    out[o++] = table[s >>> 16]!;
+  }
+  if (j < to) {
+    s = xorshift32(s);
+    out[o] = table[s & 0xffff]!;
   }
 }

@@ -1,7 +1,7 @@
 // A WeightSource over a safetensors checkpoint folder: one `model.safetensors`, or shards listed by
 // `model.safetensors.index.json`. Headers are read and validated when the folder is opened (so a truncated
-// download fails at start-up, not mid-load); each tensor is read on demand with positioned reads into a
-// fresh buffer. File handles stay open until `close()`.
+// download fails at start-up, not mid-load); each tensor, or block of one, is read on demand with
+// positioned reads into a fresh buffer. File handles stay open until `close()`.
 
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
@@ -14,8 +14,21 @@ import {
   WeightSourceClosedError,
 } from './checkpoint-errors.js';
 import { f16ToF32 } from './half-float.js';
-import { readFully, readSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.js';
-import { MissingTensorError, type TensorInfo, TensorShapeError, type WeightSource } from './weight-source.js';
+import {
+  DTYPE_BYTES,
+  readFully,
+  readSafetensorsHeader,
+  type SafetensorsEntry,
+} from './safetensors-header.js';
+import {
+  checkBlock,
+  MissingTensorError,
+  type Slice,
+  sameShape,
+  type TensorInfo,
+  TensorShapeError,
+  type WeightSource,
+} from './weight-source.js';
 
 export const SAFETENSORS_FILE = 'model.safetensors';
 export const SAFETENSORS_INDEX_FILE = 'model.safetensors.index.json';
@@ -29,6 +42,14 @@ export interface OpenSafetensorsOptions {
   readonly skip?: (name: string) => boolean;
 }
 
+/**
+ * A column block is read in spans of whole rows through a scratch buffer of at most this many bytes when
+ * the bytes skipped between rows are few: one read per span instead of one per row.
+ */
+const MAX_SPAN_BYTES = 1 << 20;
+/** Rows further apart than this are read one by one, skipping the bytes between them. */
+const MAX_SKIPPED_BYTES = 64 * 1024;
+
 /** One open checkpoint file. */
 interface OpenFile {
   readonly path: string;
@@ -41,15 +62,12 @@ interface Located {
   readonly entry: SafetensorsEntry;
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 /** A `WeightSource` reading tensors from open safetensors files. Build it with `openSafetensors`. */
 export class SafetensorsWeightSource implements WeightSource {
   private readonly files: OpenFile[];
   private readonly tensors: Map<string, Located>;
   private closed = false;
+  private numBytesRead = 0;
 
   /** @param where how errors name this source, e.g. the folder. */
   constructor(
@@ -74,6 +92,11 @@ export class SafetensorsWeightSource implements WeightSource {
     return { name, dtype: entry.dtype, shape: entry.shape };
   }
 
+  /** Bytes of tensor data read from the files so far (for load statistics and tests). */
+  get bytesRead(): number {
+    return this.numBytesRead;
+  }
+
   /** The file holding a tensor. */
   fileOf(name: string): string {
     return this.locate(name).file.path;
@@ -86,21 +109,20 @@ export class SafetensorsWeightSource implements WeightSource {
     }
     if (this.closed) throw new WeightSourceClosedError(name, this.where);
     const bytes = new Uint8Array(entry.byteLength);
-    const n = readFully(file.fd, bytes, entry.offset);
-    // The header check at open time makes this happen only if the file shrank since.
-    if (n < entry.byteLength)
-      throw new TruncatedCheckpointError(file.path, name, entry.offset + entry.byteLength, entry.offset + n);
-    switch (entry.dtype) {
-      case 'BF16':
-        return { dtype: 'bf16', data: new Uint16Array(bytes.buffer) };
-      case 'F32':
-        return { dtype: 'f32', data: new Float32Array(bytes.buffer) };
-      case 'F16': {
-        const out = new Float32Array(bytes.length / 2);
-        f16ToF32(out, new Uint16Array(bytes.buffer));
-        return { dtype: 'f32', data: out };
-      }
-    }
+    this.readAt(file, name, bytes, entry.offset);
+    return decode(entry, bytes);
+  }
+
+  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight {
+    const { file, entry } = this.locate(name);
+    const c = checkBlock(name, expectedShape, entry.shape, rows, cols);
+    if (this.closed) throw new WeightSourceClosedError(name, this.where);
+    const width = DTYPE_BYTES[entry.dtype];
+    const rowBytes = expectedShape[1] * width;
+    const bytes = new Uint8Array(rows.count * c.count * width);
+    const first = entry.offset + rows.start * rowBytes + c.start * width;
+    if (bytes.length > 0) this.readRows(file, name, bytes, first, rows.count, rowBytes);
+    return decode(entry, bytes);
   }
 
   close(): void {
@@ -109,10 +131,70 @@ export class SafetensorsWeightSource implements WeightSource {
     for (const f of this.files) closeSync(f.fd);
   }
 
+  /**
+   * Fills `target` with `numRows` equal segments of the file, `rowBytes` apart, the first at `first`:
+   * the rows of a block. Never reads the bytes before the first segment or after the last.
+   */
+  private readRows(
+    file: OpenFile,
+    name: string,
+    target: Uint8Array,
+    first: number,
+    numRows: number,
+    rowBytes: number,
+  ): void {
+    const segBytes = target.length / numRows;
+    if (segBytes === rowBytes || numRows === 1) {
+      // Whole rows (or a single row): the block is one contiguous range of the file.
+      this.readAt(file, name, target, first);
+    } else if (rowBytes - segBytes > MAX_SKIPPED_BYTES || 2 * rowBytes > MAX_SPAN_BYTES) {
+      // Rows far apart, or too long for two to share a span: one read per row, straight into place.
+      for (let r = 0; r < numRows; r++) {
+        this.readAt(file, name, target.subarray(r * segBytes, (r + 1) * segBytes), first + r * rowBytes);
+      }
+    } else {
+      // Spans of rows, from the first segment of the span to the end of its last, then compacted.
+      const perSpan = Math.min(numRows, Math.floor(MAX_SPAN_BYTES / rowBytes));
+      const scratch = new Uint8Array((perSpan - 1) * rowBytes + segBytes);
+      for (let r0 = 0; r0 < numRows; r0 += perSpan) {
+        const n = Math.min(perSpan, numRows - r0);
+        const span = scratch.subarray(0, (n - 1) * rowBytes + segBytes);
+        this.readAt(file, name, span, first + r0 * rowBytes);
+        for (let r = 0; r < n; r++) {
+          target.set(span.subarray(r * rowBytes, r * rowBytes + segBytes), (r0 + r) * segBytes);
+        }
+      }
+    }
+  }
+
+  /** Fills `target` from `position` of `file`, counting the bytes. */
+  private readAt(file: OpenFile, name: string, target: Uint8Array, position: number): void {
+    const n = readFully(file.fd, target, position);
+    this.numBytesRead += n;
+    // The header check at open time makes this happen only if the file shrank since.
+    if (n < target.length)
+      throw new TruncatedCheckpointError(file.path, name, position + target.length, position + n);
+  }
+
   private locate(name: string): Located {
     const t = this.tensors.get(name);
     if (t === undefined) throw new MissingTensorError(name, this.where);
     return t;
+  }
+}
+
+/** Tensor data as `read` returns it: BF16 as bf16 bits, F32 as float32, F16 widened to float32. */
+function decode(entry: SafetensorsEntry, bytes: Uint8Array): RawWeight {
+  switch (entry.dtype) {
+    case 'BF16':
+      return { dtype: 'bf16', data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) };
+    case 'F32':
+      return { dtype: 'f32', data: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
+    case 'F16': {
+      const out = new Float32Array(bytes.length / 2);
+      f16ToF32(out, new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2));
+      return { dtype: 'f32', data: out };
+    }
   }
 }
 

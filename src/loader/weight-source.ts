@@ -1,10 +1,17 @@
 // Where a model's weights come from: a safetensors checkpoint (single file or sharded) or seeded dummy
 // weights of the right shapes. Models read one tensor at a time and hand it to the kernels, so no second
-// full copy of the weights is ever held.
+// full copy of the weights is ever held. A tensor-parallel rank reads only its block of each sharded
+// matrix (`readBlock`), so no rank reads, or holds even briefly, the shards of the others.
 
 import type { RawWeight } from '../kernels/kernels.js';
 
 export type TensorDType = 'F32' | 'BF16' | 'F16';
+
+/** A contiguous range of a dimension: elements [start, start + count). */
+export interface Slice {
+  readonly start: number;
+  readonly count: number;
+}
 
 export interface TensorInfo {
   readonly name: string;
@@ -24,6 +31,13 @@ export interface WeightSource {
    * shape against `expectedShape` when given (a `TensorShapeError` naming both otherwise).
    */
   read(name: string, expectedShape?: readonly number[]): RawWeight;
+  /**
+   * Reads the block `rows` × `cols` of a 2-D tensor of shape `expectedShape` ([R, C]) as a row-major
+   * `[rows.count, cols.count]` matrix, in the dtype `read` gives; all columns when `cols` is absent. The
+   * values equal the same block of `read`'s result, but only the block is read. A `TensorShapeError` when
+   * the shape differs, a `TensorBlockError` when a range is not within it.
+   */
+  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight;
   /** Closes open files. */
   close(): void;
 }
@@ -51,4 +65,54 @@ export class TensorShapeError extends Error {
     );
     this.name = 'TensorShapeError';
   }
+}
+
+/** A block read asks for rows or columns outside the tensor. */
+export class TensorBlockError extends Error {
+  constructor(
+    readonly tensorName: string,
+    readonly shape: readonly number[],
+    readonly rows: Slice,
+    readonly cols: Slice,
+  ) {
+    super(
+      `block rows [${rows.start}, ${rows.start + rows.count}) × columns [${cols.start}, ` +
+        `${cols.start + cols.count}) of tensor "${tensorName}" [${shape.join(', ')}] is out of range; ` +
+        'allowed: integer ranges with 0 ≤ start ≤ start + count ≤ the dimension',
+    );
+    this.name = 'TensorBlockError';
+  }
+}
+
+/** Whether two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function isWithin(s: Slice, dim: number): boolean {
+  return (
+    Number.isSafeInteger(s.start) &&
+    Number.isSafeInteger(s.count) &&
+    s.start >= 0 &&
+    s.count >= 0 &&
+    s.start + s.count <= dim
+  );
+}
+
+/**
+ * The checks every `readBlock` makes: `actual` equals `expectedShape` (else `TensorShapeError`) and both
+ * ranges lie within it (else `TensorBlockError`). Returns the column range, all columns when absent.
+ */
+export function checkBlock(
+  name: string,
+  expectedShape: readonly [number, number],
+  actual: readonly number[],
+  rows: Slice,
+  cols: Slice | undefined,
+): Slice {
+  if (!sameShape(expectedShape, actual)) throw new TensorShapeError(name, expectedShape, actual);
+  const [R, C] = expectedShape;
+  const c = cols ?? { start: 0, count: C };
+  if (!isWithin(rows, R) || !isWithin(c, C)) throw new TensorBlockError(name, actual, rows, c);
+  return c;
 }

@@ -24,14 +24,7 @@ import type { RankGroups } from '../layers/rank-groups.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { Scratch } from '../layers/scratch.js';
 import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
-import {
-  type LoadContext,
-  loadLinear,
-  loadVector,
-  type Slice,
-  sliceRows,
-  toF32,
-} from '../layers/weight-loading.js';
+import { type LoadContext, loadLinear, loadVector, type Slice, toF32 } from '../layers/weight-loading.js';
 import type { WeightSource } from '../loader/weight-source.js';
 import { type ForwardBatch, validateForwardBatch } from './forward-batch.js';
 import type { MlaKvCache } from './mla-kv-cache.js';
@@ -221,15 +214,8 @@ export class DeepseekForCausalLM {
     const scale = mlaSoftmaxScale(config);
 
     this.vocab = unevenShare(V, this.plan.rank, this.plan.size);
-    const fullEmbedding = opts.source.read('model.embed_tokens.weight', [V, H]);
-    // A copy of this rank's rows, so the full table can be freed.
-    const mine = sliceRows(fullEmbedding, H, this.vocab.start, this.vocab.count);
-    this.embedding =
-      this.plan.size === 1
-        ? fullEmbedding
-        : mine.dtype === 'bf16'
-          ? { dtype: 'bf16', data: mine.data.slice() }
-          : { dtype: 'f32', data: mine.data.slice() };
+    // This rank's vocabulary rows only.
+    this.embedding = opts.source.readBlock('model.embed_tokens.weight', [V, H], this.vocab);
     this.layers = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       this.layers.push(new DecoderLayer(ctx, config, i, rope, scale, this.plan));

@@ -26,6 +26,14 @@ function memorySource(tensors: Record<string, { shape: number[]; data: Float32Ar
     has: (name) => name in tensors,
     info: (name) => ({ name, dtype: 'F32', shape: tensors[name]!.shape }),
     read: (name): RawWeight => ({ dtype: 'f32', data: tensors[name]!.data }),
+    readBlock: (name, [, C], rows, cols = { start: 0, count: C }): RawWeight => {
+      const data = new Float32Array(rows.count * cols.count);
+      for (let r = 0; r < rows.count; r++) {
+        const from = (rows.start + r) * C + cols.start;
+        data.set(tensors[name]!.data.subarray(from, from + cols.count), r * cols.count);
+      }
+      return { dtype: 'f32', data };
+    },
     close: () => {},
   };
 }
