@@ -62,7 +62,7 @@ export interface ParallelSettings {
   readonly moeComm: 'allgather' | 'alltoall';
   /** --dist-timeout: a peer silent this long (ms) is declared dead. */
   readonly distTimeoutMs: number;
-  /** Hosts the tensor-parallel ranks are spread over (--nnodes); ranks split evenly. */
+  /** Hosts the ranks (tensor × data parallel) are spread over (--nnodes); ranks split evenly. */
   readonly nnodes: number;
   /** This host's index (--node-rank); node 0 is the head that serves. */
   readonly nodeRank: number;
@@ -200,16 +200,17 @@ export function validateEngineConfig(c: EngineConfig): void {
       '--distributed-executor-backend uni runs one rank; use mp with --tensor-parallel-size or --data-parallel-size > 1',
     );
   }
-  if (dp > 1 && c.parallel.nnodes > 1) {
+  const { nnodes, nodeRank } = c.parallel;
+  const world = tp * dp;
+  if (!Number.isInteger(nnodes) || nnodes < 1 || world % nnodes !== 0) {
     throw new EngineConfigError(
-      '--data-parallel-size > 1 runs its replicas on one host; across hosts use --tensor-parallel-size ' +
-        '(with --enable-expert-parallel) and --nnodes, or run one data-parallel server per host',
+      `--nnodes must be a positive integer dividing the number of ranks (${dp > 1 ? `${dp} × ${tp}` : tp}), got ${nnodes}`,
     );
   }
-  const { nnodes, nodeRank } = c.parallel;
-  if (!Number.isInteger(nnodes) || nnodes < 1 || tp % nnodes !== 0) {
+  if (dp > 1 && nnodes > 1 && (world / nnodes) % tp !== 0) {
     throw new EngineConfigError(
-      `--nnodes must be a positive integer dividing --tensor-parallel-size (${tp}), got ${nnodes}`,
+      `each host must hold whole data-parallel replicas: ${world / nnodes} ranks per host is not a multiple of ` +
+        `--tensor-parallel-size ${tp}; use --nnodes dividing --data-parallel-size (${dp})`,
     );
   }
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {

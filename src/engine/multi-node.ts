@@ -1,10 +1,16 @@
-// Tensor-parallel ranks spread over several hosts: the head node (node rank 0, which serves) and headless
-// nodes meet at the rendezvous, which checks that every node runs the same model and settings, then all
-// ranks join one TCP group. Ranks are split evenly: node n hosts global ranks [n·k, (n+1)·k).
+// Ranks spread over several hosts: the head node (node rank 0, which serves) and headless nodes meet at the
+// rendezvous, which checks that every node runs the same model and settings, then all ranks join one TCP
+// group. Ranks are split evenly: node n hosts global ranks [n·k, (n+1)·k). With data parallelism each host
+// holds whole replicas, whose tensor-parallel groups are local (shared memory).
 
 import os from 'node:os';
 import type { EngineConfig } from '../config/engine-config.js';
-import { createTcpGroup, findFreePorts } from '../distributed/group.js';
+import {
+  createSharedMemoryGroup,
+  createTcpGroup,
+  findFreePorts,
+  type GroupDescriptor,
+} from '../distributed/group.js';
 import {
   joinRendezvous,
   type NodeSummary,
@@ -26,6 +32,7 @@ export function modelSummary(config: EngineConfig, resolved: ResolvedModel): Nod
     seed: m.loadFormat === 'dummy' || m.model === null ? m.seed : null,
     maxModelLen: resolved.maxModelLen,
     tensorParallelSize: p.tensorParallelSize,
+    dataParallelSize: p.dataParallelSize,
     nnodes: p.nnodes,
     enableExpertParallel: p.enableExpertParallel,
     moeComm: p.moeComm,
@@ -58,7 +65,20 @@ function rendezvousSettings(config: EngineConfig): RendezvousSettings {
 }
 
 function ranksPerNode(config: EngineConfig): number {
-  return config.parallel.tensorParallelSize / config.parallel.nnodes;
+  return (config.parallel.tensorParallelSize * config.parallel.dataParallelSize) / config.parallel.nnodes;
+}
+
+/**
+ * Tensor-parallel groups of the data-parallel replicas this node holds (shared memory: a replica never
+ * spans hosts), indexed by replica; null where no such groups are needed.
+ */
+function localReplicaGroups(config: EngineConfig): (GroupDescriptor | null)[] | null {
+  const { tensorParallelSize: tp, dataParallelSize: dp, nodeRank } = config.parallel;
+  if (dp === 1 || tp === 1) return null;
+  const perNode = ranksPerNode(config) / tp;
+  return Array.from({ length: dp }, (_, r) =>
+    Math.floor(r / perNode) === nodeRank ? createSharedMemoryGroup(tp) : null,
+  );
 }
 
 /** The head's side: rendezvous with the other nodes, then the TCP group layout of its local ranks. */
@@ -87,7 +107,7 @@ export async function headRankLayout(
   log.info(`all ${config.parallel.nnodes} nodes joined; ${result.peers.length} ranks form the group`);
   return {
     descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
-    replicaGroups: null,
+    replicaGroups: localReplicaGroups(config),
     workerRanks: Array.from({ length: k - 1 }, (_, i) => i + 1),
     hostsDriver: true,
   };
@@ -120,7 +140,7 @@ export async function runHeadlessNode(config: EngineConfig, log: Logger): Promis
     log,
     {
       descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
-      replicaGroups: null,
+      replicaGroups: localReplicaGroups(config),
       workerRanks: Array.from({ length: k }, (_, i) => first + i),
       hostsDriver: false,
     },

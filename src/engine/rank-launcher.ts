@@ -95,7 +95,7 @@ export interface RankLayout {
   /** The world group: every rank. */
   readonly descriptor: GroupDescriptor;
   /** With data parallelism and tp > 1: each replica's tensor-parallel group; null otherwise. */
-  readonly replicaGroups: readonly GroupDescriptor[] | null;
+  readonly replicaGroups: readonly (GroupDescriptor | null)[] | null;
   /** Global ranks this process starts as worker threads (followers). */
   readonly workerRanks: readonly number[];
   /** Whether this process hosts rank 0 (the driver) in its own thread. */

@@ -37,7 +37,7 @@ export interface ConnectedRankGroups {
 export async function connectRankGroups(
   config: EngineConfig,
   world: GroupDescriptor,
-  replicaGroups: readonly GroupDescriptor[] | null,
+  replicaGroups: readonly (GroupDescriptor | null)[] | null,
   rank: number,
 ): Promise<ConnectedRankGroups> {
   const timeoutMs = config.parallel.distTimeoutMs;

@@ -21,7 +21,7 @@ export interface RankWorkerData {
   /** The world group. */
   readonly descriptor: GroupDescriptor;
   /** Each data-parallel replica's tensor-parallel group (data parallelism with tp > 1), else null. */
-  readonly replicaGroups: readonly GroupDescriptor[] | null;
+  readonly replicaGroups: readonly (GroupDescriptor | null)[] | null;
   readonly numBlocks: number;
   readonly numThreads: number;
 }

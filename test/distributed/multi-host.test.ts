@@ -1,5 +1,6 @@
-// Tensor and expert parallelism across two hosts of the network-namespace testbed (10 Gbit/s links; 100 µs
-// delay where the kernel has netem): `duet generate -tp 2 --nnodes 2` runs in host 0 and the headless node
+// Tensor, expert and data parallelism across two hosts of the network-namespace testbed (10 Gbit/s links;
+// 100 µs delay where the kernel has netem): `duet generate -tp 2 --nnodes 2` (or `-dp 2`: one engine
+// replica per host, sharing the experts) runs in host 0 and the headless node
 // `duet serve ... --node-rank 1 --headless` in host 1, each a separate process whose only way to the other
 // is the testbed network. All golden prompts give the golden greedy tokens, and the top-5 log-probs of
 // every step are within 1e-3 of the reference (the fp32 tolerance of the golden tests: sharded matmuls and
@@ -37,15 +38,17 @@ describe('multi-host tensor parallel: golden results across two testbed hosts', 
   });
 
   const cases: [string, string[]][] = [
-    ['-tp 2', []],
+    ['-tp 2', ['-tp', '2']],
     [
       '-tp 2 --enable-expert-parallel, moe_comm allgather',
-      ['--enable-expert-parallel', '--additional-config', '{"moe_comm": "allgather"}'],
+      ['-tp', '2', '--enable-expert-parallel', '--additional-config', '{"moe_comm": "allgather"}'],
     ],
     [
       '-tp 2 --enable-expert-parallel, moe_comm alltoall',
-      ['--enable-expert-parallel', '--additional-config', '{"moe_comm": "alltoall"}'],
+      ['-tp', '2', '--enable-expert-parallel', '--additional-config', '{"moe_comm": "alltoall"}'],
     ],
+    // One data-parallel replica per host, sharing the experts across the network.
+    ['-dp 2 --enable-expert-parallel, moe_comm alltoall', ['-dp', '2', '--enable-expert-parallel']],
   ];
 
   test('10 Gbit/s links (100 µs delay where the kernel has netem)', async (t) => {
@@ -61,8 +64,6 @@ describe('multi-host tensor parallel: golden results across two testbed hosts', 
             '16',
             '--kv-cache-memory',
             '8MiB',
-            '-tp',
-            '2',
             '--nnodes',
             '2',
             '--master-addr',
