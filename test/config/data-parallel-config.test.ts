@@ -32,7 +32,10 @@ test('bad data-parallel settings are refused with the flag and what is allowed',
       { dataParallelSize: 2, tensorParallelSize: 2, nnodes: 4, nodeRank: 0 },
       /each host must hold whole data-parallel replicas: 1 ranks per host is not a multiple of --tensor-parallel-size 2/,
     ],
-    [{ dataParallelSize: 2, nnodes: 3, nodeRank: 0 }, /--nnodes must be a positive integer dividing the number of ranks \(2 × 1\), got 3/],
+    [
+      { dataParallelSize: 2, nnodes: 3, nodeRank: 0 },
+      /--nnodes must be a positive integer dividing the number of ranks \(2 × 1\), got 3/,
+    ],
   ];
   for (const [p, message] of cases) {
     assert.throws(
