@@ -1,7 +1,9 @@
 // Parallel prefill benchmark: prefill throughput of a dummy-weight DeepSeek (the V2-Lite config narrowed
 // with --hf-overrides) for one rank in one process, and for two hosts x one rank (`-tp 2 --nnodes 2`,
 // the head in testbed host 0, the headless node in host 1) at 10 Gbit/s and at 1 Gbit/s, side by side in
-// one run; for each, the share of the driver's step time spent waiting on communication (the driver's
+// one run; and data parallelism across the two hosts (`-dp 2 --enable-expert-parallel --nnodes 2`: one engine
+// replica per host, the experts shared over the network) at the first link rate; for each, the share of
+// the driver's step time spent waiting on communication (the driver's
 // collectives timed by TimedCommunicator). Every rank gets one compute thread (--num-threads 1), so on a
 // 2-core machine the two hosts have a core each and one rank has one. Configurations take turns over
 // several rounds, so that load from other processes spreads over all of them alike; each one's fastest
@@ -151,11 +153,12 @@ async function twoHosts(
   modelFlags: readonly string[],
   job: Omit<HeadJob, 'flags'>,
   port: number,
+  /** How the two ranks split the model: -tp 2, or -dp 2 with expert parallelism. */
+  parallel: readonly string[] = ['-tp', '2'],
 ): Promise<HeadResult> {
   const cluster = [
     ...modelFlags,
-    '-tp',
-    '2',
+    ...parallel,
     '--nnodes',
     '2',
     '--master-addr',
@@ -231,7 +234,13 @@ async function main(): Promise<void> {
   const links = values.links.split(',').filter((l) => l !== '');
   const rounds = Number(values.rounds);
   const why = whyNoNetns();
-  const columns = ['1 rank (1 process)', ...links.map((l) => `2 hosts x 1 rank, ${why ? 'loopback' : l}`)];
+  const linkName = (l: string) => (why ? 'loopback' : l);
+  const dpFlags = ['-dp', '2', '--enable-expert-parallel'];
+  const columns = [
+    '1 rank (1 process)',
+    ...links.map((l) => `2 hosts x 1 rank, ${linkName(l)}`),
+    ...(links.length > 0 ? [`-dp 2 -ep, 2 hosts, ${linkName(links[0]!)}`] : []),
+  ];
   const results: HeadResult[][] = columns.map(() => []);
   console.log(
     `parallel prefill: ${job.prompts} prompts x ${job.inputLen} tokens, max tokens 1, steps of ${values['batched-tokens']} tokens; ` +
@@ -245,24 +254,24 @@ async function main(): Promise<void> {
   let port = 29700;
   for (let round = 0; round < rounds; round++) {
     results[0]!.push(parseResult(await run(headArgv([], { ...job, flags: modelFlags }), '1 rank').done));
-    for (const [i, link] of links.entries()) {
-      let r: HeadResult;
+    const onTwoHosts = async (link: string, parallel: readonly string[]): Promise<HeadResult> => {
       if (why) {
         const local = { prefix: [], address: '127.0.0.1' };
-        r = await twoHosts(local, local, modelFlags, job, port++);
-      } else {
-        r = await withTestbed({ hosts: 2, bandwidth: link, delay: values.delay }, (hosts: TestbedHost[]) =>
-          twoHosts(
-            { prefix: inHost(hosts[0]!), address: hosts[0]!.address },
-            { prefix: inHost(hosts[1]!) },
-            modelFlags,
-            job,
-            port++,
-          ),
-        );
+        return twoHosts(local, local, modelFlags, job, port++, parallel);
       }
-      results[i + 1]!.push(r);
-    }
+      return withTestbed({ hosts: 2, bandwidth: link, delay: values.delay }, (hosts: TestbedHost[]) =>
+        twoHosts(
+          { prefix: inHost(hosts[0]!), address: hosts[0]!.address },
+          { prefix: inHost(hosts[1]!) },
+          modelFlags,
+          job,
+          port++,
+          parallel,
+        ),
+      );
+    };
+    for (const [i, link] of links.entries()) results[i + 1]!.push(await onTwoHosts(link, ['-tp', '2']));
+    if (links.length > 0) results[links.length + 1]!.push(await onTwoHosts(links[0]!, dpFlags));
     console.log(
       `round ${round + 1}/${rounds}: ` +
         columns.map((c, i) => `${c} ${results[i]!.at(-1)!.seconds.toFixed(2)} s`).join(', '),
@@ -280,7 +289,7 @@ async function main(): Promise<void> {
       `throughput; load average (1 min) at the end: ${load()}`,
   );
   const header = [
-    'configuration'.padEnd(28),
+    'configuration'.padEnd(30),
     'prefill tok/s'.padStart(13),
     'median'.padStart(7),
     'vs 1 rank'.padStart(9),
@@ -292,7 +301,7 @@ async function main(): Promise<void> {
   console.log(header.join(' '));
   for (const { name, best: r, median } of rows) {
     const cells = [
-      name.padEnd(28),
+      name.padEnd(30),
       tps(r).toFixed(0).padStart(13),
       tps(median).toFixed(0).padStart(7),
       `${(tps(r) / tps(base)).toFixed(2)}x`.padStart(9),
@@ -306,7 +315,8 @@ async function main(): Promise<void> {
   console.log(
     "\nms/step: the driver's time in the model forward per step (batch broadcast included); comm wait / share: the " +
       'part of it the driver spent blocked on collectives (transfers, latency and waiting for the slower rank); ' +
-      'head CPU: CPU time of the head process (compute and communication threads) over wall time.',
+      'head CPU: CPU time of the head process (compute and communication threads) over wall time. With -dp 2 ' +
+      'a step runs both replicas\' batches (each up to the step token budget) at once.',
   );
 }
 
