@@ -1,6 +1,7 @@
 // Reads the golden reference outputs shipped in test/fixtures (see test/fixtures/GOLDEN_README.md) and
 // offers the small numeric helpers the golden comparisons share.
 
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,4 +46,26 @@ export function argmax(row: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
   return best;
+}
+
+/**
+ * Asserts that `logits` ([prompt length, vocab]: one row per prompt position) give the prompt's golden
+ * argmax at every position and its golden top-5 log-probs within `tol`. `who` names the caller in messages.
+ */
+export function assertPrefillMatchesGolden(
+  logits: Float32Array,
+  p: GoldenPrompt,
+  vocabSize: number,
+  tol: number,
+  who = p.name,
+): void {
+  for (let t = 0; t < p.ids.length; t++) {
+    const row = logits.subarray(t * vocabSize, (t + 1) * vocabSize);
+    assert.equal(argmax(row), p.argmax[t], `${who}: argmax at ${t}`);
+    const lp = logSoftmax(row);
+    p.top5_ids[t]!.forEach((id, j) => {
+      const d = Math.abs(lp[id]! - p.top5_logprobs[t]![j]!);
+      assert.ok(d <= tol, `${who}: top-5 log-prob ${j + 1} at ${t} off by ${d}`);
+    });
+  }
 }

@@ -1,8 +1,8 @@
-// Data-parallel serving through the offline API: two engine replicas (each its own scheduler, KV cache and
-// ranks, as worker threads joined over shared memory) share the MoE layers and give the golden greedy
-// tokens and log-probs (fp32 tolerance 1e-3) in both MoE modes, with tensor parallelism inside each
-// replica and with dual-batch overlap on; requests spread over both replicas; a rank killed mid-request
-// fails the requests with a clear error and leaves the engine marked dead.
+// Tensor-, expert- and data-parallel serving through the offline API: ranks as worker threads joined over
+// shared memory give the golden greedy tokens and log-probs (fp32 tolerance 1e-3) in both MoE modes, with
+// data-parallel engine replicas (each its own scheduler and KV cache, sharing the MoE layers; both must
+// take requests) and with dual-batch overlap on; a rank killed mid-request fails the request with a clear
+// error and leaves the engine marked dead, without hanging.
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -11,7 +11,7 @@ import { fixtureDir, loadGolden } from '../helpers/golden.js';
 
 const TOL = 1e-3;
 
-describe('data-parallel replicas in worker threads', () => {
+describe('parallel ranks in worker threads', () => {
   const golden = loadGolden('v2-tiny');
   const inputs = golden.prompts.map((p) => ({ prompt_token_ids: p.ids }));
   const params = { temperature: 0, maxTokens: 16, ignoreEos: true, logprobs: 5 };
@@ -28,6 +28,22 @@ describe('data-parallel replicas in worker threads', () => {
   };
 
   const layouts: [string, LLMOptions][] = [
+    ['-tp 2', { tensorParallelSize: 2 }],
+    [
+      '-tp 2 --enable-expert-parallel (alltoall) with DBO',
+      {
+        tensorParallelSize: 2,
+        enableExpertParallel: true,
+        moeComm: 'alltoall',
+        enableDbo: true,
+        dboPrefillTokenThreshold: 64,
+        dboDecodeTokenThreshold: 2,
+      },
+    ],
+    [
+      '-tp 2 --enable-expert-parallel (allgather)',
+      { tensorParallelSize: 2, enableExpertParallel: true, moeComm: 'allgather' },
+    ],
     [
       '-dp 2 --enable-expert-parallel (alltoall)',
       { dataParallelSize: 2, enableExpertParallel: true, moeComm: 'alltoall' },
@@ -47,7 +63,7 @@ describe('data-parallel replicas in worker threads', () => {
     ],
   ];
   for (const [name, opts] of layouts) {
-    test(`${name}: golden greedy tokens and log-probs, work on both replicas`, async () => {
+    test(`${name}: golden greedy tokens and log-probs`, async () => {
       const llm = new LLM({ ...base, ...opts });
       llms.push(llm);
       const outputs = await llm.generate(inputs, params);
@@ -62,9 +78,9 @@ describe('data-parallel replicas in worker threads', () => {
         });
       });
       const engine = await llm.engine();
-      // Every admission looks its prompt up in its replica's prefix cache: both replicas admitted work.
+      // Every admission looks its prompt up in its replica's prefix cache: each replica admitted work.
       const perReplica = engine.replicaStats();
-      assert.equal(perReplica.length, 2);
+      assert.equal(perReplica.length, opts.dataParallelSize ?? 1);
       for (const [r, s] of perReplica.entries()) {
         assert.ok(s.prefixCacheQueries > 0, `replica ${r} served requests`);
         assert.equal(s.numRunning + s.numWaiting, 0, `replica ${r} is idle at the end`);
@@ -73,16 +89,21 @@ describe('data-parallel replicas in worker threads', () => {
     });
   }
 
-  test('a rank of the second replica killed mid-request fails the requests and marks the engine dead', async () => {
-    const llm = new LLM({ ...base, dataParallelSize: 2, enableExpertParallel: true, distTimeout: 3 });
-    llms.push(llm);
-    const engine = await llm.engine();
-    const pending = llm.generate(inputs, { ...params, maxTokens: 100 });
-    await new Promise((r) => setTimeout(r, 50));
-    const started = performance.now();
-    await engine.rankWorkers!.kill(1);
-    await assert.rejects(pending, /rank 1|peer|dead|closed/i);
-    assert.ok(performance.now() - started < 10_000, 'detected within the timeout');
-    assert.equal(engine.isHealthy, false);
-  });
+  for (const [name, opts] of [
+    ['-tp 2', { tensorParallelSize: 2 }],
+    ['-dp 2 --enable-expert-parallel', { dataParallelSize: 2, enableExpertParallel: true }],
+  ] as const) {
+    test(`${name}: rank 1 killed mid-request fails the request and marks the engine dead`, async () => {
+      const llm = new LLM({ ...base, ...opts, distTimeout: 3 });
+      llms.push(llm);
+      const engine = await llm.engine();
+      const pending = llm.generate(inputs, { ...params, maxTokens: 100 });
+      await new Promise((r) => setTimeout(r, 50));
+      const started = performance.now();
+      await engine.rankWorkers!.kill(1);
+      await assert.rejects(pending, /rank 1|peer|dead|closed/i);
+      assert.ok(performance.now() - started < 10_000, 'detected within the timeout');
+      assert.equal(engine.isHealthy, false);
+    });
+  }
 });
