@@ -59,14 +59,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       process.memoryUsage().rss + resolved.weightBytes,
       worldSize / config.parallel.nnodes,
     );
-    const cache = new MlaKvCache(
-      kernels,
-      c.numHiddenLayers,
-      sizing.numBlocks,
-      bs,
-      c.kvLoraRank,
-      c.qkRopeHeadDim,
-    );
+    const cache = MlaKvCache.forModel(kernels, c, sizing.numBlocks, bs);
     log.info(
       `KV cache: ${sizing.numBlocks} blocks of ${bs} tokens (${(sizing.bytes / 2 ** 20).toFixed(1)} MiB, ${sizing.reason}); ` +
         `maximum concurrency for ${maxModelLen} tokens per request: ${((sizing.numBlocks * bs) / maxModelLen).toFixed(2)}x`,

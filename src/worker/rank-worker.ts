@@ -40,14 +40,7 @@ async function main(data: RankWorkerData): Promise<void> {
   try {
     const resolved = resolveModel(config.model);
     const c = resolved.config;
-    const cache = new MlaKvCache(
-      kernels,
-      c.numHiddenLayers,
-      data.numBlocks,
-      config.cache.blockSize,
-      c.kvLoraRank,
-      c.qkRopeHeadDim,
-    );
+    const cache = MlaKvCache.forModel(kernels, c, data.numBlocks, config.cache.blockSize);
     const loaded = loadModel(
       resolved,
       kernels,

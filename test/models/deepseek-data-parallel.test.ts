@@ -81,18 +81,7 @@ for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {
       );
       source.close();
       const V = config.vocabSize;
-      const newCaches = () =>
-        models.map(
-          () =>
-            new MlaKvCache(
-              kernels,
-              config.numHiddenLayers,
-              NUM_BLOCKS,
-              BLOCK,
-              config.kvLoraRank,
-              config.qkRopeHeadDim,
-            ),
-        );
+      const newCaches = () => models.map(() => MlaKvCache.forModel(kernels, config, NUM_BLOCKS, BLOCK));
       const blockTable = Int32Array.from({ length: NUM_BLOCKS }, (_, i) => NUM_BLOCKS - 1 - i);
       /** Runs replica r's batch on each of its ranks; returns every rank's logits. */
       const step = (caches: MlaKvCache[], batches: readonly ForwardBatch[]) =>

@@ -40,14 +40,7 @@ for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {
       for (const p of golden.prompts) {
         test(`${p.name}: prefill logits, routing and greedy decode match the reference`, async () => {
           const L = p.ids.length;
-          const cache = new MlaKvCache(
-            kernels,
-            config.numHiddenLayers,
-            NUM_BLOCKS,
-            BLOCK,
-            config.kvLoraRank,
-            config.qkRopeHeadDim,
-          );
+          const cache = MlaKvCache.forModel(kernels, config, NUM_BLOCKS, BLOCK);
           // A shuffled block table: positions land in scattered blocks.
           const blockTable = Int32Array.from({ length: NUM_BLOCKS }, (_, i) => (i * 7 + 3) % NUM_BLOCKS);
           const slot = (pos: number) => blockTable[Math.floor(pos / BLOCK)]! * BLOCK + (pos % BLOCK);

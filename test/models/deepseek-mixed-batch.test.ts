@@ -37,8 +37,7 @@ describe('a mixed prefill / decode step', async () => {
     start: number;
     blocks: Int32Array;
   }
-  const newCache = () =>
-    new MlaKvCache(kernels, config.numHiddenLayers, 64, BLOCK, config.kvLoraRank, config.qkRopeHeadDim);
+  const newCache = () => MlaKvCache.forModel(kernels, config, 64, BLOCK);
   const batchOf = (parts: Part[]): ForwardBatch => {
     const tokenIds: number[] = [];
     const positions: number[] = [];

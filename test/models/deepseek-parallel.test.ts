@@ -50,17 +50,7 @@ for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {
 
       for (const p of golden.prompts.filter((x) => x.name !== 'p150_text')) {
         test(`${p.name}: every rank matches the reference`, async () => {
-          const caches = models.map(
-            () =>
-              new MlaKvCache(
-                kernels,
-                config.numHiddenLayers,
-                NUM_BLOCKS,
-                BLOCK,
-                config.kvLoraRank,
-                config.qkRopeHeadDim,
-              ),
-          );
+          const caches = models.map(() => MlaKvCache.forModel(kernels, config, NUM_BLOCKS, BLOCK));
           const blockTable = Int32Array.from({ length: NUM_BLOCKS }, (_, i) => NUM_BLOCKS - 1 - i);
           const slot = (pos: number) => blockTable[Math.floor(pos / BLOCK)]! * BLOCK + (pos % BLOCK);
           const run = (batch: ForwardBatch) =>

@@ -33,14 +33,7 @@ async function duetPrefill(
   const T = ids.length;
   const bs = 4;
   const numBlocks = Math.ceil(T / bs) + 1;
-  const cache = new MlaKvCache(
-    kernels,
-    config.numHiddenLayers,
-    numBlocks,
-    bs,
-    config.kvLoraRank,
-    config.qkRopeHeadDim,
-  );
+  const cache = MlaKvCache.forModel(kernels, config, numBlocks, bs);
   const blockTable = Int32Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
   const V = config.vocabSize;
   const logits = new Float32Array(T * V);

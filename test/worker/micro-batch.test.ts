@@ -119,8 +119,7 @@ describe('micro-batches compute what the whole batch computes', () => {
   const batch = prefillBatch(prompts, 10);
   const V = config.vocabSize;
   const kernels = new ReferenceKernels();
-  const newCache = () =>
-    new MlaKvCache(kernels, config.numHiddenLayers, 30, BLOCK, config.kvLoraRank, config.qkRopeHeadDim);
+  const newCache = () => MlaKvCache.forModel(kernels, config, 30, BLOCK);
   const maxDiff = (x: Float32Array, y: Float32Array) =>
     x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
 
