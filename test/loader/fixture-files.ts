@@ -1,6 +1,7 @@
 // Test helpers of the loader tests: where the fixture checkpoints are, an independent reader of a
-// safetensors header, a writer of small safetensors files, and temporary folders.
+// safetensors header, a writer of small safetensors files, temporary folders, and an error assertion.
 
+import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,4 +83,17 @@ export function writeJson(path: string, value: unknown): void {
 /** A fixture's config.json as a plain object (a fresh copy each call). */
 export function fixtureConfigJson(dir: string): Record<string, unknown> {
   return JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+}
+
+/** Asserts `fn` throws an error of class `cls` whose message contains every string in `parts`. */
+export function expectError(
+  fn: () => unknown,
+  cls: abstract new (...args: never[]) => Error,
+  parts: readonly string[],
+): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
+    for (const p of parts) assert.ok(err.message.includes(p), `"${err.message}" lacks "${p}"`);
+    return true;
+  });
 }

@@ -22,6 +22,7 @@ import {
 import {
   ASSET_CONFIGS,
   encodeSafetensors,
+  expectError,
   fixtureConfigJson,
   V2_TINY,
   withTempDir,
@@ -83,19 +84,6 @@ function standardBlocks(R: number, C: number): [Slice, Slice | undefined][] {
     [{ start: R, count: 0 }, undefined],
     [all, { start: 3, count: 0 }],
   ];
-}
-
-/** Asserts `fn` throws an error of class `cls` whose message contains every string in `parts`. */
-function expectError(
-  fn: () => unknown,
-  cls: abstract new (...args: never[]) => Error,
-  parts: readonly string[],
-): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    for (const p of parts) assert.ok(err.message.includes(p), `"${err.message}" lacks "${p}"`);
-    return true;
-  });
 }
 
 /** Range errors every source must give for a [R, C] tensor `name`. */

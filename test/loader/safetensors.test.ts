@@ -20,6 +20,7 @@ import { MissingTensorError, TensorShapeError } from '../../src/loader/weight-so
 import {
   decodeSafetensors,
   encodeSafetensors,
+  expectError,
   readHeader,
   type TensorBytes,
   V2_LITE_TINY,
@@ -27,19 +28,6 @@ import {
   withTempDir,
   writeJson,
 } from './fixture-files.js';
-
-/** Asserts `fn` throws an error of class `cls` whose message contains every string in `parts`. */
-function expectError(
-  fn: () => unknown,
-  cls: abstract new (...args: never[]) => Error,
-  parts: readonly string[],
-): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    for (const p of parts) assert.ok(err.message.includes(p), `"${err.message}" lacks "${p}"`);
-    return true;
-  });
-}
 
 function bytesOf(array: Uint16Array | Float32Array | Uint8Array): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
