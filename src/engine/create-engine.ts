@@ -10,6 +10,7 @@ import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { dboAutoPolicyFor } from '../worker/dbo-auto.js';
 import { DriverExecutor } from '../worker/executor.js';
 import { ModelRunner } from '../worker/model-runner.js';
 import { Tracer } from '../worker/tracer.js';
@@ -132,6 +133,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
           thresholds: config.dbo,
           tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
           logger: log,
+          auto: config.dbo.autoOff ? dboAutoPolicyFor(config.dbo) : null,
         },
       },
       async () => {

@@ -1,0 +1,268 @@
+// Dual-batch overlap's automatic off-switch: the driver measures what splitting buys and stops splitting
+// where it does not pay. Splitting costs compute (two half-size micro-batches use the kernels less well,
+// and each layer's hand-overs add work) and gains only the communication it hides; where communication is
+// negligible (shared memory, a fast link) or the machine has no spare CPU for the communication threads,
+// split steps are slower than one batch.
+//
+// The policy keeps, per kind of step (prefill or decode-only), exponential moving averages (over eligible
+// steps, so that a mode seen only in probes follows its latest probe) of
+//   - the wall time per unit of cost (micro-batch.ts's attention cost) of one-batch and of split steps, and
+//   - the share of a one-batch step the driver spends waiting on communication;
+// and, for each step the thresholds allow to split:
+//   1. warm-up: runs one batch until it has a sample (the first sample of each mode is dropped: it pays for
+//      compiling the code paths), then splits until it has a split sample;
+//   2. runs one batch while communication is below `minCommShare` of a one-batch step (there is nothing
+//      worth hiding; one-batch steps keep measuring it);
+//   3. otherwise splits when split steps are expected to be at least `minGain` faster per unit of cost, and
+//      every `probeInterval`-th eligible step runs the other mode to re-measure it.
+// It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
+// runs it; its vote carries the decision, so every rank splits or not alike.
+
+import type { Communicator } from '../distributed/communicator.js';
+import { TimedCommunicator } from './comm-timing.js';
+
+/** Tuning of the off-switch (see the file header). */
+export interface DboAutoSettings {
+  /** Split only when split steps are expected to be at least this fraction faster (0.02 = 2%). */
+  readonly minGain: number;
+  /** Run one batch while communication waits are below this share of a one-batch step. */
+  readonly minCommShare: number;
+  /** Every this many eligible steps, run the mode not chosen, to re-measure it (≥ 2). */
+  readonly probeInterval: number;
+  /** Weight of a new sample in the moving averages (per eligible step since the last one), in (0, 1]. */
+  readonly smoothing: number;
+}
+
+export const DEFAULT_DBO_AUTO_SETTINGS: DboAutoSettings = {
+  minGain: 0.02,
+  minCommShare: 0.05,
+  probeInterval: 16,
+  smoothing: 0.3,
+};
+
+/** Prefill steps (any prompt token) and decode-only steps behave differently; each has its own averages. */
+export type DboStepKind = 'prefill' | 'decode';
+
+/** One eligible step as it ran (measured on the driver, from after the split vote to the joined logits). */
+export interface DboStepSample {
+  readonly kind: DboStepKind;
+  /** Whether it ran as two micro-batches. */
+  readonly split: boolean;
+  /** Wall milliseconds of the forward. */
+  readonly wallMs: number;
+  /** Of those, milliseconds the compute thread waited on collectives. */
+  readonly commWaitMs: number;
+  /** Attention cost of the step (micro-batch.ts: costA + costB), the unit the times are divided by. */
+  readonly cost: number;
+}
+
+/** The policy's verdict for one eligible step. */
+export interface DboAutoDecision {
+  readonly split: boolean;
+  /** Whether this step runs the mode not preferred, to re-measure it (or to warm it up). */
+  readonly probe: boolean;
+  /** Why, for the debug log and the trace. */
+  readonly reason: string;
+}
+
+/** A setting outside its range. */
+export class DboAutoSettingsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DboAutoSettingsError';
+  }
+}
+
+/** Checks the tuning; throws `DboAutoSettingsError`. */
+export function validateDboAutoSettings(s: DboAutoSettings): void {
+  if (!(s.minGain >= 0 && s.minGain < 1))
+    throw new DboAutoSettingsError(`dbo_auto_off_min_gain must be in [0, 1), got ${s.minGain}`);
+  if (!(s.minCommShare >= 0 && s.minCommShare < 1))
+    throw new DboAutoSettingsError(`dbo_auto_off_min_comm_share must be in [0, 1), got ${s.minCommShare}`);
+  if (!Number.isInteger(s.probeInterval) || s.probeInterval < 2)
+    throw new DboAutoSettingsError(
+      `dbo_auto_off_probe_interval must be an integer ≥ 2, got ${s.probeInterval}`,
+    );
+  if (!(s.smoothing > 0 && s.smoothing <= 1))
+    throw new DboAutoSettingsError(`the smoothing must be in (0, 1], got ${s.smoothing}`);
+}
+
+/**
+ * An exponential moving average over eligible steps that starts at its first sample. A sample that comes
+ * `gap` eligible steps after the previous one weighs 1 − (1 − w)^gap: a mode measured only by rare probes
+ * is not held back by old samples (the mode run every step has gap 1 and weight w).
+ */
+class MovingAverage {
+  private v = Number.NaN;
+  private n = 0;
+  private lastStep = 0;
+
+  constructor(private readonly weight: number) {}
+
+  /** Adds sample `x`, taken at eligible step `step` (1, 2, ...). */
+  add(x: number, step: number): void {
+    const gap = Math.max(1, step - this.lastStep);
+    const w = 1 - (1 - this.weight) ** gap;
+    this.v = this.n === 0 ? x : this.v + w * (x - this.v);
+    this.n++;
+    this.lastStep = step;
+  }
+
+  get value(): number {
+    return this.v;
+  }
+
+  get count(): number {
+    return this.n;
+  }
+}
+
+/** What the policy knows of one kind of step. */
+interface KindState {
+  eligible: number;
+  /** Samples seen per mode, the dropped first ones included. */
+  seenUnsplit: number;
+  seenSplit: number;
+  readonly unsplitMsPerCost: MovingAverage;
+  readonly splitMsPerCost: MovingAverage;
+  readonly commShare: MovingAverage;
+}
+
+/** A snapshot of one kind's averages (NaN before the first kept sample). */
+export interface DboAutoEstimate {
+  readonly eligibleSteps: number;
+  readonly unsplitMsPerCost: number;
+  readonly splitMsPerCost: number;
+  /** Share of a one-batch step spent waiting on communication. */
+  readonly commShare: number;
+  /** 1 − split / unsplit time per unit of cost (positive: splitting is faster). */
+  readonly gain: number;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** The driver's off-switch: decides per eligible step whether to split, from the steps it has timed. */
+export class DboAutoPolicy {
+  private readonly kinds = new Map<DboStepKind, KindState>();
+
+  constructor(readonly settings: DboAutoSettings = DEFAULT_DBO_AUTO_SETTINGS) {
+    validateDboAutoSettings(settings);
+  }
+
+  /** Decides for the next step of `kind` that the thresholds allow to split. */
+  decide(kind: DboStepKind): DboAutoDecision {
+    const s = this.state(kind);
+    s.eligible++;
+    if (s.unsplitMsPerCost.count === 0)
+      return { split: false, probe: true, reason: 'auto: measuring one-batch steps first' };
+    const share = s.commShare.value;
+    if (share < this.settings.minCommShare) {
+      return {
+        split: false,
+        probe: false,
+        reason: `auto: off, communication is ${pct(share)} of a one-batch step (< ${pct(this.settings.minCommShare)})`,
+      };
+    }
+    if (s.splitMsPerCost.count === 0)
+      return { split: true, probe: true, reason: 'auto: measuring split steps' };
+    const gain = 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value;
+    const prefer = gain >= this.settings.minGain;
+    const probe = s.eligible % this.settings.probeInterval === 0;
+    const why = `split steps ${gain >= 0 ? `${pct(gain)} faster` : `${pct(-gain)} slower`}, communication ${pct(share)}`;
+    if (probe)
+      return {
+        split: !prefer,
+        probe: true,
+        reason: `auto: re-measuring ${prefer ? 'one-batch' : 'split'} steps (${why})`,
+      };
+    return { split: prefer, probe: false, reason: `auto: ${prefer ? 'on' : 'off'}, ${why}` };
+  }
+
+  /** Records how an eligible step ran. */
+  record(sample: DboStepSample): void {
+    if (!(sample.cost > 0 && sample.wallMs > 0)) return;
+    const s = this.state(sample.kind);
+    // The first step of each mode compiles its code paths: its time says nothing of the next ones.
+    const step = s.eligible;
+    if (sample.split) {
+      if (s.seenSplit++ > 0) s.splitMsPerCost.add(sample.wallMs / sample.cost, step);
+    } else if (s.seenUnsplit++ > 0) {
+      s.unsplitMsPerCost.add(sample.wallMs / sample.cost, step);
+      s.commShare.add(Math.min(1, Math.max(0, sample.commWaitMs / sample.wallMs)), step);
+    }
+  }
+
+  /** The averages for `kind`, for logs, benchmarks and tests. */
+  estimate(kind: DboStepKind): DboAutoEstimate {
+    const s = this.state(kind);
+    return {
+      eligibleSteps: s.eligible,
+      unsplitMsPerCost: s.unsplitMsPerCost.value,
+      splitMsPerCost: s.splitMsPerCost.value,
+      commShare: s.commShare.value,
+      gain: 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value,
+    };
+  }
+
+  private state(kind: DboStepKind): KindState {
+    let s = this.kinds.get(kind);
+    if (s === undefined) {
+      const w = this.settings.smoothing;
+      s = {
+        eligible: 0,
+        seenUnsplit: 0,
+        seenSplit: 0,
+        unsplitMsPerCost: new MovingAverage(w),
+        splitMsPerCost: new MovingAverage(w),
+        commShare: new MovingAverage(w),
+      };
+      this.kinds.set(kind, s);
+    }
+    return s;
+  }
+}
+
+/** Times one step's forward for the policy: its wall time and the waits on `comm` during it. */
+export class DboStepTimer {
+  /** The communicator the forward must use (it times the waits). */
+  readonly comm: Communicator;
+  private readonly timed: TimedCommunicator;
+  private readonly started: number;
+
+  /** Starts timing now a step of `kind` and attention `cost` (micro-batch.ts). */
+  constructor(
+    comm: Communicator,
+    private readonly kind: DboStepKind,
+    private readonly cost: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.timed = new TimedCommunicator(comm, now);
+    this.comm = this.timed;
+    this.started = now();
+  }
+
+  /** The sample of the step, once its forward finished, as one batch or `split`. */
+  finish(split: boolean): DboStepSample {
+    const wallMs = this.now() - this.started;
+    return { kind: this.kind, split, wallMs, commWaitMs: this.timed.stats.waitMs, cost: this.cost };
+  }
+}
+
+/** Whether a step has a prefill (any request with more than one query token) or only decodes. */
+export function stepKindOf(batch: { readonly seqs: readonly { readonly queryLen: number }[] }): DboStepKind {
+  return batch.seqs.some((s) => s.queryLen > 1) ? 'prefill' : 'decode';
+}
+
+/** The policy for the engine config's DBO settings (`dbo` section: the autoOff* tuning). */
+export function dboAutoPolicyFor(dbo: {
+  readonly autoOffMinGain: number;
+  readonly autoOffMinCommShare: number;
+  readonly autoOffProbeInterval: number;
+}): DboAutoPolicy {
+  return new DboAutoPolicy({
+    ...DEFAULT_DBO_AUTO_SETTINGS,
+    minGain: dbo.autoOffMinGain,
+    minCommShare: dbo.autoOffMinCommShare,
+    probeInterval: dbo.autoOffProbeInterval,
+  });
+}

@@ -1,0 +1,177 @@
+// DBO's automatic off-switch, as pure logic fed with synthetic step timings: it warms up (one batch, then
+// split), stays off where communication is a tiny share of a step or split steps are slower, stays on
+// where they are faster, probes the other mode every N-th eligible step, and decides the same for the
+// same samples. Times are exact synthetic numbers, so the assertions are exact too.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
+import {
+  DboAutoPolicy,
+  DboAutoSettingsError,
+  type DboStepKind,
+  DboStepTimer,
+  DEFAULT_DBO_AUTO_SETTINGS,
+  stepKindOf,
+} from '../../src/worker/dbo-auto.js';
+
+/** A synthetic machine: how long a step of cost 1000 takes one-batch and split, and its comm waits. */
+interface Machine {
+  readonly unsplitMs: number;
+  readonly splitMs: number;
+  readonly commWaitMs: number;
+}
+
+/** Runs `n` eligible steps of `kind` through the policy on `machine`; returns the decisions (true = split). */
+function drive(policy: DboAutoPolicy, machine: Machine, n: number, kind: DboStepKind = 'prefill'): boolean[] {
+  const out: boolean[] = [];
+  for (let i = 0; i < n; i++) {
+    const d = policy.decide(kind);
+    out.push(d.split);
+    policy.record({
+      kind,
+      split: d.split,
+      wallMs: d.split ? machine.splitMs : machine.unsplitMs,
+      commWaitMs: d.split ? 0 : machine.commWaitMs,
+      cost: 1000,
+    });
+  }
+  return out;
+}
+
+const count = (xs: boolean[]) => xs.filter(Boolean).length;
+
+describe('DboAutoPolicy', () => {
+  test('warm-up: one batch twice (the first sample is dropped), then split twice', () => {
+    const p = new DboAutoPolicy();
+    const first = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 4);
+    assert.deepEqual(first, [false, false, true, true]);
+    const e = p.estimate('prefill');
+    assert.equal(e.unsplitMsPerCost, 0.16);
+    assert.equal(e.splitMsPerCost, 0.14);
+    assert.equal(e.commShare, 60 / 160);
+  });
+
+  test('communication a tiny share of a step: never splits after the warm-up, no probes', () => {
+    const p = new DboAutoPolicy();
+    // 2% of the step waits on communication (< 5%).
+    const d = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 2 }, 200);
+    assert.equal(count(d), 0, 'no step splits');
+    const why = p.decide('prefill');
+    assert.equal(why.split, false);
+    assert.match(why.reason, /communication is 2\.0% of a one-batch step/);
+  });
+
+  test('split steps slower: off, with one split probe every 16 eligible steps', () => {
+    const p = new DboAutoPolicy();
+    const d = drive(p, { unsplitMs: 100, splitMs: 105, commWaitMs: 20 }, 4 + 160);
+    assert.deepEqual(d.slice(0, 4), [false, false, true, true], 'warm-up');
+    const after = d.slice(4);
+    // Eligible steps 5..164: probes at the multiples of 16 (16, 32, ..., 160), i.e. 10 of them.
+    assert.equal(count(after), 10);
+    for (const [i, s] of after.entries()) assert.equal(s, (i + 5) % 16 === 0, `eligible step ${i + 5}`);
+    assert.ok(p.estimate('prefill').gain < 0);
+  });
+
+  test('split steps a little faster but below the 2% margin: off', () => {
+    const p = new DboAutoPolicy();
+    const d = drive(p, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, 4 + 32);
+    assert.equal(count(d.slice(4)), 2, 'only the probes split');
+  });
+
+  test('communication large and split steps faster: on, with a one-batch probe every 16 steps', () => {
+    const p = new DboAutoPolicy();
+    const d = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 4 + 160);
+    const after = d.slice(4);
+    assert.equal(after.length - count(after), 10, 'only the probes run one batch');
+    for (const [i, s] of after.entries()) assert.equal(s, (i + 5) % 16 !== 0, `eligible step ${i + 5}`);
+    const e = p.estimate('prefill');
+    assert.ok(Math.abs(e.gain - 0.125) < 1e-12, `gain ${e.gain}`);
+  });
+
+  test('follows a change: the link gets fast, split steps turn slower, the policy turns off', () => {
+    const p = new DboAutoPolicy();
+    const slow = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20);
+    assert.ok(count(slow.slice(4)) >= 15);
+    // Now splitting loses 10%: the next steps still split until the average crosses the margin.
+    const fast = drive(p, { unsplitMs: 100, splitMs: 110, commWaitMs: 20 }, 40);
+    const lastHalf = fast.slice(20);
+    assert.ok(count(lastHalf) <= 2, `splits among the last 20 steps: ${count(lastHalf)} (probes only)`);
+  });
+
+  test('recovers: communication becomes expensive again, a split probe sees it and the policy turns on', () => {
+    const p = new DboAutoPolicy();
+    drive(p, { unsplitMs: 100, splitMs: 110, commWaitMs: 20 }, 40);
+    const d = drive(p, { unsplitMs: 200, splitMs: 130, commWaitMs: 90 }, 40);
+    // The one-batch average rises at once; the next split probe (eligible step 48) confirms.
+    assert.ok(count(d.slice(20)) >= 18, `splits among the last 20 steps: ${count(d.slice(20))}`);
+  });
+
+  test('prefill and decode steps keep separate averages', () => {
+    const p = new DboAutoPolicy();
+    drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20, 'prefill');
+    drive(p, { unsplitMs: 10, splitMs: 14, commWaitMs: 1 }, 20, 'decode');
+    assert.equal(p.decide('prefill').split, true);
+    assert.equal(p.decide('decode').split, false);
+  });
+
+  test('deterministic: the same samples give the same decisions and reasons', () => {
+    const run = () => {
+      const p = new DboAutoPolicy();
+      const reasons: string[] = [];
+      const jitter = [1, 0.97, 1.04, 0.99, 1.02];
+      for (let i = 0; i < 60; i++) {
+        const d = p.decide('prefill');
+        reasons.push(`${d.split} ${d.reason}`);
+        const f = jitter[i % jitter.length]!;
+        p.record({
+          kind: 'prefill',
+          split: d.split,
+          wallMs: (d.split ? 104 : 100) * f,
+          commWaitMs: 25,
+          cost: 900,
+        });
+      }
+      return reasons;
+    };
+    assert.deepEqual(run(), run());
+  });
+
+  test('ignores samples without time or cost', () => {
+    const p = new DboAutoPolicy();
+    p.record({ kind: 'prefill', split: false, wallMs: 0, commWaitMs: 0, cost: 100 });
+    p.record({ kind: 'prefill', split: false, wallMs: 10, commWaitMs: 0, cost: 0 });
+    assert.ok(Number.isNaN(p.estimate('prefill').unsplitMsPerCost));
+  });
+
+  test('settings are validated', () => {
+    const d = DEFAULT_DBO_AUTO_SETTINGS;
+    assert.throws(() => new DboAutoPolicy({ ...d, probeInterval: 1 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, minGain: -0.1 }), /min_gain must be in \[0, 1\)/);
+    assert.throws(() => new DboAutoPolicy({ ...d, minCommShare: 1 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, smoothing: 0 }), DboAutoSettingsError);
+  });
+});
+
+describe('DboStepTimer', () => {
+  test('times the forward and its communication waits', async () => {
+    let clock = 1000;
+    const timer = new DboStepTimer(new SingleRankCommunicator(), 'decode', 321, () => clock);
+    clock = 1010;
+    const handle = timer.comm.allReduce(new Float32Array(2));
+    await handle.wait(); // completes at once: counted as 0 ms
+    clock = 1042;
+    assert.deepEqual(timer.finish(true), {
+      kind: 'decode',
+      split: true,
+      wallMs: 42,
+      commWaitMs: 0,
+      cost: 321,
+    });
+  });
+
+  test('stepKindOf: any multi-token query makes a prefill step', () => {
+    assert.equal(stepKindOf({ seqs: [{ queryLen: 1 }, { queryLen: 1 }] }), 'decode');
+    assert.equal(stepKindOf({ seqs: [{ queryLen: 1 }, { queryLen: 7 }] }), 'prefill');
+  });
+});
