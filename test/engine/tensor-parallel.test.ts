@@ -34,6 +34,7 @@ describe('tensor parallel ranks in worker threads', () => {
         enableExpertParallel: true,
         moeComm: 'alltoall',
         enableDbo: true,
+        dboAutoOff: false,
         dboPrefillTokenThreshold: 64,
         dboDecodeTokenThreshold: 2,
       },
