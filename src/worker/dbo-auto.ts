@@ -9,8 +9,8 @@
 //   - the wall time per unit of cost (micro-batch.ts's attention cost) of one-batch and of split steps, and
 //   - the share of a one-batch step the driver spends waiting on communication;
 // and, for each step the thresholds allow to split:
-//   1. warm-up: runs one batch until it has a sample (the first sample of each mode is dropped: it pays for
-//      compiling the code paths), then splits until it has a split sample;
+//   1. warm-up: one batch, split, one batch (the first step of each mode is dropped: it pays for compiling
+//      the code paths), then — unless 2. says no — split until it has a split sample;
 //   2. runs one batch while communication is below `minCommShare` of a one-batch step (there is nothing
 //      worth hiding; one-batch steps keep measuring it);
 //   3. otherwise splits when split steps are expected to be at least `minGain` faster per unit of cost, and
@@ -87,10 +87,14 @@ export function validateDboAutoSettings(s: DboAutoSettings): void {
     throw new DboAutoSettingsError(`the smoothing must be in (0, 1], got ${s.smoothing}`);
 }
 
+/** Most weight one sample gets, however long ago the previous one was: single steps are noisy (±10%). */
+const MAX_SAMPLE_WEIGHT = 0.5;
+
 /**
  * An exponential moving average over eligible steps that starts at its first sample. A sample that comes
- * `gap` eligible steps after the previous one weighs 1 − (1 − w)^gap: a mode measured only by rare probes
- * is not held back by old samples (the mode run every step has gap 1 and weight w).
+ * `gap` eligible steps after the previous one weighs 1 − (1 − w)^gap, at most MAX_SAMPLE_WEIGHT: a mode
+ * measured only by rare probes is not held back by old samples, nor swung by one noisy probe (the mode run
+ * every step has gap 1 and weight w).
  */
 class MovingAverage {
   private v = Number.NaN;
@@ -102,7 +106,7 @@ class MovingAverage {
   /** Adds sample `x`, taken at eligible step `step` (1, 2, ...). */
   add(x: number, step: number): void {
     const gap = Math.max(1, step - this.lastStep);
-    const w = 1 - (1 - this.weight) ** gap;
+    const w = Math.min(Math.max(this.weight, MAX_SAMPLE_WEIGHT), 1 - (1 - this.weight) ** gap);
     this.v = this.n === 0 ? x : this.v + w * (x - this.v);
     this.n++;
     this.lastStep = step;
@@ -153,8 +157,11 @@ export class DboAutoPolicy {
   decide(kind: DboStepKind): DboAutoDecision {
     const s = this.state(kind);
     s.eligible++;
-    if (s.unsplitMsPerCost.count === 0)
-      return { split: false, probe: true, reason: 'auto: measuring one-batch steps first' };
+    // Warm-up: one batch, split (both dropped: they compile their code paths), one batch, and then the
+    // communication share decides whether a split sample is worth taking.
+    if (s.seenUnsplit === 0 || (s.seenSplit > 0 && s.unsplitMsPerCost.count === 0))
+      return { split: false, probe: true, reason: 'auto: measuring one-batch steps' };
+    if (s.seenSplit === 0) return { split: true, probe: true, reason: 'auto: measuring split steps' };
     const share = s.commShare.value;
     if (share < this.settings.minCommShare) {
       return {
