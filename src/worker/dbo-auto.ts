@@ -14,7 +14,8 @@
 //   2. runs one batch while communication is below `minCommShare` of a one-batch step (there is nothing
 //      worth hiding; one-batch steps keep measuring it);
 //   3. otherwise splits when split steps are expected to be at least `minGain` faster per unit of cost, and
-//      every `probeInterval`-th eligible step runs the other mode to re-measure it.
+//      the other mode runs now and then to re-measure it: 4 eligible steps after its first sample, then 8,
+//      then every `probeInterval` (a decision taken on one early, noisy sample is soon checked).
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
 // runs it; its vote carries the decision, so every rank splits or not alike.
 
@@ -27,7 +28,7 @@ export interface DboAutoSettings {
   readonly minGain: number;
   /** Run one batch while communication waits are below this share of a one-batch step. */
   readonly minCommShare: number;
-  /** Every this many eligible steps, run the mode not chosen, to re-measure it (≥ 2). */
+  /** At most this many eligible steps between two runs of the mode not chosen, to re-measure it (≥ 2). */
   readonly probeInterval: number;
   /** Weight of a new sample in the moving averages (per eligible step since the last one), in (0, 1]. */
   readonly smoothing: number;
@@ -119,6 +120,11 @@ class MovingAverage {
   get count(): number {
     return this.n;
   }
+
+  /** The eligible step of the last sample (0 before the first). */
+  get lastSampleStep(): number {
+    return this.lastStep;
+  }
 }
 
 /** What the policy knows of one kind of step. */
@@ -174,7 +180,9 @@ export class DboAutoPolicy {
       return { split: true, probe: true, reason: 'auto: measuring split steps' };
     const gain = 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value;
     const prefer = gain >= this.settings.minGain;
-    const probe = s.eligible % this.settings.probeInterval === 0;
+    const other = prefer ? s.unsplitMsPerCost : s.splitMsPerCost;
+    const interval = Math.min(this.settings.probeInterval, 2 ** (other.count + 1));
+    const probe = s.eligible - other.lastSampleStep >= interval;
     const why = `split steps ${gain >= 0 ? `${pct(gain)} faster` : `${pct(-gain)} slower`}, communication ${pct(share)}`;
     if (probe)
       return {

@@ -63,29 +63,28 @@ describe('DboAutoPolicy', () => {
     assert.match(why.reason, /communication is 2\.0% of a one-batch step/);
   });
 
-  test('split steps slower: off, with one split probe every 16 eligible steps', () => {
+  test('split steps slower: off, with split probes 4 and 8 steps after the first ones, then every 16', () => {
     const p = new DboAutoPolicy();
     const d = drive(p, { unsplitMs: 100, splitMs: 105, commWaitMs: 20 }, 4 + 160);
     assert.deepEqual(d.slice(0, 4), [false, true, false, true], 'warm-up');
-    const after = d.slice(4);
-    // Eligible steps 5..164: probes at the multiples of 16 (16, 32, ..., 160), i.e. 10 of them.
-    assert.equal(count(after), 10);
-    for (const [i, s] of after.entries()) assert.equal(s, (i + 5) % 16 === 0, `eligible step ${i + 5}`);
+    // The split sample of step 4, then probes at steps 8, 16, 32, 48, ..., 160.
+    const probes = [8, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160];
+    for (let step = 5; step <= 164; step++) assert.equal(d[step - 1], probes.includes(step), `step ${step}`);
     assert.ok(p.estimate('prefill').gain < 0);
   });
 
   test('split steps a little faster but below the 2% margin: off', () => {
     const p = new DboAutoPolicy();
     const d = drive(p, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, 4 + 32);
-    assert.equal(count(d.slice(4)), 2, 'only the probes split');
+    assert.equal(count(d.slice(4)), 3, 'only the probes (steps 8, 16, 32) split');
   });
 
-  test('communication large and split steps faster: on, with a one-batch probe every 16 steps', () => {
+  test('communication large and split steps faster: on, with one-batch probes backing off to every 16', () => {
     const p = new DboAutoPolicy();
     const d = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 4 + 160);
-    const after = d.slice(4);
-    assert.equal(after.length - count(after), 10, 'only the probes run one batch');
-    for (const [i, s] of after.entries()) assert.equal(s, (i + 5) % 16 !== 0, `eligible step ${i + 5}`);
+    // The one-batch sample of step 3, then probes at steps 7, 15, 31, 47, ..., 159.
+    const probes = [7, 15, 31, 47, 63, 79, 95, 111, 127, 143, 159];
+    for (let step = 5; step <= 164; step++) assert.equal(d[step - 1], !probes.includes(step), `step ${step}`);
     const e = p.estimate('prefill');
     assert.ok(Math.abs(e.gain - 0.125) < 1e-12, `gain ${e.gain}`);
   });
@@ -93,9 +92,9 @@ describe('DboAutoPolicy', () => {
   test('follows a change: the link gets fast, split steps turn slower, the policy turns off', () => {
     const p = new DboAutoPolicy();
     const slow = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20);
-    assert.ok(count(slow.slice(4)) >= 15);
+    assert.equal(count(slow.slice(4)), 14, 'all but the one-batch probes of steps 7 and 15 split');
     // Now splitting loses 10%. The split average follows at once, the one-batch one only at its probes
-    // (every 16 steps, each moving it half-way): it takes three probes to cross the margin.
+    // (steps 31, 47, 63, each moving it half-way): it takes three probes to cross the margin.
     const fast = drive(p, { unsplitMs: 100, splitMs: 110, commWaitMs: 20 }, 80);
     const firstOff = fast.indexOf(false, 30);
     assert.ok(firstOff > 0 && firstOff <= 48, `off from step ${20 + firstOff}`);
@@ -105,8 +104,8 @@ describe('DboAutoPolicy', () => {
 
   test('one noisy probe does not flip the decision', () => {
     const p = new DboAutoPolicy();
-    drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 15);
-    // Eligible step 16 is the one-batch probe; it comes out 10% fast (noise).
+    drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 6);
+    // Eligible step 7 is the first one-batch probe; it comes out 10% fast (noise).
     const probe = p.decide('prefill');
     assert.equal(probe.probe, true);
     assert.equal(probe.split, false);
