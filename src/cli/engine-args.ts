@@ -193,7 +193,7 @@ export function addEngineOptions(cmd: Command): Command {
     .option('--trace-dir <dir>', 'write a Chrome / Perfetto trace per rank (also DUET_TRACE_DIR)')
     .option(
       '--additional-config <json>',
-      'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold, dbo_auto_off, dbo_auto_off_min_gain, dbo_auto_off_min_comm_share, dbo_auto_off_probe_interval',
+      'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold, dbo_auto_off, dbo_auto_off_min_gain, dbo_auto_off_max_loss, dbo_auto_off_min_comm_share, dbo_auto_off_probe_interval',
       jsonObjectArg('--additional-config'),
     )
     .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')
@@ -257,6 +257,7 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
         d.dbo.decodeTokenThreshold,
       autoOff: (o.dboAutoOff as boolean | undefined) ?? boolFrom(extra, 'dbo_auto_off') ?? d.dbo.autoOff,
       autoOffMinGain: numberFrom(extra, 'dbo_auto_off_min_gain') ?? d.dbo.autoOffMinGain,
+      autoOffMaxLoss: numberFrom(extra, 'dbo_auto_off_max_loss') ?? d.dbo.autoOffMaxLoss,
       autoOffMinCommShare: numberFrom(extra, 'dbo_auto_off_min_comm_share') ?? d.dbo.autoOffMinCommShare,
       autoOffProbeInterval: intFrom(extra, 'dbo_auto_off_probe_interval') ?? d.dbo.autoOffProbeInterval,
       traceDir: (o.traceDir as string | undefined) ?? process.env.DUET_TRACE_DIR ?? null,

@@ -88,8 +88,9 @@ export interface DboSettings {
    * it does not pay (worker/dbo-auto.ts), probing now and then.
    */
   readonly autoOff: boolean;
-  /** The off-switch's tuning (--additional-config dbo_auto_off_min_gain, ..._min_comm_share, ..._probe_interval). */
+  /** The off-switch's tuning (--additional-config dbo_auto_off_min_gain, ..._max_loss, ..._min_comm_share, ..._probe_interval). */
   readonly autoOffMinGain: number;
+  readonly autoOffMaxLoss: number;
   readonly autoOffMinCommShare: number;
   readonly autoOffProbeInterval: number;
   /** --trace-dir / DUET_TRACE_DIR: write a Chrome / Perfetto trace per rank there. */
@@ -151,6 +152,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     decodeTokenThreshold: 32,
     autoOff: true,
     autoOffMinGain: 0.02,
+    autoOffMaxLoss: 0.1,
     autoOffMinCommShare: 0.05,
     autoOffProbeInterval: 16,
     traceDir: null,
@@ -245,9 +247,16 @@ export function validateEngineConfig(c: EngineConfig): void {
     if (!Number.isInteger(v) || v < 1)
       throw new EngineConfigError(`${flag} must be a positive integer, got ${v}`);
   }
-  const { autoOffMinGain: g, autoOffMinCommShare: cs, autoOffProbeInterval: pi } = c.dbo;
+  const {
+    autoOffMinGain: g,
+    autoOffMaxLoss: loss,
+    autoOffMinCommShare: cs,
+    autoOffProbeInterval: pi,
+  } = c.dbo;
   if (!(g >= 0 && g < 1))
     throw new EngineConfigError(`--additional-config dbo_auto_off_min_gain must be in [0, 1), got ${g}`);
+  if (!(loss >= 0 && loss < 1))
+    throw new EngineConfigError(`--additional-config dbo_auto_off_max_loss must be in [0, 1), got ${loss}`);
   if (!(cs >= 0 && cs < 1))
     throw new EngineConfigError(
       `--additional-config dbo_auto_off_min_comm_share must be in [0, 1), got ${cs}`,

@@ -13,7 +13,8 @@
 //      the code paths), then — unless 2. says no — split until it has a split sample;
 //   2. runs one batch while communication is below `minCommShare` of a one-batch step (there is nothing
 //      worth hiding; one-batch steps keep measuring it);
-//   3. otherwise splits when split steps are expected to be at least `minGain` faster per unit of cost, and
+//   3. otherwise splits until split steps are more than `maxLoss` slower per unit of cost, then runs one
+//      batch until they are at least `minGain` faster (hysteresis: single steps are noisy), and
 //      the other mode runs now and then to re-measure it: 4 eligible steps after its first sample, then 8,
 //      then every `probeInterval` (a decision taken on one early, noisy sample is soon checked).
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
@@ -24,8 +25,14 @@ import { TimedCommunicator } from './comm-timing.js';
 
 /** Tuning of the off-switch (see the file header). */
 export interface DboAutoSettings {
-  /** Split only when split steps are expected to be at least this fraction faster (0.02 = 2%). */
+  /** Off: split again once split steps are expected to be at least this fraction faster (0.02 = 2%). */
   readonly minGain: number;
+  /**
+   * On: stop splitting once split steps are expected to be more than this fraction slower (0.1 = 10%).
+   * Single steps on a busy machine vary by ±10% and a mode's steps depend on the steps before them, so
+   * smaller differences are not told apart reliably; between −maxLoss and +minGain the mode stays.
+   */
+  readonly maxLoss: number;
   /** Run one batch while communication waits are below this share of a one-batch step. */
   readonly minCommShare: number;
   /** At most this many eligible steps between two runs of the mode not chosen, to re-measure it (≥ 2). */
@@ -36,6 +43,7 @@ export interface DboAutoSettings {
 
 export const DEFAULT_DBO_AUTO_SETTINGS: DboAutoSettings = {
   minGain: 0.02,
+  maxLoss: 0.1,
   minCommShare: 0.05,
   probeInterval: 16,
   smoothing: 0.3,
@@ -78,6 +86,8 @@ export class DboAutoSettingsError extends Error {
 export function validateDboAutoSettings(s: DboAutoSettings): void {
   if (!(s.minGain >= 0 && s.minGain < 1))
     throw new DboAutoSettingsError(`dbo_auto_off_min_gain must be in [0, 1), got ${s.minGain}`);
+  if (!(s.maxLoss >= 0 && s.maxLoss < 1))
+    throw new DboAutoSettingsError(`dbo_auto_off_max_loss must be in [0, 1), got ${s.maxLoss}`);
   if (!(s.minCommShare >= 0 && s.minCommShare < 1))
     throw new DboAutoSettingsError(`dbo_auto_off_min_comm_share must be in [0, 1), got ${s.minCommShare}`);
   if (!Number.isInteger(s.probeInterval) || s.probeInterval < 2)
@@ -130,6 +140,8 @@ class MovingAverage {
 /** What the policy knows of one kind of step. */
 interface KindState {
   eligible: number;
+  /** The mode chosen (after the warm-up; starts splitting: DBO was asked for). */
+  splitting: boolean;
   /** Samples seen per mode, the dropped first ones included. */
   seenUnsplit: number;
   seenSplit: number;
@@ -179,7 +191,9 @@ export class DboAutoPolicy {
     if (s.splitMsPerCost.count === 0)
       return { split: true, probe: true, reason: 'auto: measuring split steps' };
     const gain = 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value;
-    const prefer = gain >= this.settings.minGain;
+    // Hysteresis: split until split steps are clearly slower, then one batch until they are faster again.
+    s.splitting = s.splitting ? gain > -this.settings.maxLoss : gain >= this.settings.minGain;
+    const prefer = s.splitting;
     const other = prefer ? s.unsplitMsPerCost : s.splitMsPerCost;
     const interval = Math.min(this.settings.probeInterval, 2 ** (other.count + 1));
     const probe = s.eligible - other.lastSampleStep >= interval;
@@ -225,6 +239,7 @@ export class DboAutoPolicy {
       const w = this.settings.smoothing;
       s = {
         eligible: 0,
+        splitting: true,
         seenUnsplit: 0,
         seenSplit: 0,
         unsplitMsPerCost: new MovingAverage(w),
@@ -271,12 +286,14 @@ export function stepKindOf(batch: { readonly seqs: readonly { readonly queryLen:
 /** The policy for the engine config's DBO settings (`dbo` section: the autoOff* tuning). */
 export function dboAutoPolicyFor(dbo: {
   readonly autoOffMinGain: number;
+  readonly autoOffMaxLoss: number;
   readonly autoOffMinCommShare: number;
   readonly autoOffProbeInterval: number;
 }): DboAutoPolicy {
   return new DboAutoPolicy({
     ...DEFAULT_DBO_AUTO_SETTINGS,
     minGain: dbo.autoOffMinGain,
+    maxLoss: dbo.autoOffMaxLoss,
     minCommShare: dbo.autoOffMinCommShare,
     probeInterval: dbo.autoOffProbeInterval,
   });

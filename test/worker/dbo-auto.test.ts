@@ -65,7 +65,8 @@ describe('DboAutoPolicy', () => {
 
   test('split steps slower: off, with split probes 4 and 8 steps after the first ones, then every 16', () => {
     const p = new DboAutoPolicy();
-    const d = drive(p, { unsplitMs: 100, splitMs: 105, commWaitMs: 20 }, 4 + 160);
+    // 15% slower: more than the 10% band.
+    const d = drive(p, { unsplitMs: 100, splitMs: 115, commWaitMs: 20 }, 4 + 160);
     assert.deepEqual(d.slice(0, 4), [false, true, false, true], 'warm-up');
     // The split sample of step 4, then probes at steps 8, 16, 32, 48, ..., 160.
     const probes = [8, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160];
@@ -73,10 +74,20 @@ describe('DboAutoPolicy', () => {
     assert.ok(p.estimate('prefill').gain < 0);
   });
 
-  test('split steps a little faster but below the 2% margin: off', () => {
+  test('split steps a little slower, within the 10% band: keeps splitting (noise cannot tell)', () => {
     const p = new DboAutoPolicy();
-    const d = drive(p, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, 4 + 32);
-    assert.equal(count(d.slice(4)), 3, 'only the probes (steps 8, 16, 32) split');
+    const d = drive(p, { unsplitMs: 100, splitMs: 105, commWaitMs: 30 }, 4 + 32);
+    assert.equal(count(d.slice(4)), 32 - 3, 'all but the one-batch probes (steps 7, 15, 31) split');
+  });
+
+  test('hysteresis: once off, split steps must be 2% faster to turn it on again', () => {
+    const p = new DboAutoPolicy();
+    drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 30 }, 40);
+    // Now split steps are 1% faster: below the 2% margin, the policy stays off (probes aside).
+    const d = drive(p, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, 60);
+    assert.ok(count(d) <= 4, `${count(d)} splits`);
+    const e = drive(p, { unsplitMs: 100, splitMs: 95, commWaitMs: 30 }, 40);
+    assert.ok(count(e.slice(20)) >= 19, `${count(e.slice(20))} splits among the last 20`);
   });
 
   test('communication large and split steps faster: on, with one-batch probes backing off to every 16', () => {
@@ -93,9 +104,9 @@ describe('DboAutoPolicy', () => {
     const p = new DboAutoPolicy();
     const slow = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20);
     assert.equal(count(slow.slice(4)), 14, 'all but the one-batch probes of steps 7 and 15 split');
-    // Now splitting loses 10%. The split average follows at once, the one-batch one only at its probes
-    // (steps 31, 47, 63, each moving it half-way): it takes three probes to cross the margin.
-    const fast = drive(p, { unsplitMs: 100, splitMs: 110, commWaitMs: 20 }, 80);
+    // Now splitting loses 20%. The split average follows at once, the one-batch one only at its probes
+    // (steps 31, 47, 63, each moving it half-way): it takes a few probes to cross the band.
+    const fast = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, 80);
     const firstOff = fast.indexOf(false, 30);
     assert.ok(firstOff > 0 && firstOff <= 48, `off from step ${20 + firstOff}`);
     const last = fast.slice(60);
@@ -117,7 +128,7 @@ describe('DboAutoPolicy', () => {
 
   test('recovers: communication becomes expensive again, a split probe sees it and the policy turns on', () => {
     const p = new DboAutoPolicy();
-    drive(p, { unsplitMs: 100, splitMs: 110, commWaitMs: 20 }, 40);
+    drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, 40);
     const d = drive(p, { unsplitMs: 200, splitMs: 130, commWaitMs: 90 }, 40);
     // The one-batch average rises at once; the next split probe (eligible step 48) confirms.
     assert.ok(count(d.slice(20)) >= 18, `splits among the last 20 steps: ${count(d.slice(20))}`);
@@ -143,7 +154,7 @@ describe('DboAutoPolicy', () => {
         p.record({
           kind: 'prefill',
           split: d.split,
-          wallMs: (d.split ? 104 : 100) * f,
+          wallMs: (d.split ? 111 : 100) * f,
           commWaitMs: 25,
           cost: 900,
         });
@@ -165,6 +176,7 @@ describe('DboAutoPolicy', () => {
     assert.throws(() => new DboAutoPolicy({ ...d, probeInterval: 1 }), DboAutoSettingsError);
     assert.throws(() => new DboAutoPolicy({ ...d, minGain: -0.1 }), /min_gain must be in \[0, 1\)/);
     assert.throws(() => new DboAutoPolicy({ ...d, minCommShare: 1 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, maxLoss: 1.5 }), /max_loss must be in \[0, 1\)/);
     assert.throws(() => new DboAutoPolicy({ ...d, smoothing: 0 }), DboAutoSettingsError);
   });
 });
