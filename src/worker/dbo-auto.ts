@@ -4,13 +4,12 @@
 // negligible (shared memory, a fast link) or the machine has no spare CPU for the communication threads,
 // split steps are slower than one batch.
 //
-// The policy keeps, per kind of step (prefill or decode-only), exponential moving averages (over eligible
-// steps, so that a mode seen only in probes follows its latest probe) of
+// The policy keeps, per kind of step (prefill or decode-only), the medians of the last few samples of
 //   - the wall time per unit of cost (micro-batch.ts's attention cost) of one-batch and of split steps, and
 //   - the share of a one-batch step the driver spends waiting on communication;
 // and, for each step the thresholds allow to split:
 //   1. warm-up: one batch, split, one batch (the first step of each mode is dropped: it pays for compiling
-//      the code paths), then — unless 2. says no — split until it has a split sample;
+//      the code paths), then — unless 2. says no — split until it has `minSplitSamples` split samples;
 //   2. runs one batch while communication is below `minCommShare` of a one-batch step (there is nothing
 //      worth hiding; one-batch steps keep measuring it);
 //   3. otherwise splits until split steps are more than `maxLoss` slower per unit of cost, then runs one
@@ -37,8 +36,10 @@ export interface DboAutoSettings {
   readonly minCommShare: number;
   /** At most this many eligible steps between two runs of the mode not chosen, to re-measure it (≥ 2). */
   readonly probeInterval: number;
-  /** Weight of a new sample in the moving averages (per eligible step since the last one), in (0, 1]. */
-  readonly smoothing: number;
+  /** Samples of each mode whose median the policy compares (the most recent ones), ≥ 1. */
+  readonly window: number;
+  /** Split samples needed before split steps can be judged slower (until then DBO splits), ≥ 1. */
+  readonly minSplitSamples: number;
 }
 
 export const DEFAULT_DBO_AUTO_SETTINGS: DboAutoSettings = {
@@ -46,10 +47,11 @@ export const DEFAULT_DBO_AUTO_SETTINGS: DboAutoSettings = {
   maxLoss: 0.1,
   minCommShare: 0.05,
   probeInterval: 16,
-  smoothing: 0.3,
+  window: 5,
+  minSplitSamples: 3,
 };
 
-/** Prefill steps (any prompt token) and decode-only steps behave differently; each has its own averages. */
+/** Prefill steps (any prompt token) and decode-only steps behave differently; each has its own samples. */
 export type DboStepKind = 'prefill' | 'decode';
 
 /** One eligible step as it ran (measured on the driver, from after the split vote to the joined logits). */
@@ -94,39 +96,42 @@ export function validateDboAutoSettings(s: DboAutoSettings): void {
     throw new DboAutoSettingsError(
       `dbo_auto_off_probe_interval must be an integer ≥ 2, got ${s.probeInterval}`,
     );
-  if (!(s.smoothing > 0 && s.smoothing <= 1))
-    throw new DboAutoSettingsError(`the smoothing must be in (0, 1], got ${s.smoothing}`);
+  if (!Number.isInteger(s.window) || s.window < 1)
+    throw new DboAutoSettingsError(`the sample window must be a positive integer, got ${s.window}`);
+  if (!Number.isInteger(s.minSplitSamples) || s.minSplitSamples < 1)
+    throw new DboAutoSettingsError(
+      `the minimum of split samples must be a positive integer, got ${s.minSplitSamples}`,
+    );
 }
 
-/** Most weight one sample gets, however long ago the previous one was: single steps are noisy (±10%). */
-const MAX_SAMPLE_WEIGHT = 0.5;
-
 /**
- * An exponential moving average over eligible steps that starts at its first sample. A sample that comes
- * `gap` eligible steps after the previous one weighs 1 − (1 − w)^gap, at most MAX_SAMPLE_WEIGHT: a mode
- * measured only by rare probes is not held back by old samples, nor swung by one noisy probe (the mode run
- * every step has gap 1 and weight w).
+ * The last few samples of one quantity and their median: single steps on a busy machine vary by ±10% and
+ * now and then by +30% (a garbage collection, a request being tokenized), which a median ignores.
  */
-class MovingAverage {
-  private v = Number.NaN;
+class RecentSamples {
+  private readonly values: number[] = [];
   private n = 0;
   private lastStep = 0;
 
-  constructor(private readonly weight: number) {}
+  constructor(private readonly window: number) {}
 
   /** Adds sample `x`, taken at eligible step `step` (1, 2, ...). */
   add(x: number, step: number): void {
-    const gap = Math.max(1, step - this.lastStep);
-    const w = Math.min(Math.max(this.weight, MAX_SAMPLE_WEIGHT), 1 - (1 - this.weight) ** gap);
-    this.v = this.n === 0 ? x : this.v + w * (x - this.v);
+    this.values.push(x);
+    if (this.values.length > this.window) this.values.shift();
     this.n++;
     this.lastStep = step;
   }
 
+  /** The median of the kept samples (NaN before the first). */
   get value(): number {
-    return this.v;
+    if (this.values.length === 0) return Number.NaN;
+    const s = [...this.values].sort((x, y) => x - y);
+    const m = s.length >> 1;
+    return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
   }
 
+  /** Samples added so far. */
   get count(): number {
     return this.n;
   }
@@ -145,12 +150,12 @@ interface KindState {
   /** Samples seen per mode, the dropped first ones included. */
   seenUnsplit: number;
   seenSplit: number;
-  readonly unsplitMsPerCost: MovingAverage;
-  readonly splitMsPerCost: MovingAverage;
-  readonly commShare: MovingAverage;
+  readonly unsplitMsPerCost: RecentSamples;
+  readonly splitMsPerCost: RecentSamples;
+  readonly commShare: RecentSamples;
 }
 
-/** A snapshot of one kind's averages (NaN before the first kept sample). */
+/** A snapshot of one kind's medians (NaN before the first kept sample). */
 export interface DboAutoEstimate {
   readonly eligibleSteps: number;
   readonly unsplitMsPerCost: number;
@@ -188,7 +193,7 @@ export class DboAutoPolicy {
         reason: `auto: off, communication is ${pct(share)} of a one-batch step (< ${pct(this.settings.minCommShare)})`,
       };
     }
-    if (s.splitMsPerCost.count === 0)
+    if (s.splitMsPerCost.count < this.settings.minSplitSamples)
       return { split: true, probe: true, reason: 'auto: measuring split steps' };
     const gain = 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value;
     // Hysteresis: split until split steps are clearly slower, then one batch until they are faster again.
@@ -221,7 +226,7 @@ export class DboAutoPolicy {
     }
   }
 
-  /** The averages for `kind`, for logs, benchmarks and tests. */
+  /** The medians for `kind`, for logs, benchmarks and tests. */
   estimate(kind: DboStepKind): DboAutoEstimate {
     const s = this.state(kind);
     return {
@@ -236,15 +241,15 @@ export class DboAutoPolicy {
   private state(kind: DboStepKind): KindState {
     let s = this.kinds.get(kind);
     if (s === undefined) {
-      const w = this.settings.smoothing;
+      const w = this.settings.window;
       s = {
         eligible: 0,
         splitting: true,
         seenUnsplit: 0,
         seenSplit: 0,
-        unsplitMsPerCost: new MovingAverage(w),
-        splitMsPerCost: new MovingAverage(w),
-        commShare: new MovingAverage(w),
+        unsplitMsPerCost: new RecentSamples(w),
+        splitMsPerCost: new RecentSamples(w),
+        commShare: new RecentSamples(w),
       };
       this.kinds.set(kind, s);
     }

@@ -1,5 +1,5 @@
-// DBO's automatic off-switch, as pure logic fed with synthetic step timings: it warms up (one batch, then
-// split), stays off where communication is a tiny share of a step or split steps are slower, stays on
+// DBO's automatic off-switch, as pure logic fed with synthetic step timings: it warms up (one batch, split,
+// one batch, split), stays off where communication is a tiny share of a step or split steps are slower, stays on
 // where they are faster, probes the other mode every N-th eligible step, and decides the same for the
 // same samples. Times are exact synthetic numbers, so the assertions are exact too.
 
@@ -42,10 +42,10 @@ function drive(policy: DboAutoPolicy, machine: Machine, n: number, kind: DboStep
 const count = (xs: boolean[]) => xs.filter(Boolean).length;
 
 describe('DboAutoPolicy', () => {
-  test('warm-up: one batch, split (both dropped as cold), one batch, split', () => {
+  test('warm-up: one batch, split (both dropped as cold), one batch, three splits', () => {
     const p = new DboAutoPolicy();
-    const first = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 4);
-    assert.deepEqual(first, [false, true, false, true]);
+    const first = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 6);
+    assert.deepEqual(first, [false, true, false, true, true, true]);
     const e = p.estimate('prefill');
     assert.equal(e.unsplitMsPerCost, 0.16);
     assert.equal(e.splitMsPerCost, 0.14);
@@ -63,14 +63,14 @@ describe('DboAutoPolicy', () => {
     assert.match(why.reason, /communication is 2\.0% of a one-batch step/);
   });
 
-  test('split steps slower: off, with split probes 4 and 8 steps after the first ones, then every 16', () => {
+  test('split steps slower: off after three split samples, with a split probe every 16 steps', () => {
     const p = new DboAutoPolicy();
     // 15% slower: more than the 10% band.
     const d = drive(p, { unsplitMs: 100, splitMs: 115, commWaitMs: 20 }, 4 + 160);
-    assert.deepEqual(d.slice(0, 4), [false, true, false, true], 'warm-up');
-    // The split sample of step 4, then probes at steps 8, 16, 32, 48, ..., 160.
-    const probes = [8, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160];
-    for (let step = 5; step <= 164; step++) assert.equal(d[step - 1], probes.includes(step), `step ${step}`);
+    assert.deepEqual(d.slice(0, 6), [false, true, false, true, true, true], 'warm-up');
+    // Split samples at steps 4, 5, 6; then probes at steps 22, 38, ..., 150.
+    const probes = [22, 38, 54, 70, 86, 102, 118, 134, 150];
+    for (let step = 7; step <= 164; step++) assert.equal(d[step - 1], probes.includes(step), `step ${step}`);
     assert.ok(p.estimate('prefill').gain < 0);
   });
 
@@ -86,8 +86,9 @@ describe('DboAutoPolicy', () => {
     // Now split steps are 1% faster: below the 2% margin, the policy stays off (probes aside).
     const d = drive(p, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, 60);
     assert.ok(count(d) <= 4, `${count(d)} splits`);
-    const e = drive(p, { unsplitMs: 100, splitMs: 95, commWaitMs: 30 }, 40);
-    assert.ok(count(e.slice(20)) >= 19, `${count(e.slice(20))} splits among the last 20`);
+    // 5% faster: once three probes (16 steps apart) outvote the older split samples, it turns on.
+    const e = drive(p, { unsplitMs: 100, splitMs: 95, commWaitMs: 30 }, 80);
+    assert.ok(count(e.slice(60)) >= 19, `${count(e.slice(60))} splits among the last 20`);
   });
 
   test('communication large and split steps faster: on, with one-batch probes backing off to every 16', () => {
@@ -105,7 +106,7 @@ describe('DboAutoPolicy', () => {
     const slow = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20);
     assert.equal(count(slow.slice(4)), 14, 'all but the one-batch probes of steps 7 and 15 split');
     // Now splitting loses 20%. The split average follows at once, the one-batch one only at its probes
-    // (steps 31, 47, 63, each moving it half-way): it takes a few probes to cross the band.
+    // (steps 31, 47, 63): it takes three of them to move the one-batch median.
     const fast = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, 80);
     const firstOff = fast.indexOf(false, 30);
     assert.ok(firstOff > 0 && firstOff <= 48, `off from step ${20 + firstOff}`);
@@ -121,7 +122,7 @@ describe('DboAutoPolicy', () => {
     assert.equal(probe.probe, true);
     assert.equal(probe.split, false);
     p.record({ kind: 'prefill', split: false, wallMs: 144, commWaitMs: 50, cost: 1000 });
-    // At most half weight: the one-batch average moves to 152 (not 144), still 7.9% above split.
+    // The median of the one-batch samples (160, 144) is 152, still 7.9% above split.
     assert.ok(Math.abs(p.estimate('prefill').unsplitMsPerCost - 0.152) < 1e-12);
     assert.equal(p.decide('prefill').split, true);
   });
@@ -130,7 +131,7 @@ describe('DboAutoPolicy', () => {
     const p = new DboAutoPolicy();
     drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, 40);
     const d = drive(p, { unsplitMs: 200, splitMs: 130, commWaitMs: 90 }, 40);
-    // The one-batch average rises at once; the next split probe (eligible step 48) confirms.
+    // The one-batch median rises within three steps; the split steps that follow confirm.
     assert.ok(count(d.slice(20)) >= 18, `splits among the last 20 steps: ${count(d.slice(20))}`);
   });
 
@@ -177,7 +178,8 @@ describe('DboAutoPolicy', () => {
     assert.throws(() => new DboAutoPolicy({ ...d, minGain: -0.1 }), /min_gain must be in \[0, 1\)/);
     assert.throws(() => new DboAutoPolicy({ ...d, minCommShare: 1 }), DboAutoSettingsError);
     assert.throws(() => new DboAutoPolicy({ ...d, maxLoss: 1.5 }), /max_loss must be in \[0, 1\)/);
-    assert.throws(() => new DboAutoPolicy({ ...d, smoothing: 0 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, window: 0 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, minSplitSamples: 0 }), DboAutoSettingsError);
   });
 });
 
