@@ -18,6 +18,7 @@
 //   npm run bench:dbo -- [--bandwidth auto|400mbit] [--target-comm-share 0.4] [--input-len 512]
 //       [--num-prompts 16] [--max-concurrency 2] [--request-rate 12] [--rounds 2] [--moe-comm allgather|alltoall]
 //       [--model DIR] [--load-format auto|dummy] [--hf-overrides JSON] [--out DIR] [--skip-local]
+//       [--dbo-auto-off true|false]   (DBO's automatic off-switch in the DBO-on runs; default true)
 //
 // Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
 
@@ -68,6 +69,7 @@ const { values } = parseArgs({
     'skip-unlimited': { type: 'boolean', default: false },
     'max-foreign-cores': { type: 'string', default: '0.25' },
     attempts: { type: 'string', default: '4' },
+    'dbo-auto-off': { type: 'string', default: 'true' },
   },
 });
 
@@ -329,7 +331,7 @@ function engineFlags(spec: RunSpec, traceDir: string, numThreads: number): strin
     '--trace-dir',
     traceDir,
   ];
-  if (spec.dbo) f.push('--enable-dbo');
+  if (spec.dbo) f.push('--enable-dbo', '--dbo-auto-off', values['dbo-auto-off']!);
   const tp = spec.layout.kind === 'testbed' ? spec.layout.hosts.length : spec.layout.tp;
   if (tp > 1 && moeComm === 'alltoall') {
     f.push('--enable-expert-parallel', '--additional-config', JSON.stringify({ moe_comm: 'alltoall' }));
@@ -820,6 +822,7 @@ const summary: Record<string, unknown> = {
   date: new Date().toISOString(),
   machine: `${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores)`,
   shape: { inputLen, outputLen: 1, ...shape, numWarmups, rounds, moeComm },
+  dboAutoOff: values['dbo-auto-off'],
   model: values.model ?? 'embedded default',
   loadAverageAtStart: loadAverage(),
 };
@@ -827,7 +830,8 @@ say(`DBO benchmark — results in ${outDir}`);
 say(
   `shape: random input ${inputLen}, output 1, ${shape.numPrompts} prompts, concurrency ${shape.maxConcurrency}, ` +
     `rate ${shape.requestRate} req/s, ${numWarmups} warm-up requests; ${rounds} round(s) of off/on; ` +
-    `moe_comm ${moeComm}; model ${values.model ?? 'embedded default'}; one compute thread per host`,
+    `moe_comm ${moeComm}; model ${values.model ?? 'embedded default'}; one compute thread per host; ` +
+    `DBO on runs with --dbo-auto-off ${values['dbo-auto-off']}`,
 );
 say(`machine: ${summary.machine}; load average ${loadAverage()}`);
 say();

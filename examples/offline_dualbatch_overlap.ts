@@ -7,7 +7,7 @@
 //   npm run build
 //   node dist/examples/offline_dualbatch_overlap.js [--model DIR] [--num-prompts 4] [--input-len 256]
 //       [--max-tokens 8] [--tp 2] [--moe-comm allgather|alltoall] [--num-threads N]
-//       [--dbo-prefill-token-threshold 256] [--dbo-decode-token-threshold 32]
+//       [--dbo-prefill-token-threshold 256] [--dbo-decode-token-threshold 32] [--dbo-auto-off false]
 //
 // Without --model it runs Duet's embedded default (a toy-size DeepSeek-V3 architecture with random
 // weights: the text is meaningless, the timing is real). Over shared memory in one process the
@@ -31,6 +31,9 @@ const { values } = parseArgs({
     'num-threads': { type: 'string' },
     'dbo-prefill-token-threshold': { type: 'string' },
     'dbo-decode-token-threshold': { type: 'string' },
+    // The example times split steps against one batch, so DBO's automatic off-switch (which would stop
+    // splitting where it does not pay, as over shared memory it often does not) is off unless asked for.
+    'dbo-auto-off': { type: 'string', default: 'false' },
   },
 });
 const numPrompts = Number(values['num-prompts']);
@@ -49,6 +52,7 @@ const common: LLMOptions = {
   ...(values['dbo-decode-token-threshold']
     ? { dboDecodeTokenThreshold: Number(values['dbo-decode-token-threshold']) }
     : {}),
+  dboAutoOff: values['dbo-auto-off'] === 'true',
   kvCacheMemory: 256 * 2 ** 20,
   // The timing runs repeat their prompts: recompute them instead of reusing cached blocks.
   enablePrefixCaching: false,

@@ -38,6 +38,15 @@ export function parseBytes(v: string): number {
   return Math.round(Number(m[1]) * scale);
 }
 
+function boolArg(flag: string) {
+  return (v: string): boolean => {
+    const t = v.toLowerCase();
+    if (t === 'true' || t === '1') return true;
+    if (t === 'false' || t === '0') return false;
+    throw new InvalidArgumentError(`${flag} takes true or false, got "${v}"`);
+  };
+}
+
 function jsonObjectArg(flag: string) {
   return (v: string): Record<string, unknown> => {
     let parsed: unknown;
@@ -176,10 +185,15 @@ export function addEngineOptions(cmd: Command): Command {
       'DBO: decode-only steps split only at or above this many tokens',
       intArg('--dbo-decode-token-threshold'),
     )
+    .option(
+      '--dbo-auto-off <bool>',
+      'DBO: time one-batch and split steps and stop splitting where it does not pay (default true)',
+      boolArg('--dbo-auto-off'),
+    )
     .option('--trace-dir <dir>', 'write a Chrome / Perfetto trace per rank (also DUET_TRACE_DIR)')
     .option(
       '--additional-config <json>',
-      'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold',
+      'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold, dbo_auto_off, dbo_auto_off_min_gain, dbo_auto_off_max_loss, dbo_auto_off_min_comm_share, dbo_auto_off_probe_interval',
       jsonObjectArg('--additional-config'),
     )
     .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')
@@ -241,6 +255,11 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
         (o.dboDecodeTokenThreshold as number | undefined) ??
         intFrom(extra, 'dbo_decode_token_threshold') ??
         d.dbo.decodeTokenThreshold,
+      autoOff: (o.dboAutoOff as boolean | undefined) ?? boolFrom(extra, 'dbo_auto_off') ?? d.dbo.autoOff,
+      autoOffMinGain: numberFrom(extra, 'dbo_auto_off_min_gain') ?? d.dbo.autoOffMinGain,
+      autoOffMaxLoss: numberFrom(extra, 'dbo_auto_off_max_loss') ?? d.dbo.autoOffMaxLoss,
+      autoOffMinCommShare: numberFrom(extra, 'dbo_auto_off_min_comm_share') ?? d.dbo.autoOffMinCommShare,
+      autoOffProbeInterval: intFrom(extra, 'dbo_auto_off_probe_interval') ?? d.dbo.autoOffProbeInterval,
       traceDir: (o.traceDir as string | undefined) ?? process.env.DUET_TRACE_DIR ?? null,
     },
     additionalConfig: extra,
@@ -273,6 +292,24 @@ function intFrom(extra: Readonly<Record<string, unknown>>, key: string): number 
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v)) {
     throw new EngineConfigError(`--additional-config ${key} must be an integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function numberFrom(extra: Readonly<Record<string, unknown>>, key: string): number | undefined {
+  const v = extra[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new EngineConfigError(`--additional-config ${key} must be a number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function boolFrom(extra: Readonly<Record<string, unknown>>, key: string): boolean | undefined {
+  const v = extra[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') {
+    throw new EngineConfigError(`--additional-config ${key} must be true or false, got ${JSON.stringify(v)}`);
   }
   return v;
 }

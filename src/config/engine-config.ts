@@ -83,6 +83,16 @@ export interface DboSettings {
   readonly prefillTokenThreshold: number;
   /** Decode-only steps split only at or above this many tokens. */
   readonly decodeTokenThreshold: number;
+  /**
+   * --dbo-auto-off (default true): the driver times one-batch and split steps and stops splitting where
+   * it does not pay (worker/dbo-auto.ts), probing now and then.
+   */
+  readonly autoOff: boolean;
+  /** The off-switch's tuning (--additional-config dbo_auto_off_min_gain, ..._max_loss, ..._min_comm_share, ..._probe_interval). */
+  readonly autoOffMinGain: number;
+  readonly autoOffMaxLoss: number;
+  readonly autoOffMinCommShare: number;
+  readonly autoOffProbeInterval: number;
   /** --trace-dir / DUET_TRACE_DIR: write a Chrome / Perfetto trace per rank there. */
   readonly traceDir: string | null;
 }
@@ -136,7 +146,17 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     headless: false,
     clusterSecret: null,
   },
-  dbo: { enabled: false, prefillTokenThreshold: 256, decodeTokenThreshold: 32, traceDir: null },
+  dbo: {
+    enabled: false,
+    prefillTokenThreshold: 256,
+    decodeTokenThreshold: 32,
+    autoOff: true,
+    autoOffMinGain: 0.02,
+    autoOffMaxLoss: 0.1,
+    autoOffMinCommShare: 0.05,
+    autoOffProbeInterval: 16,
+    traceDir: null,
+  },
   additionalConfig: {},
   passthrough: {},
 };
@@ -235,6 +255,24 @@ export function validateEngineConfig(c: EngineConfig): void {
     if (!Number.isInteger(v) || v < 1)
       throw new EngineConfigError(`${flag} must be a positive integer, got ${v}`);
   }
+  const {
+    autoOffMinGain: g,
+    autoOffMaxLoss: loss,
+    autoOffMinCommShare: cs,
+    autoOffProbeInterval: pi,
+  } = c.dbo;
+  if (!(g >= 0 && g < 1))
+    throw new EngineConfigError(`--additional-config dbo_auto_off_min_gain must be in [0, 1), got ${g}`);
+  if (!(loss >= 0 && loss < 1))
+    throw new EngineConfigError(`--additional-config dbo_auto_off_max_loss must be in [0, 1), got ${loss}`);
+  if (!(cs >= 0 && cs < 1))
+    throw new EngineConfigError(
+      `--additional-config dbo_auto_off_min_comm_share must be in [0, 1), got ${cs}`,
+    );
+  if (!Number.isInteger(pi) || pi < 2)
+    throw new EngineConfigError(
+      `--additional-config dbo_auto_off_probe_interval must be an integer ≥ 2, got ${pi}`,
+    );
   const nt = c.parallel.numThreads;
   if (nt !== null && (!Number.isInteger(nt) || nt < 1 || nt > 256)) {
     throw new EngineConfigError(`--num-threads must be an integer in 1..256, got ${nt}`);

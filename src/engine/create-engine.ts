@@ -11,6 +11,7 @@ import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { dboAutoPolicyFor } from '../worker/dbo-auto.js';
 import { closeGroups, DriverExecutor } from '../worker/executor.js';
 import { ModelRunner } from '../worker/model-runner.js';
 import { planForRank } from '../worker/rank-placement.js';
@@ -129,6 +130,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
           thresholds: config.dbo,
           tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
           logger: log,
+          auto: config.dbo.autoOff ? dboAutoPolicyFor(config.dbo) : null,
         },
       },
       async () => {

@@ -107,6 +107,8 @@ export interface LLMOptions {
   readonly dboPrefillTokenThreshold?: number;
   /** DBO: decode-only steps split only at or above this many tokens (default 32). */
   readonly dboDecodeTokenThreshold?: number;
+  /** DBO: stop splitting steps where it does not pay (default true; worker/dbo-auto.ts). */
+  readonly dboAutoOff?: boolean;
   /** Seconds a silent peer rank is given before it is declared dead (default 60). */
   readonly distTimeout?: number;
   /** Progress messages while loading (default: none). */
@@ -173,6 +175,7 @@ export function engineConfigFromLLMOptions(o: LLMOptions): EngineConfig {
       enabled: o.enableDbo ?? dboEnabledByEnv(),
       prefillTokenThreshold: o.dboPrefillTokenThreshold ?? d.dbo.prefillTokenThreshold,
       decodeTokenThreshold: o.dboDecodeTokenThreshold ?? d.dbo.decodeTokenThreshold,
+      autoOff: o.dboAutoOff ?? d.dbo.autoOff,
       traceDir: o.traceDir ?? process.env.DUET_TRACE_DIR ?? null,
     },
   };

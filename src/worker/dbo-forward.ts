@@ -7,6 +7,7 @@ import type { DeepseekForCausalLM, ForwardObserver } from '../models/deepseek.js
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import type { Logger } from '../util/logger.js';
+import { type DboAutoPolicy, DboStepTimer, stepKindOf } from './dbo-auto.js';
 import { runTwoMicroBatches } from './dbo-scheduler.js';
 import { type DboThresholds, decideSplit, joinLogits, splitForwardBatch } from './micro-batch.js';
 import type { Tracer } from './tracer.js';
@@ -16,6 +17,11 @@ export interface DboOptions {
   readonly thresholds: DboThresholds;
   readonly tracer: Tracer | null;
   readonly logger: Logger | null;
+  /**
+   * The driver's automatic off-switch (dbo-auto.ts): it decides whether an eligible step splits, and the
+   * vote carries its decision to the other ranks. Null or absent: every eligible step splits (followers).
+   */
+  readonly auto?: DboAutoPolicy | null;
 }
 
 /** Statistics of the steps run, for benchmarks and logs. */
@@ -35,11 +41,12 @@ function observerFor(tracer: Tracer | null, mb: number): ForwardObserver | undef
 export async function forwardWithDbo(
   model: DeepseekForCausalLM,
   cache: MlaKvCache,
-  groups: RankGroups,
+  rankGroups: RankGroups,
   batch: ForwardBatch,
   opts: DboOptions,
   stats?: DboStats,
 ): Promise<Float32Array> {
+  let groups = rankGroups;
   if (stats) stats.steps++;
   const tracer = opts.tracer;
   tracer?.resetLayers();
@@ -47,14 +54,16 @@ export async function forwardWithDbo(
   let split = false;
   let at = batch.numTokens;
   let stepArgs: Record<string, unknown> = { tokens: batch.numTokens, split: false };
+  let timer: DboStepTimer | null = null;
   try {
     // The vote goes over the widest group (every replica's ranks with data parallelism): the MoE layers'
     // collectives join them all, so all must run the same number of micro-batches.
     const comm = groups.moe;
     if (opts.enabled && comm.worldSize > 1) {
       const d = decideSplit(batch, opts.thresholds);
-      // Every rank votes; the step splits only if all ranks can.
-      const vote = Float32Array.of(d.split ? 1 : 0);
+      const auto = d.split && opts.auto ? opts.auto.decide(stepKindOf(batch)) : null;
+      // Every rank votes; the step splits only if all ranks can (and the driver's off-switch agrees).
+      const vote = Float32Array.of(d.split && (auto?.split ?? true) ? 1 : 0);
       const span = tracer?.beginComm(0, 'split vote');
       try {
         await comm.allReduce(vote).wait();
@@ -63,11 +72,16 @@ export async function forwardWithDbo(
       }
       split = vote[0] === comm.worldSize;
       at = d.splitToken;
+      const reason = auto ? `${d.reason}; ${auto.reason}` : d.reason;
       opts.logger?.debug(
-        `DBO step of ${batch.numTokens} tokens: ${split ? `split at token ${at} (cost ${d.costA.toFixed(0)} / ${d.costB.toFixed(0)})` : 'one batch'}; ${d.reason}` +
-          (d.split && !split ? '; another rank could not split' : ''),
+        `DBO step of ${batch.numTokens} tokens: ${split ? `split at token ${at} (cost ${d.costA.toFixed(0)} / ${d.costB.toFixed(0)})` : 'one batch'}; ${reason}` +
+          (d.split && !split && (auto?.split ?? true) ? '; another rank could not split' : ''),
       );
-      stepArgs = { tokens: batch.numTokens, split, splitToken: at, reason: d.reason };
+      stepArgs = { tokens: batch.numTokens, split, splitToken: at, reason };
+      if (auto) {
+        timer = new DboStepTimer(groups, stepKindOf(batch), d.costA + d.costB);
+        groups = timer.groups;
+      }
     }
     if (!split) {
       if (!tracer) return await model.forward(batch, cache, undefined, groups);
@@ -89,6 +103,8 @@ export async function forwardWithDbo(
     );
     return joinLogits(mb, a, b, model.config.vocabSize);
   } finally {
+    // (A step that threw broke the group; what the policy learns from it no longer matters.)
+    if (timer) opts.auto?.record(timer.finish(split));
     tracer?.endStep(stepArgs);
   }
 }

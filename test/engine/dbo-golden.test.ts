@@ -82,6 +82,8 @@ for (const fixture of ['v2-tiny', 'v2-lite-tiny'] as const) {
       numThreads: 2,
       tensorParallelSize: 2,
       enableDbo: true,
+      // Every eligible step must split: the automatic off-switch would keep some steps whole.
+      dboAutoOff: false,
     };
 
     for (const [mode, moe] of MOE_MODES) {
