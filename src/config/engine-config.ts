@@ -152,9 +152,9 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     decodeTokenThreshold: 32,
     autoOff: true,
     autoOffMinGain: 0.02,
-    autoOffMaxLoss: 0.1,
+    autoOffMaxLoss: 0.02,
     autoOffMinCommShare: 0.05,
-    autoOffProbeInterval: 16,
+    autoOffProbeInterval: 64,
     traceDir: null,
   },
   additionalConfig: {},
@@ -269,9 +269,9 @@ export function validateEngineConfig(c: EngineConfig): void {
     throw new EngineConfigError(
       `--additional-config dbo_auto_off_min_comm_share must be in [0, 1), got ${cs}`,
     );
-  if (!Number.isInteger(pi) || pi < 2)
+  if (!Number.isInteger(pi) || pi < 1)
     throw new EngineConfigError(
-      `--additional-config dbo_auto_off_probe_interval must be an integer ≥ 2, got ${pi}`,
+      `--additional-config dbo_auto_off_probe_interval must be a positive integer, got ${pi}`,
     );
   const nt = c.parallel.numThreads;
   if (nt !== null && (!Number.isInteger(nt) || nt < 1 || nt > 256)) {

@@ -4,18 +4,19 @@
 // negligible (shared memory, a fast link) or the machine has no spare CPU for the communication threads,
 // split steps are slower than one batch.
 //
-// The policy keeps, per kind of step (prefill or decode-only), the medians of the last few samples of
-//   - the wall time per unit of cost (micro-batch.ts's attention cost) of one-batch and of split steps, and
-//   - the share of a one-batch step the driver spends waiting on communication;
-// and, for each step the thresholds allow to split:
-//   1. warm-up: one batch, split, one batch (the first step of each mode is dropped: it pays for compiling
-//      the code paths), then — unless 2. says no — split until it has `minSplitSamples` split samples;
-//   2. runs one batch while communication is below `minCommShare` of a one-batch step (there is nothing
-//      worth hiding; one-batch steps keep measuring it);
-//   3. otherwise splits until split steps are more than `maxLoss` slower per unit of cost, then runs one
-//      batch until they are at least `minGain` faster (hysteresis: single steps are noisy), and
-//      the other mode runs now and then to re-measure it: 4 eligible steps after its first sample, then 8,
-//      then every `probeInterval` (a decision taken on one early, noisy sample is soon checked).
+// The policy measures in windows of paired steps. Per kind of step (prefill or decode-only), a window runs
+// `pairs` pairs of eligible steps, one split and one not, next to each other (the order alternating from
+// pair to pair): two neighbouring steps see the same machine, load and batch shape, so the ratio of their
+// times per unit of cost (micro-batch.ts's attention cost) is a fair comparison even while the machine's
+// speed drifts (it does: early steps of a server are slower, other work comes and goes). The median of the
+// pairs' ratios gives the gain of splitting. Then:
+//   - communication below `minCommShare` of a one-batch step (median over the window): one batch — there
+//     is nothing worth hiding;
+//   - otherwise, with hysteresis: splitting turns off once split steps are more than `maxLoss` slower, and
+//     on again once they are at least `minGain` faster;
+// and the chosen mode holds for `probeInterval` eligible steps before the next window re-measures. The
+// first steps of a server run slower, split ones most (their code paths compile and warm up): before the
+// first window, `warmupPairs` pairs run the same way and are dropped.
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
 // runs it; its vote carries the decision, so every rank splits or not alike.
 
@@ -24,34 +25,30 @@ import { TimedCommunicator, WaitClock } from './comm-timing.js';
 
 /** Tuning of the off-switch (see the file header). */
 export interface DboAutoSettings {
-  /** Off: split again once split steps are expected to be at least this fraction faster (0.02 = 2%). */
+  /** Off → on once split steps are at least this fraction faster (0.02 = 2%). */
   readonly minGain: number;
-  /**
-   * On: stop splitting once split steps are expected to be more than this fraction slower (0.1 = 10%).
-   * Single steps on a busy machine vary by ±10% and a mode's steps depend on the steps before them, so
-   * smaller differences are not told apart reliably; between −maxLoss and +minGain the mode stays.
-   */
+  /** On → off once split steps are more than this fraction slower (0.02 = 2%). */
   readonly maxLoss: number;
   /** Run one batch while communication waits are below this share of a one-batch step. */
   readonly minCommShare: number;
-  /** At most this many eligible steps between two runs of the mode not chosen, to re-measure it (≥ 2). */
+  /** Eligible steps the chosen mode holds between two measuring windows (≥ 1). */
   readonly probeInterval: number;
-  /** Samples of each mode whose median the policy compares (the most recent ones), ≥ 1. */
-  readonly window: number;
-  /** Split samples needed before split steps can be judged slower (until then DBO splits), ≥ 1. */
-  readonly minSplitSamples: number;
+  /** Pairs of steps (one split, one not) in a measuring window (≥ 1). */
+  readonly pairs: number;
+  /** Pairs run before the first window and dropped: both modes' code paths warm up (≥ 1). */
+  readonly warmupPairs: number;
 }
 
 export const DEFAULT_DBO_AUTO_SETTINGS: DboAutoSettings = {
   minGain: 0.02,
-  maxLoss: 0.1,
+  maxLoss: 0.02,
   minCommShare: 0.05,
-  probeInterval: 16,
-  window: 5,
-  minSplitSamples: 3,
+  probeInterval: 64,
+  pairs: 4,
+  warmupPairs: 4,
 };
 
-/** Prefill steps (any prompt token) and decode-only steps behave differently; each has its own samples. */
+/** Prefill steps (any prompt token) and decode-only steps behave differently; each has its own windows. */
 export type DboStepKind = 'prefill' | 'decode';
 
 /** One eligible step as it ran (measured on the driver, from after the split vote to the joined logits). */
@@ -70,7 +67,7 @@ export interface DboStepSample {
 /** The policy's verdict for one eligible step. */
 export interface DboAutoDecision {
   readonly split: boolean;
-  /** Whether this step runs the mode not preferred, to re-measure it (or to warm it up). */
+  /** Whether this step belongs to a measuring window (or the warm-up pairs). */
   readonly probe: boolean;
   /** Why, for the debug log and the trace. */
   readonly reason: string;
@@ -92,78 +89,57 @@ export function validateDboAutoSettings(s: DboAutoSettings): void {
     throw new DboAutoSettingsError(`dbo_auto_off_max_loss must be in [0, 1), got ${s.maxLoss}`);
   if (!(s.minCommShare >= 0 && s.minCommShare < 1))
     throw new DboAutoSettingsError(`dbo_auto_off_min_comm_share must be in [0, 1), got ${s.minCommShare}`);
-  if (!Number.isInteger(s.probeInterval) || s.probeInterval < 2)
+  if (!Number.isInteger(s.probeInterval) || s.probeInterval < 1)
     throw new DboAutoSettingsError(
-      `dbo_auto_off_probe_interval must be an integer ≥ 2, got ${s.probeInterval}`,
+      `dbo_auto_off_probe_interval must be a positive integer, got ${s.probeInterval}`,
     );
-  if (!Number.isInteger(s.window) || s.window < 1)
-    throw new DboAutoSettingsError(`the sample window must be a positive integer, got ${s.window}`);
-  if (!Number.isInteger(s.minSplitSamples) || s.minSplitSamples < 1)
+  if (!Number.isInteger(s.pairs) || s.pairs < 1)
     throw new DboAutoSettingsError(
-      `the minimum of split samples must be a positive integer, got ${s.minSplitSamples}`,
+      `the pairs of a measuring window must be a positive integer, got ${s.pairs}`,
     );
+  if (!Number.isInteger(s.warmupPairs) || s.warmupPairs < 1)
+    throw new DboAutoSettingsError(`the warm-up pairs must be a positive integer, got ${s.warmupPairs}`);
 }
 
-/**
- * The last few samples of one quantity and their median: single steps on a busy machine vary by ±10% and
- * now and then by +30% (a garbage collection, a request being tokenized), which a median ignores.
- */
-class RecentSamples {
-  private readonly values: number[] = [];
-  private n = 0;
-  private lastStep = 0;
-
-  constructor(private readonly window: number) {}
-
-  /** Adds sample `x`, taken at eligible step `step` (1, 2, ...). */
-  add(x: number, step: number): void {
-    this.values.push(x);
-    if (this.values.length > this.window) this.values.shift();
-    this.n++;
-    this.lastStep = step;
-  }
-
-  /** The median of the kept samples (NaN before the first). */
-  get value(): number {
-    if (this.values.length === 0) return Number.NaN;
-    const s = [...this.values].sort((x, y) => x - y);
-    const m = s.length >> 1;
-    return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  }
-
-  /** Samples added so far. */
-  get count(): number {
-    return this.n;
-  }
-
-  /** The eligible step of the last sample (0 before the first). */
-  get lastSampleStep(): number {
-    return this.lastStep;
-  }
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** What the policy knows of one kind of step. */
 interface KindState {
-  eligible: number;
-  /** The mode chosen (after the warm-up; starts splitting: DBO was asked for). */
+  /** The mode chosen; starts splitting (DBO was asked for). */
   splitting: boolean;
-  /** Samples seen per mode, the dropped first ones included. */
-  seenUnsplit: number;
-  seenSplit: number;
-  readonly unsplitMsPerCost: RecentSamples;
-  readonly splitMsPerCost: RecentSamples;
-  readonly commShare: RecentSamples;
+  /** Modes of the window's remaining steps (empty while holding). */
+  plan: boolean[];
+  /** Eligible steps left before the next window. */
+  holdLeft: number;
+  /** Whether the warm-up pairs have run. */
+  warm: boolean;
+  /** The window's current pair: time per unit of cost of its split and its one-batch step. */
+  pairSplit: number;
+  pairUnsplit: number;
+  /** The window's pair ratios (split / one batch) and one-batch communication shares. */
+  ratios: number[];
+  shares: number[];
+  /** The last window's results (NaN before the first). */
+  gain: number;
+  commShare: number;
+  windows: number;
 }
 
-/** A snapshot of one kind's medians (NaN before the first kept sample). */
+/** A snapshot of one kind's last measurement. */
 export interface DboAutoEstimate {
-  readonly eligibleSteps: number;
-  readonly unsplitMsPerCost: number;
-  readonly splitMsPerCost: number;
-  /** Share of a one-batch step spent waiting on communication. */
-  readonly commShare: number;
-  /** 1 − split / unsplit time per unit of cost (positive: splitting is faster). */
+  /** Measuring windows completed. */
+  readonly windows: number;
+  /** Whether split steps are chosen now. */
+  readonly splitting: boolean;
+  /** 1 − median(split / one-batch time per unit of cost) of the last window (positive: splitting is faster). */
   readonly gain: number;
+  /** Median share of a one-batch step spent waiting on communication in the last window. */
+  readonly commShare: number;
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -179,77 +155,94 @@ export class DboAutoPolicy {
   /** Decides for the next step of `kind` that the thresholds allow to split. */
   decide(kind: DboStepKind): DboAutoDecision {
     const s = this.state(kind);
-    s.eligible++;
-    // Warm-up: one batch, split (both dropped: they compile their code paths), one batch, and then the
-    // communication share decides whether a split sample is worth taking.
-    if (s.seenUnsplit === 0 || (s.seenSplit > 0 && s.unsplitMsPerCost.count === 0))
-      return { split: false, probe: true, reason: 'auto: measuring one-batch steps' };
-    if (s.seenSplit === 0) return { split: true, probe: true, reason: 'auto: measuring split steps' };
-    const share = s.commShare.value;
-    if (share < this.settings.minCommShare) {
+    if (s.plan.length === 0 && s.holdLeft > 0) {
+      s.holdLeft--;
       return {
-        split: false,
+        split: s.splitting,
         probe: false,
-        reason: `auto: off, communication is ${pct(share)} of a one-batch step (< ${pct(this.settings.minCommShare)})`,
+        reason: `auto: ${s.splitting ? 'on' : 'off'}, ${this.why(s)}`,
       };
     }
-    if (s.splitMsPerCost.count < this.settings.minSplitSamples)
-      return { split: true, probe: true, reason: 'auto: measuring split steps' };
-    const gain = 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value;
-    // Hysteresis: split until split steps are clearly slower, then one batch until they are faster again.
-    s.splitting = s.splitting ? gain > -this.settings.maxLoss : gain >= this.settings.minGain;
-    const prefer = s.splitting;
-    const other = prefer ? s.unsplitMsPerCost : s.splitMsPerCost;
-    const interval = Math.min(this.settings.probeInterval, 2 ** (other.count + 1));
-    const probe = s.eligible - other.lastSampleStep >= interval;
-    const why = `split steps ${gain >= 0 ? `${pct(gain)} faster` : `${pct(-gain)} slower`}, communication ${pct(share)}`;
-    if (probe)
-      return {
-        split: !prefer,
-        probe: true,
-        reason: `auto: re-measuring ${prefer ? 'one-batch' : 'split'} steps (${why})`,
-      };
-    return { split: prefer, probe: false, reason: `auto: ${prefer ? 'on' : 'off'}, ${why}` };
+    if (s.plan.length === 0) {
+      // A new window: the warm-up pairs first (the first time only; dropped), then the measured pairs;
+      // the order within a pair alternates, the last pair split first.
+      const n = this.settings.pairs + (s.warm ? 0 : this.settings.warmupPairs);
+      for (let i = n - 1; i >= 0; i--) s.plan.push(...(i % 2 === 0 ? [true, false] : [false, true]));
+      s.ratios = [];
+      s.shares = [];
+      s.pairSplit = Number.NaN;
+      s.pairUnsplit = Number.NaN;
+    }
+    const split = s.plan[0]!;
+    return {
+      split,
+      probe: true,
+      reason: `auto: measuring (${split ? 'split' : 'one-batch'} step of a pair)`,
+    };
   }
 
-  /** Records how an eligible step ran. */
+  /** Records how an eligible step ran (the one `decide` was last asked about). */
   record(sample: DboStepSample): void {
-    if (!(sample.cost > 0 && sample.wallMs > 0)) return;
     const s = this.state(sample.kind);
-    // The first step of each mode compiles its code paths: its time says nothing of the next ones.
-    const step = s.eligible;
-    if (sample.split) {
-      if (s.seenSplit++ > 0) s.splitMsPerCost.add(sample.wallMs / sample.cost, step);
-    } else if (s.seenUnsplit++ > 0) {
-      s.unsplitMsPerCost.add(sample.wallMs / sample.cost, step);
-      s.commShare.add(Math.min(1, Math.max(0, sample.commWaitMs / sample.wallMs)), step);
+    if (s.plan.length === 0) return; // a held step: nothing to learn
+    s.plan.shift();
+    const warmUp = !s.warm;
+    if (warmUp && s.plan.length === this.settings.pairs * 2) s.warm = true;
+    if (warmUp || !(sample.cost > 0 && sample.wallMs > 0)) return;
+    const perCost = sample.wallMs / sample.cost;
+    if (sample.split) s.pairSplit = perCost;
+    else {
+      s.pairUnsplit = perCost;
+      s.shares.push(Math.min(1, Math.max(0, sample.commWaitMs / sample.wallMs)));
     }
+    if (s.plan.length % 2 === 0) {
+      // A pair is complete (a step another rank could not split leaves it one-sided: no ratio).
+      if (Number.isFinite(s.pairSplit) && Number.isFinite(s.pairUnsplit))
+        s.ratios.push(s.pairSplit / s.pairUnsplit);
+      s.pairSplit = Number.NaN;
+      s.pairUnsplit = Number.NaN;
+    }
+    if (s.plan.length === 0) this.conclude(s);
   }
 
-  /** The medians for `kind`, for logs, benchmarks and tests. */
+  /** The last measurement of `kind`, for logs, benchmarks and tests. */
   estimate(kind: DboStepKind): DboAutoEstimate {
     const s = this.state(kind);
-    return {
-      eligibleSteps: s.eligible,
-      unsplitMsPerCost: s.unsplitMsPerCost.value,
-      splitMsPerCost: s.splitMsPerCost.value,
-      commShare: s.commShare.value,
-      gain: 1 - s.splitMsPerCost.value / s.unsplitMsPerCost.value,
-    };
+    return { windows: s.windows, splitting: s.splitting, gain: s.gain, commShare: s.commShare };
+  }
+
+  private conclude(s: KindState): void {
+    s.windows++;
+    s.holdLeft = this.settings.probeInterval;
+    s.commShare = median(s.shares);
+    s.gain = 1 - median(s.ratios);
+    if (s.commShare < this.settings.minCommShare) s.splitting = false;
+    else if (Number.isFinite(s.gain))
+      s.splitting = s.splitting ? s.gain >= -this.settings.maxLoss : s.gain >= this.settings.minGain;
+  }
+
+  private why(s: KindState): string {
+    if (s.commShare < this.settings.minCommShare)
+      return `communication is ${pct(s.commShare)} of a one-batch step (< ${pct(this.settings.minCommShare)})`;
+    const g = s.gain;
+    return `split steps ${g >= 0 ? `${pct(g)} faster` : `${pct(-g)} slower`}, communication ${pct(s.commShare)}`;
   }
 
   private state(kind: DboStepKind): KindState {
     let s = this.kinds.get(kind);
     if (s === undefined) {
-      const w = this.settings.window;
       s = {
-        eligible: 0,
         splitting: true,
-        seenUnsplit: 0,
-        seenSplit: 0,
-        unsplitMsPerCost: new RecentSamples(w),
-        splitMsPerCost: new RecentSamples(w),
-        commShare: new RecentSamples(w),
+        plan: [],
+        holdLeft: 0,
+        warm: false,
+        pairSplit: Number.NaN,
+        pairUnsplit: Number.NaN,
+        ratios: [],
+        shares: [],
+        gain: Number.NaN,
+        commShare: Number.NaN,
+        windows: 0,
       };
       this.kinds.set(kind, s);
     }

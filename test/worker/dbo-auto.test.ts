@@ -1,7 +1,8 @@
-// DBO's automatic off-switch, as pure logic fed with synthetic step timings: it warms up (one batch, split,
-// one batch, split), stays off where communication is a tiny share of a step or split steps are slower, stays on
-// where they are faster, probes the other mode every N-th eligible step, and decides the same for the
-// same samples. Times are exact synthetic numbers, so the assertions are exact too.
+// DBO's automatic off-switch, as pure logic fed with synthetic step timings: warm-up pairs (dropped),
+// measuring windows of paired steps (split / one batch, order alternating), the decision with hysteresis,
+// holding it between windows; off where communication is a tiny share of a step or split steps are slower,
+// on where they are faster; robust to a machine whose speed drifts (the pairs compare neighbours); the same
+// samples give the same decisions. Times are exact synthetic numbers, so the assertions are exact too.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -16,24 +17,31 @@ import {
   stepKindOf,
 } from '../../src/worker/dbo-auto.js';
 
-/** A synthetic machine: how long a step of cost 1000 takes one-batch and split, and its comm waits. */
+/** A synthetic machine at eligible step i: how long a step of cost 1000 takes one-batch and split. */
 interface Machine {
   readonly unsplitMs: number;
   readonly splitMs: number;
+  /** Waits on communication of a one-batch step. */
   readonly commWaitMs: number;
 }
 
-/** Runs `n` eligible steps of `kind` through the policy on `machine`; returns the decisions (true = split). */
-function drive(policy: DboAutoPolicy, machine: Machine, n: number, kind: DboStepKind = 'prefill'): boolean[] {
+/** Runs `n` eligible steps of `kind` through the policy on `machine(i)`; returns the decisions (true = split). */
+function drive(
+  policy: DboAutoPolicy,
+  machine: Machine | ((i: number) => Machine),
+  n: number,
+  kind: DboStepKind = 'prefill',
+): boolean[] {
   const out: boolean[] = [];
   for (let i = 0; i < n; i++) {
+    const m = typeof machine === 'function' ? machine(i) : machine;
     const d = policy.decide(kind);
     out.push(d.split);
     policy.record({
       kind,
       split: d.split,
-      wallMs: d.split ? machine.splitMs : machine.unsplitMs,
-      commWaitMs: d.split ? 0 : machine.commWaitMs,
+      wallMs: d.split ? m.splitMs : m.unsplitMs,
+      commWaitMs: d.split ? 0 : m.commWaitMs,
       cost: 1000,
     });
   }
@@ -41,122 +49,133 @@ function drive(policy: DboAutoPolicy, machine: Machine, n: number, kind: DboStep
 }
 
 const count = (xs: boolean[]) => xs.filter(Boolean).length;
+/** Decisions of a measuring window with the default 4 pairs: U S, S U, U S, S U. */
+const WINDOW = [false, true, true, false, false, true, true, false];
+/** The first one comes after 4 warm-up pairs, run the same way. */
+const FIRST_WINDOW = [...WINDOW, ...WINDOW];
+const HOLD = DEFAULT_DBO_AUTO_SETTINGS.probeInterval;
 
 describe('DboAutoPolicy', () => {
-  test('warm-up: one batch, split (both dropped as cold), one batch, three splits', () => {
+  test('split steps faster (communication hidden): a measuring window, then on until the next window', () => {
     const p = new DboAutoPolicy();
-    const first = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 6);
-    assert.deepEqual(first, [false, true, false, true, true, true]);
+    const d = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, FIRST_WINDOW.length + HOLD + 8);
+    assert.deepEqual(d.slice(0, FIRST_WINDOW.length), FIRST_WINDOW);
+    assert.equal(count(d.slice(FIRST_WINDOW.length, FIRST_WINDOW.length + HOLD)), HOLD, 'on while holding');
+    assert.deepEqual(d.slice(FIRST_WINDOW.length + HOLD), WINDOW, 'then measures again');
     const e = p.estimate('prefill');
-    assert.equal(e.unsplitMsPerCost, 0.16);
-    assert.equal(e.splitMsPerCost, 0.14);
+    assert.equal(e.windows, 2);
+    assert.equal(e.splitting, true);
+    assert.ok(Math.abs(e.gain - (1 - 140 / 160)) < 1e-12, `gain ${e.gain}`);
     assert.equal(e.commShare, 60 / 160);
   });
 
-  test('communication a tiny share of a step: only the cold warm-up step splits, no probes', () => {
+  test('communication a tiny share of a one-batch step: off after the first window', () => {
     const p = new DboAutoPolicy();
-    // 2% of the step waits on communication (< 5%).
-    const d = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 2 }, 200);
-    assert.deepEqual(d.slice(0, 3), [false, true, false]);
-    assert.equal(count(d), 1, 'no step splits after the warm-up');
-    const why = p.decide('prefill');
-    assert.equal(why.split, false);
-    assert.match(why.reason, /communication is 2\.0% of a one-batch step/);
+    // 2% of the step waits on communication (< 5%), even though split steps are (here) no slower.
+    const d = drive(p, { unsplitMs: 100, splitMs: 100, commWaitMs: 2 }, FIRST_WINDOW.length + HOLD);
+    assert.equal(count(d.slice(FIRST_WINDOW.length)), 0);
+    assert.equal(p.estimate('prefill').splitting, false);
   });
 
-  test('split steps slower: off after three split samples, with a split probe every 16 steps', () => {
+  test("split steps slower: off; the cost of measuring is the window's split steps only", () => {
     const p = new DboAutoPolicy();
-    // 15% slower: more than the 10% band.
-    const d = drive(p, { unsplitMs: 100, splitMs: 115, commWaitMs: 20 }, 4 + 160);
-    assert.deepEqual(d.slice(0, 6), [false, true, false, true, true, true], 'warm-up');
-    // Split samples at steps 4, 5, 6; then probes at steps 22, 38, ..., 150.
-    const probes = [22, 38, 54, 70, 86, 102, 118, 134, 150];
-    for (let step = 7; step <= 164; step++) assert.equal(d[step - 1], probes.includes(step), `step ${step}`);
-    assert.ok(p.estimate('prefill').gain < 0);
+    const cycles = 13;
+    const n = FIRST_WINDOW.length + cycles * (HOLD + WINDOW.length);
+    const d = drive(p, { unsplitMs: 100, splitMs: 110, commWaitMs: 20 }, n);
+    assert.equal(p.estimate('prefill').splitting, false);
+    // 4 warm-up split steps, then 4 split steps in each window of 8, one window every 64 + 8 steps.
+    assert.equal(count(d), 4 + 4 * (cycles + 1));
+    // At +10% per split step, measuring costs well under 1% of the time.
+    assert.ok((count(d) * 0.1) / n < 0.01);
   });
 
-  test('split steps a little slower, within the 10% band: keeps splitting (noise cannot tell)', () => {
-    const p = new DboAutoPolicy();
-    const d = drive(p, { unsplitMs: 100, splitMs: 105, commWaitMs: 30 }, 4 + 32);
-    assert.equal(count(d.slice(4)), 32 - 3, 'all but the one-batch probes (steps 7, 15, 31) split');
+  test('hysteresis: on stays on within 2% slower; off turns on only once 2% faster', () => {
+    const on = new DboAutoPolicy();
+    drive(on, { unsplitMs: 100, splitMs: 101.5, commWaitMs: 30 }, FIRST_WINDOW.length);
+    assert.equal(on.estimate('prefill').splitting, true, '1.5% slower: stays on');
+    const off = new DboAutoPolicy();
+    drive(off, { unsplitMs: 100, splitMs: 105, commWaitMs: 30 }, FIRST_WINDOW.length);
+    assert.equal(off.estimate('prefill').splitting, false, '5% slower: off');
+    drive(off, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, HOLD + WINDOW.length);
+    assert.equal(off.estimate('prefill').splitting, false, '1% faster is not enough to turn on');
+    drive(off, { unsplitMs: 100, splitMs: 97, commWaitMs: 30 }, HOLD + WINDOW.length);
+    assert.equal(off.estimate('prefill').splitting, true, '3% faster turns it on');
   });
 
-  test('hysteresis: once off, split steps must be 2% faster to turn it on again', () => {
+  test('a machine that speeds up during the window does not fool it (pairs compare neighbours)', () => {
+    // Every step is 4% faster than the one before (a cold server warming up), split steps truly 3%
+    // faster than one batch. Comparing window averages would mix the drift in; the pairs do not.
     const p = new DboAutoPolicy();
-    drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 30 }, 40);
-    // Now split steps are 1% faster: below the 2% margin, the policy stays off (probes aside).
-    const d = drive(p, { unsplitMs: 100, splitMs: 99, commWaitMs: 30 }, 60);
-    assert.ok(count(d) <= 4, `${count(d)} splits`);
-    // 5% faster: once three probes (16 steps apart) outvote the older split samples, it turns on.
-    const e = drive(p, { unsplitMs: 100, splitMs: 95, commWaitMs: 30 }, 80);
-    assert.ok(count(e.slice(60)) >= 19, `${count(e.slice(60))} splits among the last 20`);
-  });
-
-  test('communication large and split steps faster: on, with one-batch probes backing off to every 16', () => {
-    const p = new DboAutoPolicy();
-    const d = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 4 + 160);
-    // The one-batch sample of step 3, then probes at steps 7, 15, 31, 47, ..., 159.
-    const probes = [7, 15, 31, 47, 63, 79, 95, 111, 127, 143, 159];
-    for (let step = 5; step <= 164; step++) assert.equal(d[step - 1], !probes.includes(step), `step ${step}`);
+    drive(
+      p,
+      (i) => ({ unsplitMs: 200 * 0.96 ** i, splitMs: 194 * 0.96 ** i, commWaitMs: 50 * 0.96 ** i }),
+      FIRST_WINDOW.length,
+    );
     const e = p.estimate('prefill');
-    assert.ok(Math.abs(e.gain - 0.125) < 1e-12, `gain ${e.gain}`);
+    assert.equal(e.splitting, true);
+    // Pairs alternate order, so the ratios are 0.97 · 0.96^±1: their median is 0.97 · (0.96 + 1 / 0.96) / 2.
+    assert.ok(Math.abs(e.gain - (1 - (0.97 * (0.96 + 1 / 0.96)) / 2)) < 1e-12, `gain ${e.gain}`);
   });
 
-  test('follows a change: the link gets fast, split steps turn slower, the policy turns off', () => {
+  test('one outlier step in a window does not flip the decision (median of pairs)', () => {
     const p = new DboAutoPolicy();
-    const slow = drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20);
-    assert.equal(count(slow.slice(4)), 14, 'all but the one-batch probes of steps 7 and 15 split');
-    // Now splitting loses 20%. The split average follows at once, the one-batch one only at its probes
-    // (steps 31, 47, 63): it takes three of them to move the one-batch median.
-    const fast = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, 80);
-    const firstOff = fast.indexOf(false, 30);
-    assert.ok(firstOff > 0 && firstOff <= 48, `off from step ${20 + firstOff}`);
-    const last = fast.slice(60);
-    assert.ok(count(last) <= 2, `splits among the last 20 steps: ${count(last)} (probes only)`);
+    // The second step of the first window (a split step) is hit by a garbage collection.
+    const slow = FIRST_WINDOW.length - WINDOW.length + 1;
+    drive(
+      p,
+      (i) => ({ unsplitMs: 100, splitMs: i === slow ? 300 : 90, commWaitMs: 30 }),
+      FIRST_WINDOW.length,
+    );
+    assert.equal(p.estimate('prefill').splitting, true);
   });
 
-  test('one noisy probe does not flip the decision', () => {
+  test('follows a change: the link gets fast, split steps turn slower, the next window turns it off', () => {
     const p = new DboAutoPolicy();
-    drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 6);
-    // Eligible step 7 is the first one-batch probe; it comes out 10% fast (noise).
-    const probe = p.decide('prefill');
-    assert.equal(probe.probe, true);
-    assert.equal(probe.split, false);
-    p.record({ kind: 'prefill', split: false, wallMs: 144, commWaitMs: 50, cost: 1000 });
-    // The median of the one-batch samples (160, 144) is 152, still 7.9% above split.
-    assert.ok(Math.abs(p.estimate('prefill').unsplitMsPerCost - 0.152) < 1e-12);
-    assert.equal(p.decide('prefill').split, true);
+    const first = FIRST_WINDOW.length + HOLD;
+    const d = drive(
+      p,
+      (i) =>
+        i < first
+          ? { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }
+          : { unsplitMs: 100, splitMs: 108, commWaitMs: 10 },
+      first + WINDOW.length + HOLD,
+    );
+    assert.equal(count(d.slice(first + WINDOW.length)), 0, 'off after the second window');
   });
 
-  test('recovers: communication becomes expensive again, a split probe sees it and the policy turns on', () => {
+  test('prefill and decode steps keep separate windows', () => {
     const p = new DboAutoPolicy();
-    drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, 40);
-    const d = drive(p, { unsplitMs: 200, splitMs: 130, commWaitMs: 90 }, 40);
-    // The one-batch median rises within three steps; the split steps that follow confirm.
-    assert.ok(count(d.slice(20)) >= 18, `splits among the last 20 steps: ${count(d.slice(20))}`);
+    drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, FIRST_WINDOW.length, 'prefill');
+    drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 20 }, FIRST_WINDOW.length, 'decode');
+    assert.equal(p.estimate('prefill').splitting, true);
+    assert.equal(p.estimate('decode').splitting, false);
   });
 
-  test('prefill and decode steps keep separate averages', () => {
+  test('a pair one of whose steps another rank could not split gives no ratio', () => {
     const p = new DboAutoPolicy();
-    drive(p, { unsplitMs: 160, splitMs: 140, commWaitMs: 60 }, 20, 'prefill');
-    drive(p, { unsplitMs: 10, splitMs: 14, commWaitMs: 1 }, 20, 'decode');
-    assert.equal(p.decide('prefill').split, true);
-    assert.equal(p.decide('decode').split, false);
+    for (let i = 0; i < FIRST_WINDOW.length; i++) {
+      const d = p.decide('prefill');
+      // Every planned split is refused by another rank: the step runs as one batch.
+      p.record({ kind: 'prefill', split: false, wallMs: 100, commWaitMs: 30, cost: 1000 });
+      void d;
+    }
+    const e = p.estimate('prefill');
+    assert.equal(e.windows, 1);
+    assert.ok(Number.isNaN(e.gain), 'no pair was complete');
+    assert.equal(e.splitting, true, 'without evidence the mode stays');
   });
 
   test('deterministic: the same samples give the same decisions and reasons', () => {
     const run = () => {
       const p = new DboAutoPolicy();
       const reasons: string[] = [];
-      const jitter = [1, 0.97, 1.04, 0.99, 1.02];
-      for (let i = 0; i < 60; i++) {
-        const d = p.decide('prefill');
+      for (let i = 0; i < 100; i++) {
+        const d = p.decide(i % 3 === 0 ? 'decode' : 'prefill');
         reasons.push(`${d.split} ${d.reason}`);
-        const f = jitter[i % jitter.length]!;
         p.record({
-          kind: 'prefill',
+          kind: i % 3 === 0 ? 'decode' : 'prefill',
           split: d.split,
-          wallMs: (d.split ? 111 : 100) * f,
+          wallMs: d.split ? 90 + (i % 7) : 100 + (i % 5),
           commWaitMs: 25,
           cost: 900,
         });
@@ -168,19 +187,21 @@ describe('DboAutoPolicy', () => {
 
   test('ignores samples without time or cost', () => {
     const p = new DboAutoPolicy();
-    p.record({ kind: 'prefill', split: false, wallMs: 0, commWaitMs: 0, cost: 100 });
-    p.record({ kind: 'prefill', split: false, wallMs: 10, commWaitMs: 0, cost: 0 });
-    assert.ok(Number.isNaN(p.estimate('prefill').unsplitMsPerCost));
+    for (let i = 0; i < FIRST_WINDOW.length; i++) {
+      p.decide('prefill');
+      p.record({ kind: 'prefill', split: false, wallMs: 0, commWaitMs: 0, cost: 100 });
+    }
+    assert.ok(Number.isNaN(p.estimate('prefill').gain));
   });
 
   test('settings are validated', () => {
     const d = DEFAULT_DBO_AUTO_SETTINGS;
-    assert.throws(() => new DboAutoPolicy({ ...d, probeInterval: 1 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, probeInterval: 0 }), DboAutoSettingsError);
     assert.throws(() => new DboAutoPolicy({ ...d, minGain: -0.1 }), /min_gain must be in \[0, 1\)/);
     assert.throws(() => new DboAutoPolicy({ ...d, minCommShare: 1 }), DboAutoSettingsError);
     assert.throws(() => new DboAutoPolicy({ ...d, maxLoss: 1.5 }), /max_loss must be in \[0, 1\)/);
-    assert.throws(() => new DboAutoPolicy({ ...d, window: 0 }), DboAutoSettingsError);
-    assert.throws(() => new DboAutoPolicy({ ...d, minSplitSamples: 0 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, pairs: 0 }), DboAutoSettingsError);
+    assert.throws(() => new DboAutoPolicy({ ...d, warmupPairs: 0 }), /warm-up pairs must be a positive/);
   });
 });
 
