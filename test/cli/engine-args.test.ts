@@ -17,9 +17,9 @@ test('the off-switch is on by default, with its default tuning', () => {
   const dbo = dboOf(['--enable-dbo']);
   assert.equal(dbo.autoOff, true);
   assert.equal(dbo.autoOffMinGain, 0.02);
-  assert.equal(dbo.autoOffMaxLoss, 0.1);
+  assert.equal(dbo.autoOffMaxLoss, 0.02);
   assert.equal(dbo.autoOffMinCommShare, 0.05);
-  assert.equal(dbo.autoOffProbeInterval, 16);
+  assert.equal(dbo.autoOffProbeInterval, 64);
 });
 
 test('--dbo-auto-off false, or dbo_auto_off in --additional-config, turns it off; the flag wins', () => {
