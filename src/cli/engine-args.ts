@@ -287,32 +287,26 @@ export function moeCommFrom(
   return v;
 }
 
-function intFrom(extra: Readonly<Record<string, unknown>>, key: string): number | undefined {
+/** `key` of --additional-config when present, checked by `is` (else an error saying it must be `what`). */
+function valueFrom<T>(
+  extra: Readonly<Record<string, unknown>>,
+  key: string,
+  is: (v: unknown) => v is T,
+  what: string,
+): T | undefined {
   const v = extra[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v)) {
-    throw new EngineConfigError(`--additional-config ${key} must be an integer, got ${JSON.stringify(v)}`);
-  }
+  if (!is(v))
+    throw new EngineConfigError(`--additional-config ${key} must be ${what}, got ${JSON.stringify(v)}`);
   return v;
 }
 
-function numberFrom(extra: Readonly<Record<string, unknown>>, key: string): number | undefined {
-  const v = extra[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new EngineConfigError(`--additional-config ${key} must be a number, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-function boolFrom(extra: Readonly<Record<string, unknown>>, key: string): boolean | undefined {
-  const v = extra[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'boolean') {
-    throw new EngineConfigError(`--additional-config ${key} must be true or false, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
+const intFrom = (extra: Readonly<Record<string, unknown>>, key: string) =>
+  valueFrom(extra, key, (v): v is number => typeof v === 'number' && Number.isInteger(v), 'an integer');
+const numberFrom = (extra: Readonly<Record<string, unknown>>, key: string) =>
+  valueFrom(extra, key, (v): v is number => typeof v === 'number' && Number.isFinite(v), 'a number');
+const boolFrom = (extra: Readonly<Record<string, unknown>>, key: string) =>
+  valueFrom(extra, key, (v): v is boolean => typeof v === 'boolean', 'true or false');
 
 /** vLLM's multi-letter short flags, which commander cannot declare. */
 const SHORT_ALIASES: Readonly<Record<string, string>> = {
