@@ -11,6 +11,7 @@ import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { WaitClock } from '../worker/comm-timing.js';
 import { dboAutoPolicyFor } from '../worker/dbo-auto.js';
 import { closeGroups, DriverExecutor } from '../worker/executor.js';
 import { ModelRunner } from '../worker/model-runner.js';
@@ -120,6 +121,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     if (config.dbo.enabled && worldSize === 1) {
       log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');
     }
+    const waits = new WaitClock();
     const executor = new DriverExecutor(
       {
         model: loaded.model,
@@ -130,12 +132,13 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
           thresholds: config.dbo,
           tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
           logger: log,
-          auto: config.dbo.autoOff ? dboAutoPolicyFor(config.dbo) : null,
+          auto: config.dbo.autoOff ? { policy: dboAutoPolicyFor(config.dbo), waits } : null,
         },
       },
       async () => {
         await ranks?.close();
       },
+      waits,
     );
     const engine = new LLMEngine({
       loaded,

@@ -20,8 +20,7 @@
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
 // runs it; its vote carries the decision, so every rank splits or not alike.
 
-import type { RankGroups } from '../layers/rank-groups.js';
-import { TimedCommunicator, WaitClock } from './comm-timing.js';
+import type { WaitClock } from './comm-timing.js';
 
 /** Tuning of the off-switch (see the file header). */
 export interface DboAutoSettings {
@@ -250,30 +249,34 @@ export class DboAutoPolicy {
   }
 }
 
-/** Times one step's forward for the policy: its wall time and the waits on the rank's groups during it. */
+/** The off-switch as the driver runs it: the policy, and the clock its collective waits are summed on. */
+export interface DboAutoSwitch {
+  readonly policy: DboAutoPolicy;
+  /** The driver's wait clock (its executor's TimedCommunicators add to it). */
+  readonly waits: WaitClock;
+}
+
+/** Times one step's forward for the policy: its wall time and the growth of the driver's waits during it. */
 export class DboStepTimer {
-  /** The groups the forward must use (they time the waits, on one clock). */
-  readonly groups: RankGroups;
-  private readonly clock: WaitClock;
   private readonly started: number;
+  private readonly waitedBefore: number;
 
   /** Starts timing now a step of `kind` and attention `cost` (micro-batch.ts). */
   constructor(
-    groups: RankGroups,
+    private readonly waits: WaitClock,
     private readonly kind: DboStepKind,
     private readonly cost: number,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.clock = new WaitClock(now);
-    const tp = new TimedCommunicator(groups.tp, this.clock);
-    this.groups = { tp, moe: groups.moe === groups.tp ? tp : new TimedCommunicator(groups.moe, this.clock) };
     this.started = now();
+    this.waitedBefore = waits.stats.waitMs;
   }
 
   /** The sample of the step, once its forward finished, as one batch or `split`. */
   finish(split: boolean): DboStepSample {
     const wallMs = this.now() - this.started;
-    return { kind: this.kind, split, wallMs, commWaitMs: this.clock.stats.waitMs, cost: this.cost };
+    const commWaitMs = this.waits.stats.waitMs - this.waitedBefore;
+    return { kind: this.kind, split, wallMs, commWaitMs, cost: this.cost };
   }
 }
 

@@ -7,7 +7,7 @@ import type { DeepseekForCausalLM, ForwardObserver } from '../models/deepseek.js
 import type { ForwardBatch } from '../models/forward-batch.js';
 import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import type { Logger } from '../util/logger.js';
-import { type DboAutoPolicy, DboStepTimer, stepKindOf } from './dbo-auto.js';
+import { type DboAutoSwitch, DboStepTimer, stepKindOf } from './dbo-auto.js';
 import { runTwoMicroBatches } from './dbo-scheduler.js';
 import { type DboThresholds, decideSplit, joinLogits, splitForwardBatch } from './micro-batch.js';
 import type { Tracer } from './tracer.js';
@@ -21,7 +21,7 @@ export interface DboOptions {
    * The driver's automatic off-switch (dbo-auto.ts): it decides whether an eligible step splits, and the
    * vote carries its decision to the other ranks. Null or absent: every eligible step splits (followers).
    */
-  readonly auto?: DboAutoPolicy | null;
+  readonly auto?: DboAutoSwitch | null;
 }
 
 /** Statistics of the steps run, for benchmarks and logs. */
@@ -41,12 +41,11 @@ function observerFor(tracer: Tracer | null, mb: number): ForwardObserver | undef
 export async function forwardWithDbo(
   model: DeepseekForCausalLM,
   cache: MlaKvCache,
-  rankGroups: RankGroups,
+  groups: RankGroups,
   batch: ForwardBatch,
   opts: DboOptions,
   stats?: DboStats,
 ): Promise<Float32Array> {
-  let groups = rankGroups;
   if (stats) stats.steps++;
   const tracer = opts.tracer;
   tracer?.resetLayers();
@@ -61,7 +60,8 @@ export async function forwardWithDbo(
     const comm = groups.moe;
     if (opts.enabled && comm.worldSize > 1) {
       const d = decideSplit(batch, opts.thresholds);
-      const auto = d.split && opts.auto ? opts.auto.decide(stepKindOf(batch)) : null;
+      const autoSwitch = d.split ? (opts.auto ?? null) : null;
+      const auto = autoSwitch?.policy.decide(stepKindOf(batch)) ?? null;
       // Every rank votes; the step splits only if all ranks can (and the driver's off-switch agrees).
       const vote = Float32Array.of(d.split && (auto?.split ?? true) ? 1 : 0);
       const span = tracer?.beginComm(0, 'split vote');
@@ -78,10 +78,7 @@ export async function forwardWithDbo(
           (d.split && !split && (auto?.split ?? true) ? '; another rank could not split' : ''),
       );
       stepArgs = { tokens: batch.numTokens, split, splitToken: at, reason };
-      if (auto) {
-        timer = new DboStepTimer(groups, stepKindOf(batch), d.costA + d.costB);
-        groups = timer.groups;
-      }
+      if (autoSwitch) timer = new DboStepTimer(autoSwitch.waits, stepKindOf(batch), d.costA + d.costB);
     }
     if (!split) {
       if (!tracer) return await model.forward(batch, cache, undefined, groups);
@@ -104,7 +101,7 @@ export async function forwardWithDbo(
     return joinLogits(mb, a, b, model.config.vocabSize);
   } finally {
     // (A step that threw broke the group; what the policy learns from it no longer matters.)
-    if (timer) opts.auto?.record(timer.finish(split));
+    if (timer) opts.auto?.policy.record(timer.finish(split));
     tracer?.endStep(stepArgs);
   }
 }

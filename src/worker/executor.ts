@@ -100,7 +100,6 @@ export class DriverExecutor implements ModelExecutor {
   private closed = false;
   /** The rank's groups, timing the driver's waits on one clock. */
   private readonly groups: RankGroups;
-  private readonly clock = new WaitClock();
   private numSteps = 0;
   private executeMs = 0;
 
@@ -108,6 +107,8 @@ export class DriverExecutor implements ModelExecutor {
     private readonly rank: RankState,
     /** Runs after the group is told to stop (e.g. waits for follower threads to exit). */
     private readonly onClose: () => Promise<void> = async () => {},
+    /** Where the driver's waits on collectives are summed (DBO's off-switch reads it too). */
+    private readonly clock: WaitClock = new WaitClock(),
   ) {
     const { tp, moe } = rank.groups;
     const timedTp = new TimedCommunicator(tp, this.clock);

@@ -41,7 +41,8 @@ test('the tuning comes from --additional-config and is validated', () => {
   assert.deepEqual([dbo.autoOffMinGain, dbo.autoOffMinCommShare, dbo.autoOffProbeInterval], [0.05, 0.1, 8]);
   assert.throws(
     () => dboOf(['--additional-config', '{"dbo_auto_off_probe_interval": 0}']),
-    (e: unknown) => e instanceof EngineConfigError && /probe_interval must be a positive integer, got 0/.test(e.message),
+    (e: unknown) =>
+      e instanceof EngineConfigError && /probe_interval must be a positive integer, got 0/.test(e.message),
   );
   assert.throws(
     () => dboOf(['--additional-config', '{"dbo_auto_off_min_gain": "high"}']),

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
-import { singleGroup } from '../../src/layers/rank-groups.js';
+import { TimedCommunicator, WaitClock } from '../../src/worker/comm-timing.js';
 import {
   DboAutoPolicy,
   DboAutoSettingsError,
@@ -208,9 +208,11 @@ describe('DboAutoPolicy', () => {
 describe('DboStepTimer', () => {
   test('times the forward and its communication waits', async () => {
     let clock = 1000;
-    const timer = new DboStepTimer(singleGroup(new SingleRankCommunicator()), 'decode', 321, () => clock);
+    const waits = new WaitClock(() => clock);
+    const comm = new TimedCommunicator(new SingleRankCommunicator(), waits);
+    const timer = new DboStepTimer(waits, 'decode', 321, () => clock);
     clock = 1010;
-    const handle = timer.groups.moe.allReduce(new Float32Array(2));
+    const handle = comm.allReduce(new Float32Array(2));
     await handle.wait(); // completes at once: counted as 0 ms
     clock = 1042;
     assert.deepEqual(timer.finish(true), {
