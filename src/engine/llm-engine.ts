@@ -334,14 +334,20 @@ export class LLMEngine {
     const V = this.loaded.config.vocabSize;
     const sampled = this.sampler.sample(stackRows(rowsToSample, V), samplingStates);
 
-    const sampledTokenIds = new Map<string, number[]>();
-    const finished = new Map<string, FinishReason>();
+    // Each replica's scheduler hears of its own requests only.
+    const outputs = new Map(
+      this.replicas.map((r) => [
+        r,
+        { sampledTokenIds: new Map<string, number[]>(), finished: new Map<string, FinishReason>() },
+      ]),
+    );
     const newLogprobs = new Map<string, TokenLogprobs>();
     ids.forEach((id, i) => {
       const state = this.states.get(id)!;
+      const out = outputs.get(this.replicaOf.get(id)!)!;
       const token = sampled.sampledTokenIds[i]!;
       state.sampling.appendOutputToken(token);
-      sampledTokenIds.set(id, [token]);
+      out.sampledTokenIds.set(id, [token]);
       const lp = sampled.logprobs[i];
       if (lp && state.logprobs) {
         state.logprobs.push(lp);
@@ -352,15 +358,10 @@ export class LLMEngine {
       if (finish) {
         state.finishReason = finish.finishReason;
         state.stopReason = finish.stopReason;
-        finished.set(id, finish.finishReason === 'stop' ? 'stopped' : 'length');
+        out.finished.set(id, finish.finishReason === 'stop' ? 'stopped' : 'length');
       }
     });
-    const stepOutputs = this.replicas.flatMap((r) =>
-      r.scheduler.updateFromOutput({
-        sampledTokenIds: ownedBy(sampledTokenIds, r, this.replicaOf),
-        finished: ownedBy(finished, r, this.replicaOf),
-      }),
-    );
+    const stepOutputs = this.replicas.flatMap((r) => r.scheduler.updateFromOutput(outputs.get(r)!));
 
     const updates: RequestUpdate[] = [];
     for (const out of stepOutputs) {
@@ -435,17 +436,6 @@ export class LLMEngine {
     await this.executor.close();
     await this.kernels.dispose();
   }
-}
-
-/** The entries of `map` whose requests run on `replica`. */
-function ownedBy<V>(
-  map: ReadonlyMap<string, V>,
-  replica: EngineReplica,
-  replicaOf: ReadonlyMap<string, EngineReplica>,
-): Map<string, V> {
-  const out = new Map<string, V>();
-  for (const [id, v] of map) if (replicaOf.get(id) === replica) out.set(id, v);
-  return out;
 }
 
 /**

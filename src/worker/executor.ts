@@ -97,6 +97,8 @@ async function gatherReplicaLogits(
 export class DriverExecutor implements ModelExecutor {
   readonly dboStats: DboStats = { steps: 0, splitSteps: 0 };
   readonly numReplicas: number;
+  /** Ranks per replica (its tensor-parallel group). */
+  private readonly tpSize: number;
   private closed = false;
   /** The rank's groups, timing the driver's waits on one clock. */
   private readonly groups: RankGroups;
@@ -113,7 +115,7 @@ export class DriverExecutor implements ModelExecutor {
     const { tp, moe } = rank.groups;
     const timedTp = new TimedCommunicator(tp, this.clock);
     this.groups = { tp: timedTp, moe: moe === tp ? timedTp : new TimedCommunicator(moe, this.clock) };
-    this.numReplicas = replicaLayout(rank.groups).replicas;
+    ({ replicas: this.numReplicas, tp: this.tpSize } = replicaLayout(rank.groups));
   }
 
   get stepTiming(): StepTimingStats {
@@ -122,7 +124,6 @@ export class DriverExecutor implements ModelExecutor {
 
   async execute(batches: readonly ForwardBatch[]): Promise<Float32Array[]> {
     const { model, cache, dbo } = this.rank;
-    const { tp } = replicaLayout(this.rank.groups);
     if (batches.length !== this.numReplicas)
       throw new RangeError(`${batches.length} batches for ${this.numReplicas} engine replica(s)`);
     const world = this.groups.moe;
@@ -136,7 +137,7 @@ export class DriverExecutor implements ModelExecutor {
       const logits = await forwardWithDbo(model, cache, this.groups, batches[0]!, dbo, this.dboStats);
       if (this.numReplicas === 1) return [logits];
       const rows = batches.map((b) => b.logitsIndices.length);
-      return await gatherReplicaLogits(world, tp, rows, model.config.vocabSize, logits);
+      return await gatherReplicaLogits(world, this.tpSize, rows, model.config.vocabSize, logits);
     } finally {
       this.numSteps++;
       this.executeMs += performance.now() - started;
