@@ -25,26 +25,43 @@ interface Pair {
 }
 
 /**
- * The pairs of tokens [first, first + count) whose experts rank `dst` holds (experts are spread evenly,
- * `expertsPerRank` per rank): tokens in order, each one's experts in routing order.
+ * The (token, expert) pairs of tokens [first, first + count), bucketed by the rank holding the expert
+ * (experts are spread evenly, `expertsPerRank` per rank): in each bucket tokens in order, each one's experts
+ * in routing order. One pass over the routing.
  */
-function pairsTo(
+function pairsByRank(
+  routing: Routing,
+  first: number,
+  count: number,
+  expertsPerRank: number,
+  numRanks: number,
+): Pair[][] {
+  const K = routing.topK;
+  const out: Pair[][] = Array.from({ length: numRanks }, () => []);
+  for (let i = first * K; i < (first + count) * K; i++) {
+    const e = routing.experts[i]!;
+    out[Math.floor(e / expertsPerRank)]!.push({
+      token: Math.floor(i / K),
+      expert: e,
+      weight: routing.weights[i]!,
+    });
+  }
+  return out;
+}
+
+/** How many pairs of tokens [first, first + count) go to rank `dst` (see pairsByRank). */
+function countPairsTo(
   routing: Routing,
   first: number,
   count: number,
   expertsPerRank: number,
   dst: number,
-): Pair[] {
+): number {
   const K = routing.topK;
-  const out: Pair[] = [];
-  for (let t = first; t < first + count; t++) {
-    for (let j = 0; j < K; j++) {
-      const e = routing.experts[t * K + j]!;
-      if (Math.floor(e / expertsPerRank) === dst)
-        out.push({ token: t, expert: e, weight: routing.weights[t * K + j]! });
-    }
-  }
-  return out;
+  let n = 0;
+  for (let i = first * K; i < (first + count) * K; i++)
+    if (Math.floor(routing.experts[i]! / expertsPerRank) === dst) n++;
+  return n;
 }
 
 /**
@@ -70,16 +87,14 @@ export async function moeAllToAll(
   const share = unevenShare(T, plan.rank, plan.size);
 
   // Dispatch: rows of [expert id, hidden...] to each rank holding the experts.
-  const sendPairs = Array.from({ length: P }, (_, dst) =>
-    pairsTo(routing, share.start, share.count, perRank, dst),
-  );
+  const sendPairs = pairsByRank(routing, share.start, share.count, perRank, P);
   const sendRowCounts = Int32Array.from(sendPairs, (p) => p.length);
   const recvRowCounts = new Int32Array(P);
   if (group.dataParallelSize === 1) {
     // Every rank routed the same tokens: the rows rank src sends here follow from its token share.
     for (let src = 0; src < P; src++) {
       const s = unevenShare(T, src, P);
-      recvRowCounts[src] = pairsTo(routing, s.start, s.count, perRank, group.rank).length;
+      recvRowCounts[src] = countPairsTo(routing, s.start, s.count, perRank, group.rank);
     }
   } else {
     // Communication point: all-to-all of the row counts (one per pair of ranks).
