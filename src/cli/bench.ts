@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../bench/backends.js';
 import { type BenchServeArgs, DEFAULT_BENCH_SERVE_ARGS as D } from '../bench/serve-args.js';
 import { runServeBenchmark } from '../bench/serve-benchmark.js';
+import { jsonObjectArg } from './json-object-arg.js';
 
 function intArg(flag: string, min: number) {
   return (v: string): number => {
@@ -34,21 +35,6 @@ function rateArg(flag: string) {
     if (v.trim() === '' || !(n > 0))
       throw new InvalidArgumentError(`${flag} takes a number > 0 or inf, got "${v}"`);
     return n;
-  };
-}
-
-function jsonObjectArg(flag: string) {
-  return (v: string): Record<string, unknown> => {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(v);
-    } catch (e) {
-      throw new InvalidArgumentError(`${flag} takes a JSON object, got "${v}" (${(e as Error).message})`);
-    }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw new InvalidArgumentError(`${flag} takes a JSON object such as '{"top_k": 1}', got "${v}"`);
-    }
-    return parsed as Record<string, unknown>;
   };
 }
 
@@ -169,7 +155,7 @@ export function benchServeCommand(): Command {
     .option(
       '--extra-body <json>',
       'JSON object merged into every request body',
-      jsonObjectArg('--extra-body'),
+      jsonObjectArg('--extra-body', '{"top_k": 1}'),
     )
     .option('--send-token-ids', 'Duet: send random prompts as token ids instead of text (completions only)');
   cmd.action(async (o: Record<string, unknown>) => {

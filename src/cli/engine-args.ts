@@ -11,6 +11,7 @@ import {
   type ModelDType,
   validateEngineConfig,
 } from '../config/engine-config.js';
+import { jsonObjectArg } from './json-object-arg.js';
 
 function intArg(flag: string) {
   return (v: string): number => {
@@ -47,23 +48,6 @@ function boolArg(flag: string) {
   };
 }
 
-function jsonObjectArg(flag: string) {
-  return (v: string): Record<string, unknown> => {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(v);
-    } catch (e) {
-      throw new InvalidArgumentError(`${flag} takes a JSON object, got "${v}" (${(e as Error).message})`);
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new InvalidArgumentError(
-        `${flag} takes a JSON object such as '{"num_hidden_layers": 4}', got "${v}"`,
-      );
-    }
-    return parsed as Record<string, unknown>;
-  };
-}
-
 /** Adds the engine flags to a command. */
 export function addEngineOptions(cmd: Command): Command {
   const d = DEFAULT_ENGINE_CONFIG;
@@ -90,7 +74,7 @@ export function addEngineOptions(cmd: Command): Command {
     .option(
       '--hf-overrides <json>',
       'JSON merged into config.json, e.g. \'{"num_hidden_layers": 4}\'',
-      jsonObjectArg('--hf-overrides'),
+      jsonObjectArg('--hf-overrides', '{"num_hidden_layers": 4}'),
     )
     .option(
       '--max-model-len <n>',
@@ -194,7 +178,7 @@ export function addEngineOptions(cmd: Command): Command {
     .option(
       '--additional-config <json>',
       'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold, dbo_auto_off, dbo_auto_off_min_gain, dbo_auto_off_max_loss, dbo_auto_off_min_comm_share, dbo_auto_off_probe_interval',
-      jsonObjectArg('--additional-config'),
+      jsonObjectArg('--additional-config', '{"moe_comm": "alltoall"}'),
     )
     .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')
     .option('--trust-remote-code', 'accepted for compatibility; Duet runs only its own model code');
