@@ -3,6 +3,8 @@
 // The hash is only a bucket key: the block pool confirms every hit by comparing token ids and the parent
 // block, so a collision costs a missed hit, never a wrong KV.
 
+import { fmix32 } from '../util/fmix32.js';
+
 /** A 64-bit block hash as 16 lowercase hex digits. */
 export type BlockHash = string;
 
@@ -10,16 +12,6 @@ const TWO_POW_32 = 4294967296;
 
 function rotl32(x: number, r: number): number {
   return (x << r) | (x >>> (32 - r));
-}
-
-/** Murmur3's 32-bit finalizer: spreads every input bit over the whole word. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** Two independent murmur3-style lanes; together a 64-bit state. */

@@ -14,6 +14,7 @@
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { RawWeight } from '../kernels/kernels.js';
 import { deepseekTensorSpecs, numElements, type TensorSpec } from '../models/deepseek-weights.js';
+import { fmix32 } from '../util/fmix32.js';
 import { f32BitsToBf16 } from './half-float.js';
 import {
   checkBlock,
@@ -58,16 +59,6 @@ export function dummyInit(spec: TensorSpec): DummyInit {
   const fanIn = shape[shape.length - 1] ?? 1;
   // A uniform on [-a, a] has std a / sqrt(3).
   return { center: 0, amplitude: Math.sqrt(3 / Math.max(1, fanIn)) };
-}
-
-/** murmur3's 32-bit finaliser: a bijective mix of all input bits. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** One step of the xorshift32 generator (shifts 13, 17, 5). */
