@@ -316,7 +316,7 @@ async function main(): Promise<void> {
     "\nms/step: the driver's time in the model forward per step (batch broadcast included); comm wait / share: the " +
       'part of it the driver spent blocked on collectives (transfers, latency and waiting for the slower rank); ' +
       'head CPU: CPU time of the head process (compute and communication threads) over wall time. With -dp 2 ' +
-      'a step runs both replicas\' batches (each up to the step token budget) at once.',
+      "a step runs both replicas' batches (each up to the step token budget) at once.",
   );
 }
 
