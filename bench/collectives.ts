@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { inHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import {
   createLoopbackTcpGroup,
   createSharedMemoryGroup,
@@ -19,7 +20,6 @@ import {
   type GroupDescriptor,
 } from '../src/distributed/group.js';
 import type { BenchRankConfig, BenchRankResult } from './collectives-rank.js';
-import { inHost, whyNoNetns, withTestbed } from './testbed/testbed.js';
 
 const RANK = fileURLToPath(new URL('./collectives-rank.js', import.meta.url));
 

@@ -37,6 +37,7 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import {
   combineRanks,
   medianStep,
@@ -46,7 +47,6 @@ import {
   totalSteps,
 } from './dbo-trace.js';
 import { panelTitle, renderStepsSvg } from './dbo-trace-svg.js';
-import { inHost, type TestbedHost, whyNoNetns, withTestbed } from './testbed/testbed.js';
 
 const DUET = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
 

@@ -20,10 +20,10 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Command } from 'commander';
+import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import { addEngineOptions, engineConfigFromOptions, normaliseFlagSpelling } from '../src/cli/engine-args.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
-import { inHost, type TestbedHost, whyNoNetns, withTestbed } from './testbed/testbed.js';
 
 enableWasmFeatures();
 

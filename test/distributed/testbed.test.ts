@@ -1,4 +1,4 @@
-// The network-namespace testbed (bench/testbed/testbed.sh and its helper): hosts get their addresses and
+// The network-namespace testbed (scripts/testbed/testbed.sh and its helper): hosts get their addresses and
 // only a route to each other, links are rate-limited, and everything is removed afterwards — also when
 // the body throws and when a command run by the script fails. Skipped where root or `ip netns` is missing.
 
@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { inHost, whyNoNetns, withTestbed } from '../helpers/testbed.js';
 
-const SCRIPT = fileURLToPath(new URL('../../../bench/testbed/testbed.sh', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../../../scripts/testbed/testbed.sh', import.meta.url));
 const noNetns = whyNoNetns();
 const skip = noNetns && `skipped: the testbed needs root and ip netns (${noNetns})`;
 

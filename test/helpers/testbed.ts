@@ -1,5 +1,5 @@
 // Tests reach the network-namespace testbed through here (the implementation lives beside the script in
-// bench/testbed/, where the benchmarks use it too).
+// scripts/testbed/, where the benchmarks use it too).
 
 export {
   canUseNetns,
@@ -8,4 +8,4 @@ export {
   type TestbedOptions,
   whyNoNetns,
   withTestbed,
-} from '../../bench/testbed/testbed.js';
+} from '../../scripts/testbed/testbed.js';

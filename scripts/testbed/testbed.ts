@@ -1,4 +1,4 @@
-// Access to the network-namespace testbed (bench/testbed/testbed.sh) for tests and benchmarks: whether
+// Access to the network-namespace testbed (scripts/testbed/testbed.sh) for tests and benchmarks: whether
 // this machine can host one (root, iproute2, working `ip netns`, veth and tc), and a scope that creates
 // N shaped hosts and always removes them afterwards — also when the body throws or the process exits.
 
@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
-const SCRIPT = fileURLToPath(new URL('../../../bench/testbed/testbed.sh', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../../../scripts/testbed/testbed.sh', import.meta.url));
 
 export interface TestbedHost {
   readonly index: number;
