@@ -3,12 +3,14 @@
 // nothing on the CPU platform are accepted with a one-line notice; flags for features Duet lacks are
 // errors, never silently ignored. Runs until SIGINT / SIGTERM, then closes the server and the engine.
 
+import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runHeadlessNode } from '../engine/multi-node.js';
 import { startServer } from '../server/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
-import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
+import { addEngineOptions } from './engine-args.js';
+import { engineConfigUnderLauncher } from './launcher-options.js';
 
 /** A server flag that cannot be used as given: says what is allowed. */
 export class ServeOptionError extends Error {
@@ -205,7 +207,15 @@ export function serveCommand(): Command {
     if (o.uds !== undefined && (o.host !== '127.0.0.1' || o.port !== 8000)) {
       logger.info('notice: --uds is given, so --host and --port are not used');
     }
-    const engineConfig = engineConfigFromOptions(o);
+    // Under mpirun, srun, torchrun or a LeaderWorkerSet the rank flags may come from the environment.
+    const isGiven = (key: string) => cmd.getOptionValueSource(key) === 'cli';
+    const engineConfig = engineConfigUnderLauncher(
+      o,
+      isGiven,
+      process.env,
+      os.availableParallelism(),
+      logger,
+    );
     if (engineConfig.parallel.headless) {
       // A headless node runs only its tensor-parallel ranks for the head node; no API server.
       await runHeadlessNode(engineConfig, logger);
