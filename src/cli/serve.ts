@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../util/logger.js';
 import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
 import { addEngineOptions } from './engine-args.js';
 import { engineConfigUnderLauncher } from './launcher-options.js';
+import { runHeadlessUntilStopped, serveUntilSignalled } from './serve-signals.js';
 
 /** A server flag that cannot be used as given: says what is allowed. */
 export class ServeOptionError extends Error {
@@ -25,6 +26,19 @@ function intIn(flag: string, min: number, max: number) {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max) {
       throw new InvalidArgumentError(`${flag} takes an integer in [${min}, ${max}], got "${v}"`);
+    }
+    return n;
+  };
+}
+
+/** Default --shutdown-timeout: drains within Kubernetes' default 30 s termination grace. */
+const DEFAULT_SHUTDOWN_TIMEOUT_S = 20;
+
+function secondsArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 86_400) {
+      throw new InvalidArgumentError(`${flag} takes a number of seconds in [0, 86400], got "${v}"`);
     }
     return n;
   };
@@ -157,7 +171,13 @@ function addServerOptions(cmd: Command): Command {
     )
     .option('--response-role <role>', 'role of the generated chat message', 'assistant')
     .option('--return-tokens-as-token-ids', 'show log-prob tokens as "token_id:<id>"')
-    .option('--allowed-origins <json>', 'CORS origins, a JSON list (default ["*"])', originsArg);
+    .option('--allowed-origins <json>', 'CORS origins, a JSON list (default ["*"])', originsArg)
+    .option(
+      '--shutdown-timeout <seconds>',
+      'on SIGTERM, how long open requests may run to their end before they are ended with an error',
+      secondsArg('--shutdown-timeout'),
+      DEFAULT_SHUTDOWN_TIMEOUT_S,
+    );
   for (const f of NO_CPU_MEANING) {
     cmd.option(
       f.takesValue ? `${f.flag} <value>` : f.flag,
@@ -218,7 +238,8 @@ export function serveCommand(): Command {
     );
     if (engineConfig.parallel.headless) {
       // A headless node runs only its tensor-parallel ranks for the head node; no API server.
-      await runHeadlessNode(engineConfig, logger);
+      const running = runHeadlessNode(engineConfig, logger);
+      await runHeadlessUntilStopped(running, (o.shutdownTimeout as number) * 1000, logger);
       return;
     }
     logger.info(`duet serve: model ${engineConfig.model.model ?? '(embedded default, random weights)'}`);
@@ -240,21 +261,7 @@ export function serveCommand(): Command {
       ...(o.allowedOrigins !== undefined ? { allowedOrigins: o.allowedOrigins as string[] } : {}),
       logger,
     });
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        logger.info(`${signal}: shutting down`);
-        process.off('SIGINT', onInt);
-        process.off('SIGTERM', onTerm);
-        void server.close().then(resolve, (e: Error) => {
-          logger.error(`shutdown failed: ${e.message}`);
-          resolve();
-        });
-      };
-      const onInt = () => stop('SIGINT');
-      const onTerm = () => stop('SIGTERM');
-      process.on('SIGINT', onInt);
-      process.on('SIGTERM', onTerm);
-    });
+    await serveUntilSignalled(server, (o.shutdownTimeout as number) * 1000, logger);
   });
   return cmd;
 }

@@ -14,7 +14,9 @@ import { loadModelTokenizer } from '../models/model-loader.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
 import { buildApp } from './app.js';
+import { ServerLifecycle } from './lifecycle.js';
 import { ServerMetrics } from './metrics.js';
+import { registerProbeRoutes } from './routes/probes.js';
 import type { ServingContext, ServingOptions } from './serving-context.js';
 import { DEFAULT_LOG_STATS_INTERVAL_S, startStatsLogger } from './stats-logger.js';
 
@@ -39,6 +41,9 @@ export interface ServerOptions extends Partial<Omit<ServingOptions, 'servedModel
   readonly workerUrl?: URL;
 }
 
+/** Longest a close waits for the endings of the requests the engine's stop cut short to be written. */
+const ENDINGS_FLUSH_MS = 5_000;
+
 /** Duet's version from package.json. */
 export function duetVersion(): string {
   try {
@@ -51,7 +56,7 @@ export function duetVersion(): string {
 
 /** A running server. */
 export class DuetServer {
-  private closed: Promise<void> | null = null;
+  private closed: Promise<boolean> | null = null;
 
   constructor(
     readonly app: FastifyInstance,
@@ -59,6 +64,8 @@ export class DuetServer {
     /** http://host:port, or unix:<path> with --uds. */
     readonly url: string,
     private readonly stopStats: () => void,
+    private readonly lifecycle: ServerLifecycle,
+    private readonly logger: Logger,
   ) {}
 
   get engine(): AsyncEngine {
@@ -69,14 +76,30 @@ export class DuetServer {
     return this.ctx.metrics;
   }
 
-  /** Stops listening, ends open connections (their requests are aborted), then stops the engine. */
-  close(): Promise<void> {
+  /**
+   * Shuts down in the order of lifecycle.ts: refuses new requests, waits up to `graceMs` for the open
+   * ones, stops the engine (what still runs ends with an error, properly written), then closes the
+   * listener and the connections. Resolves true when every open request finished within the grace.
+   */
+  close(graceMs = 0): Promise<boolean> {
     this.closed ??= (async () => {
+      this.lifecycle.startDraining();
+      const drained = await this.lifecycle.waitIdle(graceMs);
+      if (!drained) {
+        this.logger.warn(`${this.lifecycle.numOpen} request(s) still open; ending them with an error`);
+      }
       this.stopStats();
-      await this.app.close();
       await this.ctx.engine.close();
+      await this.lifecycle.waitIdle(ENDINGS_FLUSH_MS);
+      await this.app.close();
+      return drained;
     })();
     return this.closed;
+  }
+
+  /** Cuts a close's grace period short: open requests are ended now (a second signal). */
+  endGrace(): void {
+    this.lifecycle.endGrace();
   }
 }
 
@@ -131,6 +154,9 @@ export async function startServer(options: ServerOptions): Promise<DuetServer> {
       },
     };
     const app = buildApp(ctx);
+    const lifecycle = new ServerLifecycle();
+    lifecycle.install(app);
+    registerProbeRoutes(app, ctx, lifecycle);
     let url: string;
     if (options.uds) {
       const path = resolve(options.uds);
@@ -150,7 +176,7 @@ export async function startServer(options: ServerOptions): Promise<DuetServer> {
     if (ctx.options.apiKey !== null)
       logger.info('an API key is required on /v1 routes (Authorization: Bearer)');
     logger.info(`serving model "${names.join('", "')}" (max_model_len ${info.maxModelLen}) at ${url}`);
-    return new DuetServer(app, ctx, url, stopStats);
+    return new DuetServer(app, ctx, url, stopStats, lifecycle, logger);
   } catch (e) {
     if (engine) await engine.close();
     else await engineStarting.then((started) => started.close()).catch(() => {});
