@@ -1,7 +1,7 @@
 // How `duet serve` stops on SIGTERM and SIGINT.
 // - The head (the API server): SIGTERM drains (new requests get 503, open ones have up to
-//   --shutdown-timeout seconds to finish, the rest end with an error), SIGINT ends the open requests at
-//   once; either way every response is ended properly and the process exits 0. A second signal during the
+//   --shutdown-timeout seconds to finish, the rest are aborted: finish_reason "abort"), SIGINT aborts the
+//   open requests at once; either way every response is ended properly and the process exits 0. A second signal during the
 //   drain cuts it short.
 // - A headless node: a signal does not stop it at once, because its head (signalled by the same manager:
 //   mpirun, a LeaderWorkerSet, srun) is still draining on its ranks; the head stops the group when done,
@@ -49,7 +49,7 @@ export function serveUntilSignalled(
   return new Promise<void>((resolve) => {
     const stopListening = onSignals(signals, (name, count) => {
       if (count > 1) {
-        log.info(`${name} again: ending the open requests now`);
+        log.info(`${name} again: aborting the open requests now`);
         server.endGrace();
         return;
       }
@@ -57,7 +57,7 @@ export function serveUntilSignalled(
       log.info(
         graceMs > 0
           ? `${name}: draining: new requests get 503, open ones have up to ${graceMs / 1000} s to finish`
-          : `${name}: shutting down; open requests end now`,
+          : `${name}: shutting down; aborting the open requests`,
       );
       void server.close(graceMs).then(
         (drained) => {
@@ -78,7 +78,7 @@ export function serveUntilSignalled(
 /**
  * A headless node: resolves when `running` does (the head stopped the group), rejects when it does (the
  * head was lost). After a signal, `leave(1)` is called if the head has not stopped the group within
- * `shutdownTimeoutMs + HEADLESS_MARGIN_MS`, or at once on a second signal.
+ * `shutdownTimeoutMs + marginMs`, or at once on a second signal.
  */
 export async function runHeadlessUntilStopped(
   running: Promise<void>,
@@ -86,20 +86,23 @@ export async function runHeadlessUntilStopped(
   log: Logger,
   signals: SignalSource = process,
   leave: (code: number) => void = (code) => process.exit(code),
+  marginMs = HEADLESS_MARGIN_MS,
 ): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const stopListening = onSignals(signals, (name, count) => {
     if (count > 1) {
       log.error(`${name} again: leaving the group now`);
+      clearTimeout(timer);
       leave(1);
       return;
     }
-    const waitMs = shutdownTimeoutMs + HEADLESS_MARGIN_MS;
+    const waitMs = shutdownTimeoutMs + marginMs;
     log.info(`${name}: serving the head until it stops the group (at most ${waitMs / 1000} s)`);
     timer = setTimeout(() => {
       log.error(`the head did not stop the group within ${waitMs / 1000} s of ${name}; leaving`);
       leave(1);
     }, waitMs);
+    timer.unref(); // the ranks keep the process alive; the timer alone must not
   });
   try {
     await running;

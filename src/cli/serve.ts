@@ -174,7 +174,7 @@ function addServerOptions(cmd: Command): Command {
     .option('--allowed-origins <json>', 'CORS origins, a JSON list (default ["*"])', originsArg)
     .option(
       '--shutdown-timeout <seconds>',
-      'on SIGTERM, how long open requests may run to their end before they are ended with an error',
+      'on SIGTERM, how long open requests may run to their end before they are aborted',
       secondsArg('--shutdown-timeout'),
       DEFAULT_SHUTDOWN_TIMEOUT_S,
     );

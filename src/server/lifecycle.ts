@@ -3,8 +3,10 @@
 // responses are still open so that a shutdown can wait for them. The shutdown order itself is
 // DuetServer.close's:
 //   1. drain: refuse new requests; wait up to the grace period for the open ones to finish;
-//   2. stop the engine: requests still running end with an error (an error event and [DONE] on a stream,
-//      a JSON error otherwise), never a cut connection;
+//   2. stop the engine: requests still running are aborted and end as vLLM ends an aborted request
+//      (finish_reason "abort", then [DONE] on a stream; a whole reply with what was generated), or with an
+//      error (an error event and [DONE], or a JSON error) where one was not in the engine yet; never a
+//      cut connection;
 //   3. wait (briefly) for those endings to be written, then close the listener and every connection.
 
 import type { FastifyInstance } from 'fastify';

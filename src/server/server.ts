@@ -78,7 +78,7 @@ export class DuetServer {
 
   /**
    * Shuts down in the order of lifecycle.ts: refuses new requests, waits up to `graceMs` for the open
-   * ones, stops the engine (what still runs ends with an error, properly written), then closes the
+   * ones, stops the engine (what still runs is aborted: finish_reason "abort"), then closes the
    * listener and the connections. Resolves true when every open request finished within the grace.
    */
   close(graceMs = 0): Promise<boolean> {
@@ -86,7 +86,9 @@ export class DuetServer {
       this.lifecycle.startDraining();
       const drained = await this.lifecycle.waitIdle(graceMs);
       if (!drained) {
-        this.logger.warn(`${this.lifecycle.numOpen} request(s) still open; ending them with an error`);
+        this.logger.warn(
+          `${this.lifecycle.numOpen} request(s) still open; ending them (finish_reason "abort")`,
+        );
       }
       this.stopStats();
       await this.ctx.engine.close();
