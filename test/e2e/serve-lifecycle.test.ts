@@ -38,16 +38,15 @@ const LONG = { model: 'tiny', prompt: [1, 2, 3], max_tokens: 240, temperature: 0
 
 let servers = 0;
 
+/** The fixture and a small KV cache: start-up in about a second. */
+const FIXTURE = [fixtureDir('v2-tiny'), '--block-size', '16', '--kv-cache-memory', '8MiB'];
+
 /** Starts `duet serve` on the fixture; resolves once it serves. */
 async function startServe(extra: string[]): Promise<{ p: DuetProcess; socket: string }> {
   const socket = join(tmp, `s${servers++}.sock`);
   const p = processes.spawn('server', host!, [
     'serve',
-    fixtureDir('v2-tiny'),
-    '--block-size',
-    '16',
-    '--kv-cache-memory',
-    '8MiB',
+    ...FIXTURE,
     '--served-model-name',
     'tiny',
     '--uds',
@@ -156,11 +155,7 @@ test('a headless node whose head dies exits non-zero', async (t) => {
   const cluster = ['-tp', '2', '--nnodes', '2', '--master-port', String(port), '--num-threads', '1'];
   const node = processes.spawn('headless node', host!, [
     'serve',
-    fixtureDir('v2-tiny'),
-    '--block-size',
-    '16',
-    '--kv-cache-memory',
-    '8MiB',
+    ...FIXTURE,
     ...cluster,
     '--node-rank',
     '1',
