@@ -61,6 +61,7 @@ function rendezvousSettings(config: EngineConfig): RendezvousSettings {
     masterPort: p.masterPort,
     secret: p.clusterSecret,
     timeoutMs: Math.max(p.distTimeoutMs, MIN_RENDEZVOUS_TIMEOUT_MS),
+    ranksPerNode: ranksPerNode(config),
   };
 }
 
@@ -106,7 +107,7 @@ export async function headRankLayout(
   );
   log.info(`all ${config.parallel.nnodes} nodes joined; ${result.peers.length} ranks form the group`);
   return {
-    descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
+    descriptor: createTcpGroup(result.peers, { groupId: result.groupId, linkKey: result.linkKey }),
     replicaGroups: localReplicaGroups(config),
     workerRanks: Array.from({ length: k - 1 }, (_, i) => i + 1),
     hostsDriver: true,
@@ -139,7 +140,7 @@ export async function runHeadlessNode(config: EngineConfig, log: Logger): Promis
     Math.max(1, Math.floor(numThreads / k)),
     log,
     {
-      descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
+      descriptor: createTcpGroup(result.peers, { groupId: result.groupId, linkKey: result.linkKey }),
       replicaGroups: localReplicaGroups(config),
       workerRanks: Array.from({ length: k }, (_, i) => first + i),
       hostsDriver: false,
