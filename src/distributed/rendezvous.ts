@@ -39,6 +39,8 @@ export interface RendezvousSettings {
   readonly timeoutMs: number;
   /** Ranks every node hosts (the head's welcome must list nnodes × this many peers). */
   readonly ranksPerNode: number;
+  /** How long a connection to the head may take to send its join (default JOIN_TIMEOUT_MS). */
+  readonly joinTimeoutMs?: number;
 }
 
 /** What a node runs, in a canonical form: equal summaries mean a compatible node. */
@@ -207,40 +209,35 @@ export function serveRendezvous(
       resolve({ groupId, peers, numBlocks, localHost: s.masterAddr, linkKey });
     };
 
+    /** Checks a join; returns why the node is refused, or null once it is admitted. */
+    const admit = (socket: Socket, challenge: string, msg: z.infer<typeof joinMessage>): string | null => {
+      const r = msg.nodeRank;
+      if (r < 1 || r >= s.nnodes) return `a join must name a node rank in 1..${s.nnodes - 1}, got ${r}`;
+      const expected = macOf(s.secret, ['join', challenge, r, msg.fingerprint, msg.peers]);
+      if (s.secret !== null && !sameMac(msg.auth, expected))
+        return `node ${r} does not know the cluster secret (--cluster-secret / DUET_CLUSTER_SECRET)`;
+      if (msg.fingerprint !== fingerprint)
+        return `node ${r} runs another model or configuration than the head (${describeDifference(summary, msg.summary)})`;
+      if (msg.peers.length !== s.ranksPerNode)
+        return `node ${r} offers ${msg.peers.length} rank addresses; each node hosts ${s.ranksPerNode}`;
+      if (joined.has(r)) return `node rank ${r} has already joined`;
+      joined.set(r, { socket, peers: msg.peers, nonce: msg.nonce });
+      return null;
+    };
+
     const onJoin = (socket: Socket, challenge: string, raw: unknown): void => {
-      const who = describeSocket(socket);
-      const refuse = (reason: string) => {
-        onRefused(reason);
-        send(socket, { type: 'refused', reason });
-        socket.end();
-      };
       const parsed = joinMessage.safeParse(raw);
       if (!parsed.success) {
-        onRefused(`closed the connection from ${who}: not a valid join message`);
+        onRefused(`closed the connection from ${describeSocket(socket)}: not a valid join message`);
         socket.destroy();
         return;
       }
-      const msg = parsed.data;
-      const r = msg.nodeRank;
-      if (r < 1 || r >= s.nnodes)
-        return refuse(`a join must name a node rank in 1..${s.nnodes - 1}, got ${r}`);
-      const expected = macOf(s.secret, ['join', challenge, r, msg.fingerprint, msg.peers]);
-      if (s.secret !== null && !sameMac(msg.auth, expected)) {
-        return refuse(`node ${r} does not know the cluster secret (--cluster-secret / DUET_CLUSTER_SECRET)`);
-      }
-      if (msg.fingerprint !== fingerprint) {
-        return refuse(
-          `node ${r} runs another model or configuration than the head (${describeDifference(summary, msg.summary)})`,
-        );
-      }
-      if (msg.peers.length !== s.ranksPerNode) {
-        return refuse(
-          `node ${r} offers ${msg.peers.length} rank addresses; each node hosts ${s.ranksPerNode}`,
-        );
-      }
-      if (joined.has(r)) return refuse(`node rank ${r} has already joined`);
-      joined.set(r, { socket, peers: msg.peers, nonce: msg.nonce });
-      if (joined.size === s.nnodes - 1) finish();
+      const reason = admit(socket, challenge, parsed.data);
+      if (reason !== null) {
+        onRefused(reason);
+        send(socket, { type: 'refused', reason });
+        socket.end();
+      } else if (joined.size === s.nnodes - 1) finish();
     };
 
     const server = createServer((socket) => {
@@ -256,12 +253,11 @@ export function serveRendezvous(
       socket.on('close', () => unjoined.delete(socket));
       const challenge = randomBytes(32).toString('hex');
       let answered = false;
+      const joinTimeoutMs = s.joinTimeoutMs ?? JOIN_TIMEOUT_MS;
       const late = setTimeout(() => {
-        onRefused(
-          `closed the connection from ${describeSocket(socket)}: no join within ${JOIN_TIMEOUT_MS} ms`,
-        );
+        onRefused(`closed the connection from ${describeSocket(socket)}: no join within ${joinTimeoutMs} ms`);
         socket.destroy();
-      }, JOIN_TIMEOUT_MS);
+      }, joinTimeoutMs);
       late.unref();
       socket.on('close', () => clearTimeout(late));
       jsonLines(
