@@ -4,7 +4,7 @@
 // holds whole replicas, whose tensor-parallel groups are local (shared memory).
 
 import os from 'node:os';
-import type { EngineConfig } from '../config/engine-config.js';
+import { type EngineConfig, isLoopbackHost } from '../config/engine-config.js';
 import {
   createSharedMemoryGroup,
   createTcpGroup,
@@ -93,6 +93,10 @@ export async function headRankLayout(
   const host = config.parallel.masterAddr;
   const ports = await findFreePorts(k, host);
   const settings = rendezvousSettings(config);
+  if (config.parallel.clusterSecret === null && !isLoopbackHost(host))
+    log.warn(
+      `--allow-insecure-cluster: the cluster ports on ${host} take no secret; anyone who reaches them during start-up can join or take a rank's place`,
+    );
   log.info(
     `waiting for ${config.parallel.nnodes - 1} node(s) to join at ${host}:${config.parallel.masterPort}` +
       (config.parallel.clusterSecret !== null ? ' (cluster secret required)' : '') +
