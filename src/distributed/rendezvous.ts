@@ -192,7 +192,9 @@ export function serveRendezvous(
   const joined = new Map<number, { socket: Socket; peers: TcpPeerAddress[]; nonce: string }>();
   const unjoined = new Set<Socket>();
   return new Promise<RendezvousResult>((resolve, reject) => {
+    let isFinished = false;
     const finish = () => {
+      isFinished = true;
       clearTimeout(timer);
       const peers: TcpPeerAddress[] = [...localPeers];
       for (let n = 1; n < s.nnodes; n++) peers.push(...joined.get(n)!.peers);
@@ -222,6 +224,10 @@ export function serveRendezvous(
         return `node ${r} offers ${msg.peers.length} rank addresses; each node hosts ${s.ranksPerNode}`;
       if (joined.has(r)) return `node rank ${r} has already joined`;
       joined.set(r, { socket, peers: msg.peers, nonce: msg.nonce });
+      // A node that goes away before everyone joined frees its rank (it may restart and join again).
+      socket.on('close', () => {
+        if (!isFinished && joined.get(r)?.socket === socket) joined.delete(r);
+      });
       return null;
     };
 

@@ -1,10 +1,10 @@
 // TCP collectives, run on a rank's communication thread. The group is a full mesh: each rank listens on
 // its address while the group forms, dials every lower rank, and the handshake (below) checks group id,
-// world size and the group's link key. Algorithms: large all-reduce is a ring reduce-scatter followed by a ring all-gather, split
-// into chunks that are pipelined (a chunk moves to the next step as soon as it has been received and
-// summed); reduce-scatter is the ring's first half; small all-reduce and reduce-scatter exchange directly
-// and sum in rank order; all-gather, all-to-all and barrier exchange directly; large broadcast is a
-// pipelined chain from the root. A peer whose connection closes fails the group at once; a peer that
+// world size and the group's link key. Algorithms: large all-reduce is a ring reduce-scatter followed by
+// a ring all-gather, split into chunks that are pipelined (a chunk moves to the next step as soon as it
+// has been received and summed); reduce-scatter is the ring's first half; small all-reduce and
+// reduce-scatter exchange directly and sum in rank order; all-gather, all-to-all and barrier exchange
+// directly; large broadcast is a pipelined chain from the root. A peer whose connection closes fails the group at once; a peer that
 // sends nothing (or reads nothing) while this rank waits on it fails it after `timeoutMs`.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';

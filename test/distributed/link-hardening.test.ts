@@ -93,6 +93,11 @@ function readFrame(socket: Socket): Promise<{ type: number; payload: Buffer }> {
   });
 }
 
+/** The header of a data frame of the first collective, announcing `length` bytes. */
+function dataHeader(length: number): Buffer {
+  return encodeHeader({ type: FrameType.data, kind: 1, step: 0, seq: 1, chunk: 0, length });
+}
+
 function controlFrame(type: number, body: unknown): Buffer {
   const payload = Buffer.from(JSON.stringify(body));
   return Buffer.concat([
@@ -126,14 +131,7 @@ test('finding 6: a raw socket announcing a 4 GiB frame without a handshake is cl
   const rank0 = connectCommunicator(group, 0, { connectTimeoutMs: 30_000, timeoutMs: 30_000 });
   const port = (group.peers[0] as { port: number }).port;
   const attacker = await dialUntilOpen(port);
-  const header = encodeHeader({
-    type: FrameType.data,
-    kind: 1,
-    step: 0,
-    seq: 1,
-    chunk: 0,
-    length: 0xffff_ffff,
-  });
+  const header = dataHeader(0xffff_ffff);
   const rssBefore = process.memoryUsage().rss;
   // 256 MiB of frame body: a rank that accepted the frame would hold it all (the rank runs in this process).
   const result = await stream(attacker, header, 256 << 20, 3000);
@@ -190,14 +188,7 @@ test('finding 6: an authenticated peer may not send a frame larger than the grou
   const socket = await handshakeAsRank1(group);
   const comm0 = await rank0;
   try {
-    const header = encodeHeader({
-      type: FrameType.data,
-      kind: 1,
-      step: 0,
-      seq: 1,
-      chunk: 0,
-      length: 64 * 1024 + 4,
-    });
+    const header = dataHeader(64 * 1024 + 4);
     const result = await stream(socket, header, 16 << 20, 3000);
     assert.ok(result.closedByRank, 'the oversized frame closed the link');
     await assert.rejects(comm0.allReduce(new Float32Array(4)).wait(), /exceeds the group's chunk size 65536/);
@@ -215,10 +206,7 @@ test('finding 6: frames sent ahead of any receive are buffered only up to a boun
   const comm0 = await rank0;
   try {
     // Well-formed frames of the largest allowed size, back to back, that rank 0 never posts a receive for.
-    const frame = Buffer.concat([
-      encodeHeader({ type: FrameType.data, kind: 1, step: 0, seq: 1, chunk: 0, length: chunkBytes }),
-      Buffer.alloc(chunkBytes),
-    ]);
+    const frame = Buffer.concat([dataHeader(chunkBytes), Buffer.alloc(chunkBytes)]);
     socket.on('error', () => {});
     let written = 0;
     for (;;) {

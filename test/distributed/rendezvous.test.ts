@@ -275,3 +275,28 @@ test('finding 5: a multi-host start on a non-loopback address needs a secret or 
   validateEngineConfig(engineConfigFromOptions({ ...base, masterAddr: '127.0.0.1' }));
   validateEngineConfig(engineConfigFromOptions({ ...base, masterAddr: 'localhost' }));
 });
+
+test('finding 5: a node that joined and went away before the others frees its rank', async () => {
+  const fingerprint = fingerprintOf(SUMMARY);
+  const join = { type: 'join', nodeRank: 1, fingerprint, summary: SUMMARY, peers: NODE_PEERS };
+  const port = await freeLoopbackPort();
+  // Three nodes, so the first join does not complete the rendezvous.
+  const three = { ...settings(port, 0, null), nnodes: 3 };
+  const result = serveRendezvous(three, SUMMARY, HEAD_PEERS, 7);
+  await waitUntilListening(port);
+  const leaver = await rawClient(port);
+  for (let i = 0; i < 100 && !leaver.state.text.includes('\n'); i++)
+    await new Promise((r) => setTimeout(r, 20));
+  leaver.state.socket.write(`${JSON.stringify({ ...join, nonce: 'ab'.repeat(32), auth: '' })}\n`);
+  await new Promise((r) => setTimeout(r, 200));
+  leaver.state.socket.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+  const nodeSettings = (rank: number) => ({ ...settings(port, rank, null), nnodes: 3 });
+  const peersOf = (rank: number): TcpPeerAddress[] => [{ host: '127.0.0.1', port: 41000 + 10 * rank }];
+  const [one, two] = await Promise.all([
+    joinRendezvous(nodeSettings(1), SUMMARY, async () => peersOf(1)),
+    joinRendezvous(nodeSettings(2), SUMMARY, async () => peersOf(2)),
+  ]);
+  assert.deepEqual(one.peers, [...HEAD_PEERS, ...peersOf(1), ...peersOf(2)]);
+  assert.equal(two.groupId, (await result).groupId);
+});
