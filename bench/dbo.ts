@@ -23,6 +23,7 @@
 // Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -96,10 +97,13 @@ function say(line = ''): void {
 // ---------------------------------------------------------------------------------------------------------
 // Processes
 
+/** The cluster secret of this run's two-host servers, passed in the environment (kept out of `ps`). */
+const CLUSTER_ENV = { ...process.env, DUET_CLUSTER_SECRET: randomBytes(16).toString('hex') };
+
 /** Starts `cmd` with stdout and stderr going to `logPath`. */
 function startLogged(cmd: readonly string[], logPath: string): ChildProcess {
   const fd = openSync(logPath, 'w');
-  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd] });
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', fd, fd], env: CLUSTER_ENV });
   closeSync(fd);
   return child;
 }

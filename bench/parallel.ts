@@ -16,6 +16,7 @@
 // loopback, unshaped, and the table says so.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -117,9 +118,16 @@ async function runHead(job: HeadJob): Promise<void> {
   }
 }
 
+/** The cluster secret of this run's two-host servers, passed in the environment (kept out of `ps`). */
+const CLUSTER_ENV = { ...process.env, DUET_CLUSTER_SECRET: randomBytes(16).toString('hex') };
+
 /** Runs a command to its end; resolves with its stdout, rejects with its stderr on failure. */
 function run(argv: readonly string[], label: string): { done: Promise<string>; kill: () => void } {
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: CLUSTER_ENV,
+  });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => {

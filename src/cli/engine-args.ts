@@ -150,6 +150,10 @@ export function addEngineOptions(cmd: Command): Command {
     .option('--headless', "run only this node's ranks, no API server (every node but the head)")
     .option('--cluster-secret <secret>', 'secret a node must know to join (also DUET_CLUSTER_SECRET)')
     .option(
+      '--allow-insecure-cluster',
+      'allow --nnodes > 1 on a non-loopback --master-addr without a cluster secret (also DUET_ALLOW_INSECURE_CLUSTER=1)',
+    )
+    .option(
       '--dist-timeout <seconds>',
       'a peer rank silent this long is declared dead',
       floatArg('--dist-timeout'),
@@ -228,6 +232,8 @@ export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfi
       masterPort: (o.masterPort as number | undefined) ?? 29500,
       headless: (o.headless as boolean | undefined) ?? false,
       clusterSecret: ((o.clusterSecret as string | undefined) ?? process.env.DUET_CLUSTER_SECRET) || null,
+      allowInsecureCluster:
+        (o.allowInsecureCluster as boolean | undefined) ?? process.env.DUET_ALLOW_INSECURE_CLUSTER === '1',
     },
     dbo: {
       enabled: (o.enableDbo as boolean | undefined) ?? dboEnabledByEnv(),

@@ -73,6 +73,11 @@ export interface ParallelSettings {
   readonly headless: boolean;
   /** Secret a node must know to join (--cluster-secret / DUET_CLUSTER_SECRET). */
   readonly clusterSecret: string | null;
+  /**
+   * --allow-insecure-cluster (or DUET_ALLOW_INSECURE_CLUSTER=1): start a multi-host group on a
+   * non-loopback --master-addr without a cluster secret (anyone who reaches the ports can join).
+   */
+  readonly allowInsecureCluster: boolean;
 }
 
 /** Dual-batch overlap (DBO): split steps into two micro-batches so communication hides behind compute. */
@@ -145,6 +150,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     masterPort: 29500,
     headless: false,
     clusterSecret: null,
+    allowInsecureCluster: false,
   },
   dbo: {
     enabled: false,
@@ -243,6 +249,18 @@ export function validateEngineConfig(c: EngineConfig): void {
         : `node ${nodeRank} must run with --headless`,
     );
   }
+  if (
+    nnodes > 1 &&
+    c.parallel.clusterSecret === null &&
+    !c.parallel.allowInsecureCluster &&
+    !isLoopbackHost(c.parallel.masterAddr)
+  ) {
+    throw new EngineConfigError(
+      `--nnodes ${nnodes} on --master-addr ${c.parallel.masterAddr} (not loopback) needs a cluster secret: pass ` +
+        '--cluster-secret S or set DUET_CLUSTER_SECRET=S on every node (the environment keeps it out of ps); ' +
+        'to run without one on a network you trust, pass --allow-insecure-cluster',
+    );
+  }
   if (!(c.parallel.distTimeoutMs > 0)) {
     throw new EngineConfigError(
       `--dist-timeout must be a positive number of seconds, got ${c.parallel.distTimeoutMs / 1000}`,
@@ -277,4 +295,12 @@ export function validateEngineConfig(c: EngineConfig): void {
   if (nt !== null && (!Number.isInteger(nt) || nt < 1 || nt > 256)) {
     throw new EngineConfigError(`--num-threads must be an integer in 1..256, got ${nt}`);
   }
+}
+
+/** Whether `host` names the loopback interface (127.0.0.0/8, ::1, localhost): reachable from this host only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return (
+    h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1'
+  );
 }

@@ -3,7 +3,7 @@
 // shared memory between worker threads of one process (the SharedArrayBuffers travel inside the
 // descriptor through postMessage / workerData), and TCP (or Unix sockets) between processes and hosts.
 
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { allocateSharedControl, allocateSharedMailbox } from './shm-layout.js';
 
@@ -30,8 +30,9 @@ export type TcpPeerAddress = { readonly host: string; readonly port: number } | 
 /**
  * Ranks in separate processes or hosts, joined by a full mesh of TCP (or Unix socket) connections.
  * Rank r listens on `peers[r]` while the group forms and dials every lower rank; the handshake checks
- * `groupId` and `worldSize`, so two groups on one network do not cross. `groupId` is a name, not a secret:
- * run groups on a private network.
+ * `groupId` and `worldSize`, so two groups on one network do not cross, and each side proves it knows
+ * `linkKey` (an HMAC over a nonce the other side chose) before any data frame is accepted. `groupId` is a
+ * name, not a secret; `linkKey` is: hand the descriptor only to the group's ranks.
  */
 export interface TcpGroupDescriptor {
   readonly kind: 'tcp';
@@ -40,6 +41,8 @@ export interface TcpGroupDescriptor {
   readonly peers: readonly TcpPeerAddress[];
   /** Bytes of one frame; large messages are split into frames of this size and pipelined. */
   readonly chunkBytes: number;
+  /** Key (hex) the ranks authenticate each other's connections with; random unless given. */
+  readonly linkKey: string;
 }
 
 export type GroupDescriptor = SharedMemoryGroupDescriptor | TcpGroupDescriptor;
@@ -89,7 +92,7 @@ export function createSharedMemoryGroup(
 /** Describes a TCP group over the given addresses (`peers[r]` is where rank r listens). */
 export function createTcpGroup(
   peers: readonly TcpPeerAddress[],
-  options: { groupId?: string; chunkBytes?: number } = {},
+  options: { groupId?: string; chunkBytes?: number; linkKey?: string } = {},
 ): TcpGroupDescriptor {
   checkWorldSize(peers.length);
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
@@ -109,6 +112,7 @@ export function createTcpGroup(
     groupId: options.groupId ?? randomUUID(),
     peers: peers.map((p) => ({ ...p })),
     chunkBytes,
+    linkKey: options.linkKey ?? randomBytes(32).toString('hex'),
   };
 }
 
@@ -137,7 +141,7 @@ export async function findFreePorts(count: number, host = '127.0.0.1'): Promise<
 /** A TCP group of `worldSize` ranks on the loopback interface (for processes or threads of one host). */
 export async function createLoopbackTcpGroup(
   worldSize: number,
-  options: { groupId?: string; chunkBytes?: number } = {},
+  options: { groupId?: string; chunkBytes?: number; linkKey?: string } = {},
 ): Promise<TcpGroupDescriptor> {
   checkWorldSize(worldSize);
   const ports = await findFreePorts(worldSize);

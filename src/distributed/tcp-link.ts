@@ -2,7 +2,13 @@
 // a 24-byte header: magic 'DUET', frame type, op kind, step, payload length, op sequence number, chunk.
 // Receives are posted in the order the peer sends (all ranks run the same algorithm), so each arriving
 // data frame matches the oldest posted receive; its header is checked against it (a mismatch means the
-// ranks issued different collectives). Frames that arrive before their receive is posted are kept.
+// ranks issued different collectives). Frames that arrive before their receive is posted are kept, up to
+// a bound (past it the link stops reading, so the sender waits on TCP's flow control).
+//
+// A link is hostile until `authenticate` is called (after the handshake of tcp-transport.ts): until then
+// only small control frames (challenge, hello, welcome) are read, and any data frame breaks the link, so a
+// stranger cannot make the rank allocate anything. Afterwards a data frame may not exceed the group's
+// chunk size, which is the largest frame a rank of the group ever sends.
 
 import type { Socket } from 'node:net';
 import { addInto } from './reduce.js';
@@ -16,6 +22,7 @@ export const FrameType = {
   welcome: 3,
   abort: 4,
   bye: 5,
+  challenge: 6,
 } as const;
 
 export interface FrameHeader {
@@ -84,7 +91,12 @@ interface IncomingFrame {
   filled: number;
 }
 
+/** Largest control frame of an authenticated peer (an abort carries an error message). */
 const MAX_CONTROL_BYTES = 64 * 1024;
+/** Largest control frame before authentication (challenge, hello, welcome are a few hundred bytes). */
+const MAX_HANDSHAKE_BYTES = 4096;
+/** Early frames kept per link, in chunks: past it the link pauses reading until receives are posted. */
+const MAX_EARLY_CHUNKS = 16;
 
 export class PeerLink {
   /** The peer's rank (-1 until its hello arrives). */
@@ -97,6 +109,10 @@ export class PeerLink {
   private scratch = new Float32Array(0);
   private lastError: Error | undefined;
   private isBroken = false;
+  /** Largest data frame accepted: 0 (none) until the peer is authenticated, then the chunk size. */
+  private maxDataBytes = 0;
+  private earlyBytes = 0;
+  private isPaused = false;
   /** Time of the last byte received, and since when a receive has been waiting. */
   lastReceiveAt = performance.now();
   waitingSince = 0;
@@ -123,6 +139,16 @@ export class PeerLink {
   /** Frames that arrived before a receive was posted for them (still deliverable after the peer left). */
   get numEarly(): number {
     return this.early.length;
+  }
+
+  /** Whether the peer proved it belongs to the group (data frames are accepted only then). */
+  get isAuthenticated(): boolean {
+    return this.maxDataBytes > 0;
+  }
+
+  /** The handshake succeeded: accept data frames of up to `maxDataBytes` (the group's chunk size). */
+  authenticate(maxDataBytes: number): void {
+    this.maxDataBytes = maxDataBytes;
   }
 
   /** Sends one frame; `flushed` runs once its bytes are handed to the kernel. */
@@ -160,6 +186,8 @@ export class PeerLink {
   reset(): void {
     this.pending.length = 0;
     this.early.length = 0;
+    this.earlyBytes = 0;
+    this.resumeReading();
   }
 
   private onData(chunk: Buffer): void {
@@ -194,12 +222,21 @@ export class PeerLink {
       return false;
     }
     if (header.type !== FrameType.data) {
-      if (header.length > MAX_CONTROL_BYTES) {
-        this.broken(`control frame of ${header.length} bytes exceeds ${MAX_CONTROL_BYTES}`);
+      const limit = this.isAuthenticated ? MAX_CONTROL_BYTES : MAX_HANDSHAKE_BYTES;
+      if (header.length > limit) {
+        this.broken(`control frame of ${header.length} bytes exceeds ${limit}`);
         return false;
       }
       this.frame = { header, request: null, buffer: new Uint8Array(header.length), filled: 0 };
       return true;
+    }
+    if (!this.isAuthenticated) {
+      this.broken('a data frame arrived before the peer authenticated');
+      return false;
+    }
+    if (header.length > this.maxDataBytes) {
+      this.broken(`data frame of ${header.length} bytes exceeds the group's chunk size ${this.maxDataBytes}`);
+      return false;
     }
     const request = this.early.length === 0 ? this.pending[0] : undefined;
     if (request === undefined) {
@@ -225,7 +262,12 @@ export class PeerLink {
     }
     if (f.request === null) {
       this.early.push({ header: f.header, payload: f.buffer });
+      this.earlyBytes += f.buffer.length;
       this.drainEarly();
+      if (this.earlyBytes > MAX_EARLY_CHUNKS * this.maxDataBytes && !this.isPaused) {
+        this.isPaused = true;
+        this.socket.pause();
+      }
       return;
     }
     this.pending.shift();
@@ -242,10 +284,18 @@ export class PeerLink {
         return;
       }
       this.early.shift();
+      this.earlyBytes -= frame.payload.length;
       this.pending.shift();
       if (!request.reduce) request.into.set(frame.payload);
       this.deliver(request, frame.payload);
     }
+    if (this.earlyBytes <= MAX_EARLY_CHUNKS * this.maxDataBytes) this.resumeReading();
+  }
+
+  private resumeReading(): void {
+    if (!this.isPaused) return;
+    this.isPaused = false;
+    this.socket.resume();
   }
 
   /** Completes a receive whose bytes are in `payload` (already in place unless it is a reduction). */

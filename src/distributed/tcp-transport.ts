@@ -1,12 +1,13 @@
 // TCP collectives, run on a rank's communication thread. The group is a full mesh: each rank listens on
-// its address while the group forms, dials every lower rank, and the handshake checks group id and
-// world size. Algorithms: large all-reduce is a ring reduce-scatter followed by a ring all-gather, split
-// into chunks that are pipelined (a chunk moves to the next step as soon as it has been received and
-// summed); reduce-scatter is the ring's first half; small all-reduce and reduce-scatter exchange directly
-// and sum in rank order; all-gather, all-to-all and barrier exchange directly; large broadcast is a
-// pipelined chain from the root. A peer whose connection closes fails the group at once; a peer that
+// its address while the group forms, dials every lower rank, and the handshake (below) checks group id,
+// world size and the group's link key. Algorithms: large all-reduce is a ring reduce-scatter followed by
+// a ring all-gather, split into chunks that are pipelined (a chunk moves to the next step as soon as it
+// has been received and summed); reduce-scatter is the ring's first half; small all-reduce and
+// reduce-scatter exchange directly and sum in rank order; all-gather, all-to-all and barrier exchange
+// directly; large broadcast is a pipelined chain from the root. A peer whose connection closes fails the group at once; a peer that
 // sends nothing (or reads nothing) while this rank waits on it fails it after `timeoutMs`.
 
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { CollectiveError } from './communicator.js';
@@ -18,7 +19,29 @@ import { type FrameHeader, FrameType, type LinkEvents, PeerLink, type RecvReques
 
 /** All-reduce and reduce-scatter of at most this many bytes exchange directly (one hop, rank-order sum). */
 const SMALL_MESSAGE_BYTES = 64 * 1024;
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
+/** Connections accepted at once that have not finished the handshake (more are closed at once). */
+const MAX_UNAUTHENTICATED = 64;
+
+// The handshake, in order (rank r dials the lower rank q; q accepts):
+//   1. q → r  challenge {nonce: Nq}                               (fresh random bytes per connection)
+//   2. r → q  hello {protocol, groupId, worldSize, rank, nonce: Nr, mac: HMAC(linkKey, hello, Nq, ...)}
+//   3. q checks protocol and group id, then the mac, then world size and rank; on success it marks the
+//      link authenticated and answers welcome {ok, mac: HMAC(linkKey, welcome, Nr, q)}, else {error}
+//   4. r checks the welcome's mac and marks its link authenticated.
+// Until step 3 (4 for r) the link accepts only small control frames: nothing is allocated for a peer that
+// has not proved it holds the link key, and a recorded hello or welcome does not answer a new nonce.
+
+function macOf(key: string, parts: readonly unknown[]): string {
+  return createHmac('sha256', key).update(JSON.stringify(parts)).digest('hex');
+}
+
+function sameMac(given: unknown, expected: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
 
 function describe(a: TcpPeerAddress): string {
   return 'path' in a ? `unix:${a.path}` : `${a.host}:${a.port}`;
@@ -57,6 +80,14 @@ interface Hello {
   readonly groupId: string;
   readonly worldSize: number;
   readonly rank: number;
+  readonly nonce: string;
+  readonly mac: string;
+}
+
+interface Welcome {
+  readonly ok?: boolean;
+  readonly error?: string;
+  readonly mac?: string;
 }
 
 export class TcpTransport {
@@ -158,32 +189,58 @@ export class TcpTransport {
     check: () => void,
     refuse: (e: CollectiveError) => void,
   ): void {
+    if (this.pendingHello.size >= MAX_UNAUTHENTICATED) {
+      socket.destroy();
+      return;
+    }
     const link = new PeerLink(socket, this.linkEvents());
     const timer = setTimeout(() => socket.destroy(), Math.max(0, deadline - performance.now()));
     timer.unref();
+    const challenge = randomBytes(32).toString('hex');
     this.pendingHello.set(link, (hello) => {
       clearTimeout(timer);
-      const problem = this.checkHello(hello, true);
+      const problem = this.checkHello(hello, challenge, true);
       if (problem) {
         link.sendControl(FrameType.welcome, { error: problem });
         socket.end();
-        // A rank of this very group with another world size is a broken group; strangers are just refused.
-        if (hello.groupId === this.desc.groupId && hello.worldSize !== this.n)
+        // A rank of this very group (it holds the key) with another world size is a broken group;
+        // strangers are just refused.
+        if (this.isAuthentic(hello, challenge) && hello.worldSize !== this.n)
           refuse(new CollectiveError(`rank ${this.rank}: ${problem}`, { peerRank: hello.rank }));
         return;
       }
       link.peerRank = hello.rank;
+      link.authenticate(this.chunkBytes);
       this.links[hello.rank] = link;
-      link.sendControl(FrameType.welcome, { ok: true });
+      const welcome: Welcome = {
+        ok: true,
+        mac: macOf(this.desc.linkKey, ['welcome', hello.nonce, this.rank]),
+      };
+      link.sendControl(FrameType.welcome, welcome);
       check();
     });
+    link.sendControl(FrameType.challenge, { nonce: challenge });
   }
 
-  private checkHello(hello: Hello, asAcceptor: boolean): string | undefined {
+  private isAuthentic(hello: Hello, challenge: string): boolean {
+    const expected = macOf(this.desc.linkKey, [
+      'hello',
+      challenge,
+      hello.groupId,
+      hello.worldSize,
+      hello.rank,
+      hello.nonce,
+    ]);
+    return sameMac(hello.mac, expected);
+  }
+
+  private checkHello(hello: Hello, challenge: string, asAcceptor: boolean): string | undefined {
     if (hello.protocol !== PROTOCOL_VERSION)
-      return `protocol version ${hello.protocol} is not supported (this rank speaks ${PROTOCOL_VERSION})`;
+      return `protocol version ${String(hello.protocol)} is not supported (this rank speaks ${PROTOCOL_VERSION})`;
     if (hello.groupId !== this.desc.groupId)
-      return `group id ${hello.groupId} does not match this group (${this.desc.groupId})`;
+      return `group id ${String(hello.groupId)} does not match this group (${this.desc.groupId})`;
+    if (!this.isAuthentic(hello, challenge))
+      return 'the hello does not authenticate: this group uses another link key (another start, or another cluster secret)';
     if (hello.worldSize !== this.n)
       return `rank ${hello.rank} has world size ${hello.worldSize}, but rank ${this.rank} has ${this.n}`;
     if (!Number.isInteger(hello.rank) || hello.rank < 0 || hello.rank >= this.n || hello.rank === this.rank)
@@ -195,7 +252,8 @@ export class TcpTransport {
   }
 
   private readonly pendingHello = new Map<PeerLink, (hello: Hello) => void>();
-  private readonly pendingWelcome = new Map<PeerLink, (body: { ok?: boolean; error?: string }) => void>();
+  private readonly pendingChallenge = new Map<PeerLink, (nonce: unknown) => void>();
+  private readonly pendingWelcome = new Map<PeerLink, (body: Welcome) => void>();
 
   private async dial(
     q: number,
@@ -234,19 +292,33 @@ export class TcpTransport {
       socket.once('connect', () => {
         const link = new PeerLink(socket, this.linkEvents());
         link.peerRank = q;
+        const nonce = randomBytes(32).toString('hex');
         this.pendingWelcome.set(link, (body) => {
-          if (body.ok) {
+          if (body.ok && sameMac(body.mac, macOf(this.desc.linkKey, ['welcome', nonce, q]))) {
+            link.authenticate(this.chunkBytes);
             this.links[q] = link;
             settle('ok');
-          } else settle({ error: body.error ?? 'refused', fatal: true });
+          } else if (body.ok)
+            settle({ error: 'its welcome does not authenticate (another link key)', fatal: true });
+          else settle({ error: typeof body.error === 'string' ? body.error : 'refused', fatal: true });
         });
-        const hello: Hello = {
-          protocol: PROTOCOL_VERSION,
-          groupId: this.desc.groupId,
-          worldSize: this.n,
-          rank: this.rank,
-        };
-        link.sendControl(FrameType.hello, hello);
+        this.pendingChallenge.set(link, (challenge) => {
+          if (typeof challenge !== 'string' || !/^[0-9a-f]{64}$/.test(challenge)) {
+            settle({ error: 'it did not open with a valid challenge', fatal: false });
+            return;
+          }
+          const fields = { groupId: this.desc.groupId, worldSize: this.n, rank: this.rank, nonce };
+          const mac = macOf(this.desc.linkKey, [
+            'hello',
+            challenge,
+            fields.groupId,
+            fields.worldSize,
+            fields.rank,
+            nonce,
+          ]);
+          const hello: Hello = { protocol: PROTOCOL_VERSION, ...fields, mac };
+          link.sendControl(FrameType.hello, hello);
+        });
       });
     });
   }
@@ -277,14 +349,27 @@ export class TcpTransport {
       link.socket.destroy();
       return;
     }
-    if (header.type === FrameType.hello) {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      link.socket.destroy();
+      return;
+    }
+    if (header.type === FrameType.challenge) {
+      const handler = this.pendingChallenge.get(link);
+      this.pendingChallenge.delete(link);
+      if (handler) handler(body.nonce);
+      else link.socket.destroy();
+    } else if (header.type === FrameType.hello) {
       const handler = this.pendingHello.get(link);
       this.pendingHello.delete(link);
-      handler?.(body as unknown as Hello);
+      if (handler) handler(body as unknown as Hello);
+      else link.socket.destroy();
     } else if (header.type === FrameType.welcome) {
       const handler = this.pendingWelcome.get(link);
       this.pendingWelcome.delete(link);
-      handler?.(body as { ok?: boolean; error?: string });
+      if (handler && this.pendingChallenge.has(link) === false) handler(body as Welcome);
+      else link.socket.destroy();
+    } else if (!link.isAuthenticated) {
+      link.socket.destroy();
     } else if (header.type === FrameType.abort && this.links[link.peerRank] === link) {
       const culprit = typeof body.peerRank === 'number' ? body.peerRank : link.peerRank;
       this.fail(culprit, `rank ${link.peerRank} reported: ${String(body.message)}`);
@@ -308,6 +393,7 @@ export class TcpTransport {
 
   private onClosed(link: PeerLink, error: Error | undefined): void {
     this.pendingHello.delete(link);
+    this.pendingChallenge.delete(link);
     const welcome = this.pendingWelcome.get(link);
     this.pendingWelcome.delete(link);
     welcome?.({ error: 'connection closed during the handshake' });

@@ -4,7 +4,7 @@
 // holds whole replicas, whose tensor-parallel groups are local (shared memory).
 
 import os from 'node:os';
-import type { EngineConfig } from '../config/engine-config.js';
+import { type EngineConfig, isLoopbackHost } from '../config/engine-config.js';
 import {
   createSharedMemoryGroup,
   createTcpGroup,
@@ -61,6 +61,7 @@ function rendezvousSettings(config: EngineConfig): RendezvousSettings {
     masterPort: p.masterPort,
     secret: p.clusterSecret,
     timeoutMs: Math.max(p.distTimeoutMs, MIN_RENDEZVOUS_TIMEOUT_MS),
+    ranksPerNode: ranksPerNode(config),
   };
 }
 
@@ -92,6 +93,10 @@ export async function headRankLayout(
   const host = config.parallel.masterAddr;
   const ports = await findFreePorts(k, host);
   const settings = rendezvousSettings(config);
+  if (config.parallel.clusterSecret === null && !isLoopbackHost(host))
+    log.warn(
+      `--allow-insecure-cluster: the cluster ports on ${host} take no secret; anyone who reaches them during start-up can join or take a rank's place`,
+    );
   log.info(
     `waiting for ${config.parallel.nnodes - 1} node(s) to join at ${host}:${config.parallel.masterPort}` +
       (config.parallel.clusterSecret !== null ? ' (cluster secret required)' : '') +
@@ -106,7 +111,7 @@ export async function headRankLayout(
   );
   log.info(`all ${config.parallel.nnodes} nodes joined; ${result.peers.length} ranks form the group`);
   return {
-    descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
+    descriptor: createTcpGroup(result.peers, { groupId: result.groupId, linkKey: result.linkKey }),
     replicaGroups: localReplicaGroups(config),
     workerRanks: Array.from({ length: k - 1 }, (_, i) => i + 1),
     hostsDriver: true,
@@ -139,7 +144,7 @@ export async function runHeadlessNode(config: EngineConfig, log: Logger): Promis
     Math.max(1, Math.floor(numThreads / k)),
     log,
     {
-      descriptor: createTcpGroup(result.peers, { groupId: result.groupId }),
+      descriptor: createTcpGroup(result.peers, { groupId: result.groupId, linkKey: result.linkKey }),
       replicaGroups: localReplicaGroups(config),
       workerRanks: Array.from({ length: k }, (_, i) => first + i),
       hostsDriver: false,

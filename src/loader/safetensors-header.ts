@@ -139,5 +139,26 @@ export function readSafetensorsHeader(
     }
     entries.push({ name, dtype: dt, shape, offset: dataStart + offsets[0], byteLength });
   }
+  checkNoOverlap(file, entries);
   return entries;
+}
+
+/**
+ * Refuses tensors whose byte ranges overlap: a crafted file could otherwise alias one tensor's bytes into
+ * another (or make two names read the same memory). Empty tensors occupy no bytes and never overlap.
+ */
+function checkNoOverlap(file: string, entries: readonly SafetensorsEntry[]): void {
+  const byStart = entries.filter((e) => e.byteLength > 0).sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < byStart.length; i++) {
+    const prev = byStart[i - 1]!;
+    const cur = byStart[i]!;
+    if (cur.offset < prev.offset + prev.byteLength) {
+      throw new SafetensorsHeaderError(
+        file,
+        cur.name,
+        `has "data_offsets" that overlap those of tensor "${prev.name}" (bytes ${cur.offset}.. of the file ` +
+          `lie inside ${prev.offset}..${prev.offset + prev.byteLength}); each tensor needs its own bytes`,
+      );
+    }
+  }
 }

@@ -5,7 +5,7 @@
 
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { RawWeight } from '../kernels/kernels.js';
 import {
   CheckpointIndexError,
@@ -246,6 +246,15 @@ function readIndex(indexPath: string): Map<string, string> {
   for (const [name, shard] of Object.entries(weightMap)) {
     if (typeof shard !== 'string' || shard.length === 0) {
       throw new CheckpointIndexError(indexPath, name, 'maps to something that is not a shard file name');
+    }
+    // Checked on the name only: symbolic links inside the folder are the owner's choice (the Hugging Face
+    // cache links every snapshot file to ../../blobs), but an index must not name files elsewhere.
+    if (isAbsolute(shard) || shard.includes('\\') || shard.split('/').some((part) => part === '..')) {
+      throw new CheckpointIndexError(
+        indexPath,
+        name,
+        `maps to shard "${shard}", which leaves the model folder; shard names must be relative paths inside it (no "..", no absolute paths)`,
+      );
     }
     out.set(name, shard);
   }

@@ -173,7 +173,11 @@ test('TCP: a rank from another group or with another world size is refused', asy
   );
   assert.match(String((a as PromiseRejectedResult).reason), /ranks \[1\] did not connect/);
 
-  const three = createTcpGroup([...group.peers, { host: '127.0.0.1', port: 1 }], { groupId: group.groupId });
+  // A rank of this very group (same id, same link key) that was told another world size.
+  const three = createTcpGroup([...group.peers, { host: '127.0.0.1', port: 1 }], {
+    groupId: group.groupId,
+    linkKey: group.linkKey,
+  });
   const [c, d] = await Promise.allSettled([
     connectCommunicator(group, 0, { connectTimeoutMs: 2000 }),
     connectCommunicator(three, 1, { connectTimeoutMs: 2000 }),
@@ -183,6 +187,19 @@ test('TCP: a rank from another group or with another world size is refused', asy
     String((d as PromiseRejectedResult).reason),
     /rank 0 refused to connect: rank 1 has world size 3/,
   );
+
+  // The same group id without the link key (a stranger that read the id) is refused, and the refusal
+  // does not break the group: rank 0 stays up for the real rank 1.
+  const impostor = createTcpGroup(group.peers, { groupId: group.groupId });
+  const [e, f] = await Promise.allSettled([
+    connectCommunicator(group, 0, { connectTimeoutMs: 1500 }),
+    connectCommunicator(impostor, 1, { connectTimeoutMs: 1500 }),
+  ]);
+  assert.match(
+    String((f as PromiseRejectedResult).reason),
+    /rank 0 refused to connect: .*does not authenticate/,
+  );
+  assert.match(String((e as PromiseRejectedResult).reason), /ranks \[1\] did not connect/);
 });
 
 test('bad arguments throw InvalidCollectiveError; a closed communicator rejects new collectives', async () => {

@@ -21,6 +21,9 @@ const TOL = 1e-3;
 
 const noNetns = whyNoNetns();
 
+/** The testbed hosts are not loopback: the nodes share a cluster secret (through the environment). */
+const CLUSTER_ENV = { DUET_CLUSTER_SECRET: 'multi-host-test-secret' };
+
 describe('multi-host tensor parallel: golden results across two testbed hosts', {
   skip: noNetns ? `the network-namespace testbed is unavailable here: ${noNetns}` : false,
 }, () => {
@@ -77,30 +80,34 @@ describe('multi-host tensor parallel: golden results across two testbed hosts', 
             ...flags,
           ];
           const started = performance.now();
-          const node = processes.spawn('headless node', hostB, [
-            'serve',
-            ...common,
-            '--node-rank',
-            '1',
-            '--headless',
-          ]);
-          const head = processes.spawn('head', hostA, [
-            'generate',
-            ...common,
-            '--node-rank',
-            '0',
-            '--prompts-file',
-            promptsFile,
-            '--max-tokens',
-            '16',
-            '--temperature',
-            '0',
-            '--ignore-eos',
-            '--logprobs',
-            '5',
-            '--output',
-            'json',
-          ]);
+          const node = processes.spawn(
+            'headless node',
+            hostB,
+            ['serve', ...common, '--node-rank', '1', '--headless'],
+            CLUSTER_ENV,
+          );
+          const head = processes.spawn(
+            'head',
+            hostA,
+            [
+              'generate',
+              ...common,
+              '--node-rank',
+              '0',
+              '--prompts-file',
+              promptsFile,
+              '--max-tokens',
+              '16',
+              '--temperature',
+              '0',
+              '--ignore-eos',
+              '--logprobs',
+              '5',
+              '--output',
+              'json',
+            ],
+            CLUSTER_ENV,
+          );
           const headExit = await head.waitExit(60_000);
           const nodeExit = await node.waitExit(10_000);
           t.diagnostic(`${name}: ${((performance.now() - started) / 1000).toFixed(1)} s for both processes`);

@@ -84,19 +84,26 @@ function clusterFlags(model: string, head: NodeHost, port: number, distTimeoutS:
   ];
 }
 
+/**
+ * The testbed hosts are not loopback, so the nodes share a cluster secret, passed in the environment
+ * (the secret test below passes its own on the command line instead).
+ */
+const CLUSTER_ENV = { DUET_CLUSTER_SECRET: 'serve-rank-fault-secret' };
+
 /** Starts the head server (node rank 0) on a fresh Unix socket; returns it and the socket path. */
-function startHead(host: NodeHost, flags: string[], extra: string[] = []) {
+function startHead(
+  host: NodeHost,
+  flags: string[],
+  extra: string[] = [],
+  env: NodeJS.ProcessEnv = CLUSTER_ENV,
+) {
   const socket = join(tmp, `head-${socketCount++}.sock`);
-  const head = processes.spawn('head', host, [
-    'serve',
-    ...flags,
-    '--served-model-name',
-    'tiny',
-    '--uds',
-    socket,
-    '--disable-log-stats',
-    ...extra,
-  ]);
+  const head = processes.spawn(
+    'head',
+    host,
+    ['serve', ...flags, '--served-model-name', 'tiny', '--uds', socket, '--disable-log-stats', ...extra],
+    env,
+  );
   return { head, socket };
 }
 
@@ -129,13 +136,12 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
         `the headless node ${fault} mid-request: requests fail, /health 503 within the timeout`,
         async () => {
           const flags = clusterFlags('v2-tiny', hostA, await nextPort(), DIST_TIMEOUT_S);
-          const node = processes.spawn('headless node', hostB, [
-            'serve',
-            ...flags,
-            '--node-rank',
-            '1',
-            '--headless',
-          ]);
+          const node = processes.spawn(
+            'headless node',
+            hostB,
+            ['serve', ...flags, '--node-rank', '1', '--headless'],
+            CLUSTER_ENV,
+          );
           if (signal === 'SIGKILL') {
             // Start-up is not bound by --dist-timeout: a node that dials longer than that still joins.
             await node.waitForOutput(/joining the head/, 30_000);
@@ -145,10 +151,15 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
           await head.waitForOutput(/serving model "tiny" .* at unix:/, 30_000);
           assert.equal((await udsRequest(socket, 'GET', '/health')).status, 200);
 
-          const whole = udsRequest(socket, 'POST', '/v1/completions', LONG_REQUEST);
-          const stream = udsStream(socket, '/v1/completions', { ...LONG_REQUEST, stream: true });
-          assert.equal(await stream.status, 200);
-          await stream.firstEvent; // both requests are running now
+          // Several requests in flight at once, whole and streamed, when the node fails.
+          const wholes = Array.from({ length: 3 }, () =>
+            udsRequest(socket, 'POST', '/v1/completions', LONG_REQUEST),
+          );
+          const streams = Array.from({ length: 2 }, () =>
+            udsStream(socket, '/v1/completions', { ...LONG_REQUEST, stream: true }),
+          );
+          for (const stream of streams) assert.equal(await stream.status, 200);
+          await Promise.all(streams.map((stream) => stream.firstEvent)); // requests are running now
           const t0 = performance.now();
           node.signal(signal);
 
@@ -159,13 +170,30 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
           const health = await udsRequest(socket, 'GET', '/health');
           assert.match(health.body, /the engine is dead.*peer rank 1/);
 
-          const r = await whole;
-          assert.equal(r.status, 500, r.body);
-          const error = JSON.parse(r.body).error as { message: string };
-          assert.match(error.message, /peer rank 1/, 'the error names the lost rank');
-          const streamed = await stream.body;
-          assert.match(streamed, /^data: \{"error":/m, `the stream ends with an error event:\n${streamed}`);
-          assert.doesNotMatch(streamed, /"finish_reason":"length"/, 'the streamed request did not complete');
+          const answers = await Promise.all(wholes);
+          const answeredAfter = performance.now() - t0;
+          t.diagnostic(
+            `${fault}: all ${wholes.length + streams.length} requests answered after ${Math.round(answeredAfter)} ms`,
+          );
+          for (const r of answers) {
+            assert.equal(r.status, 500, r.body);
+            const error = JSON.parse(r.body).error as { message: string };
+            assert.match(error.message, /peer rank 1/, 'the error names the lost rank');
+          }
+          for (const stream of streams) {
+            const streamed = await stream.body;
+            assert.match(streamed, /^data: \{"error":/m, `the stream ends with an error event:\n${streamed}`);
+            assert.doesNotMatch(
+              streamed,
+              /"finish_reason":"length"/,
+              'the streamed request did not complete',
+            );
+          }
+          assert.ok(
+            answeredAfter <= limitMs,
+            `the last request was answered ${Math.round(answeredAfter)} ms after the fault`,
+          );
+          const r = answers[0]!;
           if (signal === 'SIGSTOP') {
             assert.ok(
               unhealthyAfter >= DIST_TIMEOUT_S * 1000 * 0.9,
@@ -193,13 +221,12 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
         const { head, socket } = startHead(hostA, flags);
         await head.waitForOutput(/waiting for 1 node\(s\) to join/, 30_000);
 
-        const otherModel = processes.spawn('node with v2-lite-tiny', hostB, [
-          'serve',
-          ...clusterFlags('v2-lite-tiny', hostA, port, 30),
-          '--node-rank',
-          '1',
-          '--headless',
-        ]);
+        const otherModel = processes.spawn(
+          'node with v2-lite-tiny',
+          hostB,
+          ['serve', ...clusterFlags('v2-lite-tiny', hostA, port, 30), '--node-rank', '1', '--headless'],
+          CLUSTER_ENV,
+        );
         const exit1 = await otherModel.waitExit(30_000);
         assert.equal(exit1.code, 1, otherModel.log);
         assert.match(
@@ -211,14 +238,12 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
           /refused a node: node 1 runs another model or configuration than the head \(model\./,
         );
 
-        const otherSetting = processes.spawn('node with expert parallelism', hostB, [
-          'serve',
-          ...flags,
-          '--enable-expert-parallel',
-          '--node-rank',
-          '1',
-          '--headless',
-        ]);
+        const otherSetting = processes.spawn(
+          'node with expert parallelism',
+          hostB,
+          ['serve', ...flags, '--enable-expert-parallel', '--node-rank', '1', '--headless'],
+          CLUSTER_ENV,
+        );
         const exit2 = await otherSetting.waitExit(30_000);
         assert.equal(exit2.code, 1, otherSetting.log);
         assert.match(otherSetting.stderr, /enableExpertParallel: head has false, this node has true/);
@@ -228,7 +253,12 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
         );
 
         assert.ok(head.isRunning, `the head gave up after refusing nodes\n${head.log}`);
-        processes.spawn('matching node', hostB, ['serve', ...flags, '--node-rank', '1', '--headless']);
+        processes.spawn(
+          'matching node',
+          hostB,
+          ['serve', ...flags, '--node-rank', '1', '--headless'],
+          CLUSTER_ENV,
+        );
         await head.waitForOutput(/serving model "tiny" .* at unix:/, 30_000);
         assert.equal((await udsRequest(socket, 'GET', '/health')).status, 200);
         const r = await udsRequest(socket, 'POST', '/v1/completions', { ...LONG_REQUEST, max_tokens: 4 });
@@ -240,12 +270,13 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
       const secret = 'tb-secret-7f3a';
       const port = await nextPort();
       const flags = clusterFlags('v2-tiny', hostA, port, 30);
-      const { head, socket } = startHead(hostA, flags, ['--cluster-secret', secret]);
+      const { head, socket } = startHead(hostA, flags, ['--cluster-secret', secret], {});
       await head.waitForOutput(/waiting for 1 node\(s\) to join .*\(cluster secret required\)/, 30_000);
       const nodeArgs = ['serve', ...flags, '--node-rank', '1', '--headless'];
 
       for (const [label, extra] of [
-        ['node without a secret', []],
+        // Without a secret a node on a non-loopback address must say it means it to reach the head at all.
+        ['node without a secret', noNetns === undefined ? ['--allow-insecure-cluster'] : []],
         ['node with a wrong secret', ['--cluster-secret', 'not-the-secret']],
       ] as const) {
         const node = processes.spawn(label, hostB, [...nodeArgs, ...extra]);

@@ -2,7 +2,7 @@
 // checkpoints, dtypes, and each malformed-file error (named, naming the file and tensor).
 
 import assert from 'node:assert/strict';
-import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
@@ -298,6 +298,102 @@ describe('malformed files are refused at open time, naming file and tensor', () 
   it('all of them are CheckpointErrors', () => {
     withTempDir((dir) => {
       assert.throws(() => openSafetensors(dir), CheckpointError);
+    });
+  });
+});
+
+/** A safetensors file whose header gives each tensor the stated `data_offsets` (over `dataBytes` of data). */
+function craftSafetensors(
+  entries: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>,
+  dataBytes: number,
+): Buffer {
+  const json = Buffer.from(JSON.stringify(entries), 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, Buffer.alloc(dataBytes)]);
+}
+
+describe('finding 9: hostile checkpoints are refused', () => {
+  it('finding 9: tensors whose data_offsets overlap are refused, naming both tensors', () => {
+    withTempDir((dir) => {
+      const path = join(dir, 'model.safetensors');
+      // "b" starts inside "a" (bytes 8..16 of 0..16): same size each, so only the overlap is wrong.
+      writeFileSync(
+        path,
+        craftSafetensors(
+          {
+            a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+            b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
+          },
+          24,
+        ),
+      );
+      expectError(() => openSafetensorsFile(path), SafetensorsHeaderError, [path, '"b"', '"a"', 'overlap']);
+      // Two names over the very same bytes are refused too; disjoint and empty tensors are fine.
+      writeFileSync(
+        path,
+        craftSafetensors(
+          {
+            a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+            b: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+          },
+          16,
+        ),
+      );
+      expectError(() => openSafetensorsFile(path), SafetensorsHeaderError, ['overlap']);
+      writeFileSync(
+        path,
+        craftSafetensors(
+          {
+            a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+            e: { dtype: 'F32', shape: [0], data_offsets: [8, 8] },
+            b: { dtype: 'F32', shape: [2], data_offsets: [16, 24] },
+          },
+          24,
+        ),
+      );
+      const ok = openSafetensorsFile(path);
+      ok.close();
+    });
+  });
+
+  it('finding 9: tensors past the end of the file or not sized dtype × shape are refused', () => {
+    withTempDir((dir) => {
+      const path = join(dir, 'model.safetensors');
+      writeFileSync(path, craftSafetensors({ a: { dtype: 'F32', shape: [8], data_offsets: [0, 32] } }, 16));
+      expectError(() => openSafetensorsFile(path), TruncatedCheckpointError, [path, '"a"']);
+      writeFileSync(path, craftSafetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, 16));
+      expectError(() => openSafetensorsFile(path), TensorByteSizeError, [path, '"a"']);
+    });
+  });
+
+  it('finding 9: shard names that leave the model folder are refused, naming the shard', () => {
+    withTempDir((dir) => {
+      const tensors = decodeSafetensors(join(V2_LITE_TINY, 'model.safetensors'));
+      writeTwoShards(dir, tensors);
+      const indexPath = join(dir, 'model.safetensors.index.json');
+      const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { weight_map: Record<string, string> };
+      const name = Object.keys(index.weight_map)[0]!;
+      const model = join(dir, 'model');
+      mkdirSync(model);
+      // The escaping names point at a real, valid shard one level up: only the name is wrong.
+      renameSync(indexPath, join(model, 'model.safetensors.index.json'));
+      for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'])
+        copyFileSync(join(dir, f), join(model, f));
+      for (const shard of [
+        '../model-00001-of-00002.safetensors',
+        'sub/../../model-00001-of-00002.safetensors',
+        join(dir, 'model-00001-of-00002.safetensors'),
+      ]) {
+        writeJson(join(model, 'model.safetensors.index.json'), {
+          weight_map: { ...index.weight_map, [name]: shard },
+        });
+        expectError(() => openSafetensors(model), CheckpointIndexError, [
+          `"${name}"`,
+          shard,
+          'leaves the model folder',
+        ]);
+      }
     });
   });
 });
