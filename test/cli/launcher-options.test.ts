@@ -22,7 +22,8 @@ const mpirun = (rank: number, size = 2): Env => ({
 /** Parses `argv` as serve's engine flags and builds the config under `env`; returns it and the log. */
 function parallelOf(argv: string[], env: Env, cores = 8): { parallel: ParallelSettings; log: string[] } {
   const cmd = addEngineOptions(new Command()).exitOverride();
-  cmd.parse(normaliseFlagSpelling(argv), { from: 'user' });
+  // Off loopback a multi-node start needs the cluster secret; every case here has one (docs/security.md).
+  cmd.parse(normaliseFlagSpelling([...argv, '--cluster-secret', 'test-secret']), { from: 'user' });
   const log: string[] = [];
   const config = engineConfigUnderLauncher(
     cmd.opts(),

@@ -87,7 +87,14 @@ function engineConfigOf(template: Doc, workerIndex: number): { config: EngineCon
   const cmd = serveCommand().exitOverride();
   cmd.action(() => {});
   cmd.parse(normaliseFlagSpelling(argv), { from: 'user' });
-  const options = { ...cmd.opts(), model: cmd.args[0] };
+  // The pod's DUET_CLUSTER_SECRET (from the Secret) stands in as the secret; the config reads it from the
+  // process environment, so it is handed over as the option it would become.
+  const fromSecret = c.env?.some((v: Doc) => v.name === 'DUET_CLUSTER_SECRET' && v.valueFrom?.secretKeyRef);
+  const options = {
+    ...cmd.opts(),
+    model: cmd.args[0],
+    clusterSecret: fromSecret ? 'from-the-secret' : undefined,
+  };
   const env = {
     LWS_LEADER_ADDRESS: `${lws.metadata.name}-0.${lws.metadata.name}.default`,
     LWS_GROUP_SIZE: String(size),
