@@ -88,7 +88,7 @@ function randomPrompts(
 
 /** Head role: loads the engine from duet flags, warms up, times a prefill-only batch, prints the result. */
 async function runHead(job: HeadJob): Promise<void> {
-  const cmd = addEngineOptions(new Command('bench-parallel-head')).exitOverride();
+  const cmd = addEngineOptions(new Command('bench-parallel-head'), 'offline').exitOverride();
   cmd.parse(normaliseFlagSpelling(job.flags), { from: 'user' });
   const llm = new LLM({ engineConfig: engineConfigFromOptions(cmd.opts()) });
   try {

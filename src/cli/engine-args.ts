@@ -3,6 +3,7 @@
 
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
+  BLOCK_SIZE_LIMITS,
   DEFAULT_ENGINE_CONFIG,
   dboEnabledByEnv,
   type EngineConfig,
@@ -11,6 +12,7 @@ import {
   type ModelDType,
   validateEngineConfig,
 } from '../config/engine-config.js';
+import { DEFAULT_MAX_NUM_BATCHED_TOKENS } from '../engine/create-engine.js';
 import { jsonObjectArg } from './json-object-arg.js';
 
 function intArg(flag: string) {
@@ -48,10 +50,28 @@ function boolArg(flag: string) {
   };
 }
 
-/** Adds the engine flags to a command. */
-export function addEngineOptions(cmd: Command): Command {
+/** `text (default: value)`, for flags whose default is applied after parsing rather than by commander. */
+function withDefault(text: string, value: string | number | boolean): string {
+  return `${text} (default: ${value})`;
+}
+
+const onOff = (v: boolean) => (v ? 'on' : 'off');
+
+/**
+ * Adds the engine flags to a command; every default shown in --help is read from DEFAULT_ENGINE_CONFIG
+ * (or the engine's own default where the config leaves it to the engine). `offline` leaves out the flags
+ * that only a server uses (--served-model-name, --headless).
+ */
+export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'serve'): Command {
   const d = DEFAULT_ENGINE_CONFIG;
-  return cmd
+  const serve = scope === 'serve';
+  const extraDefaults = [
+    `dbo_auto_off_min_gain ${d.dbo.autoOffMinGain}`,
+    `dbo_auto_off_max_loss ${d.dbo.autoOffMaxLoss}`,
+    `dbo_auto_off_min_comm_share ${d.dbo.autoOffMinCommShare}`,
+    `dbo_auto_off_probe_interval ${d.dbo.autoOffProbeInterval}`,
+  ].join(', ');
+  cmd
     .option(
       '--model <dir>',
       'Hugging Face model folder (config.json, safetensors, tokenizer); default: the embedded model',
@@ -60,7 +80,7 @@ export function addEngineOptions(cmd: Command): Command {
     .addOption(
       new Option('--dtype <dtype>', 'weight precision; compute is float32 on CPU')
         .choices(['auto', 'float32', 'bfloat16'])
-        .default('auto'),
+        .default(d.model.dtype),
     )
     .addOption(
       new Option(
@@ -68,7 +88,7 @@ export function addEngineOptions(cmd: Command): Command {
         'weights: safetensors, or dummy (seeded random weights of the real shapes)',
       )
         .choices(['auto', 'safetensors', 'dummy'])
-        .default('auto'),
+        .default(d.model.loadFormat),
     )
     .option('--seed <n>', 'seed of dummy weights and unseeded sampling', intArg('--seed'), d.model.seed)
     .option(
@@ -84,16 +104,18 @@ export function addEngineOptions(cmd: Command): Command {
     .option(
       '--generation-config <src>',
       '"auto" (generation_config.json), "vllm" (ignore it) or a folder',
-      'auto',
+      d.model.generationConfig,
     )
     .option(
       '--chat-template <file-or-template>',
       "chat template (a file or inline Jinja) replacing the tokenizer's",
-    )
-    .option('--served-model-name <name>', 'model name in the API (default: the model path)')
+    );
+  if (serve) cmd.option('--served-model-name <name>', 'model name in the API (default: the model path)');
+  const bs = BLOCK_SIZE_LIMITS;
+  cmd
     .option(
       '--block-size <n>',
-      'tokens per KV cache block (16..256)',
+      `tokens per KV cache block (${bs.min}..${bs.max}; ${bs.recommendedMin}..${bs.max} recommended)`,
       intArg('--block-size'),
       d.cache.blockSize,
     )
@@ -113,9 +135,15 @@ export function addEngineOptions(cmd: Command): Command {
       'exact number of KV cache blocks',
       intArg('--num-gpu-blocks-override'),
     )
-    .option('--enable-prefix-caching', 'reuse KV blocks of shared prompt prefixes (default on)')
+    .option(
+      '--enable-prefix-caching',
+      withDefault('reuse KV blocks of shared prompt prefixes', onOff(d.cache.enablePrefixCaching)),
+    )
     .option('--no-enable-prefix-caching', 'disable prefix caching')
-    .option('--enable-chunked-prefill', 'split long prompts over several steps (default on)')
+    .option(
+      '--enable-chunked-prefill',
+      withDefault('split long prompts over several steps', onOff(d.scheduler.enableChunkedPrefill)),
+    )
     .option('--no-enable-chunked-prefill', 'disable chunked prefill')
     .option(
       '--max-num-seqs <n>',
@@ -123,31 +151,57 @@ export function addEngineOptions(cmd: Command): Command {
       intArg('--max-num-seqs'),
       d.scheduler.maxNumSeqs,
     )
-    .option('--max-num-batched-tokens <n>', 'token budget of one step', intArg('--max-num-batched-tokens'))
+    .option(
+      '--max-num-batched-tokens <n>',
+      withDefault(
+        'token budget of one step',
+        `${DEFAULT_MAX_NUM_BATCHED_TOKENS}; without chunked prefill at least --max-model-len`,
+      ),
+      intArg('--max-num-batched-tokens'),
+    )
     .option(
       '--tensor-parallel-size <n>',
       'tensor-parallel ranks (also -tp)',
       intArg('--tensor-parallel-size'),
-      1,
+      d.parallel.tensorParallelSize,
     )
     .option(
       '--data-parallel-size <n>',
       'data-parallel replicas (also -dp)',
       intArg('--data-parallel-size'),
-      1,
+      d.parallel.dataParallelSize,
     )
-    .option('--enable-expert-parallel', 'split experts across ranks')
+    .option(
+      '--enable-expert-parallel',
+      withDefault('split experts across ranks', onOff(d.parallel.enableExpertParallel)),
+    )
     .addOption(new Option('--distributed-executor-backend <backend>', 'how ranks run').choices(['uni', 'mp']))
     .option(
       '--num-threads <n>',
       'compute threads of the CPU kernels (default: every core)',
       intArg('--num-threads'),
     )
-    .option('--nnodes <n>', 'hosts the tensor-parallel ranks spread over', intArg('--nnodes'), 1)
-    .option('--node-rank <n>', "this host's index; 0 is the head that serves", intArg('--node-rank'), 0)
-    .option('--master-addr <ip>', "the head node's address (rendezvous)", '127.0.0.1')
-    .option('--master-port <port>', "the head node's rendezvous port", intArg('--master-port'), 29500)
-    .option('--headless', "run only this node's ranks, no API server (every node but the head)")
+    .option(
+      '--nnodes <n>',
+      'hosts the tensor-parallel ranks spread over',
+      intArg('--nnodes'),
+      d.parallel.nnodes,
+    )
+    .option(
+      '--node-rank <n>',
+      "this host's index; 0 is the head that serves",
+      intArg('--node-rank'),
+      d.parallel.nodeRank,
+    )
+    .option('--master-addr <ip>', "the head node's address (rendezvous)", d.parallel.masterAddr)
+    .option(
+      '--master-port <port>',
+      "the head node's rendezvous port",
+      intArg('--master-port'),
+      d.parallel.masterPort,
+    );
+  if (serve) cmd.option('--headless', "run only this node's ranks, no API server (every node but the head)");
+  return cmd
     .option('--cluster-secret <secret>', 'secret a node must know to join (also DUET_CLUSTER_SECRET)')
     .option(
       '--allow-insecure-cluster',
@@ -157,31 +211,45 @@ export function addEngineOptions(cmd: Command): Command {
       '--dist-timeout <seconds>',
       'a peer rank silent this long is declared dead',
       floatArg('--dist-timeout'),
-      60,
+      d.parallel.distTimeoutMs / 1000,
     )
     .option(
       '--enable-dbo',
-      'dual-batch overlap (also VLLM_ASCEND_ENABLE_DBO=1, VLLM_ENABLE_DBO=1, DUET_ENABLE_DBO=1)',
+      withDefault(
+        'dual-batch overlap (also VLLM_ASCEND_ENABLE_DBO=1, VLLM_ENABLE_DBO=1, DUET_ENABLE_DBO=1)',
+        onOff(d.dbo.enabled),
+      ),
     )
     .option(
       '--dbo-prefill-token-threshold <n>',
-      'DBO: steps with a prefill and fewer tokens run as one batch',
+      withDefault('DBO: steps with a prefill and fewer tokens run as one batch', d.dbo.prefillTokenThreshold),
       intArg('--dbo-prefill-token-threshold'),
     )
     .option(
       '--dbo-decode-token-threshold <n>',
-      'DBO: decode-only steps split only at or above this many tokens',
+      withDefault(
+        'DBO: decode-only steps split only at or above this many tokens',
+        d.dbo.decodeTokenThreshold,
+      ),
       intArg('--dbo-decode-token-threshold'),
     )
     .option(
       '--dbo-auto-off <bool>',
-      'DBO: time one-batch and split steps and stop splitting where it does not pay (default true)',
+      withDefault(
+        'DBO: time one-batch and split steps and stop splitting where it does not pay',
+        d.dbo.autoOff,
+      ),
       boolArg('--dbo-auto-off'),
     )
     .option('--trace-dir <dir>', 'write a Chrome / Perfetto trace per rank (also DUET_TRACE_DIR)')
     .option(
       '--additional-config <json>',
-      'JSON handed to the platform: moe_comm ("allgather" | "alltoall"), dbo_prefill_token_threshold, dbo_decode_token_threshold, dbo_auto_off, dbo_auto_off_min_gain, dbo_auto_off_max_loss, dbo_auto_off_min_comm_share, dbo_auto_off_probe_interval',
+      [
+        'JSON handed to the platform: moe_comm ("allgather" | "alltoall";',
+        `default ${moeCommFrom({}, true)} with expert parallelism, else ${moeCommFrom({}, false)}),`,
+        'dbo_prefill_token_threshold, dbo_decode_token_threshold, dbo_auto_off (as the flags),',
+        `and the DBO off-switch's tuning: ${extraDefaults}`,
+      ].join(' '),
       jsonObjectArg('--additional-config', '{"moe_comm": "alltoall"}'),
     )
     .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')

@@ -89,6 +89,24 @@ export function toJsonLine(out: RequestOutput): string {
   });
 }
 
+/** A prompt as a short label: its text (JSON-quoted) or its token ids, cut to about 60 characters. */
+function promptLabel(p: PromptInput): string {
+  const full =
+    typeof p === 'string'
+      ? JSON.stringify(p)
+      : 'prompt' in p
+        ? JSON.stringify(p.prompt)
+        : `token ids [${p.prompt_token_ids.join(', ')}]`;
+  return full.length > 60 ? `${full.slice(0, 59)}…` : full;
+}
+
+/** The `--output text` block of output `index`: with several prompts, a header line names its prompt. */
+export function textOutputBlock(out: RequestOutput, index: number, prompts: readonly PromptInput[]): string {
+  const text = `${out.outputs[0]!.text}\n`;
+  if (prompts.length === 1) return text;
+  return `--- prompt ${index + 1} of ${prompts.length}: ${promptLabel(prompts[index]!)} ---\n${text}`;
+}
+
 export function generateCommand(): Command {
   const cmd = new Command('generate')
     .description('generate completions offline for one or more prompts (batched by the engine)')
@@ -111,7 +129,7 @@ export function generateCommand(): Command {
     .option('--stop <text>', 'a stop string (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--chat', 'treat each text prompt as a user message and apply the chat template')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'));
-  addEngineOptions(cmd);
+  addEngineOptions(cmd, 'offline');
   cmd.action(async (o: Record<string, unknown>) => {
     const config = engineConfigFromOptions(o);
     const prompts: PromptInput[] = [];
@@ -149,10 +167,10 @@ export function generateCommand(): Command {
       } else {
         outputs = await llm.generate(prompts, params);
       }
-      for (const out of outputs) {
+      outputs.forEach((out, i) => {
         if (o.output === 'json') process.stdout.write(`${toJsonLine(out)}\n`);
-        else process.stdout.write(`${out.outputs[0]!.text}\n`);
-      }
+        else process.stdout.write(textOutputBlock(out, i, prompts));
+      });
       const engine = await llm.engine();
       const s = engine.stats();
       logger.info(

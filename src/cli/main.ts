@@ -2,6 +2,7 @@
 // are accepted too). Errors are printed as one clear line and exit with status 1.
 
 import { Command, CommanderError } from 'commander';
+import { duetVersion } from '../server/server.js';
 import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
 import { generateCommand } from './generate.js';
@@ -10,7 +11,7 @@ import { serveCommand } from './serve.js';
 export function buildProgram(): Command {
   const program = new Command('duet')
     .description('Duet: an LLM serving engine for Node.js (DeepSeek MLA / MoE), modelled on vLLM')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(duetVersion()) // Duet's own package.json, not the project it runs in
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(generateCommand());
   program.addCommand(serveCommand());

@@ -167,6 +167,9 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
   passthrough: {},
 };
 
+/** Allowed --block-size values (tokens per KV block), and the smallest that performs well. */
+export const BLOCK_SIZE_LIMITS = { min: 1, max: 256, recommendedMin: 16 } as const;
+
 /** The environment variables that switch DBO on (any of them set to 1 or true). */
 export const DBO_ENV_VARS = ['VLLM_ASCEND_ENABLE_DBO', 'VLLM_ENABLE_DBO', 'DUET_ENABLE_DBO'] as const;
 
@@ -186,8 +189,11 @@ export class EngineConfigError extends Error {
 /** Checks ranges and combinations; throws `EngineConfigError`. */
 export function validateEngineConfig(c: EngineConfig): void {
   const bs = c.cache.blockSize;
-  if (!Number.isInteger(bs) || bs < 1 || bs > 256) {
-    throw new EngineConfigError(`--block-size must be an integer in 1..256 (16..256 recommended), got ${bs}`);
+  const { min, max, recommendedMin } = BLOCK_SIZE_LIMITS;
+  if (!Number.isInteger(bs) || bs < min || bs > max) {
+    throw new EngineConfigError(
+      `--block-size must be an integer in ${min}..${max} (${recommendedMin}..${max} recommended), got ${bs}`,
+    );
   }
   const u = c.cache.gpuMemoryUtilization;
   if (!(u > 0 && u <= 1)) throw new EngineConfigError(`--gpu-memory-utilization must be in (0, 1], got ${u}`);
