@@ -19,6 +19,7 @@
 //       [--num-prompts 16] [--max-concurrency 2] [--request-rate 12] [--rounds 2] [--moe-comm allgather|alltoall]
 //       [--model DIR] [--load-format auto|dummy] [--hf-overrides JSON] [--out DIR] [--skip-local]
 //       [--dbo-auto-off true|false]   (DBO's automatic off-switch in the DBO-on runs; default true)
+//       [--quiet-wait SECONDS]        (how long each run waits for other work to calm down; default 120)
 //
 // Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
 
@@ -71,6 +72,7 @@ const { values } = parseArgs({
     'max-foreign-cores': { type: 'string', default: '0.25' },
     attempts: { type: 'string', default: '4' },
     'dbo-auto-off': { type: 'string', default: 'true' },
+    'quiet-wait': { type: 'string', default: '120' },
   },
 });
 
@@ -352,7 +354,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
   let clientPrefix: string[] = [];
   let numRanks: number;
   const headLog = join(dir, 'head.log');
-  const quietBusy = await waitForQuiet(0.3, 120_000);
+  const quietBusy = await waitForQuiet(0.3, Number(values['quiet-wait']) * 1000);
   const foreign = new ForeignLoad(() => servers.map((p) => p.pid));
   try {
     if (spec.layout.kind === 'testbed') {

@@ -204,14 +204,18 @@ function linearPhase(path: string | undefined): string {
 function instrument(engine: LLMEngine): PhaseTimer {
   const timer = new PhaseTimer();
   const e = engine as unknown as AnyObject;
-  const runner = e.runner as AnyObject;
+  // One runner per data-parallel replica (the engine's replicas); the bench runs one.
+  const runners = (e.replicas as AnyObject[]).map((r) => r.runner as AnyObject);
   const executor = e.executor as AnyObject;
   const model = (executor.rank as AnyObject).model as AnyObject;
   const kernels = e.kernels as AnyObject;
   const paths = linearWeightPaths(model);
 
   wrap(timer, e, 'step', 'engine overhead (scheduler, bookkeeping)');
-  wrap(timer, runner, 'execute', 'model runner (batch build)');
+  for (const runner of runners) {
+    wrap(timer, runner, 'prepare', 'model runner (batch build)');
+    wrap(timer, runner, 'collect', 'model runner (batch build)');
+  }
   wrap(timer, model, 'forward', 'model glue (norms, residuals)');
   wrap(timer, model, 'embed', 'embedding');
   wrap(timer, e.sampler as AnyObject, 'sample', 'sampler');

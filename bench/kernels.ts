@@ -1,7 +1,8 @@
 // Kernel benchmark: the wasm GEMM (f32 and bf16 weights) side by side with a native OpenBLAS sgemm on
 // the same shapes and thread counts, for a prefill-like GEMM and decode-like GEMVs, plus the machine's
 // read bandwidth measured in the same run (wasm and native streaming reads), against which the GEMV's
-// weight traffic is compared. Run with `npm run bench:kernels` (options: --threads 1,2 --quick).
+// weight traffic is compared. Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --smoke: tiny
+// shapes and no native program, only to check that the benchmark runs, as `npm test` does).
 //
 // The GEMV weights rotate over enough copies (≥ 1 GiB) that they come from DRAM, as a real model's do.
 
@@ -23,18 +24,20 @@ interface Shape {
 interface Options {
   threads: number[];
   quick: boolean;
+  smoke: boolean;
 }
 
 /** Total bytes of weight copies the GEMV rotates over, and of the bandwidth test. */
 const ROTATION_BYTES = 1024 ** 3;
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { threads: [1, 2], quick: false };
+  const opts: Options = { threads: [1, 2], quick: false, smoke: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
+    else if (a === '--smoke') opts.smoke = true;
     else if (a === '--threads') opts.threads = (argv[++i] ?? '').split(',').map(Number);
-    else throw new Error(`bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick`);
+    else throw new Error(`bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke`);
   }
   if (opts.threads.some((t) => !Number.isInteger(t) || t < 1))
     throw new Error('--threads: a list of integers >= 1');
@@ -143,11 +146,11 @@ function wasmBandwidth(kernels: WasmKernels, threads: number, totalBytes: number
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
-  const minSeconds = opts.quick ? 0.15 : 0.4;
-  const rotation = opts.quick ? ROTATION_BYTES / 2 : ROTATION_BYTES;
+  const minSeconds = opts.smoke ? 0.005 : opts.quick ? 0.15 : 0.4;
+  const rotation = opts.smoke ? 16 * 1024 ** 2 : opts.quick ? ROTATION_BYTES / 2 : ROTATION_BYTES;
   const maxThreads = Math.max(...opts.threads);
   const kernels = await createWasmKernels({ numThreads: maxThreads });
-  const native = NativeBench.create();
+  const native = opts.smoke ? '--smoke' : NativeBench.create();
   console.log(`Duet kernel benchmark — ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores`);
   console.log(`wasm: ${kernels.name} (relaxed SIMD ${kernels.relaxed ? 'on' : 'off'})`);
   if (typeof native === 'string') console.log(`native: skipped — ${native}`);
@@ -169,12 +172,14 @@ async function main(): Promise<void> {
     console.log(pad([String(t), fmt(bw / 1e9), fmt(nat === undefined ? undefined : nat / 1e9)], [8, 8, 8]));
   }
 
-  const groups: Shape[][] = [[{ label: 'prefill', m: 512, n: 2048, k: 2048 }]];
-  for (const [n, k] of [
-    [2048, 2048],
-    [10944, 2048],
-  ] as const) {
-    groups.push([1, 2, 4, 8].map((m) => ({ label: 'decode', m, n, k })));
+  const groups: Shape[][] = [[{ label: 'prefill', m: opts.smoke ? 16 : 512, n: 2048, k: 2048 }]];
+  for (const [n, k] of opts.smoke
+    ? ([[256, 256]] as const)
+    : ([
+        [2048, 2048],
+        [10944, 2048],
+      ] as const)) {
+    groups.push((opts.smoke ? [1, 2] : [1, 2, 4, 8]).map((m) => ({ label: 'decode', m, n, k })));
   }
 
   const widths = [8, 5, 6, 6, 3, 9, 9, 9, 8, 8, 6, 12, 12];
@@ -217,7 +222,7 @@ async function main(): Promise<void> {
       weights.set(dtype, ws);
     }
     // Let the background work that follows packing gigabytes (GC, the kernel's page bookkeeping) settle.
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await new Promise((resolve) => setTimeout(resolve, opts.smoke ? 0 : 2000));
     for (const s of group) {
       const x = kernels.allocate(s.m * k);
       x.set(randomF32(s.m * k, 2));

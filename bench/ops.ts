@@ -1,6 +1,7 @@
 // Single-thread benchmark of the WebAssembly operator kernels: MLA decode attention (absorbed form over
 // the paged latent cache) at DeepSeek's real dimensions, reported as GB/s of latent cache read and as a
 // speed-up over the TypeScript reference twin. Run: npx tsc -p tsconfig.json && node dist/bench/ops.js
+// (--smoke: one small shape and a short time budget, only to check that it runs, as `npm test` does).
 
 import { ReferenceKernels } from '../src/kernels/reference/reference-kernels.js';
 import { WasmOps } from '../src/kernels/wasm-ops.js';
@@ -30,6 +31,8 @@ function fillRandom(a: Float32Array, seed: number): void {
 
 async function main(): Promise<void> {
   enableWasmFeatures();
+  const smoke = process.argv.includes('--smoke');
+  const budgetMs = smoke ? 20 : 1500;
   const latentDim = 512;
   const ropeDim = 64;
   const entry = latentDim + ropeDim;
@@ -40,8 +43,8 @@ async function main(): Promise<void> {
   console.log(
     `MLA decode attention, latentDim ${latentDim} + ropeDim ${ropeDim}, blockSize ${blockSize}, one thread`,
   );
-  for (const numHeads of [16, 128]) {
-    for (const ctx of [512, 4096]) {
+  for (const numHeads of smoke ? [16] : [16, 128]) {
+    for (const ctx of smoke ? [64] : [512, 4096]) {
       const numBlocks = Math.ceil(ctx / blockSize);
       const blockTable = Int32Array.from({ length: numBlocks }, (_, i) => (i * 7919) % numBlocks);
       const positions = Int32Array.from([ctx - 1]);
@@ -68,7 +71,7 @@ async function main(): Promise<void> {
               blockSize,
               scale,
             ),
-          1500,
+          budgetMs,
         );
         console.log(
           `  heads ${numHeads} ctx ${ctx}: reference ${refMs.toFixed(2)} ms (${(cacheBytes / refMs / 1e6).toFixed(3)} GB/s)`,
@@ -96,7 +99,7 @@ async function main(): Promise<void> {
               blockSize,
               scale,
             ),
-          1500,
+          budgetMs,
         );
         const gflops = (2 * numHeads * ctx * (entry + latentDim)) / ms / 1e6;
         const speedup = Number.isNaN(refMs) ? '' : `, ${(refMs / ms).toFixed(1)}x the reference`;

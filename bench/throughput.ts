@@ -41,8 +41,13 @@ function randomPrompts(seed: number, vocab: number): { prompt_token_ids: number[
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
   };
+  // Ids away from the special tokens at either end, as far as a small (test) vocabulary allows.
+  const margin = Math.min(100, Math.floor(vocab / 8));
   return Array.from({ length: numPrompts }, () => ({
-    prompt_token_ids: Array.from({ length: inputLen }, () => Math.floor(next() * (vocab - 1000)) + 100),
+    prompt_token_ids: Array.from(
+      { length: inputLen },
+      () => Math.floor(next() * (vocab - 2 * margin)) + margin,
+    ),
   }));
 }
 

@@ -1,0 +1,226 @@
+// Every developer benchmark under bench/ runs at its smallest size and prints its table, so that a
+// refactor that breaks one fails `npm test` instead of rotting unseen. Only that it runs and prints
+// numbers is checked, not the numbers (a smoke run on a shared machine measures nothing). The multi-host
+// ones (parallel, dbo, collectives' testbed row) run on the network-namespace testbed where this machine
+// can make one, on loopback (parallel) or their local part (dbo) where it cannot.
+// bench/collectives-rank.ts and bench/dbo-trace.ts are modules of collectives.ts and dbo.ts and run with them.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { whyNoNetns } from '../../scripts/testbed/testbed.js';
+import { fixtureDir } from '../helpers/golden.js';
+
+const ROOT = join(fixtureDir('v2-tiny'), '..', '..', '..');
+const BENCH = join(ROOT, 'dist', 'bench');
+const noNetns = whyNoNetns();
+
+/** DeepSeek-V2-Lite's architecture at toy width (its real vocabulary, which the bench tokenizer needs). */
+const TINY_V2_LITE = JSON.stringify({
+  num_hidden_layers: 2,
+  first_k_dense_replace: 1,
+  hidden_size: 64,
+  intermediate_size: 128,
+  moe_intermediate_size: 32,
+  n_routed_experts: 4,
+  num_experts_per_tok: 2,
+  n_shared_experts: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 2,
+  kv_lora_rank: 32,
+  q_lora_rank: null,
+  qk_nope_head_dim: 16,
+  qk_rope_head_dim: 8,
+  v_head_dim: 16,
+});
+
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function bench(script: string, args: string[], timeoutMs: number): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(BENCH, script), ...args], {
+      cwd: ROOT,
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+/** Exit status 0 and every `rows` pattern in stdout (each a table row with numbers in it). */
+function assertTable(r: Run, rows: readonly RegExp[]): void {
+  assert.equal(
+    r.status,
+    0,
+    `exit status ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr.slice(-4000)}`,
+  );
+  for (const row of rows) assert.match(r.stdout, row);
+}
+
+describe('bench/ smoke runs', () => {
+  const out = mkdtempSync(join(tmpdir(), 'duet-bench-smoke-'));
+  after(() => rmSync(out, { recursive: true, force: true }));
+
+  test('kernels.js --smoke', async () => {
+    const r = await bench('kernels.js', ['--smoke', '--threads', '1'], 120_000);
+    assertTable(r, [
+      /^\s*prefill\s+16\s+2048\s+2048\s+1\s+[\d.]+\s+[\d.]+/m,
+      /^\s*decode\s+2\s+256\s+256\s+1\s+[\d.]+/m,
+    ]);
+  });
+
+  test('ops.js --smoke', async () => {
+    const r = await bench('ops.js', ['--smoke'], 120_000);
+    assertTable(r, [/heads 16 ctx 64: reference [\d.]+ ms/, /heads 16 ctx 64: wasm-simd\s+[\d.]+ ms/]);
+  });
+
+  test('decode.js at batch 2 with its breakdown (the breakdown crashed once: issue 13)', async () => {
+    const r = await bench(
+      'decode.js',
+      [
+        '--models',
+        'default',
+        '--prompt-len',
+        '16',
+        '--decode',
+        '2',
+        '--runs',
+        '1',
+        '--batch',
+        '2',
+        '--kv-cache-mib',
+        '64',
+      ],
+      180_000,
+    );
+    assertTable(r, [
+      /prefill 16 tokens: [\d.]+ tok\/s/,
+      /Decode step breakdown \(batch 2\)/,
+      /model runner \(batch build\)\s+[\d.]+ ms/,
+      /total\s+[\d.]+ ms/,
+    ]);
+  });
+
+  test('throughput.js on the tiny fixture config', async () => {
+    const r = await bench(
+      'throughput.js',
+      [
+        '--config',
+        fixtureDir('v2-tiny'),
+        '--num-prompts',
+        '2',
+        '--input-len',
+        '8',
+        '--output-len',
+        '2',
+        '--layers',
+        '2',
+        '--kv-cache-memory',
+        '16MiB',
+      ],
+      180_000,
+    );
+    assertTable(r, [
+      /batch-1 sequential\s+[\d.]+ s\s+[\d.]+ req\/s/,
+      /continuous batching\s+[\d.]+ s/,
+      /speed-up: [\d.]+x/,
+    ]);
+  });
+
+  test('collectives.js at one small size', async () => {
+    const r = await bench('collectives.js', ['--sizes', '4096', '--seconds', '0.05'], 180_000);
+    assertTable(r, [
+      /shared memory \(threads\)\s+[\d.]+ ms/,
+      /TCP loopback \(threads\)\s+[\d.]+ ms/,
+      /Unix sockets \(threads\)\s+[\d.]+ ms/,
+      ...(noNetns ? [] : [/testbed \S+ link \(processes\)\s+[\d.]+ ms/]),
+    ]);
+  });
+
+  test('parallel.js: one round, one link, two prompts', async () => {
+    const r = await bench(
+      'parallel.js',
+      [
+        '--prompts',
+        '2',
+        '--input-len',
+        '8',
+        '--batched-tokens',
+        '16',
+        '--rounds',
+        '1',
+        '--links',
+        '10gbit',
+        '--delay',
+        '0us',
+        '--hf-overrides',
+        TINY_V2_LITE,
+      ],
+      300_000,
+    );
+    assertTable(r, [
+      /^1 rank \(1 process\)\s+\d+\s+\d+\s+1\.00x/m,
+      /^2 hosts x 1 rank, \S+\s+\d+\s+\d+\s+[\d.]+x/m,
+      /^-dp 2 -ep, 2 hosts, \S+\s+\d+\s+\d+\s+[\d.]+x/m,
+    ]);
+  });
+
+  test('dbo.js: one round of off/on, then dbo-trace-svg.js on its traces', async () => {
+    const dboOut = join(out, 'dbo');
+    const r = await bench(
+      'dbo.js',
+      [
+        ...['--bandwidth', '1gbit', '--input-len', '320', '--num-prompts', '2', '--max-concurrency', '1'],
+        ...['--request-rate', 'inf', '--num-warmups', '0', '--rounds', '1', '--skip-unlimited'],
+        ...['--attempts', '1', '--max-foreign-cores', '1000', '--quiet-wait', '0'],
+        ...[
+          '--model',
+          'assets/configs/deepseek-v2-lite',
+          '--load-format',
+          'dummy',
+          '--hf-overrides',
+          TINY_V2_LITE,
+        ],
+        // With the testbed its two-host run is enough; without it only the local part can run.
+        ...(noNetns ? [] : ['--skip-local']),
+        ...['--out', dboOut],
+      ],
+      400_000,
+    );
+    assertTable(r, [
+      /prefill QPS \(req\/s\)\s+[\d.]+\s+[\d.]+/,
+      /mean TTFT \(ms\)\s+[\d.]+\s+[\d.]+/,
+      /overlap efficiency/,
+    ]);
+    // Every run completed requests (a run whose requests all fail prints n/a and still exits 0).
+    for (const m of r.stdout.matchAll(/^\s+(\S+-r0-o(?:n|ff)): (\d+) requests/gm)) {
+      assert.ok(Number(m[2]) > 0, `${m[1]} completed ${m[2]} requests`);
+    }
+    const runs = join(dboOut, 'runs');
+    const [off, on] = ['off', 'on'].map((mode) => {
+      const run = readdirSync(runs).find((d) => d.endsWith(`-r0-${mode}`));
+      assert.ok(run, `a DBO-${mode} run folder in ${runs}`);
+      return join(runs, run, 'trace');
+    }) as [string, string];
+    const svg = join(out, 'step.svg');
+    const pic = await bench('dbo-trace-svg.js', [off, on, svg], 60_000);
+    assertTable(pic, [/wrote /]);
+    assert.match(readFileSync(svg, 'utf8'), /^<svg [^>]*width="\d+"/);
+  });
+});
