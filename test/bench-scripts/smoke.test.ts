@@ -6,13 +6,13 @@
 // bench/collectives-rank.ts and bench/dbo-trace.ts are modules of collectives.ts and dbo.ts and run with them.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { whyNoNetns } from '../../scripts/testbed/testbed.js';
 import { fixtureDir } from '../helpers/golden.js';
+import { describeProcess, type ProcessResult, runProcess } from '../helpers/run-process.js';
 
 const ROOT = join(fixtureDir('v2-tiny'), '..', '..', '..');
 const BENCH = join(ROOT, 'dist', 'bench');
@@ -37,39 +37,13 @@ const TINY_V2_LITE = JSON.stringify({
   v_head_dim: 16,
 });
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function bench(script: string, args: string[], timeoutMs: number): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(BENCH, script), ...args], {
-      cwd: ROOT,
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+function bench(script: string, args: string[], timeoutMs: number): Promise<ProcessResult> {
+  return runProcess(process.execPath, [join(BENCH, script), ...args], { cwd: ROOT, timeoutMs });
 }
 
 /** Exit status 0 and every `rows` pattern in stdout (each a table row with numbers in it). */
-function assertTable(r: Run, rows: readonly RegExp[]): void {
-  assert.equal(
-    r.status,
-    0,
-    `exit status ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr.slice(-4000)}`,
-  );
+function assertTable(r: ProcessResult, rows: readonly RegExp[]): void {
+  assert.equal(r.status, 0, describeProcess(r));
   for (const row of rows) assert.match(r.stdout, row);
 }
 

@@ -6,7 +6,7 @@
 // Also: the installed `duet --version` prints the package's version inside another project.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   copyFileSync,
   mkdirSync,
@@ -22,6 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { engineConfigFromLLMOptions } from '../../src/engine/llm.js';
 import { type DuetServer, startServer } from '../../src/server/server.js';
 import { fixtureDir } from '../helpers/golden.js';
+import { describeProcess, type ProcessResult, runProcess } from '../helpers/run-process.js';
 
 const ROOT = join(fixtureDir('v2-tiny'), '..', '..', '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -50,32 +51,8 @@ function documentedSnippets(): Snippet[] {
   return snippets;
 }
 
-interface RunResult {
-  readonly status: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs a command without blocking this process (the server the snippets talk to lives here). */
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, timeout: timeoutMs, killSignal: 'SIGKILL' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
-  });
-}
-
-function describeRun(r: RunResult): string {
-  return `status ${r.status} signal ${r.signal}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+function run(cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<ProcessResult> {
+  return runProcess(cmd, args, { cwd, timeoutMs });
 }
 
 /**
@@ -134,7 +111,7 @@ describe('the packed package', () => {
   before(async () => {
     mkdirSync(project);
     const pack = await run('npm', ['pack', '--json', '--pack-destination', dir], ROOT, 120_000);
-    assert.equal(pack.status, 0, describeRun(pack));
+    assert.equal(pack.status, 0, describeProcess(pack));
     const tarball = (JSON.parse(pack.stdout) as { filename: string }[])[0]!.filename;
     copyFileSync(join(dir, tarball), join(project, tarball));
     writeConsumerProject(project, tarball);
@@ -145,7 +122,7 @@ describe('the packed package', () => {
       project,
       180_000,
     );
-    assert.equal(install.status, 0, describeRun(install));
+    assert.equal(install.status, 0, describeProcess(install));
     model = modelWithChatTemplate(dir);
     server = await startServer({ engineConfig: engineConfigFromLLMOptions({ model }), port: 0 });
   });
@@ -202,7 +179,7 @@ describe('the packed package', () => {
       project,
       120_000,
     );
-    assert.equal(tsc.status, 0, describeRun(tsc));
+    assert.equal(tsc.status, 0, describeProcess(tsc));
   });
 
   snippets.forEach((s, i) => {
@@ -210,7 +187,7 @@ describe('the packed package', () => {
       const file = join(project, `run-${i}.mjs`);
       writeFileSync(file, filled(s));
       const r = await run(process.execPath, [file], project, 120_000);
-      assert.equal(r.status, 0, describeRun(r));
+      assert.equal(r.status, 0, describeProcess(r));
       const lines = r.stdout.trim().split('\n');
       if (s.code.includes('startServer')) assert.match(lines[0] ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
       if (s.code.includes('runServeBenchmark')) {
@@ -228,7 +205,7 @@ describe('the packed package', () => {
       timeout: 60_000,
       env: { ...process.env, npm_package_version: '9.9.9' },
     });
-    assert.equal(r.status, 0, describeRun(r));
+    assert.equal(r.status, 0, describeProcess(r));
     assert.equal(r.stdout.trim(), PKG.version);
   });
 });
