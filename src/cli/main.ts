@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
+import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
 
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   program.addCommand(generateCommand());
   program.addCommand(serveCommand());
   program.addCommand(benchCommand());
+  program.addCommand(evalCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();
   return program;
