@@ -3,7 +3,8 @@
 // tools/speaking-model/export.py in float32 from the stored BF16 weights, which is what Duet computes.
 // Checked: argmax at every position, top-5 log-probs and last-position logits within 1e-3 (the golden
 // README's float32 tolerance: both sides accumulate in float32 in different orders, which moves logits
-// by ~1e-5), and the greedy completion of "And God said" through the offline API with no --model.
+// by ~1e-5), the tokenizer's ids for the reference texts, and the greedy completion of "And God said"
+// through the offline API with no --model.
 
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
@@ -18,12 +19,15 @@ import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
 import { embeddedModelDir } from '../../src/models/model-loader.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
+import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { argmax, fixtureDir, logSoftmax } from '../helpers/golden.js';
 
 const TOL = 1e-3;
 
 interface ReferencePrompt {
   readonly name: string;
+  /** What `ids` encode after BOS (null where the ids came from token files, not text). */
+  readonly text: string | null;
   readonly ids: number[];
   readonly argmax: number[];
   readonly top1_top2_logit_gaps: number[];
@@ -53,6 +57,20 @@ describe('the embedded default model', () => {
     assert.ok(config.firstKDenseReplace >= 1, 'a dense first layer');
     assert.ok(config.ropeScaling !== null, 'a YaRN rope config');
     assert.ok(statSync(join(dir, 'model.safetensors')).size <= 20 * 2 ** 20);
+  });
+
+  test('its tokenizer gives the ids the recipe trained on (BOS first)', () => {
+    const tokenizer = loadTokenizer(dir);
+    assert.equal(tokenizer.vocabSize, 4096);
+    for (const p of reference.prompts) {
+      if (p.text === null) continue;
+      assert.deepEqual(tokenizer.encode(p.text), p.ids, p.name);
+      assert.equal(tokenizer.decode(p.ids, { skipSpecialTokens: true }), p.text);
+    }
+    const chat = tokenizer.applyChatTemplate([{ role: 'user', content: 'Hello!' }], {
+      addGenerationPrompt: true,
+    });
+    assert.equal(chat, '<|begin_of_text|>Question: Hello!\nAnswer:');
   });
 
   const kernelSets: [string, () => Promise<Kernels>][] = [

@@ -126,12 +126,14 @@ def greedy(model, ids, n):
 
 
 @torch.no_grad()
-def reference_entry(model, name, ids):
+def reference_entry(model, name, ids, text=None):
+    """`text`, when given, is what `ids` encode (after BOS): the test checks Duet's tokenizer against it."""
     logits = model(torch.tensor([ids]))[0]
     logp = torch.log_softmax(logits, dim=-1)
     top5 = logp.topk(5, dim=-1)
     return {
         "name": name,
+        "text": text,
         "ids": ids,
         "argmax": logits.argmax(-1).tolist(),
         "top1_top2_logit_gaps": [round(v, 6) for v in (lambda t: t.values[:, 0] - t.values[:, 1])(logits.topk(2, dim=-1)).tolist()],
@@ -192,12 +194,13 @@ def main():
     print(json.dumps({k: v for k, v in result.items() if k != "greedy_ids"}, indent=2))
 
     held_text_ids = held[1:]
-    passage = [bos] + enc.encode("In the beginning God created the heaven and the earth.\nAnd the earth was")
+    genesis = "In the beginning God created the heaven and the earth.\nAnd the earth was"
+    passage = [bos] + enc.encode(genesis)
     reference = {
         "source": "tools/speaking-model/export.py (PyTorch, float32 compute from the stored BF16 weights)",
         "prompts": [
-            reference_entry(model, "and_god_said", prompt),
-            reference_entry(model, "genesis", passage),
+            reference_entry(model, "and_god_said", prompt, "And God said"),
+            reference_entry(model, "genesis", passage, genesis),
             reference_entry(model, "heldout_127", [bos] + held_text_ids[:126]),
         ],
         "greedy": {"prompt_ids": prompt, "ids": out_ids[len(prompt) :], "min_top1_top2_logit_gap": margin},
