@@ -1,9 +1,10 @@
 // Single-request speed of the engine on dummy weights: prefill tokens/s (one long prompt, one output token)
-// and decode tokens/s (batch 1), for a toy DeepSeek-V3 config (the former embedded default) and for DeepSeek-V2-Lite's config cut to a
-// few layers, with a breakdown of where a decode step's time goes (embedding, attention projections,
-// absorbed per-head GEMMs, attention kernel, MoE routing, experts, LM head, sampler, detokenizer, engine
-// overhead). The breakdown comes from a second, instrumented decode run: every kernel call and a few
-// model and engine methods are wrapped with timers, and time is charged to the innermost one running.
+// and decode tokens/s (batch 1), for a toy DeepSeek-V3 config (the former embedded default) and for
+// DeepSeek-V2-Lite's config cut to a few layers, with a breakdown of where a decode step's time goes
+// (embedding, attention projections, absorbed per-head GEMMs, attention kernel, MoE routing, experts, LM
+// head, sampler, detokenizer, engine overhead). The breakdown comes from a second, instrumented decode
+// run: every kernel call and a few model and engine methods are wrapped with timers, and time is charged
+// to the innermost one running.
 //
 // On a shared machine the step times vary with other load: prefill is the best of --runs prompts, and
 // decode is given as the median step and the 10th-percentile step (close to the unloaded speed).
