@@ -1,14 +1,15 @@
 // Single-request speed of the engine on dummy weights: prefill tokens/s (one long prompt, one output token)
-// and decode tokens/s (batch 1), for the embedded default model and for DeepSeek-V2-Lite's config cut to a
-// few layers, with a breakdown of where a decode step's time goes (embedding, attention projections,
-// absorbed per-head GEMMs, attention kernel, MoE routing, experts, LM head, sampler, detokenizer, engine
-// overhead). The breakdown comes from a second, instrumented decode run: every kernel call and a few
-// model and engine methods are wrapped with timers, and time is charged to the innermost one running.
+// and decode tokens/s (batch 1), for a toy DeepSeek-V3 config (the former embedded default) and for
+// DeepSeek-V2-Lite's config cut to a few layers, with a breakdown of where a decode step's time goes
+// (embedding, attention projections, absorbed per-head GEMMs, attention kernel, MoE routing, experts, LM
+// head, sampler, detokenizer, engine overhead). The breakdown comes from a second, instrumented decode
+// run: every kernel call and a few model and engine methods are wrapped with timers, and time is charged
+// to the innermost one running.
 //
 // On a shared machine the step times vary with other load: prefill is the best of --runs prompts, and
 // decode is given as the median step and the 10th-percentile step (close to the unloaded speed).
 //
-//   npm run bench:decode -- [--models default,v2-lite] [--layers 4] [--prompt-len 512] [--decode 64]
+//   npm run bench:decode -- [--models v3-toy,v2-lite] [--layers 4] [--prompt-len 512] [--decode 64]
 //                           [--runs 3] [--batch 1] [--threads 2] [--kv-cache-mib 512|auto] [--no-breakdown]
 //
 // --batch B decodes B requests together (tokens/s counts all B; the breakdown is per step).
@@ -24,7 +25,7 @@ enableWasmFeatures();
 
 const { values } = parseArgs({
   options: {
-    models: { type: 'string', default: 'default,v2-lite' },
+    models: { type: 'string', default: 'v3-toy,v2-lite' },
     layers: { type: 'string', default: '4' },
     'prompt-len': { type: 'string', default: '512' },
     decode: { type: 'string', default: '64' },
@@ -51,7 +52,11 @@ interface BenchModel {
 }
 
 const MODELS: Record<string, BenchModel> = {
-  default: { label: 'embedded default (V3 arch, 4 layers, hidden 256)', folder: undefined, hfOverrides: {} },
+  'v3-toy': {
+    label: 'DeepSeek-V3 toy config (4 layers, hidden 256)',
+    folder: 'assets/configs/deepseek-v3-toy',
+    hfOverrides: {},
+  },
   'v2-lite': {
     label: `DeepSeek-V2-Lite cut to ${numLayers} layers`,
     folder: 'assets/configs/deepseek-v2-lite',

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { duetVersion } from '../server/server.js';
 import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
+import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
 
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   program.addCommand(generateCommand());
   program.addCommand(serveCommand());
   program.addCommand(benchCommand());
+  program.addCommand(evalCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();
   return program;

@@ -23,7 +23,7 @@ import {
 import { DeepseekForCausalLM } from './deepseek.js';
 import { numParameters } from './deepseek-weights.js';
 
-/** The embedded default model's folder (config only; its weights are always dummy). */
+/** The embedded default model's folder: a small trained model with its own tokenizer (tools/speaking-model). */
 export function embeddedModelDir(): string {
   // Compiled to dist/src/models/: the assets folder sits at the package root.
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'assets', 'default-model');
@@ -108,7 +108,7 @@ export function loadModel(
   const tokenizer = loadModelTokenizer(settings);
   const generationDefaults = generationDefaultsFor(settings.generationConfig, dir);
 
-  const loadFormat = isEmbedded ? 'dummy' : settings.loadFormat;
+  const loadFormat = settings.loadFormat;
   progress.onStage?.(loadFormat === 'dummy' ? 'generating dummy weights' : 'loading weights');
   const source = openWeights(dir, config, loadFormat, { seed: settings.seed, dummyDType: 'bf16' });
   let model: DeepseekForCausalLM;
@@ -145,18 +145,16 @@ export function loadModel(
 }
 
 /**
- * The tokenizer for these settings: --tokenizer, else the model folder's, else (the embedded model, or a
- * config-only folder) the DeepSeek-V3 tokenizer and chat template. The engine and the HTTP thread both
+ * The tokenizer for these settings: --tokenizer, else the model folder's (the embedded model's own when no
+ * --model is given), else (a config-only folder) the DeepSeek-V3 tokenizer and chat template. The engine and the HTTP thread both
  * load it through here.
  */
 export function loadModelTokenizer(settings: ModelSettings): Tokenizer {
   const options = settings.chatTemplate !== null ? { chatTemplate: settings.chatTemplate } : {};
   if (settings.tokenizer !== null) return loadTokenizer(settings.tokenizer, options);
-  if (settings.model !== null) {
-    const dir = resolveModelFolder(settings.model).dir;
-    if (existsSync(join(dir, 'tokenizer.json'))) return loadTokenizer(dir, options);
-  }
-  // The embedded model, or a config-only folder: the DeepSeek-V3 tokenizer and chat template.
+  const dir = settings.model === null ? embeddedModelDir() : resolveModelFolder(settings.model).dir;
+  if (existsSync(join(dir, 'tokenizer.json'))) return loadTokenizer(dir, options);
+  // A config-only folder: the DeepSeek-V3 tokenizer and chat template.
   return loadTokenizerFromFiles(deepseekV3TokenizerFiles(), options);
 }
 
