@@ -210,8 +210,9 @@ export class AsyncEngine {
    * the server.
    */
   onDeath(listener: (reason: string) => void): void {
-    if (this.deathReason !== null) return;
-    this.deathListeners.push(listener);
+    const reason = this.deathReason;
+    if (reason === null) this.deathListeners.push(listener);
+    else if (!this.closing) queueMicrotask(() => listener(reason));
   }
 
   health(): EngineHealth {
