@@ -106,6 +106,7 @@ async function streamRequest(
   try {
     const init = { method: 'POST', headers, body: JSON.stringify(payload) } as RequestInit;
     if (options.dispatcher !== undefined) (init as { dispatcher?: unknown }).dispatcher = options.dispatcher;
+    if (options.signal !== undefined) init.signal = options.signal;
     const response = await fetch(input.apiUrl, init);
     if (response.status !== 200) {
       const body = await response.text().catch(() => '');

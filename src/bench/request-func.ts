@@ -57,6 +57,8 @@ export interface RequestOptions {
   readonly dispatcher?: unknown;
   /** Seconds on a monotonic clock (default performance.now() / 1000). */
   readonly now?: () => number;
+  /** Aborting it cancels the request as a client that goes away does (the soak test's cancellations). */
+  readonly signal?: AbortSignal;
 }
 
 /** Sends one request and measures it; never throws (failures are reported in the output). */

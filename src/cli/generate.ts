@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { LLM, type PromptInput, type RequestOutput } from '../engine/llm.js';
+import { LLM, type PromptInput, PromptRejectedError, type RequestOutput } from '../engine/llm.js';
 import { createLogger } from '../util/logger.js';
 import type { SamplingParamsInput } from '../worker/sampling-params.js';
 import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
@@ -46,14 +46,26 @@ function numOpt(flag: string) {
 
 /** Reads JSON Lines of {"prompt": "..."} or {"prompt_token_ids": [...]}. */
 export function readPromptsFile(path: string): PromptInput[] {
+  return readPromptsFileLines(path).map((p) => p.prompt);
+}
+
+/** A prompt with where it came from, for error messages ("prompts.jsonl line 3", "--prompt 2"). */
+interface SourcedPrompt {
+  readonly prompt: PromptInput;
+  readonly source: string;
+}
+
+/** The prompts of a --prompts-file, each with its line. */
+function readPromptsFileLines(path: string): SourcedPrompt[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new PromptInputError(`cannot read --prompts-file ${path}: ${(e as Error).message}`);
   }
-  const prompts: PromptInput[] = [];
+  const prompts: SourcedPrompt[] = [];
   text.split('\n').forEach((line, i) => {
+    const source = `--prompts-file ${path} line ${i + 1}`;
     if (line.trim() === '') return;
     let obj: unknown;
     try {
@@ -62,9 +74,9 @@ export function readPromptsFile(path: string): PromptInput[] {
       throw new PromptInputError(`${path} line ${i + 1}: not valid JSON`);
     }
     const o = obj as Record<string, unknown>;
-    if (typeof o?.prompt === 'string') prompts.push({ prompt: o.prompt });
+    if (typeof o?.prompt === 'string') prompts.push({ prompt: { prompt: o.prompt }, source });
     else if (Array.isArray(o?.prompt_token_ids) && o.prompt_token_ids.every((t) => Number.isInteger(t))) {
-      prompts.push({ prompt_token_ids: o.prompt_token_ids as number[] });
+      prompts.push({ prompt: { prompt_token_ids: o.prompt_token_ids as number[] }, source });
     } else {
       throw new PromptInputError(
         `${path} line ${i + 1}: expected {"prompt": "text"} or {"prompt_token_ids": [integers]}`,
@@ -107,6 +119,35 @@ export function textOutputBlock(out: RequestOutput, index: number, prompts: read
   return `--- prompt ${index + 1} of ${prompts.length}: ${promptLabel(prompts[index]!)} ---\n${text}`;
 }
 
+/**
+ * Runs the prompts (as chat messages with `chat`); a prompt the engine refuses is named as the user gave
+ * it: its flag, or its line in the prompts file.
+ */
+async function runPrompts(
+  llm: LLM,
+  sourced: readonly SourcedPrompt[],
+  params: SamplingParamsInput,
+  chat: boolean,
+): Promise<RequestOutput[]> {
+  const prompts = sourced.map((p) => p.prompt);
+  try {
+    if (!chat) return await llm.generate(prompts, params);
+    const texts = prompts.map((p) => {
+      if (typeof p === 'string') return p;
+      if ('prompt' in p) return p.prompt;
+      throw new PromptInputError('--chat takes text prompts, not token ids');
+    });
+    return await llm.chat(
+      texts.map((t) => [{ role: 'user', content: t }]),
+      params,
+    );
+  } catch (e) {
+    if (!(e instanceof PromptRejectedError)) throw e;
+    const source = sourced[e.promptIndex]?.source ?? `prompt ${e.promptIndex + 1}`;
+    throw new PromptInputError(`${source}: ${e.reason}`);
+  }
+}
+
 export function generateCommand(): Command {
   const cmd = new Command('generate')
     .description('generate completions offline for one or more prompts (batched by the engine)')
@@ -132,11 +173,17 @@ export function generateCommand(): Command {
   addEngineOptions(cmd, 'offline');
   cmd.action(async (o: Record<string, unknown>) => {
     const config = engineConfigFromOptions(o);
-    const prompts: PromptInput[] = [];
-    for (const p of (o.prompt as string[] | undefined) ?? []) prompts.push(p);
-    if (o.promptTokenIds) prompts.push({ prompt_token_ids: o.promptTokenIds as number[] });
-    if (o.promptsFile) prompts.push(...readPromptsFile(o.promptsFile as string));
-    if (prompts.length === 0)
+    const sourced: SourcedPrompt[] = [];
+    ((o.prompt as string[] | undefined) ?? []).forEach((p, i, all) => {
+      sourced.push({ prompt: p, source: all.length > 1 ? `--prompt ${i + 1}` : '--prompt' });
+    });
+    if (o.promptTokenIds)
+      sourced.push({
+        prompt: { prompt_token_ids: o.promptTokenIds as number[] },
+        source: '--prompt-token-ids',
+      });
+    if (o.promptsFile) sourced.push(...readPromptsFileLines(o.promptsFile as string));
+    if (sourced.length === 0)
       throw new PromptInputError('give a prompt: --prompt, --prompt-token-ids or --prompts-file');
     const params: SamplingParamsInput = {
       maxTokens: o.maxTokens as number,
@@ -153,20 +200,8 @@ export function generateCommand(): Command {
     const logger = createLogger();
     const llm = new LLM({ engineConfig: config, logger });
     try {
-      let outputs: RequestOutput[];
-      if (o.chat) {
-        const texts = prompts.map((p) => {
-          if (typeof p === 'string') return p;
-          if ('prompt' in p) return p.prompt;
-          throw new PromptInputError('--chat takes text prompts, not token ids');
-        });
-        outputs = await llm.chat(
-          texts.map((t) => [{ role: 'user', content: t }]),
-          params,
-        );
-      } else {
-        outputs = await llm.generate(prompts, params);
-      }
+      const outputs = await runPrompts(llm, sourced, params, o.chat === true);
+      const prompts = sourced.map((p) => p.prompt);
       outputs.forEach((out, i) => {
         if (o.output === 'json') process.stdout.write(`${toJsonLine(out)}\n`);
         else process.stdout.write(textOutputBlock(out, i, prompts));

@@ -10,6 +10,7 @@ import { startServer } from '../server/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
 import { addEngineOptions } from './engine-args.js';
+import { exitOnEngineDeath } from './exit-on-engine-death.js';
 import { engineConfigUnderLauncher } from './launcher-options.js';
 import { runHeadlessUntilStopped, serveUntilSignalled } from './serve-signals.js';
 
@@ -261,6 +262,7 @@ export function serveCommand(): Command {
       ...(o.allowedOrigins !== undefined ? { allowedOrigins: o.allowedOrigins as string[] } : {}),
       logger,
     });
+    exitOnEngineDeath(server, logger);
     await serveUntilSignalled(server, (o.shutdownTimeout as number) * 1000, logger);
   });
   return cmd;

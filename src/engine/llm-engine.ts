@@ -12,7 +12,12 @@
 import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError } from '../core/errors.js';
 import type { FinishReason } from '../core/request.js';
 import type { Scheduler } from '../core/scheduler.js';
-import type { SchedulerStats } from '../core/scheduler-output.js';
+import type {
+  ModelRunnerOutput,
+  RequestStepOutput,
+  SchedulerOutput,
+  SchedulerStats,
+} from '../core/scheduler-output.js';
 import { CollectiveError } from '../distributed/communicator.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { LoadedModel } from '../models/model-loader.js';
@@ -27,6 +32,7 @@ import { RequestSamplingState } from '../worker/sampling-state.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { EngineRequestState, type RequestUpdate } from './request-state.js';
 import { StopChecker } from './stop-checker.js';
+import { StopStringsError } from './stop-string-matcher.js';
 
 /** A request the engine cannot accept: says what is wrong. Maps to HTTP 400. */
 export class RequestRejectedError extends Error {
@@ -148,6 +154,9 @@ export class LLMEngine {
         'prompt',
       );
     }
+    // All or nothing: every piece of the request's state is built before the scheduler hears of it, so
+    // a request that cannot be built is refused alone and leaves no trace.
+    const state = this.buildRequestState(id, promptTokenIds, params);
     // The least-loaded replica (the first of equals) takes it.
     let replica = this.replicas[0]!;
     for (const r of this.replicas) if (this.loads.get(r)! < this.loads.get(replica)!) replica = r;
@@ -172,18 +181,7 @@ export class LLMEngine {
       }
       throw e;
     }
-    const rng = createRequestRng(params.seed, this.engineRng);
-    const sampling = new RequestSamplingState(params, rng, { promptTokenIds, eosTokenIds: this.eosTokenIds });
-    const detok = new IncrementalDetokenizer(this.tokenizer, {
-      skipSpecialTokens: params.skipSpecialTokens,
-      promptTokenIds,
-    });
-    const stop = new StopChecker(detok, params, {
-      eosTokenIds: this.eosTokenIds,
-      maxModelLen: this.maxModelLen,
-      numPromptTokens: promptTokenIds.length,
-    });
-    this.states.set(id, new EngineRequestState(id, promptTokenIds, params, sampling, stop, this.now()));
+    this.states.set(id, state);
     this.replicaOf.set(id, replica);
     this.loads.set(replica, this.loads.get(replica)! + 1);
     replica.runner.addRequest(id, {
@@ -192,6 +190,36 @@ export class LLMEngine {
     });
     this.counters.promptTokens += promptTokenIds.length;
     return id;
+  }
+
+  /**
+   * The engine's per-request state: sampling state and generator, detokenizer, stop checker (its
+   * automaton). Touches nothing shared but the engine's generator. A stop list the automaton cannot take
+   * is a RequestRejectedError.
+   */
+  private buildRequestState(
+    id: string,
+    promptTokenIds: readonly number[],
+    params: SamplingParams,
+  ): EngineRequestState {
+    const detok = new IncrementalDetokenizer(this.tokenizer, {
+      skipSpecialTokens: params.skipSpecialTokens,
+      promptTokenIds,
+    });
+    let stop: StopChecker;
+    try {
+      stop = new StopChecker(detok, params, {
+        eosTokenIds: this.eosTokenIds,
+        maxModelLen: this.maxModelLen,
+        numPromptTokens: promptTokenIds.length,
+      });
+    } catch (e) {
+      if (e instanceof StopStringsError) throw new RequestRejectedError(e.message, 'stop');
+      throw e;
+    }
+    const rng = createRequestRng(params.seed, this.engineRng);
+    const sampling = new RequestSamplingState(params, rng, { promptTokenIds, eosTokenIds: this.eosTokenIds });
+    return new EngineRequestState(id, promptTokenIds, params, sampling, stop, this.now());
   }
 
   /** Cancels a request wherever it is; its KV blocks return at once. Returns its final update, if live. */
@@ -265,7 +293,11 @@ export class LLMEngine {
     return this.replicas.map((r) => r.scheduler.stats());
   }
 
-  /** Runs one step; returns the updates of every request that progressed or finished. */
+  /**
+   * Runs one step; returns the updates of every request that progressed or finished. A failure of the
+   * model step itself (a kernel, a collective) is fatal: the engine is dead and every request fails. A
+   * failure that concerns one request (its sampling, detokenizing, stop checking) fails that request alone.
+   */
   async step(): Promise<RequestUpdate[]> {
     if (this.deadReason !== null) return this.failAll(`the engine is dead: ${this.deadReason}`);
     const plans = this.replicas.map((r) => r.scheduler.schedule());
@@ -279,33 +311,46 @@ export class LLMEngine {
       const logits = await this.executor.execute(prepared.map((s) => s.batch));
       results = prepared.map((s, i) => this.replicas[i]!.runner.collect(s, logits[i]!));
     } catch (e) {
-      // A fault in the model step fails the step's requests, never hangs them. A failed collective
-      // means a rank is gone: the engine is dead from now on.
-      const message = `model step failed: ${(e as Error).message}`;
-      if (e instanceof CollectiveError) this.markDead((e as Error).message);
-      const updates: RequestUpdate[] = [];
-      plans.forEach((plan, i) => {
-        this.replicas[i]!.scheduler.updateFromOutput({
-          sampledTokenIds: new Map(),
-          finished: new Map(plan.scheduledRequests.map((r) => [r.requestId, 'error' as FinishReason])),
-        });
-        for (const r of plan.scheduledRequests) {
-          const state = this.states.get(r.requestId);
-          if (!state) continue;
-          state.finishReason = 'error';
-          state.error = message;
-          updates.push(this.finalise(state, [], null));
-        }
-      });
-      return updates;
+      return this.failStep(plans, e as Error);
     }
     this.counters.numSteps++;
+    this.recordPromptLogprobs(results);
+    const { outputs, newLogprobs } = this.sampleAndCheckStops(plans, results);
+    const stepOutputs = this.replicas.flatMap((r) => r.scheduler.updateFromOutput(outputs.get(r)!));
+    return this.toUpdates(stepOutputs, newLogprobs);
+  }
 
-    // Prompt log-probs, computed once per position even when a preempted request recomputes its prompt.
+  /**
+   * The model step failed: its requests fail with the cause, the engine is dead (a failed collective
+   * names the lost rank) and every other request fails too.
+   */
+  private failStep(plans: readonly SchedulerOutput[], e: Error): RequestUpdate[] {
+    const message = `model step failed: ${e.message}`;
+    const updates: RequestUpdate[] = [];
+    plans.forEach((plan, i) => {
+      this.replicas[i]!.scheduler.updateFromOutput({
+        sampledTokenIds: new Map(),
+        finished: new Map(plan.scheduledRequests.map((r) => [r.requestId, 'error' as FinishReason])),
+      });
+      for (const r of plan.scheduledRequests) {
+        const state = this.states.get(r.requestId);
+        if (!state) continue;
+        state.finishReason = 'error';
+        state.error = message;
+        updates.push(this.finalise(state, [], null));
+      }
+    });
+    this.markDead(e instanceof CollectiveError ? e.message : message);
+    updates.push(...this.failAll(`the engine is dead: ${this.deadReason}`));
+    return updates;
+  }
+
+  /** Prompt log-probs, computed once per position even when a preempted request recomputes its prompt. */
+  private recordPromptLogprobs(results: readonly RunnerStepOutput[]): void {
+    const V = this.loaded.config.vocabSize;
     for (const [id, pl] of results.flatMap((r) => [...r.promptLogits])) {
       const state = this.states.get(id);
       if (!state?.promptLogprobs) continue;
-      const V = this.loaded.config.vocabSize;
       for (let i = 0; i < pl.count; i++) {
         const target = pl.firstTarget + i;
         if (target !== state.promptLogprobs.length) continue;
@@ -315,26 +360,17 @@ export class LLMEngine {
         );
       }
     }
+  }
 
-    // Sampling: one row per request that samples, replica after replica, in plan order.
-    const ids: string[] = [];
-    const rowsToSample: Float32Array[] = [];
-    const samplingStates: RequestSamplingState[] = [];
-    plans.forEach((plan, i) => {
-      for (const r of plan.scheduledRequests) {
-        const state = this.states.get(r.requestId);
-        const row = results[i]!.sampleLogits.get(r.requestId);
-        if (r.samplesToken && state && row) {
-          ids.push(r.requestId);
-          rowsToSample.push(row);
-          samplingStates.push(state.sampling);
-        }
-      }
-    });
-    const V = this.loaded.config.vocabSize;
-    const sampled = this.sampler.sample(stackRows(rowsToSample, V), samplingStates);
-
-    // Each replica's scheduler hears of its own requests only.
+  /**
+   * Samples one token for every request due to sample, replica after replica in plan order, and runs its
+   * stop checks; returns what each replica's scheduler must hear. A request whose sampling or stop check
+   * throws is finished with 'error' alone.
+   */
+  private sampleAndCheckStops(
+    plans: readonly SchedulerOutput[],
+    results: readonly RunnerStepOutput[],
+  ): { outputs: Map<EngineReplica, ModelRunnerOutput>; newLogprobs: Map<string, TokenLogprobs> } {
     const outputs = new Map(
       this.replicas.map((r) => [
         r,
@@ -342,27 +378,46 @@ export class LLMEngine {
       ]),
     );
     const newLogprobs = new Map<string, TokenLogprobs>();
-    ids.forEach((id, i) => {
-      const state = this.states.get(id)!;
-      const out = outputs.get(this.replicaOf.get(id)!)!;
-      const token = sampled.sampledTokenIds[i]!;
-      state.sampling.appendOutputToken(token);
-      out.sampledTokenIds.set(id, [token]);
-      const lp = sampled.logprobs[i];
-      if (lp && state.logprobs) {
-        state.logprobs.push(lp);
-        state.cumulativeLogprob += lp.logprob;
-        newLogprobs.set(id, lp);
-      }
-      const finish = state.stopChecker.appendToken(token);
-      if (finish) {
-        state.finishReason = finish.finishReason;
-        state.stopReason = finish.stopReason;
-        out.finished.set(id, finish.finishReason === 'stop' ? 'stopped' : 'length');
+    plans.forEach((plan, i) => {
+      const out = outputs.get(this.replicas[i]!)!;
+      for (const r of plan.scheduledRequests) {
+        const state = this.states.get(r.requestId);
+        const row = results[i]!.sampleLogits.get(r.requestId);
+        if (!r.samplesToken || !state || !row) continue;
+        try {
+          const sampled = this.sampler.sample(row, [state.sampling]);
+          const token = sampled.sampledTokenIds[0]!;
+          state.sampling.appendOutputToken(token);
+          const lp = sampled.logprobs[0];
+          if (lp && state.logprobs) {
+            state.logprobs.push(lp);
+            state.cumulativeLogprob += lp.logprob;
+            newLogprobs.set(r.requestId, lp);
+          }
+          const finish = state.stopChecker.appendToken(token);
+          out.sampledTokenIds.set(r.requestId, [token]);
+          if (finish) {
+            state.finishReason = finish.finishReason;
+            state.stopReason = finish.stopReason;
+            out.finished.set(r.requestId, finish.finishReason === 'stop' ? 'stopped' : 'length');
+          }
+        } catch (e) {
+          out.sampledTokenIds.delete(r.requestId);
+          newLogprobs.delete(r.requestId);
+          state.finishReason = 'error';
+          state.error = `the request failed: ${(e as Error).message}`;
+          out.finished.set(r.requestId, 'error');
+        }
       }
     });
-    const stepOutputs = this.replicas.flatMap((r) => r.scheduler.updateFromOutput(outputs.get(r)!));
+    return { outputs, newLogprobs };
+  }
 
+  /** The step's updates from the schedulers' outputs: progress, or the last update of a finished request. */
+  private toUpdates(
+    stepOutputs: readonly RequestStepOutput[],
+    newLogprobs: ReadonlyMap<string, TokenLogprobs>,
+  ): RequestUpdate[] {
     const updates: RequestUpdate[] = [];
     for (const out of stepOutputs) {
       const state = this.states.get(out.requestId);
@@ -436,22 +491,4 @@ export class LLMEngine {
     await this.executor.close();
     await this.kernels.dispose();
   }
-}
-
-/**
- * The rows one after another as one [rows.length, V] array: a view of the runner's logits when they already
- * lie so (the usual case: every request samples one row, in plan order), else a copy.
- */
-function stackRows(rows: readonly Float32Array[], V: number): Float32Array {
-  const first = rows[0];
-  if (first === undefined) return new Float32Array(0);
-  let adjacent = true;
-  for (let i = 0; i < rows.length && adjacent; i++) {
-    const r = rows[i]!;
-    adjacent = r.buffer === first.buffer && r.length === V && r.byteOffset === first.byteOffset + i * V * 4;
-  }
-  if (adjacent) return new Float32Array(first.buffer, first.byteOffset, rows.length * V);
-  const out = new Float32Array(rows.length * V);
-  rows.forEach((r, i) => out.set(r, i * V));
-  return out;
 }

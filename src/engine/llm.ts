@@ -20,6 +20,7 @@ import {
   forkSamplingParams,
   resolveSamplingParams,
   type GenerationDefaults as SamplingDefaults,
+  SamplingParamsError,
   type SamplingParamsInput,
 } from '../worker/sampling-params.js';
 import { createEngine } from './create-engine.js';
@@ -183,6 +184,21 @@ export function engineConfigFromLLMOptions(o: LLMOptions): EngineConfig {
   return config;
 }
 
+/** A prompt the engine cannot take as given (too long, or sampling parameters that do not fit it). */
+export class PromptRejectedError extends Error {
+  constructor(
+    /** The prompt's index in the call's list. */
+    readonly promptIndex: number,
+    /** What is wrong, without the prompt's position. */
+    readonly reason: string,
+    /** The request field at fault (snake_case): 'prompt', or a sampling parameter. */
+    readonly field: string,
+  ) {
+    super(`prompt ${promptIndex + 1}: ${reason}`);
+    this.name = 'PromptRejectedError';
+  }
+}
+
 export class LLM {
   private readonly ready: Promise<LLMEngine>;
   /** Calls run one after another: one engine loop at a time. */
@@ -263,14 +279,29 @@ export class LLM {
     if (perPrompt.length !== prompts.length) {
       throw new RangeError(`got ${perPrompt.length} sampling parameter sets for ${prompts.length} prompts`);
     }
-    // Validate everything before submitting anything.
-    const resolved = prompts.map((p, i) =>
-      resolveSamplingParams(perPrompt[i]!, defaults, {
-        vocabSize: engine.loaded.config.vocabSize,
-        maxModelLen: engine.maxModelLen,
-        numPromptTokens: p.ids.length,
-      }),
-    );
+    // Validate everything before submitting anything; an error names the prompt at fault.
+    const resolved = prompts.map((p, i) => {
+      const limit = engine.maxModelLen;
+      if (p.ids.length >= limit) {
+        throw new PromptRejectedError(
+          i,
+          `the prompt has ${p.ids.length} tokens, but this model's maximum context length is ${limit} ` +
+            `tokens (prompt and output together, --max-model-len), so a prompt may have at most ` +
+            `${limit - 1}: it is ${p.ids.length - limit + 1} token(s) too long`,
+          'prompt',
+        );
+      }
+      try {
+        return resolveSamplingParams(perPrompt[i]!, defaults, {
+          vocabSize: engine.loaded.config.vocabSize,
+          maxModelLen: limit,
+          numPromptTokens: p.ids.length,
+        });
+      } catch (e) {
+        if (e instanceof SamplingParamsError) throw new PromptRejectedError(i, e.message, e.field);
+        throw e;
+      }
+    });
     const finals = new Map<string, EngineRequestState>();
     const ids: string[][] = [];
     const submitted: string[] = [];

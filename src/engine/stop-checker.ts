@@ -2,9 +2,12 @@
 // found across token boundaries, min_tokens (nothing stops before it), max_tokens and the context length,
 // giving finish_reason 'stop' | 'length' and stop_reason (the stop string, the stop token id, or null).
 // It also decides which text may be streamed: text that could be the start of a stop string is held back.
+// Stop strings are matched by one automaton per request fed only the new text, and stop token ids are
+// looked up in a set, so a step costs the same however many stop strings and ids a request gives.
 
 import type { SamplingParams } from '../worker/sampling-params.js';
 import type { IncrementalDetokenizer } from './detokenizer.js';
+import { StopStringMatcher } from './stop-string-matcher.js';
 
 /** Why a request finished, in OpenAI's terms. */
 export type FinishReason = 'stop' | 'length';
@@ -25,7 +28,7 @@ export type StopParams = Pick<
 /** Facts about the model and request that stop checking needs. */
 export interface StopLimits {
   /** EOS ids (the tokenizer's, plus generation_config.json's eos_token_id). */
-  readonly eosTokenIds: readonly number[];
+  readonly eosTokenIds: readonly number[] | ReadonlySet<number>;
   /** The model's context length; a request ends 'length' when prompt + output reach it. */
   readonly maxModelLen?: number;
   readonly numPromptTokens?: number;
@@ -49,11 +52,12 @@ export function checkTokenStop(
   numOutputTokens: number,
   params: StopParams,
   limits: StopLimits,
+  stopTokenIds: ReadonlySet<number> | readonly number[] = params.stopTokenIds,
 ): FinishState | null {
   if (numOutputTokens < params.minTokens) return null;
-  if (!params.ignoreEos && limits.eosTokenIds.includes(tokenId))
+  if (!params.ignoreEos && contains(limits.eosTokenIds, tokenId))
     return { finishReason: 'stop', stopReason: null };
-  if (params.stopTokenIds.includes(tokenId)) return { finishReason: 'stop', stopReason: tokenId };
+  if (contains(stopTokenIds, tokenId)) return { finishReason: 'stop', stopReason: tokenId };
   if (params.maxTokens !== null && numOutputTokens >= params.maxTokens) {
     return { finishReason: 'length', stopReason: null };
   }
@@ -62,6 +66,10 @@ export function checkTokenStop(
     return { finishReason: 'length', stopReason: null };
   }
   return null;
+}
+
+function contains(ids: ReadonlySet<number> | readonly number[], id: number): boolean {
+  return ids instanceof Set ? ids.has(id) : (ids as readonly number[]).includes(id);
 }
 
 /**
@@ -73,17 +81,21 @@ export class StopChecker {
   private readonly detokenizer: IncrementalDetokenizer;
   private readonly params: StopParams;
   private readonly limits: StopLimits;
-  private readonly maxStopLength: number;
+  private readonly stopTokenIds: ReadonlySet<number>;
+  /** The stop strings' automaton; null when the request has none. */
+  private readonly matcher: StopStringMatcher | null;
   private text = '';
   private numOutput = 0;
   private numStreamed = 0;
   private finish: FinishState | null = null;
 
+  /** Builds the request's stop-string automaton (throws StopStringsError for a bad stop list). */
   constructor(detokenizer: IncrementalDetokenizer, params: StopParams, limits: StopLimits) {
     this.detokenizer = detokenizer;
     this.params = params;
-    this.limits = limits;
-    this.maxStopLength = Math.max(0, ...params.stop.map((s) => s.length));
+    this.limits = { ...limits, eosTokenIds: new Set(limits.eosTokenIds) };
+    this.stopTokenIds = new Set(params.stopTokenIds);
+    this.matcher = params.stop.length > 0 ? new StopStringMatcher(params.stop) : null;
   }
 
   /** The output text so far (final once finished: cut at the stop string). */
@@ -95,6 +107,11 @@ export class StopChecker {
     return this.numOutput;
   }
 
+  /** Trie moves made matching stop strings (at most twice the text's length, whatever the stop list). */
+  get numStopStringMoves(): number {
+    return this.matcher?.numMoves ?? 0;
+  }
+
   /** The finish state, or null while the request runs. */
   get finished(): FinishState | null {
     return this.finish;
@@ -104,18 +121,18 @@ export class StopChecker {
   appendToken(tokenId: number): FinishState | null {
     if (this.finish !== null) throw new StopCheckerFinishedError(this.finish);
     this.numOutput++;
-    let finish = checkTokenStop(tokenId, this.numOutput, this.params, this.limits);
+    let finish = checkTokenStop(tokenId, this.numOutput, this.params, this.limits, this.stopTokenIds);
     const stoppedByToken = finish !== null && finish.finishReason === 'stop';
     if (stoppedByToken && !this.params.includeStopStrInOutput) {
       this.finish = finish;
       return finish;
     }
-    const previousLength = this.text.length;
-    this.text += this.detokenizer.push(tokenId);
-    // Stop strings must end in text of tokens after the first min_tokens (they may start before, as vLLM).
-    if (this.numOutput > this.params.minTokens && this.text.length > previousLength) {
-      finish = this.checkStopStrings(previousLength) ?? finish;
-    }
+    const delta = this.detokenizer.push(tokenId);
+    this.text += delta;
+    // The automaton sees all the text; stop strings must end in text of tokens after the first min_tokens
+    // (they may start before, as vLLM).
+    const match = this.matcher !== null && delta.length > 0 ? this.matcher.feed(delta) : null;
+    if (match !== null && this.numOutput > this.params.minTokens) finish = this.cutAt(match);
     this.finish = finish;
     return finish;
   }
@@ -133,30 +150,18 @@ export class StopChecker {
     return delta;
   }
 
-  /** Looks for a stop string ending in the text added after `previousLength`; cuts the text at it. */
-  private checkStopStrings(previousLength: number): FinishState | null {
-    let best = -1;
-    let bestStop = '';
-    for (const stop of this.params.stop) {
-      const from = Math.max(previousLength - stop.length + 1, 0);
-      const index = this.text.indexOf(stop, from);
-      if (index !== -1 && (best === -1 || index < best)) {
-        best = index;
-        bestStop = stop;
-      }
-    }
-    if (best === -1) return null;
-    this.text = this.text.slice(0, this.params.includeStopStrInOutput ? best + bestStop.length : best);
-    return { finishReason: 'stop', stopReason: bestStop };
+  /** Cuts the text at a stop string found in the new text (before it, or after it when included). */
+  private cutAt(match: { readonly start: number; readonly stopIndex: number }): FinishState {
+    const stop = this.params.stop[match.stopIndex]!;
+    this.text = this.text.slice(
+      0,
+      this.params.includeStopStrInOutput ? match.start + stop.length : match.start,
+    );
+    return { finishReason: 'stop', stopReason: stop };
   }
 
   /** Length of the longest tail of the text that is a proper prefix of some stop string. */
   private stopPrefixLength(): number {
-    const maxLength = Math.min(this.maxStopLength - 1, this.text.length);
-    for (let length = maxLength; length > 0; length--) {
-      const tail = this.text.slice(this.text.length - length);
-      if (this.params.stop.some((s) => s.length > length && s.startsWith(tail))) return length;
-    }
-    return 0;
+    return this.matcher?.holdBackLength ?? 0;
   }
 }

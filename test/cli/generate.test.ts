@@ -198,4 +198,39 @@ describe('duet generate', () => {
       assert.match(r.stderr, /model\.safetensors/);
     });
   });
+  test('finding 11: a prompt longer than the model says what is too long, by how much, and which line', () => {
+    // v2-tiny's max_model_len is 256: 1,000 ids are 745 more than a prompt may have (255).
+    const longIds = Array.from({ length: 1000 }, (_, i) => 100 + (i % 300));
+    const file = join(tmp, 'long.jsonl');
+    writeFileSync(
+      file,
+      [
+        JSON.stringify({ prompt_token_ids: [1, 2, 3] }),
+        '',
+        JSON.stringify({ prompt_token_ids: longIds }),
+      ].join('\n'),
+    );
+    const fromFile = duet(['generate', '--model', fixtureDir('v2-tiny'), '--prompts-file', file]);
+    assert.equal(fromFile.status, 1, fromFile.stderr);
+    assert.match(
+      fromFile.stderr,
+      /error: --prompts-file \S+long\.jsonl line 3: the prompt has 1000 tokens, but this model's maximum context length is 256 tokens .*at most 255: it is 745 token\(s\) too long/,
+    );
+    assert.doesNotMatch(fromFile.stderr, /at most -/, 'no negative limit');
+
+    const fromFlags = duet([
+      'generate',
+      '--model',
+      fixtureDir('v2-tiny'),
+      '--prompt',
+      'hi',
+      '--prompt-token-ids',
+      longIds.join(','),
+    ]);
+    assert.equal(fromFlags.status, 1, fromFlags.stderr);
+    assert.match(
+      fromFlags.stderr,
+      /error: --prompt-token-ids: the prompt has 1000 tokens.*745 token\(s\) too long/,
+    );
+  });
 });

@@ -88,6 +88,7 @@ export class AsyncEngine {
   >();
   private nextQueryId = 0;
   private deathReason: string | null = null;
+  private readonly deathListeners: ((reason: string) => void)[] = [];
   private readonly exited: Promise<void>;
   private closing = false;
 
@@ -203,6 +204,17 @@ export class AsyncEngine {
     });
   }
 
+  /**
+   * Calls `listener` once if the engine dies (a crash, a lost rank, a failed model step; not close()),
+   * after every in-flight request has been failed. `duet serve` exits on it so that a supervisor restarts
+   * the server.
+   */
+  onDeath(listener: (reason: string) => void): void {
+    const reason = this.deathReason;
+    if (reason === null) this.deathListeners.push(listener);
+    else if (!this.closing) queueMicrotask(() => listener(reason));
+  }
+
   health(): EngineHealth {
     return { alive: this.deathReason === null, reason: this.deathReason };
   }
@@ -300,5 +312,7 @@ export class AsyncEngine {
     this.requests.clear();
     for (const q of this.statsQueries.values()) q.reject(err);
     this.statsQueries.clear();
+    const listeners = this.deathListeners.splice(0);
+    if (!this.closing) for (const l of listeners) l(reason);
   }
 }

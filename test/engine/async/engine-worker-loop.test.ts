@@ -126,12 +126,22 @@ function harness() {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
+/**
+ * Waits (up to 5 s) until `done()`: on a busy machine a fixed pause's timer can fire before the loop's
+ * first turn has even run.
+ */
+async function until(done: () => boolean): Promise<void> {
+  for (let waited = 0; waited < 5000 && !done(); waited += 5) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 describe('EngineWorkerLoop', () => {
   test('runs requests to the end; rejects bad ones; prompt log-probs only on the first output', async () => {
     const h = harness();
     h.loop.receive({ type: 'add', requestId: 'a', promptTokenIds: [1, 2], params: PARAMS });
     h.loop.receive({ type: 'add', requestId: 'bad', promptTokenIds: [], params: PARAMS });
-    await settle();
+    await until(() => h.posted.some((m) => m.type === 'outputs' && m.outputs.some((o) => o.finished)));
     const rejected = h.posted.find((m) => m.type === 'rejected');
     assert.deepEqual(rejected, {
       type: 'rejected',
