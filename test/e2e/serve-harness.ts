@@ -53,6 +53,28 @@ export async function startTestServer(
   return { server, baseUrl: server.url, client };
 }
 
+/**
+ * Starts a server on 127.0.0.1:0 over Duet's embedded default model (the DeepSeek-V3 tokenizer and a
+ * 4,096-token context; small KV cache).
+ */
+export async function startEmbeddedServer(options: Partial<ServerOptions> = {}): Promise<TestServer> {
+  const engineConfig = engineConfigFromLLMOptions({ kvCacheMemory: 16 * 2 ** 20, blockSize: 16 });
+  const server = await startServer({
+    engineConfig,
+    host: '127.0.0.1',
+    port: 0,
+    disableLogStats: true,
+    ...options,
+  });
+  const client = new OpenAI({
+    baseURL: `${server.url}/v1`,
+    apiKey: options.apiKey ?? 'unused',
+    maxRetries: 0,
+    timeout: 60_000,
+  });
+  return { server, baseUrl: server.url, client };
+}
+
 /** POSTs JSON (or a raw string body) and returns the status and the parsed JSON reply. */
 export async function postJson(
   url: string,
