@@ -57,8 +57,11 @@ export async function startTestServer(
  * Starts a server on 127.0.0.1:0 over Duet's embedded default model (the DeepSeek-V3 tokenizer and a
  * 4,096-token context; small KV cache).
  */
-export async function startEmbeddedServer(options: Partial<ServerOptions> = {}): Promise<TestServer> {
-  const engineConfig = engineConfigFromLLMOptions({ kvCacheMemory: 16 * 2 ** 20, blockSize: 16 });
+export async function startEmbeddedServer(
+  options: Partial<ServerOptions> = {},
+  engine: Partial<LLMOptions> = {},
+): Promise<TestServer> {
+  const engineConfig = engineConfigFromLLMOptions({ kvCacheMemory: 16 * 2 ** 20, blockSize: 16, ...engine });
   const server = await startServer({
     engineConfig,
     host: '127.0.0.1',

@@ -2,6 +2,7 @@
 // counts and request logging.
 
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import { forkSamplingParams, type SamplingParams } from '../../worker/sampling-params.js';
 import { BadRequestError, modelNotFound } from '../errors.js';
@@ -47,6 +48,8 @@ export function unixNow(): number {
  */
 export function disconnectSignal(reply: FastifyReply): AbortSignal {
   const controller = new AbortController();
+  // One listener per choice, and choices are bounded by --max-choices-per-request: no leak to warn about.
+  setMaxListeners(0, controller.signal);
   const res = reply.raw;
   res.once('close', () => {
     if (!res.writableFinished) controller.abort();
