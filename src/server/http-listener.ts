@@ -1,6 +1,6 @@
 // The server's HTTP socket, bound before the model loads: a port in use or a host that is not this
 // machine's fails at once with a hint, not after minutes of loading. While the model loads every request
-// (/health included) gets a 503 in vLLM's error shape; once the app is ready it takes over the socket
+// (/health and /ready included) gets a 503 in vLLM's error shape, except the liveness probe /live; once the app is ready it takes over the socket
 // (fastify's serverFactory). The socket's timeouts are set here: a client must send its whole request
 // within `requestTimeoutMs`, and an idle keep-alive connection is closed after `keepAliveTimeoutMs`.
 
@@ -35,7 +35,12 @@ export class ListenError extends Error {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-function answerLoading(_req: IncomingMessage, res: ServerResponse): void {
+function answerLoading(req: IncomingMessage, res: ServerResponse): void {
+  // Liveness: the process is alive while it loads (a 503 would have Kubernetes restart a slow load).
+  if (req.url === '/live') {
+    res.writeHead(200).end();
+    return;
+  }
   const body = JSON.stringify(
     new ServiceUnavailableError('the model is still loading; retry shortly').toBody(),
   );

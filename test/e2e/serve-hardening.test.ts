@@ -396,6 +396,7 @@ describe('issue 10: start-up', () => {
     assert.equal(health.status, 503);
     assert.equal(((await health.json()) as ErrorBody).error.type, 'ServiceUnavailableError');
     assert.equal((await fetch(`${base}/v1/models`)).status, 503);
+    assert.equal((await fetch(`${base}/live`)).status, 200, 'the liveness probe is 200 while loading');
     assert.equal(ready, false);
     const server = await starting;
     try {

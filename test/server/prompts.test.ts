@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { engineConfigFromLLMOptions } from '../../src/engine/llm.js';
 import { BadRequestError } from '../../src/server/errors.js';
 import {
   checkPrompt,
@@ -32,7 +33,8 @@ function rejects(fn: () => unknown, message: RegExp, param?: string): void {
 
 describe('completionPromptSources and encodePrompts', () => {
   // Only texts short enough to be encoded inline: the worker thread is exercised end to end.
-  const encoder = new PromptEncoder(tokenizer, null as never, info.maxModelLen);
+  const settings = engineConfigFromLLMOptions({ model: fixtureDir('v2-lite-tiny') }).model;
+  const encoder = new PromptEncoder(tokenizer, settings, info.maxModelLen);
   const prompts = (prompt: unknown, addSpecialTokens: boolean) =>
     encodePrompts(completionPromptSources(prompt), encoder, addSpecialTokens);
 
