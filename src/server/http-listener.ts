@@ -1,7 +1,7 @@
 // The server's HTTP socket, bound before the model loads: a port in use or a host that is not this
 // machine's fails at once with a hint, not after minutes of loading. While the model loads every request
-// (/health and /ready included) gets a 503 in vLLM's error shape, except the liveness probe /live; once the app is ready it takes over the socket
-// (fastify's serverFactory). The socket's timeouts are set here: a client must send its whole request
+// (/health and /ready included) gets a 503 in vLLM's error shape, except the liveness probe /live (200);
+// once the app is ready it takes over the socket (fastify's serverFactory). The socket's timeouts are set here: a client must send its whole request
 // within `requestTimeoutMs`, and an idle keep-alive connection is closed after `keepAliveTimeoutMs`.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -38,7 +38,8 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 function answerLoading(req: IncomingMessage, res: ServerResponse): void {
   // Liveness: the process is alive while it loads (a 503 would have Kubernetes restart a slow load).
   if (req.url === '/live') {
-    res.writeHead(200).end();
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+    res.end(JSON.stringify({ status: 'loading' }));
     return;
   }
   const body = JSON.stringify(

@@ -396,7 +396,9 @@ describe('issue 10: start-up', () => {
     assert.equal(health.status, 503);
     assert.equal(((await health.json()) as ErrorBody).error.type, 'ServiceUnavailableError');
     assert.equal((await fetch(`${base}/v1/models`)).status, 503);
-    assert.equal((await fetch(`${base}/live`)).status, 200, 'the liveness probe is 200 while loading');
+    const live = await fetch(`${base}/live`);
+    assert.equal(live.status, 200, 'the liveness probe is 200 while loading');
+    assert.deepEqual(await live.json(), { status: 'loading' });
     assert.equal(ready, false);
     const server = await starting;
     try {
