@@ -8,7 +8,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runHeadlessNode } from '../engine/multi-node.js';
 import type { CorsPolicy } from '../server/cors.js';
 import { DEFAULT_CORS_POLICY } from '../server/cors.js';
-import { DEFAULT_MAX_CHOICES_PER_REQUEST, startServer } from '../server/server.js';
+import { DEFAULT_HTTP_TIMEOUTS } from '../server/http-listener.js';
+import {
+  DEFAULT_MAX_CHOICES_PER_REQUEST,
+  DEFAULT_STREAM_STALL_TIMEOUT_MS,
+  startServer,
+} from '../server/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import {
   DEFAULT_MAX_LOGPROBS,
@@ -189,12 +194,12 @@ function addServerOptions(cmd: Command): Command {
     )
     .option(
       '--allowed-methods <json>',
-      'CORS: methods allowed, a JSON list (default ["GET","POST","OPTIONS"])',
+      `CORS: methods allowed, a JSON list (default: ${JSON.stringify(DEFAULT_CORS_POLICY.allowedMethods)})`,
       jsonListArg('--allowed-methods', '["GET","POST","OPTIONS"]'),
     )
     .option(
       '--allowed-headers <json>',
-      'CORS: request headers allowed, a JSON list (default ["authorization","content-type"])',
+      `CORS: request headers allowed, a JSON list (default: ${JSON.stringify(DEFAULT_CORS_POLICY.allowedHeaders)})`,
       jsonListArg('--allowed-headers', '["authorization","content-type"]'),
     )
     .option('--allow-credentials', 'CORS: allow credentials (cookies, HTTP auth) on cross-origin requests')
@@ -206,17 +211,18 @@ function addServerOptions(cmd: Command): Command {
     )
     .option(
       '--http-request-timeout <s>',
-      'seconds a client has to send its whole request (default 60)',
+      `seconds a client has to send its whole request (default: ${DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs / 1000})`,
       timeoutArg('--http-request-timeout'),
     )
     .option(
       '--http-keep-alive-timeout <s>',
-      'seconds an idle keep-alive connection stays open (default 5)',
+      `seconds an idle keep-alive connection stays open (default: ${DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs / 1000})`,
       timeoutArg('--http-keep-alive-timeout'),
     )
     .option(
       '--stream-stall-timeout <s>',
-      'seconds a streaming client may read nothing before its stream is closed and its request aborted (default 30)',
+      'seconds a streaming client may read nothing before its stream is closed and its request aborted ' +
+        `(default: ${DEFAULT_STREAM_STALL_TIMEOUT_MS / 1000})`,
       timeoutArg('--stream-stall-timeout'),
     )
     .option(
@@ -226,12 +232,7 @@ function addServerOptions(cmd: Command): Command {
       DEFAULT_SHUTDOWN_TIMEOUT_S,
     );
   for (const f of LIMIT_FLAGS) {
-    cmd.option(
-      `${f.flag} <n>`,
-      `${f.what} (default ${DEFAULT_SAMPLING_LIMITS[f.key]})`,
-      intIn(f.flag, 1, 1 << 24),
-      DEFAULT_SAMPLING_LIMITS[f.key],
-    );
+    cmd.option(`${f.flag} <n>`, f.what, intIn(f.flag, 1, 1 << 24), DEFAULT_SAMPLING_LIMITS[f.key]);
   }
   for (const f of NO_CPU_MEANING) {
     cmd.option(
