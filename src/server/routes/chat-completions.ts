@@ -181,8 +181,6 @@ async function streamChat(
   };
   try {
     for await (const { index, output } of events) {
-      // The client is gone (or was cut off for not reading): leaving the loop aborts what still runs.
-      if (sse.isClosed) break;
       await open();
       if (output.finishReason === 'error') {
         throw toApiError(new Error(`generation failed: ${output.error ?? 'unknown engine error'}`));

@@ -192,8 +192,6 @@ async function streamCompletion(
   };
   try {
     for await (const { index, output } of events) {
-      // The client is gone (or was cut off for not reading): leaving the loop aborts what still runs.
-      if (sse.isClosed) break;
       open();
       const promptIndex = Math.floor(index / n);
       const prompt = c.prompts[promptIndex]!;
