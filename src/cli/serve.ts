@@ -6,9 +6,20 @@
 import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runHeadlessNode } from '../engine/multi-node.js';
-import { startServer } from '../server/server.js';
+import type { CorsPolicy } from '../server/cors.js';
+import { DEFAULT_CORS_POLICY } from '../server/cors.js';
+import { DEFAULT_HTTP_TIMEOUTS } from '../server/http-listener.js';
+import {
+  DEFAULT_MAX_CHOICES_PER_REQUEST,
+  DEFAULT_STREAM_STALL_TIMEOUT_MS,
+  startServer,
+} from '../server/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { DEFAULT_MAX_LOGPROBS } from '../worker/sampling-params.js';
+import {
+  DEFAULT_MAX_LOGPROBS,
+  DEFAULT_SAMPLING_LIMITS,
+  type SamplingLimits,
+} from '../worker/sampling-params.js';
 import { addEngineOptions } from './engine-args.js';
 import { exitOnEngineDeath } from './exit-on-engine-death.js';
 import { engineConfigUnderLauncher } from './launcher-options.js';
@@ -45,19 +56,41 @@ function secondsArg(flag: string) {
   };
 }
 
-/** vLLM's --allowed-origins: a JSON list of origins. */
-function originsArg(v: string): string[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(v);
-  } catch {
-    throw new InvalidArgumentError(`--allowed-origins takes a JSON list such as '["*"]', got "${v}"`);
-  }
-  if (!Array.isArray(parsed) || !parsed.every((o) => typeof o === 'string')) {
-    throw new InvalidArgumentError(`--allowed-origins takes a JSON list of strings, got "${v}"`);
-  }
-  return parsed;
+/** vLLM's --allowed-origins, --allowed-methods, --allowed-headers: a JSON list of strings. */
+function jsonListArg(flag: string, example: string) {
+  return (v: string): string[] => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(v);
+    } catch {
+      throw new InvalidArgumentError(`${flag} takes a JSON list such as '${example}', got "${v}"`);
+    }
+    if (!Array.isArray(parsed) || !parsed.every((o) => typeof o === 'string')) {
+      throw new InvalidArgumentError(`${flag} takes a JSON list of strings such as '${example}', got "${v}"`);
+    }
+    return parsed;
+  };
 }
+
+/** A timeout flag in seconds (fractions allowed, more than 0) → milliseconds. */
+function timeoutArg(flag: string) {
+  return (v: string): number => {
+    const s = Number(v);
+    if (!Number.isFinite(s) || s <= 0 || s > 86_400) {
+      throw new InvalidArgumentError(`${flag} takes a number of seconds in (0, 86400], got "${v}"`);
+    }
+    return Math.round(s * 1000);
+  };
+}
+
+/** The request-size limits: flag, options key, what it bounds, its default. */
+const LIMIT_FLAGS: readonly { flag: string; key: keyof SamplingLimits; what: string }[] = [
+  { flag: '--max-n', key: 'maxN', what: 'most completions per prompt (n)' },
+  { flag: '--max-stop-strings', key: 'maxStopStrings', what: 'most stop strings per request' },
+  { flag: '--max-stop-string-len', key: 'maxStopStringLength', what: 'longest stop string (characters)' },
+  { flag: '--max-stop-token-ids', key: 'maxStopTokenIds', what: 'most stop_token_ids per request' },
+  { flag: '--max-logit-bias', key: 'maxLogitBias', what: 'most logit_bias entries per request' },
+];
 
 /** vLLM flags with no meaning on the CPU platform: accepted, with this notice. */
 const NO_CPU_MEANING: readonly { flag: string; key: string; takesValue: boolean; why: string }[] = [
@@ -111,24 +144,6 @@ const NO_CPU_MEANING: readonly { flag: string; key: string; takesValue: boolean;
     takesValue: false,
     why: 'the engine always runs in its own worker thread',
   },
-  {
-    flag: '--allowed-methods',
-    key: 'allowedMethods',
-    takesValue: true,
-    why: 'CORS allows GET, POST and OPTIONS',
-  },
-  {
-    flag: '--allowed-headers',
-    key: 'allowedHeaders',
-    takesValue: true,
-    why: 'CORS allows the headers a preflight asks for',
-  },
-  {
-    flag: '--allow-credentials',
-    key: 'allowCredentials',
-    takesValue: false,
-    why: 'CORS replies never allow credentials',
-  },
 ];
 
 /** vLLM flags for features Duet does not have: refused with this reason. */
@@ -152,9 +167,10 @@ function addServerOptions(cmd: Command): Command {
     .option('--port <n>', 'TCP port (0: any free port)', intIn('--port', 0, 65535), 8000)
     .option('--uds <path>', 'listen on this Unix domain socket instead of host:port')
     .addOption(
-      new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes').env(
-        'VLLM_API_KEY',
-      ),
+      new Option(
+        '--api-key <key>',
+        'require "Authorization: Bearer <key>" on every route but /health, /ping, /version, /live, /ready',
+      ).env('VLLM_API_KEY'),
     )
     .option('--enable-log-requests', 'log each request with its prompt and parameters')
     .option('--disable-log-requests', 'do not log requests (the default; kept for older vLLM command lines)')
@@ -172,13 +188,53 @@ function addServerOptions(cmd: Command): Command {
     )
     .option('--response-role <role>', 'role of the generated chat message', 'assistant')
     .option('--return-tokens-as-token-ids', 'show log-prob tokens as "token_id:<id>"')
-    .option('--allowed-origins <json>', 'CORS origins, a JSON list (default ["*"])', originsArg)
+    .option(
+      '--allowed-origins <json>',
+      'CORS: origins allowed besides loopback ones, a JSON list (["*"]: any); default: loopback only',
+      jsonListArg('--allowed-origins', '["https://app.example.com"]'),
+    )
+    .option(
+      '--allowed-methods <json>',
+      `CORS: methods allowed, a JSON list (default: ${JSON.stringify(DEFAULT_CORS_POLICY.allowedMethods)})`,
+      jsonListArg('--allowed-methods', '["GET","POST","OPTIONS"]'),
+    )
+    .option(
+      '--allowed-headers <json>',
+      `CORS: request headers allowed, a JSON list (default: ${JSON.stringify(DEFAULT_CORS_POLICY.allowedHeaders)})`,
+      jsonListArg('--allowed-headers', '["authorization","content-type"]'),
+    )
+    .option('--allow-credentials', 'CORS: allow credentials (cookies, HTTP auth) on cross-origin requests')
+    .option(
+      '--max-choices-per-request <n>',
+      'most completions (prompts × n) in one request',
+      intIn('--max-choices-per-request', 1, 1 << 20),
+      DEFAULT_MAX_CHOICES_PER_REQUEST,
+    )
+    .option(
+      '--http-request-timeout <s>',
+      `seconds a client has to send its whole request (default: ${DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs / 1000})`,
+      timeoutArg('--http-request-timeout'),
+    )
+    .option(
+      '--http-keep-alive-timeout <s>',
+      `seconds an idle keep-alive connection stays open (default: ${DEFAULT_HTTP_TIMEOUTS.keepAliveTimeoutMs / 1000})`,
+      timeoutArg('--http-keep-alive-timeout'),
+    )
+    .option(
+      '--stream-stall-timeout <s>',
+      'seconds a streaming client may read nothing before its stream is closed and its request aborted ' +
+        `(default: ${DEFAULT_STREAM_STALL_TIMEOUT_MS / 1000})`,
+      timeoutArg('--stream-stall-timeout'),
+    )
     .option(
       '--shutdown-timeout <seconds>',
       'on SIGTERM, how long open requests may run to their end before they are aborted',
       secondsArg('--shutdown-timeout'),
       DEFAULT_SHUTDOWN_TIMEOUT_S,
     );
+  for (const f of LIMIT_FLAGS) {
+    cmd.option(`${f.flag} <n>`, f.what, intIn(f.flag, 1, 1 << 24), DEFAULT_SAMPLING_LIMITS[f.key]);
+  }
   for (const f of NO_CPU_MEANING) {
     cmd.option(
       f.takesValue ? `${f.flag} <value>` : f.flag,
@@ -205,6 +261,37 @@ function checkCompatibilityFlags(o: Record<string, unknown>, logger: Logger): vo
       '--enable-log-requests and --disable-log-requests contradict each other; give one',
     );
   }
+}
+
+/** The server's access and resource bounds from the flags: CORS, request-size limits, timeouts. */
+function hardeningOptions(o: Record<string, unknown>) {
+  const cors: CorsPolicy = {
+    allowedOrigins: (o.allowedOrigins as string[] | undefined) ?? DEFAULT_CORS_POLICY.allowedOrigins,
+    allowedMethods: ((o.allowedMethods as string[] | undefined) ?? DEFAULT_CORS_POLICY.allowedMethods).map(
+      (m) => m.toUpperCase(),
+    ),
+    allowedHeaders: ((o.allowedHeaders as string[] | undefined) ?? DEFAULT_CORS_POLICY.allowedHeaders).map(
+      (h) => h.toLowerCase(),
+    ),
+    allowCredentials: o.allowCredentials === true,
+  };
+  // Commander stores --max-stop-string-len as maxStopStringLen.
+  const attribute = (flag: string) => flag.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+  const samplingLimits = Object.fromEntries(
+    LIMIT_FLAGS.map((f) => [f.key, o[attribute(f.flag)] as number]),
+  ) as unknown as SamplingLimits;
+  return {
+    cors,
+    samplingLimits,
+    maxChoicesPerRequest: o.maxChoicesPerRequest as number,
+    httpTimeouts: {
+      ...(o.httpRequestTimeout !== undefined ? { requestTimeoutMs: o.httpRequestTimeout as number } : {}),
+      ...(o.httpKeepAliveTimeout !== undefined
+        ? { keepAliveTimeoutMs: o.httpKeepAliveTimeout as number }
+        : {}),
+    },
+    ...(o.streamStallTimeout !== undefined ? { streamStallTimeoutMs: o.streamStallTimeout as number } : {}),
+  };
 }
 
 export function serveCommand(): Command {
@@ -259,7 +346,7 @@ export function serveCommand(): Command {
       maxLogprobs: o.maxLogprobs as number,
       responseRole: o.responseRole as string,
       returnTokensAsTokenIds: o.returnTokensAsTokenIds === true,
-      ...(o.allowedOrigins !== undefined ? { allowedOrigins: o.allowedOrigins as string[] } : {}),
+      ...hardeningOptions(o),
       logger,
     });
     exitOnEngineDeath(server, logger);

@@ -1,9 +1,14 @@
-// The HTTP application (fastify): JSON bodies whatever the content type (as curl users send them), the API
-// key guard on /v1, CORS, vLLM's error shape for every failure (malformed JSON and unknown routes
-// included), and the routes. Built from a ServingContext; listening is startServer's job.
+// The HTTP application (fastify): CORS (cors.ts), the API key guard on every route but the open probes
+// (api-key.ts), JSON request bodies only (any other content type is a 415), vLLM's error shape for every
+// failure (malformed JSON and unknown routes included), and the routes. Built from a ServingContext;
+// listening is the HttpListener's job.
 
 import Fastify, { type FastifyInstance } from 'fastify';
-import { AuthenticationError, BadRequestError, NotFoundError, toApiError } from './errors.js';
+import { installApiKeyGuard } from './api-key.js';
+import { installCors, isJsonContentType } from './cors.js';
+import { NotFoundError, toApiError, UnsupportedMediaTypeError } from './errors.js';
+import type { HttpListener } from './http-listener.js';
+import { parseJsonBody } from './json-body.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerCompletions } from './routes/completions.js';
 import { registerSystemRoutes } from './routes/system.js';
@@ -13,47 +18,52 @@ import type { ServingContext } from './serving-context.js';
 /** Largest request body accepted (a long prompt as token ids is a few hundred KiB). */
 const BODY_LIMIT_BYTES = 64 * 2 ** 20;
 
-/** Builds the fastify app serving the OpenAI-compatible API over `ctx`. */
-export function buildApp(ctx: ServingContext): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, forceCloseConnections: true });
-
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    const text = body as string;
-    if (text.trim() === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch (e) {
-      done(new BadRequestError(`the request body is not valid JSON: ${(e as Error).message}`), undefined);
-    }
+/**
+ * Builds the fastify app serving the OpenAI-compatible API over `ctx`. On a listener, the app takes its
+ * socket over once ready (`await app.ready()`; until then the listener answers 503); without one (tests
+ * using `inject`) fastify makes its own server.
+ */
+export function buildApp(ctx: ServingContext, listener?: HttpListener): FastifyInstance {
+  let handler: Parameters<HttpListener['serve']>[0] | null = null;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    ...(listener !== undefined
+      ? {
+          serverFactory: (appHandler: NonNullable<typeof handler>) => {
+            handler = appHandler;
+            return listener.server;
+          },
+        }
+      : {}),
+  });
+  app.addHook('onReady', async () => {
+    if (handler !== null) listener?.serve(handler);
   });
 
-  const apiKey = ctx.options.apiKey;
-  if (apiKey !== null) {
-    app.addHook('onRequest', async (request) => {
-      if (!request.url.startsWith('/v1')) return;
-      if (request.headers.authorization !== `Bearer ${apiKey}`) throw new AuthenticationError();
-    });
-  }
+  // CORS first: a preflight carries no API key, and a disallowed origin is refused before anything runs.
+  installCors(app, ctx.options.cors);
+  if (ctx.options.apiKey !== null) installApiKeyGuard(app, ctx.options.apiKey);
 
-  const origins = ctx.options.allowedOrigins;
-  if (origins.length > 0) {
-    app.addHook('onRequest', async (request, reply) => {
-      const origin = request.headers.origin;
-      if (origin === undefined) return;
-      if (!origins.includes('*') && !origins.includes(origin)) return;
-      reply.header('access-control-allow-origin', origins.includes('*') ? '*' : origin);
-      reply.header('vary', 'Origin');
-      if (request.method === 'OPTIONS') {
-        reply.header('access-control-allow-methods', 'GET, POST, OPTIONS');
-        reply.header(
-          'access-control-allow-headers',
-          request.headers['access-control-request-headers'] ?? 'authorization, content-type',
-        );
-        return reply.code(204).send();
-      }
-    });
-  }
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
+    const contentType = request.headers['content-type'] ?? '';
+    if (!isJsonContentType(contentType)) {
+      const got = contentType === '' ? 'no Content-Type' : `Content-Type ${JSON.stringify(contentType)}`;
+      done(
+        new UnsupportedMediaTypeError(
+          `Unsupported Media Type: request bodies must be JSON sent with "Content-Type: application/json" (got ${got})`,
+        ),
+        undefined,
+      );
+      return;
+    }
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
 
   app.setErrorHandler((error, request, reply) => {
     const err = toApiError(error);

@@ -45,10 +45,17 @@ export class BadRequestError extends ApiError {
   }
 }
 
-/** 401: /v1 routes need `Authorization: Bearer <api key>` when the server has an API key. */
+/** 401: every route but the open probes needs `Authorization: Bearer <api key>` when the server has one. */
 export class AuthenticationError extends ApiError {
   constructor(message = 'Unauthorized: send a valid API key as "Authorization: Bearer <key>"') {
     super(401, 'AuthenticationError', message);
+  }
+}
+
+/** 403: a web page of an origin the server does not allow (CORS, --allowed-origins). */
+export class ForbiddenError extends ApiError {
+  constructor(message: string) {
+    super(403, 'ForbiddenError', message);
   }
 }
 
@@ -59,6 +66,13 @@ export class NotFoundError extends ApiError {
   }
 }
 
+/** 415: a request body that is not JSON (Content-Type other than application/json). */
+export class UnsupportedMediaTypeError extends ApiError {
+  constructor(message: string) {
+    super(415, 'UnsupportedMediaTypeError', message);
+  }
+}
+
 /** 500: a fault of the server or the engine, not of the request. */
 export class InternalServerError extends ApiError {
   constructor(message: string) {
@@ -66,7 +80,7 @@ export class InternalServerError extends ApiError {
   }
 }
 
-/** 503: the engine is not running. */
+/** 503: the engine is not running (still loading, or dead). */
 export class ServiceUnavailableError extends ApiError {
   constructor(message: string) {
     super(503, 'ServiceUnavailableError', message);

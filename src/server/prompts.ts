@@ -1,13 +1,14 @@
 // Prompts of API requests: the four shapes a completions `prompt` may take (text, list of texts, token
 // ids, list of token-id lists), chat messages rendered with the chat template, and the checks every
 // prompt passes before anything is submitted (not empty, ids in the vocabulary, fits the context), worded
-// as vLLM words them.
+// as vLLM words them. Texts are encoded by the PromptEncoder, which refuses what cannot fit before encoding.
 
 import type { EngineInfo } from '../engine/async/protocol.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { BadRequestError } from './errors.js';
 import { describe } from './openai/requests.js';
+import type { PromptEncoder } from './tokenize/prompt-encoder.js';
 
 /** One prompt to run: its text (null when given as token ids) and its token ids. */
 export interface PromptInput {
@@ -22,35 +23,49 @@ function isTokenIdList(v: unknown): v is number[] {
   return Array.isArray(v) && v.every((t) => typeof t === 'number');
 }
 
-/** Normalises a completions `prompt` to a list of prompts (one choice list each, as OpenAI). */
-export function completionPrompts(
-  prompt: unknown,
-  tokenizer: Tokenizer,
-  addSpecialTokens: boolean,
-): PromptInput[] {
-  const fromText = (text: string): PromptInput => ({
-    text,
-    tokenIds: tokenizer.encode(text, { addSpecialTokens }),
-  });
+/** One completions prompt as given, before encoding: a text, or token ids. */
+export type PromptSource = { readonly text: string } | { readonly tokenIds: number[] };
+
+/**
+ * Checks the shape of a completions `prompt` and lists its prompts (one choice list each, as OpenAI),
+ * without encoding anything yet: the caller bounds their number first.
+ */
+export function completionPromptSources(prompt: unknown): PromptSource[] {
   if (prompt === undefined || prompt === null) {
     throw new BadRequestError(`prompt is required: give ${PROMPT_SHAPES}`, 'prompt');
   }
-  if (typeof prompt === 'string') return [fromText(prompt)];
+  if (typeof prompt === 'string') return [{ text: prompt }];
   if (!Array.isArray(prompt)) {
     throw new BadRequestError(`prompt must be ${PROMPT_SHAPES}, got ${describe(prompt)}`, 'prompt');
   }
   if (prompt.length === 0) {
     throw new BadRequestError('prompt is an empty list: give at least one prompt or one token id', 'prompt');
   }
-  if (prompt.every((p) => typeof p === 'string')) return (prompt as string[]).map(fromText);
-  if (isTokenIdList(prompt)) return [{ text: null, tokenIds: checkIntegers(prompt, 'prompt') }];
+  if (prompt.every((p) => typeof p === 'string')) return (prompt as string[]).map((text) => ({ text }));
+  if (isTokenIdList(prompt)) return [{ tokenIds: checkIntegers(prompt, 'prompt') }];
   if (prompt.every(isTokenIdList)) {
-    return (prompt as number[][]).map((ids, i) => ({
-      text: null,
-      tokenIds: checkIntegers(ids, `prompt[${i}]`),
-    }));
+    return (prompt as number[][]).map((ids, i) => ({ tokenIds: checkIntegers(ids, `prompt[${i}]`) }));
   }
   throw new BadRequestError(`prompt must be ${PROMPT_SHAPES}; got a list mixing other values`, 'prompt');
+}
+
+/** Encodes the text prompts (off the HTTP thread when long; too-long texts refused before encoding). */
+export async function encodePrompts(
+  sources: readonly PromptSource[],
+  encoder: PromptEncoder,
+  addSpecialTokens: boolean,
+): Promise<PromptInput[]> {
+  const out: PromptInput[] = [];
+  for (const [i, source] of sources.entries()) {
+    if ('tokenIds' in source) {
+      out.push({ text: null, tokenIds: source.tokenIds });
+      continue;
+    }
+    const where = sources.length > 1 ? `prompt[${i}]` : 'prompt';
+    const tokenIds = await encoder.encode(source.text, addSpecialTokens, 'prompt', where);
+    out.push({ text: source.text, tokenIds });
+  }
+  return out;
 }
 
 function checkIntegers(ids: number[], where: string): number[] {
@@ -134,10 +149,13 @@ export function renderChat(
   tokenizer: Tokenizer,
   messages: readonly ChatMessage[],
   o: ChatRenderOptions,
+  encoder?: PromptEncoder,
 ): string {
   if (messages.length === 0) {
     throw new BadRequestError('messages is empty: give at least one message', 'messages');
   }
+  // A template copies each message's text into the prompt: refuse a chat too long to fit before rendering.
+  encoder?.checkLength(numTextChars(messages), 'messages', "the messages' text");
   if (o.addGenerationPrompt && o.continueFinalMessage) {
     throw new BadRequestError(
       'Cannot set both `continue_final_message` and `add_generation_prompt` to True.',
@@ -150,6 +168,7 @@ export function renderChat(
     documents: o.documents,
     ...(o.chatTemplateKwargs ? { extra: o.chatTemplateKwargs } : {}),
   });
+  encoder?.checkLength(rendered.length, 'messages', 'the rendered chat');
   if (!o.continueFinalMessage) return rendered;
   const last = messages[messages.length - 1]!;
   const content = typeof last.content === 'string' ? last.content.trim() : '';
@@ -161,4 +180,19 @@ export function renderChat(
     );
   }
   return rendered.slice(0, at + content.length);
+}
+
+/** Characters of every string inside `value` (a chat's messages), counted without copying them. */
+function numTextChars(value: unknown): number {
+  let total = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') total += v.length;
+    else if (typeof v === 'object' && v !== null) {
+      // A loop, not push(...spread): a list of a million items must not overflow the call stack.
+      for (const item of Array.isArray(v) ? v : Object.values(v)) stack.push(item);
+    }
+  }
+  return total;
 }

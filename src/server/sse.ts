@@ -1,11 +1,19 @@
 // Server-sent events on a raw Node response, as OpenAI streams: one `data: {json}\n\n` event per chunk and
 // a final `data: [DONE]\n\n`. Writes wait for the socket to drain, so a slow client slows its own request
-// instead of filling memory; once the client is gone every write is a no-op.
+// instead of filling memory; a client that reads nothing for `stallTimeoutMs` has its connection closed,
+// which aborts its request (the route's disconnect signal) and frees its KV blocks. Once the client is
+// gone every write is a no-op.
 
 import type { ServerResponse } from 'node:http';
 
 export class SseWriter {
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    /** How long a write may wait for the client to drain the socket before the stream is closed (ms). */
+    private readonly stallTimeoutMs: number,
+    /** Called when the stream is closed for that reason. */
+    private readonly onStall: () => void = () => {},
+  ) {}
 
   /** Sends the status line and headers (`extraHeaders`: e.g. CORS headers set earlier). */
   open(extraHeaders: Record<string, string | number | readonly string[]> = {}): void {
@@ -40,10 +48,16 @@ export class SseWriter {
     if (this.res.write(text)) return;
     await new Promise<void>((resolve) => {
       const finish = () => {
+        clearTimeout(timer);
         this.res.off('drain', finish);
         this.res.off('close', finish);
         resolve();
       };
+      const timer = setTimeout(() => {
+        this.res.destroy();
+        this.onStall();
+        finish();
+      }, this.stallTimeoutMs);
       this.res.on('drain', finish);
       this.res.on('close', finish);
     });

@@ -7,6 +7,34 @@ export const GREEDY_TEMPERATURE_EPS = 1e-5;
 /** Default cap on `logprobs` / `prompt_logprobs` (vLLM's --max-logprobs). */
 export const DEFAULT_MAX_LOGPROBS = 20;
 
+/**
+ * Bounds on the size of one request's sampling fields, so that no single request can cost the engine (and
+ * so every other user) much: each stop string is matched against the output, each logit bias applied at
+ * every step, each of the n completions is a sequence of its own. `duet serve` sets them from flags named
+ * in the comments; the offline LLM API uses the defaults.
+ */
+export interface SamplingLimits {
+  /** Most completions per prompt, `n` (--max-n). */
+  readonly maxN: number;
+  /** Most stop strings (--max-stop-strings). */
+  readonly maxStopStrings: number;
+  /** Longest stop string, in characters (UTF-16 code units) (--max-stop-string-len). */
+  readonly maxStopStringLength: number;
+  /** Most stop token ids (--max-stop-token-ids). */
+  readonly maxStopTokenIds: number;
+  /** Most logit_bias entries (--max-logit-bias). */
+  readonly maxLogitBias: number;
+}
+
+/** The default limits: generous for real use (OpenAI itself allows 4 stop strings and n up to 128). */
+export const DEFAULT_SAMPLING_LIMITS: SamplingLimits = {
+  maxN: 128,
+  maxStopStrings: 128,
+  maxStopStringLength: 1024,
+  maxStopTokenIds: 1024,
+  maxLogitBias: 1024,
+};
+
 /** Validated sampling parameters of one request. Field meanings follow vLLM's SamplingParams. */
 export interface SamplingParams {
   /** Completions to generate for the prompt (fork with {@link forkSamplingParams}). */
@@ -94,6 +122,8 @@ export interface SamplingParamsContext {
   readonly numPromptTokens?: number;
   /** Cap on logprobs and prompt_logprobs; default {@link DEFAULT_MAX_LOGPROBS}. */
   readonly maxLogprobs?: number;
+  /** Size limits of the request's fields; default {@link DEFAULT_SAMPLING_LIMITS}. */
+  readonly limits?: SamplingLimits;
 }
 
 /** A sampling parameter is out of range; `field` names it (snake_case, as in the OpenAI/vLLM API). */
@@ -130,9 +160,8 @@ export function resolveSamplingParams(
   defaults: GenerationDefaults = {},
   context: SamplingParamsContext,
 ): SamplingParams {
+  checkSamplingLimits(input, context.limits ?? DEFAULT_SAMPLING_LIMITS);
   const n = input.n ?? VLLM_DEFAULTS.n;
-  checkInteger('n', n);
-  if (n < 1) fail('n', `n must be at least 1, got ${n}.`);
 
   const temperature = input.temperature ?? defaults.temperature ?? VLLM_DEFAULTS.temperature;
   checkFinite('temperature', temperature);
@@ -252,6 +281,48 @@ export function resolveSamplingParams(
     spacesBetweenSpecialTokens: input.spacesBetweenSpecialTokens ?? true,
     logitBias,
   };
+}
+
+/**
+ * Checks the size of the request's fields against `limits` (and that n is an integer of at least 1) before
+ * anything walks them; resolveSamplingParams calls it first, a server may call it before tokenizing.
+ */
+export function checkSamplingLimits(input: SamplingParamsInput, limits: SamplingLimits): void {
+  const n = input.n ?? VLLM_DEFAULTS.n;
+  checkInteger('n', n);
+  if (n < 1) fail('n', `n must be at least 1, got ${n}.`);
+  if (n > limits.maxN) fail('n', `n must be at most ${limits.maxN} (the limit on n, --max-n), got ${n}.`);
+  const stop = input.stop;
+  if (Array.isArray(stop) && stop.length > limits.maxStopStrings) {
+    fail(
+      'stop',
+      `stop holds ${stop.length} strings; at most ${limits.maxStopStrings} are allowed (--max-stop-strings).`,
+    );
+  }
+  for (const s of typeof stop === 'string' ? [stop] : (stop ?? [])) {
+    if (typeof s === 'string' && s.length > limits.maxStopStringLength) {
+      fail(
+        'stop',
+        `a stop string is ${s.length} characters long; at most ${limits.maxStopStringLength} are allowed ` +
+          '(--max-stop-string-len).',
+      );
+    }
+  }
+  const numStopTokenIds = input.stopTokenIds?.length ?? 0;
+  if (numStopTokenIds > limits.maxStopTokenIds) {
+    fail(
+      'stop_token_ids',
+      `stop_token_ids holds ${numStopTokenIds} ids; at most ${limits.maxStopTokenIds} are allowed ` +
+        '(--max-stop-token-ids).',
+    );
+  }
+  const numLogitBias = input.logitBias != null ? Object.keys(input.logitBias).length : 0;
+  if (numLogitBias > limits.maxLogitBias) {
+    fail(
+      'logit_bias',
+      `logit_bias holds ${numLogitBias} entries; at most ${limits.maxLogitBias} are allowed (--max-logit-bias).`,
+    );
+  }
 }
 
 /** Whether the request samples greedily (argmax). */

@@ -376,9 +376,10 @@ describe('duet serve: bad input', () => {
     );
   });
 
-  test('afterwards the server is healthy and serves normally; routes outside /v1 need no key', async () => {
+  test('afterwards the server is healthy and serves normally; /health needs no key, /metrics does', async () => {
     assert.equal((await fetch(`${t.baseUrl}/health`)).status, 200);
-    assert.equal((await fetch(`${t.baseUrl}/metrics`)).status, 200);
+    assert.equal((await fetch(`${t.baseUrl}/metrics`)).status, 401);
+    assert.equal((await fetch(`${t.baseUrl}/metrics`, { headers: AUTH })).status, 200);
     const r = await t.client.completions.create({
       model: MODEL,
       prompt: [500, 10, 20],

@@ -88,7 +88,8 @@ describe('duet serve command line', () => {
       assert.equal(((await models.json()) as { data: { id: string }[] }).data[0]!.id, 'tiny');
       const r = await fetch(`${url}/v1/completions`, {
         method: 'POST',
-        headers: { authorization: 'Bearer sk-env' },
+        // JSON bodies must say so (a text/plain body is a 415: see docs/security.md).
+        headers: { authorization: 'Bearer sk-env', 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'tiny', prompt: 'Hello', max_tokens: 3 }),
       });
       assert.equal(r.status, 200);

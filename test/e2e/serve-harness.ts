@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
+import type { EngineConfig } from '../../src/config/engine-config.js';
 import { engineConfigFromLLMOptions, type LLMOptions } from '../../src/engine/llm.js';
 import { type DuetServer, type ServerOptions, startServer } from '../../src/server/server.js';
 import { deepseekV3TokenizerFiles } from '../../src/tokenizer/tokenizer.js';
@@ -25,7 +26,7 @@ export interface TestServer {
 }
 
 /** Starts a server on 127.0.0.1:0 over the v2-lite-tiny fixture; `engine` overrides engine settings. */
-export async function startTestServer(
+export function startTestServer(
   options: Partial<ServerOptions> = {},
   engine: Partial<LLMOptions> = {},
 ): Promise<TestServer> {
@@ -36,11 +37,26 @@ export async function startTestServer(
     chatTemplate: deepseekChatTemplate(),
     ...engine,
   });
+  return startWith(engineConfig, { servedModelNames: [MODEL], ...options });
+}
+
+/**
+ * Starts a server on 127.0.0.1:0 over Duet's embedded default model (the DeepSeek-V3 tokenizer and a
+ * 4,096-token context; small KV cache).
+ */
+export function startEmbeddedServer(
+  options: Partial<ServerOptions> = {},
+  engine: Partial<LLMOptions> = {},
+): Promise<TestServer> {
+  const engineConfig = engineConfigFromLLMOptions({ kvCacheMemory: 16 * 2 ** 20, blockSize: 16, ...engine });
+  return startWith(engineConfig, options);
+}
+
+async function startWith(engineConfig: EngineConfig, options: Partial<ServerOptions>): Promise<TestServer> {
   const server = await startServer({
     engineConfig,
     host: '127.0.0.1',
     port: 0,
-    servedModelNames: [MODEL],
     disableLogStats: true,
     ...options,
   });

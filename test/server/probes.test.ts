@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AsyncEngine } from '../../src/engine/async/async-engine.js';
 import { buildApp } from '../../src/server/app.js';
+import { DEFAULT_CORS_POLICY } from '../../src/server/cors.js';
 import { ServerLifecycle } from '../../src/server/lifecycle.js';
 import { ServerMetrics } from '../../src/server/metrics.js';
 import { registerProbeRoutes } from '../../src/server/routes/probes.js';
@@ -32,7 +33,7 @@ function appWith(engine: FakeEngine, liveTimeoutMs = 100) {
     engine: stub,
     logger: silentLogger,
     metrics: new ServerMetrics({ modelName: 'm', maxModelLen: 16, readStats: async () => null }),
-    options: { servedModelNames: ['m'], apiKey: null, allowedOrigins: [] },
+    options: { servedModelNames: ['m'], apiKey: null, cors: DEFAULT_CORS_POLICY },
   } as unknown as ServingContext;
   const app = buildApp(ctx);
   const lifecycle = new ServerLifecycle();

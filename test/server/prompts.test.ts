@@ -3,8 +3,16 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { engineConfigFromLLMOptions } from '../../src/engine/llm.js';
 import { BadRequestError } from '../../src/server/errors.js';
-import { checkPrompt, completionPrompts, renderChat, truncatePrompt } from '../../src/server/prompts.js';
+import {
+  checkPrompt,
+  completionPromptSources,
+  encodePrompts,
+  renderChat,
+  truncatePrompt,
+} from '../../src/server/prompts.js';
+import { maxCharsPerToken, PromptEncoder } from '../../src/server/tokenize/prompt-encoder.js';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { fixtureDir } from '../helpers/golden.js';
 
@@ -23,32 +31,50 @@ function rejects(fn: () => unknown, message: RegExp, param?: string): void {
   });
 }
 
-describe('completionPrompts', () => {
-  test('text, list of texts, token ids, list of token-id lists', () => {
-    assert.deepEqual(completionPrompts('Hi', tokenizer, true), [
-      { text: 'Hi', tokenIds: tokenizer.encode('Hi') },
-    ]);
+describe('completionPromptSources and encodePrompts', () => {
+  // Only texts short enough to be encoded inline: the worker thread is exercised end to end.
+  const settings = engineConfigFromLLMOptions({ model: fixtureDir('v2-lite-tiny') }).model;
+  const encoder = new PromptEncoder(tokenizer, settings, info.maxModelLen);
+  const prompts = (prompt: unknown, addSpecialTokens: boolean) =>
+    encodePrompts(completionPromptSources(prompt), encoder, addSpecialTokens);
+
+  test('text, list of texts, token ids, list of token-id lists', async () => {
+    assert.deepEqual(await prompts('Hi', true), [{ text: 'Hi', tokenIds: tokenizer.encode('Hi') }]);
     assert.deepEqual(
-      completionPrompts(['Hi', 'Yo'], tokenizer, false).map((p) => p.tokenIds),
+      (await prompts(['Hi', 'Yo'], false)).map((p) => p.tokenIds),
       [
         tokenizer.encode('Hi', { addSpecialTokens: false }),
         tokenizer.encode('Yo', { addSpecialTokens: false }),
       ],
     );
-    assert.deepEqual(completionPrompts([1, 2, 3], tokenizer, true), [{ text: null, tokenIds: [1, 2, 3] }]);
+    assert.deepEqual(await prompts([1, 2, 3], true), [{ text: null, tokenIds: [1, 2, 3] }]);
     assert.deepEqual(
-      completionPrompts([[1], [2, 3]], tokenizer, true).map((p) => p.tokenIds),
+      (await prompts([[1], [2, 3]], true)).map((p) => p.tokenIds),
       [[1], [2, 3]],
     );
   });
 
   test('missing, empty, mixed or non-integer prompts are 400s naming prompt', () => {
-    rejects(() => completionPrompts(undefined, tokenizer, true), /prompt is required/, 'prompt');
-    rejects(() => completionPrompts([], tokenizer, true), /empty list/, 'prompt');
-    rejects(() => completionPrompts(['a', 1], tokenizer, true), /mixing/, 'prompt');
-    rejects(() => completionPrompts(42, tokenizer, true), /got number 42/, 'prompt');
-    rejects(() => completionPrompts([1, 2.5], tokenizer, true), /2\.5, which is not a token id/);
-    rejects(() => completionPrompts([[1], [Number.NaN]], tokenizer, true), /prompt\[1\]/);
+    rejects(() => completionPromptSources(undefined), /prompt is required/, 'prompt');
+    rejects(() => completionPromptSources([]), /empty list/, 'prompt');
+    rejects(() => completionPromptSources(['a', 1]), /mixing/, 'prompt');
+    rejects(() => completionPromptSources(42), /got number 42/, 'prompt');
+    rejects(() => completionPromptSources([1, 2.5]), /2\.5, which is not a token id/);
+    rejects(() => completionPromptSources([[1], [Number.NaN]]), /prompt\[1\]/);
+  });
+
+  test('a text longer than the context can hold at the longest token per character is refused unencoded', async () => {
+    const perToken = maxCharsPerToken(tokenizer);
+    assert.equal(encoder.maxPromptChars, perToken * info.maxModelLen);
+    for (let id = 0; id < tokenizer.vocabSize; id++) {
+      assert.ok((tokenizer.idToToken(id) ?? '').length <= perToken, `token ${id} is longer than the bound`);
+    }
+    await assert.rejects(prompts('x'.repeat(encoder.maxPromptChars + 1), false), (e: unknown) => {
+      assert.ok(e instanceof BadRequestError);
+      assert.equal(e.param, 'prompt');
+      assert.match(e.message, new RegExp(`at most ${encoder.maxPromptChars} characters can fit`));
+      return true;
+    });
   });
 });
 

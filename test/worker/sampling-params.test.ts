@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  DEFAULT_SAMPLING_LIMITS,
   forkSamplingParams,
   generationDefaultsFromConfig,
   isGreedy,
@@ -185,5 +186,71 @@ describe('SamplingRng', () => {
     assert.ok(Math.abs(sum / n - 0.5) < 0.0046);
     // Each decile count: binomial(n, 0.1), standard deviation ≈ 95; allow 5 of them.
     for (const c of deciles) assert.ok(Math.abs(c - n / 10) < 475, `decile count ${c}`);
+  });
+});
+
+describe('finding 3: sampling fields are bounded for the offline LLM API and the server alike', () => {
+  const limits = DEFAULT_SAMPLING_LIMITS;
+  const rejects = (input: SamplingParamsInput, field: string, message: RegExp) =>
+    assert.throws(
+      () => resolveSamplingParams(input, {}, ctx),
+      (e: unknown) => e instanceof SamplingParamsError && e.field === field && message.test(e.message),
+    );
+
+  it('accepts every field at its limit', () => {
+    const p = resolveSamplingParams(
+      {
+        n: limits.maxN,
+        stop: Array.from({ length: limits.maxStopStrings }, (_, i) =>
+          `${i}`.padEnd(limits.maxStopStringLength, 'x'),
+        ),
+        stopTokenIds: Array.from({ length: limits.maxStopTokenIds }, (_, i) => i % 1000),
+        logitBias: Object.fromEntries(Array.from({ length: limits.maxLogitBias }, (_, i) => [i % 1000, 1])),
+      },
+      {},
+      { vocabSize: 1000 },
+    );
+    assert.equal(p.n, limits.maxN);
+    assert.equal(p.stop.length, limits.maxStopStrings);
+  });
+
+  it('refuses one more than each limit, naming the field, the limit and its flag', () => {
+    rejects({ n: limits.maxN + 1 }, 'n', new RegExp(`at most ${limits.maxN} .*--max-n`));
+    rejects(
+      { stop: Array.from({ length: limits.maxStopStrings + 1 }, (_, i) => `s${i}`) },
+      'stop',
+      new RegExp(
+        `${limits.maxStopStrings + 1} strings; at most ${limits.maxStopStrings} .*--max-stop-strings`,
+      ),
+    );
+    rejects(
+      { stop: 'x'.repeat(limits.maxStopStringLength + 1) },
+      'stop',
+      new RegExp(`at most ${limits.maxStopStringLength} .*--max-stop-string-len`),
+    );
+    rejects(
+      { stopTokenIds: Array.from({ length: limits.maxStopTokenIds + 1 }, () => 1) },
+      'stop_token_ids',
+      /at most 1024 .*--max-stop-token-ids/,
+    );
+    rejects(
+      { logitBias: Object.fromEntries(Array.from({ length: limits.maxLogitBias + 1 }, (_, i) => [i, 1])) },
+      'logit_bias',
+      /at most 1024 .*--max-logit-bias/,
+    );
+  });
+
+  it('1.5 million stop strings are refused at once, before any is looked at', () => {
+    const stop = new Array<string>(1_500_000).fill('a');
+    const started = performance.now();
+    rejects({ stop }, 'stop', /1500000 strings/);
+    // Generous: counting is O(1); the bound only guards against walking the list on a loaded machine.
+    assert.ok(performance.now() - started < 250);
+  });
+
+  it('a context may set other limits', () => {
+    const tight = { ...limits, maxN: 2 };
+    assert.throws(() => resolveSamplingParams({ n: 3 }, {}, { vocabSize: 10, limits: tight }), /at most 2/);
+    assert.equal(resolveSamplingParams({ n: 2 }, {}, { vocabSize: 10, limits: tight }).n, 2);
   });
 });

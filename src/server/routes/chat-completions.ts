@@ -5,7 +5,11 @@
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ChatMessage } from '../../tokenizer/chat-template.js';
-import { resolveSamplingParams, type SamplingParams } from '../../worker/sampling-params.js';
+import {
+  checkSamplingLimits,
+  resolveSamplingParams,
+  type SamplingParams,
+} from '../../worker/sampling-params.js';
 import { BadRequestError, toApiError } from '../errors.js';
 import { type ChoiceOutput, collectChoices, nowSeconds, runChoices } from '../generation.js';
 import { chatLogprobs, promptLogprobsOut, type TokenText, tokenTextOf } from '../logprobs-format.js';
@@ -17,10 +21,12 @@ import { modelName, type ServingContext } from '../serving-context.js';
 import { SseWriter } from '../sse.js';
 import {
   checkModel,
+  checkNumChoices,
   disconnectSignal,
   expandChoices,
   logFinished,
   logRequest,
+  logStalled,
   newRequestId,
   numCompletionTokens,
   unixNow,
@@ -36,7 +42,7 @@ interface PreparedChat {
   readonly echoText: string;
 }
 
-function prepare(ctx: ServingContext, raw: unknown): PreparedChat {
+async function prepare(ctx: ServingContext, raw: unknown): Promise<PreparedChat> {
   const body = parseBody(chatCompletionRequestSchema, raw);
   checkModel(ctx, body.model);
   rejectUnsupported(body);
@@ -48,27 +54,36 @@ function prepare(ctx: ServingContext, raw: unknown): PreparedChat {
     );
   }
   const { info, tokenizer } = ctx;
+  const input = chatSamplingInput(body, ctx.options.maxLogprobs, info.samplingDefaults?.maxTokens);
+  // Every size bound before the chat is rendered and encoded.
+  checkSamplingLimits(input, ctx.options.samplingLimits);
+  checkNumChoices(ctx, 1, input.n ?? 1);
   const messages = body.messages as ChatMessage[];
   const continueFinal = body.continue_final_message === true;
-  const text = renderChat(tokenizer, messages, {
-    addGenerationPrompt: body.add_generation_prompt ?? !continueFinal,
-    continueFinalMessage: continueFinal,
-    tools: body.tools ?? null,
-    documents: body.documents ?? null,
-    chatTemplateKwargs: body.chat_template_kwargs ?? null,
-  });
+  const text = renderChat(
+    tokenizer,
+    messages,
+    {
+      addGenerationPrompt: body.add_generation_prompt ?? !continueFinal,
+      continueFinalMessage: continueFinal,
+      tools: body.tools ?? null,
+      documents: body.documents ?? null,
+      chatTemplateKwargs: body.chat_template_kwargs ?? null,
+    },
+    ctx.encoder,
+  );
   // Templates write BOS themselves: no special tokens unless asked (vLLM's default for chat).
   const prompt: PromptInput = {
     text,
-    tokenIds: tokenizer.encode(text, { addSpecialTokens: body.add_special_tokens ?? false }),
+    tokenIds: await ctx.encoder.encode(text, body.add_special_tokens ?? false, 'messages'),
   };
-  const input = chatSamplingInput(body, ctx.options.maxLogprobs, info.samplingDefaults?.maxTokens);
   checkPrompt(prompt, info, 'messages', input.maxTokens ?? null);
   const params = resolveSamplingParams(input, info.samplingDefaults, {
     vocabSize: info.vocabSize,
     maxModelLen: info.maxModelLen,
     numPromptTokens: prompt.tokenIds.length,
     maxLogprobs: ctx.options.maxLogprobs,
+    limits: ctx.options.samplingLimits,
   });
   const last = messages[messages.length - 1]!;
   const echoText =
@@ -85,7 +100,7 @@ function prepare(ctx: ServingContext, raw: unknown): PreparedChat {
 export function registerChatCompletions(app: FastifyInstance, ctx: ServingContext): void {
   app.post('/v1/chat/completions', async (request, reply) => {
     const arrival = nowSeconds();
-    const c = prepare(ctx, request.body);
+    const c = await prepare(ctx, request.body);
     const id = newRequestId('chatcmpl');
     const choices = expandChoices([c.prompt], [c.params]);
     ctx.metrics.observeParams(c.params.n, c.params.maxTokens);
@@ -140,7 +155,7 @@ async function streamChat(
   const continuousUsage = includeUsage && c.body.stream_options?.continuous_usage_stats === true;
   const numTop = c.body.top_logprobs ?? 0;
   const numTokens = new Array<number>(numChoices).fill(0);
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, ctx.options.streamStallTimeoutMs, () => logStalled(ctx, id));
   const chunk = (choice: ChatChunkChoice, index: number): ChatCompletionChunk => {
     const out: ChatCompletionChunk = {
       id,

@@ -1,10 +1,11 @@
-// Helpers the API routes share: the model name check, request ids, client-disconnect detection, usage
+// Helpers the API routes share: the model name check, the bound on choices per request, request ids, client-disconnect detection, usage
 // counts and request logging.
 
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import { forkSamplingParams, type SamplingParams } from '../../worker/sampling-params.js';
-import { modelNotFound } from '../errors.js';
+import { BadRequestError, modelNotFound } from '../errors.js';
 import type { ChoiceRequest, ChoiceResult } from '../generation.js';
 import type { UsageInfo } from '../openai/responses.js';
 import type { PromptInput } from '../prompts.js';
@@ -14,6 +15,21 @@ import type { ServingContext } from '../serving-context.js';
 export function checkModel(ctx: ServingContext, model: string | null | undefined): void {
   if (model == null) return;
   if (!ctx.options.servedModelNames.includes(model)) throw modelNotFound(model);
+}
+
+/**
+ * Refuses a request whose choices (prompts × n, each its own engine sequence) exceed the server's limit
+ * (--max-choices-per-request), before any prompt is encoded.
+ */
+export function checkNumChoices(ctx: ServingContext, numPrompts: number, n: number): void {
+  const max = ctx.options.maxChoicesPerRequest;
+  if (numPrompts * n <= max) return;
+  const what = numPrompts > 1 ? `${numPrompts} prompts × n = ${n}` : `n = ${n}`;
+  throw new BadRequestError(
+    `this request asks for ${numPrompts * n} completions (${what}); at most ${max} are allowed in one request ` +
+      '(--max-choices-per-request)',
+    numPrompts > 1 ? 'prompt' : 'n',
+  );
 }
 
 /** A random request id with vLLM's prefixes (cmpl-, chatcmpl-). */
@@ -32,6 +48,8 @@ export function unixNow(): number {
  */
 export function disconnectSignal(reply: FastifyReply): AbortSignal {
   const controller = new AbortController();
+  // One listener per choice, and choices are bounded by --max-choices-per-request: no leak to warn about.
+  setMaxListeners(0, controller.signal);
   const res = reply.raw;
   res.once('close', () => {
     if (!res.writableFinished) controller.abort();
@@ -97,4 +115,12 @@ export function logRequest(
 /** With --enable-log-requests: one line when a request ends. */
 export function logFinished(ctx: ServingContext, requestId: string, how: string): void {
   if (ctx.options.enableLogRequests) ctx.logger.info(`Finished request ${requestId}: ${how}`);
+}
+
+/** A stream closed because its client read nothing within --stream-stall-timeout. */
+export function logStalled(ctx: ServingContext, requestId: string): void {
+  ctx.logger.warn(
+    `request ${requestId}: the client read nothing for ${ctx.options.streamStallTimeoutMs / 1000} s ` +
+      '(--stream-stall-timeout); its stream is closed and the request aborted',
+  );
 }

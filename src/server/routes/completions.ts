@@ -4,7 +4,11 @@
 // stream_options.include_usage is set, then [DONE].
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { resolveSamplingParams, type SamplingParams } from '../../worker/sampling-params.js';
+import {
+  checkSamplingLimits,
+  resolveSamplingParams,
+  type SamplingParams,
+} from '../../worker/sampling-params.js';
 import { BadRequestError, toApiError } from '../errors.js';
 import {
   type ChoiceOutput,
@@ -28,16 +32,24 @@ import type {
   CompletionLogprobs,
   CompletionResponse,
 } from '../openai/responses.js';
-import { checkPrompt, completionPrompts, type PromptInput, truncatePrompt } from '../prompts.js';
+import {
+  checkPrompt,
+  completionPromptSources,
+  encodePrompts,
+  type PromptInput,
+  truncatePrompt,
+} from '../prompts.js';
 import { completionSamplingInput, rejectUnsupported } from '../sampling-input.js';
 import { modelName, type ServingContext } from '../serving-context.js';
 import { SseWriter } from '../sse.js';
 import {
   checkModel,
+  checkNumChoices,
   disconnectSignal,
   expandChoices,
   logFinished,
   logRequest,
+  logStalled,
   newRequestId,
   numCompletionTokens,
   unixNow,
@@ -52,16 +64,19 @@ interface PreparedCompletion {
   readonly tokenText: TokenText;
 }
 
-function prepare(ctx: ServingContext, raw: unknown): PreparedCompletion {
+async function prepare(ctx: ServingContext, raw: unknown): Promise<PreparedCompletion> {
   const body = parseBody(completionRequestSchema, raw);
   checkModel(ctx, body.model);
   rejectUnsupported(body);
   if (body.suffix != null) throw new BadRequestError('suffix is not currently supported', 'suffix');
   const { info, tokenizer } = ctx;
-  const prompts = completionPrompts(body.prompt, tokenizer, body.add_special_tokens ?? true).map((p) =>
-    truncatePrompt(p, body.truncate_prompt_tokens, info.maxModelLen),
-  );
   const input = completionSamplingInput(body);
+  // Every size bound before any prompt is encoded.
+  checkSamplingLimits(input, ctx.options.samplingLimits);
+  const sources = completionPromptSources(body.prompt);
+  checkNumChoices(ctx, sources.length, input.n ?? 1);
+  const encoded = await encodePrompts(sources, ctx.encoder, body.add_special_tokens ?? true);
+  const prompts = encoded.map((p) => truncatePrompt(p, body.truncate_prompt_tokens, info.maxModelLen));
   prompts.forEach((p, i) => {
     checkPrompt(p, info, 'prompt', input.maxTokens ?? null, prompts.length > 1 ? `prompt[${i}]` : 'prompt');
   });
@@ -71,6 +86,7 @@ function prepare(ctx: ServingContext, raw: unknown): PreparedCompletion {
       maxModelLen: info.maxModelLen,
       numPromptTokens: p.tokenIds.length,
       maxLogprobs: ctx.options.maxLogprobs,
+      limits: ctx.options.samplingLimits,
     }),
   );
   const tokenText = tokenTextOf(
@@ -96,7 +112,7 @@ function promptPositions(
 export function registerCompletions(app: FastifyInstance, ctx: ServingContext): void {
   app.post('/v1/completions', async (request, reply) => {
     const arrival = nowSeconds();
-    const c = prepare(ctx, request.body);
+    const c = await prepare(ctx, request.body);
     const id = newRequestId('cmpl');
     const choices = expandChoices(c.prompts, c.params);
     ctx.metrics.observeParams(c.params[0]!.n, c.params[0]!.maxTokens);
@@ -166,7 +182,7 @@ async function streamCompletion(
   const echoed = new Array<boolean>(numChoices).fill(false);
   const offsets = new Array<number>(numChoices).fill(0);
   const numTokens = new Array<number>(numChoices).fill(0);
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, ctx.options.streamStallTimeoutMs, () => logStalled(ctx, id));
   let opened = false;
   const open = () => {
     if (opened) return;

@@ -2,9 +2,9 @@
 // lives):
 //   GET /live   liveness: the engine loop answers a query (it runs between steps, so a loop stuck in a
 //               step or a dead engine worker fails it) within LIVE_TIMEOUT_MS; restart the pod if not.
-//   GET /ready  readiness: the model is loaded and every rank of every node has joined (the server
-//               listens only after both), the engine lives, and the server is not draining for a
-//               shutdown; send it traffic only then.
+//   GET /ready  readiness: the model is loaded and every rank of every node has joined (until both, the
+//               HTTP listener answers every route but /live with 503), the engine lives, and the server
+//               is not draining for a shutdown; send it traffic only then.
 // Both answer 200 with a small JSON status, or 503 in vLLM's error shape saying why.
 
 import type { FastifyInstance } from 'fastify';

@@ -1,5 +1,6 @@
 // POST /tokenize and POST /detokenize (vLLM's): a text prompt or chat messages to token ids (with their
-// strings when asked), and token ids back to text, using the served model's tokenizer.
+// strings when asked), and token ids back to text, using the served model's tokenizer. Texts too long for
+// the context are refused before encoding, long ones are encoded off the HTTP thread (PromptEncoder).
 
 import type { FastifyInstance } from 'fastify';
 import type { ChatMessage } from '../../tokenizer/chat-template.js';
@@ -17,16 +18,21 @@ export function registerTokenize(app: FastifyInstance, ctx: ServingContext): voi
     let tokens: number[];
     if (body.messages !== undefined) {
       const continueFinal = body.continue_final_message === true;
-      const text = renderChat(ctx.tokenizer, body.messages as ChatMessage[], {
-        addGenerationPrompt: body.add_generation_prompt ?? !continueFinal,
-        continueFinalMessage: continueFinal,
-        tools: body.tools ?? null,
-        documents: null,
-        chatTemplateKwargs: body.chat_template_kwargs ?? null,
-      });
-      tokens = ctx.tokenizer.encode(text, { addSpecialTokens: body.add_special_tokens ?? false });
+      const text = renderChat(
+        ctx.tokenizer,
+        body.messages as ChatMessage[],
+        {
+          addGenerationPrompt: body.add_generation_prompt ?? !continueFinal,
+          continueFinalMessage: continueFinal,
+          tools: body.tools ?? null,
+          documents: null,
+          chatTemplateKwargs: body.chat_template_kwargs ?? null,
+        },
+        ctx.encoder,
+      );
+      tokens = await ctx.encoder.encode(text, body.add_special_tokens ?? false, 'messages');
     } else if (body.prompt !== undefined) {
-      tokens = ctx.tokenizer.encode(body.prompt, { addSpecialTokens: body.add_special_tokens ?? true });
+      tokens = await ctx.encoder.encode(body.prompt, body.add_special_tokens ?? true, 'prompt');
     } else {
       throw new BadRequestError('give either prompt (a string) or messages (a chat)', 'prompt');
     }
@@ -42,6 +48,13 @@ export function registerTokenize(app: FastifyInstance, ctx: ServingContext): voi
   app.post('/detokenize', async (request) => {
     const body = parseBody(detokenizeRequestSchema, request.body);
     checkModel(ctx, body.model);
+    const max = ctx.info.maxModelLen;
+    if (body.tokens.length > max) {
+      throw new BadRequestError(
+        `tokens holds ${body.tokens.length} ids; at most ${max} (the model's maximum context length) are allowed`,
+        'tokens',
+      );
+    }
     return { prompt: ctx.tokenizer.decode(body.tokens) };
   });
 }
