@@ -330,7 +330,7 @@ export function serveCommand(): Command {
       await runHeadlessUntilStopped(running, (o.shutdownTimeout as number) * 1000, logger);
       return;
     }
-    logger.info(`duet serve: model ${engineConfig.model.model ?? '(embedded default, random weights)'}`);
+    logger.info(`duet serve: model ${engineConfig.model.model ?? '(embedded default)'}`);
     if (o.uds === undefined && o.host === '127.0.0.1') {
       logger.info('host 127.0.0.1: only this machine can connect; pass --host 0.0.0.0 to serve the network');
     }
