@@ -69,7 +69,7 @@ describe('bench/ smoke runs', () => {
       'decode.js',
       [
         '--models',
-        'default',
+        'v3-toy',
         '--prompt-len',
         '16',
         '--decode',

@@ -1,9 +1,9 @@
 // Issue 10, finding 2: one request must never kill the engine. Adding a request is all or nothing (a
 // request whose state cannot be built is refused alone and the scheduler never hears of it); a failure
 // that concerns one request during a step fails that request alone; the engine goes on serving the
-// golden greedy tokens. Also through the engine worker: 1.5 M stop strings are served (the automaton
-// takes them) without hurting anyone else, and /health stays alive. (The request-field limits that refuse
-// such a request with a 400 belong to the server.)
+// golden greedy tokens. Also through the engine worker: 1.5 M stop strings (over the default limits,
+// which refuse them with a 400; raised here as an operator may) are served (the automaton takes them)
+// without hurting anyone else, and /health stays alive.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -12,17 +12,25 @@ import type { EngineOutput } from '../../src/engine/async/protocol.js';
 import { engineConfigFromLLMOptions, LLM } from '../../src/engine/llm.js';
 import { type LLMEngine, RequestRejectedError } from '../../src/engine/llm-engine.js';
 import type { RequestUpdate } from '../../src/engine/request-state.js';
-import { resolveSamplingParams, type SamplingParams } from '../../src/worker/sampling-params.js';
+import {
+  DEFAULT_SAMPLING_LIMITS,
+  resolveSamplingParams,
+  type SamplingLimits,
+  type SamplingParams,
+} from '../../src/worker/sampling-params.js';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
 
 const golden = loadGolden('v2-lite-tiny');
 const prompt = golden.prompts[0]!;
 
-function greedy(extra: Parameters<typeof resolveSamplingParams>[0] = {}): SamplingParams {
+function greedy(
+  extra: Parameters<typeof resolveSamplingParams>[0] = {},
+  limits: SamplingLimits = DEFAULT_SAMPLING_LIMITS,
+): SamplingParams {
   return resolveSamplingParams(
     { temperature: 0, ignoreEos: true, maxTokens: prompt.greedy.ids.length, ...extra },
     {},
-    { vocabSize: 512 },
+    { vocabSize: 512, limits },
   );
 }
 
@@ -118,9 +126,13 @@ describe('finding 2: one request cannot kill the engine (engine worker)', () => 
   }
 
   test('finding 2: 1.5 M stop strings are served without harm; the engine stays healthy', async () => {
+    // The default limits refuse this many (a 400 at the server); an operator may raise them
+    // (--max-stop-strings), and the engine must then still take such a request without harm.
     const stop = Array.from({ length: 1_500_000 }, (_, i) => `never-said-${i}`);
+    assert.throws(() => greedy({ stop }), /stop holds 1500000 strings; at most 128/);
+    const raised = { ...DEFAULT_SAMPLING_LIMITS, maxStopStrings: 2_000_000 };
     const [many, other] = await Promise.all([
-      outputs(engine.generate(prompt.ids, greedy({ stop }), 'many-stops')),
+      outputs(engine.generate(prompt.ids, greedy({ stop }, raised), 'many-stops')),
       outputs(engine.generate(prompt.ids, greedy(), 'other')),
     ]);
     for (const out of [many, other]) {
