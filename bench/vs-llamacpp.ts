@@ -64,11 +64,11 @@ const { values } = parseArgs({
 });
 
 const smoke = values.smoke === true;
-/** A positive integer flag, or a clear error naming it. */
-function intFlag(name: string, value: string | undefined, fallback: number): number {
+/** An integer flag of at least `min`, or a clear error naming it. */
+function intFlag(name: string, value: string | undefined, fallback: number, min = 1): number {
   const n = Number(value ?? fallback);
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new RangeError(`bench:vs-llamacpp: --${name} must be a positive integer, got "${value}"`);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new RangeError(`bench:vs-llamacpp: --${name} must be an integer ≥ ${min}, got "${value}"`);
   }
   return n;
 }
@@ -78,7 +78,7 @@ const decodeTokens = intFlag('decode-tokens', values['decode-tokens'], smoke ? 8
 const rounds = intFlag('rounds', values.rounds, 1);
 const runs = intFlag('runs', values.runs, smoke ? 1 : 2);
 const accuracyLen = intFlag('accuracy-len', values['accuracy-len'], smoke ? 64 : 512);
-const seed = intFlag('seed', String(Number(values.seed) + 1), 1) - 1;
+const seed = intFlag('seed', values.seed, 0, 0);
 const batches = (values.batches ?? (smoke ? '1,4' : '1,8,32'))
   .split(',')
   .map((b) => intFlag('batches', b, 1));
@@ -86,7 +86,12 @@ const validateF32 = smoke || values['validate-f32'] === true;
 
 let overrides: Record<string, unknown> = smoke ? SMOKE_OVERRIDES : { num_hidden_layers: 4 };
 if (values['hf-overrides'] !== undefined) {
-  const parsed: unknown = JSON.parse(values['hf-overrides']);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(values['hf-overrides']);
+  } catch (e) {
+    throw new RangeError(`bench:vs-llamacpp: --hf-overrides is not JSON (${(e as Error).message})`);
+  }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new RangeError(
       `bench:vs-llamacpp: --hf-overrides takes a JSON object, got ${values['hf-overrides']}`,

@@ -27,7 +27,6 @@ import { quantizeQ8_0 } from './q8-0.js';
 
 /** The weight types of a written model: F32, BF16 or Q8_0 matrices. */
 export type Deepseek2FileType = 'F32' | 'BF16' | 'Q8_0';
-export const DEEPSEEK2_FILE_TYPES: readonly Deepseek2FileType[] = ['F32', 'BF16', 'Q8_0'];
 
 /** llama.cpp's general.file_type codes (llama_ftype) of the three. */
 const FILE_TYPE_CODE: Record<Deepseek2FileType, number> = { F32: 0, BF16: 32, Q8_0: 7 };
