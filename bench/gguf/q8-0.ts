@@ -48,6 +48,7 @@ export function quantizeQ8_0(out: Uint8Array, x: Float32Array): void {
     throw new RangeError(`Q8_0 output of ${out.length} bytes; ${numBlocks * Q8_0_BLOCK_BYTES} expected`);
   }
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const qs = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
   for (let b = 0; b < numBlocks; b++) {
     const base = b * Q8_0_BLOCK;
     let amax = 0;
@@ -59,7 +60,7 @@ export function quantizeQ8_0(out: Uint8Array, x: Float32Array): void {
     for (let j = 0; j < Q8_0_BLOCK; j++) {
       const v = Math.fround(x[base + j]! * id);
       // roundf: half away from zero.
-      view.setInt8(at + 2 + j, Math.sign(v) * Math.floor(Math.abs(v) + 0.5));
+      qs[at + 2 + j] = v >= 0 ? Math.floor(v + 0.5) : -Math.floor(0.5 - v);
     }
   }
 }
