@@ -157,7 +157,13 @@ function runChild(label: string, job: ChildJob): ChildResult {
   const line = out.split('\n').find((l) => l.startsWith('RESULT '));
   if (line === undefined) throw new Error(`bench:vs-llamacpp: ${label} printed no result`);
   const r = JSON.parse(line.slice('RESULT '.length)) as ChildResult;
-  console.log(`  ${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const speeds = Object.entries(r.decodeTokS).map(([b, v]) => `decode ${b} seq ${v.toFixed(1)}`);
+  console.log(
+    `  ${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s; load ${r.loadS.toFixed(1)} s` +
+      (r.prefillTokS !== null ? `, prefill ${r.prefillTokS.toFixed(1)}` : '') +
+      (speeds.length > 0 ? `, ${speeds.join(', ')} tok/s` : '') +
+      `, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`,
+  );
   return r;
 }
 
