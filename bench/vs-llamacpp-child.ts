@@ -184,7 +184,10 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
       best = Math.min(best, (performance.now() - t) / 1000);
     }
     prefillTokS = job.prefillPrompt.length / best;
-    seq.dispose();
+  }
+  // One context at a time: an idle context's threads would compete with the measured one.
+  await context.dispose();
+  if (job.perf) {
     for (const b of job.batches) {
       const ctx = await model.createContext({
         contextSize: b * (16 + job.decodeTokens + 16),
@@ -217,7 +220,8 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
   let accuracy: AccuracyTrace | null = null;
   if (job.accuracyPrompt !== null) {
     const p = job.accuracyPrompt;
-    const seq = context.getSequence();
+    const ctx = await model.createContext({ contextSize: ctxLen, batchSize: 512, threads: job.threads });
+    const seq = ctx.getSequence();
     const results = await seq.controlledEvaluate(
       tokens(p).map(
         (t, i): ControlledEvaluateInputItem =>
@@ -246,8 +250,8 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
       // log softmax: the logit minus the max minus log Σ exp(logit − max).
       accuracy.logprob.push(own - maxLogit - Math.log(next.totalLogitWeight));
     }
+    await ctx.dispose();
   }
-  await context.dispose();
   await model.dispose();
   return { loadS, prefillTokS, decodeTokS, peakRssMiB: rss, accuracy };
 }
