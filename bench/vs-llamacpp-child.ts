@@ -1,0 +1,262 @@
+// One engine's side of `bench:vs-llamacpp`, run in a child process of its own so that its peak RSS is its
+// own: Duet (the offline `LLM` API on a Hugging Face folder) or llama.cpp (node-llama-cpp on a GGUF
+// file). It reads a `ChildJob` (JSON, argv[2]), measures what the job asks, and prints one line
+// `RESULT <json>` (a `ChildResult`). Token ids go in directly on both sides: no tokenizer is involved.
+//
+// - load: seconds from the start of loading to a model ready to run (llama.cpp: model and a context).
+// - prefill: one prompt of `prefillPrompt.length` tokens; tokens/s of the best of `runs`.
+// - decode at B sequences: B prompts (16 tokens) are prefilled, then each decodes `decodeTokens` tokens
+//   greedily, all together; total tokens/s over the decode steps only.
+// - accuracy: for each position i of `accuracyPrompt` but the last, the most likely next token and the
+//   log-probability of the prompt's own next token.
+
+import type { ControlledEvaluateInputItem, Token } from 'node-llama-cpp';
+import { LLM } from '../src/engine/llm.js';
+import type { LLMEngine } from '../src/engine/llm-engine.js';
+import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
+import { resolveSamplingParams } from '../src/worker/sampling-params.js';
+
+/** What a child measures. */
+export interface ChildJob {
+  readonly engine: 'duet' | 'llama.cpp';
+  /** Duet: a Hugging Face folder; llama.cpp: a GGUF file. */
+  readonly model: string;
+  /** Duet's weight dtype. */
+  readonly dtype: 'auto' | 'float32' | 'bfloat16';
+  /** Duet: a quantization method (a hook for w8a8, issue 11); null: none. */
+  readonly quantization: string | null;
+  readonly threads: number;
+  /** Whether to measure prefill and decode speed. */
+  readonly perf: boolean;
+  readonly prefillPrompt: readonly number[];
+  readonly decodePrompts: readonly (readonly number[])[];
+  readonly decodeTokens: number;
+  readonly batches: readonly number[];
+  readonly runs: number;
+  readonly accuracyPrompt: readonly number[] | null;
+}
+
+export interface AccuracyTrace {
+  /** argmax[i]: the most likely token after prompt[0..i]. */
+  readonly argmax: number[];
+  /** logprob[i]: the log-probability of prompt[i + 1] after prompt[0..i]. */
+  readonly logprob: number[];
+}
+
+export interface ChildResult {
+  readonly loadS: number;
+  readonly prefillTokS: number | null;
+  /** Total decode tokens/s per number of sequences. */
+  readonly decodeTokS: Record<string, number>;
+  /** Peak RSS after the speed runs (before the accuracy run), MiB. */
+  readonly peakRssMiB: number;
+  readonly accuracy: AccuracyTrace | null;
+}
+
+function peakRssMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+// ---- Duet ----
+
+/** Runs requests to the end; the seconds of the prefill steps and of the decode steps after them. */
+async function duetRun(
+  engine: LLMEngine,
+  prompts: readonly (readonly number[])[],
+  maxTokens: number,
+): Promise<{ totalS: number; decodeS: number; decodeTokens: number }> {
+  const firstSeen = new Set<string>();
+  for (const prompt of prompts) {
+    const params = resolveSamplingParams(
+      { temperature: 0, maxTokens, ignoreEos: true },
+      {},
+      {
+        vocabSize: engine.loaded.config.vocabSize,
+        maxModelLen: engine.maxModelLen,
+        numPromptTokens: prompt.length,
+      },
+    );
+    engine.addRequest(prompt, params);
+  }
+  let totalS = 0;
+  let decodeS = 0;
+  let decodeTokens = 0;
+  while (engine.hasUnfinishedRequests()) {
+    const allStarted = firstSeen.size === prompts.length;
+    const t = performance.now();
+    const updates = await engine.step();
+    const s = (performance.now() - t) / 1000;
+    totalS += s;
+    for (const u of updates) {
+      if (u.error !== null) throw new Error(`duet: ${u.error}`);
+      if (allStarted) decodeTokens += u.newTokenIds.length;
+      if (u.newTokenIds.length > 0) firstSeen.add(u.requestId);
+    }
+    if (allStarted) decodeS += s;
+  }
+  return { totalS, decodeS, decodeTokens };
+}
+
+async function runDuet(job: ChildJob): Promise<ChildResult> {
+  enableWasmFeatures();
+  if (job.quantization !== null) {
+    // w8a8 hook (issue 11): pass `quantization: job.quantization` to `new LLM` once `LLMOptions` has it.
+    throw new Error(`duet: quantization "${job.quantization}" is not available in this build; allowed: none`);
+  }
+  const maxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + job.decodeTokens + 64;
+  const t0 = performance.now();
+  const llm = new LLM({
+    model: job.model,
+    loadFormat: 'safetensors',
+    dtype: job.dtype,
+    numThreads: job.threads,
+    maxModelLen: maxLen,
+    kvCacheMemory: 512 * 2 ** 20,
+    maxNumSeqs: Math.max(...job.batches, 1),
+    enablePrefixCaching: false,
+  });
+  const engine = await llm.engine();
+  const loadS = (performance.now() - t0) / 1000;
+  let prefillTokS: number | null = null;
+  const decodeTokS: Record<string, number> = {};
+  if (job.perf) {
+    await duetRun(engine, [job.prefillPrompt.slice(0, 32)], 2); // warm-up
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < job.runs; r++)
+      best = Math.min(best, (await duetRun(engine, [job.prefillPrompt], 1)).totalS);
+    prefillTokS = job.prefillPrompt.length / best;
+    for (const b of job.batches) {
+      const { decodeS, decodeTokens } = await duetRun(
+        engine,
+        job.decodePrompts.slice(0, b),
+        job.decodeTokens + 1,
+      );
+      decodeTokS[b] = decodeTokens / decodeS;
+    }
+  }
+  const rss = peakRssMiB();
+  let accuracy: AccuracyTrace | null = null;
+  if (job.accuracyPrompt !== null) {
+    const [out] = await llm.generate(
+      [{ prompt_token_ids: job.accuracyPrompt }],
+      { temperature: 0, maxTokens: 1, promptLogprobs: 1 },
+      { useTqdm: false },
+    );
+    const lps = out?.prompt_logprobs ?? [];
+    accuracy = { argmax: [], logprob: [] };
+    for (let i = 1; i < lps.length; i++) {
+      const lp = lps[i];
+      if (!lp) throw new Error(`duet: no prompt logprobs at position ${i}`);
+      accuracy.argmax.push(lp.top_logprobs[0]!.id);
+      accuracy.logprob.push(lp.logprob);
+    }
+  }
+  await llm.close();
+  return { loadS, prefillTokS, decodeTokS, peakRssMiB: rss, accuracy };
+}
+
+// ---- llama.cpp ----
+
+/** Token ids as node-llama-cpp's branded `Token`s. */
+function tokens(ids: readonly number[]): Token[] {
+  return ids as unknown as Token[];
+}
+
+async function runLlama(job: ChildJob): Promise<ChildResult> {
+  // node-llama-cpp is a devDependency: loaded only here, never by Duet itself.
+  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+  const t0 = performance.now();
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath: job.model });
+  const ctxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + 64;
+  const context = await model.createContext({ contextSize: ctxLen, batchSize: 512, threads: job.threads });
+  const loadS = (performance.now() - t0) / 1000;
+  let prefillTokS: number | null = null;
+  const decodeTokS: Record<string, number> = {};
+  if (job.perf) {
+    const seq = context.getSequence();
+    await seq.evaluateWithoutGeneratingNewTokens(tokens(job.prefillPrompt.slice(0, 32))); // warm-up
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = 0; r < job.runs; r++) {
+      await seq.clearHistory();
+      const t = performance.now();
+      await seq.evaluateWithoutGeneratingNewTokens(tokens(job.prefillPrompt));
+      best = Math.min(best, (performance.now() - t) / 1000);
+    }
+    prefillTokS = job.prefillPrompt.length / best;
+  }
+  // One context at a time: an idle context's threads would compete with the measured one.
+  await context.dispose();
+  if (job.perf) {
+    for (const b of job.batches) {
+      const ctx = await model.createContext({
+        contextSize: b * (16 + job.decodeTokens + 16),
+        sequences: b,
+        batchSize: Math.max(512, 16 * b),
+        threads: job.threads,
+      });
+      const seqs = Array.from({ length: b }, () => ctx.getSequence());
+      const prompts = job.decodePrompts.slice(0, b);
+      // All but each prompt's last token first; decoding starts by evaluating the last one.
+      await Promise.all(
+        seqs.map((s, i) => s.evaluateWithoutGeneratingNewTokens(tokens(prompts[i]!.slice(0, -1)))),
+      );
+      const t = performance.now();
+      let decoded = 0;
+      await Promise.all(
+        seqs.map(async (s, i) => {
+          let n = 0;
+          for await (const _ of s.evaluate(tokens([prompts[i]!.at(-1)!]), { temperature: 0 })) {
+            decoded++;
+            if (++n >= job.decodeTokens) break;
+          }
+        }),
+      );
+      decodeTokS[b] = decoded / ((performance.now() - t) / 1000);
+      await ctx.dispose();
+    }
+  }
+  const rss = peakRssMiB();
+  let accuracy: AccuracyTrace | null = null;
+  if (job.accuracyPrompt !== null) {
+    const p = job.accuracyPrompt;
+    const ctx = await model.createContext({ contextSize: ctxLen, batchSize: 512, threads: job.threads });
+    const seq = ctx.getSequence();
+    const results = await seq.controlledEvaluate(
+      tokens(p).map(
+        (t, i): ControlledEvaluateInputItem =>
+          i + 1 < p.length
+            ? [
+                t,
+                {
+                  generateNext: {
+                    logits: { filter: { tokens: tokens([p[i + 1]!]), includeTop: 1 } },
+                    totalLogitWeight: true,
+                  },
+                },
+              ]
+            : t,
+      ),
+    );
+    accuracy = { argmax: [], logprob: [] };
+    for (let i = 0; i + 1 < p.length; i++) {
+      const next = results[i]?.next;
+      if (next?.logits === undefined || next.totalLogitWeight === undefined) {
+        throw new Error(`llama.cpp: no logits at position ${i}`);
+      }
+      const [top, maxLogit] = next.logits.entries().next().value as [number, number];
+      const own = next.logits.get(tokens([p[i + 1]!])[0]!)!;
+      accuracy.argmax.push(top);
+      // log softmax: the logit minus the max minus log Σ exp(logit − max).
+      accuracy.logprob.push(own - maxLogit - Math.log(next.totalLogitWeight));
+    }
+    await ctx.dispose();
+  }
+  await model.dispose();
+  return { loadS, prefillTokS, decodeTokS, peakRssMiB: rss, accuracy };
+}
+
+const job = JSON.parse(process.argv[2] ?? '{}') as ChildJob;
+const result = job.engine === 'duet' ? await runDuet(job) : await runLlama(job);
+console.log(`RESULT ${JSON.stringify(result)}`);
+process.exit(0);

@@ -1,0 +1,307 @@
+// Duet against llama.cpp on the same weights (issue 11, item 5). Writes a model's seeded dummy weights once
+// as a Hugging Face folder (BF16 safetensors, what Duet loads) and as GGUF files (BF16 and Q8_0, written
+// by bench/gguf, what llama.cpp loads), then runs each engine in a child process of its own
+// (bench/vs-llamacpp-child.ts), alternating engines round by round, with the same threads and the same
+// token ids, and prints tokens/s (prefill, decode at 1 / 8 / 32 sequences, total), load time and peak RSS
+// per engine with Duet / llama.cpp ratios, and the accuracy of llama.cpp Q8_0 against Duet float32 on one
+// prompt (argmax agreement and mean |Δ logprob| of the prompt's own next tokens).
+//
+//   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
+//       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
+//       [--accuracy-len 512] [--validate-f32] [--cache-dir DIR] [--smoke]
+//
+// --smoke: a tiny config (hidden 128, 3 layers, vocab 1024) and short runs, with --validate-f32: llama.cpp
+// F32 against Duet float32 checks the GGUF writer (MLA layout, rope, MoE routing) in seconds.
+
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
+import { numParameters } from '../src/models/deepseek-weights.js';
+import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
+import { writeGgufModel, writeHfFolder } from './vs-llamacpp-weights.js';
+
+/** The tiny config of --smoke: every dimension a multiple of 32, so Q8_0 quantizes every matrix. */
+const SMOKE_OVERRIDES = {
+  num_hidden_layers: 3,
+  hidden_size: 128,
+  intermediate_size: 256,
+  moe_intermediate_size: 64,
+  n_routed_experts: 8,
+  num_experts_per_tok: 2,
+  n_shared_experts: 1,
+  num_attention_heads: 4,
+  num_key_value_heads: 4,
+  kv_lora_rank: 64,
+  qk_nope_head_dim: 32,
+  qk_rope_head_dim: 32,
+  v_head_dim: 32,
+  vocab_size: 1024,
+  bos_token_id: 0,
+  eos_token_id: 1,
+};
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'assets/configs/deepseek-v2-lite' },
+    'hf-overrides': { type: 'string' },
+    threads: { type: 'string', default: '2' },
+    'prompt-len': { type: 'string' },
+    'decode-tokens': { type: 'string' },
+    batches: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
+    runs: { type: 'string' },
+    'accuracy-len': { type: 'string' },
+    'validate-f32': { type: 'boolean', default: false },
+    'cache-dir': { type: 'string' },
+    seed: { type: 'string', default: '0' },
+    smoke: { type: 'boolean', default: false },
+  },
+});
+
+const smoke = values.smoke === true;
+/** An integer flag of at least `min`, or a clear error naming it. */
+function intFlag(name: string, value: string | undefined, fallback: number, min = 1): number {
+  const n = Number(value ?? fallback);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new RangeError(`bench:vs-llamacpp: --${name} must be an integer ≥ ${min}, got "${value}"`);
+  }
+  return n;
+}
+const threads = intFlag('threads', values.threads, 2);
+const promptLen = intFlag('prompt-len', values['prompt-len'], smoke ? 64 : 512);
+const decodeTokens = intFlag('decode-tokens', values['decode-tokens'], smoke ? 8 : 32);
+const rounds = intFlag('rounds', values.rounds, 1);
+const runs = intFlag('runs', values.runs, smoke ? 1 : 2);
+const accuracyLen = intFlag('accuracy-len', values['accuracy-len'], smoke ? 64 : 512);
+const seed = intFlag('seed', values.seed, 0, 0);
+const batches = (values.batches ?? (smoke ? '1,4' : '1,8,32'))
+  .split(',')
+  .map((b) => intFlag('batches', b, 1));
+const validateF32 = smoke || values['validate-f32'] === true;
+
+let overrides: Record<string, unknown> = smoke ? SMOKE_OVERRIDES : { num_hidden_layers: 4 };
+if (values['hf-overrides'] !== undefined) {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(values['hf-overrides']);
+  } catch (e) {
+    throw new RangeError(`bench:vs-llamacpp: --hf-overrides is not JSON (${(e as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new RangeError(
+      `bench:vs-llamacpp: --hf-overrides takes a JSON object, got ${values['hf-overrides']}`,
+    );
+  }
+  overrides = { ...overrides, ...(parsed as Record<string, unknown>) };
+}
+const rawConfig = JSON.parse(readFileSync(join(values.model!, 'config.json'), 'utf8')) as Record<
+  string,
+  unknown
+>;
+const configJson = applyHfOverrides(rawConfig, overrides);
+const config = parseDeepseekConfig(configJson);
+
+// The cache folder is keyed by the config and seed: the same model is written once.
+const key = createHash('sha256').update(JSON.stringify({ configJson, seed })).digest('hex').slice(0, 16);
+const cacheDir = resolve(values['cache-dir'] ?? join(tmpdir(), 'duet-vs-llamacpp'), key);
+const hfDir = join(cacheDir, 'hf');
+
+console.log(
+  `model: ${values.model} with ${JSON.stringify(overrides)}: ${(numParameters(config) / 1e9).toFixed(3)} B ` +
+    `parameters, vocab ${config.vocabSize}; ${threads} threads; cache ${cacheDir}`,
+);
+const t = performance.now();
+writeHfFolder(hfDir, configJson, config, seed);
+const gguf = {
+  BF16: writeGgufModel(cacheDir, config, seed, 'BF16'),
+  Q8_0: writeGgufModel(cacheDir, config, seed, 'Q8_0'),
+  F32: validateF32 ? writeGgufModel(cacheDir, config, seed, 'F32') : null,
+};
+console.log(`weights ready in ${((performance.now() - t) / 1000).toFixed(1)} s (written once per config)`);
+
+/** Seeded pseudo-random token ids in [0, vocab): the same ids go to both engines. */
+function randomTokens(s: number, n: number): number[] {
+  let x = (s * 2654435761 + 1) >>> 0;
+  return Array.from({ length: n }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x % config.vocabSize;
+  });
+}
+const maxBatch = Math.max(...batches);
+const baseJob = {
+  threads,
+  prefillPrompt: randomTokens(1, promptLen),
+  decodePrompts: Array.from({ length: maxBatch }, (_, i) => randomTokens(100 + i, 16)),
+  decodeTokens,
+  batches,
+  runs,
+  quantization: null,
+};
+// Positions scored: accuracyLen, so the prompt is one token longer.
+const accuracyPrompt = randomTokens(7, accuracyLen + 1);
+
+const CHILD = fileURLToPath(new URL('./vs-llamacpp-child.js', import.meta.url));
+
+function runChild(label: string, job: ChildJob): ChildResult {
+  const started = performance.now();
+  const out = execFileSync(process.execPath, [CHILD, JSON.stringify(job)], {
+    encoding: 'utf8',
+    maxBuffer: 256 * 2 ** 20,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+  if (line === undefined) throw new Error(`bench:vs-llamacpp: ${label} printed no result`);
+  const r = JSON.parse(line.slice('RESULT '.length)) as ChildResult;
+  const speeds = Object.entries(r.decodeTokS).map(([b, v]) => `decode ${b} seq ${v.toFixed(1)}`);
+  console.log(
+    `  ${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s; load ${r.loadS.toFixed(1)} s` +
+      (r.prefillTokS !== null ? `, prefill ${r.prefillTokS.toFixed(1)}` : '') +
+      (speeds.length > 0 ? `, ${speeds.join(', ')} tok/s` : '') +
+      `, peak RSS ${r.peakRssMiB.toFixed(0)} MiB`,
+  );
+  return r;
+}
+
+/** One row of the speed table: an engine on one weight format. */
+interface Contender {
+  readonly label: string;
+  readonly job: ChildJob;
+}
+const contenders: Contender[] = [
+  {
+    label: 'llama.cpp BF16',
+    job: {
+      ...baseJob,
+      engine: 'llama.cpp',
+      model: gguf.BF16,
+      dtype: 'auto',
+      perf: true,
+      accuracyPrompt: null,
+    },
+  },
+  {
+    label: 'Duet BF16',
+    job: { ...baseJob, engine: 'duet', model: hfDir, dtype: 'auto', perf: true, accuracyPrompt: null },
+  },
+  {
+    label: 'llama.cpp Q8_0',
+    job: { ...baseJob, engine: 'llama.cpp', model: gguf.Q8_0, dtype: 'auto', perf: true, accuracyPrompt },
+  },
+  // w8a8 hook (issue 11): add { label: 'Duet W8A8', job: { ...duet, quantization: 'w8a8', accuracyPrompt } }
+  // here once `LLM({quantization: 'w8a8'})` exists, and its ratio row against llama.cpp Q8_0 below.
+];
+
+/** The best (fastest) of each contender's rounds. */
+const best = new Map<string, ChildResult>();
+const accuracyTraces = new Map<string, AccuracyTrace>();
+for (let r = 0; r < rounds; r++) {
+  console.log(`round ${r + 1} of ${rounds}:`);
+  for (const c of contenders) {
+    // The accuracy prompt is scored once, in the last round.
+    const job = r + 1 === rounds ? c.job : { ...c.job, accuracyPrompt: null };
+    const res = runChild(c.label, job);
+    if (res.accuracy !== null) accuracyTraces.set(c.label, res.accuracy);
+    const prev = best.get(c.label);
+    best.set(c.label, prev === undefined ? res : bestOf(prev, res));
+  }
+}
+const reference = runChild('Duet float32 (accuracy reference)', {
+  ...baseJob,
+  engine: 'duet',
+  model: hfDir,
+  dtype: 'float32',
+  perf: false,
+  accuracyPrompt,
+});
+if (gguf.F32 !== null) {
+  const f32 = runChild('llama.cpp F32 (writer check)', {
+    ...baseJob,
+    engine: 'llama.cpp',
+    model: gguf.F32,
+    dtype: 'auto',
+    perf: false,
+    accuracyPrompt,
+  });
+  accuracyTraces.set('llama.cpp F32', f32.accuracy!);
+}
+
+function bestOf(a: ChildResult, b: ChildResult): ChildResult {
+  const decode: Record<string, number> = {};
+  for (const k of Object.keys(a.decodeTokS)) decode[k] = Math.max(a.decodeTokS[k]!, b.decodeTokS[k] ?? 0);
+  return {
+    loadS: Math.min(a.loadS, b.loadS),
+    prefillTokS: Math.max(a.prefillTokS ?? 0, b.prefillTokS ?? 0),
+    decodeTokS: decode,
+    peakRssMiB: Math.max(a.peakRssMiB, b.peakRssMiB),
+    accuracy: null,
+  };
+}
+
+// ---- Report ----
+
+const cols = [`prefill ${promptLen}`, ...batches.map((b) => `decode ${b} seq`), 'load s', 'peak RSS MiB'];
+function row(r: ChildResult): number[] {
+  return [r.prefillTokS ?? 0, ...batches.map((b) => r.decodeTokS[b] ?? 0), r.loadS, r.peakRssMiB];
+}
+const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
+console.log(`\n| tokens/s (total), ${threads} threads | ${cols.join(' | ')} |`);
+console.log(`|---|${cols.map(() => '---:').join('|')}|`);
+for (const c of contenders) console.log(`| ${c.label} | ${row(best.get(c.label)!).map(fmt).join(' | ')} |`);
+/** Ratio rows: speed columns higher is better; load and RSS as plain ratios (lower is better). */
+const ratios: [string, string][] = [
+  ['Duet BF16', 'llama.cpp BF16'],
+  ['Duet BF16', 'llama.cpp Q8_0'],
+  // w8a8 hook (issue 11): ['Duet W8A8', 'llama.cpp Q8_0'],
+];
+for (const [a, b] of ratios) {
+  const ra = row(best.get(a)!);
+  const rb = row(best.get(b)!);
+  console.log(`| ${a} / ${b} | ${ra.map((x, i) => `${(x / rb[i]!).toFixed(2)}x`).join(' | ')} |`);
+}
+
+/** Argmax agreement and mean |Δ logprob| of `trace` against the float32 reference. */
+function compare(
+  trace: AccuracyTrace,
+  ref: AccuracyTrace,
+): { agree: number; meanAbs: number; maxAbs: number } {
+  let same = 0;
+  let sum = 0;
+  let max = 0;
+  for (let i = 0; i < ref.argmax.length; i++) {
+    if (trace.argmax[i] === ref.argmax[i]) same++;
+    const d = Math.abs(trace.logprob[i]! - ref.logprob[i]!);
+    sum += d;
+    max = Math.max(max, d);
+  }
+  return { agree: same / ref.argmax.length, meanAbs: sum / ref.argmax.length, maxAbs: max };
+}
+const ref = reference.accuracy!;
+console.log(`\naccuracy against Duet float32, ${ref.argmax.length} positions of one prompt:`);
+console.log('| engine | argmax agreement | mean abs Δ logprob | max abs Δ logprob |\n|---|---:|---:|---:|');
+for (const [label, trace] of accuracyTraces) {
+  if (trace.argmax.length !== ref.argmax.length) {
+    throw new Error(
+      `bench:vs-llamacpp: ${label} scored ${trace.argmax.length} positions, not ${ref.argmax.length}`,
+    );
+  }
+  const c = compare(trace, ref);
+  console.log(
+    `| ${label} | ${c.agree.toFixed(4)} | ${c.meanAbs.toExponential(3)} | ${c.maxAbs.toExponential(3)} |`,
+  );
+}
+if (gguf.F32 !== null) {
+  // llama.cpp F32 runs the same float weights as Duet float32: only summation order and the f16 KV
+  // cache of llama.cpp differ, so near-total agreement is expected; less means the GGUF is wrong.
+  const c = compare(accuracyTraces.get('llama.cpp F32')!, ref);
+  if (c.agree < 0.95 || c.meanAbs > 0.05) {
+    console.error(
+      `bench:vs-llamacpp: llama.cpp F32 disagrees with Duet float32 (argmax ${c.agree}, mean abs Δ ${c.meanAbs})`,
+    );
+    process.exitCode = 1;
+  }
+}
