@@ -163,7 +163,7 @@ function tokens(ids: readonly number[]): Token[] {
 }
 
 async function runLlama(job: ChildJob): Promise<ChildResult> {
-  // node-llama-cpp is a devDependency: loaded only here, never by Duet itself.
+  // node-llama-cpp is installed on demand by the bench (scripts/need-llamacpp.mjs; its types: bench/node-llama-cpp.d.ts).
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   const t0 = performance.now();
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
