@@ -4,9 +4,12 @@
 // (WasmOps) in the primary arena, where `allocate` puts long-lived buffers such as the KV cache.
 
 import os from 'node:os';
+import { checkInt8LinearData } from '../../kernels/int8-quant.js';
 import type {
   HeadLinearWeight,
+  Int8LinearData,
   Kernels,
+  LinearDType,
   LinearWeight,
   RawWeight,
   WeightDType,
@@ -15,6 +18,7 @@ import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
+import { type Int8Layout, int8BlockBytes, runInt8Linear, writeInt8Block } from './int8-linear.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
 import { type GemmShare, GemmThreadPool } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
@@ -48,7 +52,7 @@ class WasmLinear implements LinearWeight {
   constructor(
     readonly n: number,
     readonly k: number,
-    readonly dtype: WeightDType,
+    readonly dtype: LinearDType,
     /** The arena holding the panels. */
     readonly arena: Arena,
     /** Byte offset of the panels in the arena: [ceil(n/8), k, 8] of f32 or bf16. */
@@ -71,6 +75,13 @@ class WasmHeadLinear extends WasmLinear implements HeadLinearWeight {
     readonly headBytes: number,
   ) {
     super(n, k, dtype, arena, ptr, bytes);
+  }
+}
+
+/** An int8 (W8A8) weight: its block holds the int8 panels and the dequantization data (Int8Layout). */
+class WasmInt8Linear extends WasmLinear {
+  constructor(readonly layout: Int8Layout) {
+    super(layout.n, layout.k, 'int8', layout.arena, layout.ptr, layout.bytes);
   }
 }
 
@@ -267,6 +278,14 @@ export class WasmKernels implements Kernels {
     return new WasmHeadLinear(numHeads, n, k, dtype, arena, ptr, bytes, headBytes);
   }
 
+  prepareInt8Linear(weight: Int8LinearData, n: number, k: number): LinearWeight {
+    this.checkLive();
+    checkInt8LinearData('prepareInt8Linear', weight, n, k);
+    const bytes = int8BlockBytes(n, k);
+    const { arena, ptr } = this.placeWeight(bytes);
+    return new WasmInt8Linear(writeInt8Block(arena, ptr, weight, n, k, this.relaxed));
+  }
+
   freeLinear(w: LinearWeight): void {
     const lw = this.own(w);
     if (lw.freed) return;
@@ -300,6 +319,21 @@ export class WasmKernels implements Kernels {
     if (lw.freed) throw new WasmKernelsError('linear: the weight was freed');
     if (lw instanceof WasmHeadLinear)
       throw new WasmKernelsError('linear: a per-head weight needs headLinear');
+    if (lw instanceof WasmInt8Linear) {
+      runInt8Linear(
+        {
+          pool: this.pool,
+          copies: this.copies,
+          numThreads: this.threadsInUse,
+          minSecondsPerThread: this.minSecondsPerThread,
+        },
+        out,
+        x,
+        lw.layout,
+        m,
+      );
+      return;
+    }
     const { n, k, arena } = lw;
     if (!Number.isInteger(m) || m < 0)
       throw new WasmKernelsError(`linear: m = ${m}; it must be an integer >= 0`);
@@ -669,6 +703,23 @@ export class WasmKernels implements Kernels {
     } finally {
       primary.release(start);
     }
+  }
+
+  /**
+   * For the benchmark: runs the register-only int8 dot loop (src/kernels/wasm/int8/peak.ts) for `iters`
+   * iterations on each of `numThreads` threads at once and returns the seconds it took. Each iteration
+   * is 8 dot instructions: 8·16 multiply-adds in the relaxed build, 8·8 in the plain one.
+   */
+  timeInt8DotPeak(iters: number, numThreads: number): number {
+    this.checkLive();
+    const threads = Math.min(numThreads, this.pool.numThreads);
+    const primary = this.arenas[0]!;
+    const g = primary.instance.exports as unknown as { i8_dot_peak(iters: number, seed: number): number };
+    const shares = Array.from({ length: threads }, (_, t) => [iters, t + 3]);
+    const t0 = performance.now();
+    if (threads === 1) g.i8_dot_peak(iters, 3);
+    else this.pool.runKernel(0, 'i8_dot_peak', shares, () => g.i8_dot_peak(iters, 3));
+    return (performance.now() - t0) / 1e3;
   }
 
   async dispose(): Promise<void> {
