@@ -77,6 +77,7 @@ for (const m of [1, 2, 3, 5, 8, 13, 32, 33]) {
     [17, 33],
     [31, 130],
     [64, 257],
+    [10, 4100],
   ] as const) {
     SHAPES.push([m, n, k]);
   }
@@ -115,9 +116,10 @@ describe('int8 reference arithmetic', () => {
 });
 
 const VARIANTS = [
-  { label: 'plain SIMD', relaxed: false },
-  { label: 'relaxed SIMD', relaxed: true },
-];
+  { label: 'plain SIMD', relaxed: false, dot: 'int16' },
+  { label: 'relaxed SIMD, int16 dot', relaxed: true, dot: 'int16' },
+  { label: 'relaxed SIMD, relaxed i8×i7 dot', relaxed: true, dot: 'relaxed' },
+] as const;
 
 for (const variant of VARIANTS) {
   const skip = variant.relaxed && !hasRelaxedSimd() ? 'this runtime has no relaxed SIMD' : false;
@@ -125,9 +127,14 @@ for (const variant of VARIANTS) {
     let one: WasmKernels;
     let two: WasmKernels;
     before(async () => {
-      one = await createWasmKernels({ relaxed: variant.relaxed, numThreads: 1 });
+      one = await createWasmKernels({ relaxed: variant.relaxed, numThreads: 1, int8Dot: variant.dot });
       // minSecondsPerThread 0: every GEMM is split over both threads, however small.
-      two = await createWasmKernels({ relaxed: variant.relaxed, numThreads: 2, minSecondsPerThread: 0 });
+      two = await createWasmKernels({
+        relaxed: variant.relaxed,
+        numThreads: 2,
+        minSecondsPerThread: 0,
+        int8Dot: variant.dot,
+      });
     });
     after(async () => {
       await one.dispose();
@@ -180,6 +187,8 @@ for (const variant of VARIANTS) {
         [1, 9, 999],
         [6, 17, 301],
         [33, 8, 64],
+        // Rows span several of the kernel's row blocks (256 KiB of quantized activations each).
+        [70, 9, 1000],
       ] as const) {
         const data = int8Data(rng, n * k);
         // Integer activations in [-127, 127] with 127 in every row: amax = 127, so q = x exactly.
@@ -244,6 +253,12 @@ for (const variant of VARIANTS) {
       assert.deepEqual(two.copyStats, before, 'nothing copied for arrays in the arena');
       two.free(x);
       two.free(out);
+    });
+
+    it('uses the asked-for build and int8 dot', () => {
+      assert.equal(one.name, variant.relaxed ? 'wasm-relaxed-simd x1' : 'wasm-simd x1');
+      assert.equal(one.int8Dot, variant.dot);
+      if (!variant.relaxed) assert.throws(() => (one.int8Dot = 'relaxed'), /needs the relaxed-SIMD build/);
     });
 
     it('refuses bad int8 weights and misuse with a message naming the problem', () => {

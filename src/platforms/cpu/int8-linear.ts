@@ -2,11 +2,15 @@
 // panels, then the per-column dequantization scales and int32 additions), quantizing the activations
 // into scratch, and running the int8 GEMM over the thread pool. The kernels: src/kernels/wasm/int8/.
 //
-// Which inner loop runs (see gemm-i8.ts): in the relaxed-SIMD build, dynamic (per-token, symmetric)
-// activations take the relaxed int8 dot on the "split" form (q + 127 as two 7-bit parts, since the
-// dot's second operand is only the same on every machine within [0, 127]); the static zero-point
-// variant (activations over all of [−128, 127], which two 7-bit parts cannot cover) and the plain
-// SIMD build take the int16 dot. Both are exact in int32, so every variant gives the same bits.
+// Which inner loop runs (see gemm-i8.ts) is the kernel set's `int8Dot`: 'int16' (the default, and the
+// only one in the plain SIMD build) widens the weights and uses i32x4.dot_i16x8_s; 'relaxed' runs
+// dynamic (per-token, symmetric) activations on the relaxed i8×i7 dot over the "split" form (q + 127
+// as two 7-bit parts, since the dot's second operand is only the same on every machine within
+// [0, 127]). The static zero-point variant (activations over all of [−128, 127], which two 7-bit parts
+// cannot cover in one sum) always takes the int16 dot. Both are exact in int32: every choice gives the
+// same bits. Why int16 is the default: on Node 20 (V8 11.3, x64) the fused relaxed dot-add is
+// miscompiled, the unfused one costs three instructions per 16 multiply-adds, and the split needs two
+// of them; `npm run bench:kernels` measured int16 1.3–1.7x faster here (docs/bench.md).
 
 import type { Int8LinearData } from '../../kernels/kernels.js';
 import { KernelArgumentError } from '../../kernels/wasm-ops.js';
@@ -27,10 +31,11 @@ export interface Int8Layout {
   readonly bytes: number;
   /** Byte offset of colScale: [ceil(n/8)·8] f32 (weightScale, or deqScale for the static scheme). */
   readonly colScale: number;
-  /** Byte offset of colAdd: [ceil(n/8)·8] i32 added to the sums, or 0 for none. */
+  /**
+   * Byte offset of colAdd: [ceil(n/8)·8] i32 added to the sums: quantBias (static), or −127·Σ_k w
+   * (dynamic; used by the relaxed split form only).
+   */
   readonly colAdd: number;
-  /** 1: the relaxed split form (dynamic activations, relaxed build); 0: the int16 form. */
-  readonly split: number;
   /** Static scheme: 1 / inputScale (float32) and inputOffset; unused for the dynamic scheme. */
   readonly invScale: number;
   readonly offset: number;
@@ -42,17 +47,13 @@ export function int8BlockBytes(n: number, k: number): number {
   return int8PanelBytes(n, k) + 2 * paddedN(n) * 4;
 }
 
-/**
- * Writes `weight` ([n, k], checked by the caller) into the block at `ptr` of `arena` and returns its
- * layout. `relaxed`: the kernel module is the relaxed-SIMD build.
- */
+/** Writes `weight` ([n, k], checked by the caller) into the block at `ptr` of `arena`; returns its layout. */
 export function writeInt8Block(
   arena: Arena,
   ptr: number,
   weight: Int8LinearData,
   n: number,
   k: number,
-  relaxed: boolean,
 ): Int8Layout {
   const panelBytes = int8PanelBytes(n, k);
   const np = paddedN(n);
@@ -64,23 +65,16 @@ export function writeInt8Block(
   scales.fill(0);
   add.fill(0);
   const s = weight.scheme;
-  const isStatic = s.kind === 'static';
-  const split = relaxed && !isStatic ? 1 : 0;
-  let colAdd = 0;
   if (s.kind === 'static') {
     scales.set(s.deqScale);
     add.set(s.quantBias);
-    colAdd = colAddAt;
   } else {
     scales.set(s.weightScale);
-    if (split === 1) {
-      // The split form sums w·(q + 127): take 127·Σ_k w back off each column.
-      for (let j = 0; j < n; j++) {
-        let sum = 0;
-        for (let c = 0; c < k; c++) sum += weight.data[j * k + c]!;
-        add[j] = -127 * sum;
-      }
-      colAdd = colAddAt;
+    // The split form sums w·(q + 127): take 127·Σ_k w back off each column.
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let c = 0; c < k; c++) sum += weight.data[j * k + c]!;
+      add[j] = -127 * sum;
     }
   }
   return {
@@ -90,13 +84,15 @@ export function writeInt8Block(
     ptr,
     bytes: int8BlockBytes(n, k),
     colScale,
-    colAdd,
-    split,
+    colAdd: colAddAt,
     invScale: s.kind === 'static' ? Math.fround(1 / Math.fround(s.inputScale)) : 0,
     offset: s.kind === 'static' ? s.inputOffset : 0,
-    isStatic,
+    isStatic: s.kind === 'static',
   };
 }
+
+/** The int8 GEMM's inner loop: see the header. */
+export type Int8Dot = 'int16' | 'relaxed';
 
 /** What the int8 linear needs of the kernel set. */
 export interface Int8LinearContext {
@@ -104,6 +100,7 @@ export interface Int8LinearContext {
   readonly copies: CopyStats;
   readonly numThreads: number;
   readonly minSecondsPerThread: number;
+  readonly int8Dot: Int8Dot;
 }
 
 /** The int8 GEMM's exports (byte offsets into the arena's memory). */
@@ -164,18 +161,20 @@ export function runInt8Linear(
   const rowScale = xq + xqBytes;
   const outPtr = outIn ? out.byteOffset : rowScale + rsBytes;
   const g = arena.instance.exports as unknown as Int8Exports;
+  const split = ctx.int8Dot === 'relaxed' && !w.isStatic ? 1 : 0;
+  const colAdd = w.isStatic || split === 1 ? w.colAdd : 0;
   if (w.isStatic) {
     g.quant_static(xq, xPtr, m, k, k * 4, w.invScale, w.offset);
     arena.f32(rowScale, m).fill(1);
   } else {
-    g.quant_dynamic(xq, rowScale, xPtr, m, k, k * 4, w.split);
+    g.quant_dynamic(xq, rowScale, xPtr, m, k, k * 4, split);
   }
   const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
   const shares = plan.parts.map((p) => [
     outPtr,
     xq,
     w.ptr,
-    w.colAdd,
+    colAdd,
     rowScale,
     w.colScale,
     n,
@@ -184,7 +183,7 @@ export function runInt8Linear(
     p.p1,
     p.r0,
     p.r1,
-    w.split,
+    split,
   ]);
   const main = (): void => g.gemm_i8(...shares[0]!);
   if (shares.length === 1) main();

@@ -18,7 +18,13 @@ import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
-import { type Int8Layout, int8BlockBytes, runInt8Linear, writeInt8Block } from './int8-linear.js';
+import {
+  type Int8Dot,
+  type Int8Layout,
+  int8BlockBytes,
+  runInt8Linear,
+  writeInt8Block,
+} from './int8-linear.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
 import { type GemmShare, GemmThreadPool } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
@@ -38,6 +44,11 @@ export interface WasmKernelsOptions {
    * 60 µs; 0 splits every GEMM over all threads (tests use it to exercise the split on small shapes).
    */
   minSecondsPerThread?: number;
+  /**
+   * The int8 GEMM's inner loop: 'int16' (default) or 'relaxed' (the relaxed i8×i7 dot, relaxed build
+   * only); both give the same bits (see src/platforms/cpu/int8-linear.ts). Settable later too.
+   */
+  int8Dot?: Int8Dot;
 }
 
 /** Bytes the kernels copied between callers' arrays and the arenas (zero for arrays that live there). */
@@ -129,7 +140,15 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const module = compileKernelModule(relaxed);
   const pool = await GemmThreadPool.create(module, { numThreads, spin: opts.spin ?? 20000 });
   const limit = Math.floor(arenaBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
-  return new WasmKernels(module, pool, relaxed, limit, opts.minSecondsPerThread ?? MIN_SECONDS_PER_THREAD);
+  const kernels = new WasmKernels(
+    module,
+    pool,
+    relaxed,
+    limit,
+    opts.minSecondsPerThread ?? MIN_SECONDS_PER_THREAD,
+  );
+  if (opts.int8Dot !== undefined) kernels.int8Dot = opts.int8Dot;
+  return kernels;
 }
 
 export class WasmKernels implements Kernels {
@@ -141,6 +160,7 @@ export class WasmKernels implements Kernels {
   private opsRegionBytes: number;
   private disposed = false;
   private threadsInUse: number;
+  private int8DotChoice: Int8Dot = 'int16';
   private readonly copies: CopyStats = { bytesIn: 0, bytesOut: 0 };
   /** Copies of operator kernels whose WasmOps objects were replaced (a larger scratch region). */
   private readonly retiredOpsCopies: CopyStats = { bytesIn: 0, bytesOut: 0 };
@@ -180,6 +200,20 @@ export class WasmKernels implements Kernels {
       throw new WasmKernelsError(`activeThreads = ${t}; allowed: 1..${this.pool.numThreads}`);
     }
     this.threadsInUse = t;
+  }
+
+  /** The int8 GEMM's inner loop (see WasmKernelsOptions.int8Dot). */
+  get int8Dot(): Int8Dot {
+    return this.int8DotChoice;
+  }
+
+  set int8Dot(d: Int8Dot) {
+    if (d !== 'int16' && !(d === 'relaxed' && this.relaxed)) {
+      throw new WasmKernelsError(
+        `int8Dot = '${d}'; allowed: 'int16'${this.relaxed ? ", 'relaxed'" : " ('relaxed' needs the relaxed-SIMD build)"}`,
+      );
+    }
+    this.int8DotChoice = d;
   }
 
   /** Bytes `linear` and the operator kernels have copied in and out so far (a snapshot). */
@@ -283,7 +317,7 @@ export class WasmKernels implements Kernels {
     checkInt8LinearData('prepareInt8Linear', weight, n, k);
     const bytes = int8BlockBytes(n, k);
     const { arena, ptr } = this.placeWeight(bytes);
-    return new WasmInt8Linear(writeInt8Block(arena, ptr, weight, n, k, this.relaxed));
+    return new WasmInt8Linear(writeInt8Block(arena, ptr, weight, n, k));
   }
 
   freeLinear(w: LinearWeight): void {
@@ -326,6 +360,7 @@ export class WasmKernels implements Kernels {
           copies: this.copies,
           numThreads: this.threadsInUse,
           minSecondsPerThread: this.minSecondsPerThread,
+          int8Dot: this.int8DotChoice,
         },
         out,
         x,
@@ -706,19 +741,24 @@ export class WasmKernels implements Kernels {
   }
 
   /**
-   * For the benchmark: runs the register-only int8 dot loop (src/kernels/wasm/int8/peak.ts) for `iters`
-   * iterations on each of `numThreads` threads at once and returns the seconds it took. Each iteration
-   * is 8 dot instructions: 8·16 multiply-adds in the relaxed build, 8·8 in the plain one.
+   * For the benchmark: runs the register-only int8 dot loop (src/kernels/wasm/int8/peak.ts) of `dot`
+   * for `iters` iterations on each of `numThreads` threads at once and returns the seconds it took.
+   * Each iteration is 8 dot steps: 8·16 multiply-adds for 'relaxed', 8·8 for 'int16'.
    */
-  timeInt8DotPeak(iters: number, numThreads: number): number {
+  timeInt8DotPeak(dot: Int8Dot, iters: number, numThreads: number): number {
     this.checkLive();
     const threads = Math.min(numThreads, this.pool.numThreads);
     const primary = this.arenas[0]!;
-    const g = primary.instance.exports as unknown as { i8_dot_peak(iters: number, seed: number): number };
-    const shares = Array.from({ length: threads }, (_, t) => [iters, t + 3]);
+    const g = primary.instance.exports as unknown as {
+      i8_dot_peak(iters: number, seed: number, relaxed: number): number;
+    };
+    if (dot === 'relaxed' && !this.relaxed)
+      throw new WasmKernelsError("timeInt8DotPeak: 'relaxed' needs the relaxed-SIMD build");
+    const r = dot === 'relaxed' ? 1 : 0;
+    const shares = Array.from({ length: threads }, (_, t) => [iters, t + 3, r]);
     const t0 = performance.now();
-    if (threads === 1) g.i8_dot_peak(iters, 3);
-    else this.pool.runKernel(0, 'i8_dot_peak', shares, () => g.i8_dot_peak(iters, 3));
+    if (threads === 1) g.i8_dot_peak(iters, 3, r);
+    else this.pool.runKernel(0, 'i8_dot_peak', shares, () => g.i8_dot_peak(iters, 3, r));
     return (performance.now() - t0) / 1e3;
   }
 

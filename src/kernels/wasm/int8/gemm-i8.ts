@@ -17,6 +17,9 @@
 //        zero past n and past k
 //   colAdd: [n] i32 or 0 (none); rowScale: [m] f32; colScale: [n] f32
 
+/** Bytes of quantized activations per row block (half of a 1 MiB L2, the rest for panels and output). */
+const ROW_BLOCK_BYTES: usize = 256 * 1024;
+
 /** Stores row r's 8 i32 sums (columns 0..3 in `a`, 4..7 in `b`), dequantized, at `o`. */
 function storeDeq(o: usize, a: v128, b: v128, colAdd: usize, rs: f32, cs: usize, ncols: i32): void {
   if (colAdd !== 0) {
@@ -245,6 +248,83 @@ function wideTile1(
 }
 
 /**
+ * i16 form, 1 row × two panels at once (`wp`, `wp2`: their columns c0 and c0 + 8): a GEMV reads memory
+ * faster over two weight streams than over one.
+ */
+function wideTile1x2(
+  o: usize,
+  x: usize,
+  wp: usize,
+  wp2: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols2: i32,
+): void {
+  let a0 = i32x4.splat(0);
+  let b0 = a0;
+  let c0 = a0;
+  let d0 = a0;
+  let a1 = a0;
+  let b1 = a0;
+  let c1 = a0;
+  let d1 = a0;
+  for (let q = 0; q < kq; q++) {
+    const wo = (<usize>q) << 5;
+    const v = v128.load64_splat(x + ((<usize>q) << 3));
+    const w0 = v128.load(wp + wo);
+    const w1 = v128.load(wp + wo, 16);
+    const u0 = v128.load(wp2 + wo);
+    const u1 = v128.load(wp2 + wo, 16);
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v));
+    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v));
+    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v));
+    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v));
+    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u0), v));
+    b1 = i32x4.add(b1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u0), v));
+    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u1), v));
+    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u1), v));
+  }
+  const s = load<f32>(rs);
+  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, s, cs, 8);
+  storeDeq(o + 32, pairSums(a1, b1), pairSums(c1, d1), colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
+}
+
+/** Relaxed split form, 1 row × two panels at once (see wideTile1x2). */
+function splitTile1x2(
+  o: usize,
+  x: usize,
+  wp: usize,
+  wp2: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols2: i32,
+): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    let a1 = a0;
+    let b1 = a0;
+    for (let q = 0; q < kq; q++) {
+      const wo = (<usize>q) << 5;
+      const xo = x + ((<usize>q) << 3);
+      const l = v128.load32_splat(xo);
+      const h = v128.load32_splat(xo, 4);
+      a0 = dot7x2(v128.load(wp + wo), l, h, a0);
+      b0 = dot7x2(v128.load(wp + wo, 16), l, h, b0);
+      a1 = dot7x2(v128.load(wp2 + wo), l, h, a1);
+      b1 = dot7x2(v128.load(wp2 + wo, 16), l, h, b1);
+    }
+    const s = load<f32>(rs);
+    storeDeq(o, a0, b0, colAdd, s, cs, 8);
+    storeDeq(o + 32, a1, b1, colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
+  }
+}
+
+/**
  * out[r, c] for panels [p0, p1) and rows [r0, r1); see the header for the formula and layouts.
  * `split`: 1 for the relaxed split form (relaxed build only), 0 for the i16 form.
  */
@@ -268,26 +348,49 @@ export function gemm_i8(
   const panelBytes = (<usize>kq) << 5;
   const ldo = (<usize>n) << 2;
   const step = split ? 4 : 2;
-  for (let p = p0; p < p1; p++) {
-    const wp = w + <usize>p * panelBytes;
-    const c0 = p << 3;
-    const ncols = min(8, n - c0);
-    const ca = colAdd === 0 ? 0 : colAdd + ((<usize>c0) << 2);
-    const cs = colScale + ((<usize>c0) << 2);
-    let r = r0;
-    for (; r + step <= r1; r += step) {
-      const o = rowOut(out, ldo, r, c0);
-      const x = xq + <usize>r * rowBytes;
-      const rs = rowScale + ((<usize>r) << 2);
-      if (split) splitTile4(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
-      else wideTile2(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+  // Rows go in blocks whose activations stay in L2 while every panel passes over them; a decode batch
+  // (m ≤ 32 for k ≤ 4096) is one block, so its weights stream from memory once.
+  const block = max(step, (<i32>(ROW_BLOCK_BYTES / rowBytes) / step) * step);
+  if (r1 - r0 === 1) {
+    // A single row (a GEMV): two panels at a time.
+    const x = xq + <usize>r0 * rowBytes;
+    const rs = rowScale + ((<usize>r0) << 2);
+    let p = p0;
+    for (; p + 1 < p1; p += 2) {
+      const c0 = p << 3;
+      const o = rowOut(out, ldo, r0, c0);
+      const wp = w + <usize>p * panelBytes;
+      const ca = colAdd === 0 ? 0 : colAdd + ((<usize>c0) << 2);
+      const cs = colScale + ((<usize>c0) << 2);
+      const ncols2 = min(8, n - c0 - 8);
+      if (split) splitTile1x2(o, x, wp, wp + panelBytes, kq, ca, rs, cs, ncols2);
+      else wideTile1x2(o, x, wp, wp + panelBytes, kq, ca, rs, cs, ncols2);
     }
-    for (; r < r1; r++) {
-      const o = rowOut(out, ldo, r, c0);
-      const x = xq + <usize>r * rowBytes;
-      const rs = rowScale + ((<usize>r) << 2);
-      if (split) splitTile1(o, x, wp, kq, ca, rs, cs, ncols);
-      else wideTile1(o, x, wp, kq, ca, rs, cs, ncols);
+    p0 = p;
+  }
+  for (let b0 = r0; b0 < r1; b0 += block) {
+    const b1 = min(r1, b0 + block);
+    for (let p = p0; p < p1; p++) {
+      const wp = w + <usize>p * panelBytes;
+      const c0 = p << 3;
+      const ncols = min(8, n - c0);
+      const ca = colAdd === 0 ? 0 : colAdd + ((<usize>c0) << 2);
+      const cs = colScale + ((<usize>c0) << 2);
+      let r = b0;
+      for (; r + step <= b1; r += step) {
+        const o = rowOut(out, ldo, r, c0);
+        const x = xq + <usize>r * rowBytes;
+        const rs = rowScale + ((<usize>r) << 2);
+        if (split) splitTile4(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+        else wideTile2(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+      }
+      for (; r < b1; r++) {
+        const o = rowOut(out, ldo, r, c0);
+        const x = xq + <usize>r * rowBytes;
+        const rs = rowScale + ((<usize>r) << 2);
+        if (split) splitTile1(o, x, wp, kq, ca, rs, cs, ncols);
+        else wideTile1(o, x, wp, kq, ca, rs, cs, ncols);
+      }
     }
   }
 }

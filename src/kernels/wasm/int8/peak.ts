@@ -1,10 +1,13 @@
 // A register-only loop of the int8 dot step that the GEMM's inner loop is made of, for the benchmark's
-// peak: the relaxed build times the relaxed i8×i7 dot widened and added as gemm-i8.ts's dot7 does (16
-// multiply-adds), the plain build i32x4.dot_i16x8_s plus its add (8 multiply-adds). Eight independent
+// peak: the relaxed i8×i7 dot widened and added as gemm-i8.ts's dot7 does (16 multiply-adds; relaxed
+// build only), or i32x4.dot_i16x8_s plus its add (8 multiply-adds). Eight independent
 // accumulators hide the latency; nothing touches memory inside the loop.
 
-/** Runs `iters` iterations of 8 dots; returns a value that depends on all of them (so none is dropped). */
-export function i8_dot_peak(iters: i32, seed: i32): i32 {
+/**
+ * Runs `iters` iterations of 8 dot steps (`relaxed` = 1: the relaxed step, relaxed build only; 0: the
+ * int16 step); returns a value that depends on all of them (so none is dropped).
+ */
+export function i8_dot_peak(iters: i32, seed: i32, relaxed: i32): i32 {
   const a = i8x16.splat(<i8>seed);
   const b = i8x16.splat(<i8>(seed & 63));
   const ones = i16x8.splat(1);
@@ -17,7 +20,7 @@ export function i8_dot_peak(iters: i32, seed: i32): i32 {
   let c6 = c0;
   let c7 = c0;
   for (let i = 0; i < iters; i++) {
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (ASC_FEATURE_RELAXED_SIMD && relaxed) {
       c0 = i32x4.add(c0, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), ones));
       c1 = i32x4.add(c1, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), ones));
       c2 = i32x4.add(c2, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), ones));
