@@ -10,7 +10,7 @@
 // cannot cover in one sum) always takes the int16 dot. Both are exact in int32: every choice gives the
 // same bits. Why int16 is the default: on Node 20 (V8 11.3, x64) the fused relaxed dot-add is
 // miscompiled, the unfused one costs three instructions per 16 multiply-adds, and the split needs two
-// of them; `npm run bench:kernels` measured int16 1.3–1.7x faster here (docs/bench.md).
+// of them; `npm run bench:kernels` measured int16 faster here (docs/int8.md).
 
 import type { Int8LinearData } from '../../kernels/kernels.js';
 import { KernelArgumentError } from '../../kernels/wasm-ops.js';
