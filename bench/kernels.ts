@@ -296,8 +296,8 @@ async function main(): Promise<void> {
 }
 
 /** Best int8 dot-step peak (ops/s: 2 per multiply-add) of `dot` over a few runs on `threads` threads. */
-function int8Peak(kernels: WasmKernels, dot: Int8Dot, threads: number): number {
-  const iters = 2_000_000;
+function int8Peak(kernels: WasmKernels, dot: Int8Dot, threads: number, smoke: boolean): number {
+  const iters = smoke ? 10_000 : 2_000_000;
   // Multiply-adds per iteration: 8 dot steps of 16 (relaxed i8×i7) or 8 (int16) each.
   const macs = 8 * (dot === 'relaxed' ? 16 : 8);
   let best = 0;
@@ -317,7 +317,8 @@ async function int8Sweep(
   minSeconds: number,
   rotation: number,
 ): Promise<void> {
-  const [n, k] = [2048, 2048];
+  const [n, k] = opts.smoke ? [64, 128] : [2048, 2048];
+  const prefillM = opts.smoke ? 64 : 512;
   const raw = randomF32(n * k, 1);
   const int8 = quantizeWeightPerChannel({ dtype: 'f32', data: raw }, n, k);
   const dots: Int8Dot[] = kernels.relaxed ? ['int16', 'relaxed'] : ['int16'];
@@ -336,20 +337,20 @@ async function int8Sweep(
     const bw = wasmBandwidth(kernels, t, rotation / 2);
     for (const dot of dots) {
       kernels.int8Dot = dot;
-      const peak = int8Peak(kernels, dot, t);
-      for (const m of [1, 2, 4, 8, 16, 32, 512]) {
+      const peak = int8Peak(kernels, dot, t, opts.smoke);
+      for (const m of [1, 2, 4, 8, 16, 32, prefillM]) {
         const x = kernels.allocate(m * k);
         x.set(randomF32(m * k, 2));
         const out = kernels.allocate(m * n);
         // A prefill reads its weight from cache; decode rotates over the copies (from DRAM).
         const sec = timeCalls(
-          (i) => kernels.linear(out, x, ws[m === 512 ? 0 : i % ws.length]!, m),
+          (i) => kernels.linear(out, x, ws[m === prefillM ? 0 : i % ws.length]!, m),
           minSeconds,
           4,
         );
         const ops = (2 * m * n * k) / sec;
         const gbs = (n * k) / sec;
-        const decode = m !== 512;
+        const decode = m !== prefillM;
         console.log(
           pad(
             [
