@@ -1,8 +1,10 @@
-// Kernel benchmark: the wasm GEMM (f32 and bf16 weights) side by side with a native OpenBLAS sgemm on
-// the same shapes and thread counts, for a prefill-like GEMM and decode-like GEMVs, plus the machine's
-// read bandwidth measured in the same run (wasm and native streaming reads), against which the GEMV's
-// weight traffic is compared. Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --smoke: tiny
-// shapes and no native program, only to check that the benchmark runs, as `npm test` does).
+// Kernel benchmark: the wasm GEMM (f32, bf16 and int8 W8A8 weights) side by side with a native OpenBLAS
+// sgemm on the same shapes and thread counts, for a prefill-like GEMM and decode-like GEMVs, plus the
+// machine's read bandwidth measured in the same run (wasm and native streaming reads), against which the
+// GEMV's weight traffic is compared, and a register-only peak of the int8 dot step against which the
+// int8 GEMM's multiply-adds are compared (decode m = 1..32, each int8 dot the build has).
+// Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --smoke: tiny shapes and no native
+// program, only to check that the benchmark runs, as `npm test` does).
 //
 // The GEMV weights rotate over enough copies (≥ 1 GiB) that they come from DRAM, as a real model's do.
 
@@ -11,7 +13,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LinearWeight, WeightDType } from '../src/kernels/kernels.js';
+import { quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
+import type { LinearDType, LinearWeight } from '../src/kernels/kernels.js';
+import type { Int8Dot } from '../src/platforms/cpu/int8-linear.js';
 import { createWasmKernels, type WasmKernels } from '../src/platforms/cpu/wasm-kernels.js';
 
 interface Shape {
@@ -182,11 +186,12 @@ async function main(): Promise<void> {
     groups.push((opts.smoke ? [1, 2] : [1, 2, 4, 8]).map((m) => ({ label: 'decode', m, n, k })));
   }
 
-  const widths = [8, 5, 6, 6, 3, 9, 9, 9, 8, 8, 6, 12, 12];
+  const widths = [8, 5, 6, 6, 3, 9, 9, 9, 8, 8, 6, 12, 12, 9, 9, 12];
   console.log(
     '\nGEMM out[M,N] = x[M,K]·w[N,K]ᵀ, GFLOP/s (best of 3 rounds). Decode: weights rotate over ' +
       `${rotation / 1024 ** 3} GiB of copies;\nGB/s = weight bytes read per second, % = of the read bandwidth ` +
-      '(bw, wasm streaming read measured just before the row)',
+      '(bw, wasm streaming read measured just before the row); int8 = W8A8 (dynamic per-token\n' +
+      'activations quantized inside the call), GOP/s, and its speed-up over bf16',
   );
   console.log(
     pad(
@@ -204,6 +209,9 @@ async function main(): Promise<void> {
         'bw',
         'f32 GB/s',
         'bf16 GB/s',
+        'int8',
+        'i8/bf16',
+        'int8 GB/s',
       ],
       widths,
     ),
@@ -212,13 +220,19 @@ async function main(): Promise<void> {
     const { n, k, label } = group[0]!;
     const isDecode = label === 'decode';
     const raw = randomF32(n * k, 1);
-    const weights = new Map<WeightDType, LinearWeight[]>();
-    for (const dtype of ['f32', 'bf16'] as WeightDType[]) {
-      const bytes = n * k * (dtype === 'f32' ? 4 : 2);
+    const weights = new Map<LinearDType, LinearWeight[]>();
+    const int8 = quantizeWeightPerChannel({ dtype: 'f32', data: raw }, n, k);
+    for (const dtype of ['f32', 'bf16', 'int8'] as LinearDType[]) {
+      const bytes = n * k * (dtype === 'f32' ? 4 : dtype === 'bf16' ? 2 : 1);
       const copies = isDecode ? Math.max(2, Math.ceil(rotation / bytes)) : 1;
       const ws: LinearWeight[] = [];
-      for (let c = 0; c < copies; c++)
-        ws.push(kernels.prepareLinear({ dtype: 'f32', data: raw }, n, k, dtype));
+      for (let c = 0; c < copies; c++) {
+        ws.push(
+          dtype === 'int8'
+            ? kernels.prepareInt8Linear(int8, n, k)
+            : kernels.prepareLinear({ dtype: 'f32', data: raw }, n, k, dtype),
+        );
+      }
       weights.set(dtype, ws);
     }
     // Let the background work that follows packing gigabytes (GC, the kernel's page bookkeeping) settle.
@@ -230,7 +244,7 @@ async function main(): Promise<void> {
       for (const t of opts.threads) {
         kernels.activeThreads = t;
         const bw = isDecode ? wasmBandwidth(kernels, t, rotation / 2) : Number.NaN;
-        const sec = new Map<WeightDType, number>();
+        const sec = new Map<LinearDType, number>();
         for (const [dtype, ws] of weights) {
           sec.set(
             dtype,
@@ -239,6 +253,7 @@ async function main(): Promise<void> {
         }
         const f32 = sec.get('f32')!;
         const bf16 = sec.get('bf16')!;
+        const i8 = sec.get('int8')!;
         const flops = 2 * s.m * s.n * s.k;
         const nat =
           typeof native === 'string'
@@ -264,6 +279,9 @@ async function main(): Promise<void> {
               isDecode ? fmt(bw / 1e9) : '-',
               gbs(f32, 4),
               gbs(bf16, 2),
+              fmt(flops / i8 / 1e9),
+              fmt(bf16 / i8, 2),
+              gbs(i8, 1),
             ],
             widths,
           ),
@@ -272,8 +290,89 @@ async function main(): Promise<void> {
     }
     for (const ws of weights.values()) for (const w of ws) kernels.freeLinear(w);
   }
+  await int8Sweep(kernels, opts, minSeconds, rotation);
   if (typeof native !== 'string') native.dispose();
   await kernels.dispose();
+}
+
+/** Best int8 dot-step peak (ops/s: 2 per multiply-add) of `dot` over a few runs on `threads` threads. */
+function int8Peak(kernels: WasmKernels, dot: Int8Dot, threads: number, smoke: boolean): number {
+  const iters = smoke ? 10_000 : 2_000_000;
+  // Multiply-adds per iteration: 8 dot steps of 16 (relaxed i8×i7) or 8 (int16) each.
+  const macs = 8 * (dot === 'relaxed' ? 16 : 8);
+  let best = 0;
+  for (let r = 0; r < 4; r++) {
+    best = Math.max(best, (threads * iters * macs * 2) / kernels.timeInt8DotPeak(dot, iters, threads));
+  }
+  return best;
+}
+
+/**
+ * The int8 GEMM for decode batches m = 1..32 and a prefill, with each int8 dot the build has: GOP/s
+ * against that dot's register-only peak, and the weight traffic against the read bandwidth.
+ */
+async function int8Sweep(
+  kernels: WasmKernels,
+  opts: Options,
+  minSeconds: number,
+  rotation: number,
+): Promise<void> {
+  const [n, k] = opts.smoke ? [64, 128] : [2048, 2048];
+  const prefillM = opts.smoke ? 64 : 512;
+  const raw = randomF32(n * k, 1);
+  const int8 = quantizeWeightPerChannel({ dtype: 'f32', data: raw }, n, k);
+  const dots: Int8Dot[] = kernels.relaxed ? ['int16', 'relaxed'] : ['int16'];
+  console.log(
+    `\nInt8 W8A8 GEMM, N = K = ${n}: GOP/s (2 per multiply-add), % of the register-only peak of its dot ` +
+      'step, weight GB/s and % of the read bandwidth.\nint16: weights widened, i32x4.dot_i16x8_s ' +
+      '(the default). relaxed: i16x8.relaxed_dot_i8x16_i7x16_s on the 7-bit split of the activations, ' +
+      'two dot steps per 16 multiply-adds (ceiling: 50% of its peak).',
+  );
+  const widths = [8, 3, 8, 4, 7, 7, 7, 6];
+  console.log(pad(['dot', 'T', 'peak', 'M', 'GOP/s', '% peak', 'GB/s', '% bw'], widths));
+  const copies = Math.max(2, Math.ceil(rotation / (n * k)));
+  const ws = Array.from({ length: copies }, () => kernels.prepareInt8Linear(int8, n, k));
+  for (const t of opts.threads) {
+    kernels.activeThreads = t;
+    const bw = wasmBandwidth(kernels, t, rotation / 2);
+    for (const dot of dots) {
+      kernels.int8Dot = dot;
+      const peak = int8Peak(kernels, dot, t, opts.smoke);
+      for (const m of [1, 2, 4, 8, 16, 32, prefillM]) {
+        const x = kernels.allocate(m * k);
+        x.set(randomF32(m * k, 2));
+        const out = kernels.allocate(m * n);
+        // A prefill reads its weight from cache; decode rotates over the copies (from DRAM).
+        const sec = timeCalls(
+          (i) => kernels.linear(out, x, ws[m === prefillM ? 0 : i % ws.length]!, m),
+          minSeconds,
+          4,
+        );
+        const ops = (2 * m * n * k) / sec;
+        const gbs = (n * k) / sec;
+        const decode = m !== prefillM;
+        console.log(
+          pad(
+            [
+              dot,
+              String(t),
+              fmt(peak / 1e9),
+              String(m),
+              fmt(ops / 1e9),
+              fmt((100 * ops) / peak, 0),
+              decode ? fmt(gbs / 1e9) : '-',
+              decode ? fmt((100 * gbs) / bw, 0) : '-',
+            ],
+            widths,
+          ),
+        );
+        kernels.free(x);
+        kernels.free(out);
+      }
+    }
+  }
+  kernels.int8Dot = 'int16';
+  for (const w of ws) kernels.freeLinear(w);
 }
 
 await main();

@@ -2,8 +2,48 @@
 // WebAssembly SIMD kernels of the CPU platform and by plain TypeScript reference twins that tests
 // compare against. All activations are float32, row-major; arguments come output first.
 
-/** How a linear layer's weight is kept in memory. Activations and accumulation are always float32. */
+/** How a float linear layer's weight is kept in memory. Activations and accumulation are float32. */
 export type WeightDType = 'f32' | 'bf16';
+
+/**
+ * How a prepared weight is kept: a float dtype, or `int8` (W8A8: int8 weights and int8 activations
+ * quantized inside `linear`, int32 accumulation; prepared by `prepareInt8Linear`).
+ */
+export type LinearDType = WeightDType | 'int8';
+
+/**
+ * How an int8 weight's activations are quantized and its int32 sums dequantized (W8A8, as vLLM and
+ * vLLM-Ascend define it). Float32 arithmetic, rounding half to even; see src/kernels/int8-quant.ts.
+ * - `dynamic` (vLLM compressed-tensors, ModelSlim `W8A8_DYNAMIC`): per token, symmetric:
+ *   aScale[i] = max|x[i, :]| / 127, xq = clamp(round(x · 127 / max|x[i, :]|), −127, 127);
+ *   out[i, j] = f32(acc[i, j]) · aScale[i] · weightScale[j].
+ * - `static` (ModelSlim `W8A8`): per tensor with a zero point:
+ *   xq = clamp(round(x · (1 / inputScale) + inputOffset), −128, 127);
+ *   out[i, j] = f32(acc[i, j] + quantBias[j]) · deqScale[j].
+ */
+export type Int8Scheme =
+  | {
+      readonly kind: 'dynamic';
+      /** [n]: per output channel. */
+      readonly weightScale: Float32Array;
+    }
+  | {
+      readonly kind: 'static';
+      /** Per-tensor activation scale (> 0). */
+      readonly inputScale: number;
+      /** Per-tensor activation zero point (an integer in [−128, 127]). */
+      readonly inputOffset: number;
+      /** [n]: added to the int32 sums (ModelSlim folds −inputOffset·Σ_k w and the bias into it). */
+      readonly quantBias: Int32Array;
+      /** [n]: inputScale · weightScale per output channel. */
+      readonly deqScale: Float32Array;
+    };
+
+/** An int8 linear weight as read from a checkpoint: `data` [n, k] row-major, and its scheme. */
+export interface Int8LinearData {
+  readonly data: Int8Array;
+  readonly scheme: Int8Scheme;
+}
 
 /**
  * A linear layer's weight, `[n, k]` (out_features × in_features, the Hugging Face layout), prepared for
@@ -15,7 +55,7 @@ export interface LinearWeight {
   /** Input features. */
   readonly k: number;
   /** Storage dtype of the elements. */
-  readonly dtype: WeightDType;
+  readonly dtype: LinearDType;
 }
 
 /**
@@ -53,7 +93,13 @@ export interface Kernels {
     dtype: WeightDType,
   ): HeadLinearWeight;
 
-  /** Releases the memory of a prepared weight (from `prepareLinear` or `prepareHeadLinear`). */
+  /**
+   * Prepares an int8 weight of shape `[n, k]` (W8A8, see `Int8Scheme`) for `linear`, which then takes
+   * float32 activations, quantizes them itself and returns float32. The data may be dropped afterwards.
+   */
+  prepareInt8Linear(weight: Int8LinearData, n: number, k: number): LinearWeight;
+
+  /** Releases the memory of a prepared weight (from `prepareLinear`, `prepareInt8Linear` or `prepareHeadLinear`). */
   freeLinear(w: LinearWeight): void;
 
   /**
@@ -65,7 +111,10 @@ export interface Kernels {
   /** Returns a buffer from `allocate` (the array must not be used afterwards). */
   free(a: Float32Array): void;
 
-  /** out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. */
+  /**
+   * out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. For an int8 weight, x is quantized
+   * and the int32 sums dequantized as its `Int8Scheme` says (bit for bit the same in every kernel set).
+   */
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void;
 
   /**

@@ -2,10 +2,12 @@
 // float32 results (accumulating in float64 where that is the simplest exact choice), used by tests as the
 // ground truth for the WebAssembly kernels and usable as a (slow) kernel set on any runtime.
 
+import { checkInt8LinearData, int8Linear } from '../int8-quant.js';
 import {
   bf16ToF32,
   f32BitsToBf16,
   type HeadLinearWeight,
+  type Int8LinearData,
   type Kernels,
   type LinearWeight,
   type RawWeight,
@@ -20,6 +22,16 @@ class ReferenceLinear implements LinearWeight {
     readonly dtype: WeightDType,
     /** [n, k] */
     readonly data: Float32Array,
+  ) {}
+}
+
+/** An int8 weight kept as given (W8A8): `linear` runs the reference twin of the int8 kernels on it. */
+class ReferenceInt8Linear implements LinearWeight {
+  readonly dtype = 'int8';
+  constructor(
+    readonly n: number,
+    readonly k: number,
+    readonly weight: Int8LinearData,
   ) {}
 }
 
@@ -62,6 +74,16 @@ export class ReferenceKernels implements Kernels {
     return new ReferenceHeadLinear(numHeads, n, k, dtype, w.data);
   }
 
+  prepareInt8Linear(weight: Int8LinearData, n: number, k: number): LinearWeight {
+    checkInt8LinearData('prepareInt8Linear', weight, n, k);
+    const s = weight.scheme;
+    const scheme =
+      s.kind === 'dynamic'
+        ? { kind: s.kind, weightScale: s.weightScale.slice() }
+        : { ...s, quantBias: s.quantBias.slice(), deqScale: s.deqScale.slice() };
+    return new ReferenceInt8Linear(n, k, { data: weight.data.slice(), scheme });
+  }
+
   freeLinear(_w: LinearWeight): void {}
 
   allocate(n: number): Float32Array {
@@ -71,6 +93,10 @@ export class ReferenceKernels implements Kernels {
   free(_a: Float32Array): void {}
 
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
+    if (w instanceof ReferenceInt8Linear) {
+      int8Linear(out, x, w.weight, m, w.n, w.k);
+      return;
+    }
     const { n, k, data } = w as ReferenceLinear;
     for (let i = 0; i < m; i++) {
       const xo = i * k;

@@ -2,4 +2,5 @@
 // memory (and per worker thread). Arguments are byte offsets into that memory, output first.
 // The GEMM family lives in gemm/, the other operators in ops/.
 export * from './gemm/index';
+export * from './int8/index';
 export * from './ops/index';

@@ -105,6 +105,16 @@ export class Arena {
     return new Uint16Array(this.noteBuffer(), start, n);
   }
 
+  /** An int32 view of `n` elements at byte offset `start`. */
+  i32(start: number, n: number): Int32Array {
+    return new Int32Array(this.noteBuffer(), start, n);
+  }
+
+  /** An int8 view of `n` elements at byte offset `start`. */
+  i8(start: number, n: number): Int8Array {
+    return new Int8Array(this.noteBuffer(), start, n);
+  }
+
   /** The memory's current buffer object, added to the set of this memory's buffers if it is new. */
   private noteBuffer(): ArrayBufferLike {
     const b = this.memory.buffer;

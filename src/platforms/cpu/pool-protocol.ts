@@ -42,7 +42,13 @@ export const OP_NOP = 4;
 export const OP_KERNEL = 5;
 
 /** Kernel-module exports that a job of OP_KERNEL can run, each thread on its own share. */
-export const THREADED_KERNELS = ['gemm_heads', 'mla_attention_batch', 'mha_attention'] as const;
+export const THREADED_KERNELS = [
+  'gemm_heads',
+  'mla_attention_batch',
+  'mha_attention',
+  'gemm_i8',
+  'i8_dot_peak',
+] as const;
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 /** The first argument of a thread without a share in an OP_KERNEL job. */
 export const NO_SHARE = 0xffffffff;

@@ -4,9 +4,12 @@
 // (WasmOps) in the primary arena, where `allocate` puts long-lived buffers such as the KV cache.
 
 import os from 'node:os';
+import { checkInt8LinearData } from '../../kernels/int8-quant.js';
 import type {
   HeadLinearWeight,
+  Int8LinearData,
   Kernels,
+  LinearDType,
   LinearWeight,
   RawWeight,
   WeightDType,
@@ -15,6 +18,13 @@ import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
+import {
+  type Int8Dot,
+  type Int8Layout,
+  int8BlockBytes,
+  runInt8Linear,
+  writeInt8Block,
+} from './int8-linear.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
 import { type GemmShare, GemmThreadPool } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
@@ -34,6 +44,11 @@ export interface WasmKernelsOptions {
    * 60 µs; 0 splits every GEMM over all threads (tests use it to exercise the split on small shapes).
    */
   minSecondsPerThread?: number;
+  /**
+   * The int8 GEMM's inner loop: 'int16' (default) or 'relaxed' (the relaxed i8×i7 dot, relaxed build
+   * only); both give the same bits (see src/platforms/cpu/int8-linear.ts). Settable later too.
+   */
+  int8Dot?: Int8Dot;
 }
 
 /** Bytes the kernels copied between callers' arrays and the arenas (zero for arrays that live there). */
@@ -48,7 +63,7 @@ class WasmLinear implements LinearWeight {
   constructor(
     readonly n: number,
     readonly k: number,
-    readonly dtype: WeightDType,
+    readonly dtype: LinearDType,
     /** The arena holding the panels. */
     readonly arena: Arena,
     /** Byte offset of the panels in the arena: [ceil(n/8), k, 8] of f32 or bf16. */
@@ -71,6 +86,13 @@ class WasmHeadLinear extends WasmLinear implements HeadLinearWeight {
     readonly headBytes: number,
   ) {
     super(n, k, dtype, arena, ptr, bytes);
+  }
+}
+
+/** An int8 (W8A8) weight: its block holds the int8 panels and the dequantization data (Int8Layout). */
+class WasmInt8Linear extends WasmLinear {
+  constructor(readonly layout: Int8Layout) {
+    super(layout.n, layout.k, 'int8', layout.arena, layout.ptr, layout.bytes);
   }
 }
 
@@ -118,7 +140,15 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const module = compileKernelModule(relaxed);
   const pool = await GemmThreadPool.create(module, { numThreads, spin: opts.spin ?? 20000 });
   const limit = Math.floor(arenaBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
-  return new WasmKernels(module, pool, relaxed, limit, opts.minSecondsPerThread ?? MIN_SECONDS_PER_THREAD);
+  const kernels = new WasmKernels(
+    module,
+    pool,
+    relaxed,
+    limit,
+    opts.minSecondsPerThread ?? MIN_SECONDS_PER_THREAD,
+  );
+  if (opts.int8Dot !== undefined) kernels.int8Dot = opts.int8Dot;
+  return kernels;
 }
 
 export class WasmKernels implements Kernels {
@@ -130,6 +160,7 @@ export class WasmKernels implements Kernels {
   private opsRegionBytes: number;
   private disposed = false;
   private threadsInUse: number;
+  private int8DotChoice: Int8Dot = 'int16';
   private readonly copies: CopyStats = { bytesIn: 0, bytesOut: 0 };
   /** Copies of operator kernels whose WasmOps objects were replaced (a larger scratch region). */
   private readonly retiredOpsCopies: CopyStats = { bytesIn: 0, bytesOut: 0 };
@@ -169,6 +200,20 @@ export class WasmKernels implements Kernels {
       throw new WasmKernelsError(`activeThreads = ${t}; allowed: 1..${this.pool.numThreads}`);
     }
     this.threadsInUse = t;
+  }
+
+  /** The int8 GEMM's inner loop (see WasmKernelsOptions.int8Dot). */
+  get int8Dot(): Int8Dot {
+    return this.int8DotChoice;
+  }
+
+  set int8Dot(d: Int8Dot) {
+    if (d !== 'int16' && !(d === 'relaxed' && this.relaxed)) {
+      throw new WasmKernelsError(
+        `int8Dot = '${d}'; allowed: 'int16'${this.relaxed ? ", 'relaxed'" : " ('relaxed' needs the relaxed-SIMD build)"}`,
+      );
+    }
+    this.int8DotChoice = d;
   }
 
   /** Bytes `linear` and the operator kernels have copied in and out so far (a snapshot). */
@@ -267,6 +312,14 @@ export class WasmKernels implements Kernels {
     return new WasmHeadLinear(numHeads, n, k, dtype, arena, ptr, bytes, headBytes);
   }
 
+  prepareInt8Linear(weight: Int8LinearData, n: number, k: number): LinearWeight {
+    this.checkLive();
+    checkInt8LinearData('prepareInt8Linear', weight, n, k);
+    const bytes = int8BlockBytes(n, k);
+    const { arena, ptr } = this.placeWeight(bytes);
+    return new WasmInt8Linear(writeInt8Block(arena, ptr, weight, n, k));
+  }
+
   freeLinear(w: LinearWeight): void {
     const lw = this.own(w);
     if (lw.freed) return;
@@ -300,6 +353,22 @@ export class WasmKernels implements Kernels {
     if (lw.freed) throw new WasmKernelsError('linear: the weight was freed');
     if (lw instanceof WasmHeadLinear)
       throw new WasmKernelsError('linear: a per-head weight needs headLinear');
+    if (lw instanceof WasmInt8Linear) {
+      runInt8Linear(
+        {
+          pool: this.pool,
+          copies: this.copies,
+          numThreads: this.threadsInUse,
+          minSecondsPerThread: this.minSecondsPerThread,
+          int8Dot: this.int8DotChoice,
+        },
+        out,
+        x,
+        lw.layout,
+        m,
+      );
+      return;
+    }
     const { n, k, arena } = lw;
     if (!Number.isInteger(m) || m < 0)
       throw new WasmKernelsError(`linear: m = ${m}; it must be an integer >= 0`);
@@ -669,6 +738,28 @@ export class WasmKernels implements Kernels {
     } finally {
       primary.release(start);
     }
+  }
+
+  /**
+   * For the benchmark: runs the register-only int8 dot loop (src/kernels/wasm/int8/peak.ts) of `dot`
+   * for `iters` iterations on each of `numThreads` threads at once and returns the seconds it took.
+   * Each iteration is 8 dot steps: 8·16 multiply-adds for 'relaxed', 8·8 for 'int16'.
+   */
+  timeInt8DotPeak(dot: Int8Dot, iters: number, numThreads: number): number {
+    this.checkLive();
+    const threads = Math.min(numThreads, this.pool.numThreads);
+    const primary = this.arenas[0]!;
+    const g = primary.instance.exports as unknown as {
+      i8_dot_peak(iters: number, seed: number, relaxed: number): number;
+    };
+    if (dot === 'relaxed' && !this.relaxed)
+      throw new WasmKernelsError("timeInt8DotPeak: 'relaxed' needs the relaxed-SIMD build");
+    const r = dot === 'relaxed' ? 1 : 0;
+    const shares = Array.from({ length: threads }, (_, t) => [iters, t + 3, r]);
+    const t0 = performance.now();
+    if (threads === 1) g.i8_dot_peak(iters, 3, r);
+    else this.pool.runKernel(0, 'i8_dot_peak', shares, () => g.i8_dot_peak(iters, 3, r));
+    return (performance.now() - t0) / 1e3;
   }
 
   async dispose(): Promise<void> {

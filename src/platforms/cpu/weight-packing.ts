@@ -65,3 +65,24 @@ export function packBf16(dst: Uint16Array, raw: RawWeight, n: number, k: number)
     }
   }
 }
+
+/**
+ * The int8 GEMM's panels (see src/kernels/wasm/int8/gemm-i8.ts): panel p holds rows 8p..8p+7 as
+ * [ceil(k/4)][8 columns][4 k steps] bytes, zero past n and past k.
+ */
+export function int8PanelBytes(n: number, k: number): number {
+  return Math.ceil(n / PANEL_WIDTH) * Math.ceil(k / 4) * 32;
+}
+
+/** Packs the int8 weight `w` ([n, k] row-major) into `dst` (int8PanelBytes(n, k) bytes) as int8 panels. */
+export function packInt8(dst: Int8Array, w: Int8Array, n: number, k: number): void {
+  const kq = Math.ceil(k / 4);
+  dst.fill(0);
+  for (let row = 0; row < n; row++) {
+    const p = Math.floor(row / PANEL_WIDTH);
+    const j = row % PANEL_WIDTH;
+    const base = p * kq * 32 + j * 4;
+    const s = row * k;
+    for (let c = 0; c < k; c++) dst[base + (c >> 2) * 32 + (c & 3)] = w[s + c]!;
+  }
+}

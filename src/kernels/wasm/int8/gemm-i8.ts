@@ -1,0 +1,396 @@
+// The int8 GEMM/GEMV: out[r, c] = f32(acc[r, c] + colAdd[c]) · rowScale[r] · colScale[c], where
+// acc[r, c] = Σ_k xq[r, k] · w[c, k] in int32, for one thread's share (a range of 8-column panels and a
+// range of rows). For each panel the row tiles run back to back, so a decode step (m ≤ 32) reads each
+// weight from memory once for all rows (a panel of k ≤ 4096 stays in L1 across the tiles).
+//
+// Two inner loops, chosen by `split` (the activation form written by quantize.ts):
+//   split = 1 (relaxed build, dynamic activations): xq holds the two 7-bit parts of q + 127; two
+//     relaxed int8 dots per 16 weights (see dot7) accumulate Σ w·q + 127·Σ w, and colAdd carries
+//     −127·Σ_k w[c, k]. Exact on every machine: the second (7-bit) operand is in [0, 127].
+//   split = 0 (plain SIMD, and the static zero-point variant everywhere): xq holds int16 values; the
+//     weights are widened to int16 and i32x4.dot_i16x8_s sums pairs of products (exact: |q·w| ≤ 2^14).
+//
+// Layouts (byte addresses):
+//   out: [m, n] f32 row-major
+//   xq:  [m, kq, 8] bytes (kq = ceil(k/4)): one quad of 4 k steps per 8 bytes (see quantize.ts)
+//   w:   panel p (rows 8p..8p+7 of the [n, k] int8 weight) at w + p·kq·32 as [kq][8 columns][4 k steps],
+//        zero past n and past k
+//   colAdd: [n] i32 or 0 (none); rowScale: [m] f32; colScale: [n] f32
+
+/** Bytes of quantized activations per row block (half of a 1 MiB L2, the rest for panels and output). */
+const ROW_BLOCK_BYTES: usize = 256 * 1024;
+
+/** Stores row r's 8 i32 sums (columns 0..3 in `a`, 4..7 in `b`), dequantized, at `o`. */
+function storeDeq(o: usize, a: v128, b: v128, colAdd: usize, rs: f32, cs: usize, ncols: i32): void {
+  if (colAdd !== 0) {
+    a = i32x4.add(a, v128.load(colAdd));
+    b = i32x4.add(b, v128.load(colAdd, 16));
+  }
+  const s = f32x4.splat(rs);
+  const lo = f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(a), s), v128.load(cs));
+  const hi = f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(b), s), v128.load(cs, 16));
+  if (ncols === 8) {
+    v128.store(o, lo);
+    v128.store(o, hi, 16);
+  } else {
+    for (let j = 0; j < ncols; j++) store<f32>(o + ((<usize>j) << 2), lane(lo, hi, j));
+  }
+}
+
+/** Lane j (0..7) of the pair (lo: 0..3, hi: 4..7). */
+function lane(lo: v128, hi: v128, j: i32): f32 {
+  switch (j) {
+    case 0:
+      return f32x4.extract_lane(lo, 0);
+    case 1:
+      return f32x4.extract_lane(lo, 1);
+    case 2:
+      return f32x4.extract_lane(lo, 2);
+    case 3:
+      return f32x4.extract_lane(lo, 3);
+    case 4:
+      return f32x4.extract_lane(hi, 0);
+    case 5:
+      return f32x4.extract_lane(hi, 1);
+    case 6:
+      return f32x4.extract_lane(hi, 2);
+    default:
+      return f32x4.extract_lane(hi, 3);
+  }
+}
+
+/**
+ * acc + Σ over each lane's 4 bytes of w·x, for x in [0, 127]: the relaxed i8×i7 dot into int16 pair
+ * sums (|a·b + c·d| ≤ 2·128·127 = 32512: no saturation, the same on every machine), widened by an
+ * int16 dot with ones. Not i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 (11.3) compiles that one
+ * wrongly on x64 (measured here: it ignores the addend and returns twice the dot).
+ */
+function dot7(w: v128, x: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(w, x), i16x8.splat(1)));
+  }
+  return acc;
+}
+
+/** dot7 of both parts (lo, hi) of the split form into one accumulator. */
+function dot7x2(w: v128, lo: v128, hi: v128, acc: v128): v128 {
+  return dot7(w, hi, dot7(w, lo, acc));
+}
+
+/** Pairwise sums of the i16 dot's lanes: [a0+a1, a2+a3, b0+b1, b2+b3] (two columns from each). */
+function pairSums(a: v128, b: v128): v128 {
+  return i32x4.add(v128.shuffle<i32>(a, b, 0, 2, 4, 6), v128.shuffle<i32>(a, b, 1, 3, 5, 7));
+}
+
+/** Shared epilogue arguments of one panel. */
+function rowOut(out: usize, ldo: usize, r: i32, c0: i32): usize {
+  return out + <usize>r * ldo + ((<usize>c0) << 2);
+}
+
+/** Relaxed split form, 4 rows × 8 columns of one panel. */
+function splitTile4(
+  o: usize,
+  ldo: usize,
+  x: usize,
+  rowBytes: usize,
+  wp: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols: i32,
+): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    let a1 = a0;
+    let b1 = a0;
+    let a2 = a0;
+    let b2 = a0;
+    let a3 = a0;
+    let b3 = a0;
+    const x1 = x + rowBytes;
+    const x2 = x1 + rowBytes;
+    const x3 = x2 + rowBytes;
+    for (let q = 0; q < kq; q++) {
+      const wo = wp + ((<usize>q) << 5);
+      const xo = (<usize>q) << 3;
+      const w0 = v128.load(wo);
+      const w1 = v128.load(wo, 16);
+      let l = v128.load32_splat(x + xo);
+      let h = v128.load32_splat(x + xo, 4);
+      a0 = dot7x2(w0, l, h, a0);
+      b0 = dot7x2(w1, l, h, b0);
+      l = v128.load32_splat(x1 + xo);
+      h = v128.load32_splat(x1 + xo, 4);
+      a1 = dot7x2(w0, l, h, a1);
+      b1 = dot7x2(w1, l, h, b1);
+      l = v128.load32_splat(x2 + xo);
+      h = v128.load32_splat(x2 + xo, 4);
+      a2 = dot7x2(w0, l, h, a2);
+      b2 = dot7x2(w1, l, h, b2);
+      l = v128.load32_splat(x3 + xo);
+      h = v128.load32_splat(x3 + xo, 4);
+      a3 = dot7x2(w0, l, h, a3);
+      b3 = dot7x2(w1, l, h, b3);
+    }
+    storeDeq(o, a0, b0, colAdd, load<f32>(rs), cs, ncols);
+    storeDeq(o + ldo, a1, b1, colAdd, load<f32>(rs, 4), cs, ncols);
+    storeDeq(o + 2 * ldo, a2, b2, colAdd, load<f32>(rs, 8), cs, ncols);
+    storeDeq(o + 3 * ldo, a3, b3, colAdd, load<f32>(rs, 12), cs, ncols);
+  }
+}
+
+/** Relaxed split form, 1 row × 8 columns of one panel. */
+function splitTile1(
+  o: usize,
+  x: usize,
+  wp: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols: i32,
+): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    let a1 = a0;
+    let b1 = a0;
+    for (let q = 0; q < kq; q++) {
+      const wo = wp + ((<usize>q) << 5);
+      const xo = x + ((<usize>q) << 3);
+      const w0 = v128.load(wo);
+      const w1 = v128.load(wo, 16);
+      // Two accumulator chains per half: the dots of lo and hi parts do not wait on each other.
+      a0 = dot7(w0, v128.load32_splat(xo), a0);
+      a1 = dot7(w0, v128.load32_splat(xo, 4), a1);
+      b0 = dot7(w1, v128.load32_splat(xo), b0);
+      b1 = dot7(w1, v128.load32_splat(xo, 4), b1);
+    }
+    storeDeq(o, i32x4.add(a0, a1), i32x4.add(b0, b1), colAdd, load<f32>(rs), cs, ncols);
+  }
+}
+
+/** i16 form, 2 rows × 8 columns of one panel. */
+function wideTile2(
+  o: usize,
+  ldo: usize,
+  x: usize,
+  rowBytes: usize,
+  wp: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols: i32,
+): void {
+  let a0 = i32x4.splat(0);
+  let b0 = a0;
+  let c0 = a0;
+  let d0 = a0;
+  let a1 = a0;
+  let b1 = a0;
+  let c1 = a0;
+  let d1 = a0;
+  const x1 = x + rowBytes;
+  for (let q = 0; q < kq; q++) {
+    const wo = wp + ((<usize>q) << 5);
+    const xo = (<usize>q) << 3;
+    const w0 = v128.load(wo);
+    const w1 = v128.load(wo, 16);
+    // Columns 0,1 | 2,3 | 4,5 | 6,7, each as [c k0, c k1, c k2, c k3, c' k0, ...] in int16.
+    const wa = i16x8.extend_low_i8x16_s(w0);
+    const wb = i16x8.extend_high_i8x16_s(w0);
+    const wc = i16x8.extend_low_i8x16_s(w1);
+    const wd = i16x8.extend_high_i8x16_s(w1);
+    let v = v128.load64_splat(x + xo);
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(wa, v));
+    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(wb, v));
+    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(wc, v));
+    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(wd, v));
+    v = v128.load64_splat(x1 + xo);
+    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(wa, v));
+    b1 = i32x4.add(b1, i32x4.dot_i16x8_s(wb, v));
+    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(wc, v));
+    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(wd, v));
+  }
+  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, load<f32>(rs), cs, ncols);
+  storeDeq(o + ldo, pairSums(a1, b1), pairSums(c1, d1), colAdd, load<f32>(rs, 4), cs, ncols);
+}
+
+/** i16 form, 1 row × 8 columns of one panel. */
+function wideTile1(
+  o: usize,
+  x: usize,
+  wp: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols: i32,
+): void {
+  let a0 = i32x4.splat(0);
+  let b0 = a0;
+  let c0 = a0;
+  let d0 = a0;
+  for (let q = 0; q < kq; q++) {
+    const wo = wp + ((<usize>q) << 5);
+    const w0 = v128.load(wo);
+    const w1 = v128.load(wo, 16);
+    const v = v128.load64_splat(x + ((<usize>q) << 3));
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v));
+    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v));
+    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v));
+    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v));
+  }
+  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, load<f32>(rs), cs, ncols);
+}
+
+/**
+ * i16 form, 1 row × two panels at once (`wp`, `wp2`: their columns c0 and c0 + 8): a GEMV reads memory
+ * faster over two weight streams than over one.
+ */
+function wideTile1x2(
+  o: usize,
+  x: usize,
+  wp: usize,
+  wp2: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols2: i32,
+): void {
+  let a0 = i32x4.splat(0);
+  let b0 = a0;
+  let c0 = a0;
+  let d0 = a0;
+  let a1 = a0;
+  let b1 = a0;
+  let c1 = a0;
+  let d1 = a0;
+  for (let q = 0; q < kq; q++) {
+    const wo = (<usize>q) << 5;
+    const v = v128.load64_splat(x + ((<usize>q) << 3));
+    const w0 = v128.load(wp + wo);
+    const w1 = v128.load(wp + wo, 16);
+    const u0 = v128.load(wp2 + wo);
+    const u1 = v128.load(wp2 + wo, 16);
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v));
+    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v));
+    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v));
+    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v));
+    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u0), v));
+    b1 = i32x4.add(b1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u0), v));
+    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u1), v));
+    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u1), v));
+  }
+  const s = load<f32>(rs);
+  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, s, cs, 8);
+  storeDeq(o + 32, pairSums(a1, b1), pairSums(c1, d1), colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
+}
+
+/** Relaxed split form, 1 row × two panels at once (see wideTile1x2). */
+function splitTile1x2(
+  o: usize,
+  x: usize,
+  wp: usize,
+  wp2: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols2: i32,
+): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    let a1 = a0;
+    let b1 = a0;
+    for (let q = 0; q < kq; q++) {
+      const wo = (<usize>q) << 5;
+      const xo = x + ((<usize>q) << 3);
+      const l = v128.load32_splat(xo);
+      const h = v128.load32_splat(xo, 4);
+      a0 = dot7x2(v128.load(wp + wo), l, h, a0);
+      b0 = dot7x2(v128.load(wp + wo, 16), l, h, b0);
+      a1 = dot7x2(v128.load(wp2 + wo), l, h, a1);
+      b1 = dot7x2(v128.load(wp2 + wo, 16), l, h, b1);
+    }
+    const s = load<f32>(rs);
+    storeDeq(o, a0, b0, colAdd, s, cs, 8);
+    storeDeq(o + 32, a1, b1, colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
+  }
+}
+
+/**
+ * out[r, c] for panels [p0, p1) and rows [r0, r1); see the header for the formula and layouts.
+ * `split`: 1 for the relaxed split form (relaxed build only), 0 for the i16 form.
+ */
+export function gemm_i8(
+  out: usize,
+  xq: usize,
+  w: usize,
+  colAdd: usize,
+  rowScale: usize,
+  colScale: usize,
+  n: i32,
+  k: i32,
+  p0: i32,
+  p1: i32,
+  r0: i32,
+  r1: i32,
+  split: i32,
+): void {
+  const kq = (k + 3) >> 2;
+  const rowBytes = (<usize>kq) << 3;
+  const panelBytes = (<usize>kq) << 5;
+  const ldo = (<usize>n) << 2;
+  const step = split ? 4 : 2;
+  // Rows go in blocks whose activations stay in L2 while every panel passes over them; a decode batch
+  // (m ≤ 32 for k ≤ 4096) is one block, so its weights stream from memory once.
+  const block = max(step, (<i32>(ROW_BLOCK_BYTES / rowBytes) / step) * step);
+  if (r1 - r0 === 1) {
+    // A single row (a GEMV): two panels at a time.
+    const x = xq + <usize>r0 * rowBytes;
+    const rs = rowScale + ((<usize>r0) << 2);
+    let p = p0;
+    for (; p + 1 < p1; p += 2) {
+      const c0 = p << 3;
+      const o = rowOut(out, ldo, r0, c0);
+      const wp = w + <usize>p * panelBytes;
+      const ca = colAdd === 0 ? 0 : colAdd + ((<usize>c0) << 2);
+      const cs = colScale + ((<usize>c0) << 2);
+      const ncols2 = min(8, n - c0 - 8);
+      if (split) splitTile1x2(o, x, wp, wp + panelBytes, kq, ca, rs, cs, ncols2);
+      else wideTile1x2(o, x, wp, wp + panelBytes, kq, ca, rs, cs, ncols2);
+    }
+    p0 = p;
+  }
+  for (let b0 = r0; b0 < r1; b0 += block) {
+    const b1 = min(r1, b0 + block);
+    for (let p = p0; p < p1; p++) {
+      const wp = w + <usize>p * panelBytes;
+      const c0 = p << 3;
+      const ncols = min(8, n - c0);
+      const ca = colAdd === 0 ? 0 : colAdd + ((<usize>c0) << 2);
+      const cs = colScale + ((<usize>c0) << 2);
+      let r = b0;
+      for (; r + step <= b1; r += step) {
+        const o = rowOut(out, ldo, r, c0);
+        const x = xq + <usize>r * rowBytes;
+        const rs = rowScale + ((<usize>r) << 2);
+        if (split) splitTile4(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+        else wideTile2(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+      }
+      for (; r < b1; r++) {
+        const o = rowOut(out, ldo, r, c0);
+        const x = xq + <usize>r * rowBytes;
+        const rs = rowScale + ((<usize>r) << 2);
+        if (split) splitTile1(o, x, wp, kq, ca, rs, cs, ncols);
+        else wideTile1(o, x, wp, kq, ca, rs, cs, ncols);
+      }
+    }
+  }
+}

@@ -1,0 +1,101 @@
+// Activation quantization for the int8 GEMM, one row (token) at a time, written in the GEMM's activation
+// layout: each row is ceil(k/4) quads of 8 bytes (the k steps past k are zero).
+//   split = 0 ("i16" form): a quad holds 4 int16 values q[k0..k3] (for i32x4.dot_i16x8_s).
+//   split = 1 ("split" form, relaxed dynamic path): u = q + 127 ∈ [0, 254] is written as two 7-bit
+//     parts lo = min(u, 127) and hi = u − lo, both in [0, 127]: a quad holds lo[k0..k3] then hi[k0..k3]
+//     as bytes, so that i32x4.relaxed_dot_i8x16_i7x16_add_s (whose second operand must lie in [0, 127]
+//     for a result that is the same on every machine) computes Σ w·(lo + hi) = Σ w·q + 127·Σ w exactly.
+// Formulas (float32 arithmetic, round half to even, as the reference twin in
+// src/kernels/reference/int8-reference.ts):
+//   dynamic (vLLM per-token symmetric): amax = max|x[r, :]|, scale[r] = amax / 127,
+//     q = clamp(round(x · (127 / amax)), −127, 127) (all 0 when amax is 0)
+//   static (Ascend ModelSlim per-tensor): q = clamp(round(x · invScale + offset), −128, 127)
+
+/** Quantizes one value in float32 arithmetic: round half to even of x·inv + offset, clamped. */
+function quantOne(x: f32, inv: f32, offset: f32, lo: f32, hi: f32): i32 {
+  const t = f32.min(f32.max(f32.nearest(x * inv + offset), lo), hi);
+  // NaN (a NaN or infinite input) quantizes to 0, as i32x4.trunc_sat_f32x4_s does in the vector path.
+  return f32.ne(t, t) ? 0 : <i32>t;
+}
+
+/** One quad (4 values, the tail zero-padded) as an i32x4 of quantized values. */
+function quantQuad(row: usize, kk: i32, k: i32, inv: f32, offset: f32, lo: f32, hi: f32): v128 {
+  if (kk + 4 <= k) {
+    const x = v128.load(row + ((<usize>kk) << 2));
+    const t = f32x4.nearest(f32x4.add(f32x4.mul(x, f32x4.splat(inv)), f32x4.splat(offset)));
+    return i32x4.trunc_sat_f32x4_s(f32x4.min(f32x4.max(t, f32x4.splat(lo)), f32x4.splat(hi)));
+  }
+  let v = i32x4.splat(0);
+  const p = row + ((<usize>kk) << 2);
+  if (kk < k) v = i32x4.replace_lane(v, 0, quantOne(load<f32>(p), inv, offset, lo, hi));
+  if (kk + 1 < k) v = i32x4.replace_lane(v, 1, quantOne(load<f32>(p, 4), inv, offset, lo, hi));
+  if (kk + 2 < k) v = i32x4.replace_lane(v, 2, quantOne(load<f32>(p, 8), inv, offset, lo, hi));
+  return v;
+}
+
+/** Writes one row's quads at `d` from the f32 row at `row`. */
+function quantRow(d: usize, row: usize, k: i32, inv: f32, offset: f32, lo: f32, hi: f32, split: i32): void {
+  const seven = i32x4.splat(127);
+  for (let kk = 0; kk < k; kk += 4) {
+    const q = quantQuad(row, kk, k, inv, offset, lo, hi);
+    if (split) {
+      const u = i32x4.add(q, seven);
+      const a = i32x4.min_s(u, seven);
+      const b = i32x4.sub(u, a);
+      const h = i16x8.narrow_i32x4_s(a, b);
+      v128.store64_lane(d, i8x16.narrow_i16x8_s(h, h), 0);
+    } else {
+      v128.store64_lane(d, i16x8.narrow_i32x4_s(q, q), 0);
+    }
+    d += 8;
+  }
+}
+
+/**
+ * Dynamic per-token quantization. `xq`: [m, ceil(k/4)·8] bytes (the form chosen by `split`);
+ * `scales`: [m] f32 (amax / 127 per row); `x`: [m, k] f32, rows `ldx` bytes apart.
+ */
+export function quant_dynamic(
+  xq: usize,
+  scales: usize,
+  x: usize,
+  m: i32,
+  k: i32,
+  ldx: i32,
+  split: i32,
+): void {
+  const rowBytes = (<usize>((k + 3) >> 2)) << 3;
+  for (let r = 0; r < m; r++) {
+    const row = x + <usize>r * <usize>ldx;
+    let amax = f32x4.splat(0);
+    let kk = 0;
+    for (; kk + 4 <= k; kk += 4) amax = f32x4.max(amax, f32x4.abs(v128.load(row + ((<usize>kk) << 2))));
+    let a = f32.max(
+      f32.max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)),
+      f32.max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)),
+    );
+    for (; kk < k; kk++) a = f32.max(a, f32.abs(load<f32>(row + ((<usize>kk) << 2))));
+    const inv: f32 = a > 0 ? <f32>127 / a : 0;
+    store<f32>(scales + ((<usize>r) << 2), a / 127);
+    quantRow(xq + <usize>r * rowBytes, row, k, inv, 0, -127, 127, split);
+  }
+}
+
+/**
+ * Static per-tensor quantization with a zero point (`invScale` = 1 / input_scale, `offset` =
+ * input_offset). `xq`: [m, ceil(k/4)·8] bytes in the i16 form; `x`: [m, k] f32, rows `ldx` bytes apart.
+ */
+export function quant_static(
+  xq: usize,
+  x: usize,
+  m: i32,
+  k: i32,
+  ldx: i32,
+  invScale: f32,
+  offset: f32,
+): void {
+  const rowBytes = (<usize>((k + 3) >> 2)) << 3;
+  for (let r = 0; r < m; r++) {
+    quantRow(xq + <usize>r * rowBytes, x + <usize>r * <usize>ldx, k, invScale, offset, -128, 127, 0);
+  }
+}
