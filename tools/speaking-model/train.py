@@ -3,8 +3,8 @@
     python3 tools/speaking-model/train.py --work WORK [--steps N] [--stop-after N] [--threads 2]
 
 Every sample is BOS followed by the tokens from a random verse start (what a prompt looks like to the
-engine: BOS, then text). AdamW with linear warm-up and cosine decay from --schedule-start (default 0) to --steps, so a later phase
-resuming from a checkpoint can run a schedule of its own; --stop-after ends the
+engine: BOS, then text). AdamW with linear warm-up and cosine decay from --schedule-start (default 0) to
+--steps, so a later phase resuming from a checkpoint can run a schedule of its own; --stop-after ends the
 run early with the schedule unchanged (the final checkpoint says where it stopped). The routers'
 e_score_correction_bias is not trained by gradient: after every step it moves by --bias-rate towards
 balanced expert load (DeepSeek-V3's auxiliary-loss-free balancing). Seeded: the same command on the same
@@ -73,6 +73,11 @@ def main():
         rng.bit_generator.state = ck["rng"]
         print(f"resumed at step {step}", flush=True)
     stop = args.stop_after if args.stop_after is not None else args.steps
+    if not step >= args.schedule_start < args.steps:
+        ap.error(
+            f"--schedule-start {args.schedule_start} must be at most the step the run starts at ({step}) "
+            f"and below --steps {args.steps}"
+        )
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters {n_params}, train tokens {len(train)}, steps {args.steps}", flush=True)
 
