@@ -127,9 +127,10 @@ describe('the embedded default model', () => {
   }
 
   test('with no --model, completes "And God said" greedily as the PyTorch model does', async () => {
-    // The reference's smallest top-1/top-2 gap over the 32 steps is far above float32 noise, so the
-    // greedy tokens must be identical, not merely close.
-    assert.ok(reference.greedy.min_top1_top2_logit_gap > 10 * TOL);
+    // Duet's logits agree with the reference's within TOL (checked above), so a top-1/top-2 gap over
+    // 2 * TOL fixes the argmax (the same rule as the per-position near ties above). The reference's
+    // smallest gap over the 32 steps is above that, so the greedy tokens must be identical, not merely close.
+    assert.ok(reference.greedy.min_top1_top2_logit_gap > 2 * TOL);
     const llm = new LLM({ numThreads: 2, kvCacheMemory: 8 * 2 ** 20 });
     try {
       const [out] = await llm.generate(['And God said'], { temperature: 0, maxTokens: 32, ignoreEos: true });

@@ -3,7 +3,8 @@
     python3 tools/speaking-model/train.py --work WORK [--steps N] [--stop-after N] [--threads 2]
 
 Every sample is BOS followed by the tokens from a random verse start (what a prompt looks like to the
-engine: BOS, then text). AdamW with linear warm-up and cosine decay over --steps; --stop-after ends the
+engine: BOS, then text). AdamW with linear warm-up and cosine decay from --schedule-start (default 0) to
+--steps, so a later phase resuming from a checkpoint can run a schedule of its own; --stop-after ends the
 run early with the schedule unchanged (the final checkpoint says where it stopped). The routers'
 e_score_correction_bias is not trained by gradient: after every step it moves by --bias-rate towards
 balanced expert load (DeepSeek-V3's auxiliary-loss-free balancing). Seeded: the same command on the same
@@ -31,6 +32,12 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument(
+        "--schedule-start",
+        type=int,
+        default=0,
+        help="step at which this phase's warm-up and cosine begin (0: the schedule spans steps 0..--steps)",
+    )
     ap.add_argument("--bias-rate", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1234)
@@ -66,13 +73,19 @@ def main():
         rng.bit_generator.state = ck["rng"]
         print(f"resumed at step {step}", flush=True)
     stop = args.stop_after if args.stop_after is not None else args.steps
+    if not step >= args.schedule_start < args.steps:
+        ap.error(
+            f"--schedule-start {args.schedule_start} must be at most the step the run starts at ({step}) "
+            f"and below --steps {args.steps}"
+        )
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters {n_params}, train tokens {len(train)}, steps {args.steps}", flush=True)
 
     def lr_at(s):
-        if s < args.warmup:
-            return args.lr * (s + 1) / args.warmup
-        t = (s - args.warmup) / max(1, args.steps - args.warmup)
+        u = s - args.schedule_start
+        if u < args.warmup:
+            return args.lr * (u + 1) / args.warmup
+        t = (u - args.warmup) / max(1, args.steps - args.schedule_start - args.warmup)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
     t0 = time.time()
