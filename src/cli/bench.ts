@@ -6,17 +6,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS } from '../bench/backends.js';
 import { type BenchServeArgs, DEFAULT_BENCH_SERVE_ARGS as D } from '../bench/serve-args.js';
 import { runServeBenchmark } from '../bench/serve-benchmark.js';
+import { intArg } from './int-arg.js';
 import { jsonObjectArg } from './json-object-arg.js';
-
-function intArg(flag: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min) {
-      throw new InvalidArgumentError(`${flag} takes an integer >= ${min}, got "${v}"`);
-    }
-    return n;
-  };
-}
 
 function floatArg(flag: string) {
   return (v: string): number => {

@@ -10,11 +10,12 @@
 // context - stride earlier tokens. Perplexity = exp(mean negative log-likelihood of the scored tokens).
 
 import { readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { createProgress } from '../bench/progress.js';
 import { LLM } from '../engine/llm.js';
 import { createLogger } from '../util/logger.js';
 import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
+import { intArg } from './int-arg.js';
 
 /** An input `duet eval perplexity` cannot score: says what is wrong and what is allowed. */
 export class PerplexityInputError extends Error {
@@ -133,15 +134,6 @@ export function readEvalText(path: string): string {
   return text;
 }
 
-function intOpt(flag: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${flag} takes an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-}
-
 /** --context when none is given: 512 tokens (llama.cpp's default), or less when the model allows less. */
 const DEFAULT_CONTEXT = 512;
 
@@ -152,12 +144,12 @@ function perplexityCommand(): Command {
     .option(
       '--context <n>',
       `tokens per window (default: ${DEFAULT_CONTEXT}, at most --max-model-len - 1)`,
-      intOpt('--context', 2),
+      intArg('--context', 2),
     )
     .option(
       '--stride <n>',
       'tokens between window starts, < --context (default: context / 2)',
-      intOpt('--stride', 1),
+      intArg('--stride', 1),
     )
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--no-progress', 'no progress bar');

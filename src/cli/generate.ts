@@ -7,6 +7,7 @@ import { LLM, type PromptInput, PromptRejectedError, type RequestOutput } from '
 import { createLogger } from '../util/logger.js';
 import type { SamplingParamsInput } from '../worker/sampling-params.js';
 import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
+import { intArg } from './int-arg.js';
 
 /** A --prompts-file line or option that cannot be used: says where and why. */
 export class PromptInputError extends Error {
@@ -25,15 +26,6 @@ function parseTokenIds(v: string): number[] {
     );
   }
   return ids;
-}
-
-function intOpt(flag: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${flag} takes an integer >= ${min}, got "${v}"`);
-    return n;
-  };
 }
 
 function numOpt(flag: string) {
@@ -154,19 +146,19 @@ export function generateCommand(): Command {
     .option('--prompt <text>', 'a prompt (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--prompt-token-ids <ids>', 'a prompt as comma-separated token ids', parseTokenIds)
     .option('--prompts-file <file.jsonl>', 'JSON Lines of {"prompt": ...} or {"prompt_token_ids": [...]}')
-    .option('--max-tokens <n>', 'tokens to generate per prompt', intOpt('--max-tokens', 1), 16)
+    .option('--max-tokens <n>', 'tokens to generate per prompt', intArg('--max-tokens', 1), 16)
     .option('--temperature <t>', 'sampling temperature (0: greedy)', numOpt('--temperature'))
     .option('--top-p <p>', 'nucleus sampling threshold', numOpt('--top-p'))
-    .option('--top-k <k>', 'sample among the k most likely tokens (-1: off)', intOpt('--top-k', -1))
+    .option('--top-k <k>', 'sample among the k most likely tokens (-1: off)', intArg('--top-k', -1))
     .option('--min-p <p>', 'minimum probability relative to the most likely token', numOpt('--min-p'))
     .option(
       '--sampling-seed <n>',
       "seed of each request's sampling (default: from --seed)",
-      intOpt('--sampling-seed', 0),
+      intArg('--sampling-seed', 0),
     )
     .option('--ignore-eos', 'keep generating after the end-of-sequence token')
-    .option('--logprobs <k>', 'top-K log-probs per generated token', intOpt('--logprobs', 0))
-    .option('--prompt-logprobs <k>', 'top-K log-probs per prompt token', intOpt('--prompt-logprobs', 0))
+    .option('--logprobs <k>', 'top-K log-probs per generated token', intArg('--logprobs', 0))
+    .option('--prompt-logprobs <k>', 'top-K log-probs per prompt token', intArg('--prompt-logprobs', 0))
     .option('--stop <text>', 'a stop string (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--chat', 'treat each text prompt as a user message and apply the chat template')
     .addOption(new Option('--output <format>', 'output format').choices(['text', 'json']).default('text'));
