@@ -8,6 +8,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixtureDir } from '../helpers/golden.js';
 import { inHost, type TestbedHost } from '../helpers/testbed.js';
 
 /** bin/duet.js of this checkout (compiled tests live in dist/test/distributed). */
@@ -252,4 +253,33 @@ export function udsStream(socketPath: string, path: string, body: unknown): UdsS
     req.end(JSON.stringify(body));
   });
   return { status, firstEvent, body: whole };
+}
+
+/** `duet serve` flags both nodes of a `-tp 2 --nnodes 2` test cluster share: fixture `model`, rendezvous at `masterAddr`:`port`. */
+export function clusterFlags(
+  model: string,
+  masterAddr: string,
+  port: number,
+  distTimeoutS: number,
+): string[] {
+  return [
+    '--model',
+    fixtureDir(model),
+    '--block-size',
+    '16',
+    '--kv-cache-memory',
+    '8MiB',
+    '-tp',
+    '2',
+    '--nnodes',
+    '2',
+    '--master-addr',
+    masterAddr,
+    '--master-port',
+    String(port),
+    '--num-threads',
+    '1',
+    '--dist-timeout',
+    String(distTimeoutS),
+  ];
 }

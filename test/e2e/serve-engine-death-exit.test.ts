@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ENGINE_DEATH_GRACE_MS } from '../../src/cli/exit-on-engine-death.js';
 import {
+  clusterFlags,
   freeLoopbackPort,
   loopbackNodeHosts,
   ProcessSet,
   udsRequest,
 } from '../distributed/multi-host-harness.js';
-import { fixtureDir } from '../helpers/golden.js';
 
 /** Beyond the grace: closing (up to 3 s) plus process scheduling on a busy machine. */
 const EXIT_MARGIN_MS = 5000;
@@ -31,26 +31,7 @@ after(async () => {
 test('finding 2: when the engine dies, duet serve answers in-flight requests, turns /health 503 and exits 1', async () => {
   const [head, node] = loopbackNodeHosts(2);
   const port = await freeLoopbackPort();
-  const flags = [
-    '--model',
-    fixtureDir('v2-tiny'),
-    '--block-size',
-    '16',
-    '--kv-cache-memory',
-    '8MiB',
-    '-tp',
-    '2',
-    '--nnodes',
-    '2',
-    '--master-addr',
-    '127.0.0.1',
-    '--master-port',
-    String(port),
-    '--num-threads',
-    '1',
-    '--dist-timeout',
-    '5',
-  ];
+  const flags = clusterFlags('v2-tiny', '127.0.0.1', port, 5);
   const socket = join(tmp, 'head.sock');
   const headless = processes.spawn('headless node', node!, [
     'serve',

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import {
+  clusterFlags,
   freeLoopbackPort,
   loopbackNodeHosts,
   type NodeHost,
@@ -26,7 +27,6 @@ import {
   udsRequest,
   udsStream,
 } from '../distributed/multi-host-harness.js';
-import { fixtureDir } from '../helpers/golden.js';
 import { whyNoNetns, withTestbed } from '../helpers/testbed.js';
 
 /** --dist-timeout of the fault cases, seconds. */
@@ -59,30 +59,6 @@ async function withTwoHosts(
 }
 
 let socketCount = 0;
-
-/** The flags both sides share, for model `model` and the rendezvous at `head`:`port`. */
-function clusterFlags(model: string, head: NodeHost, port: number, distTimeoutS: number): string[] {
-  return [
-    '--model',
-    fixtureDir(model),
-    '--block-size',
-    '16',
-    '--kv-cache-memory',
-    '8MiB',
-    '-tp',
-    '2',
-    '--nnodes',
-    '2',
-    '--master-addr',
-    head.address,
-    '--master-port',
-    String(port),
-    '--num-threads',
-    '1',
-    '--dist-timeout',
-    String(distTimeoutS),
-  ];
-}
 
 /**
  * The testbed hosts are not loopback, so the nodes share a cluster secret, passed in the environment
@@ -135,7 +111,7 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
       await t.test(
         `the headless node ${fault} mid-request: requests fail, /health 503 within the timeout`,
         async () => {
-          const flags = clusterFlags('v2-tiny', hostA, await nextPort(), DIST_TIMEOUT_S);
+          const flags = clusterFlags('v2-tiny', hostA.address, await nextPort(), DIST_TIMEOUT_S);
           const node = processes.spawn(
             'headless node',
             hostB,
@@ -217,14 +193,20 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
       'a node with another model or setting is refused, and a matching node then joins',
       async () => {
         const port = await nextPort();
-        const flags = clusterFlags('v2-tiny', hostA, port, 30);
+        const flags = clusterFlags('v2-tiny', hostA.address, port, 30);
         const { head, socket } = startHead(hostA, flags);
         await head.waitForOutput(/waiting for 1 node\(s\) to join/, 30_000);
 
         const otherModel = processes.spawn(
           'node with v2-lite-tiny',
           hostB,
-          ['serve', ...clusterFlags('v2-lite-tiny', hostA, port, 30), '--node-rank', '1', '--headless'],
+          [
+            'serve',
+            ...clusterFlags('v2-lite-tiny', hostA.address, port, 30),
+            '--node-rank',
+            '1',
+            '--headless',
+          ],
           CLUSTER_ENV,
         );
         const exit1 = await otherModel.waitExit(30_000);
@@ -269,7 +251,7 @@ test(`two hosts (${noNetns === undefined ? 'network-namespace testbed' : `loopba
     await t.test('with --cluster-secret, a node without it or with a wrong one is refused', async () => {
       const secret = 'tb-secret-7f3a';
       const port = await nextPort();
-      const flags = clusterFlags('v2-tiny', hostA, port, 30);
+      const flags = clusterFlags('v2-tiny', hostA.address, port, 30);
       const { head, socket } = startHead(hostA, flags, ['--cluster-secret', secret], {});
       await head.waitForOutput(/waiting for 1 node\(s\) to join .*\(cluster secret required\)/, 30_000);
       const nodeArgs = ['serve', ...flags, '--node-rank', '1', '--headless'];
