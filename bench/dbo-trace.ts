@@ -1,4 +1,4 @@
-// Reads the Chrome traces that `--trace-dir` writes (src/worker/tracer.ts) and cuts them into steps: for each
+// Reads the Chrome traces that `--trace-dir` writes (src/dbo/tracer.ts) and cuts them into steps: for each
 // step its wall time, the compute and communication spans of both micro-batches, and the split decision.
 // The DBO benchmark derives T_compute, T_comm and the overlap efficiency from these; the trace picture
 // (dbo-trace-svg.ts) draws one step from them.

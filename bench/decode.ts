@@ -19,7 +19,7 @@ import { LLM } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { StopChecker } from '../src/engine/stop-checker.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
-import { resolveSamplingParams } from '../src/worker/sampling-params.js';
+import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
 
 enableWasmFeatures();
 

@@ -4,8 +4,8 @@
 // (--smoke: one small shape and a short time budget, only to check that it runs, as `npm test` does).
 
 import { ReferenceKernels } from '../src/kernels/reference/reference-kernels.js';
-import { WasmOps } from '../src/kernels/wasm-ops.js';
 import { enableWasmFeatures, hasRelaxedSimd } from '../src/platforms/cpu/wasm-features.js';
+import { WasmOps } from '../src/platforms/cpu/wasm-ops.js';
 
 /** Median wall time in ms of `run`, over enough repetitions to take about `budgetMs`. */
 function timeMs(run: () => void, budgetMs: number): number {

@@ -14,7 +14,7 @@ import type { ControlledEvaluateInputItem, Token } from 'node-llama-cpp';
 import { LLM } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
-import { resolveSamplingParams } from '../src/worker/sampling-params.js';
+import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
 
 /** What a child measures. */
 export interface ChildJob {

@@ -15,5 +15,5 @@ export {
   type RequestOutput,
 } from './engine/llm.js';
 export { LLMEngine, RequestRejectedError } from './engine/llm-engine.js';
+export type { SamplingParams, SamplingParamsInput } from './sampling/sampling-params.js';
 export type { ChatMessage } from './tokenizer/chat-template.js';
-export type { SamplingParams, SamplingParamsInput } from './worker/sampling-params.js';

@@ -2,7 +2,7 @@
 // and gamma variates (request inter-arrival times). Built on the engine's xoshiro128** stream so that a
 // --seed repeats a run exactly; the streams differ from numpy's, so prompts are not vLLM's byte for byte.
 
-import { SamplingRng } from '../worker/sampling-rng.js';
+import { SamplingRng } from '../sampling/sampling-rng.js';
 
 /** A seeded source of the draws the benchmark needs. Not cryptographic. */
 export class BenchRng {

@@ -4,8 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { LLM, type PromptInput, PromptRejectedError, type RequestOutput } from '../engine/llm.js';
+import type { SamplingParamsInput } from '../sampling/sampling-params.js';
 import { createLogger } from '../util/logger.js';
-import type { SamplingParamsInput } from '../worker/sampling-params.js';
 import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';
 import { intArg } from './int-arg.js';
 

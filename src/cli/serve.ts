@@ -5,7 +5,12 @@
 
 import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runHeadlessNode } from '../engine/multi-node.js';
+import { runHeadlessNode } from '../executor/multi-node.js';
+import {
+  DEFAULT_MAX_LOGPROBS,
+  DEFAULT_SAMPLING_LIMITS,
+  type SamplingLimits,
+} from '../sampling/sampling-params.js';
 import type { CorsPolicy } from '../server/cors.js';
 import { DEFAULT_CORS_POLICY } from '../server/cors.js';
 import { DEFAULT_HTTP_TIMEOUTS } from '../server/http-listener.js';
@@ -15,11 +20,6 @@ import {
   startServer,
 } from '../server/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import {
-  DEFAULT_MAX_LOGPROBS,
-  DEFAULT_SAMPLING_LIMITS,
-  type SamplingLimits,
-} from '../worker/sampling-params.js';
 import { addEngineOptions } from './engine-args.js';
 import { exitOnEngineDeath } from './exit-on-engine-death.js';
 import { engineConfigUnderLauncher } from './launcher-options.js';

@@ -90,7 +90,7 @@ export interface DboSettings {
   readonly decodeTokenThreshold: number;
   /**
    * --dbo-auto-off (default true): the driver times one-batch and split steps and stops splitting where
-   * it does not pay (worker/dbo-auto.ts), probing now and then.
+   * it does not pay (dbo/dbo-auto.ts), probing now and then.
    */
   readonly autoOff: boolean;
   /** The off-switch's tuning (--additional-config dbo_auto_off_min_gain, ..._max_loss, ..._min_comm_share, ..._probe_interval). */

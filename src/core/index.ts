@@ -32,7 +32,7 @@ export {
   type SchedulerConfigInput,
 } from './scheduler-config.js';
 export type {
-  ModelRunnerOutput,
+  ExecutorOutput,
   RequestStepOutput,
   ScheduledKind,
   ScheduledRequest,

@@ -1,17 +1,17 @@
-// The typed messages between the scheduler and the model runner / engine, one step at a time:
+// The typed messages between the scheduler and the engine / executor, one step at a time:
 //
 //   const out = scheduler.schedule();             // SchedulerOutput: what to compute this step
-//   const res = await runner.execute(out);        // ModelRunnerOutput: sampled tokens
+//   const res = await executor.execute(out);        // ExecutorOutput: sampled tokens
 //   const done = scheduler.updateFromOutput(res); // RequestStepOutput[]: new tokens, finishes
 //
 // Everything here is plain data (ids, numbers, arrays), safe to serialize to another thread or rank.
-// The scheduler never sees tensors; the runner never sees the scheduler's request objects.
+// The scheduler never sees tensors; the executor never sees the scheduler's request objects.
 
 import type { FinishReason } from './request.js';
 
 /** How a scheduled request came to be in this step. */
 export type ScheduledKind =
-  /** First step of a new request: the runner creates its per-request state. */
+  /** First step of a new request: the engine creates its per-request state. */
   | 'new'
   /** First step after a preemption: its KV was dropped; block table and state start over. */
   | 'resumed'
@@ -41,13 +41,13 @@ export interface ScheduledRequest {
   readonly newBlockIds: readonly number[];
   /**
    * True when this step reaches the end of the request's known tokens (its prefill finishes, or a
-   * decode): the runner samples one token for it from the logits of its last scheduled position.
-   * False for a prompt chunk with more to come: the runner samples nothing for it.
+   * decode): the engine samples one token for it from the logits of its last scheduled position.
+   * False for a prompt chunk with more to come: the engine samples nothing for it.
    */
   readonly samplesToken: boolean;
 }
 
-/** What the model runner must compute in one step. */
+/** What the executor must compute in one step. */
 export interface SchedulerOutput {
   /** Step counter, from 0, incremented by every schedule() call. */
   readonly stepIndex: number;
@@ -55,14 +55,14 @@ export interface SchedulerOutput {
   readonly scheduledRequests: readonly ScheduledRequest[];
   /** Sum of numScheduledTokens; at most maxNumBatchedTokens. */
   readonly totalNumScheduledTokens: number;
-  /** Requests finished (any reason, aborts included) since the previous step: free their runner state. */
+  /** Requests finished (any reason, aborts included) since the previous step: free their per-request state. */
   readonly finishedRequestIds: readonly string[];
-  /** Requests preempted in this step: their KV is gone; drop their runner state until they resume. */
+  /** Requests preempted in this step: their KV is gone; drop their per-request state until they resume. */
   readonly preemptedRequestIds: readonly string[];
 }
 
-/** What the runner (via the engine) reports back after computing a SchedulerOutput. */
-export interface ModelRunnerOutput {
+/** What the engine reports back after computing a SchedulerOutput. */
+export interface ExecutorOutput {
   /**
    * Sampled tokens for every scheduled request with samplesToken = true (normally one token each; more
    * are appended in order and the extra ones computed next step). Requests aborted while the step ran may

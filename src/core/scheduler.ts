@@ -6,7 +6,7 @@
 //
 // Who decides a finish: the scheduler finishes a request with 'length' when it reaches max_tokens or
 // the model's context length; the engine decides everything else (EOS, stop tokens and strings, errors,
-// client aborts) and reports it through ModelRunnerOutput.finished, finish() or abort().
+// client aborts) and reports it through ExecutorOutput.finished, finish() or abort().
 
 import {
   ContextLengthExceededError,
@@ -22,7 +22,7 @@ import {
   type SchedulerConfigInput,
 } from './scheduler-config.js';
 import type {
-  ModelRunnerOutput,
+  ExecutorOutput,
   RequestStepOutput,
   ScheduledKind,
   ScheduledRequest,
@@ -214,7 +214,7 @@ export class Scheduler {
    * blocks in the prefix cache, finishes requests (engine-given reasons, or 'length' at max_tokens or
    * maxModelLen) and frees their blocks. Returns one entry per request that got tokens or finished.
    */
-  updateFromOutput(output: ModelRunnerOutput): RequestStepOutput[] {
+  updateFromOutput(output: ExecutorOutput): RequestStepOutput[] {
     const inFlight = this.inFlight ?? new Map<string, InFlightEntry>();
     this.checkRunnerOutput(inFlight, output);
     this.inFlight = null;
@@ -292,8 +292,8 @@ export class Scheduler {
     return this.kvCacheManager.resetPrefixCache();
   }
 
-  /** Throws SchedulerContractError, changing nothing, if the runner output does not fit the step in flight. */
-  private checkRunnerOutput(inFlight: ReadonlyMap<string, InFlightEntry>, output: ModelRunnerOutput): void {
+  /** Throws SchedulerContractError, changing nothing, if the executor output does not fit the step in flight. */
+  private checkRunnerOutput(inFlight: ReadonlyMap<string, InFlightEntry>, output: ExecutorOutput): void {
     for (const [id, tokens] of output.sampledTokenIds) {
       const entry = inFlight.get(id);
       if (tokens.length > 0 && (entry === undefined || (!entry.samplesToken && !entry.request.isFinished))) {

@@ -1,26 +1,26 @@
 // Builds a ready engine from an EngineConfig: platform kernels, model and tokenizer, KV cache sized
-// from memory, scheduler and model runner. Logs each stage and the resulting capacity.
+// from memory, scheduler and batch builder. Logs each stage and the resulting capacity.
 
 import os from 'node:os';
 import type { EngineConfig } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
+import { WaitClock } from '../dbo/comm-timing.js';
+import { dboAutoPolicyFor } from '../dbo/dbo-auto.js';
+import { Tracer } from '../dbo/tracer.js';
 import { SingleRankCommunicator } from '../distributed/communicator.js';
+import { BatchBuilder } from '../executor/batch-builder.js';
+import { closeGroups, DriverExecutor } from '../executor/executor.js';
+import { headRankLayout, modelSummary } from '../executor/multi-node.js';
+import { launchRankWorkers, type RankWorkers, singleHostLayout } from '../executor/rank-launcher.js';
+import { planForRank } from '../executor/rank-placement.js';
+import { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { singleGroup } from '../layers/rank-groups.js';
-import { MlaKvCache } from '../models/mla-kv-cache.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
-import { WaitClock } from '../worker/comm-timing.js';
-import { dboAutoPolicyFor } from '../worker/dbo-auto.js';
-import { closeGroups, DriverExecutor } from '../worker/executor.js';
-import { ModelRunner } from '../worker/model-runner.js';
-import { planForRank } from '../worker/rank-placement.js';
-import { Tracer } from '../worker/tracer.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
-import { headRankLayout, modelSummary } from './multi-node.js';
-import { launchRankWorkers, type RankWorkers, singleHostLayout } from './rank-launcher.js';
 
 /** Token budget of a step when --max-num-batched-tokens is not given (chunked prefill on). */
 export const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
@@ -116,7 +116,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         enableChunkedPrefill: chunked,
         enablePrefixCaching: config.cache.enablePrefixCaching,
       }),
-      runner: new ModelRunner(c.vocabSize, bs),
+      batches: new BatchBuilder(c.vocabSize, bs),
     }));
     if (config.dbo.enabled && worldSize === 1) {
       log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');

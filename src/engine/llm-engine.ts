@@ -1,5 +1,5 @@
 // The engine core: continuous batching, one step at a time. A step is
-//   plan = scheduler.schedule() → runner.prepare(plan) → executor.execute → sample → stop checks →
+//   plan = scheduler.schedule() → batches.prepare(plan) → executor.execute → sample → stop checks →
 //   scheduler.updateFromOutput
 // Requests join and leave between steps; each accepted request ends with a result or an error.
 //
@@ -13,22 +13,22 @@ import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError }
 import type { FinishReason } from '../core/request.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type {
-  ModelRunnerOutput,
+  ExecutorOutput,
   RequestStepOutput,
   SchedulerOutput,
   SchedulerStats,
 } from '../core/scheduler-output.js';
 import { CollectiveError } from '../distributed/communicator.js';
+import type { BatchBuilder, BatchLogits } from '../executor/batch-builder.js';
+import type { ModelExecutor, StepTimingStats } from '../executor/executor.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { LoadedModel } from '../models/model-loader.js';
+import { computeTokenLogprobs, type TokenLogprobs } from '../sampling/logprobs.js';
+import { Sampler } from '../sampling/sampler.js';
+import type { SamplingParams } from '../sampling/sampling-params.js';
+import { createRequestRng, SamplingRng } from '../sampling/sampling-rng.js';
+import { RequestSamplingState } from '../sampling/sampling-state.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { ModelExecutor, StepTimingStats } from '../worker/executor.js';
-import { computeTokenLogprobs, type TokenLogprobs } from '../worker/logprobs.js';
-import type { ModelRunner, RunnerStepOutput } from '../worker/model-runner.js';
-import { Sampler } from '../worker/sampler.js';
-import type { SamplingParams } from '../worker/sampling-params.js';
-import { createRequestRng, SamplingRng } from '../worker/sampling-rng.js';
-import { RequestSamplingState } from '../worker/sampling-state.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { EngineRequestState, type RequestUpdate } from './request-state.js';
 import { StopChecker } from './stop-checker.js';
@@ -53,10 +53,10 @@ export class EngineDeadError extends Error {
   }
 }
 
-/** One data-parallel engine replica: its scheduler and the runner that builds its batches. */
+/** One data-parallel engine replica: its scheduler and the builder of its batches. */
 export interface EngineReplica {
   readonly scheduler: Scheduler;
-  readonly runner: ModelRunner;
+  readonly batches: BatchBuilder;
 }
 
 export interface EngineParts {
@@ -184,7 +184,7 @@ export class LLMEngine {
     this.states.set(id, state);
     this.replicaOf.set(id, replica);
     this.loads.set(replica, this.loads.get(replica)! + 1);
-    replica.runner.addRequest(id, {
+    replica.batches.addRequest(id, {
       numPromptTokens: promptTokenIds.length,
       wantsPromptLogits: params.promptLogprobs !== null,
     });
@@ -305,11 +305,11 @@ export class LLMEngine {
       for (const r of this.replicas) r.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
       return [];
     }
-    let results: RunnerStepOutput[];
+    let results: BatchLogits[];
     try {
-      const prepared = plans.map((p, i) => this.replicas[i]!.runner.prepare(p));
+      const prepared = plans.map((p, i) => this.replicas[i]!.batches.prepare(p));
       const logits = await this.executor.execute(prepared.map((s) => s.batch));
-      results = prepared.map((s, i) => this.replicas[i]!.runner.collect(s, logits[i]!));
+      results = prepared.map((s, i) => this.replicas[i]!.batches.collect(s, logits[i]!));
     } catch (e) {
       return this.failStep(plans, e as Error);
     }
@@ -346,7 +346,7 @@ export class LLMEngine {
   }
 
   /** Prompt log-probs, computed once per position even when a preempted request recomputes its prompt. */
-  private recordPromptLogprobs(results: readonly RunnerStepOutput[]): void {
+  private recordPromptLogprobs(results: readonly BatchLogits[]): void {
     const V = this.loaded.config.vocabSize;
     for (const [id, pl] of results.flatMap((r) => [...r.promptLogits])) {
       const state = this.states.get(id);
@@ -369,8 +369,8 @@ export class LLMEngine {
    */
   private sampleAndCheckStops(
     plans: readonly SchedulerOutput[],
-    results: readonly RunnerStepOutput[],
-  ): { outputs: Map<EngineReplica, ModelRunnerOutput>; newLogprobs: Map<string, TokenLogprobs> } {
+    results: readonly BatchLogits[],
+  ): { outputs: Map<EngineReplica, ExecutorOutput>; newLogprobs: Map<string, TokenLogprobs> } {
     const outputs = new Map(
       this.replicas.map((r) => [
         r,
@@ -468,7 +468,7 @@ export class LLMEngine {
     this.states.delete(state.requestId);
     const replica = this.replicaOf.get(state.requestId);
     if (replica) {
-      replica.runner.removeRequest(state.requestId);
+      replica.batches.removeRequest(state.requestId);
       this.replicaOf.delete(state.requestId);
       this.loads.set(replica, this.loads.get(replica)! - 1);
     }

@@ -13,16 +13,16 @@ import {
   type EngineConfig,
   validateEngineConfig,
 } from '../config/engine-config.js';
-import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat-template.js';
-import type { Logger } from '../util/logger.js';
-import type { TokenLogprobs } from '../worker/logprobs.js';
+import type { TokenLogprobs } from '../sampling/logprobs.js';
 import {
   forkSamplingParams,
   resolveSamplingParams,
   type GenerationDefaults as SamplingDefaults,
   SamplingParamsError,
   type SamplingParamsInput,
-} from '../worker/sampling-params.js';
+} from '../sampling/sampling-params.js';
+import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat-template.js';
+import type { Logger } from '../util/logger.js';
 import { createEngine } from './create-engine.js';
 import type { LLMEngine } from './llm-engine.js';
 import type { EngineRequestState, OutputFinishReason } from './request-state.js';
@@ -108,7 +108,7 @@ export interface LLMOptions {
   readonly dboPrefillTokenThreshold?: number;
   /** DBO: decode-only steps split only at or above this many tokens (default 32). */
   readonly dboDecodeTokenThreshold?: number;
-  /** DBO: stop splitting steps where it does not pay (default true; worker/dbo-auto.ts). */
+  /** DBO: stop splitting steps where it does not pay (default true; dbo/dbo-auto.ts). */
   readonly dboAutoOff?: boolean;
   /** Seconds a silent peer rank is given before it is declared dead (default 60). */
   readonly distTimeout?: number;

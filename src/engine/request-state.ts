@@ -1,9 +1,9 @@
 // What the engine keeps per request between steps, outside the scheduling core: sampling state, the
 // detokenizer and stop checker, log-probs gathered so far.
 
-import type { TokenLogprobs } from '../worker/logprobs.js';
-import type { SamplingParams } from '../worker/sampling-params.js';
-import type { RequestSamplingState } from '../worker/sampling-state.js';
+import type { TokenLogprobs } from '../sampling/logprobs.js';
+import type { SamplingParams } from '../sampling/sampling-params.js';
+import type { RequestSamplingState } from '../sampling/sampling-state.js';
 import type { StopChecker } from './stop-checker.js';
 
 /** Why a request ended, as the OpenAI API and vLLM report it. */

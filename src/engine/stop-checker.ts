@@ -5,7 +5,7 @@
 // Stop strings are matched by one automaton per request fed only the new text, and stop token ids are
 // looked up in a set, so a step costs the same however many stop strings and ids a request gives.
 
-import type { SamplingParams } from '../worker/sampling-params.js';
+import type { SamplingParams } from '../sampling/sampling-params.js';
 import type { IncrementalDetokenizer } from './detokenizer.js';
 import { StopStringMatcher } from './stop-string-matcher.js';
 

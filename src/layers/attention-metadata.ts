@@ -2,7 +2,7 @@
 // query tokens start and its block table as one row of a flat [numSeqs, maxBlocksPerSeq] table, the form
 // the batched attention kernel takes (one call for the whole batch instead of one per sequence).
 
-import type { ForwardBatch } from '../models/forward-batch.js';
+import type { ForwardBatch } from './forward-batch.js';
 
 export interface AttentionMetadata {
   readonly numSeqs: number;

@@ -7,9 +7,9 @@
 
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { HeadLinearWeight, LinearWeight, RawWeight } from '../kernels/kernels.js';
-import type { ForwardBatch } from '../models/forward-batch.js';
-import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import type { AttentionMetadata } from './attention-metadata.js';
+import type { ForwardBatch } from './forward-batch.js';
+import type { MlaKvCache } from './mla-kv-cache.js';
 import { evenShare, type ParallelPlan } from './parallel-plan.js';
 import type { RopeTables } from './rope.js';
 import { Scratch } from './scratch.js';

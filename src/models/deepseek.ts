@@ -7,8 +7,10 @@ import { type DeepseekConfig, isMoeLayer } from '../config/model-config.js';
 import { type Communicator, SingleRankCommunicator } from '../distributed/communicator.js';
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
 import { type AttentionMetadata, buildAttentionMetadata } from '../layers/attention-metadata.js';
+import { type ForwardBatch, validateForwardBatch } from '../layers/forward-batch.js';
 import { GatedMlp } from '../layers/gated-mlp.js';
 import { MlaAttention } from '../layers/mla-attention.js';
+import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { Moe } from '../layers/moe.js';
 import { moeAllGatherDataParallel } from '../layers/moe-all-gather-dp.js';
 import { moeAllToAll } from '../layers/moe-all-to-all.js';
@@ -26,8 +28,6 @@ import { Scratch } from '../layers/scratch.js';
 import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
 import { type LoadContext, loadLinear, loadVector, type Slice, toF32 } from '../layers/weight-loading.js';
 import type { WeightSource } from '../loader/weight-source.js';
-import { type ForwardBatch, validateForwardBatch } from './forward-batch.js';
-import type { MlaKvCache } from './mla-kv-cache.js';
 
 /** Optional taps into the forward, for tests and debugging (golden comparisons). */
 export interface ForwardObserver {

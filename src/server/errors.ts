@@ -5,8 +5,8 @@
 
 import { EngineDeadError, EngineRequestError } from '../engine/async/async-engine.js';
 import { RequestRejectedError } from '../engine/llm-engine.js';
+import { SamplingParamsError } from '../sampling/sampling-params.js';
 import { ChatTemplateError, MissingChatTemplateError, TokenIdOutOfRangeError } from '../tokenizer/errors.js';
-import { SamplingParamsError } from '../worker/sampling-params.js';
 
 /** The body of every error reply. */
 export interface ErrorBody {

@@ -4,8 +4,8 @@
 // running, so its KV blocks return at once.
 
 import type { EngineOutput } from '../engine/async/protocol.js';
-import type { TokenLogprobs } from '../worker/logprobs.js';
-import type { SamplingParams } from '../worker/sampling-params.js';
+import type { TokenLogprobs } from '../sampling/logprobs.js';
+import type { SamplingParams } from '../sampling/sampling-params.js';
 import { AsyncQueue } from './async-queue.js';
 import { InternalServerError, ServiceUnavailableError } from './errors.js';
 import type { PromptInput } from './prompts.js';

@@ -3,8 +3,8 @@
 // and vLLM's prompt_logprobs. Token strings are each id decoded alone (as vLLM), or "token_id:<id>" when
 // asked with return_tokens_as_token_ids.
 
+import type { TokenLogprobs } from '../sampling/logprobs.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { TokenLogprobs } from '../worker/logprobs.js';
 import type {
   ChatTokenLogprob,
   ChatTopLogprob,

@@ -3,7 +3,7 @@
 // features Duet does not have (beam search, structured output, tool-call parsing...) refused with a clear
 // 400 instead of being silently ignored.
 
-import type { SamplingParamsInput } from '../worker/sampling-params.js';
+import type { SamplingParamsInput } from '../sampling/sampling-params.js';
 import { BadRequestError } from './errors.js';
 import type { ChatCompletionRequest, CompletionRequest } from './openai/requests.js';
 

@@ -3,9 +3,9 @@
 
 import type { AsyncEngine } from '../engine/async/async-engine.js';
 import type { EngineInfo } from '../engine/async/protocol.js';
+import type { SamplingLimits } from '../sampling/sampling-params.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Logger } from '../util/logger.js';
-import type { SamplingLimits } from '../worker/sampling-params.js';
 import type { CorsPolicy } from './cors.js';
 import type { ServerMetrics } from './metrics.js';
 import type { PromptEncoder } from './tokenize/prompt-encoder.js';

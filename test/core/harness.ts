@@ -5,11 +5,7 @@
 import assert from 'node:assert/strict';
 import type { FinishReason } from '../../src/core/request.js';
 import type { Scheduler } from '../../src/core/scheduler.js';
-import type {
-  ModelRunnerOutput,
-  RequestStepOutput,
-  SchedulerOutput,
-} from '../../src/core/scheduler-output.js';
+import type { ExecutorOutput, RequestStepOutput, SchedulerOutput } from '../../src/core/scheduler-output.js';
 
 /** mulberry32: small, fast, seeded PRNG returning floats in [0, 1). */
 export function makeRng(seed: number): () => number {
@@ -54,7 +50,7 @@ export class FakeRunner {
   }
 
   /** Checks the step against the requests, "computes" it and returns sampled tokens plus EOS finishes. */
-  execute(out: SchedulerOutput): ModelRunnerOutput {
+  execute(out: SchedulerOutput): ExecutorOutput {
     const bs = this.scheduler.config.blockSize;
     const sampledTokenIds = new Map<string, number[]>();
     const finished = new Map<string, FinishReason>();

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { DEFAULT_SAMPLING_LIMITS } from '../../src/worker/sampling-params.js';
+import { DEFAULT_SAMPLING_LIMITS } from '../../src/sampling/sampling-params.js';
 import { postJson, startEmbeddedServer, type TestServer } from './serve-harness.js';
 
 const API_KEY = 'sk-fuzz';

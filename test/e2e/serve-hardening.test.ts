@@ -357,7 +357,7 @@ async function freePort(): Promise<number> {
 describe('issue 10: start-up', () => {
   const engineConfig = () =>
     engineConfigFromLLMOptions({ model: fixtureDir('v2-lite-tiny'), kvCacheMemory: 16 * 2 ** 20 });
-  const brokenWorker = new URL('file:///nonexistent/engine-worker.js');
+  const brokenWorker = new URL('file:///nonexistent/engine-thread.js');
 
   test('finding 10: a port in use fails at once with a hint, before the model loads', async () => {
     const holder = createServer();
@@ -388,7 +388,7 @@ describe('issue 10: start-up', () => {
       host: '127.0.0.1',
       port,
       disableLogStats: true,
-      workerUrl: new URL('./slow-engine-worker.js', import.meta.url),
+      workerUrl: new URL('./slow-engine-thread.js', import.meta.url),
     });
     let ready = false;
     void starting.then(() => {

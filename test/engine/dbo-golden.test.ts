@@ -30,7 +30,7 @@ interface StepSpan {
   readonly reason?: string;
 }
 
-/** The step spans of a rank's trace, in order (src/worker/tracer.ts writes them on the steps lane). */
+/** The step spans of a rank's trace, in order (src/dbo/tracer.ts writes them on the steps lane). */
 function readSteps(path: string): StepSpan[] {
   const trace = JSON.parse(readFileSync(path, 'utf8')) as {
     traceEvents: { cat: string; ph: string; ts: number; args?: StepSpan }[];

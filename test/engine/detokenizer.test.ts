@@ -6,15 +6,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { IncrementalDetokenizer } from '../../src/engine/detokenizer.js';
+import { SamplingRng } from '../../src/sampling/sampling-rng.js';
 import {
   deepseekV3TokenizerFiles,
   loadTokenizer,
   loadTokenizerFromFiles,
   type Tokenizer,
 } from '../../src/tokenizer/tokenizer.js';
-import { SamplingRng } from '../../src/worker/sampling-rng.js';
 
-const tiny = loadTokenizer(fileURLToPath(new URL('../../../test/fixtures/v2-lite-tiny/', import.meta.url)));
+const tiny = loadTokenizer(fileURLToPath(new URL('../../../test/fixtures/v2-lite-tiny', import.meta.url)));
 
 /** Feeds ids one by one; returns the deltas. */
 function feed(detok: IncrementalDetokenizer, ids: readonly number[]): string[] {

@@ -75,7 +75,7 @@ describe('offline LLM API', () => {
   test('abort returns every KV block', async () => {
     const engine = await llm.engine();
     const idle = engine.stats().kvCacheUsage;
-    const params = (await import('../../src/worker/sampling-params.js')).resolveSamplingParams(
+    const params = (await import('../../src/sampling/sampling-params.js')).resolveSamplingParams(
       { maxTokens: 50, ignoreEos: true },
       undefined,
       { vocabSize: 512 },

@@ -17,7 +17,7 @@ import {
   resolveSamplingParams,
   type SamplingLimits,
   type SamplingParams,
-} from '../../src/worker/sampling-params.js';
+} from '../../src/sampling/sampling-params.js';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
 
 const golden = loadGolden('v2-lite-tiny');

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { before, describe, it } from 'node:test';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
-import { KernelArgumentError, WasmOps, WasmOpsError } from '../../src/kernels/wasm-ops.js';
 import { enableWasmFeatures, hasRelaxedSimd } from '../../src/platforms/cpu/wasm-features.js';
+import { KernelArgumentError, WasmOps, WasmOpsError } from '../../src/platforms/cpu/wasm-ops.js';
 import { assertClose, copyInto, EPS32, Rng } from './kernel-test-utils.js';
 
 enableWasmFeatures();

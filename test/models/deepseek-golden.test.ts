@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { Kernels } from '../../src/kernels/kernels.js';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
+import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
-import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { argmax, fixtureDir, loadGolden, logSoftmax } from '../helpers/golden.js';
 

@@ -4,11 +4,11 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { ForwardBatch } from '../../src/layers/forward-batch.js';
+import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
-import type { ForwardBatch } from '../../src/models/forward-batch.js';
-import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
 

@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
+import type { ForwardBatch } from '../../src/layers/forward-batch.js';
+import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import type { ParallelPlan } from '../../src/layers/parallel-plan.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
-import type { ForwardBatch } from '../../src/models/forward-batch.js';
-import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
 import { argmax, assertPrefillMatchesGolden, fixtureDir, loadGolden } from '../helpers/golden.js';
 import { createLocalGroup } from '../helpers/local-group.js';
 

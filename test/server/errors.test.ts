@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EngineDeadError } from '../../src/engine/async/async-engine.js';
 import { RequestRejectedError } from '../../src/engine/llm-engine.js';
+import { SamplingParamsError } from '../../src/sampling/sampling-params.js';
 import { ApiError, modelNotFound, toApiError } from '../../src/server/errors.js';
 import { MissingChatTemplateError } from '../../src/tokenizer/errors.js';
-import { SamplingParamsError } from '../../src/worker/sampling-params.js';
 
 describe('toApiError', () => {
   test('maps each layer to its status and keeps the message and field', () => {

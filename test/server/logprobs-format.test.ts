@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { TokenLogprobs } from '../../src/sampling/logprobs.js';
 import {
   chatLogprobs,
   completionLogprobs,
@@ -12,7 +13,6 @@ import {
   promptLogprobsOut,
   type TokenText,
 } from '../../src/server/logprobs-format.js';
-import type { TokenLogprobs } from '../../src/worker/logprobs.js';
 
 const NAMES: Record<number, string> = { 1: 'a', 2: 'bb', 3: 'é', 4: 'ccc' };
 const text: TokenText = (id) => NAMES[id] ?? `token_id:${id}`;

@@ -1,4 +1,4 @@
-// The engine client of the HTTP process: runs `LLMEngine` in a worker thread (engine-worker.ts) so that
+// The engine client of the HTTP process: runs `LLMEngine` in a worker thread (engine-thread.ts) so that
 // the engine's compute never blocks the event loop serving HTTP, and speaks to it with the typed messages
 // of protocol.ts. Each request's outputs come back as an async iterable; a dead worker fails every
 // in-flight request and every later call with `EngineDeadError`, never hangs them.
@@ -9,8 +9,8 @@
 
 import { Worker } from 'node:worker_threads';
 import type { EngineConfig } from '../../config/engine-config.js';
+import type { SamplingParams } from '../../sampling/sampling-params.js';
 import { type Logger, silentLogger } from '../../util/logger.js';
-import type { SamplingParams } from '../../worker/sampling-params.js';
 import { RequestRejectedError } from '../llm-engine.js';
 import { OutputStream } from './output-stream.js';
 import type {
@@ -56,7 +56,7 @@ export class EngineRequestError extends Error {
 export interface AsyncEngineOptions {
   /** Receives the worker's progress lines and the client's own notices. Default: silent. */
   readonly logger?: Logger;
-  /** The worker script (default: the compiled engine-worker.js beside this file). */
+  /** The worker script (default: the compiled engine-thread.js beside this file). */
   readonly workerUrl?: URL;
 }
 
@@ -109,7 +109,7 @@ export class AsyncEngine {
   static async start(config: EngineConfig, options: AsyncEngineOptions = {}): Promise<AsyncEngine> {
     const logger = options.logger ?? silentLogger;
     const data: EngineWorkerData = { config };
-    const worker = new Worker(options.workerUrl ?? new URL('./engine-worker.js', import.meta.url), {
+    const worker = new Worker(options.workerUrl ?? new URL('./engine-thread.js', import.meta.url), {
       workerData: data,
     });
     const fatal: { value: string | null } = { value: null };

@@ -13,8 +13,8 @@
 
 import type { EngineConfig } from '../../config/engine-config.js';
 import type { SchedulerStats } from '../../core/scheduler-output.js';
-import type { TokenLogprobs } from '../../worker/logprobs.js';
-import type { GenerationDefaults, SamplingParams } from '../../worker/sampling-params.js';
+import type { TokenLogprobs } from '../../sampling/logprobs.js';
+import type { GenerationDefaults, SamplingParams } from '../../sampling/sampling-params.js';
 import type { OutputFinishReason } from '../request-state.js';
 
 /** What the worker is started with (its `workerData`). */

@@ -3,10 +3,10 @@
 // across threads by their context lengths (later prompt tokens attend to more positions), and the run on
 // the thread pool. The kernels themselves are in src/kernels/wasm/ops/mla-attention.ts.
 
-import { KernelArgumentError } from '../../kernels/wasm-ops.js';
 import type { Arena } from './arena.js';
 import type { GemmThreadPool } from './thread-pool.js';
 import type { CopyStats } from './wasm-kernels.js';
+import { KernelArgumentError } from './wasm-ops.js';
 
 /** What these kernels need of the kernel set. */
 export interface ThreadedKernelContext {

@@ -13,11 +13,11 @@
 // of them; `npm run bench:kernels` measured int16 faster here (docs/int8.md).
 
 import type { Int8LinearData } from '../../kernels/kernels.js';
-import { KernelArgumentError } from '../../kernels/wasm-ops.js';
 import type { Arena } from './arena.js';
 import { planGemm } from './gemm-plan.js';
 import type { GemmThreadPool } from './thread-pool.js';
 import type { CopyStats } from './wasm-kernels.js';
+import { KernelArgumentError } from './wasm-ops.js';
 import { int8PanelBytes, PANEL_WIDTH, packInt8 } from './weight-packing.js';
 
 /** Where a prepared int8 weight's parts live in its arena, and how its activations are quantized. */

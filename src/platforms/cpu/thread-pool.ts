@@ -80,7 +80,7 @@ export class GemmThreadPool {
         port: port2,
       };
       // execArgv: [] — the parent's flags (e.g. --input-type with -e) can break a worker's module loading.
-      const worker = new Worker(new URL('./pool-worker.js', import.meta.url), {
+      const worker = new Worker(new URL('./pool-thread.js', import.meta.url), {
         workerData: data,
         transferList: [port2],
         execArgv: [],

@@ -14,7 +14,6 @@ import type {
   RawWeight,
   WeightDType,
 } from '../../kernels/kernels.js';
-import { WasmOps, WasmOpsError } from '../../kernels/wasm-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
@@ -28,6 +27,7 @@ import {
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
 import { type GemmShare, GemmThreadPool } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
+import { WasmOps, WasmOpsError } from './wasm-ops.js';
 import { packBf16, packedBytes, packF32 } from './weight-packing.js';
 
 export interface WasmKernelsOptions {

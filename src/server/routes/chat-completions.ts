@@ -4,12 +4,12 @@
 // reason, an optional usage chunk, and [DONE].
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { ChatMessage } from '../../tokenizer/chat-template.js';
 import {
   checkSamplingLimits,
   resolveSamplingParams,
   type SamplingParams,
-} from '../../worker/sampling-params.js';
+} from '../../sampling/sampling-params.js';
+import type { ChatMessage } from '../../tokenizer/chat-template.js';
 import { BadRequestError, toApiError } from '../errors.js';
 import { type ChoiceOutput, collectChoices, nowSeconds, runChoices } from '../generation.js';
 import { chatLogprobs, promptLogprobsOut, type TokenText, tokenTextOf } from '../logprobs-format.js';

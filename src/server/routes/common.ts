@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
-import { forkSamplingParams, type SamplingParams } from '../../worker/sampling-params.js';
+import { forkSamplingParams, type SamplingParams } from '../../sampling/sampling-params.js';
 import { BadRequestError, modelNotFound } from '../errors.js';
 import type { ChoiceRequest, ChoiceResult } from '../generation.js';
 import type { UsageInfo } from '../openai/responses.js';

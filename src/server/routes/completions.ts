@@ -8,7 +8,7 @@ import {
   checkSamplingLimits,
   resolveSamplingParams,
   type SamplingParams,
-} from '../../worker/sampling-params.js';
+} from '../../sampling/sampling-params.js';
 import { BadRequestError, toApiError } from '../errors.js';
 import {
   type ChoiceOutput,

@@ -10,7 +10,7 @@ import { AsyncEngine, EngineDeadError, EngineStartError } from '../../../src/eng
 import type { EngineOutput } from '../../../src/engine/async/protocol.js';
 import { engineConfigFromLLMOptions } from '../../../src/engine/llm.js';
 import { RequestRejectedError } from '../../../src/engine/llm-engine.js';
-import { resolveSamplingParams, type SamplingParams } from '../../../src/worker/sampling-params.js';
+import { resolveSamplingParams, type SamplingParams } from '../../../src/sampling/sampling-params.js';
 import { fixtureDir, loadGolden } from '../../helpers/golden.js';
 
 const golden = loadGolden('v2-lite-tiny');

@@ -1,5 +1,5 @@
 // Operator kernels (everything but GEMM): flat functions over byte offsets into the shared memory,
-// output first. See src/kernels/kernels.ts for the contract and src/kernels/wasm-ops.ts for the binding.
+// output first. See src/kernels/kernels.ts for the contract and src/platforms/cpu/wasm-ops.ts for the binding.
 
 export { argmax } from './argmax';
 export {

@@ -2,10 +2,10 @@
 // so no rank waits for a micro-batch another rank did not run), cut the batch, run the two micro-batches
 // interleaved at their collectives, and join their logits.
 
+import type { ForwardBatch } from '../layers/forward-batch.js';
+import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import type { RankGroups } from '../layers/rank-groups.js';
 import type { DeepseekForCausalLM, ForwardObserver } from '../models/deepseek.js';
-import type { ForwardBatch } from '../models/forward-batch.js';
-import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import type { Logger } from '../util/logger.js';
 import { type DboAutoSwitch, DboStepTimer, stepKindOf } from './dbo-auto.js';
 import { runTwoMicroBatches } from './dbo-scheduler.js';

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { expNonPositive } from '../../src/worker/fast-exp.js';
+import { expNonPositive } from '../../src/sampling/fast-exp.js';
 
 describe('expNonPositive', () => {
   it('matches Math.exp within 3e-10 relative on [-745, 0], and is 0 below', () => {

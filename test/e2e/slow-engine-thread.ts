@@ -2,4 +2,4 @@
 // of what the server answers while it loads.
 
 await new Promise((resolve) => setTimeout(resolve, 1500));
-await import('../../src/engine/async/engine-worker.js');
+await import('../../src/engine/async/engine-thread.js');

@@ -4,14 +4,14 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EngineConfig } from '../config/engine-config.js';
+import { Tracer } from '../dbo/tracer.js';
 import type { GroupDescriptor } from '../distributed/group.js';
-import { MlaKvCache } from '../models/mla-kv-cache.js';
+import { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
 import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../platforms/cpu/wasm-features.js';
 import { closeGroups, runFollower } from './executor.js';
 import { connectRankGroups, planForRank } from './rank-placement.js';
-import { Tracer } from './tracer.js';
 
 /** What the launcher hands a rank worker. */
 export interface RankWorkerData {

@@ -1,13 +1,13 @@
-// The model runner of one engine replica: turns the scheduler's plan for a step (SchedulerOutput) into one
+// The batch builder of one engine replica: turns the scheduler's plan for a step (SchedulerOutput) into one
 // flat ForwardBatch over the paged latent cache — token ids, positions, slot mapping, block tables, which
 // rows need logits — and, once the executor has run it, hands back the logits rows each request needs (for
 // sampling, and for prompt log-probs when asked).
 
 import type { SchedulerOutput } from '../core/scheduler-output.js';
-import type { ForwardBatch, SequenceSlice } from '../models/forward-batch.js';
+import type { ForwardBatch, SequenceSlice } from '../layers/forward-batch.js';
 
-/** What the runner must know of a request beyond the scheduler's plan. */
-export interface RunnerRequestInfo {
+/** What the builder must know of a request beyond the scheduler's plan. */
+export interface BatchRequestInfo {
   readonly numPromptTokens: number;
   /** Whether logits of prompt positions are wanted (prompt_logprobs). */
   readonly wantsPromptLogits: boolean;
@@ -23,7 +23,7 @@ export interface PromptLogits {
   readonly rows: Float32Array;
 }
 
-export interface RunnerStepOutput {
+export interface BatchLogits {
   /** For each request that samples this step: the logits row of its last scheduled position, [vocab]. */
   readonly sampleLogits: ReadonlyMap<string, Float32Array>;
   /** For requests that want prompt log-probs and computed prompt positions this step. */
@@ -41,8 +41,8 @@ export interface PreparedStep {
   readonly promptPlan: readonly (readonly [string, number, number, number])[];
 }
 
-export class ModelRunner {
-  private readonly requests = new Map<string, RunnerRequestInfo>();
+export class BatchBuilder {
+  private readonly requests = new Map<string, BatchRequestInfo>();
 
   constructor(
     /** Logits per row. */
@@ -51,7 +51,7 @@ export class ModelRunner {
     private readonly blockSize: number,
   ) {}
 
-  addRequest(requestId: string, info: RunnerRequestInfo): void {
+  addRequest(requestId: string, info: BatchRequestInfo): void {
     this.requests.set(requestId, info);
   }
 
@@ -114,7 +114,7 @@ export class ModelRunner {
   }
 
   /** Maps the executed batch's logits ([rows, vocab]) back to the requests. */
-  collect(step: PreparedStep, logits: Float32Array): RunnerStepOutput {
+  collect(step: PreparedStep, logits: Float32Array): BatchLogits {
     const V = this.vocabSize;
     const sampleLogits = new Map<string, Float32Array>();
     for (const [id, row] of step.samplePlan) sampleLogits.set(id, logits.subarray(row * V, (row + 1) * V));

@@ -6,8 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
-import { TimedCommunicator, WaitClock } from '../../src/worker/comm-timing.js';
+import { TimedCommunicator, WaitClock } from '../../src/dbo/comm-timing.js';
 import {
   DboAutoPolicy,
   DboAutoSettingsError,
@@ -15,7 +14,8 @@ import {
   DboStepTimer,
   DEFAULT_DBO_AUTO_SETTINGS,
   stepKindOf,
-} from '../../src/worker/dbo-auto.js';
+} from '../../src/dbo/dbo-auto.js';
+import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
 
 /** A synthetic machine at eligible step i: how long a step of cost 1000 takes one-batch and split. */
 interface Machine {

@@ -11,11 +11,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  type ForwardBatch,
-  type SequenceSlice,
-  validateForwardBatch,
-} from '../../src/models/forward-batch.js';
-import {
   BOUNDARY_TOLERANCE,
   DEFAULT_DBO_THRESHOLDS,
   decideSplit,
@@ -23,7 +18,12 @@ import {
   LINEAR_COST_PER_TOKEN,
   type MicroBatches,
   splitForwardBatch,
-} from '../../src/worker/micro-batch.js';
+} from '../../src/dbo/micro-batch.js';
+import {
+  type ForwardBatch,
+  type SequenceSlice,
+  validateForwardBatch,
+} from '../../src/layers/forward-batch.js';
 
 const BLOCK = 16;
 const VOCAB = 1000;

@@ -9,22 +9,22 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
-import { singleGroup } from '../../src/layers/rank-groups.js';
-import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
-import { openSafetensors } from '../../src/loader/safetensors.js';
-import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
-import type { ForwardBatch, SequenceSlice } from '../../src/models/forward-batch.js';
-import { MlaKvCache } from '../../src/models/mla-kv-cache.js';
-import { forwardWithDbo } from '../../src/worker/dbo-forward.js';
+import { forwardWithDbo } from '../../src/dbo/dbo-forward.js';
 import {
   DEFAULT_DBO_THRESHOLDS,
   decideSplit,
   joinLogits,
   MicroBatchSplitError,
   splitForwardBatch,
-} from '../../src/worker/micro-batch.js';
-import { Tracer } from '../../src/worker/tracer.js';
+} from '../../src/dbo/micro-batch.js';
+import { Tracer } from '../../src/dbo/tracer.js';
+import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
+import type { ForwardBatch, SequenceSlice } from '../../src/layers/forward-batch.js';
+import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
+import { singleGroup } from '../../src/layers/rank-groups.js';
+import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
+import { openSafetensors } from '../../src/loader/safetensors.js';
+import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
 import { createLocalGroup } from '../helpers/local-group.js';
 

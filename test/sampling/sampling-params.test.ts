@@ -13,8 +13,8 @@ import {
   resolveSamplingParams,
   SamplingParamsError,
   type SamplingParamsInput,
-} from '../../src/worker/sampling-params.js';
-import { SamplingRng } from '../../src/worker/sampling-rng.js';
+} from '../../src/sampling/sampling-params.js';
+import { SamplingRng } from '../../src/sampling/sampling-rng.js';
 
 const ctx = { vocabSize: 1000 };
 

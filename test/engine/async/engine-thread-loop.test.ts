@@ -5,12 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { EngineWorkerLoop } from '../../../src/engine/async/engine-worker-loop.js';
+import { EngineWorkerLoop } from '../../../src/engine/async/engine-thread-loop.js';
 import type { FromWorkerMessage } from '../../../src/engine/async/protocol.js';
 import type { LLMEngine } from '../../../src/engine/llm-engine.js';
 import { RequestRejectedError } from '../../../src/engine/llm-engine.js';
 import type { RequestUpdate } from '../../../src/engine/request-state.js';
-import { resolveSamplingParams } from '../../../src/worker/sampling-params.js';
+import { resolveSamplingParams } from '../../../src/sampling/sampling-params.js';
 
 const PARAMS = resolveSamplingParams({ maxTokens: 2 }, {}, { vocabSize: 10 });
 

@@ -4,7 +4,7 @@
 // Layout: [numTokens, numSeqs, numLogits, tokenIds…, positions…, slotMapping…,
 //          per sequence: queryStart, queryLen, blockTableLength, blockTable…, logitsIndices…]
 
-import type { ForwardBatch, SequenceSlice } from '../models/forward-batch.js';
+import type { ForwardBatch, SequenceSlice } from '../layers/forward-batch.js';
 
 export function encodeForwardBatch(batch: ForwardBatch): Int32Array {
   const T = batch.numTokens;

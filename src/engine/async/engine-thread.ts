@@ -6,6 +6,6 @@ import { enableWasmFeatures } from '../../platforms/cpu/wasm-features.js';
 import type { EngineWorkerData } from './protocol.js';
 
 enableWasmFeatures();
-if (parentPort === null) throw new Error('engine-worker.js runs only as a worker thread (see AsyncEngine)');
-const { runEngineWorker } = await import('./engine-worker-main.js');
+if (parentPort === null) throw new Error('engine-thread.js runs only as a worker thread (see AsyncEngine)');
+const { runEngineWorker } = await import('./engine-thread-main.js');
 await runEngineWorker(parentPort, workerData as EngineWorkerData);

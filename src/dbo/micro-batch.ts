@@ -7,7 +7,7 @@
 // a request boundary when one lands within 10% of balance; otherwise inside the prefill that straddles the
 // middle, its second part continuing that request's prefill exactly as a chunked prefill does.
 
-import type { ForwardBatch, SequenceSlice } from '../models/forward-batch.js';
+import type { ForwardBatch, SequenceSlice } from '../layers/forward-batch.js';
 
 /** Attended positions that one token's non-attention work is worth (projections, MLP, experts). */
 export const LINEAR_COST_PER_TOKEN = 256;

@@ -4,8 +4,8 @@
 // scratch region of that memory (and outputs are copied back).
 
 import { readFile } from 'node:fs/promises';
-import { enableWasmFeatures, hasRelaxedSimd } from '../platforms/cpu/wasm-features.js';
-import type { Kernels } from './kernels.js';
+import type { Kernels } from '../../kernels/kernels.js';
+import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
 
 /** Bytes in a WebAssembly page. */
 const PAGE_BYTES = 65536;
@@ -198,8 +198,8 @@ export class WasmOps implements OpsKernels {
       );
     }
     const file = relaxed ? 'kernels.relaxed.wasm' : 'kernels.wasm';
-    // dist/src/kernels/wasm-ops.js → dist/kernels/
-    const bytes = await readFile(new URL(`../../kernels/${file}`, import.meta.url));
+    // dist/src/platforms/cpu/wasm-ops.js → dist/kernels/
+    const bytes = await readFile(new URL(`../../../kernels/${file}`, import.meta.url));
     const memory = new WebAssembly.Memory({ initial: STATIC_PAGES, maximum: MAX_PAGES, shared: true });
     const module = await WebAssembly.compile(bytes);
     const instance = await WebAssembly.instantiate(module, {

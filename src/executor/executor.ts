@@ -7,14 +7,14 @@
 // empty one when its replica has no work this step, so that the MoE layers' collectives still meet), and
 // the first rank of each replica sends its logits back to the driver.
 
+import { TimedCommunicator, WaitClock } from '../dbo/comm-timing.js';
+import { type DboOptions, type DboStats, forwardWithDbo } from '../dbo/dbo-forward.js';
 import type { Communicator } from '../distributed/communicator.js';
+import type { ForwardBatch } from '../layers/forward-batch.js';
+import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import type { RankGroups } from '../layers/rank-groups.js';
 import type { DeepseekForCausalLM } from '../models/deepseek.js';
-import type { ForwardBatch } from '../models/forward-batch.js';
-import type { MlaKvCache } from '../models/mla-kv-cache.js';
 import { decodeReplicaBatches, encodeReplicaBatches } from './batch-codec.js';
-import { TimedCommunicator, WaitClock } from './comm-timing.js';
-import { type DboOptions, type DboStats, forwardWithDbo } from './dbo-forward.js';
 
 /** Runs a step's batches (one per data-parallel replica) on every rank; returns each one's logits rows. */
 export interface ModelExecutor {

@@ -3,9 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { TimedCommunicator, WaitClock } from '../../src/dbo/comm-timing.js';
 import type { CollectiveHandle, Communicator } from '../../src/distributed/communicator.js';
 import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
-import { TimedCommunicator, WaitClock } from '../../src/worker/comm-timing.js';
 
 /** A group of one whose all-reduces complete only when the test releases them. */
 class ManualCommunicator extends SingleRankCommunicator {

@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
-import { applyLogitsProcessors } from '../../src/worker/logits-processors.js';
-import { argmax, Sampler } from '../../src/worker/sampler.js';
-import { resolveSamplingParams, type SamplingParamsInput } from '../../src/worker/sampling-params.js';
-import { createRequestRng, SamplingRng } from '../../src/worker/sampling-rng.js';
-import { RequestSamplingState } from '../../src/worker/sampling-state.js';
+import { applyLogitsProcessors } from '../../src/sampling/logits-processors.js';
+import { argmax, Sampler } from '../../src/sampling/sampler.js';
+import { resolveSamplingParams, type SamplingParamsInput } from '../../src/sampling/sampling-params.js';
+import { createRequestRng, SamplingRng } from '../../src/sampling/sampling-rng.js';
+import { RequestSamplingState } from '../../src/sampling/sampling-state.js';
 
 function makeState(
   input: SamplingParamsInput,

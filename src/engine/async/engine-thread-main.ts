@@ -6,7 +6,7 @@ import type { Logger } from '../../util/logger.js';
 import { createEngine } from '../create-engine.js';
 import { samplingDefaultsOf } from '../llm.js';
 import type { LLMEngine } from '../llm-engine.js';
-import { EngineWorkerLoop } from './engine-worker-loop.js';
+import { EngineWorkerLoop } from './engine-thread-loop.js';
 import type { EngineInfo, EngineWorkerData, FromWorkerMessage, ToWorkerMessage } from './protocol.js';
 
 /** Runs the engine worker on `port` until shutdown or a fatal error. */

@@ -9,8 +9,8 @@ import { createSharedMemoryGroup, type GroupDescriptor } from '../distributed/gr
 import type { ConnectedCommunicator } from '../distributed/stream-communicator.js';
 import type { RankGroups } from '../layers/rank-groups.js';
 import type { Logger } from '../util/logger.js';
-import { connectRankGroups } from '../worker/rank-placement.js';
-import type { RankWorkerData, RankWorkerMessage } from '../worker/rank-worker.js';
+import { connectRankGroups } from './rank-placement.js';
+import type { RankWorkerData, RankWorkerMessage } from './rank-worker.js';
 
 /** A rank failed to start or died. */
 export class RankFailureError extends Error {
@@ -141,7 +141,7 @@ export async function launchRankWorkers(
       numBlocks,
       numThreads: numThreadsPerRank,
     };
-    const w = new Worker(new URL('../worker/rank-worker.js', import.meta.url), { workerData: data });
+    const w = new Worker(new URL('./rank-worker.js', import.meta.url), { workerData: data });
     workers.push(w);
     readies.push(
       new Promise<void>((resolve, reject) => {
