@@ -29,7 +29,7 @@ import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 enableWasmFeatures();
 
 const SELF = fileURLToPath(import.meta.url);
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DUET = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
 
 /** The default shape: DeepSeek-V2-Lite's architecture, 4 layers, narrowed so a step takes tens of ms. */

@@ -9,7 +9,7 @@ import { IncrementalDetokenizer } from '../src/engine/detokenizer.js';
 import { StopChecker } from '../src/engine/stop-checker.js';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
 
-const tokenizer = loadTokenizer(fileURLToPath(new URL('../../test/fixtures/v2-lite-tiny', import.meta.url)));
+const tokenizer = loadTokenizer(fileURLToPath(new URL('../../test/fixtures/v2-lite-tiny/', import.meta.url)));
 const ids = tokenizer.encode('abc defg habc fed cba gh a b c d e f g h '.repeat(20), {
   addSpecialTokens: false,
 });

@@ -14,7 +14,7 @@ import {
   type Tokenizer,
 } from '../../src/tokenizer/tokenizer.js';
 
-const tiny = loadTokenizer(fileURLToPath(new URL('../../../test/fixtures/v2-lite-tiny', import.meta.url)));
+const tiny = loadTokenizer(fileURLToPath(new URL('../../../test/fixtures/v2-lite-tiny/', import.meta.url)));
 
 /** Feeds ids one by one; returns the deltas. */
 function feed(detok: IncrementalDetokenizer, ids: readonly number[]): string[] {

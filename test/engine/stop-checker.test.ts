@@ -17,7 +17,7 @@ import {
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 
 const tokenizer = loadTokenizer(
-  fileURLToPath(new URL('../../../test/fixtures/v2-lite-tiny', import.meta.url)),
+  fileURLToPath(new URL('../../../test/fixtures/v2-lite-tiny/', import.meta.url)),
 );
 const EOS = 501;
 const TEXT = 'The quick brown fox jumps over the lazy dog.';

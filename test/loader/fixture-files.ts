@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The fixture model folders (tests run from dist/test/loader, fixtures stay in test/fixtures). */
-export const FIXTURES = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
+export const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 export const V2_LITE_TINY = join(FIXTURES, 'v2-lite-tiny');
 export const V2_TINY = join(FIXTURES, 'v2-tiny');
-export const ASSET_CONFIGS = fileURLToPath(new URL('../../../assets/configs', import.meta.url));
+export const ASSET_CONFIGS = fileURLToPath(new URL('../../../assets/configs/', import.meta.url));
 
 export interface HeaderEntry {
   readonly dtype: string;

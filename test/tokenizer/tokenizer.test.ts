@@ -20,7 +20,7 @@ import {
   loadTokenizerFromFiles,
 } from '../../src/tokenizer/tokenizer.js';
 
-const fixtures = fileURLToPath(new URL('../../../test/fixtures', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 
 interface TokenizerCase {
   text: string;

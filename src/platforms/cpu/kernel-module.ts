@@ -41,7 +41,7 @@ export const STATIC_RESERVE_BYTES = 64 * 1024;
 export const WASM_PAGE_BYTES = 65536;
 
 /** Where the build puts the kernel modules, relative to this file once compiled (dist/src/platforms/cpu). */
-const KERNEL_DIR_URL = new URL('../../../kernels', import.meta.url);
+const KERNEL_DIR_URL = new URL('../../../kernels/', import.meta.url);
 
 /** The kernel module file is missing: the AssemblyScript build has not run. */
 export class KernelModuleMissingError extends Error {
