@@ -209,17 +209,17 @@ function linearPhase(path: string | undefined): string {
 function instrument(engine: LLMEngine): PhaseTimer {
   const timer = new PhaseTimer();
   const e = engine as unknown as AnyObject;
-  // One runner per data-parallel replica (the engine's replicas); the bench runs one.
-  const runners = (e.replicas as AnyObject[]).map((r) => r.runner as AnyObject);
+  // One batch builder per data-parallel replica (the engine's replicas); the bench runs one.
+  const builders = (e.replicas as AnyObject[]).map((r) => r.batches as AnyObject);
   const executor = e.executor as AnyObject;
   const model = (executor.rank as AnyObject).model as AnyObject;
   const kernels = e.kernels as AnyObject;
   const paths = linearWeightPaths(model);
 
   wrap(timer, e, 'step', 'engine overhead (scheduler, bookkeeping)');
-  for (const runner of runners) {
-    wrap(timer, runner, 'prepare', 'model runner (batch build)');
-    wrap(timer, runner, 'collect', 'model runner (batch build)');
+  for (const builder of builders) {
+    wrap(timer, builder, 'prepare', 'batch build');
+    wrap(timer, builder, 'collect', 'batch build');
   }
   wrap(timer, model, 'forward', 'model glue (norms, residuals)');
   wrap(timer, model, 'embed', 'embedding');
