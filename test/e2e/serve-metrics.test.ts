@@ -148,7 +148,7 @@ describe('duet serve: metrics and cancellation', () => {
     });
     assert.ok(
       settled,
-      `running ${value(last, 'vllm:num_requests_running')}, KV usage ${value(last, 'vllm:kv_cache_usage_perc')}`,
+      `running ${value(last, 'vllm:num_requests_running')}, KV usage ${value(last, 'vllm:kv_cache_usage_perc')}, aborts ${abortsSince(last)}, length ${value(last, 'vllm:request_success_total', `finished_reason="length"`) - value(before, 'vllm:request_success_total', `finished_reason="length"`)}`,
     );
     assert.equal(abortsSince(last), N);
     const generated =
