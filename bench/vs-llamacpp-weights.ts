@@ -45,7 +45,7 @@ export function writeHfFolder(
     json += ' '.repeat((8 - (json.length % 8)) % 8);
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-    const source = new DummyWeightSource(config, { seed, dtype: 'bf16' });
+    const source = new DummyWeightSource(deepseekTensorSpecs(config), { seed, dtype: 'bf16' });
     const fd = openSync(tmp, 'w');
     try {
       const write = (b: Uint8Array) => {
@@ -73,7 +73,12 @@ export function writeGgufModel(
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `model-${fileType}.gguf`);
   writeOnce(path, (tmp) =>
-    writeDeepseek2Gguf(tmp, config, new DummyWeightSource(config, { seed, dtype: 'f32' }), fileType),
+    writeDeepseek2Gguf(
+      tmp,
+      config,
+      new DummyWeightSource(deepseekTensorSpecs(config), { seed, dtype: 'f32' }),
+      fileType,
+    ),
   );
   return path;
 }

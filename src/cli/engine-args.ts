@@ -5,14 +5,11 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   BLOCK_SIZE_LIMITS,
   DEFAULT_ENGINE_CONFIG,
-  dboEnabledByEnv,
+  DEFAULT_MAX_NUM_BATCHED_TOKENS,
   type EngineConfig,
   EngineConfigError,
-  type LoadFormat,
-  type ModelDType,
-  validateEngineConfig,
 } from '../config/engine-config.js';
-import { DEFAULT_MAX_NUM_BATCHED_TOKENS } from '../engine/create-engine.js';
+import { buildEngineConfig, type EngineOptions, moeCommFrom } from '../config/engine-options.js';
 import { jsonObjectArg } from './json-object-arg.js';
 
 function intArg(flag: string) {
@@ -256,115 +253,10 @@ export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'ser
     .option('--trust-remote-code', 'accepted for compatibility; Duet runs only its own model code');
 }
 
-/** Builds and validates the engine config from parsed commander options. */
+/** Builds and validates the engine config from parsed commander options (the one builder's input). */
 export function engineConfigFromOptions(o: Record<string, unknown>): EngineConfig {
-  const d = DEFAULT_ENGINE_CONFIG;
-  const extra = (o.additionalConfig as Record<string, unknown> | undefined) ?? {};
-  const ep = (o.enableExpertParallel as boolean | undefined) ?? false;
-  const config: EngineConfig = {
-    model: {
-      model: (o.model as string | undefined) ?? null,
-      tokenizer: (o.tokenizer as string | undefined) ?? null,
-      dtype: (o.dtype as ModelDType | undefined) ?? d.model.dtype,
-      loadFormat: (o.loadFormat as LoadFormat | undefined) ?? d.model.loadFormat,
-      seed: (o.seed as number | undefined) ?? d.model.seed,
-      hfOverrides: (o.hfOverrides as Record<string, unknown> | undefined) ?? {},
-      maxModelLen: (o.maxModelLen as number | undefined) ?? null,
-      generationConfig: (o.generationConfig as string | undefined) ?? 'auto',
-      chatTemplate: (o.chatTemplate as string | undefined) ?? null,
-      servedModelName: (o.servedModelName as string | undefined) ?? null,
-    },
-    cache: {
-      blockSize: (o.blockSize as number | undefined) ?? d.cache.blockSize,
-      gpuMemoryUtilization: (o.gpuMemoryUtilization as number | undefined) ?? d.cache.gpuMemoryUtilization,
-      kvCacheMemory: (o.kvCacheMemory as number | undefined) ?? null,
-      numGpuBlocksOverride: (o.numGpuBlocksOverride as number | undefined) ?? null,
-      enablePrefixCaching: (o.enablePrefixCaching as boolean | undefined) ?? true,
-    },
-    scheduler: {
-      maxNumSeqs: (o.maxNumSeqs as number | undefined) ?? d.scheduler.maxNumSeqs,
-      maxNumBatchedTokens: (o.maxNumBatchedTokens as number | undefined) ?? null,
-      enableChunkedPrefill: (o.enableChunkedPrefill as boolean | undefined) ?? true,
-    },
-    parallel: {
-      tensorParallelSize: (o.tensorParallelSize as number | undefined) ?? 1,
-      dataParallelSize: (o.dataParallelSize as number | undefined) ?? 1,
-      enableExpertParallel: (o.enableExpertParallel as boolean | undefined) ?? false,
-      distributedExecutorBackend: (o.distributedExecutorBackend as 'uni' | 'mp' | undefined) ?? null,
-      numThreads: (o.numThreads as number | undefined) ?? null,
-      moeComm: moeCommFrom(extra, ep),
-      distTimeoutMs: ((o.distTimeout as number | undefined) ?? 60) * 1000,
-      nnodes: (o.nnodes as number | undefined) ?? 1,
-      nodeRank: (o.nodeRank as number | undefined) ?? 0,
-      masterAddr: (o.masterAddr as string | undefined) ?? '127.0.0.1',
-      masterPort: (o.masterPort as number | undefined) ?? 29500,
-      headless: (o.headless as boolean | undefined) ?? false,
-      clusterSecret: ((o.clusterSecret as string | undefined) ?? process.env.DUET_CLUSTER_SECRET) || null,
-      allowInsecureCluster:
-        (o.allowInsecureCluster as boolean | undefined) ?? process.env.DUET_ALLOW_INSECURE_CLUSTER === '1',
-    },
-    dbo: {
-      enabled: (o.enableDbo as boolean | undefined) ?? dboEnabledByEnv(),
-      prefillTokenThreshold:
-        (o.dboPrefillTokenThreshold as number | undefined) ??
-        intFrom(extra, 'dbo_prefill_token_threshold') ??
-        d.dbo.prefillTokenThreshold,
-      decodeTokenThreshold:
-        (o.dboDecodeTokenThreshold as number | undefined) ??
-        intFrom(extra, 'dbo_decode_token_threshold') ??
-        d.dbo.decodeTokenThreshold,
-      autoOff: (o.dboAutoOff as boolean | undefined) ?? boolFrom(extra, 'dbo_auto_off') ?? d.dbo.autoOff,
-      autoOffMinGain: numberFrom(extra, 'dbo_auto_off_min_gain') ?? d.dbo.autoOffMinGain,
-      autoOffMaxLoss: numberFrom(extra, 'dbo_auto_off_max_loss') ?? d.dbo.autoOffMaxLoss,
-      autoOffMinCommShare: numberFrom(extra, 'dbo_auto_off_min_comm_share') ?? d.dbo.autoOffMinCommShare,
-      autoOffProbeInterval: intFrom(extra, 'dbo_auto_off_probe_interval') ?? d.dbo.autoOffProbeInterval,
-      traceDir: (o.traceDir as string | undefined) ?? process.env.DUET_TRACE_DIR ?? null,
-    },
-    additionalConfig: extra,
-    passthrough: {
-      ...(o.compilationConfig !== undefined ? { compilationConfig: o.compilationConfig } : {}),
-      ...(o.trustRemoteCode !== undefined ? { trustRemoteCode: o.trustRemoteCode } : {}),
-    },
-  };
-  validateEngineConfig(config);
-  return config;
+  return buildEngineConfig(o as EngineOptions);
 }
-
-/** `moe_comm` of --additional-config: allgather or alltoall; alltoall by default with expert parallelism. */
-export function moeCommFrom(
-  extra: Readonly<Record<string, unknown>>,
-  expertParallel: boolean,
-): 'allgather' | 'alltoall' {
-  const v = extra.moe_comm;
-  if (v === undefined) return expertParallel ? 'alltoall' : 'allgather';
-  if (v !== 'allgather' && v !== 'alltoall') {
-    throw new EngineConfigError(
-      `--additional-config moe_comm must be "allgather" or "alltoall", got ${JSON.stringify(v)}`,
-    );
-  }
-  return v;
-}
-
-/** `key` of --additional-config when present, checked by `is` (else an error saying it must be `what`). */
-function valueFrom<T>(
-  extra: Readonly<Record<string, unknown>>,
-  key: string,
-  is: (v: unknown) => v is T,
-  what: string,
-): T | undefined {
-  const v = extra[key];
-  if (v === undefined) return undefined;
-  if (!is(v))
-    throw new EngineConfigError(`--additional-config ${key} must be ${what}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-const intFrom = (extra: Readonly<Record<string, unknown>>, key: string) =>
-  valueFrom(extra, key, (v): v is number => typeof v === 'number' && Number.isInteger(v), 'an integer');
-const numberFrom = (extra: Readonly<Record<string, unknown>>, key: string) =>
-  valueFrom(extra, key, (v): v is number => typeof v === 'number' && Number.isFinite(v), 'a number');
-const boolFrom = (extra: Readonly<Record<string, unknown>>, key: string) =>
-  valueFrom(extra, key, (v): v is boolean => typeof v === 'boolean', 'true or false');
 
 /** vLLM's multi-letter short flags, which commander cannot declare. */
 const SHORT_ALIASES: Readonly<Record<string, string>> = {

@@ -1,9 +1,11 @@
 // The engine's configuration: one readonly interface per concern (model, cache, scheduler, parallel),
-// combined into `EngineConfig`. Built once at start-up from CLI flags or the offline API's options and
-// validated there (src/config/engine-args.ts).
+// combined into `EngineConfig`, with its one set of defaults. Built once at start-up from CLI flags or the
+// offline API's options by `buildEngineConfig` (engine-options.ts) and validated here.
 
 /** How model weights are loaded. `dummy`: seeded random weights of the config's shapes. */
 export type LoadFormat = 'auto' | 'safetensors' | 'dummy';
+/** How MoE layers communicate with expert parallelism (see `ParallelSettings.moeComm`). */
+export type MoeComm = 'allgather' | 'alltoall';
 /** Compute/storage precision. On CPU: `auto` keeps the checkpoint's dtype for weights; compute is float32. */
 export type ModelDType = 'auto' | 'float32' | 'bfloat16';
 
@@ -59,7 +61,7 @@ export interface ParallelSettings {
    * (every rank runs its experts on all tokens, partial sums all-reduced) or `alltoall` (tokens dispatched
    * to the ranks holding their experts and combined back). Default: alltoall with expert parallelism.
    */
-  readonly moeComm: 'allgather' | 'alltoall';
+  readonly moeComm: MoeComm;
   /** --dist-timeout: a peer silent this long (ms) is declared dead. */
   readonly distTimeoutMs: number;
   /** Hosts the ranks (tensor × data parallel) are spread over (--nnodes); ranks split evenly. */
@@ -166,6 +168,20 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
   additionalConfig: {},
   passthrough: {},
 };
+
+/** Token budget of a step when --max-num-batched-tokens is not given (chunked prefill on). */
+export const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
+
+/**
+ * The token budget of one step: --max-num-batched-tokens, else DEFAULT_MAX_NUM_BATCHED_TOKENS, raised to
+ * the longest sequence without chunked prefill (a prompt must then fit one step).
+ */
+export function maxNumBatchedTokensFor(s: SchedulerSettings, maxModelLen: number): number {
+  if (s.maxNumBatchedTokens !== null) return s.maxNumBatchedTokens;
+  return s.enableChunkedPrefill
+    ? DEFAULT_MAX_NUM_BATCHED_TOKENS
+    : Math.max(maxModelLen, DEFAULT_MAX_NUM_BATCHED_TOKENS);
+}
 
 /** Allowed --block-size values (tokens per KV block), and the smallest that performs well. */
 export const BLOCK_SIZE_LIMITS = { min: 1, max: 256, recommendedMin: 16 } as const;
@@ -297,6 +313,10 @@ export function validateEngineConfig(c: EngineConfig): void {
     throw new EngineConfigError(
       `--additional-config dbo_auto_off_probe_interval must be a positive integer, got ${pi}`,
     );
+  const mc = c.parallel.moeComm;
+  if (mc !== 'allgather' && mc !== 'alltoall') {
+    throw new EngineConfigError(`moe_comm must be "allgather" or "alltoall", got ${JSON.stringify(mc)}`);
+  }
   const nt = c.parallel.numThreads;
   if (nt !== null && (!Number.isInteger(nt) || nt < 1 || nt > 256)) {
     throw new EngineConfigError(`--num-threads must be an integer in 1..256, got ${nt}`);

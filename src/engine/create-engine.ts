@@ -2,7 +2,7 @@
 // from memory, scheduler and batch builder. Logs each stage and the resulting capacity.
 
 import os from 'node:os';
-import type { EngineConfig } from '../config/engine-config.js';
+import { type EngineConfig, maxNumBatchedTokensFor } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
 import { WaitClock } from '../dbo/comm-timing.js';
 import { dboAutoPolicyFor } from '../dbo/dbo-auto.js';
@@ -21,9 +21,6 @@ import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
-
-/** Token budget of a step when --max-num-batched-tokens is not given (chunked prefill on). */
-export const DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048;
 
 export interface CreateEngineOptions {
   readonly platform?: Platform;
@@ -101,10 +98,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     );
     if (loaded.isDummy) log.warn('the weights are random (dummy): outputs are meaningless text');
 
-    const chunked = config.scheduler.enableChunkedPrefill;
-    const maxNumBatchedTokens =
-      config.scheduler.maxNumBatchedTokens ??
-      (chunked ? DEFAULT_MAX_NUM_BATCHED_TOKENS : Math.max(maxModelLen, DEFAULT_MAX_NUM_BATCHED_TOKENS));
+    const maxNumBatchedTokens = maxNumBatchedTokensFor(config.scheduler, maxModelLen);
     // One scheduler per data-parallel replica, each over its own KV cache (on its own ranks).
     const replicas = Array.from({ length: dp }, () => ({
       scheduler: new Scheduler({
@@ -113,7 +107,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         maxModelLen,
         blockSize: bs,
         numBlocks: sizing.numBlocks,
-        enableChunkedPrefill: chunked,
+        enableChunkedPrefill: config.scheduler.enableChunkedPrefill,
         enablePrefixCaching: config.cache.enablePrefixCaching,
       }),
       batches: new BatchBuilder(c.vocabSize, bs),

@@ -7,12 +7,8 @@
 //   await llm.close();
 
 import { SingleBar } from 'cli-progress';
-import {
-  DEFAULT_ENGINE_CONFIG,
-  dboEnabledByEnv,
-  type EngineConfig,
-  validateEngineConfig,
-} from '../config/engine-config.js';
+import type { EngineConfig } from '../config/engine-config.js';
+import { buildEngineConfig, type EngineOptions } from '../config/engine-options.js';
 import type { TokenLogprobs } from '../sampling/logprobs.js';
 import {
   forkSamplingParams,
@@ -72,46 +68,11 @@ export interface RequestOutput {
   readonly finished: boolean;
 }
 
-/** Options of `new LLM`: the model and any engine setting (the same ones as `duet serve`'s flags). */
-export interface LLMOptions {
-  /** Model folder; omitted: the embedded default model. */
-  readonly model?: string;
-  readonly tokenizer?: string;
-  readonly dtype?: EngineConfig['model']['dtype'];
-  readonly loadFormat?: EngineConfig['model']['loadFormat'];
-  readonly seed?: number;
-  readonly hfOverrides?: Record<string, unknown>;
-  readonly maxModelLen?: number;
-  readonly generationConfig?: string;
-  readonly chatTemplate?: string;
-  readonly blockSize?: number;
-  readonly gpuMemoryUtilization?: number;
-  readonly kvCacheMemory?: number;
-  readonly numGpuBlocksOverride?: number;
-  readonly enablePrefixCaching?: boolean;
-  readonly enableChunkedPrefill?: boolean;
-  readonly maxNumSeqs?: number;
-  readonly maxNumBatchedTokens?: number;
-  readonly numThreads?: number;
-  /** Tensor-parallel ranks (worker threads of this process). */
-  readonly tensorParallelSize?: number;
-  /** Data-parallel engine replicas sharing the MoE layers (each with tensorParallelSize ranks). */
-  readonly dataParallelSize?: number;
-  readonly enableExpertParallel?: boolean;
-  /** MoE communication with expert parallelism. */
-  readonly moeComm?: 'allgather' | 'alltoall';
-  /** Dual-batch overlap (default: from VLLM_ASCEND_ENABLE_DBO / VLLM_ENABLE_DBO / DUET_ENABLE_DBO). */
-  readonly enableDbo?: boolean;
-  /** Write a Chrome trace per rank here. */
-  readonly traceDir?: string;
-  /** DBO: steps with a prefill and fewer tokens run as one batch (default 256). */
-  readonly dboPrefillTokenThreshold?: number;
-  /** DBO: decode-only steps split only at or above this many tokens (default 32). */
-  readonly dboDecodeTokenThreshold?: number;
-  /** DBO: stop splitting steps where it does not pay (default true; dbo/dbo-auto.ts). */
-  readonly dboAutoOff?: boolean;
-  /** Seconds a silent peer rank is given before it is declared dead (default 60). */
-  readonly distTimeout?: number;
+/**
+ * Options of `new LLM`: the model and any engine setting, named as `duet serve`'s flags in camelCase
+ * (config/engine-options.ts; the server-only ones left out), each defaulting as the flag does.
+ */
+export interface LLMOptions extends Omit<EngineOptions, 'servedModelName' | 'headless'> {
   /** Progress messages while loading (default: none). */
   readonly logger?: Logger;
   /** A full engine config instead of the fields above. */
@@ -133,55 +94,11 @@ export function toPositionLogprobs(lp: TokenLogprobs): PositionLogprobs {
   };
 }
 
+/** The engine config of `new LLM(o)`: `o.engineConfig`, else the one builder's over `o`. */
 export function engineConfigFromLLMOptions(o: LLMOptions): EngineConfig {
   if (o.engineConfig) return o.engineConfig;
-  const d = DEFAULT_ENGINE_CONFIG;
-  const config: EngineConfig = {
-    ...d,
-    model: {
-      ...d.model,
-      model: o.model ?? null,
-      tokenizer: o.tokenizer ?? null,
-      dtype: o.dtype ?? d.model.dtype,
-      loadFormat: o.loadFormat ?? d.model.loadFormat,
-      seed: o.seed ?? d.model.seed,
-      hfOverrides: o.hfOverrides ?? {},
-      maxModelLen: o.maxModelLen ?? null,
-      generationConfig: o.generationConfig ?? 'auto',
-      chatTemplate: o.chatTemplate ?? null,
-    },
-    cache: {
-      blockSize: o.blockSize ?? d.cache.blockSize,
-      gpuMemoryUtilization: o.gpuMemoryUtilization ?? d.cache.gpuMemoryUtilization,
-      kvCacheMemory: o.kvCacheMemory ?? null,
-      numGpuBlocksOverride: o.numGpuBlocksOverride ?? null,
-      enablePrefixCaching: o.enablePrefixCaching ?? true,
-    },
-    scheduler: {
-      maxNumSeqs: o.maxNumSeqs ?? d.scheduler.maxNumSeqs,
-      maxNumBatchedTokens: o.maxNumBatchedTokens ?? null,
-      enableChunkedPrefill: o.enableChunkedPrefill ?? true,
-    },
-    parallel: {
-      ...d.parallel,
-      tensorParallelSize: o.tensorParallelSize ?? 1,
-      dataParallelSize: o.dataParallelSize ?? 1,
-      enableExpertParallel: o.enableExpertParallel ?? false,
-      numThreads: o.numThreads ?? null,
-      moeComm: o.moeComm ?? ((o.enableExpertParallel ?? false) ? 'alltoall' : 'allgather'),
-      distTimeoutMs: (o.distTimeout ?? 60) * 1000,
-    },
-    dbo: {
-      ...d.dbo,
-      enabled: o.enableDbo ?? dboEnabledByEnv(),
-      prefillTokenThreshold: o.dboPrefillTokenThreshold ?? d.dbo.prefillTokenThreshold,
-      decodeTokenThreshold: o.dboDecodeTokenThreshold ?? d.dbo.decodeTokenThreshold,
-      autoOff: o.dboAutoOff ?? d.dbo.autoOff,
-      traceDir: o.traceDir ?? process.env.DUET_TRACE_DIR ?? null,
-    },
-  };
-  validateEngineConfig(config);
-  return config;
+  const { logger: _logger, engineConfig: _engineConfig, ...settings } = o;
+  return buildEngineConfig(settings);
 }
 
 /** A prompt the engine cannot take as given (too long, or sampling parameters that do not fit it). */

@@ -1,18 +1,17 @@
-// Checks a weight source against the tensors a config calls for, before any weight is loaded: every
+// Checks a weight source against the tensors a model calls for, before any weight is loaded: every
 // tensor present with its shape, and nothing unexpected (which would mean config and checkpoint disagree).
 
-import type { DeepseekConfig } from '../config/model-config.js';
-import { deepseekTensorSpecs, isIgnoredCheckpointTensor } from '../models/deepseek-weights.js';
 import { UnexpectedTensorError } from './checkpoint-errors.js';
+import type { CheckpointLayout } from './tensor-specs.js';
 import { MissingTensorError, TensorShapeError, type WeightSource } from './weight-source.js';
 
 /**
- * Throws `MissingTensorError` for the first tensor of `deepseekTensorSpecs(config)` the source lacks,
+ * Throws `MissingTensorError` for the first tensor of `layout.tensors` the source lacks,
  * `TensorShapeError` for the first of another shape, and `UnexpectedTensorError` when the source holds
- * tensors that are neither needed nor ignorable (`isIgnoredCheckpointTensor`). `where` names the source.
+ * tensors that are neither needed nor ignorable (`layout.isIgnored`). `where` names the source.
  */
-export function checkWeights(source: WeightSource, config: DeepseekConfig, where: string): void {
-  const specs = deepseekTensorSpecs(config);
+export function checkWeights(source: WeightSource, layout: CheckpointLayout, where: string): void {
+  const specs = layout.tensors;
   for (const spec of specs) {
     if (!source.has(spec.name)) throw new MissingTensorError(spec.name, where);
     const { shape } = source.info(spec.name);
@@ -20,6 +19,6 @@ export function checkWeights(source: WeightSource, config: DeepseekConfig, where
     if (!same) throw new TensorShapeError(spec.name, spec.shape, shape);
   }
   const needed = new Set(specs.map((s) => s.name));
-  const unexpected = source.names().filter((n) => !needed.has(n) && !isIgnoredCheckpointTensor(n, config));
+  const unexpected = source.names().filter((n) => !needed.has(n) && !layout.isIgnored(n));
   if (unexpected.length > 0) throw new UnexpectedTensorError(where, unexpected);
 }

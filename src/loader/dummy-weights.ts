@@ -1,6 +1,6 @@
-// Seeded dummy weights (`--load-format dummy`): exactly the tensors of `deepseekTensorSpecs`, generated on
-// each read, deterministically from the seed and the tensor name, scaled so that a model stays
-// numerically sane through many layers. Used to run and benchmark real model shapes without a checkpoint.
+// Seeded dummy weights (`--load-format dummy`): exactly the tensors a model lists (its `CheckpointLayout`),
+// generated on each read, deterministically from the seed and the tensor name, scaled so that a model
+// stays numerically sane through many layers. Used to run and benchmark real model shapes without a checkpoint.
 //
 // Every tensor is uniform on [center - amplitude, center + amplitude], quantised to bfloat16 through a
 // 65,536-entry lookup table: each 32-bit draw of a xorshift32 stream gives two elements. The stream is
@@ -11,11 +11,10 @@
 // chunk is the chunk's seed times the matrix T^k, found from the precomputed powers T^(2^i); a block costs
 // about its own size, however much of the tensor lies between its rows.
 
-import type { DeepseekConfig } from '../config/model-config.js';
 import type { RawWeight } from '../kernels/kernels.js';
-import { deepseekTensorSpecs, numElements, type TensorSpec } from '../models/deepseek-weights.js';
 import { fmix32 } from '../util/fmix32.js';
 import { f32BitsToBf16 } from './half-float.js';
+import { numElements, type TensorSpec } from './tensor-specs.js';
 import {
   checkBlock,
   MissingTensorError,
@@ -153,7 +152,7 @@ function buildTable(init: DummyInit): InitTable {
 }
 
 /**
- * A `WeightSource` of seeded dummy weights with the shapes a config implies. Reads generate at about
+ * A `WeightSource` of seeded dummy weights of the given tensors (a model's `CheckpointLayout.tensors`). Reads generate at about
  * 1 GB/s of bf16 on one core; nothing is kept between reads except the small lookup tables.
  */
 export class DummyWeightSource implements WeightSource {
@@ -165,7 +164,7 @@ export class DummyWeightSource implements WeightSource {
   private readonly jumps = xorshiftJumpTable();
 
   constructor(
-    readonly config: DeepseekConfig,
+    tensors: readonly TensorSpec[],
     readonly options: DummyWeightOptions,
   ) {
     if (!Number.isSafeInteger(options.seed)) {
@@ -176,7 +175,7 @@ export class DummyWeightSource implements WeightSource {
         `dummy weight dtype "${String(options.dtype)}" is not allowed; allowed: bf16, f32`,
       );
     }
-    this.specs = new Map(deepseekTensorSpecs(config).map((s) => [s.name, s]));
+    this.specs = new Map(tensors.map((s) => [s.name, s]));
     this.seedLo = options.seed >>> 0;
     this.seedHi = Math.floor(options.seed / 2 ** 32) >>> 0;
   }

@@ -4,17 +4,17 @@
 
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { LoadFormat } from '../config/engine-config.js';
 import type { DeepseekConfig } from '../config/model-config.js';
-import { isIgnoredCheckpointTensor } from '../models/deepseek-weights.js';
 import { checkWeights } from './check-weights.js';
 import { CheckpointNotFoundError, UnsupportedQuantizationError } from './checkpoint-errors.js';
 import { DummyWeightSource } from './dummy-weights.js';
 import { type GenerationDefaults, loadGenerationDefaults } from './generation-config.js';
 import { hasSafetensors, openSafetensors } from './safetensors.js';
+import type { CheckpointLayout } from './tensor-specs.js';
 import type { WeightSource } from './weight-source.js';
 
-/** vLLM's `--load-format`: `auto` reads safetensors when the folder has them and fails otherwise. */
-export type LoadFormat = 'auto' | 'safetensors' | 'dummy';
+/** Every `LoadFormat`; `auto` reads safetensors when the folder has them and fails otherwise. */
 export const LOAD_FORMATS: readonly LoadFormat[] = ['auto', 'safetensors', 'dummy'];
 
 /** The model folder is missing, not a folder, or has no config.json. */
@@ -72,8 +72,8 @@ export interface OpenWeightsOptions {
 
 /**
  * Opens the weights of a model folder. `safetensors` (and `auto` when the folder has safetensors) opens
- * the checkpoint, skipping tensors Duet ignores (`isIgnoredCheckpointTensor`), and checks it against the
- * config's tensor list (`checkWeights`); `dummy` generates seeded weights of the config's shapes. Throws
+ * the checkpoint, skipping the tensors the model ignores (`layout.isIgnored`), and checks it against the
+ * model's tensor list (`checkWeights`); `dummy` generates seeded weights of those shapes. Throws
  * `CheckpointNotFoundError` (suggesting `--load-format dummy`) when there is no checkpoint,
  * `UnsupportedQuantizationError` for a quantized (e.g. FP8) config, and the checkpoint errors of
  * `openSafetensors` and `checkWeights`.
@@ -81,6 +81,7 @@ export interface OpenWeightsOptions {
 export function openWeights(
   dir: string,
   config: DeepseekConfig,
+  layout: CheckpointLayout,
   loadFormat: LoadFormat,
   opts: OpenWeightsOptions = {},
 ): WeightSource {
@@ -90,7 +91,7 @@ export function openWeights(
     );
   }
   if (loadFormat === 'dummy') {
-    return new DummyWeightSource(config, { seed: opts.seed ?? 0, dtype: opts.dummyDType ?? 'bf16' });
+    return new DummyWeightSource(layout.tensors, { seed: opts.seed ?? 0, dtype: opts.dummyDType ?? 'bf16' });
   }
   if (!hasSafetensors(dir)) {
     throw new CheckpointNotFoundError(
@@ -99,9 +100,9 @@ export function openWeights(
     );
   }
   if (config.quantization !== null) throw new UnsupportedQuantizationError(dir, config.quantization.method);
-  const source = openSafetensors(dir, { skip: (name) => isIgnoredCheckpointTensor(name, config) });
+  const source = openSafetensors(dir, { skip: (name) => layout.isIgnored(name) });
   try {
-    checkWeights(source, config, dir);
+    checkWeights(source, layout, dir);
   } catch (err) {
     source.close();
     throw err;

@@ -1,14 +1,12 @@
 // The single source of truth for the checkpoint tensors of a DeepSeek model (V2, V2-Lite, V3): their
 // Hugging Face names and shapes as implied by the config, and which tensors a real checkpoint may carry
-// that Duet does not use. Loaders, dummy weights and models all derive their tensor lists from here.
+// that Duet does not use. Models derive their tensor lists from here, and hand them to the loader as a
+// `CheckpointLayout` (deepseekCheckpointLayout) for checking checkpoints and generating dummy weights.
 
 import { type DeepseekConfig, isMoeLayer } from '../config/model-config.js';
+import { type CheckpointLayout, numElements, type TensorSpec } from '../loader/tensor-specs.js';
 
-/** One tensor the model needs: its checkpoint name and its shape (Hugging Face layout, [out, in]). */
-export interface TensorSpec {
-  readonly name: string;
-  readonly shape: readonly number[];
-}
+export { numElements, type TensorSpec };
 
 /** The name prefix of decoder layer `i`, e.g. `model.layers.3.`. */
 export function layerPrefix(i: number): string {
@@ -89,13 +87,6 @@ export function deepseekTensorSpecs(config: DeepseekConfig): TensorSpec[] {
   return out;
 }
 
-/** The number of elements of a shape. */
-export function numElements(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
 /** The number of parameters the model loads (every tensor of `deepseekTensorSpecs`). */
 export function numParameters(config: DeepseekConfig): number {
   let n = 0;
@@ -115,4 +106,12 @@ export function isIgnoredCheckpointTensor(name: string, config: DeepseekConfig):
   if (name === 'lm_head.weight' && config.tieWordEmbeddings) return true;
   const m = LAYER_INDEX.exec(name);
   return m !== null && Number(m[1]) >= config.numHiddenLayers;
+}
+
+/** DeepSeek's checkpoint as the loader sees it: `deepseekTensorSpecs` and `isIgnoredCheckpointTensor`. */
+export function deepseekCheckpointLayout(config: DeepseekConfig): CheckpointLayout {
+  return {
+    tensors: deepseekTensorSpecs(config),
+    isIgnored: (name) => isIgnoredCheckpointTensor(name, config),
+  };
 }

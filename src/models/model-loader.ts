@@ -21,7 +21,7 @@ import {
   type Tokenizer,
 } from '../tokenizer/tokenizer.js';
 import { DeepseekForCausalLM } from './deepseek.js';
-import { numParameters } from './deepseek-weights.js';
+import { deepseekCheckpointLayout, numParameters } from './deepseek-weights.js';
 
 /** The embedded default model's folder: a small trained model with its own tokenizer (tools/speaking-model). */
 export function embeddedModelDir(): string {
@@ -110,7 +110,10 @@ export function loadModel(
 
   const loadFormat = settings.loadFormat;
   progress.onStage?.(loadFormat === 'dummy' ? 'generating dummy weights' : 'loading weights');
-  const source = openWeights(dir, config, loadFormat, { seed: settings.seed, dummyDType: 'bf16' });
+  const source = openWeights(dir, config, deepseekCheckpointLayout(config), loadFormat, {
+    seed: settings.seed,
+    dummyDType: 'bf16',
+  });
   let model: DeepseekForCausalLM;
   try {
     model = new DeepseekForCausalLM(config, {

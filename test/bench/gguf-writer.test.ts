@@ -14,6 +14,7 @@ import type { DeepseekConfig } from '../../src/config/model-config.js';
 import { DummyWeightSource } from '../../src/loader/dummy-weights.js';
 import { f16ToF32 } from '../../src/loader/half-float.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
+import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
 import { ASSET_CONFIGS } from '../loader/fixture-files.js';
 
 function withTemp<T>(fn: (dir: string) => T): T {
@@ -206,7 +207,7 @@ describe('deepseek2 GGUF', () => {
   it('writes MLA as llama.cpp expects: attn_k_b[h][j][n] = kv_b[h·(nope+v) + n][j], attn_v_b = the v rows', () => {
     withTemp((dir) => {
       const path = join(dir, 'm.gguf');
-      const source = new DummyWeightSource(config, { seed: 3, dtype: 'f32' });
+      const source = new DummyWeightSource(deepseekTensorSpecs(config), { seed: 3, dtype: 'f32' });
       writeDeepseek2Gguf(path, config, source, 'F32');
       const h = readGgufHeader(path);
       const file = readFileSync(path);

@@ -12,8 +12,7 @@ import { describe, test } from 'node:test';
 import type { Command } from 'commander';
 import { EngineConfigError, engineConfigFromOptions } from '../../src/cli/engine-args.js';
 import { buildProgram } from '../../src/cli/main.js';
-import { DEFAULT_ENGINE_CONFIG } from '../../src/config/engine-config.js';
-import { DEFAULT_MAX_NUM_BATCHED_TOKENS } from '../../src/engine/create-engine.js';
+import { DEFAULT_ENGINE_CONFIG, DEFAULT_MAX_NUM_BATCHED_TOKENS } from '../../src/config/engine-config.js';
 import { fixtureDir } from '../helpers/golden.js';
 
 const ROOT = join(fixtureDir('v2-tiny'), '..', '..', '..');

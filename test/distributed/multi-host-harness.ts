@@ -8,8 +8,8 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inHost, type TestbedHost } from '../../scripts/testbed/testbed.js';
 import { fixtureDir } from '../helpers/golden.js';
-import { inHost, type TestbedHost } from '../helpers/testbed.js';
 
 /** bin/duet.js of this checkout (compiled tests live in dist/test/distributed). */
 export const DUET_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'duet.js');

@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { whyNoNetns, withTestbed } from '../../scripts/testbed/testbed.js';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
-import { whyNoNetns, withTestbed } from '../helpers/testbed.js';
 import { type NodeHost, ProcessSet, testbedNodeHosts } from './multi-host-harness.js';
 
 /** |log-prob − golden| allowed: fp32 sums in another order than the reference's single rank. */

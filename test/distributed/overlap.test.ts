@@ -7,8 +7,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { inHost, whyNoNetns, withTestbed } from '../../scripts/testbed/testbed.js';
 import { createTcpGroup, findFreePorts, type TcpGroupDescriptor } from '../../src/distributed/group.js';
-import { inHost, whyNoNetns, withTestbed } from '../helpers/testbed.js';
 import { startThrottledProxy } from '../helpers/throttled-proxy.js';
 import { type RankHandle, resultsWithin, startProcessRanks, startThreadRanks } from './rank-harness.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { inHost, whyNoNetns, withTestbed } from '../helpers/testbed.js';
+import { inHost, whyNoNetns, withTestbed } from '../../scripts/testbed/testbed.js';
 
 const SCRIPT = fileURLToPath(new URL('../../../scripts/testbed/testbed.sh', import.meta.url));
 const noNetns = whyNoNetns();

@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { whyNoNetns, withTestbed } from '../../scripts/testbed/testbed.js';
 import {
   clusterFlags,
   freeLoopbackPort,
@@ -27,7 +28,6 @@ import {
   udsRequest,
   udsStream,
 } from '../distributed/multi-host-harness.js';
-import { whyNoNetns, withTestbed } from '../helpers/testbed.js';
 
 /** --dist-timeout of the fault cases, seconds. */
 const DIST_TIMEOUT_S = 3;

@@ -10,6 +10,7 @@ import type { DeepseekConfig } from '../../src/config/model-config.js';
 import { isMoeLayer } from '../../src/config/model-config.js';
 import { DummyWeightSource } from '../../src/loader/dummy-weights.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
+import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
 import { ASSET_CONFIGS } from './fixture-files.js';
 
 /** y[n] = w[n, k] · x[k]. */
@@ -145,7 +146,7 @@ describe('dummy weights keep the model numerically sane', () => {
   ] as const;
   for (const [label, config] of cases) {
     it(`${label}-shaped, 16 layers: moderate residual stream, finite unsaturated logits`, () => {
-      const src = new DummyWeightSource(config, { seed: 11, dtype: 'f32' });
+      const src = new DummyWeightSource(deepseekTensorSpecs(config), { seed: 11, dtype: 'f32' });
       for (const token of [0, 1234]) {
         const { layerRms, logits } = forward(config, src, token);
         console.log(label, token, layerRms.map((v) => v.toFixed(2)).join(' '), rms(logits));

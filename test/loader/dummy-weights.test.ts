@@ -47,7 +47,7 @@ describe('DummyWeightSource', () => {
   ];
 
   it('holds exactly the tensors of deepseekTensorSpecs, with their shapes', () => {
-    const src = new DummyWeightSource(lite4, { seed: 1, dtype: 'bf16' });
+    const src = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 1, dtype: 'bf16' });
     const specs = deepseekTensorSpecs(lite4);
     assert.deepEqual(
       src.names(),
@@ -56,7 +56,8 @@ describe('DummyWeightSource', () => {
     for (const s of specs)
       assert.deepEqual(src.info(s.name), { name: s.name, dtype: 'BF16', shape: s.shape });
     assert.equal(
-      new DummyWeightSource(lite4, { seed: 1, dtype: 'f32' }).info('model.norm.weight').dtype,
+      new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 1, dtype: 'f32' }).info('model.norm.weight')
+        .dtype,
       'F32',
     );
     for (const name of small) {
@@ -70,9 +71,9 @@ describe('DummyWeightSource', () => {
   });
 
   it('is deterministic for a seed and differs across seeds and tensor names', () => {
-    const a = new DummyWeightSource(lite4, { seed: 42, dtype: 'bf16' });
-    const b = new DummyWeightSource(lite4, { seed: 42, dtype: 'bf16' });
-    const c = new DummyWeightSource(lite4, { seed: 43, dtype: 'bf16' });
+    const a = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 42, dtype: 'bf16' });
+    const b = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 42, dtype: 'bf16' });
+    const c = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 43, dtype: 'bf16' });
     for (const name of small) {
       const wa = a.read(name).data;
       assert.deepEqual(b.read(name).data, wa, name);
@@ -90,16 +91,20 @@ describe('DummyWeightSource', () => {
     const e1 = a.read('model.layers.2.mlp.experts.1.up_proj.weight').data;
     assert.notDeepEqual(e0, e1);
     // Big seeds use their high bits too.
-    const hi1 = new DummyWeightSource(lite4, { seed: 2 ** 40, dtype: 'bf16' }).read(small[0]!).data;
-    const hi2 = new DummyWeightSource(lite4, { seed: 2 ** 41, dtype: 'bf16' }).read(small[0]!).data;
+    const hi1 = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 2 ** 40, dtype: 'bf16' }).read(
+      small[0]!,
+    ).data;
+    const hi2 = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 2 ** 41, dtype: 'bf16' }).read(
+      small[0]!,
+    ).data;
     assert.notDeepEqual(hi1, hi2);
   });
 
   it('gives the same values in f32 as in bf16, including odd lengths across chunks', () => {
     // hidden 63 and vocab 2081: odd-length norms, and an embedding of 131,103 elements (three chunks).
     const odd = parseDeepseekConfig({ ...fixtureConfigJson(V2_TINY), hidden_size: 63, vocab_size: 2081 });
-    const b = new DummyWeightSource(odd, { seed: 7, dtype: 'bf16' });
-    const f = new DummyWeightSource(odd, { seed: 7, dtype: 'f32' });
+    const b = new DummyWeightSource(deepseekTensorSpecs(odd), { seed: 7, dtype: 'bf16' });
+    const f = new DummyWeightSource(deepseekTensorSpecs(odd), { seed: 7, dtype: 'f32' });
     for (const name of [
       'model.embed_tokens.weight',
       'model.norm.weight',
@@ -113,7 +118,7 @@ describe('DummyWeightSource', () => {
   });
 
   it('scales tensors as documented', () => {
-    const src = new DummyWeightSource(lite4, { seed: 3, dtype: 'bf16' });
+    const src = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 3, dtype: 'bf16' });
     // A linear weight [2048, 1408]: uniform with std 1/sqrt(1408). With 2.9M samples the sample std is
     // within 0.1% of the true one; bf16 rounding adds < 0.4% relative error: 2% is generous but honest.
     const down = stats(asF32(src.read('model.layers.2.mlp.experts.5.down_proj.weight')));
@@ -131,14 +136,18 @@ describe('DummyWeightSource', () => {
     // Embeddings: std 1 (32,768 samples of the tiny config: the sample std is within ~0.5%).
     const tiny = loadDeepseekConfig(V2_TINY);
     const emb = stats(
-      asF32(new DummyWeightSource(tiny, { seed: 3, dtype: 'bf16' }).read('model.embed_tokens.weight')),
+      asF32(
+        new DummyWeightSource(deepseekTensorSpecs(tiny), { seed: 3, dtype: 'bf16' }).read(
+          'model.embed_tokens.weight',
+        ),
+      ),
     );
     assert.ok(Math.abs(emb.std - 1) < 0.03, `embedding std ${emb.std}`);
   });
 
   it('covers DeepSeek-V3: its spec list, a gate bias and a small tensor', () => {
     const v3 = loadDeepseekConfig(V3);
-    const src = new DummyWeightSource(v3, { seed: 0, dtype: 'bf16' });
+    const src = new DummyWeightSource(deepseekTensorSpecs(v3), { seed: 0, dtype: 'bf16' });
     assert.equal(src.names().length, deepseekTensorSpecs(v3).length);
     // Per layer: 2 norms and 7 MLA tensors; then a dense MLP (3) or gate, bias, 256 experts · 3, shared (3).
     assert.equal(src.names().length, 1 + 3 * (9 + 3) + 58 * (9 + 2 + 256 * 3 + 3) + 2);
@@ -154,16 +163,16 @@ describe('DummyWeightSource', () => {
   });
 
   it('names missing tensors and wrong shapes, and refuses bad options', () => {
-    const src = new DummyWeightSource(lite4, { seed: 1, dtype: 'bf16' });
+    const src = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 1, dtype: 'bf16' });
     assert.throws(() => src.read('model.layers.4.input_layernorm.weight'), MissingTensorError);
     assert.throws(() => src.read('model.layers.0.self_attn.q_a_proj.weight'), MissingTensorError);
     assert.throws(() => src.read('model.norm.weight', [2047]), TensorShapeError);
     assert.throws(
-      () => new DummyWeightSource(lite4, { seed: 0.5, dtype: 'bf16' }),
+      () => new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 0.5, dtype: 'bf16' }),
       /seed 0\.5.*safe integer/,
     );
     assert.throws(
-      () => new DummyWeightSource(lite4, { seed: 1, dtype: 'fp8' as 'bf16' }),
+      () => new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 1, dtype: 'fp8' as 'bf16' }),
       /dtype "fp8".*bf16, f32/,
     );
   });

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import type { LoadFormat } from '../../src/config/engine-config.js';
+import type { DeepseekConfig } from '../../src/config/model-config.js';
 import {
   CheckpointNotFoundError,
   UnexpectedTensorError,
@@ -13,11 +15,21 @@ import {
 import { DummyWeightSource } from '../../src/loader/dummy-weights.js';
 import { parseGenerationConfig } from '../../src/loader/generation-config.js';
 import { loadDeepseekConfig, ModelConfigError, parseDeepseekConfig } from '../../src/loader/hf-config.js';
-import { ModelFolderError, openWeights, resolveModelFolder } from '../../src/loader/model-folder.js';
+import {
+  ModelFolderError,
+  type OpenWeightsOptions,
+  openWeights as openWeightsOf,
+  resolveModelFolder,
+} from '../../src/loader/model-folder.js';
 import { SafetensorsWeightSource } from '../../src/loader/safetensors.js';
 import { MissingTensorError, TensorShapeError } from '../../src/loader/weight-source.js';
-import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
+import { deepseekCheckpointLayout, deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
 import { fixtureConfigJson, V2_LITE_TINY, V2_TINY, withTempDir, writeJson } from './fixture-files.js';
+
+/** `openWeights` with DeepSeek's checkpoint layout, as the model loader calls it. */
+function openWeights(dir: string, config: DeepseekConfig, format: LoadFormat, opts?: OpenWeightsOptions) {
+  return openWeightsOf(dir, config, deepseekCheckpointLayout(config), format, opts);
+}
 
 describe('resolveModelFolder', () => {
   it('resolves a fixture folder with its generation defaults', () => {
@@ -128,7 +140,9 @@ describe('openWeights', () => {
       assert.equal(src.read('model.norm.weight').dtype, 'f32');
       assert.deepEqual(
         src.read('model.norm.weight').data,
-        new DummyWeightSource(config, { seed: 5, dtype: 'f32' }).read('model.norm.weight').data,
+        new DummyWeightSource(deepseekTensorSpecs(config), { seed: 5, dtype: 'f32' }).read(
+          'model.norm.weight',
+        ).data,
       );
       assert.equal(openWeights(dir, config, 'dummy').info('model.norm.weight').dtype, 'BF16');
     });

@@ -19,6 +19,7 @@ import {
   TensorShapeError,
   type WeightSource,
 } from '../../src/loader/weight-source.js';
+import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
 import {
   ASSET_CONFIGS,
   encodeSafetensors,
@@ -226,7 +227,7 @@ describe('DummyWeightSource.readBlock', () => {
 
   for (const dtype of ['bf16', 'f32'] as const) {
     it(`gives the block of the full read (${dtype}), across chunk boundaries and odd offsets`, () => {
-      const src = new DummyWeightSource(odd, { seed: 11, dtype });
+      const src = new DummyWeightSource(deepseekTensorSpecs(odd), { seed: 11, dtype });
       checkBlocks(
         src,
         'model.embed_tokens.weight',
@@ -261,7 +262,7 @@ describe('DummyWeightSource.readBlock', () => {
   }
 
   it('gives the blocks the tensor-parallel ranks of V2-Lite read: halves of rows and of columns', () => {
-    const src = new DummyWeightSource(lite4, { seed: 5, dtype: 'bf16' });
+    const src = new DummyWeightSource(deepseekTensorSpecs(lite4), { seed: 5, dtype: 'bf16' });
     // A 2048 × 1408 expert down_proj (44 chunks): rank 1's columns; a 1408 × 2048 gate_proj: rank 1's rows.
     checkBlocks(
       src,
@@ -288,7 +289,7 @@ describe('DummyWeightSource.readBlock', () => {
 
   it('rejects ranges outside the tensor and a wrong shape with named errors', () => {
     checkRangeErrors(
-      new DummyWeightSource(odd, { seed: 1, dtype: 'bf16' }),
+      new DummyWeightSource(deepseekTensorSpecs(odd), { seed: 1, dtype: 'bf16' }),
       'model.embed_tokens.weight',
       [2081, 63],
     );

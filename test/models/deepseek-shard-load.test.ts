@@ -12,6 +12,7 @@ import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import type { Slice, WeightSource } from '../../src/loader/weight-source.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
+import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
 import { fixtureDir } from '../helpers/golden.js';
 import { createLocalGroup } from '../helpers/local-group.js';
 
@@ -119,7 +120,7 @@ for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {
     });
 
     it('takes the same halves of seeded dummy weights', () => {
-      const inner = new DummyWeightSource(config, { seed: 3, dtype: 'bf16' });
+      const inner = new DummyWeightSource(deepseekTensorSpecs(config), { seed: 3, dtype: 'bf16' });
       const [source, seen] = countingSource(inner, () => 0);
       loadRank1(config, source);
       for (const name of inner.names()) {

@@ -17,6 +17,7 @@ import { DummyWeightSource } from '../../src/loader/dummy-weights.js';
 import { loadDeepseekConfig, parseDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
+import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { argmax, fixtureDir, loadGolden } from '../helpers/golden.js';
 import { naiveForward } from '../helpers/naive-deepseek.js';
@@ -133,7 +134,7 @@ for (const [name, overrides] of variants) {
       const config = parseDeepseekConfig(v3Json, overrides);
       const kernels = await make();
       after(() => kernels.dispose());
-      const src = new DummyWeightSource(config, { seed: 7, dtype: 'bf16' });
+      const src = new DummyWeightSource(deepseekTensorSpecs(config), { seed: 7, dtype: 'bf16' });
       const model = new DeepseekForCausalLM(config, { kernels, source: src, weightDType: 'bf16' });
       const ids = Array.from({ length: 21 }, (_, i) => (i * 37 + 11) % config.vocabSize);
       const naive = naiveForward(config, src, ids);

@@ -4,8 +4,8 @@
 // the thread pool. The kernels themselves are in src/kernels/wasm/ops/mla-attention.ts.
 
 import type { Arena } from './arena.js';
+import type { CopyStats } from './copy-stats.js';
 import type { GemmThreadPool } from './thread-pool.js';
-import type { CopyStats } from './wasm-kernels.js';
 import { KernelArgumentError } from './wasm-ops.js';
 
 /** What these kernels need of the kernel set. */

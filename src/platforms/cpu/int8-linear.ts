@@ -14,9 +14,9 @@
 
 import type { Int8LinearData } from '../../kernels/kernels.js';
 import type { Arena } from './arena.js';
+import type { CopyStats } from './copy-stats.js';
 import { planGemm } from './gemm-plan.js';
 import type { GemmThreadPool } from './thread-pool.js';
-import type { CopyStats } from './wasm-kernels.js';
 import { KernelArgumentError } from './wasm-ops.js';
 import { int8PanelBytes, PANEL_WIDTH, packInt8 } from './weight-packing.js';
 

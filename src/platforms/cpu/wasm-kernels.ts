@@ -16,6 +16,7 @@ import type {
 } from '../../kernels/kernels.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
+import type { CopyStats } from './copy-stats.js';
 import { MIN_SECONDS_PER_THREAD, planGemm } from './gemm-plan.js';
 import {
   type Int8Dot,
@@ -49,12 +50,6 @@ export interface WasmKernelsOptions {
    * only); both give the same bits (see src/platforms/cpu/int8-linear.ts). Settable later too.
    */
   int8Dot?: Int8Dot;
-}
-
-/** Bytes the kernels copied between callers' arrays and the arenas (zero for arrays that live there). */
-export interface CopyStats {
-  bytesIn: number;
-  bytesOut: number;
 }
 
 /** A packed weight and where it lives. */
