@@ -26,6 +26,7 @@ import { checkWindowShape, perplexityWindows, readEvalText } from '../src/cli/ev
 import type { DeepseekConfig } from '../src/config/model-config.js';
 import { loadDeepseekConfig } from '../src/loader/hf-config.js';
 import { openWeights } from '../src/loader/model-folder.js';
+import { deepseekCheckpointLayout } from '../src/models/deepseek-weights.js';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
 import { type Deepseek2FileType, writeDeepseek2Gguf } from './gguf/deepseek2-gguf.js';
 import type { GgufValue } from './gguf/gguf-file.js';
@@ -86,7 +87,7 @@ function writeCheckpointGgufs(
   for (const fileType of ['F32', 'BF16', 'Q8_0'] as const) {
     out[fileType] = join(dir, `model-${fileType}.gguf`);
     writeOnce(out[fileType], (tmp) => {
-      const source = openWeights(modelDir, config, 'safetensors');
+      const source = openWeights(modelDir, config, deepseekCheckpointLayout(config), 'safetensors');
       try {
         writeDeepseek2Gguf(tmp, config, source, fileType, vocab);
       } finally {

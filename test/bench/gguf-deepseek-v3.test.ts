@@ -21,6 +21,7 @@ import { byteLevelBpeVocab, GgufVocabError } from '../../bench/gguf/gguf-vocab.j
 import type { DeepseekConfig } from '../../src/config/model-config.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openWeights } from '../../src/loader/model-folder.js';
+import { deepseekCheckpointLayout } from '../../src/models/deepseek-weights.js';
 import { embeddedModelDir } from '../../src/models/model-loader.js';
 
 const MODEL = embeddedModelDir();
@@ -37,7 +38,7 @@ describe('deepseek2 GGUF of a V3-style model (the speaking model)', () => {
   /** Writes the model as `fileType` with its tokenizer; returns the parsed header and the file. */
   function write(fileType: 'F32' | 'BF16' | 'Q8_0'): { h: GgufHeader; file: Buffer } {
     const path = join(dir, `m-${fileType}.gguf`);
-    const source = openWeights(MODEL, config, 'safetensors');
+    const source = openWeights(MODEL, config, deepseekCheckpointLayout(config), 'safetensors');
     try {
       writeDeepseek2Gguf(path, config, source, fileType, byteLevelBpeVocab(tokenizerJson, vocabOptions));
     } finally {
@@ -143,7 +144,7 @@ describe('deepseek2 GGUF of a V3-style model (the speaking model)', () => {
   });
 
   it('stores the checkpoint values: F32 exactly, BF16 bit for bit, routing bias and norms in F32', () => {
-    const source = openWeights(MODEL, config, 'safetensors');
+    const source = openWeights(MODEL, config, deepseekCheckpointLayout(config), 'safetensors');
     try {
       const bf16 = write('BF16');
       /** The raw bytes of tensor `name` in a written file. */
