@@ -37,6 +37,8 @@ declare module 'node-llama-cpp' {
       batchSize?: number;
       sequences?: number;
       threads?: number;
+      experimentalKvCacheKeyType?: 'F16' | 'F32';
+      experimentalKvCacheValueType?: 'F16' | 'F32';
     }): Promise<LlamaContext>;
     dispose(): Promise<void>;
   }

@@ -12,7 +12,7 @@ import { deepseekTensorSpecs, numElements } from '../src/models/deepseek-weights
 import { type Deepseek2FileType, writeDeepseek2Gguf } from './gguf/deepseek2-gguf.js';
 
 /** Writes `write(tmp)` to `path` through a temporary name, unless `path` exists already. */
-function writeOnce(path: string, write: (tmp: string) => void): void {
+export function writeOnce(path: string, write: (tmp: string) => void): void {
   if (existsSync(path)) return;
   const tmp = `${path}.partial`;
   write(tmp);

@@ -12,6 +12,7 @@
 //
 // --smoke: a tiny config (hidden 128, 3 layers, vocab 1024) and short runs, with --validate-f32: llama.cpp
 // F32 against Duet float32 checks the GGUF writer (MLA layout, rope, MoE routing) in seconds.
+// --perplexity: the quality comparison instead (bench/vs-llamacpp-perplexity.ts, its own flags).
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,7 +24,13 @@ import { parseArgs } from 'node:util';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
+import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
 import { writeGgufModel, writeHfFolder } from './vs-llamacpp-weights.js';
+
+if (process.argv.includes('--perplexity')) {
+  await runPerplexityBench(process.argv.slice(2));
+  process.exit();
+}
 
 /** The tiny config of --smoke: every dimension a multiple of 32, so Q8_0 quantizes every matrix. */
 const SMOKE_OVERRIDES = {

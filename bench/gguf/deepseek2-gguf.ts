@@ -6,8 +6,14 @@
 // - kv_b_proj [heads · (nope + v), kv_lora] split per head into attn_k_b (the nope part, transposed:
 //   ggml dims [nope, kv_lora, heads]) and attn_v_b (ggml dims [kv_lora, v, heads]).
 // - Routed experts stacked per layer into one 3-D tensor each (ffn_{gate,up,down}_exps).
-// - A vocabulary: a minimal byte-level BPE one of `vocab_size` tokens (the 256 byte tokens of GPT-2's
-//   byte encoding, then placeholders), enough for llama.cpp to load; the benchmark feeds token ids.
+// - The V3 routing: expert_gating_func (sigmoid), the score-correction bias (exp_probs_b), the group
+//   limit (expert_group_count / _used_count: llama.cpp scores a group by the sum of its top two, as
+//   noaux_tc does), expert_weights_norm and _scale; leading_dense_block_count for first_k_dense_replace.
+// - YaRN as llama.cpp's deepseek2 reads it: factor, original context, and the attention mscale through
+//   yarn_log_multiplier (0.1 · mscale_all_dim; llama.cpp divides the 0.1 back out). llama.cpp fixes
+//   beta_fast / beta_slow at 32 / 1 and mscale at mscale_all_dim (or 1): other values are refused, since
+//   llama.cpp would silently run another model.
+// - A tokenizer block (gguf-vocab.ts): the model's own byte-level BPE one when given, or a placeholder.
 // Tensor types: F32, BF16 or Q8_0 for matrices; norms, biases and the router stay F32 (as the converter
 // keeps them); a matrix whose rows are not a multiple of 32 falls back to F32 in a Q8_0 file.
 
@@ -23,6 +29,7 @@ import {
   Q8_0_BLOCK_BYTES,
   writeGguf,
 } from './gguf-file.js';
+import { placeholderVocab } from './gguf-vocab.js';
 import { quantizeQ8_0 } from './q8-0.js';
 
 /** The weight types of a written model: F32, BF16 or Q8_0 matrices. */
@@ -50,24 +57,55 @@ function toF32(w: RawWeight): Float32Array {
   return out;
 }
 
-/** GPT-2's byte-level encoding of byte b: printable bytes map to themselves, the others to U+0100 onward. */
-function byteToken(b: number): string {
-  const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-  if (printable) return String.fromCharCode(b);
-  let n = 0;
-  for (let x = 0; x < b; x++) {
-    const p = (x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || (x >= 0xae && x <= 0xff);
-    if (!p) n++;
+/** A config llama.cpp's deepseek2 cannot run as Duet does; the message says which field and why. */
+export class Deepseek2GgufError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Deepseek2GgufError';
   }
-  return String.fromCharCode(256 + n);
 }
 
-/** The metadata of a `deepseek2` GGUF for `config`. */
+/** Throws a Deepseek2GgufError where llama.cpp's deepseek2 would compute something else than `config`. */
+export function checkLlamaCppCanRun(config: DeepseekConfig): void {
+  const c = config;
+  if (c.moeLayerFreq !== 1) {
+    throw new Deepseek2GgufError(
+      `llama.cpp's deepseek2 needs moe_layer_freq 1; this config has ${c.moeLayerFreq}`,
+    );
+  }
+  if (c.nGroup > 1 && c.topkGroup < c.nGroup && c.topkMethod !== 'noaux_tc') {
+    throw new Deepseek2GgufError(
+      `llama.cpp's deepseek2 scores an expert group by the sum of its top two experts (noaux_tc); ` +
+        `topk_method "${c.topkMethod}" with n_group ${c.nGroup} > topk_group ${c.topkGroup} scores it otherwise`,
+    );
+  }
+  const r = c.ropeScaling;
+  if (r === null) return;
+  if (r.betaFast !== 32 || r.betaSlow !== 1) {
+    throw new Deepseek2GgufError(
+      `llama.cpp's deepseek2 runs YaRN with beta_fast 32 and beta_slow 1; this config has ` +
+        `${r.betaFast} and ${r.betaSlow}`,
+    );
+  }
+  if (r.mscaleAllDim <= 0 || r.mscale !== r.mscaleAllDim) {
+    throw new Deepseek2GgufError(
+      `llama.cpp's deepseek2 runs YaRN with mscale equal to mscale_all_dim (> 0); this config has mscale ` +
+        `${r.mscale} and mscale_all_dim ${r.mscaleAllDim}`,
+    );
+  }
+}
+
+/**
+ * The metadata of a `deepseek2` GGUF for `config`; the tokenizer block is `vocab` (gguf-vocab.ts), or a
+ * placeholder vocabulary when none is given.
+ */
 export function deepseek2Metadata(
   config: DeepseekConfig,
   fileType: Deepseek2FileType,
+  vocab?: ReadonlyMap<string, GgufValue>,
 ): Map<string, GgufValue> {
   const c = config;
+  checkLlamaCppCanRun(c);
   const m = new Map<string, GgufValue>();
   const u32 = (key: string, value: number) => m.set(key, { type: 'u32', value });
   const f32 = (key: string, value: number) => m.set(key, { type: 'f32', value });
@@ -118,39 +156,20 @@ export function deepseek2Metadata(
     // As the converter writes it for deepseek2 (llama.cpp derives the attention mscale from it).
     f32(`${a}.rope.scaling.yarn_log_multiplier`, 0.1 * r.mscaleAllDim);
   }
-  // A minimal byte-level BPE vocabulary (no merges): loads, and is never used to tokenize here.
-  const tokens: string[] = [];
-  const types: number[] = [];
-  const special = new Set<number>([...(c.bosTokenId !== null ? [c.bosTokenId] : []), ...c.eosTokenIds]);
-  for (let i = 0; i < c.vocabSize; i++) {
-    if (special.has(i)) {
-      tokens.push(`<|special_${i}|>`);
-      types.push(3); // CONTROL
-    } else if (i < 256) {
-      tokens.push(byteToken(i));
-      types.push(1); // NORMAL
-    } else {
-      tokens.push(`[PAD${i}]`);
-      types.push(5); // UNUSED
-    }
-  }
-  m.set('tokenizer.ggml.model', { type: 'string', value: 'gpt2' });
-  m.set('tokenizer.ggml.pre', { type: 'string', value: 'default' });
-  m.set('tokenizer.ggml.tokens', { type: 'array', items: 'string', value: tokens });
-  m.set('tokenizer.ggml.token_type', { type: 'array', items: 'i32', value: types });
-  m.set('tokenizer.ggml.merges', { type: 'array', items: 'string', value: [] });
-  if (c.bosTokenId !== null) u32('tokenizer.ggml.bos_token_id', c.bosTokenId);
-  if (c.eosTokenIds[0] !== undefined) u32('tokenizer.ggml.eos_token_id', c.eosTokenIds[0]);
-  m.set('tokenizer.ggml.add_bos_token', { type: 'bool', value: false });
+  const vocabOptions = {
+    vocabSize: c.vocabSize,
+    bosTokenId: c.bosTokenId,
+    eosTokenId: c.eosTokenIds[0] ?? null,
+    addBos: false,
+  };
+  for (const [k, v] of vocab ?? placeholderVocab(vocabOptions)) m.set(k, v);
   return m;
 }
 
 /** The GGUF tensors of `config`, in llama.cpp's names and ggml dimension order, with their sources. */
 export function deepseek2Tensors(config: DeepseekConfig, fileType: Deepseek2FileType): PlannedTensor[] {
   const c = config;
-  if (c.moeLayerFreq !== 1) {
-    throw new RangeError(`llama.cpp's deepseek2 needs moe_layer_freq 1; this config has ${c.moeLayerFreq}`);
-  }
+  checkLlamaCppCanRun(c);
   const matrixType = (dims: readonly number[]): GgmlTypeName =>
     fileType === 'Q8_0' && (dims[0] ?? 0) % Q8_0_BLOCK !== 0 ? 'F32' : fileType;
   const out: PlannedTensor[] = [];
@@ -308,15 +327,19 @@ function bf16Round(bits: number): number {
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-/** Writes `config`'s model from `source` as a `deepseek2` GGUF file of `fileType` at `path`. */
+/**
+ * Writes `config`'s model from `source` as a `deepseek2` GGUF file of `fileType` at `path`, with `vocab`
+ * as its tokenizer block (a placeholder when absent).
+ */
 export function writeDeepseek2Gguf(
   path: string,
   config: DeepseekConfig,
   source: WeightSource,
   fileType: Deepseek2FileType,
+  vocab?: ReadonlyMap<string, GgufValue>,
 ): void {
   const tensors = deepseek2Tensors(config, fileType);
-  writeGguf(path, deepseek2Metadata(config, fileType), tensors, (i) =>
+  writeGguf(path, deepseek2Metadata(config, fileType, vocab), tensors, (i) =>
     encodeTensor(tensors[i]!.values(source), tensors[i]!.type),
   );
 }

@@ -117,6 +117,18 @@ describe('bench/ smoke runs', () => {
     ]);
   });
 
+  test('vs-llamacpp.js --perplexity, its Duet part (no node-llama-cpp needed) on 300 held-out tokens', async () => {
+    const r = await bench(
+      'vs-llamacpp.js',
+      ['--perplexity', '--engines', 'duet', '--max-tokens', '300', '--context', '64', '--stride', '32'],
+      180_000,
+    );
+    assertTable(r, [
+      /^\| Duet float32 \| [\d.]+ \| \+0\.0000% \| — \| \d+ \|$/m,
+      /^\| Duet bfloat16 \| [\d.]+ \| [-+][\d.e-]+% \| — \| \d+ \|$/m,
+    ]);
+  });
+
   test('collectives.js at one small size', async () => {
     const r = await bench('collectives.js', ['--sizes', '4096', '--seconds', '0.05'], 180_000);
     assertTable(r, [
