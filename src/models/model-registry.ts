@@ -46,6 +46,11 @@ export interface ModelPlugin extends ModelArchitecture {
   readonly contractVersion: number;
 }
 
+/** Types a model plugin object where it is written (no annotation needed, so the source is also plain JS). */
+export function defineModelPlugin(plugin: ModelPlugin): ModelPlugin {
+  return plugin;
+}
+
 /** Duet's own architectures. */
 const BUILT_IN: readonly ModelArchitecture[] = (
   ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'] as const

@@ -30,8 +30,7 @@ export interface PlatformStatus {
 
 /** `--device` names no usable platform: says which are usable. */
 export class UnknownDeviceError extends Error {
-  constructor(device: string, statuses: readonly PlatformStatus[]) {
-    const usable = statuses.filter((s) => s.usable).map((s) => s.name);
+  constructor(device: string, statuses: readonly PlatformStatus[], usable: readonly string[]) {
     const found = statuses.find((s) => s.name === device);
     super(
       found
@@ -114,7 +113,7 @@ export class PlatformRegistry {
   async create(device: string | null): Promise<Platform> {
     const name = device === null || device === 'auto' ? this.usableNames()[0]! : device;
     const plugin = this.plugins.get(name);
-    if (!plugin) throw new UnknownDeviceError(name, this.statuses);
+    if (!plugin) throw new UnknownDeviceError(name, this.statuses, this.usableNames());
     const platform = await plugin.create();
     if (platform.name !== name) {
       throw new Error(`platform plugin ${name} created a platform named ${platform.name}`);

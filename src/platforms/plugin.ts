@@ -37,6 +37,11 @@ export interface PlatformPlugin {
   create(): Promise<Platform>;
 }
 
+/** Types a plugin object where it is written (no annotation needed, so the source is also plain JS). */
+export function definePlatformPlugin(plugin: PlatformPlugin): PlatformPlugin {
+  return plugin;
+}
+
 /** The `duet` field of a plugin package's package.json. */
 export const pluginManifestSchema = z.object({
   contractVersion: z.number().int(),

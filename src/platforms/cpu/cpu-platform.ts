@@ -21,7 +21,8 @@ const NO_EFFECT_ON_CPU: Readonly<Record<string, string>> = {
 };
 
 export class CpuPlatform implements Platform {
-  readonly name = 'cpu';
+  /** `cpu`; a plugin that extends this class may rename it. */
+  readonly name: string = 'cpu';
   readonly deviceName = `${os.cpus()[0]?.model ?? 'CPU'} (${os.availableParallelism()} cores)`;
 
   /** Switches on relaxed SIMD (a V8 flag) before this thread compiles the kernels. */
