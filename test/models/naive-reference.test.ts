@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { DeepseekConfig } from '../../src/config/model-config.js';
 import type { Kernels } from '../../src/kernels/kernels.js';
-import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { DummyWeightSource } from '../../src/loader/dummy-weights.js';
 import { loadDeepseekConfig, parseDeepseekConfig } from '../../src/loader/hf-config.js';

@@ -11,8 +11,6 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LLM } from '../../src/engine/llm.js';
-import type { Kernels } from '../../src/kernels/kernels.js';
-import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';

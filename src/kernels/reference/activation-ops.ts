@@ -91,9 +91,12 @@ export type TopKKernel = (
   k: number,
 ) => void;
 
-/** See `Kernels.groupedTopK`; the top-k selections run on `topK`. */
+/**
+ * See `Kernels.groupedTopK`. A method for a kernel set to take over as it is: the top-k selections run on
+ * that kernel set's own `topK`.
+ */
 export function groupedTopK(
-  topK: TopKKernel,
+  this: { topK: TopKKernel },
   outExperts: Int32Array,
   outWeights: Float32Array,
   scores: Float32Array,
@@ -106,6 +109,7 @@ export function groupedTopK(
   renormalize: boolean,
   scalingFactor: number,
 ): void {
+  const topK: TopKKernel = (...a) => this.topK(...a);
   const E = numExperts;
   const select = new Float32Array(m * E);
   if (bias)

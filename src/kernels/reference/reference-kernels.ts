@@ -106,35 +106,8 @@ export class ReferenceKernels implements Kernels {
   readonly copyRows = activationOps.copyRows;
   readonly weightedScatterAdd = activationOps.weightedScatterAdd;
   readonly embedding = activationOps.embedding;
-
-  groupedTopK(
-    outExperts: Int32Array,
-    outWeights: Float32Array,
-    scores: Float32Array,
-    bias: Float32Array | null,
-    m: number,
-    numExperts: number,
-    topK: number,
-    numGroups: number,
-    topkGroup: number,
-    renormalize: boolean,
-    scalingFactor: number,
-  ): void {
-    activationOps.groupedTopK(
-      (...a) => this.topK(...a),
-      outExperts,
-      outWeights,
-      scores,
-      bias,
-      m,
-      numExperts,
-      topK,
-      numGroups,
-      topkGroup,
-      renormalize,
-      scalingFactor,
-    );
-  }
+  // Its selections run on this kernel set's own topK.
+  readonly groupedTopK = activationOps.groupedTopK;
 
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
     if (w instanceof ReferenceInt8Linear) {

@@ -359,36 +359,8 @@ export class WasmKernels implements Kernels {
   readonly copyRows = activationOps.copyRows;
   readonly weightedScatterAdd = activationOps.weightedScatterAdd;
   readonly embedding = activationOps.embedding;
-
-  groupedTopK(
-    outExperts: Int32Array,
-    outWeights: Float32Array,
-    scores: Float32Array,
-    bias: Float32Array | null,
-    m: number,
-    numExperts: number,
-    topK: number,
-    numGroups: number,
-    topkGroup: number,
-    renormalize: boolean,
-    scalingFactor: number,
-  ): void {
-    // The selections run on the WebAssembly top-k.
-    activationOps.groupedTopK(
-      (...a) => this.topK(...a),
-      outExperts,
-      outWeights,
-      scores,
-      bias,
-      m,
-      numExperts,
-      topK,
-      numGroups,
-      topkGroup,
-      renormalize,
-      scalingFactor,
-    );
-  }
+  // Its selections run on this kernel set's own topK.
+  readonly groupedTopK = activationOps.groupedTopK;
 
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
     this.checkLive();
