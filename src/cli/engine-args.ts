@@ -249,6 +249,10 @@ export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'ser
       ].join(' '),
       jsonObjectArg('--additional-config', '{"moe_comm": "alltoall"}'),
     )
+    .option(
+      '--device <name>',
+      'platform to run on (`duet env` lists them; default: the best available, cpu last)',
+    )
     .option('--compilation-config <json>', 'accepted for compatibility; no effect on the CPU platform')
     .option('--trust-remote-code', 'accepted for compatibility; Duet runs only its own model code');
 }

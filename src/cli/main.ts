@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { duetVersion } from '../server/server.js';
 import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
+import { envCommand } from './env.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(benchCommand());
   program.addCommand(evalCommand());
+  program.addCommand(envCommand());
   for (const c of program.commands) c.exitOverride();
   program.exitOverride();
   return program;

@@ -110,6 +110,8 @@ export interface EngineConfig {
   readonly scheduler: SchedulerSettings;
   readonly parallel: ParallelSettings;
   readonly dbo: DboSettings;
+  /** `--device`: the platform to run on (docs/platforms.md); null: the best available. */
+  readonly device: string | null;
   /** `--additional-config`: free-form JSON handed to the platform. */
   readonly additionalConfig: Readonly<Record<string, unknown>>;
   /** Settings accepted for compatibility that the platform may ignore (reported as notices). */
@@ -165,6 +167,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     autoOffProbeInterval: 64,
     traceDir: null,
   },
+  device: null,
   additionalConfig: {},
   passthrough: {},
 };
@@ -204,6 +207,11 @@ export class EngineConfigError extends Error {
 
 /** Checks ranges and combinations; throws `EngineConfigError`. */
 export function validateEngineConfig(c: EngineConfig): void {
+  if (c.device !== null && !/^[a-z][a-z0-9_-]{0,31}$/.test(c.device)) {
+    throw new EngineConfigError(
+      `--device must be a platform name (lower-case letters, digits, - and _; see \`duet env\`), got ${JSON.stringify(c.device)}`,
+    );
+  }
   const bs = c.cache.blockSize;
   const { min, max, recommendedMin } = BLOCK_SIZE_LIMITS;
   if (!Number.isInteger(bs) || bs < min || bs > max) {

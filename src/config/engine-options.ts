@@ -67,6 +67,8 @@ export interface EngineOptions {
   readonly traceDir?: string;
   /** Free-form JSON for the platform: moe_comm, the DBO thresholds and the off-switch's tuning. */
   readonly additionalConfig?: Readonly<Record<string, unknown>>;
+  /** The platform to run on (`duet env` lists them); default: the best available, the CPU platform last. */
+  readonly device?: string;
   /** Accepted for compatibility (reported as notices). */
   readonly compilationConfig?: unknown;
   readonly trustRemoteCode?: unknown;
@@ -139,6 +141,7 @@ export function buildEngineConfig(
       autoOffProbeInterval: intFrom(extra, 'dbo_auto_off_probe_interval') ?? d.dbo.autoOffProbeInterval,
       traceDir: o.traceDir ?? env.DUET_TRACE_DIR ?? d.dbo.traceDir,
     },
+    device: o.device ?? d.device,
     additionalConfig: extra,
     passthrough: {
       ...(o.compilationConfig !== undefined ? { compilationConfig: o.compilationConfig } : {}),

@@ -5,7 +5,8 @@
 import type { ForwardBatch } from '../layers/forward-batch.js';
 import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import type { RankGroups } from '../layers/rank-groups.js';
-import type { DeepseekForCausalLM, ForwardObserver } from '../models/deepseek.js';
+import type { ForwardObserver } from '../models/deepseek.js';
+import type { CausalLM } from '../models/model-registry.js';
 import type { Logger } from '../util/logger.js';
 import { type DboAutoSwitch, DboStepTimer, stepKindOf } from './dbo-auto.js';
 import { runTwoMicroBatches } from './dbo-scheduler.js';
@@ -39,7 +40,7 @@ function observerFor(tracer: Tracer | null, mb: number): ForwardObserver | undef
  * policy allows it and every rank agrees; returns the logits rows of `batch.logitsIndices`.
  */
 export async function forwardWithDbo(
-  model: DeepseekForCausalLM,
+  model: CausalLM,
   cache: MlaKvCache,
   groups: RankGroups,
   batch: ForwardBatch,

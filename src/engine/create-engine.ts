@@ -11,27 +11,31 @@ import { SingleRankCommunicator } from '../distributed/communicator.js';
 import { BatchBuilder } from '../executor/batch-builder.js';
 import { closeGroups, DriverExecutor } from '../executor/executor.js';
 import { headRankLayout, modelSummary } from '../executor/multi-node.js';
+import { loadPlatform, modelRegistryFrom } from '../executor/platform-loader.js';
 import { launchRankWorkers, type RankWorkers, singleHostLayout } from '../executor/rank-launcher.js';
 import { planForRank } from '../executor/rank-placement.js';
 import { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { singleGroup } from '../layers/rank-groups.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
-import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { sizeKvCache } from './kv-cache-sizing.js';
 import { LLMEngine } from './llm-engine.js';
 
 export interface CreateEngineOptions {
+  /** A platform object to run on instead of the one `config.device` names (tests). */
   readonly platform?: Platform;
   readonly logger?: Logger;
 }
 
 export async function createEngine(config: EngineConfig, opts: CreateEngineOptions = {}): Promise<LLMEngine> {
   const log = opts.logger ?? silentLogger;
-  const platform = opts.platform ?? new CpuPlatform();
+  const { platform, models } = opts.platform
+    ? { platform: opts.platform, models: await modelRegistryFrom(undefined, log) }
+    : await loadPlatform(config.device, log);
+  if (opts.platform) platform.prepareThread();
   for (const n of platform.checkConfig(config.passthrough)) log.info(`notice: ${n.message}`);
-  log.info(`platform ${platform.name}: ${platform.deviceName}`);
+  log.info(`device: ${platform.deviceName}`);
 
   const tp = config.parallel.tensorParallelSize;
   const dp = config.parallel.dataParallelSize;
@@ -46,7 +50,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
   try {
     // The KV cache is sized and allocated before the weights load, so that it gets room in the kernels'
     // primary memory (the weights spread over as many memories as they need).
-    const resolved = resolveModel(config.model);
+    const resolved = resolveModel(config.model, models);
     const c = resolved.config;
     const maxModelLen = resolved.maxModelLen;
     const bs = config.cache.blockSize;
@@ -69,7 +73,14 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         config.parallel.nnodes > 1
           ? await headRankLayout(config, modelSummary(config, resolved), sizing.numBlocks, log)
           : singleHostLayout(tp, dp);
-      ranks = await launchRankWorkers(config, sizing.numBlocks, numThreadsPerRank, log, layout);
+      ranks = await launchRankWorkers(
+        config,
+        sizing.numBlocks,
+        numThreadsPerRank,
+        log,
+        layout,
+        platform.name,
+      );
     }
     const groups = ranks?.groups ?? singleGroup(new SingleRankCommunicator());
 

@@ -13,7 +13,7 @@ import type { Communicator } from '../distributed/communicator.js';
 import type { ForwardBatch } from '../layers/forward-batch.js';
 import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import type { RankGroups } from '../layers/rank-groups.js';
-import type { DeepseekForCausalLM } from '../models/deepseek.js';
+import type { CausalLM } from '../models/model-registry.js';
 import { decodeReplicaBatches, encodeReplicaBatches } from './batch-codec.js';
 
 /** Runs a step's batches (one per data-parallel replica) on every rank; returns each one's logits rows. */
@@ -43,7 +43,7 @@ const SHUTDOWN = -1;
 
 /** One rank's model and cache, its groups, and the DBO settings. */
 export interface RankState {
-  readonly model: DeepseekForCausalLM;
+  readonly model: CausalLM;
   readonly cache: MlaKvCache;
   /**
    * `tp`: the replica's tensor-parallel group; `moe`: every rank of every replica (the same group without

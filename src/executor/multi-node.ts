@@ -19,6 +19,7 @@ import {
 } from '../distributed/rendezvous.js';
 import { type ResolvedModel, resolveModel } from '../models/model-loader.js';
 import type { Logger } from '../util/logger.js';
+import { modelRegistryFrom } from './platform-loader.js';
 import { launchRankWorkers, type RankLayout } from './rank-launcher.js';
 
 /** What must be equal on every node: the model and every setting that shapes the computation. */
@@ -123,7 +124,7 @@ export async function headRankLayout(
  * group fails). Rejects with a clear error when the head refuses this node.
  */
 export async function runHeadlessNode(config: EngineConfig, log: Logger): Promise<void> {
-  const resolved = resolveModel(config.model);
+  const resolved = resolveModel(config.model, await modelRegistryFrom(undefined, log));
   const k = ranksPerNode(config);
   const first = config.parallel.nodeRank * k;
   log.info(

@@ -128,6 +128,8 @@ export async function launchRankWorkers(
   numThreadsPerRank: number,
   log: Logger,
   layout: RankLayout = singleHostLayout(config.parallel.tensorParallelSize, config.parallel.dataParallelSize),
+  /** The platform every rank loads by name (default: `--device`, else each rank's best usable one). */
+  platform: string | null = config.device,
 ): Promise<RankWorkers> {
   const { descriptor } = layout;
   const workers: Worker[] = [];
@@ -140,6 +142,7 @@ export async function launchRankWorkers(
       replicaGroups: layout.replicaGroups,
       numBlocks,
       numThreads: numThreadsPerRank,
+      platform,
     };
     const w = new Worker(new URL('./rank-worker.js', import.meta.url), { workerData: data });
     workers.push(w);

@@ -8,9 +8,8 @@ import { Tracer } from '../dbo/tracer.js';
 import type { GroupDescriptor } from '../distributed/group.js';
 import { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
-import { CpuPlatform } from '../platforms/cpu/cpu-platform.js';
-import { enableWasmFeatures } from '../platforms/cpu/wasm-features.js';
 import { closeGroups, runFollower } from './executor.js';
+import { loadPlatform } from './platform-loader.js';
 import { connectRankGroups, planForRank } from './rank-placement.js';
 
 /** What the launcher hands a rank worker. */
@@ -24,6 +23,8 @@ export interface RankWorkerData {
   readonly replicaGroups: readonly (GroupDescriptor | null)[] | null;
   readonly numBlocks: number;
   readonly numThreads: number;
+  /** The platform to load by name (the head's choice); null: this host's best usable one. */
+  readonly platform: string | null;
 }
 
 /** Messages from a rank worker to its launcher. */
@@ -33,12 +34,13 @@ export type RankWorkerMessage =
   | { readonly type: 'error'; readonly message: string };
 
 async function main(data: RankWorkerData): Promise<void> {
-  enableWasmFeatures();
   const { config, rank, descriptor } = data;
-  const kernels = await new CpuPlatform().createKernels({ numThreads: data.numThreads });
+  // Through the registry, as the engine's thread does: a plugin's platform loads here too.
+  const { platform, models } = await loadPlatform(data.platform);
+  const kernels = await platform.createKernels({ numThreads: data.numThreads });
   const { groups } = await connectRankGroups(config, descriptor, data.replicaGroups, rank);
   try {
-    const resolved = resolveModel(config.model);
+    const resolved = resolveModel(config.model, models);
     const c = resolved.config;
     const cache = MlaKvCache.forModel(kernels, c, data.numBlocks, config.cache.blockSize);
     const loaded = loadModel(

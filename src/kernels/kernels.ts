@@ -112,6 +112,16 @@ export interface Kernels {
   free(a: Float32Array): void;
 
   /**
+   * A zero-filled float32 activation buffer of `n` elements for one forward (a layer's output, the
+   * residual stream, the logits). Owned by the garbage collector: nothing frees it. The kernel set
+   * chooses where it lives; models and layers take every activation buffer from here (or from `allocate`).
+   */
+  allocateActivations(n: number): Float32Array;
+
+  /** As `allocateActivations`, for int32 kernel outputs (the routed experts of each token). */
+  allocateIndices(n: number): Int32Array;
+
+  /**
    * out[m, n] = Σ_k x[m, k] · w[n, k]. `x`: [m, k], `out`: [m, n]. For an int8 weight, x is quantized
    * and the int32 sums dequantized as its `Int8Scheme` says (bit for bit the same in every kernel set).
    */
@@ -248,6 +258,83 @@ export interface Kernels {
    * ignored; 0 for a row with nothing above −∞. `outIdx`: [m]; `x`: [m, n].
    */
   argmax(outIdx: Int32Array, x: Float32Array, m: number, n: number): void;
+
+  /** out[i] = a[i] + b[i] for i < n (the residual add). `out` may be `a` or `b`. */
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+
+  /** out[i] = 1 / (1 + e^(−x[i])) for i < n. `out` may be `x`. */
+  sigmoid(out: Float32Array, x: Float32Array, n: number): void;
+
+  /**
+   * Row copy with optional gather and scatter, the one data-movement kernel: for i < m, j < d,
+   * dst[r · dstStride + dstOffset + j] = src[s · srcStride + srcOffset + j] with r = dstRows ? dstRows[i] : i
+   * and s = srcRows ? srcRows[i] : i. Column slices (`dstRows`, `srcRows` null), row gathers (`srcRows`),
+   * row scatters such as the KV-cache write (`dstRows` = slot mapping). Rows must not overlap between
+   * `dst` and `src`. `dst`: [*, dstStride]; `src`: [*, srcStride]; `dstRows`, `srcRows`: [m].
+   */
+  copyRows(
+    dst: Float32Array,
+    dstRows: Int32Array | null,
+    dstStride: number,
+    dstOffset: number,
+    src: Float32Array,
+    srcRows: Int32Array | null,
+    srcStride: number,
+    srcOffset: number,
+    m: number,
+    d: number,
+  ): void;
+
+  /**
+   * The MoE combine: out[rows[i], :] += weights[i] · x[i, :] for i < m, in order of i (a row named twice
+   * accumulates in that order). `out`: [*, d]; `x`: [m, d]; `rows`, `weights`: [m].
+   */
+  weightedScatterAdd(
+    out: Float32Array,
+    x: Float32Array,
+    rows: Int32Array,
+    weights: Float32Array,
+    m: number,
+    d: number,
+  ): void;
+
+  /**
+   * Embedding lookup of a vocabulary slice: out[t, :] = table[tokenIds[t] − rowStart, :] (bf16 widened to
+   * float32) where 0 ≤ tokenIds[t] − rowStart < numRows, else zeros (another rank holds that row).
+   * `out`: [m, d]; `table`: [numRows, d] as read from the checkpoint; `tokenIds`: [m].
+   */
+  embedding(
+    out: Float32Array,
+    table: RawWeight,
+    tokenIds: Int32Array,
+    rowStart: number,
+    numRows: number,
+    m: number,
+    d: number,
+  ): void;
+
+  /**
+   * DeepSeek's MoE expert choice (vLLM's grouped top-k) from router scores already passed through softmax
+   * or sigmoid. Per token t: selection scores sel = scores[t] (+ `bias` when given: noaux_tc); with
+   * numGroups > 1 the experts form numGroups equal groups, each scored by its best sel (the sum of its best
+   * two when `bias` is given), and experts outside the best `topkGroup` groups are dropped; the `topK`
+   * best sel remain (descending; ties to the lower index). Their weights are scores[t, e], divided by
+   * their sum when `renormalize`, times `scalingFactor`.
+   * `outExperts`, `outWeights`: [m, topK]; `scores`: [m, numExperts]; `bias`: [numExperts] or null.
+   */
+  groupedTopK(
+    outExperts: Int32Array,
+    outWeights: Float32Array,
+    scores: Float32Array,
+    bias: Float32Array | null,
+    m: number,
+    numExperts: number,
+    topK: number,
+    numGroups: number,
+    topkGroup: number,
+    renormalize: boolean,
+    scalingFactor: number,
+  ): void;
 
   /** Releases worker threads and memories. The kernel set is unusable afterwards. */
   dispose(): Promise<void>;

@@ -13,7 +13,6 @@ import type { MlaKvCache } from './mla-kv-cache.js';
 import { evenShare, type ParallelPlan } from './parallel-plan.js';
 import type { RopeTables } from './rope.js';
 import { Scratch } from './scratch.js';
-import { copyColumns } from './tensor-ops.js';
 import {
   type LoadContext,
   loadLinear,
@@ -165,26 +164,25 @@ export class MlaAttention {
     const q = sc.get('attn.q', T * H * this.qHead);
     if (this.qLora !== null) {
       const qa = sc.get('attn.qa', T * this.qLora);
-      copyColumns(qa, this.qLora, 0, fused, inWidth, 0, T, this.qLora);
+      k.copyRows(qa, null, this.qLora, 0, fused, null, inWidth, 0, T, this.qLora);
       k.rmsNorm(qa, qa, this.qANorm!, T, this.qLora, this.config.rmsNormEps);
       k.linear(q, qa, this.qBProj!, T);
     } else {
-      copyColumns(q, qRows, 0, fused, inWidth, 0, T, qRows);
+      k.copyRows(q, null, qRows, 0, fused, null, inWidth, 0, T, qRows);
     }
 
     // The token's cache entry: normalised latent, then rotated rope key. kv: [T, entry]
     const lat = sc.get('attn.lat', T * this.latent);
-    copyColumns(lat, this.latent, 0, fused, inWidth, qRows, T, this.latent);
+    k.copyRows(lat, null, this.latent, 0, fused, null, inWidth, qRows, T, this.latent);
     k.rmsNorm(lat, lat, this.kvANorm, T, this.latent, this.config.rmsNormEps);
     const kv = sc.get('attn.kv', T * entry);
-    copyColumns(kv, entry, 0, lat, this.latent, 0, T, this.latent);
-    copyColumns(kv, entry, this.latent, fused, inWidth, qRows + this.latent, T, this.rope);
+    k.copyRows(kv, null, entry, 0, lat, null, this.latent, 0, T, this.latent);
+    k.copyRows(kv, null, entry, this.latent, fused, null, inWidth, qRows + this.latent, T, this.rope);
     const { cos, sin } = this.ropeTables;
     k.rope(kv, batch.positions, cos, sin, T, 1, entry, this.latent, this.rope);
     const layerCache = cache.layers[layer]!;
-    for (let t = 0; t < T; t++) {
-      layerCache.set(kv.subarray(t * entry, (t + 1) * entry), batch.slotMapping[t]! * entry);
-    }
+    // The KV-cache write: token t's entry into slot slotMapping[t].
+    k.copyRows(layerCache, batch.slotMapping, entry, 0, kv, null, entry, 0, T, entry);
 
     k.rope(q, batch.positions, cos, sin, T, H, this.qHead, this.nope, this.rope);
 
@@ -211,7 +209,7 @@ export class MlaAttention {
       this.attendAbsorbedSubset(values, q, batch, meta, absorbed, layerCache, cache.blockSize);
     }
 
-    const out = new Float32Array(T * hidden);
+    const out = k.allocateActivations(T * hidden);
     k.linear(out, values, this.oProj, T);
     return out;
   }
@@ -253,11 +251,12 @@ export class MlaAttention {
     // The context: latents [numCtx, latent] and rope keys [numCtx, rope], in position order.
     const ctxLat = sc.get('attn.ctxLat', numCtx * this.latent);
     const ctxRope = sc.get('attn.ctxRope', numCtx * this.rope);
-    for (let p = 0; p < numCtx; p++) {
-      const row = (blockTable[Math.floor(p / blockSize)]! * blockSize + (p % blockSize)) * entry;
-      ctxLat.set(layerCache.subarray(row, row + this.latent), p * this.latent);
-      ctxRope.set(layerCache.subarray(row + this.latent, row + entry), p * this.rope);
-    }
+    // The KV-cache read: the cache slot of each context position, then the two column ranges.
+    const slots = new Int32Array(numCtx);
+    for (let p = 0; p < numCtx; p++)
+      slots[p] = blockTable[Math.floor(p / blockSize)]! * blockSize + (p % blockSize);
+    k.copyRows(ctxLat, null, this.latent, 0, layerCache, slots, entry, 0, numCtx, this.latent);
+    k.copyRows(ctxRope, null, this.rope, 0, layerCache, slots, entry, this.latent, numCtx, this.rope);
     // Per-head keys and values [numCtx, H, nope + vDim].
     const kvUp = sc.get('attn.kvUp', numCtx * H * (this.nope + this.vDim));
     k.linear(kvUp, ctxLat, this.kvB, numCtx);
@@ -297,10 +296,7 @@ export class MlaAttention {
     // Absorbed query [T, H, entry]: q_nope · W_UK per head, then the rotated q_rope.
     const qAttn = sc.get('attn.qAttn', T * H * entry);
     k.headLinear(qAttn, entry, 0, q, this.qHead, 0, this.wUkT, T);
-    for (let r = 0; r < T * H; r++) {
-      const from = r * this.qHead + this.nope;
-      qAttn.set(q.subarray(from, from + this.rope), r * entry + this.latent);
-    }
+    k.copyRows(qAttn, null, entry, this.latent, q, null, this.qHead, this.nope, T * H, this.rope);
     // Attention of every sequence over the paged latent cache: [T, H, latent].
     const outLat = sc.get('attn.outLat', T * H * this.latent);
     k.mlaAttentionBatch(
@@ -332,6 +328,7 @@ export class MlaAttention {
     layerCache: Float32Array,
     blockSize: number,
   ): void {
+    const k = this.ctx.kernels;
     const sc = this.scratch;
     const H = this.numHeads;
     const qw = H * this.qHead;
@@ -347,7 +344,7 @@ export class MlaAttention {
     seqs.forEach((s, i) => {
       const { queryStart: a, queryLen: n } = batch.seqs[s]!;
       const at = seqStarts[i]!;
-      qSub.set(q.subarray(a * qw, (a + n) * qw), at * qw);
+      k.copyRows(qSub, null, qw, at * qw, q, null, qw, a * qw, n, qw);
       positions.set(batch.positions.subarray(a, a + n), at);
       const row = s * meta.maxBlocksPerSeq;
       blockTables.set(meta.blockTables.subarray(row, row + meta.maxBlocksPerSeq), i * meta.maxBlocksPerSeq);
@@ -362,7 +359,7 @@ export class MlaAttention {
     this.attendAbsorbed(vSub, qSub, positions, sub, T, layerCache, blockSize);
     seqs.forEach((s, i) => {
       const { queryStart: a, queryLen: n } = batch.seqs[s]!;
-      values.set(vSub.subarray(seqStarts[i]! * vw, (seqStarts[i]! + n) * vw), a * vw);
+      k.copyRows(values, null, vw, a * vw, vSub, null, vw, seqStarts[i]! * vw, n, vw);
     });
   }
 }

@@ -40,7 +40,7 @@ export async function moeAllGatherDataParallel(
   const G = replicaTokens.reduce((a, b) => a + b, 0);
   const first = replicaTokens.slice(0, group.dataParallelRank).reduce((a, b) => a + b, 0);
   const share = unevenShare(T, plan.rank, tp);
-  const all = new Float32Array(G * d);
+  const all = kernels.allocateActivations(G * d);
   // Communication point: all-gather of every replica's tokens over the MoE group.
   await groups.moe
     .allGather(all, x.subarray(share.start * d, (share.start + share.count) * d), counts)
@@ -48,14 +48,14 @@ export async function moeAllGatherDataParallel(
 
   const routing = moe.gate.route(kernels, all, G);
   onRouting?.(routing, first);
-  const partial = new Float32Array(G * d);
+  const partial = kernels.allocateActivations(G * d);
   moe.runExperts(kernels, partial, all, Moe.assign(routing, G, moe.numExperts));
   moe.runShared(kernels, partial.subarray(first * d, (first + T) * d), x, T);
-  const mine = new Float32Array(share.count * d);
+  const mine = kernels.allocateActivations(share.count * d);
   // Communication point: reduce-scatter of the partial sums onto the contributing shares.
   await groups.moe.reduceScatter(mine, partial, counts).wait();
   if (tp === 1) return mine;
-  const out = new Float32Array(T * d);
+  const out = kernels.allocateActivations(T * d);
   // Communication point: all-gather of the replica's token shares into its full output.
   await groups.tp.allGather(out, mine, unevenCounts(T, tp, d)).wait();
   return out;

@@ -103,22 +103,25 @@ export async function moeAllToAll(
   }
   const sendCounts = Array.from(sendRowCounts, (n) => n * row);
   const recvCounts = Array.from(recvRowCounts, (n) => n * row);
-  const sendRows = new Float32Array(sendCounts.reduce((a, b) => a + b, 0));
-  let at = 0;
-  for (const pairs of sendPairs) {
-    for (const p of pairs) {
-      sendRows[at] = p.expert;
-      sendRows.set(x.subarray(p.token * d, (p.token + 1) * d), at + 1);
-      at += row;
-    }
-  }
-  const recvRows = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
+  // The send plan in order: each pair's token (its hidden row is sent), its row in this rank's share (where
+  // its result is combined) and its routing weight.
+  const send = sendPairs.flat();
+  const numSend = send.length;
+  const sendTokens = Int32Array.from(send, (p) => p.token);
+  const shareRows = Int32Array.from(send, (p) => p.token - share.start);
+  const sendWeights = Float32Array.from(send, (p) => p.weight);
+  const sendRows = kernels.allocateActivations(numSend * row);
+  send.forEach((p, i) => {
+    sendRows[i * row] = p.expert;
+  });
+  kernels.copyRows(sendRows, null, row, 1, x, sendTokens, d, 0, numSend, d);
+  const recvRows = kernels.allocateActivations(recvCounts.reduce((a, b) => a + b, 0));
   // Communication point: all-to-all dispatch of token rows to the ranks holding their experts.
   await groups.moe.allToAll(recvRows, recvCounts, sendRows, sendCounts).wait();
 
   // Expert compute on the received rows, grouped by expert; results in arrival order.
   const numRecv = recvRows.length / row;
-  const results = new Float32Array(numRecv * d);
+  const results = kernels.allocateActivations(numRecv * d);
   const byExpert = new Map<number, number[]>();
   for (let r = 0; r < numRecv; r++) {
     const e = recvRows[r * row]!;
@@ -126,20 +129,17 @@ export async function moeAllToAll(
     list.push(r);
     byExpert.set(e, list);
   }
-  for (const [e, rows] of byExpert) {
-    const xe = new Float32Array(rows.length * d);
-    rows.forEach((r, i) => {
-      xe.set(recvRows.subarray(r * row + 1, (r + 1) * row), i * d);
-    });
-    const ye = new Float32Array(rows.length * d);
+  for (const [e, list] of byExpert) {
+    const rows = Int32Array.from(list);
+    const xe = kernels.allocateActivations(rows.length * d);
+    kernels.copyRows(xe, null, d, 0, recvRows, rows, row, 1, rows.length, d);
+    const ye = kernels.allocateActivations(rows.length * d);
     moe.runExpert(kernels, e, ye, xe, rows.length);
-    rows.forEach((r, i) => {
-      results.set(ye.subarray(i * d, (i + 1) * d), r * d);
-    });
+    kernels.copyRows(results, rows, d, 0, ye, null, d, 0, rows.length, d);
   }
 
   // Combine: results travel back along the reverse plan.
-  const combined = new Float32Array((sendRows.length / row) * d);
+  const combined = kernels.allocateActivations(numSend * d);
   // Communication point: all-to-all combine of expert outputs back to the tokens' ranks.
   await groups.moe
     .allToAll(
@@ -152,25 +152,17 @@ export async function moeAllToAll(
 
   // Shared experts (tensor parallel within the replica): partial sums over all tokens, reduce-scattered
   // onto token shares.
-  const partial = new Float32Array(T * d);
+  const partial = kernels.allocateActivations(T * d);
   moe.runShared(kernels, partial, x, T);
   let mine = partial;
   if (plan.size > 1) {
-    mine = new Float32Array(share.count * d);
+    mine = kernels.allocateActivations(share.count * d);
     // Communication point: reduce-scatter of the shared experts' partial sums.
     await groups.tp.reduceScatter(mine, partial, unevenCounts(T, plan.size, d)).wait();
   }
-  at = 0;
-  for (const pairs of sendPairs) {
-    for (const p of pairs) {
-      const o = (p.token - share.start) * d;
-      const w = p.weight;
-      for (let j = 0; j < d; j++) mine[o + j]! += w * combined[at + j]!;
-      at += d;
-    }
-  }
+  kernels.weightedScatterAdd(mine, combined, shareRows, sendWeights, numSend, d);
   if (plan.size === 1) return mine;
-  const out = new Float32Array(T * d);
+  const out = kernels.allocateActivations(T * d);
   // Communication point: all-gather of the token shares into the full output.
   await groups.tp.allGather(out, mine, unevenCounts(T, plan.size, d)).wait();
   return out;

@@ -8,7 +8,6 @@ import { GatedMlp } from './gated-mlp.js';
 import { MoeGate, type Routing } from './moe-gate.js';
 import { evenShare, moeGroupPosition, type ParallelPlan } from './parallel-plan.js';
 import { Scratch } from './scratch.js';
-import { gatherRows } from './tensor-ops.js';
 import type { LoadContext } from './weight-loading.js';
 
 /** Tokens grouped by expert: for expert e, entries [offsets[e], offsets[e + 1]) of `tokens` and `weights`. */
@@ -111,7 +110,7 @@ export class Moe {
     if (numPairs === 0) return;
     const tokens = assignment.tokens.subarray(begin, begin + numPairs);
     const xs = this.scratch.get('moe.x', numPairs * d);
-    gatherRows(xs, x, tokens, d);
+    kernels.copyRows(xs, null, d, 0, x, tokens, d, 0, numPairs, d);
     const ys = this.scratch.get('moe.y', numPairs * d);
     for (let e = first; e < last; e++) {
       const a = assignment.offsets[e]! - begin;
@@ -125,12 +124,8 @@ export class Moe {
         count,
       );
     }
-    for (let i = 0; i < numPairs; i++) {
-      const w = assignment.weights[begin + i]!;
-      const o = tokens[i]! * d;
-      const y = i * d;
-      for (let j = 0; j < d; j++) out[o + j]! += w * ys[y + j]!;
-    }
+    const weights = assignment.weights.subarray(begin, begin + numPairs);
+    kernels.weightedScatterAdd(out, ys, tokens, weights, numPairs, d);
   }
 
   /** out += shared_experts(x) (this rank's partial sum under tensor parallelism). */
@@ -138,6 +133,6 @@ export class Moe {
     if (!this.shared) return;
     const y = this.scratch.get('moe.shared', T * this.hidden);
     this.shared.forward(kernels, y, x, T);
-    for (let i = 0; i < y.length; i++) out[i]! += y[i]!;
+    kernels.add(out, out, y, T * this.hidden);
   }
 }

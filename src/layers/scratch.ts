@@ -2,7 +2,8 @@
 // writing and last reading a scratch buffer must happen in one synchronous stretch, so that forwards
 // interleaved at their collectives (dual-batch overlap) can share the buffers. Buffers up to a few MiB
 // live in the kernels' memory (`kernels.allocate`), where the kernels use them in place: a decode step
-// then runs without allocations or copies; larger ones (long prefills) are ordinary arrays.
+// then runs without allocations or copies; larger ones (long prefills) come from
+// `kernels.allocateActivations`.
 
 import type { Kernels } from '../kernels/kernels.js';
 
@@ -30,11 +31,11 @@ export class Scratch {
       try {
         next = { data: this.kernels.allocate(size), allocated: true };
       } catch {
-        // The kernels' memory is full: an ordinary array works too (the kernels copy it).
-        next = { data: new Float32Array(size), allocated: false };
+        // The kernels' memory is full: a step activation buffer works too.
+        next = { data: this.kernels.allocateActivations(size), allocated: false };
       }
     } else {
-      next = { data: new Float32Array(size), allocated: false };
+      next = { data: this.kernels.allocateActivations(size), allocated: false };
     }
     this.buffers.set(slot, next);
     return next.data.subarray(0, n);

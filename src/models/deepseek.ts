@@ -25,8 +25,7 @@ import {
 import type { RankGroups } from '../layers/rank-groups.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { Scratch } from '../layers/scratch.js';
-import { addInPlace, gatherRows } from '../layers/tensor-ops.js';
-import { type LoadContext, loadLinear, loadVector, type Slice, toF32 } from '../layers/weight-loading.js';
+import { type LoadContext, loadLinear, loadVector, type Slice } from '../layers/weight-loading.js';
 import type { WeightSource } from '../loader/weight-source.js';
 
 /** Optional taps into the forward, for tests and debugging (golden comparisons). */
@@ -106,14 +105,14 @@ class DecoderLayer {
     const H = this.config.hiddenSize;
     const eps = this.config.rmsNormEps;
     observer?.onLayerStart?.(this.index);
-    const h = new Float32Array(T * H);
+    const h = kernels.allocateActivations(T * H);
 
     kernels.rmsNorm(h, x, this.inputNorm, T, H, eps);
     const attnOut = this.attn.forward(h, batch, cache, this.index, meta);
     // Communication point: tensor-parallel all-reduce of the attention output projection.
     await comm.allReduce(attnOut).wait();
     observer?.onActivation?.(`layers.${this.index}.attn_out`, attnOut);
-    addInPlace(x, attnOut);
+    kernels.add(x, x, attnOut, T * H);
 
     kernels.rmsNorm(h, x, this.postAttnNorm, T, H, eps);
     let ffnOut: Float32Array;
@@ -149,7 +148,7 @@ class DecoderLayer {
       } else {
         const routing = this.moe.gate.route(kernels, h, T);
         observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
-        ffnOut = new Float32Array(T * H);
+        ffnOut = kernels.allocateActivations(T * H);
         const assignment = Moe.assign(routing, T, this.moe.numExperts);
         this.moe.runExperts(kernels, ffnOut, h, assignment);
         this.moe.runShared(kernels, ffnOut, h, T);
@@ -157,13 +156,13 @@ class DecoderLayer {
         await comm.allReduce(ffnOut).wait();
       }
     } else {
-      ffnOut = new Float32Array(T * H);
+      ffnOut = kernels.allocateActivations(T * H);
       this.mlp!.forward(kernels, ffnOut, h, T);
       // Communication point: tensor-parallel all-reduce of the dense MLP output.
       await comm.allReduce(ffnOut).wait();
     }
     observer?.onActivation?.(`layers.${this.index}.ffn_out`, ffnOut);
-    addInPlace(x, ffnOut);
+    kernels.add(x, x, ffnOut, T * H);
   }
 }
 
@@ -262,27 +261,24 @@ export class DeepseekForCausalLM {
       await layer.forward(this.kernels, groups, x, batch, meta, cache, observer, replicaTokens);
 
     const R = batch.logitsIndices.length;
-    const rows = new Float32Array(R * H);
-    gatherRows(rows, x, batch.logitsIndices, H);
+    const k = this.kernels;
+    const rows = k.allocateActivations(R * H);
+    k.copyRows(rows, null, H, 0, x, batch.logitsIndices, H, 0, R, H);
     this.kernels.rmsNorm(rows, rows, this.finalNorm, R, H, c.rmsNormEps);
     observer?.onActivation?.('final_norm', rows);
-    const local = new Float32Array(R * this.vocab.count);
+    const local = k.allocateActivations(R * this.vocab.count);
     this.kernels.linear(local, rows, this.lmHead, R);
     if (this.plan.size === 1) return local;
     // Communication point: all-gather of the vocabulary-parallel logits ([rank][R, vocab share]).
     const counts = unevenCounts(c.vocabSize, this.plan.size, R);
-    const gathered = new Float32Array(R * c.vocabSize);
+    const gathered = k.allocateActivations(R * c.vocabSize);
     await comm.allGather(gathered, local, counts).wait();
-    const logits = new Float32Array(R * c.vocabSize);
+    const logits = k.allocateActivations(R * c.vocabSize);
     let at = 0;
     for (let r = 0; r < this.plan.size; r++) {
+      // Rank r's block [R, share] goes to columns [share.start, share.start + share.count) of the logits.
       const share = unevenShare(c.vocabSize, r, this.plan.size);
-      for (let i = 0; i < R; i++) {
-        logits.set(
-          gathered.subarray(at + i * share.count, at + (i + 1) * share.count),
-          i * c.vocabSize + share.start,
-        );
-      }
+      k.copyRows(logits, null, c.vocabSize, share.start, gathered, null, share.count, at, R, share.count);
       at += R * share.count;
     }
     return logits;
@@ -291,18 +287,16 @@ export class DeepseekForCausalLM {
   /** Looks up token embeddings of this rank's vocabulary rows (zeros elsewhere): [T, hidden]. */
   private embed(tokenIds: Int32Array): Float32Array {
     const H = this.config.hiddenSize;
-    const x = new Float32Array(tokenIds.length * H);
-    const e = this.embedding;
-    for (let t = 0; t < tokenIds.length; t++) {
-      const local = tokenIds[t]! - this.vocab.start;
-      if (local < 0 || local >= this.vocab.count) continue;
-      const row = local * H;
-      const slice =
-        e.dtype === 'bf16'
-          ? toF32({ dtype: 'bf16', data: e.data.subarray(row, row + H) })
-          : e.data.subarray(row, row + H);
-      x.set(slice, t * H);
-    }
+    const x = this.kernels.allocateActivations(tokenIds.length * H);
+    this.kernels.embedding(
+      x,
+      this.embedding,
+      tokenIds,
+      this.vocab.start,
+      this.vocab.count,
+      tokenIds.length,
+      H,
+    );
     return x;
   }
 }

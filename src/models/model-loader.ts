@@ -20,8 +20,8 @@ import {
   loadTokenizerFromFiles,
   type Tokenizer,
 } from '../tokenizer/tokenizer.js';
-import { DeepseekForCausalLM } from './deepseek.js';
 import { deepseekCheckpointLayout, numParameters } from './deepseek-weights.js';
+import { type CausalLM, type ModelArchitecture, ModelRegistry } from './model-registry.js';
 
 /** The embedded default model's folder: a small trained model with its own tokenizer (tools/speaking-model). */
 export function embeddedModelDir(): string {
@@ -30,7 +30,7 @@ export function embeddedModelDir(): string {
 }
 
 export interface LoadedModel {
-  readonly model: DeepseekForCausalLM;
+  readonly model: CausalLM;
   readonly config: DeepseekConfig;
   readonly tokenizer: Tokenizer;
   /** From generation_config.json (null with `--generation-config vllm` or when absent). */
@@ -65,17 +65,33 @@ export interface ResolvedModel {
   readonly dir: string;
   readonly isEmbedded: boolean;
   readonly config: DeepseekConfig;
+  /** The registered architecture that builds the model. */
+  readonly architecture: ModelArchitecture;
   readonly maxModelLen: number;
   readonly weightDType: WeightDType;
   /** Bytes the weights will occupy as stored. */
   readonly weightBytes: number;
 }
 
-/** Finds the model folder and validates its config (and --max-model-len); reads no weights. */
-export function resolveModel(settings: ModelSettings): ResolvedModel {
+/**
+ * Finds the model folder and validates its config (and --max-model-len); reads no weights. The
+ * architecture comes from `registry` (plugins may have registered theirs); an architecture of a plugin
+ * reads its config.json as the built-in one it names as its `configFormat`.
+ */
+export function resolveModel(
+  settings: ModelSettings,
+  registry: ModelRegistry = new ModelRegistry(),
+): ResolvedModel {
   const isEmbedded = settings.model === null;
   const dir = isEmbedded ? embeddedModelDir() : resolveModelFolder(settings.model!).dir;
-  const config = loadDeepseekConfig(dir, { ...settings.hfOverrides });
+  const registered = registry.forModelFolder(dir, settings.hfOverrides);
+  const architecture = registered ?? registry.get('DeepseekV3ForCausalLM')!;
+  const config = loadDeepseekConfig(dir, {
+    ...settings.hfOverrides,
+    ...(registered && registered.architecture !== registered.configFormat
+      ? { architectures: [registered.configFormat] }
+      : {}),
+  });
   const maxModelLen = settings.maxModelLen ?? config.maxPositionEmbeddings;
   if (maxModelLen > config.maxPositionEmbeddings) {
     throw new EngineConfigError(
@@ -84,7 +100,7 @@ export function resolveModel(settings: ModelSettings): ResolvedModel {
   }
   const weightDType = weightDTypeFor(settings.dtype, config);
   const weightBytes = numParameters(config) * (weightDType === 'bf16' ? 2 : 4);
-  return { settings, dir, isEmbedded, config, maxModelLen, weightDType, weightBytes };
+  return { settings, dir, isEmbedded, config, architecture, maxModelLen, weightDType, weightBytes };
 }
 
 /** A rank's place in its groups, for loading its shard. */
@@ -114,9 +130,9 @@ export function loadModel(
     seed: settings.seed,
     dummyDType: 'bf16',
   });
-  let model: DeepseekForCausalLM;
+  let model: CausalLM;
   try {
-    model = new DeepseekForCausalLM(config, {
+    model = resolved.architecture.create(config, {
       kernels,
       source,
       weightDType,

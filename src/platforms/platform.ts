@@ -1,25 +1,21 @@
 // The hardware platform contract, after vLLM's platform interface: everything device-specific that the
-// engine, worker and model need — the kernel set, memory figures, streams and events for overlapping
-// compute with communication, and a check of the engine configuration. The CPU platform (WebAssembly
-// SIMD kernels on worker threads) is the in-tree implementation; other devices come as plugins.
+// engine, the rank workers and the model need — per-thread start-up setup, memory figures, the kernel set
+// (which also allocates the activation buffers and the KV cache) and a check of the engine configuration.
+// The WebAssembly CPU platform (src/platforms/cpu) is the in-tree implementation; other devices come as
+// plugins (src/platforms/plugin.ts, docs/platforms.md).
+//
+// Version 1 of the contract assumes host-addressable device memory: buffers are Float32Array / Int32Array
+// views that the kernels read and write in place (CPU platforms, unified memory). Collectives are Duet's
+// own (shared memory between threads, TCP between hosts), run on those buffers.
+//
+// There are no streams or events: dual-batch overlap interleaves two micro-batches at their awaited
+// collectives (src/dbo), and a collective's handle (`Communicator` ops return one) is the only event the
+// model waits on.
 
 import type { Kernels } from '../kernels/kernels.js';
 
-/**
- * An ordered queue of work. On the CPU platform the compute stream runs work synchronously on the
- * calling thread and the communication stream runs it on the rank's communication thread.
- */
-export interface Stream {
-  readonly name: string;
-  /** Enqueues `work`; the returned event completes when it has run (after all earlier work). */
-  submit(work: () => Promise<void> | void): DeviceEvent;
-}
-
-/** Completion of work on a stream; waited on per micro-batch, never by draining a stream. */
-export interface DeviceEvent {
-  readonly isDone: boolean;
-  wait(): Promise<void>;
-}
+/** The contract version this build of Duet speaks; a plugin declaring another is skipped. */
+export const PLATFORM_CONTRACT_VERSION = 1;
 
 export interface KernelOptions {
   /** Compute threads (worker threads plus the calling thread); default: every core. */
@@ -33,20 +29,22 @@ export interface PlatformNotice {
 }
 
 export interface Platform {
-  /** Short platform name, e.g. `cpu`. */
+  /** Short platform name, e.g. `cpu`: what `--device` takes. */
   readonly name: string;
   /** Human-readable device description (processor model, core count). */
   readonly deviceName: string;
-  /** Bytes of device memory in all. */
+  /**
+   * Start-up feature setup of the calling thread (the CPU platform switches on WebAssembly relaxed SIMD
+   * here). Duet calls it once in every thread that loads the platform — the engine's thread and each rank
+   * worker — before `createKernels`. Must be cheap and idempotent.
+   */
+  prepareThread(): void;
+  /** Bytes of device memory in all (the KV cache is sized from it). */
   totalMemoryBytes(): number;
-  /** Bytes of device memory free now. */
+  /** Bytes of device memory free now (reported by `duet env`). */
   availableMemoryBytes(): number;
   /** Builds the kernel set (compiles kernels, starts compute threads). */
   createKernels(opts?: KernelOptions): Promise<Kernels>;
-  /** A new stream of the given kind. */
-  createStream(kind: 'compute' | 'communication'): Stream;
-  /** The attention implementation used for MLA models on this platform. */
-  attentionBackend(): 'mla-absorbed';
   /** Checks engine settings for this platform: returns notices for settings that have no meaning here. */
   checkConfig(settings: Readonly<Record<string, unknown>>): PlatformNotice[];
 }

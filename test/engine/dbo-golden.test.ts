@@ -20,6 +20,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LLM, type LLMOptions } from '../../src/engine/llm.js';
 import { fixtureDir, type Golden, loadGolden } from '../helpers/golden.js';
+import { usablePlatforms } from '../helpers/platforms.js';
+
+// Every usable platform (test/helpers/platforms.ts) runs the same assertions.
+const devices = await usablePlatforms();
 
 /** The fixtures' fp32 tolerance on log-probs (test/fixtures/GOLDEN_README.md). */
 const TOL = 1e-3;
@@ -68,8 +72,10 @@ const MOE_MODES: [string, LLMOptions][] = [
   ['EP alltoall', { enableExpertParallel: true, moeComm: 'alltoall' }],
 ];
 
-for (const fixture of ['v2-tiny', 'v2-lite-tiny'] as const) {
-  describe(`DBO with -tp 2 on ${fixture}: golden greedy tokens and log-probs`, () => {
+for (const [fixture, device] of (['v2-tiny', 'v2-lite-tiny'] as const).flatMap((f) =>
+  devices.map((d) => [f, d] as const),
+)) {
+  describe(`DBO with -tp 2 on ${fixture} (${device}): golden greedy tokens and log-probs`, () => {
     const golden = loadGolden(fixture);
     const inputs = golden.prompts.map((p) => ({ prompt_token_ids: p.ids }));
     const params = { temperature: 0, maxTokens: 16, ignoreEos: true, logprobs: 5 };
@@ -80,6 +86,7 @@ for (const fixture of ['v2-tiny', 'v2-lite-tiny'] as const) {
       blockSize: 16,
       kvCacheMemory: 8 * 2 ** 20,
       numThreads: 2,
+      device,
       tensorParallelSize: 2,
       enableDbo: true,
       // Every eligible step must split: the automatic off-switch would keep some steps whole.

@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { LLM, type LLMOptions, type RequestOutput } from '../../src/engine/llm.js';
 import { fixtureDir, type GoldenPrompt, loadGolden } from '../helpers/golden.js';
+import { usablePlatforms } from '../helpers/platforms.js';
+
+// Every usable platform (test/helpers/platforms.ts) runs the same assertions.
+const devices = await usablePlatforms();
 
 const TOL = 1e-3;
 
@@ -54,14 +58,16 @@ function checkAgainstGolden(
 
 const greedy = { temperature: 0, maxTokens: 16, ignoreEos: true, logprobs: 5 };
 
-for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {
-  describe(`engine batch invariance on ${fixture}`, () => {
+for (const [fixture, device] of ['v2-lite-tiny', 'v2-tiny'].flatMap((f) =>
+  devices.map((d) => [f, d] as const),
+)) {
+  describe(`engine batch invariance on ${fixture} (${device})`, () => {
     const golden = loadGolden(fixture);
     const prompts = golden.prompts;
     const inputs = prompts.map((p) => ({ prompt_token_ids: p.ids }));
     const llms: LLM[] = [];
     const make = (o: LLMOptions) => {
-      const llm = new LLM({ model: fixtureDir(fixture), numThreads: 2, ...o });
+      const llm = new LLM({ model: fixtureDir(fixture), numThreads: 2, device, ...o });
       llms.push(llm);
       return llm;
     };

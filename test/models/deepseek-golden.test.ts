@@ -6,23 +6,19 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { Kernels } from '../../src/kernels/kernels.js';
-import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
-import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { argmax, fixtureDir, loadGolden, logSoftmax } from '../helpers/golden.js';
+import { kernelSetsToTest } from '../helpers/platforms.js';
 
 const TOL = 1e-3;
 const BLOCK = 16;
 const NUM_BLOCKS = 24;
 
-const kernelSets: [string, () => Promise<Kernels>][] = [
-  ['reference', async () => new ReferenceKernels()],
-  ['wasm x2', () => createWasmKernels({ numThreads: 2 })],
-];
+// The reference kernels and every usable platform's (test/helpers/platforms.ts).
+const kernelSets = await kernelSetsToTest(2);
 
 for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {
   for (const [kernelName, makeKernels] of kernelSets) {

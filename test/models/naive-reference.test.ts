@@ -11,16 +11,15 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { DeepseekConfig } from '../../src/config/model-config.js';
 import type { Kernels } from '../../src/kernels/kernels.js';
-import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { DummyWeightSource } from '../../src/loader/dummy-weights.js';
 import { loadDeepseekConfig, parseDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekTensorSpecs } from '../../src/models/deepseek-weights.js';
-import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { argmax, fixtureDir, loadGolden } from '../helpers/golden.js';
 import { naiveForward } from '../helpers/naive-deepseek.js';
+import { kernelSetsToTest } from '../helpers/platforms.js';
 
 const TOL = 1e-3;
 
@@ -123,10 +122,8 @@ const variants: [string, Record<string, unknown>][] = [
     },
   ],
 ];
-const kernelSets: [string, () => Promise<Kernels>][] = [
-  ['reference', async () => new ReferenceKernels()],
-  ['wasm x2', () => createWasmKernels({ numThreads: 2 })],
-];
+// The reference kernels and every usable platform's (test/helpers/platforms.ts).
+const kernelSets = await kernelSetsToTest(2);
 
 for (const [name, overrides] of variants) {
   for (const [kname, make] of kernelSets) {

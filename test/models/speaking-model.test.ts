@@ -11,16 +11,14 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LLM } from '../../src/engine/llm.js';
-import type { Kernels } from '../../src/kernels/kernels.js';
-import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { embeddedModelDir } from '../../src/models/model-loader.js';
-import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { argmax, fixtureDir, logSoftmax } from '../helpers/golden.js';
+import { kernelSetsToTest } from '../helpers/platforms.js';
 
 const TOL = 1e-3;
 
@@ -45,6 +43,9 @@ const reference = JSON.parse(
   readFileSync(join(fixtureDir('speaking-model'), 'reference.json'), 'utf8'),
 ) as Reference;
 const dir = embeddedModelDir();
+
+// The reference kernels and every usable platform's (test/helpers/platforms.ts).
+const kernelSets = await kernelSetsToTest(2);
 
 describe('the embedded default model', () => {
   test('is a DeepSeek-V3-architecture checkpoint of at most 20 MB', () => {
@@ -73,10 +74,6 @@ describe('the embedded default model', () => {
     assert.equal(chat, '<|begin_of_text|>Question: Hello!\nAnswer:');
   });
 
-  const kernelSets: [string, () => Promise<Kernels>][] = [
-    ['reference', async () => new ReferenceKernels()],
-    ['wasm x2', () => createWasmKernels({ numThreads: 2 })],
-  ];
   for (const [kernelName, makeKernels] of kernelSets) {
     describe(`on ${kernelName} kernels`, async () => {
       const config = loadDeepseekConfig(dir);

@@ -31,6 +31,62 @@ const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   bin: Record<string, string>;
 };
 
+/**
+ * A platform plugin written with the contract's types (not plain-JS compatible, unlike the docs'
+ * snippets): a Platform of its own whose kernels delegate to the CPU platform's, a Communicator-typed
+ * helper, and the plugin object with an explicit PlatformPlugin annotation.
+ */
+const TYPED_PLUGIN_SOURCE = `import {
+  type Communicator,
+  CpuPlatform,
+  type KernelOptions,
+  type Kernels,
+  PLATFORM_CONTRACT_VERSION,
+  type Platform,
+  type PlatformNotice,
+  type PlatformPlugin,
+  type PlatformProbe,
+} from 'duet';
+
+/** The world size a communicator reports (a plugin's own collectives would implement Communicator). */
+export function worldSizeOf(comm: Communicator): number {
+  return comm.worldSize;
+}
+
+class TypedPlatform implements Platform {
+  readonly name = 'typedcpu';
+  private readonly cpu = new CpuPlatform();
+  readonly deviceName = this.cpu.deviceName;
+  prepareThread(): void {
+    this.cpu.prepareThread();
+  }
+  totalMemoryBytes(): number {
+    return this.cpu.totalMemoryBytes();
+  }
+  availableMemoryBytes(): number {
+    return this.cpu.availableMemoryBytes();
+  }
+  async createKernels(opts?: KernelOptions): Promise<Kernels> {
+    const kernels: Kernels = await this.cpu.createKernels(opts);
+    return kernels;
+  }
+  checkConfig(settings: Readonly<Record<string, unknown>>): PlatformNotice[] {
+    return this.cpu.checkConfig(settings);
+  }
+}
+
+export const platformPlugin: PlatformPlugin = {
+  name: 'typedcpu',
+  contractVersion: PLATFORM_CONTRACT_VERSION,
+  async probe(): Promise<PlatformProbe> {
+    return { available: true, reason: 'delegates to the CPU kernels' };
+  },
+  async create(): Promise<Platform> {
+    return new TypedPlatform();
+  },
+};
+`;
+
 interface Snippet {
   readonly doc: string;
   readonly code: string;
@@ -196,6 +252,64 @@ describe('the packed package', () => {
         assert.ok(Number.isFinite(ttft) && ttft > 0, `mean TTFT printed: ${lines.at(-1)}`);
       }
     });
+  });
+
+  test('a typed platform plugin compiles against the installed package and is discovered there', async () => {
+    // A plugin package inside the consumer project, written in TypeScript against duet's declarations.
+    const plugin = join(project, 'node_modules', 'typed-plugin');
+    mkdirSync(join(plugin, 'src'), { recursive: true });
+    writeFileSync(
+      join(plugin, 'package.json'),
+      JSON.stringify({
+        name: 'typed-plugin',
+        type: 'module',
+        duet: { contractVersion: 1, platforms: [{ name: 'typedcpu', entry: './dist/index.js' }] },
+      }),
+    );
+    writeFileSync(join(plugin, 'src', 'index.ts'), TYPED_PLUGIN_SOURCE);
+    writeFileSync(
+      join(plugin, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noUncheckedIndexedAccess: true,
+          declaration: true,
+          outDir: 'dist',
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules', '@types')],
+        },
+        include: ['src'],
+      }),
+    );
+    const tsc = await run(
+      process.execPath,
+      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'],
+      plugin,
+      120_000,
+    );
+    assert.equal(tsc.status, 0, describeProcess(tsc));
+    const env = spawnSync(join(project, 'node_modules', '.bin', 'duet'), ['env', '--json'], {
+      cwd: project,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(env.status, 0, describeProcess(env));
+    const report = JSON.parse(env.stdout) as {
+      platforms: { name: string; usable: boolean; reason: string }[];
+    };
+    assert.deepEqual(
+      report.platforms.find((p) => p.name === 'typedcpu'),
+      {
+        name: 'typedcpu',
+        source: 'typed-plugin',
+        usable: true,
+        reason: 'delegates to the CPU kernels',
+        priority: 10,
+      },
+    );
   });
 
   test("the installed duet --version prints the package's version inside another project", () => {

@@ -1,11 +1,9 @@
-// Entry point of the engine worker thread (started by AsyncEngine). Relaxed SIMD must be switched on before
-// any WebAssembly compiles, so the engine's modules are imported only after enableWasmFeatures().
+// Entry point of the engine worker thread (started by AsyncEngine). The platform's per-thread setup
+// (relaxed SIMD on the CPU platform) runs when the engine loads its platform (Platform.prepareThread).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { enableWasmFeatures } from '../../platforms/cpu/wasm-features.js';
 import type { EngineWorkerData } from './protocol.js';
 
-enableWasmFeatures();
 if (parentPort === null) throw new Error('engine-thread.js runs only as a worker thread (see AsyncEngine)');
 const { runEngineWorker } = await import('./engine-thread-main.js');
 await runEngineWorker(parentPort, workerData as EngineWorkerData);

@@ -13,6 +13,7 @@ import {
   type RawWeight,
   type WeightDType,
 } from '../kernels.js';
+import * as activationOps from './activation-ops.js';
 
 /** A weight kept as float32 `[n, k]` row-major (bf16 storage is emulated by rounding at prepare time). */
 class ReferenceLinear implements LinearWeight {
@@ -91,6 +92,22 @@ export class ReferenceKernels implements Kernels {
   }
 
   free(_a: Float32Array): void {}
+
+  allocateActivations(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
+  allocateIndices(n: number): Int32Array {
+    return new Int32Array(n);
+  }
+
+  readonly add = activationOps.add;
+  readonly sigmoid = activationOps.sigmoid;
+  readonly copyRows = activationOps.copyRows;
+  readonly weightedScatterAdd = activationOps.weightedScatterAdd;
+  readonly embedding = activationOps.embedding;
+  // Its selections run on this kernel set's own topK.
+  readonly groupedTopK = activationOps.groupedTopK;
 
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
     if (w instanceof ReferenceInt8Linear) {

@@ -1,9 +1,16 @@
 // The CPU platform: WebAssembly SIMD kernels on worker threads sharing memories, machine RAM as device
-// memory, the calling thread as compute stream and a serial async queue as communication stream.
+// memory. Always available where WebAssembly SIMD is; the platform every other one is preferred to.
 
 import os from 'node:os';
 import type { Kernels } from '../../kernels/kernels.js';
-import type { DeviceEvent, KernelOptions, Platform, PlatformNotice, Stream } from '../platform.js';
+import {
+  type KernelOptions,
+  PLATFORM_CONTRACT_VERSION,
+  type Platform,
+  type PlatformNotice,
+} from '../platform.js';
+import type { PlatformPlugin } from '../plugin.js';
+import { enableWasmFeatures } from './wasm-features.js';
 import { createWasmKernels } from './wasm-kernels.js';
 
 /** Engine settings that change nothing on the CPU platform, with the reason given in the notice. */
@@ -13,38 +20,15 @@ const NO_EFFECT_ON_CPU: Readonly<Record<string, string>> = {
   trustRemoteCode: 'Duet runs its own model code; no remote code is executed',
 };
 
-class CompletedEvent implements DeviceEvent {
-  constructor(private readonly done: Promise<void>) {}
-  private settled = false;
-  get isDone(): boolean {
-    return this.settled;
-  }
-  markDone(): void {
-    this.settled = true;
-  }
-  wait(): Promise<void> {
-    return this.done;
-  }
-}
-
-/** Runs each submission in order; the next starts when the previous one's promise settles. */
-class SerialStream implements Stream {
-  private tail: Promise<void> = Promise.resolve();
-  constructor(readonly name: string) {}
-  submit(work: () => Promise<void> | void): DeviceEvent {
-    const run = this.tail.then(() => work());
-    const event = new CompletedEvent(run);
-    this.tail = run.then(
-      () => event.markDone(),
-      () => event.markDone(),
-    );
-    return event;
-  }
-}
-
 export class CpuPlatform implements Platform {
-  readonly name = 'cpu';
+  /** `cpu`; a plugin that extends this class may rename it. */
+  readonly name: string = 'cpu';
   readonly deviceName = `${os.cpus()[0]?.model ?? 'CPU'} (${os.availableParallelism()} cores)`;
+
+  /** Switches on relaxed SIMD (a V8 flag) before this thread compiles the kernels. */
+  prepareThread(): void {
+    enableWasmFeatures();
+  }
 
   totalMemoryBytes(): number {
     return os.totalmem();
@@ -58,14 +42,6 @@ export class CpuPlatform implements Platform {
     return createWasmKernels({ numThreads: opts.numThreads ?? os.availableParallelism() });
   }
 
-  createStream(kind: 'compute' | 'communication'): Stream {
-    return new SerialStream(kind);
-  }
-
-  attentionBackend(): 'mla-absorbed' {
-    return 'mla-absorbed';
-  }
-
   checkConfig(settings: Readonly<Record<string, unknown>>): PlatformNotice[] {
     const notices: PlatformNotice[] = [];
     for (const [setting, why] of Object.entries(NO_EFFECT_ON_CPU)) {
@@ -75,3 +51,25 @@ export class CpuPlatform implements Platform {
     return notices;
   }
 }
+
+/** A module with one SIMD instruction (v128.const): valid only where WebAssembly SIMD is. */
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01,
+  0x00, 0x0a, 0x16, 0x01, 0x14, 0x00, 0xfd, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b,
+]);
+
+/** The WebAssembly CPU platform as a plugin of the registry: built in, lowest priority. */
+export const cpuPlatformPlugin: PlatformPlugin = {
+  name: 'cpu',
+  contractVersion: PLATFORM_CONTRACT_VERSION,
+  priority: 0,
+  async probe() {
+    if (!WebAssembly.validate(SIMD_PROBE))
+      return { available: false, reason: 'this runtime has no WebAssembly SIMD' };
+    return { available: true, reason: `WebAssembly SIMD on ${os.availableParallelism()} cores` };
+  },
+  async create() {
+    return new CpuPlatform();
+  },
+};

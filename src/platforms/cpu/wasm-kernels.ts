@@ -14,6 +14,7 @@ import type {
   RawWeight,
   WeightDType,
 } from '../../kernels/kernels.js';
+import * as activationOps from '../../kernels/reference/activation-ops.js';
 import { Arena, ArenaFullError } from './arena.js';
 import { runMhaAttention, runMlaAttentionBatch, type ThreadedKernelContext } from './attention-kernels.js';
 import type { CopyStats } from './copy-stats.js';
@@ -341,6 +342,25 @@ export class WasmKernels implements Kernels {
     }
     primary.release(a.byteOffset);
   }
+
+  /** Step activations are ordinary arrays: the operators copy them in (small ones live in `Scratch`). */
+  allocateActivations(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
+  allocateIndices(n: number): Int32Array {
+    return new Int32Array(n);
+  }
+
+  // Memory-bound moves and element-wise steps between the GEMMs: the TypeScript twins run here as they
+  // are (V8 compiles them to scalar loops that keep up with memory at these sizes).
+  readonly add = activationOps.add;
+  readonly sigmoid = activationOps.sigmoid;
+  readonly copyRows = activationOps.copyRows;
+  readonly weightedScatterAdd = activationOps.weightedScatterAdd;
+  readonly embedding = activationOps.embedding;
+  // Its selections run on this kernel set's own topK.
+  readonly groupedTopK = activationOps.groupedTopK;
 
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
     this.checkLive();
