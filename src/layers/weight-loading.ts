@@ -110,52 +110,39 @@ export function stackInt8(
     data.set(w.data, o);
     o += w.data.length;
   }
-  const first = weights[0]!.scheme;
   const names = parts.map((p) => `"${p.name}"`).join(', ');
-  if (first.kind === 'dynamic') {
-    if (!weights.every((w) => w.scheme.kind === 'dynamic')) {
-      throw new Int8WeightError(
-        `${names} are fused into one GEMM but mix dynamic and static int8 activations`,
-      );
-    }
-    const weightScale = concatF32(
-      weights.map((w) => (w.scheme as { weightScale: Float32Array }).weightScale),
+  const schemes = weights.map((w) => w.scheme);
+  const dynamic = schemes.flatMap((x) => (x.kind === 'dynamic' ? [x] : []));
+  const statics = schemes.flatMap((x) => (x.kind === 'static' ? [x] : []));
+  if (dynamic.length === schemes.length) {
+    return { data, scheme: { kind: 'dynamic', weightScale: concat(dynamic.map((x) => x.weightScale)) } };
+  }
+  if (statics.length !== schemes.length) {
+    throw new Int8WeightError(`${names} are fused into one GEMM but mix dynamic and static int8 activations`);
+  }
+  const first = statics[0]!;
+  if (statics.some((x) => x.inputScale !== first.inputScale || x.inputOffset !== first.inputOffset)) {
+    throw new Int8WeightError(
+      `${names} are fused into one GEMM, so their static activation quantization must agree ` +
+        `(input_scale ${first.inputScale}, input_offset ${first.inputOffset} for the first part)`,
     );
-    return { data, scheme: { kind: 'dynamic', weightScale } };
   }
-  const statics = weights.map((w) => w.scheme);
-  for (const s of statics) {
-    if (s.kind !== 'static' || s.inputScale !== first.inputScale || s.inputOffset !== first.inputOffset) {
-      throw new Int8WeightError(
-        `${names} are fused into one GEMM, so their static activation quantization must agree ` +
-          `(input_scale ${first.inputScale}, input_offset ${first.inputOffset} for the first part)`,
-      );
-    }
-  }
-  const quantBias = new Int32Array(
-    statics.reduce((s, x) => s + (x as { quantBias: Int32Array }).quantBias.length, 0),
-  );
-  let b = 0;
-  for (const s of statics) {
-    const qb = (s as { quantBias: Int32Array }).quantBias;
-    quantBias.set(qb, b);
-    b += qb.length;
-  }
-  const deqScale = concatF32(statics.map((s) => (s as { deqScale: Float32Array }).deqScale));
   return {
     data,
     scheme: {
       kind: 'static',
       inputScale: first.inputScale,
       inputOffset: first.inputOffset,
-      quantBias,
-      deqScale,
+      quantBias: concat(statics.map((x) => x.quantBias)),
+      deqScale: concat(statics.map((x) => x.deqScale)),
     },
   };
 }
 
-function concatF32(arrays: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(arrays.reduce((s, a) => s + a.length, 0));
+/** Concatenates typed arrays of one kind. */
+function concat<T extends Float32Array | Int32Array>(arrays: readonly T[]): T {
+  const total = arrays.reduce((s, a) => s + a.length, 0);
+  const out = new (arrays[0]!.constructor as new (n: number) => T)(total);
   let o = 0;
   for (const a of arrays) {
     out.set(a, o);
