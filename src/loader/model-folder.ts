@@ -105,7 +105,12 @@ export function openModelWeights(
   if (loadFormat === 'dummy') {
     const source = openWeights(dir, config, layout, loadFormat, opts);
     const linears = quantize
-      ? dummyInt8LinearSource(source, role, opts.seed ?? 0, (name, shape) => dummyInit({ name, shape }).amplitude)
+      ? dummyInt8LinearSource(
+          source,
+          role,
+          opts.seed ?? 0,
+          (name, shape) => dummyInit({ name, shape }).amplitude,
+        )
       : floatLinearSource(source);
     return { source, linears, format: null };
   }

@@ -13,6 +13,7 @@ import {
 } from '../../src/loader/checkpoint-errors.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
+import { deepseekCheckpointLayout } from '../../src/models/deepseek-weights.js';
 import { writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
 import {
   decodeSafetensors,
@@ -26,7 +27,8 @@ const Q = 'model.layers.0.self_attn.q_proj';
 const GATE = 'model.layers.1.mlp.gate.weight';
 
 function open(dir: string): void {
-  openModelWeights(dir, loadDeepseekConfig(dir), 'auto').source.close();
+  const config = loadDeepseekConfig(dir);
+  openModelWeights(dir, config, deepseekCheckpointLayout(config), 'auto').source.close();
 }
 
 /** Rewrites the checkpoint's tensors. */

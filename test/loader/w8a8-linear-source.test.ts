@@ -11,7 +11,11 @@ import { DummyWeightSource, dummyInit } from '../../src/loader/dummy-weights.js'
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
 import { type LinearBlock, quantizingLinearSource } from '../../src/loader/w8a8/linear-source.js';
-import { deepseekLinearRole } from '../../src/models/deepseek-weights.js';
+import {
+  deepseekCheckpointLayout,
+  deepseekLinearRole,
+  deepseekTensorSpecs,
+} from '../../src/models/deepseek-weights.js';
 import { V2_LITE_TINY } from './fixture-files.js';
 
 const config = loadDeepseekConfig(V2_LITE_TINY);
@@ -33,7 +37,10 @@ function block(data: Int8Array, k: number, r0: number, nr: number, c0: number, n
 describe('W8A8 linear sources', () => {
   it('dummy int8 weights: generated directly, seeded, a block equals the block of the whole', () => {
     const make = (seed: number) =>
-      openModelWeights(V2_LITE_TINY, config, 'dummy', { seed, quantization: 'w8a8' }).linears;
+      openModelWeights(V2_LITE_TINY, config, deepseekCheckpointLayout(config), 'dummy', {
+        seed,
+        quantization: 'w8a8',
+      }).linears;
     const [n, k] = SHAPE;
     const whole = int8(make(3).readLinear(DOWN, SHAPE, { start: 0, count: n }));
     assert.ok(whole.data.every((v) => v >= -127 && v <= 127));
@@ -60,7 +67,7 @@ describe('W8A8 linear sources', () => {
   });
 
   it('quantizing while loading: over whole rows, so a column block equals the block of the whole', () => {
-    const source = new DummyWeightSource(config, { seed: 1, dtype: 'bf16' });
+    const source = new DummyWeightSource(deepseekTensorSpecs(config), { seed: 1, dtype: 'bf16' });
     const q = quantizingLinearSource(source, deepseekLinearRole);
     const [n, k] = SHAPE;
     const whole = int8(q.readLinear(DOWN, SHAPE, { start: 0, count: n }));

@@ -26,6 +26,7 @@ import type { ParallelPlan } from '../../src/layers/parallel-plan.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
+import { deepseekCheckpointLayout } from '../../src/models/deepseek-weights.js';
 import { argmax, fixtureDir, loadGolden, logSoftmax } from '../helpers/golden.js';
 import { createLocalGroup } from '../helpers/local-group.js';
 import { calibrate, writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
@@ -53,7 +54,9 @@ function build(
 ) {
   const comms = createLocalGroup(size);
   // A float folder is quantized while loading; an int8 one (the static checkpoint) is read as it is.
-  const { source, linears } = openModelWeights(dir, config, 'auto', { quantization: 'w8a8' });
+  const { source, linears } = openModelWeights(dir, config, deepseekCheckpointLayout(config), 'auto', {
+    quantization: 'w8a8',
+  });
   const models = comms.map(
     (communicator, rank) =>
       new DeepseekForCausalLM(config, {
