@@ -33,7 +33,7 @@ export interface WeightSource {
   /**
    * Reads one float tensor: BF16 stays as bf16 bit patterns; F16 and F32 come back as float32. Checks the
    * shape against `expectedShape` when given (a `TensorShapeError` naming both otherwise); an integer
-   * tensor gives a `TensorDTypeError` (read those with `readIntBlock` of a safetensors source).
+   * tensor gives a `TensorDTypeError` (read those with `readAny` or `readAnyBlock` of a safetensors source).
    */
   read(name: string, expectedShape?: readonly number[]): RawWeight;
   /**

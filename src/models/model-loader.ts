@@ -50,6 +50,8 @@ export interface LoadedModel {
   /** Bytes the linear weights occupy as stored. */
   readonly weightBytes: number;
   readonly weightDType: WeightDType;
+  /** Whether the linear weights are int8 (W8A8; the other weights keep weightDType). */
+  readonly isInt8: boolean;
   /** The context length the engine allows. */
   readonly maxModelLen: number;
 }
@@ -74,6 +76,8 @@ export interface ResolvedModel {
   readonly config: DeepseekConfig;
   readonly maxModelLen: number;
   readonly weightDType: WeightDType;
+  /** Whether the linear weights are int8 (W8A8; the other weights keep weightDType). */
+  readonly isInt8: boolean;
   /** Bytes the weights will occupy as stored. */
   readonly weightBytes: number;
 }
@@ -97,7 +101,7 @@ export function resolveModel(settings: ModelSettings): ResolvedModel {
       (config.quantization?.method === 'compressed-tensors' ||
         existsSync(join(dir, MODELSLIM_DESCRIPTION_FILE))));
   const weightBytes = storedWeightBytes(config, weightDType, int8);
-  return { settings, dir, isEmbedded, config, maxModelLen, weightDType, weightBytes };
+  return { settings, dir, isEmbedded, config, maxModelLen, weightDType, isInt8: int8, weightBytes };
 }
 
 /**
@@ -171,6 +175,7 @@ export function loadModel(
     isEmbedded,
     isDummy: loadFormat === 'dummy',
     weightBytes: resolved.weightBytes,
+    isInt8: resolved.isInt8,
     weightDType,
     maxModelLen: resolved.maxModelLen,
   };

@@ -13,6 +13,7 @@ import {
 } from '../../src/loader/checkpoint-errors.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
+import { TensorDTypeError } from '../../src/loader/weight-source.js';
 import { deepseekCheckpointLayout } from '../../src/models/deepseek-weights.js';
 import { writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
 import {
@@ -92,6 +93,20 @@ describe('W8A8 checkpoints Duet cannot serve are refused at load', () => {
         q.config_groups.group_0.weights.symmetric = false;
       });
       refuses(dir, ['config_groups.group_0.weights', 'symmetric: true']);
+    });
+  });
+
+  it('int8 tensors in a checkpoint that declares no int8 format', () => {
+    withTempDir((dir) => {
+      writeW8A8Checkpoint(V2_LITE_TINY, dir, 'compressed-tensors');
+      editJson(join(dir, 'config.json'), (j) => {
+        delete j.quantization_config;
+      });
+      refuses(
+        dir,
+        [`"model.layers.0.self_attn.q_proj.weight" has dtype I8`, 'declares no int8 format'],
+        TensorDTypeError,
+      );
     });
   });
 
