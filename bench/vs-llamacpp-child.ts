@@ -99,9 +99,8 @@ async function duetRun(
 
 async function runDuet(job: ChildJob): Promise<ChildResult> {
   enableWasmFeatures();
-  if (job.quantization !== null) {
-    // w8a8 hook (issue 11): pass `quantization: job.quantization` to `new LLM` once `LLMOptions` has it.
-    throw new Error(`duet: quantization "${job.quantization}" is not available in this build; allowed: none`);
+  if (job.quantization !== null && job.quantization !== 'w8a8') {
+    throw new Error(`duet: quantization "${job.quantization}" is not supported; allowed: w8a8 or none`);
   }
   const maxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + job.decodeTokens + 64;
   const t0 = performance.now();
@@ -109,6 +108,7 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
     model: job.model,
     loadFormat: 'safetensors',
     dtype: job.dtype,
+    ...(job.quantization === 'w8a8' ? { quantization: 'w8a8' as const } : {}),
     numThreads: job.threads,
     maxModelLen: maxLen,
     kvCacheMemory: 512 * 2 ** 20,

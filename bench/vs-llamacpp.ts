@@ -199,8 +199,18 @@ const contenders: Contender[] = [
     label: 'llama.cpp Q8_0',
     job: { ...baseJob, engine: 'llama.cpp', model: gguf.Q8_0, dtype: 'auto', perf: true, accuracyPrompt },
   },
-  // w8a8 hook (issue 11): add { label: 'Duet W8A8', job: { ...duet, quantization: 'w8a8', accuracyPrompt } }
-  // here once `LLM({quantization: 'w8a8'})` exists, and its ratio row against llama.cpp Q8_0 below.
+  {
+    label: 'Duet W8A8',
+    job: {
+      ...baseJob,
+      engine: 'duet',
+      model: hfDir,
+      dtype: 'auto',
+      quantization: 'w8a8',
+      perf: true,
+      accuracyPrompt,
+    },
+  },
 ];
 
 /** The best (fastest) of each contender's rounds. */
@@ -263,7 +273,7 @@ for (const c of contenders) console.log(`| ${c.label} | ${row(best.get(c.label)!
 const ratios: [string, string][] = [
   ['Duet BF16', 'llama.cpp BF16'],
   ['Duet BF16', 'llama.cpp Q8_0'],
-  // w8a8 hook (issue 11): ['Duet W8A8', 'llama.cpp Q8_0'],
+  ['Duet W8A8', 'llama.cpp Q8_0'],
 ];
 for (const [a, b] of ratios) {
   const ra = row(best.get(a)!);

@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_NUM_BATCHED_TOKENS,
   type EngineConfig,
   EngineConfigError,
+  QUANTIZATION_METHODS,
 } from '../config/engine-config.js';
 import { buildEngineConfig, type EngineOptions, moeCommFrom } from '../config/engine-options.js';
 import { jsonObjectArg } from './json-object-arg.js';
@@ -86,6 +87,12 @@ export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'ser
       )
         .choices(['auto', 'safetensors', 'dummy'])
         .default(d.model.loadFormat),
+    )
+    .addOption(
+      new Option(
+        '--quantization <method>',
+        'w8a8: int8 weights (per output channel) and int8 activations (per token), quantized while loading',
+      ).choices([...QUANTIZATION_METHODS]),
     )
     .option('--seed <n>', 'seed of dummy weights and unseeded sampling', intArg('--seed'), d.model.seed)
     .option(

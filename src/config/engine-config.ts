@@ -8,6 +8,9 @@ export type LoadFormat = 'auto' | 'safetensors' | 'dummy';
 export type MoeComm = 'allgather' | 'alltoall';
 /** Compute/storage precision. On CPU: `auto` keeps the checkpoint's dtype for weights; compute is float32. */
 export type ModelDType = 'auto' | 'float32' | 'bfloat16';
+/** vLLM's `--quantization`: `w8a8` quantizes a float checkpoint's linear weights to int8 while loading. */
+export type QuantizationMethod = 'w8a8';
+export const QUANTIZATION_METHODS: readonly QuantizationMethod[] = ['w8a8'];
 
 export interface ModelSettings {
   /** Model folder (Hugging Face layout), or null for Duet's embedded default model. */
@@ -16,6 +19,11 @@ export interface ModelSettings {
   readonly tokenizer: string | null;
   readonly dtype: ModelDType;
   readonly loadFormat: LoadFormat;
+  /**
+   * Quantize while loading (null: as the checkpoint is; an int8 checkpoint is detected without it). See
+   * docs/int8.md for which weights become int8.
+   */
+  readonly quantization: QuantizationMethod | null;
   /** Seed of dummy weights and of unseeded sampling. */
   readonly seed: number;
   /** Keys merged into config.json before validation (vLLM's --hf-overrides). */
@@ -125,6 +133,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     tokenizer: null,
     dtype: 'auto',
     loadFormat: 'auto',
+    quantization: null,
     seed: 0,
     hfOverrides: {},
     maxModelLen: null,

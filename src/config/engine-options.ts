@@ -11,6 +11,7 @@ import {
   type LoadFormat,
   type ModelDType,
   type MoeComm,
+  type QuantizationMethod,
   validateEngineConfig,
 } from './engine-config.js';
 
@@ -21,6 +22,8 @@ export interface EngineOptions {
   readonly tokenizer?: string;
   readonly dtype?: ModelDType;
   readonly loadFormat?: LoadFormat;
+  /** `'w8a8'`: int8 weights and activations, quantized while loading (docs/int8.md). */
+  readonly quantization?: QuantizationMethod;
   readonly seed?: number;
   readonly hfOverrides?: Readonly<Record<string, unknown>>;
   readonly maxModelLen?: number;
@@ -87,6 +90,7 @@ export function buildEngineConfig(
       tokenizer: o.tokenizer ?? d.model.tokenizer,
       dtype: o.dtype ?? d.model.dtype,
       loadFormat: o.loadFormat ?? d.model.loadFormat,
+      quantization: o.quantization ?? d.model.quantization,
       seed: o.seed ?? d.model.seed,
       hfOverrides: o.hfOverrides ?? d.model.hfOverrides,
       maxModelLen: o.maxModelLen ?? d.model.maxModelLen,

@@ -13,6 +13,8 @@ export type ScoringFunc = 'softmax' | 'sigmoid';
 export interface QuantizationConfig {
   /** `quantization_config.quant_method`, e.g. `fp8`. */
   readonly method: string;
+  /** The whole `quantization_config` object, for the loader of that method (src/loader/w8a8/). */
+  readonly fields: Readonly<Record<string, unknown>>;
 }
 
 /** YaRN context extension (`rope_scaling.type == "yarn"`). */

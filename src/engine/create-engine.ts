@@ -104,7 +104,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     }
     log.info(
       `model ${loaded.isEmbedded ? 'embedded default (DeepSeek-V3 architecture, toy size)' : loaded.dir}: ` +
-        `${c.architecture}, ${c.numHiddenLayers} layers, weights ${loaded.weightDType} ` +
+        `${c.architecture}, ${c.numHiddenLayers} layers, weights ${loaded.isInt8 ? `w8a8 (int8 linears, ${loaded.weightDType} others)` : loaded.weightDType} ` +
         `${(loaded.weightBytes / 2 ** 30).toFixed(2)} GiB, loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
     if (loaded.isDummy) log.warn('the weights are random (dummy): outputs are meaningless text');

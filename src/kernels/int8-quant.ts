@@ -185,3 +185,18 @@ export function quantizeWeightPerChannel(raw: RawWeight, n: number, k: number): 
   }
   return { data, scheme: { kind: 'dynamic', weightScale } };
 }
+
+/**
+ * The float values an int8 weight stands for: w[j, c] = data[j, c] · weightScale[j] (dynamic), or
+ * data[j, c] · deqScale[j] / inputScale (static: deqScale = inputScale · weightScale). `out`: [n, k].
+ */
+export function dequantizeInt8(weight: Int8LinearData, n: number, k: number): Float32Array {
+  const out = new Float32Array(n * k);
+  const s = weight.scheme;
+  for (let j = 0; j < n; j++) {
+    const scale =
+      s.kind === 'dynamic' ? s.weightScale[j]! : Math.fround(s.deqScale[j]! / Math.fround(s.inputScale));
+    for (let c = 0; c < k; c++) out[j * k + c] = Math.fround(weight.data[j * k + c]! * scale);
+  }
+  return out;
+}

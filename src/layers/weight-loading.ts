@@ -1,9 +1,13 @@
 // Helpers that turn checkpoint tensors into kernel-ready weights, one tensor at a time: norm vectors as
 // float32, linear weights (optionally several fused by stacking their rows) prepared by the kernel set.
-// A tensor-parallel rank reads only its block of each sharded tensor (`WeightSource.readBlock`).
+// A tensor-parallel rank reads only its block of each sharded tensor (`WeightSource.readBlock`). Linear
+// weights come through a `LinearSource`, which hands each one over as float or as int8 (W8A8); int8
+// weights run on the int8 kernels, with their per-output-channel scales sharded with their rows.
 
-import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
+import { dequantizeInt8, Int8WeightError } from '../kernels/int8-quant.js';
+import type { Int8LinearData, Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
 import { bf16ToF32 } from '../kernels/kernels.js';
+import { floatLinearSource, type LinearBlock, type LinearSource } from '../loader/w8a8/linear-source.js';
 import type { Slice, WeightSource } from '../loader/weight-source.js';
 import type { Scratch } from './scratch.js';
 
@@ -11,8 +15,10 @@ import type { Scratch } from './scratch.js';
 export interface LoadContext {
   readonly source: WeightSource;
   readonly kernels: Kernels;
-  /** Storage dtype of linear weights (activations are float32 regardless). */
+  /** Storage dtype of float linear weights (activations are float32 regardless). */
   readonly weightDType: WeightDType;
+  /** Where linear weights come from, float or int8 (default: the source's float weights). */
+  readonly linears?: LinearSource;
   /** Activation scratch shared by the layers of one model (a layer makes its own when absent). */
   readonly scratch?: Scratch;
 }
@@ -33,9 +39,21 @@ export function toF32(raw: RawWeight): Float32Array {
 /** Row and column ranges, as the weight source reads them (re-exported for the layers). */
 export type { Slice };
 
-/** Reads rows `take` (all when absent) of a `[rows, k]` matrix, and nothing else of it. */
+/**
+ * Reads rows `take` (all when absent) of a `[rows, k]` linear weight in float, and nothing else of it (an
+ * int8 weight is dequantized).
+ */
 export function loadMatrix(ctx: LoadContext, name: string, rows: number, k: number, take?: Slice): RawWeight {
-  return ctx.source.readBlock(name, [rows, k], take ?? { start: 0, count: rows });
+  const t = take ?? { start: 0, count: rows };
+  return asFloat(linearsOf(ctx).readLinear(name, [rows, k], t), t.count, k);
+}
+
+function linearsOf(ctx: LoadContext): LinearSource {
+  return ctx.linears ?? floatLinearSource(ctx.source);
+}
+
+function asFloat(block: LinearBlock, n: number, k: number): RawWeight {
+  return block.kind === 'float' ? block.raw : { dtype: 'f32', data: dequantizeInt8(block.weight, n, k) };
 }
 
 /** One tensor of a (possibly fused) linear weight: `[rows, k]` in the checkpoint, of which rows `take` are kept. */
@@ -59,12 +77,78 @@ export function loadLinear(
   cols?: Slice,
 ): LinearWeight {
   // Each part's block: its kept rows × the kept input features.
-  const raws = parts.map((p) =>
-    ctx.source.readBlock(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols),
+  const linears = linearsOf(ctx);
+  const blocks = parts.map((p) =>
+    linears.readLinear(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols),
   );
-  const n = parts.reduce((s, p) => s + (p.take?.count ?? p.rows), 0);
+  const counts = parts.map((p) => p.take?.count ?? p.rows);
+  const n = counts.reduce((s, c) => s + c, 0);
   const width = cols?.count ?? k;
+  if (blocks.every((b) => b.kind === 'int8')) {
+    const weights = blocks.map((b) => b.weight);
+    return ctx.kernels.prepareInt8Linear(stackInt8(weights, parts, n * width), n, width);
+  }
+  // Float, or a fused weight whose parts differ (an int8 part beside a float one): float throughout.
+  const raws = blocks.map((b, i) => asFloat(b, counts[i]!, width));
   return ctx.kernels.prepareLinear(stackRows(raws, n * width), n, width, ctx.weightDType);
+}
+
+/**
+ * Concatenates int8 weights (row-major) into one, with their per-channel scales. Parts fused into one
+ * GEMM share its activation quantization, so static parts must share input scale and offset (true of
+ * projections that read the same input, calibrated on it), and dynamic and static parts cannot mix.
+ */
+export function stackInt8(
+  weights: readonly Int8LinearData[],
+  parts: readonly LinearPart[],
+  total: number,
+): Int8LinearData {
+  if (weights.length === 1) return weights[0]!;
+  const data = new Int8Array(total);
+  let o = 0;
+  for (const w of weights) {
+    data.set(w.data, o);
+    o += w.data.length;
+  }
+  const names = parts.map((p) => `"${p.name}"`).join(', ');
+  const schemes = weights.map((w) => w.scheme);
+  const dynamic = schemes.flatMap((x) => (x.kind === 'dynamic' ? [x] : []));
+  const statics = schemes.flatMap((x) => (x.kind === 'static' ? [x] : []));
+  if (dynamic.length === schemes.length) {
+    return { data, scheme: { kind: 'dynamic', weightScale: concat(dynamic.map((x) => x.weightScale)) } };
+  }
+  if (statics.length !== schemes.length) {
+    throw new Int8WeightError(`${names} are fused into one GEMM but mix dynamic and static int8 activations`);
+  }
+  const first = statics[0]!;
+  if (statics.some((x) => x.inputScale !== first.inputScale || x.inputOffset !== first.inputOffset)) {
+    throw new Int8WeightError(
+      `${names} are fused into one GEMM, so their static activation quantization must agree ` +
+        `(input_scale ${first.inputScale}, input_offset ${first.inputOffset} for the first part)`,
+    );
+  }
+  return {
+    data,
+    scheme: {
+      kind: 'static',
+      inputScale: first.inputScale,
+      inputOffset: first.inputOffset,
+      quantBias: concat(statics.map((x) => x.quantBias)),
+      deqScale: concat(statics.map((x) => x.deqScale)),
+    },
+  };
+}
+
+/** Concatenates typed arrays of one kind. */
+function concat<T extends Float32Array | Int32Array>(arrays: readonly T[]): T {
+  const total = arrays.reduce((s, a) => s + a.length, 0);
+  const out = new (arrays[0]!.constructor as new (n: number) => T)(total);
+  let o = 0;
+  for (const a of arrays) {
+    out.set(a, o);
+    o += a.length;
+  }
+  return out;
 }
 
 /** Concatenates raw matrices (row-major) into one, keeping bf16 when every part is bf16. */

@@ -116,15 +116,27 @@ export class UnexpectedTensorError extends CheckpointError {
   }
 }
 
-/** A checkpoint is quantized (`quantization_config`), which Duet cannot load yet. */
+/** A checkpoint is quantized (`quantization_config`) by a method Duet cannot load. */
 export class UnsupportedQuantizationError extends CheckpointError {
   constructor(dir: string, method: string) {
     super(
       dir,
       null,
-      `is a quantized checkpoint (quantization_config.quant_method "${method}"); quantized weights are not ` +
-        'supported yet; supported: unquantized BF16, F16 or F32 safetensors (or --load-format dummy)',
+      `is a quantized checkpoint (quantization_config.quant_method "${method}"), which Duet cannot read; ` +
+        'supported: unquantized BF16, F16 or F32 safetensors, int8 W8A8 in compressed-tensors ' +
+        '("int-quantized") or Ascend ModelSlim (quant_model_description.json) form, or --load-format dummy',
     );
     this.name = 'UnsupportedQuantizationError';
+  }
+}
+
+/**
+ * An int8 (W8A8) checkpoint Duet cannot serve: an unsupported scheme, a missing or mis-shaped scale, int8
+ * where float is required. Names the tensor (or declaration field) and what was expected.
+ */
+export class QuantizedCheckpointError extends CheckpointError {
+  constructor(file: string, tensorName: string | null, detail: string) {
+    super(file, tensorName, detail);
+    this.name = 'QuantizedCheckpointError';
   }
 }

@@ -174,7 +174,10 @@ function parseQuantization(f: FieldReader, source: string): QuantizationConfig |
     throw f.error('quantization_config', `is ${describeValue(value)}; allowed: null or an object`);
   }
   const q = new FieldReader(value, source, 'quantization_config.');
-  return { method: q.required('quant_method', z.string().min(1), 'a method name such as "fp8"') };
+  return {
+    method: q.required('quant_method', z.string().min(1), 'a method name such as "fp8"'),
+    fields: value,
+  };
 }
 
 function parseEosTokenIds(f: FieldReader): number[] {

@@ -8,10 +8,19 @@ import type { LoadFormat } from '../config/engine-config.js';
 import type { DeepseekConfig } from '../config/model-config.js';
 import { checkWeights } from './check-weights.js';
 import { CheckpointNotFoundError, UnsupportedQuantizationError } from './checkpoint-errors.js';
-import { DummyWeightSource } from './dummy-weights.js';
+import { DummyWeightSource, dummyInit } from './dummy-weights.js';
 import { type GenerationDefaults, loadGenerationDefaults } from './generation-config.js';
 import { hasSafetensors, openSafetensors } from './safetensors.js';
 import type { CheckpointLayout } from './tensor-specs.js';
+import { checkW8A8Weights } from './w8a8/check-w8a8-weights.js';
+import { detectW8A8Format, type W8A8Format } from './w8a8/checkpoint-format.js';
+import {
+  checkpointLinearSource,
+  dummyInt8LinearSource,
+  floatLinearSource,
+  type LinearSource,
+  quantizingLinearSource,
+} from './w8a8/linear-source.js';
 import type { WeightSource } from './weight-source.js';
 
 /** Every `LoadFormat`; `auto` reads safetensors when the folder has them and fails otherwise. */
@@ -68,6 +77,58 @@ export interface OpenWeightsOptions {
   readonly seed?: number;
   /** The dtype dummy weights are generated in (default bf16). */
   readonly dummyDType?: 'bf16' | 'f32';
+}
+
+/** A model's weights, opened: every tensor, and the linear weights as the kernels will hold them. */
+export interface ModelWeights {
+  readonly source: WeightSource;
+  readonly linears: LinearSource;
+  /** The int8 checkpoint format, or null for float weights (quantized while loading or not at all). */
+  readonly format: W8A8Format | null;
+}
+
+/**
+ * Opens the weights of a model folder (see `openWeights`), with its linear weights as int8 where the
+ * checkpoint stores them so (compressed-tensors or ModelSlim W8A8, detected from the folder) or where
+ * `opts.quantization` asks to quantize them while loading (`layout.linearRole` says which). An int8
+ * checkpoint is checked as a whole (`checkW8A8Weights`) before any weight is read.
+ */
+export function openModelWeights(
+  dir: string,
+  config: DeepseekConfig,
+  layout: CheckpointLayout,
+  loadFormat: LoadFormat,
+  opts: OpenWeightsOptions & { readonly quantization?: 'w8a8' | null } = {},
+): ModelWeights {
+  const quantize = opts.quantization === 'w8a8';
+  const role = (name: string) => layout.linearRole(name);
+  if (loadFormat === 'dummy') {
+    const source = openWeights(dir, config, layout, loadFormat, opts);
+    const linears = quantize
+      ? dummyInt8LinearSource(
+          source,
+          role,
+          opts.seed ?? 0,
+          (name, shape) => dummyInit({ name, shape }).amplitude,
+        )
+      : floatLinearSource(source);
+    return { source, linears, format: null };
+  }
+  const format = hasSafetensors(dir) ? detectW8A8Format(dir, config.quantization) : null;
+  if (format === null) {
+    const source = openWeights(dir, config, layout, loadFormat, opts);
+    const linears = quantize ? quantizingLinearSource(source, role) : floatLinearSource(source);
+    return { source, linears, format: null };
+  }
+  const isIgnored = (name: string): boolean => layout.isIgnored(name);
+  const source = openSafetensors(dir, { skip: isIgnored });
+  try {
+    checkW8A8Weights(source, layout.tensors, format, role, isIgnored, dir);
+  } catch (err) {
+    source.close();
+    throw err;
+  }
+  return { source, linears: checkpointLinearSource(source, format, role), format };
 }
 
 /**

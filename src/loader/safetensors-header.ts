@@ -12,7 +12,14 @@ import {
 import type { TensorDType } from './weight-source.js';
 
 /** Bytes per element of the dtypes Duet reads. */
-export const DTYPE_BYTES: Readonly<Record<TensorDType, number>> = { BF16: 2, F16: 2, F32: 4 };
+export const DTYPE_BYTES: Readonly<Record<TensorDType, number>> = {
+  BF16: 2,
+  F16: 2,
+  F32: 4,
+  I8: 1,
+  I32: 4,
+  I64: 8,
+};
 const SUPPORTED_DTYPES = Object.keys(DTYPE_BYTES) as TensorDType[];
 
 /** The safetensors format caps the header at 100 MB. */

@@ -22,9 +22,11 @@ import {
 } from './safetensors-header.js';
 import {
   checkBlock,
+  FLOAT_DTYPES,
   MissingTensorError,
   type Slice,
   sameShape,
+  TensorDTypeError,
   type TensorInfo,
   TensorShapeError,
   type WeightSource,
@@ -103,6 +105,39 @@ export class SafetensorsWeightSource implements WeightSource {
   }
 
   read(name: string, expectedShape?: readonly number[]): RawWeight {
+    const { entry, bytes } = this.readBytes(name, expectedShape);
+    return decode(name, entry, bytes);
+  }
+
+  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight {
+    const { entry, bytes } = this.readBlockBytes(name, expectedShape, rows, cols);
+    return decode(name, entry, bytes);
+  }
+
+  /**
+   * Reads one tensor of any dtype as it is stored: float data as `read` gives it, integer data (I8, I32,
+   * I64) as its typed array. For the scales and integers of int8 (W8A8) checkpoints.
+   */
+  readAny(name: string, expectedShape?: readonly number[]): StoredTensor {
+    const { entry, bytes } = this.readBytes(name, expectedShape);
+    return decodeAny(entry, bytes);
+  }
+
+  /** `readBlock` for any dtype (see `readAny`). */
+  readAnyBlock(
+    name: string,
+    expectedShape: readonly [number, number],
+    rows: Slice,
+    cols?: Slice,
+  ): StoredTensor {
+    const { entry, bytes } = this.readBlockBytes(name, expectedShape, rows, cols);
+    return decodeAny(entry, bytes);
+  }
+
+  private readBytes(
+    name: string,
+    expectedShape: readonly number[] | undefined,
+  ): { entry: SafetensorsEntry; bytes: Uint8Array } {
     const { file, entry } = this.locate(name);
     if (expectedShape !== undefined && !sameShape(expectedShape, entry.shape)) {
       throw new TensorShapeError(name, expectedShape, entry.shape);
@@ -110,10 +145,15 @@ export class SafetensorsWeightSource implements WeightSource {
     if (this.closed) throw new WeightSourceClosedError(name, this.where);
     const bytes = new Uint8Array(entry.byteLength);
     this.readAt(file, name, bytes, entry.offset);
-    return decode(entry, bytes);
+    return { entry, bytes };
   }
 
-  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight {
+  private readBlockBytes(
+    name: string,
+    expectedShape: readonly [number, number],
+    rows: Slice,
+    cols: Slice | undefined,
+  ): { entry: SafetensorsEntry; bytes: Uint8Array } {
     const { file, entry } = this.locate(name);
     const c = checkBlock(name, expectedShape, entry.shape, rows, cols);
     if (this.closed) throw new WeightSourceClosedError(name, this.where);
@@ -122,7 +162,7 @@ export class SafetensorsWeightSource implements WeightSource {
     const bytes = new Uint8Array(rows.count * c.count * width);
     const first = entry.offset + rows.start * rowBytes + c.start * width;
     if (bytes.length > 0) this.readRows(file, name, bytes, first, rows.count, rowBytes);
-    return decode(entry, bytes);
+    return { entry, bytes };
   }
 
   close(): void {
@@ -183,8 +223,23 @@ export class SafetensorsWeightSource implements WeightSource {
   }
 }
 
+/** A tensor as stored: float data as `RawWeight`, or the integers of an I8, I32 or I64 tensor. */
+export type StoredTensor =
+  | RawWeight
+  | { readonly dtype: 'i8'; readonly data: Int8Array }
+  | { readonly dtype: 'i32'; readonly data: Int32Array }
+  | { readonly dtype: 'i64'; readonly data: BigInt64Array };
+
 /** Tensor data as `read` returns it: BF16 as bf16 bits, F32 as float32, F16 widened to float32. */
-function decode(entry: SafetensorsEntry, bytes: Uint8Array): RawWeight {
+function decode(name: string, entry: SafetensorsEntry, bytes: Uint8Array): RawWeight {
+  const t = decodeAny(entry, bytes);
+  if (t.dtype !== 'f32' && t.dtype !== 'bf16') {
+    throw new TensorDTypeError(name, entry.dtype, `a float tensor (${FLOAT_DTYPES.join(', ')}) here`);
+  }
+  return t;
+}
+
+function decodeAny(entry: SafetensorsEntry, bytes: Uint8Array): StoredTensor {
   switch (entry.dtype) {
     case 'BF16':
       return { dtype: 'bf16', data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2) };
@@ -195,6 +250,12 @@ function decode(entry: SafetensorsEntry, bytes: Uint8Array): RawWeight {
       f16ToF32(out, new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2));
       return { dtype: 'f32', data: out };
     }
+    case 'I8':
+      return { dtype: 'i8', data: new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length) };
+    case 'I32':
+      return { dtype: 'i32', data: new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
+    case 'I64':
+      return { dtype: 'i64', data: new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8) };
   }
 }
 

@@ -15,7 +15,17 @@ export interface CheckpointLayout {
   readonly tensors: readonly TensorSpec[];
   /** Whether a tensor a real checkpoint carries is one the model does not use (skipped, not an error). */
   isIgnored(name: string): boolean;
+  /** What the model does with each linear weight under W8A8 (null for tensors that are not linear). */
+  linearRole(name: string): LinearRole;
 }
+
+/**
+ * What a model does with a linear weight under W8A8: `int8` runs it through the int8 kernels when quantized;
+ * `dequantize` keeps it float (an int8 checkpoint's values are dequantized at load: MLA's kv_b_proj, whose
+ * per-head parts are absorbed into the attention); `float` requires a float tensor (the MoE router, the LM
+ * head). null: not a linear weight (embeddings, norms, biases: always float).
+ */
+export type LinearRole = 'int8' | 'dequantize' | 'float' | null;
 
 /** The number of elements of a shape. */
 export function numElements(shape: readonly number[]): number {

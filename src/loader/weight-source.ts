@@ -5,7 +5,11 @@
 
 import type { RawWeight } from '../kernels/kernels.js';
 
-export type TensorDType = 'F32' | 'BF16' | 'F16';
+/** Float dtypes (what `read` returns as RawWeight) and the integer dtypes of int8 (W8A8) checkpoints. */
+export type TensorDType = 'F32' | 'BF16' | 'F16' | 'I8' | 'I32' | 'I64';
+
+/** The dtypes `read` and `readBlock` return as float data. */
+export const FLOAT_DTYPES: readonly TensorDType[] = ['F32', 'BF16', 'F16'];
 
 /** A contiguous range of a dimension: elements [start, start + count). */
 export interface Slice {
@@ -27,8 +31,9 @@ export interface WeightSource {
   /** Whether the tensor exists. */
   has(name: string): boolean;
   /**
-   * Reads one tensor: BF16 stays as bf16 bit patterns; F16 and F32 come back as float32. Checks the
-   * shape against `expectedShape` when given (a `TensorShapeError` naming both otherwise).
+   * Reads one float tensor: BF16 stays as bf16 bit patterns; F16 and F32 come back as float32. Checks the
+   * shape against `expectedShape` when given (a `TensorShapeError` naming both otherwise); an integer
+   * tensor gives a `TensorDTypeError` (read those with `readAny` or `readAnyBlock` of a safetensors source).
    */
   read(name: string, expectedShape?: readonly number[]): RawWeight;
   /**
@@ -64,6 +69,18 @@ export class TensorShapeError extends Error {
       `tensor "${tensorName}" has shape [${actual.join(', ')}] but the config implies [${expected.join(', ')}]`,
     );
     this.name = 'TensorShapeError';
+  }
+}
+
+/** A tensor has a dtype other than the one its use requires (e.g. int8 where float is required). */
+export class TensorDTypeError extends Error {
+  constructor(
+    readonly tensorName: string,
+    readonly dtype: string,
+    expected: string,
+  ) {
+    super(`tensor "${tensorName}" has dtype ${dtype}; expected ${expected}`);
+    this.name = 'TensorDTypeError';
   }
 }
 

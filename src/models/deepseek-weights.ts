@@ -4,7 +4,12 @@
 // `CheckpointLayout` (deepseekCheckpointLayout) for checking checkpoints and generating dummy weights.
 
 import { type DeepseekConfig, isMoeLayer } from '../config/model-config.js';
-import { type CheckpointLayout, numElements, type TensorSpec } from '../loader/tensor-specs.js';
+import {
+  type CheckpointLayout,
+  type LinearRole,
+  numElements,
+  type TensorSpec,
+} from '../loader/tensor-specs.js';
 
 export { numElements, type TensorSpec };
 
@@ -113,5 +118,20 @@ export function deepseekCheckpointLayout(config: DeepseekConfig): CheckpointLayo
   return {
     tensors: deepseekTensorSpecs(config),
     isIgnored: (name) => isIgnoredCheckpointTensor(name, config),
+    linearRole: deepseekLinearRole,
   };
+}
+
+/**
+ * What DeepSeek does with each linear weight under W8A8 (as vLLM: the router and the LM head are
+ * unquantized layers; MLA's kv_b_proj is absorbed into per-head attention matrices, which run in float, so
+ * an int8 kv_b_proj is dequantized at load). Every other projection runs on the int8 kernels: q_proj /
+ * q_a_proj / q_b_proj, kv_a_proj_with_mqa, o_proj, and gate/up/down of dense MLPs, routed and shared
+ * experts. null: not a linear weight (embeddings and norms stay float).
+ */
+export function deepseekLinearRole(name: string): LinearRole {
+  if (name === 'lm_head.weight' || name.endsWith('.mlp.gate.weight')) return 'float';
+  if (name.endsWith('.kv_b_proj.weight')) return 'dequantize';
+  if (/_proj(_with_mqa)?\.weight$/.test(name)) return 'int8';
+  return null;
 }

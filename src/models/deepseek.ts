@@ -25,7 +25,8 @@ import {
 import type { RankGroups } from '../layers/rank-groups.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { Scratch } from '../layers/scratch.js';
-import { type LoadContext, loadLinear, loadVector, type Slice } from '../layers/weight-loading.js';
+import { type LoadContext, loadLinear, loadVector, type Slice, toF32 } from '../layers/weight-loading.js';
+import type { LinearSource } from '../loader/w8a8/linear-source.js';
 import type { WeightSource } from '../loader/weight-source.js';
 
 /** Optional taps into the forward, for tests and debugging (golden comparisons). */
@@ -41,8 +42,10 @@ export interface ForwardObserver {
 export interface DeepseekLoadOptions {
   readonly kernels: Kernels;
   readonly source: WeightSource;
-  /** Storage dtype of linear weights. */
+  /** Storage dtype of float linear weights. */
   readonly weightDType: WeightDType;
+  /** Where linear weights come from, float or int8 (W8A8); default: the source's float weights. */
+  readonly linears?: LinearSource;
   /** Positions the rope tables cover (defaults to max_position_embeddings). */
   readonly maxPositions?: number;
   /** The tensor-parallel group this rank belongs to (default: a group of one). */
@@ -200,6 +203,7 @@ export class DeepseekForCausalLM {
       source: opts.source,
       kernels: opts.kernels,
       weightDType: opts.weightDType,
+      ...(opts.linears ? { linears: opts.linears } : {}),
       // Activation buffers the layers share and reuse from step to step (see Scratch for why it is safe).
       scratch: new Scratch(opts.kernels),
     };

@@ -13,14 +13,21 @@ import type { ParallelPlan } from '../layers/parallel-plan.js';
 import type { GenerationDefaults } from '../loader/generation-config.js';
 import { loadGenerationDefaults } from '../loader/generation-config.js';
 import { loadDeepseekConfig } from '../loader/hf-config.js';
-import { openWeights, resolveModelFolder } from '../loader/model-folder.js';
+import { openModelWeights, resolveModelFolder } from '../loader/model-folder.js';
+import { MODELSLIM_DESCRIPTION_FILE } from '../loader/w8a8/checkpoint-format.js';
 import {
   deepseekV3TokenizerFiles,
   loadTokenizer,
   loadTokenizerFromFiles,
   type Tokenizer,
 } from '../tokenizer/tokenizer.js';
-import { deepseekCheckpointLayout, numParameters } from './deepseek-weights.js';
+import {
+  deepseekCheckpointLayout,
+  deepseekLinearRole,
+  deepseekTensorSpecs,
+  numElements,
+  numParameters,
+} from './deepseek-weights.js';
 import { type CausalLM, type ModelArchitecture, ModelRegistry } from './model-registry.js';
 
 /** The embedded default model's folder: a small trained model with its own tokenizer (tools/speaking-model). */
@@ -43,6 +50,8 @@ export interface LoadedModel {
   /** Bytes the linear weights occupy as stored. */
   readonly weightBytes: number;
   readonly weightDType: WeightDType;
+  /** Whether the linear weights are int8 (W8A8; the other weights keep weightDType). */
+  readonly isInt8: boolean;
   /** The context length the engine allows. */
   readonly maxModelLen: number;
 }
@@ -69,6 +78,8 @@ export interface ResolvedModel {
   readonly architecture: ModelArchitecture;
   readonly maxModelLen: number;
   readonly weightDType: WeightDType;
+  /** Whether the linear weights are int8 (W8A8; the other weights keep weightDType). */
+  readonly isInt8: boolean;
   /** Bytes the weights will occupy as stored. */
   readonly weightBytes: number;
 }
@@ -99,8 +110,38 @@ export function resolveModel(
     );
   }
   const weightDType = weightDTypeFor(settings.dtype, config);
-  const weightBytes = numParameters(config) * (weightDType === 'bf16' ? 2 : 4);
-  return { settings, dir, isEmbedded, config, architecture, maxModelLen, weightDType, weightBytes };
+  // Int8 linear weights: quantized while loading, or an int8 checkpoint (checked when its weights open).
+  const int8 =
+    settings.quantization === 'w8a8' ||
+    (settings.loadFormat !== 'dummy' &&
+      (config.quantization?.method === 'compressed-tensors' ||
+        existsSync(join(dir, MODELSLIM_DESCRIPTION_FILE))));
+  const weightBytes = storedWeightBytes(config, weightDType, int8);
+  return {
+    settings,
+    dir,
+    isEmbedded,
+    config,
+    architecture,
+    maxModelLen,
+    weightDType,
+    isInt8: int8,
+    weightBytes,
+  };
+}
+
+/**
+ * Bytes the weights take once loaded: float tensors in `weightDType`, and with W8A8 one byte per element
+ * of each int8 linear weight (`deepseekLinearRole`; the per-channel scales are negligible).
+ */
+export function storedWeightBytes(config: DeepseekConfig, weightDType: WeightDType, int8: boolean): number {
+  const floatBytes = weightDType === 'bf16' ? 2 : 4;
+  if (!int8) return numParameters(config) * floatBytes;
+  let bytes = 0;
+  for (const s of deepseekTensorSpecs(config)) {
+    bytes += numElements(s.shape) * (deepseekLinearRole(s.name) === 'int8' ? 1 : floatBytes);
+  }
+  return bytes;
 }
 
 /** A rank's place in its groups, for loading its shard. */
@@ -126,15 +167,17 @@ export function loadModel(
 
   const loadFormat = settings.loadFormat;
   progress.onStage?.(loadFormat === 'dummy' ? 'generating dummy weights' : 'loading weights');
-  const source = openWeights(dir, config, deepseekCheckpointLayout(config), loadFormat, {
+  const { source, linears } = openModelWeights(dir, config, deepseekCheckpointLayout(config), loadFormat, {
     seed: settings.seed,
     dummyDType: 'bf16',
+    quantization: settings.quantization,
   });
   let model: CausalLM;
   try {
     model = resolved.architecture.create(config, {
       kernels,
       source,
+      linears,
       weightDType,
       maxPositions: resolved.maxModelLen,
       onLayerLoaded: progress.onLayerLoaded,
@@ -158,6 +201,7 @@ export function loadModel(
     isEmbedded,
     isDummy: loadFormat === 'dummy',
     weightBytes: resolved.weightBytes,
+    isInt8: resolved.isInt8,
     weightDType,
     maxModelLen: resolved.maxModelLen,
   };

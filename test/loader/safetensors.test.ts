@@ -230,11 +230,11 @@ describe('dtypes', () => {
       ]);
       writeFileSync(
         path,
-        encodeSafetensors([{ name: 'ids', dtype: 'I64', shape: [1], data: new Uint8Array(8) }]),
+        encodeSafetensors([{ name: 'ids', dtype: 'F64', shape: [1], data: new Uint8Array(8) }]),
       );
       expectError(() => openSafetensorsFile(path), UnsupportedDTypeError, [
         '"ids"',
-        'I64',
+        'F64',
         'supported dtypes: BF16',
       ]);
     });
