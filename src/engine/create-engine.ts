@@ -6,6 +6,7 @@ import { type EngineConfig, maxNumBatchedTokensFor } from '../config/engine-conf
 import { Scheduler } from '../core/scheduler.js';
 import { WaitClock } from '../dbo/comm-timing.js';
 import { dboAutoPolicyFor } from '../dbo/dbo-auto.js';
+import { DboPlanner } from '../dbo/dbo-plan.js';
 import { Tracer } from '../dbo/tracer.js';
 import { SingleRankCommunicator } from '../distributed/communicator.js';
 import { BatchBuilder } from '../executor/batch-builder.js';
@@ -92,7 +93,12 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         onStage: (s) => log.info(s),
         onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
       },
-      { plan: planForRank(config, 0), communicator: groups.tp, moeCommunicator: groups.moe },
+      {
+        plan: planForRank(config, 0),
+        communicator: groups.tp,
+        moeCommunicator: groups.moe,
+        replicateEmbedding: config.dbo.enabled,
+      },
     );
     if (ranks) {
       await ranks.waitReady();
@@ -127,6 +133,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');
     }
     const waits = new WaitClock();
+    const auto = config.dbo.autoOff ? { policy: dboAutoPolicyFor(config.dbo), waits } : null;
     const executor = new DriverExecutor(
       {
         model: loaded.model,
@@ -137,7 +144,8 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
           thresholds: config.dbo,
           tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
           logger: log,
-          auto: config.dbo.autoOff ? { policy: dboAutoPolicyFor(config.dbo), waits } : null,
+          auto,
+          planner: new DboPlanner(config.dbo, config.dbo.order, auto),
         },
       },
       async () => {
