@@ -34,10 +34,10 @@ export interface DboStats {
   steps: number;
   splitSteps: number;
   /**
-   * Milliseconds of communication that ran while the compute thread was busy with the other micro-batch
-   * (split steps; the driver only): Σ collective durations − Σ waits.
+   * Milliseconds collectives of split steps were in flight while the compute thread worked: from each
+   * collective's issue to the wait that needs it (for one that finished before its wait, an upper bound).
    */
-  hiddenCommMs?: number;
+  overlapMs: number;
 }
 
 /** A planned step: the plan and, on the driver, the off-switch's timer for it. */
@@ -120,6 +120,7 @@ export async function forwardWithDbo(
       ],
       tracer,
     );
+    if (stats) stats.overlapMs += run.overlapMs;
     opts.planner?.times.record(stepKindOf(batch), stages, run.timings, [mb.a, mb.b]);
     return joinLogits(mb, run.results[0]!, run.results[1]!, model.config.vocabSize);
   } finally {

@@ -40,6 +40,8 @@ class OrderedBaton {
   private failed = false;
   private readonly waiting: (() => void)[] = [];
   readonly timings: StageTiming[] = [];
+  /** Σ over collectives of the time from issue to the wait that needs them (compute ran meanwhile). */
+  overlapMs = 0;
 
   constructor(
     private readonly stages: readonly ForwardStage[],
@@ -113,6 +115,7 @@ class MicroBatchPoints implements HandOverPoints {
   /** Wraps a collective of this micro-batch: its wait is the hand-over point named just before. */
   wrap(kind: string, handle: CollectiveHandle): CollectiveHandle {
     const span = this.tracer?.beginComm(this.mb, kind);
+    const issued = performance.now();
     let done = false;
     return {
       get isDone() {
@@ -121,6 +124,7 @@ class MicroBatchPoints implements HandOverPoints {
       wait: async () => {
         const name = this.pending ?? `${kind} (unnamed)`;
         this.pending = null;
+        this.baton.overlapMs += performance.now() - issued;
         this.handOver(name, 'collective');
         try {
           await handle.wait();
@@ -187,6 +191,8 @@ class MicroBatchCommunicator implements Communicator {
 export interface MicroBatchRun<T> {
   readonly results: T[];
   readonly timings: readonly StageTiming[];
+  /** Milliseconds collectives were in flight while the compute thread worked (see OrderedBaton). */
+  readonly overlapMs: number;
 }
 
 /**
@@ -220,5 +226,5 @@ export async function runMicroBatches<T>(
     }
   };
   const results = await Promise.all(runs.map((run, i) => go(i as 0 | 1, run)));
-  return { results, timings: baton.timings };
+  return { results, timings: baton.timings, overlapMs: baton.overlapMs };
 }

@@ -102,7 +102,7 @@ async function gatherReplicaLogits(
 
 /** Rank 0: drives the step loop. */
 export class DriverExecutor implements ModelExecutor {
-  readonly dboStats: DboStats = { steps: 0, splitSteps: 0 };
+  readonly dboStats: DboStats = { steps: 0, splitSteps: 0, overlapMs: 0 };
   readonly numReplicas: number;
   /** Ranks per replica (its tensor-parallel group). */
   private readonly tpSize: number;
@@ -195,7 +195,7 @@ export async function runFollower(rank: RankState): Promise<DboStats> {
   const { model, cache, groups, dbo } = rank;
   const world = groups.moe;
   const { replicas, replica, tp } = replicaLayout(groups);
-  const stats: DboStats = { steps: 0, splitSteps: 0 };
+  const stats: DboStats = { steps: 0, splitSteps: 0, overlapMs: 0 };
   const header = new Int32Array(1);
   try {
     for (;;) {

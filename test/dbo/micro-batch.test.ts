@@ -171,7 +171,7 @@ describe('micro-batches compute what the whole batch computes', () => {
           2,
         );
         assert.ok(step?.plan.split, 'the step splits');
-        const stats = comms.map(() => ({ steps: 0, splitSteps: 0 }));
+        const stats = comms.map(() => ({ steps: 0, splitSteps: 0, overlapMs: 0 }));
         const tracers = comms.map((_, r) => new Tracer(join(tmpdir(), 'duet-trace-test'), r));
         const results = await Promise.all(
           models.map((m, r) =>
@@ -187,7 +187,8 @@ describe('micro-batches compute what the whole batch computes', () => {
           ),
         );
         for (const r of results) assert.ok(maxDiff(r, whole) <= 1e-4, `max |Δlogit| ${maxDiff(r, whole)}`);
-        assert.deepEqual(stats[0], { steps: 1, splitSteps: 1 });
+        assert.deepEqual({ ...stats[0]!, overlapMs: 0 }, { steps: 1, splitSteps: 1, overlapMs: 0 });
+        assert.ok(stats[0]!.overlapMs > 0, 'collectives ran while the other micro-batch computed');
         // Compute spans of both micro-batches for every layer's attention stage, communication of both,
         // and the order written in the step span.
         const trace = JSON.parse(readFileSync(tracers[0]!.flush(), 'utf8')) as {
