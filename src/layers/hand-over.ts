@@ -6,7 +6,11 @@
 // helpers only wait.
 
 import type { CollectiveHandle } from '../distributed/communicator.js';
-import type { RankGroups } from './rank-groups.js';
+
+/** What carries a forward's hand-over points (its RankGroups). */
+interface WithPoints {
+  readonly points?: HandOverPoints;
+}
 
 /** How a stage of the forward ends. */
 export type StageEnd = 'collective' | 'pause' | 'done';
@@ -27,12 +31,12 @@ export interface HandOverPoints {
 }
 
 /** Waits on `handle`, the collective that ends stage `name`. */
-export async function waitAt(groups: RankGroups, name: string, handle: CollectiveHandle): Promise<void> {
+export async function waitAt(groups: WithPoints, name: string, handle: CollectiveHandle): Promise<void> {
   groups.points?.collective(name);
   await handle.wait();
 }
 
 /** Ends stage `name` at a pause (only under DBO; otherwise nothing happens). */
-export async function pauseAt(groups: RankGroups, name: string): Promise<void> {
+export async function pauseAt(groups: WithPoints, name: string): Promise<void> {
   if (groups.points) await groups.points.pause(name);
 }
