@@ -34,7 +34,7 @@ const PANEL_TITLE_H = 28;
 const PANEL_GAP = 22;
 const AXIS_H = 34;
 
-/** Span labels short enough to fit: L3 for layer 3, AR / AG / RS / A2A for the collectives. */
+/** Span labels short enough to fit: stages as `L3 attn AR`, AR / AG / RS / A2A for the collectives. */
 const SHORT: Record<string, string> = {
   all_reduce: 'AR',
   all_gather: 'AG',
@@ -47,7 +47,16 @@ const SHORT: Record<string, string> = {
 
 function shortName(name: string): string {
   const base = name.replace(/ #\d+$/, '');
-  return SHORT[base] ?? base.replace(/^layer /, 'L');
+  return (
+    SHORT[base] ??
+    base
+      .replace(/^layer /, 'L')
+      .replace(/ all-reduce$/, ' AR')
+      .replace(/ all-gather$/, ' AG')
+      .replace(/ reduce-scatter$/, ' RS')
+      .replace(/ all-to-all$/, ' A2A')
+      .replace(/ experts 1\/2$/, ' e1')
+  );
 }
 
 function esc(s: string): string {
@@ -143,7 +152,7 @@ export function renderStepsSvg(panels: readonly SvgPanel[], caption: readonly st
     `<text x="${lx + 26}" y="${ly}" fill="#333">end of step</text>`,
   );
   out.push(
-    `<text x="${LEFT}" y="${ly + 20}" fill="#555">Ln: compute of decoder layer n; AR all-reduce, AG all-gather, RS reduce-scatter, A2A all-to-all (issue to completion, waiting for the peer included)</text>`,
+    `<text x="${LEFT}" y="${ly + 20}" fill="#555">compute spans are named by the hand-over point that ends them (L3 attn AR: layer 3 up to its attention all-reduce; e1: the first expert half); AR all-reduce, AG all-gather, RS reduce-scatter, A2A all-to-all (issue to completion, waiting for the peer included)</text>`,
   );
   caption.forEach((line, i) => {
     out.push(`<text x="${LEFT}" y="${ly + 44 + i * 18}" fill="#222">${esc(line)}</text>`);

@@ -68,6 +68,7 @@ export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'ser
     `dbo_auto_off_max_loss ${d.dbo.autoOffMaxLoss}`,
     `dbo_auto_off_min_comm_share ${d.dbo.autoOffMinCommShare}`,
     `dbo_auto_off_probe_interval ${d.dbo.autoOffProbeInterval}`,
+    `dbo_order ${d.dbo.order}`,
   ].join(', ');
   cmd
     .option(

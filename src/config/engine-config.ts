@@ -90,6 +90,10 @@ export interface ParallelSettings {
   readonly allowInsecureCluster: boolean;
 }
 
+/** DBO orders of split steps (dbo/dbo-order.ts), `auto` choosing per step. */
+export const DBO_ORDER_SETTINGS = ['auto', 'alternate', 'staggered'] as const;
+export type DboOrderSetting = (typeof DBO_ORDER_SETTINGS)[number];
+
 /** Dual-batch overlap (DBO): split steps into two micro-batches so communication hides behind compute. */
 export interface DboSettings {
   /** --enable-dbo, or VLLM_ASCEND_ENABLE_DBO / VLLM_ENABLE_DBO / DUET_ENABLE_DBO = 1. */
@@ -108,6 +112,11 @@ export interface DboSettings {
   readonly autoOffMaxLoss: number;
   readonly autoOffMinCommShare: number;
   readonly autoOffProbeInterval: number;
+  /**
+   * The order of split steps (--additional-config dbo_order): `auto` (default: chosen per step from
+   * measured stage times), `alternate` or `staggered` (dbo/dbo-order.ts).
+   */
+  readonly order: DboOrderSetting;
   /** --trace-dir / DUET_TRACE_DIR: write a Chrome / Perfetto trace per rank there. */
   readonly traceDir: string | null;
 }
@@ -174,6 +183,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     autoOffMaxLoss: 0.02,
     autoOffMinCommShare: 0.05,
     autoOffProbeInterval: 64,
+    order: 'auto',
     traceDir: null,
   },
   device: null,
@@ -334,6 +344,10 @@ export function validateEngineConfig(c: EngineConfig): void {
   if (mc !== 'allgather' && mc !== 'alltoall') {
     throw new EngineConfigError(`moe_comm must be "allgather" or "alltoall", got ${JSON.stringify(mc)}`);
   }
+  if (!(DBO_ORDER_SETTINGS as readonly unknown[]).includes(c.dbo.order))
+    throw new EngineConfigError(
+      `--additional-config dbo_order must be one of ${DBO_ORDER_SETTINGS.join(', ')}, got ${JSON.stringify(c.dbo.order)}`,
+    );
   const nt = c.parallel.numThreads;
   if (nt !== null && (!Number.isInteger(nt) || nt < 1 || nt > 256)) {
     throw new EngineConfigError(`--num-threads must be an integer in 1..256, got ${nt}`);

@@ -4,6 +4,7 @@
 // the flags document), then validates. The CLI (cli/engine-args.ts) and the offline `LLM` both call it.
 
 import {
+  type DboOrderSetting,
   DEFAULT_ENGINE_CONFIG,
   dboEnabledByEnv,
   type EngineConfig,
@@ -66,6 +67,8 @@ export interface EngineOptions {
   readonly dboDecodeTokenThreshold?: number;
   /** DBO: stop splitting steps where it does not pay (dbo/dbo-auto.ts). */
   readonly dboAutoOff?: boolean;
+  /** DBO: the order of split steps (default `auto`; dbo/dbo-order.ts); also additional-config dbo_order. */
+  readonly dboOrder?: DboOrderSetting;
   /** Write a Chrome trace per rank here (default: DUET_TRACE_DIR). */
   readonly traceDir?: string;
   /** Free-form JSON for the platform: moe_comm, the DBO thresholds and the off-switch's tuning. */
@@ -143,6 +146,7 @@ export function buildEngineConfig(
       autoOffMaxLoss: numberFrom(extra, 'dbo_auto_off_max_loss') ?? d.dbo.autoOffMaxLoss,
       autoOffMinCommShare: numberFrom(extra, 'dbo_auto_off_min_comm_share') ?? d.dbo.autoOffMinCommShare,
       autoOffProbeInterval: intFrom(extra, 'dbo_auto_off_probe_interval') ?? d.dbo.autoOffProbeInterval,
+      order: o.dboOrder ?? (extra.dbo_order as DboOrderSetting | undefined) ?? d.dbo.order,
       traceDir: o.traceDir ?? env.DUET_TRACE_DIR ?? d.dbo.traceDir,
     },
     device: o.device ?? d.device,

@@ -46,9 +46,9 @@ export class MicroBatchSplitError extends Error {
 const KNOWN_FIELDS = new Set(['numTokens', 'tokenIds', 'positions', 'slotMapping', 'seqs', 'logitsIndices']);
 
 /** Cost of each token of the batch (linear work plus attended positions). */
-function tokenCosts(batch: ForwardBatch): Float64Array {
+function tokenCosts(batch: ForwardBatch, linearCost: number): Float64Array {
   const costs = new Float64Array(batch.numTokens);
-  for (let t = 0; t < batch.numTokens; t++) costs[t] = LINEAR_COST_PER_TOKEN + batch.positions[t]! + 1;
+  for (let t = 0; t < batch.numTokens; t++) costs[t] = linearCost + batch.positions[t]! + 1;
   return costs;
 }
 
@@ -56,6 +56,8 @@ function tokenCosts(batch: ForwardBatch): Float64Array {
 export function decideSplit(
   batch: ForwardBatch,
   thresholds: DboThresholds = DEFAULT_DBO_THRESHOLDS,
+  /** A token's non-attention work in attended positions (measured by dbo-plan.ts; default a guess). */
+  linearCost = LINEAR_COST_PER_TOKEN,
 ): SplitDecision {
   const T = batch.numTokens;
   const hasPrefill = batch.seqs.some((s) => s.queryLen > 1);
@@ -71,7 +73,7 @@ export function decideSplit(
   if (T < threshold) {
     return none(`${T} tokens < ${hasPrefill ? 'prefill' : 'decode'} threshold ${threshold}`);
   }
-  const costs = tokenCosts(batch);
+  const costs = tokenCosts(batch, linearCost);
   const total = costs.reduce((a, b) => a + b, 0);
   const prefix = new Float64Array(T + 1);
   for (let t = 0; t < T; t++) prefix[t + 1] = prefix[t]! + costs[t]!;

@@ -24,7 +24,8 @@ const lane = (mb: number, kind: 'compute' | 'comm') => mb * 2 + (kind === 'compu
 export const STEP_LANE = 4;
 
 export interface TraceSpan {
-  end(): void;
+  /** Ends the span, renaming it to `name` when given (a collective's hand-over point is named at its wait). */
+  end(name?: string): void;
 }
 
 export class Tracer {
@@ -102,17 +103,15 @@ export class Tracer {
     });
   }
 
-  /** The micro-batch entered decoder layer `layer`. */
+  /** The micro-batch entered decoder layer `layer` (recorded with its collectives). */
   setLayer(mb: number, layer: number): void {
-    this.endCompute(mb);
     this.layer.set(mb, layer);
-    this.beginCompute(mb);
   }
 
-  beginCompute(mb: number): void {
+  /** Micro-batch `mb` computes; the span is named `name` (the stage: the hand-over point it runs to). */
+  beginCompute(mb: number, name = 'compute'): void {
     if (this.openCompute.has(mb)) return;
-    const layer = this.layer.get(mb);
-    this.openCompute.set(mb, { start: this.now(), name: layer === undefined ? 'compute' : `layer ${layer}` });
+    this.openCompute.set(mb, { start: this.now(), name });
   }
 
   endCompute(mb: number): void {
@@ -135,9 +134,9 @@ export class Tracer {
     const ts = this.now();
     const layer = this.layer.get(mb);
     return {
-      end: () => {
+      end: (renamed?: string) => {
         this.events.push({
-          name,
+          name: renamed ?? name,
           cat: 'comm',
           ph: 'X',
           ts,

@@ -2,10 +2,11 @@
 // from memory, scheduler and batch builder. Logs each stage and the resulting capacity.
 
 import os from 'node:os';
-import { type EngineConfig, maxNumBatchedTokensFor } from '../config/engine-config.js';
+import { type DboSettings, type EngineConfig, maxNumBatchedTokensFor } from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
 import { WaitClock } from '../dbo/comm-timing.js';
 import { dboAutoPolicyFor } from '../dbo/dbo-auto.js';
+import { DboPlanner } from '../dbo/dbo-plan.js';
 import { Tracer } from '../dbo/tracer.js';
 import { SingleRankCommunicator } from '../distributed/communicator.js';
 import { BatchBuilder } from '../executor/batch-builder.js';
@@ -92,7 +93,12 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         onStage: (s) => log.info(s),
         onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
       },
-      { plan: planForRank(config, 0), communicator: groups.tp, moeCommunicator: groups.moe },
+      {
+        plan: planForRank(config, 0),
+        communicator: groups.tp,
+        moeCommunicator: groups.moe,
+        replicateEmbedding: config.dbo.enabled,
+      },
     );
     if (ranks) {
       await ranks.waitReady();
@@ -125,8 +131,14 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     }));
     if (config.dbo.enabled && worldSize === 1) {
       log.info('notice: dual-batch overlap has nothing to overlap with one rank; it is off');
+    } else if (config.dbo.enabled) {
+      // Each rank holds the whole embedding instead of its 1/tp share of it.
+      const tp = config.parallel.tensorParallelSize;
+      const tableBytes = c.vocabSize * c.hiddenSize * (resolved.weightDType === 'bf16' ? 2 : 4);
+      log.info(dboStartupLine(config.dbo, (tableBytes * (tp - 1)) / tp));
     }
     const waits = new WaitClock();
+    const auto = config.dbo.autoOff ? { policy: dboAutoPolicyFor(config.dbo), waits } : null;
     const executor = new DriverExecutor(
       {
         model: loaded.model,
@@ -137,7 +149,8 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
           thresholds: config.dbo,
           tracer: config.dbo.traceDir !== null ? new Tracer(config.dbo.traceDir, 0) : null,
           logger: log,
-          auto: config.dbo.autoOff ? { policy: dboAutoPolicyFor(config.dbo), waits } : null,
+          auto,
+          planner: new DboPlanner(config.dbo, config.dbo.order, auto),
         },
       },
       async () => {
@@ -164,4 +177,15 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     await kernels.dispose();
     throw e;
   }
+}
+
+/** The start-up line with DBO on: its settings, what it costs, and how to turn it (or its parts) off. */
+export function dboStartupLine(dbo: DboSettings, embeddingBytes: number): string {
+  return (
+    `dual-batch overlap on: split steps of >= ${dbo.prefillTokenThreshold} tokens with a prefill, ` +
+    `>= ${dbo.decodeTokenThreshold} decode-only; order ${dbo.order}; automatic off-switch ${dbo.autoOff ? 'on' : 'off'}; ` +
+    `embedding replicated on every rank (+${(embeddingBytes / 2 ** 20).toFixed(1)} MiB a rank, no embedding all-reduce). ` +
+    'Off: drop --enable-dbo (or the DBO environment variable); keep one batch where it does not pay: --dbo-auto-off true; ' +
+    `thresholds: --dbo-prefill-token-threshold / --dbo-decode-token-threshold; order: --additional-config '{"dbo_order": "alternate"}'`
+  );
 }

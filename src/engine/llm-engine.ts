@@ -231,8 +231,11 @@ export class LLMEngine {
     return this.finalise(state, [], null);
   }
 
-  /** How many steps ran and how many were split into two micro-batches (dual-batch overlap). */
-  get dboStats(): { readonly steps: number; readonly splitSteps: number } {
+  /**
+   * How many steps ran, how many were split into two micro-batches (dual-batch overlap), and how long
+   * their collectives ran under compute (dbo/dbo-forward.ts DboStats).
+   */
+  get dboStats(): { readonly steps: number; readonly splitSteps: number; readonly overlapMs: number } {
     return this.executor.dboStats;
   }
 

@@ -8,7 +8,14 @@
 // the first rank of each replica sends its logits back to the driver.
 
 import { TimedCommunicator, WaitClock } from '../dbo/comm-timing.js';
-import { type DboOptions, type DboStats, forwardWithDbo } from '../dbo/dbo-forward.js';
+import {
+  type DboOptions,
+  type DboStats,
+  type DboStep,
+  forwardWithDbo,
+  planDboStep,
+} from '../dbo/dbo-forward.js';
+import { decodeDboPlan, encodeDboPlan, encodedPlanLength } from '../dbo/dbo-plan.js';
 import type { Communicator } from '../distributed/communicator.js';
 import type { ForwardBatch } from '../layers/forward-batch.js';
 import type { MlaKvCache } from '../layers/mla-kv-cache.js';
@@ -95,7 +102,7 @@ async function gatherReplicaLogits(
 
 /** Rank 0: drives the step loop. */
 export class DriverExecutor implements ModelExecutor {
-  readonly dboStats: DboStats = { steps: 0, splitSteps: 0 };
+  readonly dboStats: DboStats = { steps: 0, splitSteps: 0, overlapMs: 0 };
   readonly numReplicas: number;
   /** Ranks per replica (its tensor-parallel group). */
   private readonly tpSize: number;
@@ -129,12 +136,15 @@ export class DriverExecutor implements ModelExecutor {
     const world = this.groups.moe;
     const started = performance.now();
     try {
+      // Under DBO the driver plans the step and the plan travels in front of the batches (no vote).
+      const step = planDboStep(dbo, batches, world.worldSize);
       if (world.worldSize > 1) {
-        const payload = encodeReplicaBatches(batches);
+        const encoded = encodeReplicaBatches(batches);
+        const payload = step ? concatWords(encodeDboPlan(step.plan), encoded) : encoded;
         await world.broadcast(Int32Array.of(payload.length), 0).wait();
         await world.broadcast(payload, 0).wait();
       }
-      const logits = await forwardWithDbo(model, cache, this.groups, batches[0]!, dbo, this.dboStats);
+      const logits = await forwardWithDbo(model, cache, this.groups, batches[0]!, dbo, this.dboStats, step);
       if (this.numReplicas === 1) return [logits];
       const rows = batches.map((b) => b.logitsIndices.length);
       return await gatherReplicaLogits(world, this.tpSize, rows, model.config.vocabSize, logits);
@@ -163,6 +173,14 @@ export class DriverExecutor implements ModelExecutor {
   }
 }
 
+/** `a` then `b` in one array. */
+function concatWords(a: Int32Array, b: Int32Array): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
 /** Closes a rank's communicators (its tensor-parallel group once when it is also the world). */
 export async function closeGroups(groups: RankGroups): Promise<void> {
   await groups.moe.close();
@@ -177,7 +195,7 @@ export async function runFollower(rank: RankState): Promise<DboStats> {
   const { model, cache, groups, dbo } = rank;
   const world = groups.moe;
   const { replicas, replica, tp } = replicaLayout(groups);
-  const stats: DboStats = { steps: 0, splitSteps: 0 };
+  const stats: DboStats = { steps: 0, splitSteps: 0, overlapMs: 0 };
   const header = new Int32Array(1);
   try {
     for (;;) {
@@ -188,8 +206,13 @@ export async function runFollower(rank: RankState): Promise<DboStats> {
       }
       const payload = new Int32Array(header[0]!);
       await world.broadcast(payload, 0).wait();
-      const batches = decodeReplicaBatches(payload);
-      const logits = await forwardWithDbo(model, cache, groups, batches[replica]!, dbo, stats);
+      // Under DBO the driver's plan comes first (planDboStep): every rank runs it.
+      const planWords = dbo.enabled ? encodedPlanLength(replicas) : 0;
+      const batches = decodeReplicaBatches(payload.subarray(planWords));
+      const step: DboStep | null = dbo.enabled
+        ? { plan: decodeDboPlan(payload.subarray(0, planWords), batches), timer: null }
+        : null;
+      const logits = await forwardWithDbo(model, cache, groups, batches[replica]!, dbo, stats, step, replica);
       if (replicas > 1) {
         const rows = batches.map((b) => b.logitsIndices.length);
         await gatherReplicaLogits(world, tp, rows, model.config.vocabSize, logits);

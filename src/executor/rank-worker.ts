@@ -47,7 +47,12 @@ async function main(data: RankWorkerData): Promise<void> {
       resolved,
       kernels,
       {},
-      { plan: planForRank(config, rank), communicator: groups.tp, moeCommunicator: groups.moe },
+      {
+        plan: planForRank(config, rank),
+        communicator: groups.tp,
+        moeCommunicator: groups.moe,
+        replicateEmbedding: config.dbo.enabled,
+      },
     );
     parentPort!.postMessage({ type: 'ready' } satisfies RankWorkerMessage);
     const stats = await runFollower({

@@ -7,6 +7,7 @@
 // all-gather within the replica rebuilds its full [T, hidden] output.
 
 import type { Kernels } from '../kernels/kernels.js';
+import { type ForwardStage, waitAt } from './hand-over.js';
 import { Moe } from './moe.js';
 import type { Routing } from './moe-gate.js';
 import { moeGroupPosition, type ParallelPlan, unevenCounts, unevenShare } from './parallel-plan.js';
@@ -20,6 +21,8 @@ import type { RankGroups } from './rank-groups.js';
 export async function moeAllGatherDataParallel(
   kernels: Kernels,
   groups: RankGroups,
+  /** The layer's name in hand-over points, e.g. `L3`. */
+  label: string,
   plan: ParallelPlan,
   moe: Moe,
   x: Float32Array,
@@ -42,9 +45,11 @@ export async function moeAllGatherDataParallel(
   const share = unevenShare(T, plan.rank, tp);
   const all = kernels.allocateActivations(G * d);
   // Communication point: all-gather of every replica's tokens over the MoE group.
-  await groups.moe
-    .allGather(all, x.subarray(share.start * d, (share.start + share.count) * d), counts)
-    .wait();
+  await waitAt(
+    groups,
+    `${label} tokens all-gather`,
+    groups.moe.allGather(all, x.subarray(share.start * d, (share.start + share.count) * d), counts),
+  );
 
   const routing = moe.gate.route(kernels, all, G);
   onRouting?.(routing, first);
@@ -53,10 +58,20 @@ export async function moeAllGatherDataParallel(
   moe.runShared(kernels, partial.subarray(first * d, (first + T) * d), x, T);
   const mine = kernels.allocateActivations(share.count * d);
   // Communication point: reduce-scatter of the partial sums onto the contributing shares.
-  await groups.moe.reduceScatter(mine, partial, counts).wait();
+  await waitAt(groups, `${label} moe reduce-scatter`, groups.moe.reduceScatter(mine, partial, counts));
   if (tp === 1) return mine;
   const out = kernels.allocateActivations(T * d);
   // Communication point: all-gather of the replica's token shares into its full output.
-  await groups.tp.allGather(out, mine, unevenCounts(T, tp, d)).wait();
+  await waitAt(groups, `${label} all-gather`, groups.tp.allGather(out, mine, unevenCounts(T, tp, d)));
+  return out;
+}
+
+/** The stages `moeAllGatherDataParallel` adds to a forward (see hand-over.ts), for layer `label`. */
+export function moeAllGatherDataParallelStages(label: string, plan: ParallelPlan): ForwardStage[] {
+  const out: ForwardStage[] = [
+    { name: `${label} tokens all-gather`, end: 'collective' },
+    { name: `${label} moe reduce-scatter`, end: 'collective' },
+  ];
+  if (plan.size > 1) out.push({ name: `${label} all-gather`, end: 'collective' });
   return out;
 }

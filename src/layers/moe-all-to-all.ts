@@ -11,6 +11,7 @@
 // replicas route different tokens and one small all-to-all exchanges the counts first.
 
 import type { Kernels } from '../kernels/kernels.js';
+import { type ForwardStage, waitAt } from './hand-over.js';
 import type { Moe } from './moe.js';
 import type { Routing } from './moe-gate.js';
 import { moeGroupPosition, type ParallelPlan, unevenCounts, unevenShare } from './parallel-plan.js';
@@ -72,6 +73,8 @@ function countPairsTo(
 export async function moeAllToAll(
   kernels: Kernels,
   groups: RankGroups,
+  /** The layer's name in hand-over points, e.g. `L3`. */
+  label: string,
   plan: ParallelPlan,
   moe: Moe,
   x: Float32Array,
@@ -99,7 +102,11 @@ export async function moeAllToAll(
   } else {
     // Communication point: all-to-all of the row counts (one per pair of ranks).
     const ones = new Array<number>(P).fill(1);
-    await groups.moe.allToAll(recvRowCounts, ones, sendRowCounts, ones).wait();
+    await waitAt(
+      groups,
+      `${label} counts all-to-all`,
+      groups.moe.allToAll(recvRowCounts, ones, sendRowCounts, ones),
+    );
   }
   const sendCounts = Array.from(sendRowCounts, (n) => n * row);
   const recvCounts = Array.from(recvRowCounts, (n) => n * row);
@@ -116,8 +123,13 @@ export async function moeAllToAll(
   });
   kernels.copyRows(sendRows, null, row, 1, x, sendTokens, d, 0, numSend, d);
   const recvRows = kernels.allocateActivations(recvCounts.reduce((a, b) => a + b, 0));
-  // Communication point: all-to-all dispatch of token rows to the ranks holding their experts.
-  await groups.moe.allToAll(recvRows, recvCounts, sendRows, sendCounts).wait();
+  // Communication point: all-to-all dispatch of token rows to the ranks holding their experts. The shared
+  // experts (partial sums over all tokens, tensor parallel within the replica) compute while the rows are
+  // in flight, as in DeepSeek's own order.
+  const dispatch = groups.moe.allToAll(recvRows, recvCounts, sendRows, sendCounts);
+  const partial = kernels.allocateActivations(T * d);
+  moe.runShared(kernels, partial, x, T);
+  await waitAt(groups, `${label} dispatch`, dispatch);
 
   // Expert compute on the received rows, grouped by expert; results in arrival order.
   const numRecv = recvRows.length / row;
@@ -141,29 +153,45 @@ export async function moeAllToAll(
   // Combine: results travel back along the reverse plan.
   const combined = kernels.allocateActivations(numSend * d);
   // Communication point: all-to-all combine of expert outputs back to the tokens' ranks.
-  await groups.moe
-    .allToAll(
+  await waitAt(
+    groups,
+    `${label} combine`,
+    groups.moe.allToAll(
       combined,
       Array.from(sendRowCounts, (n) => n * d),
       results,
       Array.from(recvRowCounts, (n) => n * d),
-    )
-    .wait();
+    ),
+  );
 
-  // Shared experts (tensor parallel within the replica): partial sums over all tokens, reduce-scattered
-  // onto token shares.
-  const partial = kernels.allocateActivations(T * d);
-  moe.runShared(kernels, partial, x, T);
+  // The shared experts' partial sums, reduce-scattered onto token shares.
   let mine = partial;
   if (plan.size > 1) {
     mine = kernels.allocateActivations(share.count * d);
     // Communication point: reduce-scatter of the shared experts' partial sums.
-    await groups.tp.reduceScatter(mine, partial, unevenCounts(T, plan.size, d)).wait();
+    await waitAt(
+      groups,
+      `${label} shared reduce-scatter`,
+      groups.tp.reduceScatter(mine, partial, unevenCounts(T, plan.size, d)),
+    );
   }
   kernels.weightedScatterAdd(mine, combined, shareRows, sendWeights, numSend, d);
   if (plan.size === 1) return mine;
   const out = kernels.allocateActivations(T * d);
   // Communication point: all-gather of the token shares into the full output.
-  await groups.tp.allGather(out, mine, unevenCounts(T, plan.size, d)).wait();
+  await waitAt(groups, `${label} all-gather`, groups.tp.allGather(out, mine, unevenCounts(T, plan.size, d)));
+  return out;
+}
+
+/** The stages `moeAllToAll` adds to a forward (see hand-over.ts), for layer `label`. */
+export function moeAllToAllStages(label: string, plan: ParallelPlan): ForwardStage[] {
+  const out: ForwardStage[] = [];
+  if (moeGroupPosition(plan).dataParallelSize > 1)
+    out.push({ name: `${label} counts all-to-all`, end: 'collective' });
+  out.push({ name: `${label} dispatch`, end: 'collective' }, { name: `${label} combine`, end: 'collective' });
+  if (plan.size > 1) {
+    out.push({ name: `${label} shared reduce-scatter`, end: 'collective' });
+    out.push({ name: `${label} all-gather`, end: 'collective' });
+  }
   return out;
 }

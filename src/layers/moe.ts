@@ -99,10 +99,19 @@ export class Moe {
    * Runs the routed experts this rank holds on their tokens and accumulates weight · expert(x) into `out`
    * ([T, hidden]).
    */
-  runExperts(kernels: Kernels, out: Float32Array, x: Float32Array, assignment: ExpertAssignment): void {
+  runExperts(
+    kernels: Kernels,
+    out: Float32Array,
+    x: Float32Array,
+    assignment: ExpertAssignment,
+    /** Only the held experts in [from, to) (global ids; default: all held), e.g. half of them under DBO. */
+    from = this.firstExpert,
+    to = this.firstExpert + this.experts.length,
+  ): void {
     const d = this.hidden;
-    const first = this.firstExpert;
-    const last = first + this.experts.length;
+    const first = Math.max(from, this.firstExpert);
+    const last = Math.min(to, this.firstExpert + this.experts.length);
+    if (first >= last) return;
     // This rank's pairs are contiguous (grouped by expert): gather their rows once, run each expert on
     // its slice, then add the weighted results to their tokens.
     const begin = assignment.offsets[first]!;
@@ -126,6 +135,23 @@ export class Moe {
     }
     const weights = assignment.weights.subarray(begin, begin + numPairs);
     kernels.weightedScatterAdd(out, ys, tokens, weights, numPairs, d);
+  }
+
+  /**
+   * The held expert at which to cut this rank's MoE work in two halves of equal compute: routed experts
+   * [firstExpert, cut) first, then [cut, end) and the shared experts. A (token, expert) pair costs one
+   * expert's rows on this rank; a token costs the shared experts' rows on this rank.
+   */
+  halfwayExpert(assignment: ExpertAssignment, T: number): number {
+    const first = this.firstExpert;
+    const last = first + this.experts.length;
+    const routedRows = this.experts[0]?.intermediate ?? 0;
+    const sharedRows = this.shared?.intermediate ?? 0;
+    const pairs = (e: number) => assignment.offsets[e]! - assignment.offsets[first]!;
+    const total = pairs(last) * routedRows + T * sharedRows;
+    let cut = first;
+    while (cut < last && pairs(cut + 1) * routedRows * 2 <= total) cut++;
+    return cut;
   }
 
   /** out += shared_experts(x) (this rank's partial sum under tensor parallelism). */

@@ -4,12 +4,15 @@
 // layers' routed experts are shared by every rank of every replica (the expert-parallel group).
 
 import type { Communicator } from '../distributed/communicator.js';
+import type { HandOverPoints } from './hand-over.js';
 
 export interface RankGroups {
   /** The replica's tensor-parallel group. */
   readonly tp: Communicator;
   /** The group sharing the routed experts: `tp` itself without data parallelism, else all ranks. */
   readonly moe: Communicator;
+  /** The forward's hand-over points under dual-batch overlap (hand-over.ts); absent outside DBO. */
+  readonly points?: HandOverPoints;
 }
 
 /** Groups of a rank without data parallelism: one group does everything. */

@@ -9,11 +9,12 @@ import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/k
 import { type AttentionMetadata, buildAttentionMetadata } from '../layers/attention-metadata.js';
 import { type ForwardBatch, validateForwardBatch } from '../layers/forward-batch.js';
 import { GatedMlp } from '../layers/gated-mlp.js';
+import { type ForwardStage, pauseAt, waitAt } from '../layers/hand-over.js';
 import { MlaAttention } from '../layers/mla-attention.js';
 import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { Moe } from '../layers/moe.js';
-import { moeAllGatherDataParallel } from '../layers/moe-all-gather-dp.js';
-import { moeAllToAll } from '../layers/moe-all-to-all.js';
+import { moeAllGatherDataParallel, moeAllGatherDataParallelStages } from '../layers/moe-all-gather-dp.js';
+import { moeAllToAll, moeAllToAllStages } from '../layers/moe-all-to-all.js';
 import {
   evenShare,
   moeGroupPosition,
@@ -57,6 +58,12 @@ export interface DeepseekLoadOptions {
   readonly moeCommunicator?: Communicator;
   /** This rank's share of the model (default: everything). */
   readonly plan?: ParallelPlan;
+  /**
+   * Keep the whole embedding table on every rank (instead of this rank's vocabulary rows), so the forward
+   * needs no embedding all-reduce: DBO sets it, to open each step without a compute-free collective
+   * (memory: vocab · hidden more per rank). Default false.
+   */
+  readonly replicateEmbedding?: boolean;
   /** Called after each decoder layer loads (for progress display). */
   readonly onLayerLoaded?: (layer: number, numLayers: number) => void;
 }
@@ -113,7 +120,7 @@ class DecoderLayer {
     kernels.rmsNorm(h, x, this.inputNorm, T, H, eps);
     const attnOut = this.attn.forward(h, batch, cache, this.index, meta);
     // Communication point: tensor-parallel all-reduce of the attention output projection.
-    await comm.allReduce(attnOut).wait();
+    await waitAt(groups, `L${this.index} attn all-reduce`, comm.allReduce(attnOut));
     observer?.onActivation?.(`layers.${this.index}.attn_out`, attnOut);
     kernels.add(x, x, attnOut, T * H);
 
@@ -126,6 +133,7 @@ class DecoderLayer {
         ffnOut = await moeAllGatherDataParallel(
           kernels,
           groups,
+          `L${this.index}`,
           this.plan,
           this.moe,
           h,
@@ -147,25 +155,53 @@ class DecoderLayer {
         observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
         // Dispatch, experts, combine and the shared experts' reduction happen inside, each an awaited
         // communication point; the result is complete on every rank of the replica.
-        ffnOut = await moeAllToAll(kernels, groups, this.plan, this.moe, h, routing, T, H);
+        ffnOut = await moeAllToAll(kernels, groups, `L${this.index}`, this.plan, this.moe, h, routing, T, H);
       } else {
         const routing = this.moe.gate.route(kernels, h, T);
         observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
         ffnOut = kernels.allocateActivations(T * H);
         const assignment = Moe.assign(routing, T, this.moe.numExperts);
-        this.moe.runExperts(kernels, ffnOut, h, assignment);
+        if (groups.points) {
+          // Under DBO the experts run in two halves of equal compute with a pause between, where the
+          // schedule may let the other micro-batch compute (dbo/dbo-order.ts: the staggered order). The
+          // sums into ffnOut happen in the same order either way.
+          const cut = this.moe.halfwayExpert(assignment, T);
+          this.moe.runExperts(kernels, ffnOut, h, assignment, this.moe.firstExpert, cut);
+          await pauseAt(groups, `L${this.index} experts 1/2`);
+          this.moe.runExperts(kernels, ffnOut, h, assignment, cut);
+        } else {
+          this.moe.runExperts(kernels, ffnOut, h, assignment);
+        }
         this.moe.runShared(kernels, ffnOut, h, T);
         // Communication point: all-reduce of the routed and shared experts' partial sums.
-        await comm.allReduce(ffnOut).wait();
+        await waitAt(groups, `L${this.index} moe all-reduce`, comm.allReduce(ffnOut));
       }
     } else {
       ffnOut = kernels.allocateActivations(T * H);
       this.mlp!.forward(kernels, ffnOut, h, T);
       // Communication point: tensor-parallel all-reduce of the dense MLP output.
-      await comm.allReduce(ffnOut).wait();
+      await waitAt(groups, `L${this.index} mlp all-reduce`, comm.allReduce(ffnOut));
     }
     observer?.onActivation?.(`layers.${this.index}.ffn_out`, ffnOut);
     kernels.add(x, x, ffnOut, T * H);
+  }
+
+  /** The stages of `forward` with hand-over points (under DBO), in order. */
+  stages(groups: RankGroups, dataParallel: boolean): ForwardStage[] {
+    const L = `L${this.index}`;
+    const out: ForwardStage[] = [{ name: `${L} attn all-reduce`, end: 'collective' }];
+    if (!this.moe) {
+      out.push({ name: `${L} mlp all-reduce`, end: 'collective' });
+      return out;
+    }
+    const alltoall = this.plan.expertParallel && this.plan.moeComm === 'alltoall';
+    if (dataParallel && !alltoall) out.push(...moeAllGatherDataParallelStages(L, this.plan));
+    else if (alltoall && groups.moe.worldSize > 1) out.push(...moeAllToAllStages(L, this.plan));
+    else {
+      out.push({ name: `${L} experts 1/2`, end: 'pause' });
+      out.push({ name: `${L} moe all-reduce`, end: 'collective' });
+    }
+    return out;
   }
 }
 
@@ -176,8 +212,12 @@ export class DeepseekForCausalLM {
   private readonly plan: ParallelPlan;
   /** This rank's vocabulary rows (vocabulary-parallel embedding and LM head). */
   private readonly vocab: Slice;
-  /** [vocab.count, hidden] kept as read (bf16 bits or f32); rows are widened on lookup. */
+  /** [embedRows.count, hidden] kept as read (bf16 bits or f32); rows are widened on lookup. */
   private readonly embedding: RawWeight;
+  /** The vocabulary rows `embedding` holds: `vocab`, or all of them with a replicated embedding. */
+  private readonly embedRows: Slice;
+  /** Whether every rank holds the whole embedding (no embedding all-reduce). */
+  readonly replicatedEmbedding: boolean;
   private readonly layers: DecoderLayer[];
   private readonly finalNorm: Float32Array;
   /** [vocab.count, hidden] */
@@ -217,8 +257,10 @@ export class DeepseekForCausalLM {
     const scale = mlaSoftmaxScale(config);
 
     this.vocab = unevenShare(V, this.plan.rank, this.plan.size);
-    // This rank's vocabulary rows only.
-    this.embedding = opts.source.readBlock('model.embed_tokens.weight', [V, H], this.vocab);
+    this.replicatedEmbedding = (opts.replicateEmbedding ?? false) && this.plan.size > 1;
+    // This rank's vocabulary rows only, unless replicated.
+    this.embedRows = this.replicatedEmbedding ? { start: 0, count: V } : this.vocab;
+    this.embedding = opts.source.readBlock('model.embed_tokens.weight', [V, H], this.embedRows);
     this.layers = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       this.layers.push(new DecoderLayer(ctx, config, i, rope, scale, this.plan));
@@ -226,7 +268,7 @@ export class DeepseekForCausalLM {
     }
     this.finalNorm = loadVector(ctx, 'model.norm.weight', H);
     this.lmHead = config.tieWordEmbeddings
-      ? opts.kernels.prepareLinear(this.embedding, this.vocab.count, H, opts.weightDType)
+      ? opts.kernels.prepareLinear(this.vocabRowsOf(this.embedding), this.vocab.count, H, opts.weightDType)
       : loadLinear(ctx, [{ name: 'lm_head.weight', rows: V, take: this.vocab }], H);
   }
 
@@ -251,14 +293,16 @@ export class DeepseekForCausalLM {
       // Communication point: every rank learns how many tokens each replica runs (the MoE layers'
       // collectives are sized by them). A replica with no work runs an empty batch.
       const counts = new Int32Array(group.size);
-      await groups.moe
-        .allGather(counts, Int32Array.of(batch.numTokens), new Array(group.size).fill(1))
-        .wait();
+      await waitAt(
+        groups,
+        'replica tokens all-gather',
+        groups.moe.allGather(counts, Int32Array.of(batch.numTokens), new Array(group.size).fill(1)),
+      );
       replicaTokens = Array.from({ length: group.dataParallelSize }, (_, r) => counts[r * this.plan.size]!);
     }
     const x = this.embed(batch.tokenIds);
     // Communication point: vocabulary-parallel embedding (each rank filled only its vocabulary rows).
-    await comm.allReduce(x).wait();
+    if (!this.replicatedEmbedding) await waitAt(groups, 'embed all-reduce', comm.allReduce(x));
     observer?.onActivation?.('embed', x);
     const meta = buildAttentionMetadata(batch, cache.blockSize);
     for (const layer of this.layers)
@@ -276,7 +320,7 @@ export class DeepseekForCausalLM {
     // Communication point: all-gather of the vocabulary-parallel logits ([rank][R, vocab share]).
     const counts = unevenCounts(c.vocabSize, this.plan.size, R);
     const gathered = k.allocateActivations(R * c.vocabSize);
-    await comm.allGather(gathered, local, counts).wait();
+    await waitAt(groups, 'logits all-gather', comm.allGather(gathered, local, counts));
     const logits = k.allocateActivations(R * c.vocabSize);
     let at = 0;
     for (let r = 0; r < this.plan.size; r++) {
@@ -288,7 +332,32 @@ export class DeepseekForCausalLM {
     return logits;
   }
 
-  /** Looks up token embeddings of this rank's vocabulary rows (zeros elsewhere): [T, hidden]. */
+  /**
+   * The forward's stages, each ending at a hand-over point (a collective, or a pause where DBO may switch
+   * micro-batch), as `forward` passes them with `groups.points` set: the data of DBO's schedule.
+   */
+  forwardStages(groups: RankGroups = this.groups): ForwardStage[] {
+    const dataParallel = moeGroupPosition(this.plan).dataParallelSize > 1;
+    const out: ForwardStage[] = [];
+    if (dataParallel) out.push({ name: 'replica tokens all-gather', end: 'collective' });
+    if (!this.replicatedEmbedding) out.push({ name: 'embed all-reduce', end: 'collective' });
+    for (const layer of this.layers) out.push(...layer.stages(groups, dataParallel));
+    if (this.plan.size > 1) out.push({ name: 'logits all-gather', end: 'collective' });
+    out.push({ name: 'done', end: 'done' });
+    return out;
+  }
+
+  /** The LM head's rows (this rank's vocabulary share) of the embedding table. */
+  private vocabRowsOf(e: RawWeight): RawWeight {
+    const H = this.config.hiddenSize;
+    const at = (this.vocab.start - this.embedRows.start) * H;
+    const end = at + this.vocab.count * H;
+    return e.dtype === 'bf16'
+      ? { dtype: 'bf16', data: e.data.subarray(at, end) }
+      : { dtype: 'f32', data: e.data.subarray(at, end) };
+  }
+
+  /** Looks up token embeddings of the rows this rank holds (zeros elsewhere): [T, hidden]. */
   private embed(tokenIds: Int32Array): Float32Array {
     const H = this.config.hiddenSize;
     const x = this.kernels.allocateActivations(tokenIds.length * H);
@@ -296,8 +365,8 @@ export class DeepseekForCausalLM {
       x,
       this.embedding,
       tokenIds,
-      this.vocab.start,
-      this.vocab.count,
+      this.embedRows.start,
+      this.embedRows.count,
       tokenIds.length,
       H,
     );

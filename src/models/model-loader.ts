@@ -151,6 +151,8 @@ export interface RankPlacement {
   readonly communicator: Communicator;
   /** With data parallelism: every replica's ranks (the MoE layers' group). */
   readonly moeCommunicator?: Communicator;
+  /** Every rank keeps the whole embedding table (DBO: no embedding all-reduce). */
+  readonly replicateEmbedding?: boolean;
 }
 
 /** Loads the tokenizer, generation defaults and weights (this rank's shard) of a resolved model. */
@@ -186,6 +188,7 @@ export function loadModel(
             plan: placement.plan,
             communicator: placement.communicator,
             moeCommunicator: placement.moeCommunicator ?? placement.communicator,
+            replicateEmbedding: placement.replicateEmbedding ?? false,
           }
         : {}),
     });

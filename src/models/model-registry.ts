@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DeepseekArchitecture, DeepseekConfig } from '../config/model-config.js';
 import type { ForwardBatch } from '../layers/forward-batch.js';
+import type { ForwardStage } from '../layers/hand-over.js';
 import type { MlaKvCache } from '../layers/mla-kv-cache.js';
 import type { RankGroups } from '../layers/rank-groups.js';
 import { PLATFORM_CONTRACT_VERSION } from '../platforms/platform.js';
@@ -28,6 +29,8 @@ export interface CausalLM {
     observer?: ForwardObserver,
     groups?: RankGroups,
   ): Promise<Float32Array>;
+  /** The forward's stages, each ending at a hand-over point (DBO's schedule; layers/hand-over.ts). */
+  forwardStages(groups?: RankGroups): ForwardStage[];
 }
 
 /** One architecture the registry can build. */

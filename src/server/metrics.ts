@@ -55,6 +55,10 @@ export class ServerMetrics {
   private readonly numPreemptions: Counter<'model_name'>;
   private readonly prefixCacheQueries: Counter<'model_name'>;
   private readonly prefixCacheHits: Counter<'model_name'>;
+  /** Dual-batch overlap (docs/dbo.md): steps split or not, and communication run under compute. */
+  private readonly dboSplitSteps: Counter<'model_name'>;
+  private readonly dboUnsplitSteps: Counter<'model_name'>;
+  private readonly dboOverlap: Counter<'model_name'>;
 
   readonly promptTokens: Counter<'model_name'>;
   readonly generationTokens: Counter<'model_name'>;
@@ -98,6 +102,15 @@ export class ServerMetrics {
     this.prefixCacheHits = counter(
       'vllm:prefix_cache_hits_total',
       'Prefix cache hits, in terms of number of cached tokens.',
+    );
+    this.dboSplitSteps = counter(
+      'vllm:dbo_split_steps_total',
+      'Engine steps run as two micro-batches (dual-batch overlap).',
+    );
+    this.dboUnsplitSteps = counter('vllm:dbo_unsplit_steps_total', 'Engine steps run as one batch.');
+    this.dboOverlap = counter(
+      'vllm:dbo_comm_overlap_seconds_total',
+      'Seconds collectives of split steps ran while the compute thread worked (issue to wait).',
     );
     this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
     this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
@@ -173,6 +186,9 @@ export class ServerMetrics {
       this.numPreemptions,
       this.prefixCacheQueries,
       this.prefixCacheHits,
+      this.dboSplitSteps,
+      this.dboUnsplitSteps,
+      this.dboOverlap,
       this.promptTokens,
       this.generationTokens,
     ]) {
@@ -211,6 +227,9 @@ export class ServerMetrics {
       setCounter(this.numPreemptions, this.labels, s.numPreemptions);
       setCounter(this.prefixCacheQueries, this.labels, s.prefixCacheQueries);
       setCounter(this.prefixCacheHits, this.labels, s.prefixCacheHits);
+      setCounter(this.dboSplitSteps, this.labels, s.dboSplitSteps);
+      setCounter(this.dboUnsplitSteps, this.labels, s.dboSteps - s.dboSplitSteps);
+      setCounter(this.dboOverlap, this.labels, s.dboOverlapMs / 1000);
     }
     return this.registry.metrics();
   }

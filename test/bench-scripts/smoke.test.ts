@@ -208,5 +208,17 @@ describe('bench/ smoke runs', () => {
     const pic = await bench('dbo-trace-svg.js', [off, on, svg], 60_000);
     assertTable(pic, [/wrote /]);
     assert.match(readFileSync(svg, 'utf8'), /^<svg [^>]*width="\d+"/);
+    // The planner, on the DBO-off run's stage times (the tiny model's sizes) and on vLLM-Ascend's setting.
+    const plan = await bench(
+      'dbo-plan.js',
+      ['--trace', off, '--bandwidth', '1gbit', '--hidden', '64', '--vocab', '102400'],
+      60_000,
+    );
+    assertTable(plan, [
+      /^alternate\s+step off [\d.]+ ms .* on [\d.]+ ms .* efficiency -?[\d.]+$/m,
+      /^staggered /m,
+    ]);
+    const r1 = await bench('dbo-plan.js', ['--preset', 'vllm-ascend-r1', '--bandwidth', '56GB'], 60_000);
+    assertTable(r1, [/^staggered\s+step off [\d.]+ ms/m]);
   });
 });

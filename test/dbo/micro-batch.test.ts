@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { forwardWithDbo } from '../../src/dbo/dbo-forward.js';
+import { forwardWithDbo, planDboStep } from '../../src/dbo/dbo-forward.js';
+import { DBO_ORDERS } from '../../src/dbo/dbo-order.js';
+import { DboPlanner } from '../../src/dbo/dbo-plan.js';
 import {
   DEFAULT_DBO_THRESHOLDS,
   decideSplit,
@@ -138,55 +140,72 @@ describe('micro-batches compute what the whole batch computes', () => {
     }
   });
 
-  test('interleaved at their collectives on two tensor-parallel ranks', async () => {
-    const comms = createLocalGroup(2);
-    const source = openSafetensors(dir);
-    const models = comms.map(
-      (communicator, rank) =>
-        new DeepseekForCausalLM(config, {
-          kernels,
-          source,
-          weightDType: 'bf16',
-          communicator,
-          plan: { rank, size: 2, expertParallel: true, moeComm: 'alltoall' },
-        }),
-    );
-    source.close();
-    const single = new DeepseekForCausalLM(config, {
-      kernels,
-      source: openSafetensors(dir),
-      weightDType: 'bf16',
-    });
-    const whole = await single.forward(batch, newCache());
-    // The DBO schedule: B computes while A waits on each collective, turns alternating at every one.
-    const stats = comms.map(() => ({ steps: 0, splitSteps: 0 }));
-    const tracers = comms.map((_, r) => new Tracer(join(tmpdir(), 'duet-trace-test'), r));
-    const results = await Promise.all(
-      models.map((m, r) =>
-        forwardWithDbo(
-          m,
-          newCache(),
-          singleGroup(comms[r]!),
-          batch,
-          { enabled: true, thresholds: DEFAULT_DBO_THRESHOLDS, tracer: tracers[r]!, logger: null },
-          stats[r],
-        ),
-      ),
-    );
-    for (const r of results) assert.ok(maxDiff(r, whole) <= 1e-4, `max |Δlogit| ${maxDiff(r, whole)}`);
-    assert.deepEqual(stats[0], { steps: 1, splitSteps: 1 });
-    // Compute spans of both micro-batches in every layer, and communication spans of both.
-    const trace = JSON.parse(readFileSync(tracers[0]!.flush(), 'utf8')) as {
-      traceEvents: { name: string; tid: number; cat: string }[];
-    };
-    for (const tid of [0, 2]) {
-      for (let layer = 0; layer < config.numHiddenLayers; layer++) {
-        assert.ok(
-          trace.traceEvents.some((e) => e.tid === tid && e.name === `layer ${layer}`),
-          `layer ${layer} on lane ${tid}`,
+  for (const moeComm of ['allgather', 'alltoall'] as const) {
+    for (const order of DBO_ORDERS) {
+      test(`interleaved on two tensor-parallel ranks: ${moeComm}, order ${order}`, async () => {
+        const comms = createLocalGroup(2);
+        const source = openSafetensors(dir);
+        const models = comms.map(
+          (communicator, rank) =>
+            new DeepseekForCausalLM(config, {
+              kernels,
+              source,
+              weightDType: 'bf16',
+              communicator,
+              plan: { rank, size: 2, expertParallel: true, moeComm },
+              replicateEmbedding: order === 'staggered',
+            }),
         );
-      }
+        source.close();
+        const single = new DeepseekForCausalLM(config, {
+          kernels,
+          source: openSafetensors(dir),
+          weightDType: 'bf16',
+        });
+        const whole = await single.forward(batch, newCache());
+        // The driver's plan, given to both ranks as the executor would send it.
+        const planner = new DboPlanner(DEFAULT_DBO_THRESHOLDS, order, null);
+        const step = planDboStep(
+          { enabled: true, thresholds: DEFAULT_DBO_THRESHOLDS, tracer: null, logger: null, planner },
+          [batch],
+          2,
+        );
+        assert.ok(step?.plan.split, 'the step splits');
+        const stats = comms.map(() => ({ steps: 0, splitSteps: 0, overlapMs: 0 }));
+        const tracers = comms.map((_, r) => new Tracer(join(tmpdir(), 'duet-trace-test'), r));
+        const results = await Promise.all(
+          models.map((m, r) =>
+            forwardWithDbo(
+              m,
+              newCache(),
+              singleGroup(comms[r]!),
+              batch,
+              { enabled: true, thresholds: DEFAULT_DBO_THRESHOLDS, tracer: tracers[r]!, logger: null },
+              stats[r],
+              step,
+            ),
+          ),
+        );
+        for (const r of results) assert.ok(maxDiff(r, whole) <= 1e-4, `max |Δlogit| ${maxDiff(r, whole)}`);
+        assert.deepEqual({ ...stats[0]!, overlapMs: 0 }, { steps: 1, splitSteps: 1, overlapMs: 0 });
+        assert.ok(stats[0]!.overlapMs > 0, 'collectives ran while the other micro-batch computed');
+        // Compute spans of both micro-batches for every layer's attention stage, communication of both,
+        // and the order written in the step span.
+        const trace = JSON.parse(readFileSync(tracers[0]!.flush(), 'utf8')) as {
+          traceEvents: { name: string; tid: number; cat: string; args?: { order?: string } }[];
+        };
+        for (const tid of [0, 2]) {
+          for (let layer = 0; layer < config.numHiddenLayers; layer++) {
+            assert.ok(
+              trace.traceEvents.some((e) => e.tid === tid && e.name === `L${layer} attn all-reduce`),
+              `layer ${layer} attention on lane ${tid}`,
+            );
+          }
+        }
+        for (const tid of [1, 3]) assert.ok(trace.traceEvents.some((e) => e.tid === tid && e.cat === 'comm'));
+        const stepOrder = trace.traceEvents.find((e) => e.cat === 'step')?.args?.order ?? '';
+        assert.match(stepOrder, new RegExp(`^${order}: A `));
+      });
     }
-    for (const tid of [1, 3]) assert.ok(trace.traceEvents.some((e) => e.tid === tid && e.cat === 'comm'));
-  });
+  }
 });

@@ -18,6 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { DBO_ORDERS } from '../../src/dbo/dbo-order.js';
 import { LLM, type LLMOptions } from '../../src/engine/llm.js';
 import { fixtureDir, type Golden, loadGolden } from '../helpers/golden.js';
 import { usablePlatforms } from '../helpers/platforms.js';
@@ -31,7 +32,9 @@ const TOL = 1e-3;
 interface StepSpan {
   readonly tokens: number;
   readonly split: boolean;
+  readonly splitToken?: number;
   readonly reason?: string;
+  readonly order?: string;
 }
 
 /** The step spans of a rank's trace, in order (src/dbo/tracer.ts writes them on the steps lane). */
@@ -94,41 +97,52 @@ for (const [fixture, device] of (['v2-tiny', 'v2-lite-tiny'] as const).flatMap((
     };
 
     for (const [mode, moe] of MOE_MODES) {
-      test(`${mode}, thresholds 1 / 2 and 64-token steps: every step of 2+ tokens splits`, async () => {
-        const traceDir = join(traceRoot, `${mode.replace(' ', '-')}-all`);
-        const llm = new LLM({
-          ...base,
-          ...moe,
-          maxNumBatchedTokens: 64,
-          dboPrefillTokenThreshold: 1,
-          dboDecodeTokenThreshold: 2,
-          traceDir,
+      for (const dboOrder of DBO_ORDERS) {
+        test(`${mode}, order ${dboOrder}, thresholds 1 / 2 and 64-token steps: every step of 2+ tokens splits`, async () => {
+          const traceDir = join(traceRoot, `${mode.replace(' ', '-')}-${dboOrder}-all`);
+          const llm = new LLM({
+            ...base,
+            ...moe,
+            dboOrder,
+            maxNumBatchedTokens: 64,
+            dboPrefillTokenThreshold: 1,
+            dboDecodeTokenThreshold: 2,
+            traceDir,
+          });
+          let stats: { steps: number; splitSteps: number; overlapMs: number };
+          try {
+            assertGolden(golden, await llm.generate(inputs, params));
+            stats = { ...(await llm.engine()).dboStats };
+          } finally {
+            await llm.close();
+          }
+          const steps = readSteps(join(traceDir, 'rank-0.trace.json'));
+          assert.equal(steps.length, stats.steps, 'one trace span per step');
+          for (const [i, s] of steps.entries()) {
+            assert.equal(s.split, s.tokens >= 2, `step ${i} of ${s.tokens} tokens: split ${s.split}`);
+          }
+          assert.equal(stats.splitSteps, steps.filter((s) => s.tokens >= 2).length);
+          assert.ok(
+            steps.some((s) => s.split && /inside a prefill/.test(s.reason ?? '')),
+            'some step is split inside a prompt',
+          );
+          // Prefills take 3 steps at most (291 prompt tokens, 64 a step); then all five prompts decode
+          // together: steps of exactly 5 tokens, each split at a request boundary.
+          const decodes = steps.filter((s) => s.tokens === golden.prompts.length);
+          assert.ok(decodes.length >= 10, `${decodes.length} steps of 5 decodes`);
+          assert.ok(decodes.every((s) => s.split && /request boundary/.test(s.reason ?? '')));
+          // Every split step ran the order asked for, on both ranks: the driver's plan travels with the
+          // batch, and the other rank ran the same splits in the same order.
+          assert.ok(steps.filter((s) => s.split).every((s) => s.order?.startsWith(`${dboOrder}: A `)));
+          const plan = (s: StepSpan) => ({
+            tokens: s.tokens,
+            split: s.split,
+            at: s.splitToken,
+            order: s.order,
+          });
+          assert.deepEqual(readSteps(join(traceDir, 'rank-1.trace.json')).map(plan), steps.map(plan));
         });
-        let stats: { steps: number; splitSteps: number };
-        try {
-          assertGolden(golden, await llm.generate(inputs, params));
-          stats = { ...(await llm.engine()).dboStats };
-        } finally {
-          await llm.close();
-        }
-        const steps = readSteps(join(traceDir, 'rank-0.trace.json'));
-        assert.equal(steps.length, stats.steps, 'one trace span per step');
-        for (const [i, s] of steps.entries()) {
-          assert.equal(s.split, s.tokens >= 2, `step ${i} of ${s.tokens} tokens: split ${s.split}`);
-        }
-        assert.equal(stats.splitSteps, steps.filter((s) => s.tokens >= 2).length);
-        assert.ok(
-          steps.some((s) => s.split && /inside a prefill/.test(s.reason ?? '')),
-          'some step is split inside a prompt',
-        );
-        // Prefills take 3 steps at most (291 prompt tokens, 64 a step); then all five prompts decode
-        // together: steps of exactly 5 tokens, each split at a request boundary.
-        const decodes = steps.filter((s) => s.tokens === golden.prompts.length);
-        assert.ok(decodes.length >= 10, `${decodes.length} steps of 5 decodes`);
-        assert.ok(decodes.every((s) => s.split && /request boundary/.test(s.reason ?? '')));
-        // The other rank took the same decisions (the vote makes them agree).
-        assert.deepEqual(readSteps(join(traceDir, 'rank-1.trace.json')), steps);
-      });
+      }
 
       test(`${mode}, default prefill threshold, decode threshold 5 (= number of prompts)`, async () => {
         const llm = new LLM({ ...base, ...moe, dboDecodeTokenThreshold: golden.prompts.length });
@@ -137,7 +151,10 @@ for (const [fixture, device] of (['v2-tiny', 'v2-lite-tiny'] as const).flatMap((
           const stats = (await llm.engine()).dboStats;
           // One prefill step of all 291 prompt tokens (>= 256), then 15 decode steps of all five prompts
           // (>= 5): each splits.
-          assert.deepEqual(stats, { steps: 16, splitSteps: 16 });
+          assert.deepEqual(
+            { steps: stats.steps, splitSteps: stats.splitSteps },
+            { steps: 16, splitSteps: 16 },
+          );
         } finally {
           await llm.close();
         }

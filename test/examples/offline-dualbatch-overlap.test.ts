@@ -65,24 +65,51 @@ test('examples/offline_dualbatch_overlap on the tiny v2 checkpoint', async () =>
   // The timing table.
   assert.match(
     out,
-    /Step times \(median of 3 rounds\): 4 prompts of 100 tokens, 4 output tokens each; .*-tp 2/,
+    /Step times \(median of 3 rounds, min-max in brackets\): 4 prompts of 100 tokens, 4 output tokens each; .*-tp 2/,
   );
   const row = (name: string) => {
     const m = new RegExp(
-      `${name}\\s+prefill\\s+([\\d.]+) ms/step\\s+decode\\s+([\\d.]+) ms/step\\s+split steps (\\d+) of (\\d+)`,
+      `${name}\\s+prefill\\s+([\\d.]+) ms/step \\[([\\d.]+)-([\\d.]+)\\]\\s+decode\\s+([\\d.]+) ms/step \\[[\\d.]+-[\\d.]+\\]\\s+split steps (\\d+) of (\\d+)`,
     ).exec(out);
     assert.ok(m, `no "${name}" row in:\n${out}`);
-    return { prefill: Number(m[1]), decode: Number(m[2]), split: Number(m[3]), steps: Number(m[4]) };
+    return {
+      prefill: Number(m[1]),
+      min: Number(m[2]),
+      max: Number(m[3]),
+      decode: Number(m[4]),
+      split: Number(m[5]),
+      steps: Number(m[6]),
+    };
   };
   const off = row('DBO off');
   const on = row('DBO on');
   for (const r of [off, on]) {
     assert.ok(r.prefill > 0 && r.decode > 0, 'positive step times');
-    // Per round: one prefill-only step, then one prefill and three decode steps; three rounds.
-    assert.equal(r.steps, 3 * (1 + 1 + 3));
+    assert.ok(r.min <= r.prefill && r.prefill <= r.max, 'the median lies within the spread');
+    // Per round: one prefill step (4 prompts of 100 tokens), then three decode steps; three rounds.
+    assert.equal(r.steps, 3 * (1 + 3));
   }
   assert.equal(off.split, 0, 'DBO off never splits');
   assert.equal(on.split, on.steps, 'DBO on splits every step here (all are over the lowered thresholds)');
-  assert.match(out, /DBO on \/ off: prefill [\d.]+x, decode [\d.]+x/);
+  assert.match(out, /DBO on \/ off: prefill [\d.]+x \(rounds [\d.]+, [\d.]+, [\d.]+\), decode [\d.]+x/);
+  assert.match(out, /^This example shows dual-batch overlap/m);
   assert.match(out, /identical greedy tokens with and without DBO: yes/);
+});
+
+test('examples/offline_dualbatch_overlap answers --help and bad flags with usage, not a stack trace', () => {
+  const help = spawnSync(process.execPath, [EXAMPLE, '--help'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^usage: node dist\/examples\/offline_dualbatch_overlap\.js/m);
+  for (const [args, why] of [
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--rounds', 'x'], /--rounds must be a positive integer, got "x"/],
+    [['--moe-comm', 'ring'], /--moe-comm must be allgather or alltoall/],
+    [['--dbo-order', 'zigzag'], /--dbo-order must be one of auto, alternate, staggered/],
+  ] as const) {
+    const run = spawnSync(process.execPath, [EXAMPLE, ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 2, `${args.join(' ')}: exit code`);
+    assert.match(run.stderr, why);
+    assert.match(run.stderr, /usage:/);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+  }
 });

@@ -21,6 +21,9 @@ const STATS: EngineStatsSnapshot = {
   generationTokens: 0,
   numFinished: 0,
   numSteps: 0,
+  dboSteps: 10,
+  dboSplitSteps: 6,
+  dboOverlapMs: 1500,
 };
 
 function output(over: Partial<EngineOutput>): EngineOutput {
@@ -55,6 +58,9 @@ describe('ServerMetrics', () => {
     assert.equal(metricValue(text, 'vllm:num_preemptions_total'), 7);
     assert.equal(metricValue(text, 'vllm:prefix_cache_queries_total'), 100);
     assert.equal(metricValue(text, 'vllm:prefix_cache_hits_total'), 40);
+    assert.equal(metricValue(text, 'vllm:dbo_split_steps_total'), 6);
+    assert.equal(metricValue(text, 'vllm:dbo_unsplit_steps_total'), 4);
+    assert.equal(metricValue(text, 'vllm:dbo_comm_overlap_seconds_total'), 1.5);
     stats = { ...STATS, numPreemptions: 9 };
     text = await m.render();
     assert.equal(metricValue(text, 'vllm:num_preemptions_total'), 9, 'set to the total, not added');

@@ -19,6 +19,9 @@ const ZERO: EngineStatsSnapshot = {
   generationTokens: 0,
   numFinished: 0,
   numSteps: 0,
+  dboSteps: 0,
+  dboSplitSteps: 0,
+  dboOverlapMs: 0,
 };
 
 test('formatStatsLine reports the interval between two snapshots', () => {

@@ -164,6 +164,9 @@ export class EngineWorkerLoop {
       generationTokens: c.generationTokens,
       numFinished: c.numFinished,
       numSteps: c.numSteps,
+      dboSteps: this.engine.dboStats.steps,
+      dboSplitSteps: this.engine.dboStats.splitSteps,
+      dboOverlapMs: this.engine.dboStats.overlapMs,
     };
   }
 

@@ -95,6 +95,13 @@ export interface EngineStatsSnapshot extends SchedulerStats {
   readonly generationTokens: number;
   readonly numFinished: number;
   readonly numSteps: number;
+  /**
+   * Dual-batch overlap: forward steps, those split into two micro-batches, and ms their collectives ran
+   * under compute.
+   */
+  readonly dboSteps: number;
+  readonly dboSplitSteps: number;
+  readonly dboOverlapMs: number;
 }
 
 /** Messages from the main thread to the engine worker. */

@@ -1,0 +1,221 @@
+// The DBO planner: predicts a step's time with and without dual-batch overlap, and the overlap efficiency,
+// from per-stage compute times and a link model, by playing DBO's order (src/dbo/dbo-order.ts) on an
+// event timeline: one compute thread, one link that runs collectives one after another.
+//
+//   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --bandwidth 800mbit [--latency-us 60] [--ranks 2]
+//       [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
+//   node dist/bench/dbo-plan.js --preset vllm-ascend-r1     (the setting vLLM-Ascend published; docs/dbo.md)
+//
+// With --trace, the stage compute times are those of the median step of a DBO-off run's trace (the compute
+// spans are named by their stage); with a preset, they are computed from the model's shapes and the
+// device's throughput. Each micro-batch is given its share of a stage's time, times (1 + split-cost) for
+// the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildOrder, type DboOrderName } from '../src/dbo/dbo-order.js';
+import type { ForwardStage } from '../src/layers/hand-over.js';
+import { LANES, parseRankTrace } from './dbo-trace.js';
+
+/** One stage: compute ms for the whole step's batch, and the bytes its closing collective moves. */
+export interface PlanStage {
+  readonly name: string;
+  readonly end: ForwardStage['end'];
+  readonly computeMs: number;
+  /** Collective: `all_reduce` or `all_gather`, with the bytes of the whole batch's buffer. */
+  readonly collective?: { readonly kind: 'all_reduce' | 'all_gather'; readonly bytes: number };
+}
+
+/** A link: bandwidth each way and per-message latency, between `ranks` ranks (ring collectives). */
+export interface LinkModel {
+  readonly bitsPerSecond: number;
+  readonly latencyMs: number;
+  readonly ranks: number;
+}
+
+/** Milliseconds a ring collective of a `bytes` buffer takes on the link. */
+export function collectiveMs(link: LinkModel, kind: 'all_reduce' | 'all_gather', bytes: number): number {
+  const P = link.ranks;
+  // Ring all-reduce: 2(P-1) steps of bytes/P; ring all-gather: (P-1) steps of bytes/P.
+  const steps = kind === 'all_reduce' ? 2 * (P - 1) : P - 1;
+  return steps * (link.latencyMs + ((bytes / P) * 8 * 1000) / link.bitsPerSecond);
+}
+
+export interface Prediction {
+  readonly offMs: number;
+  readonly onMs: number;
+  readonly computeMs: number;
+  readonly commMs: number;
+  /** (off − on) / (off − max(compute, comm)). */
+  readonly efficiency: number;
+}
+
+/** Plays one step without DBO (compute, then each collective) and with DBO in `order`. */
+export function predict(
+  stages: readonly PlanStage[],
+  link: LinkModel,
+  order: DboOrderName,
+  splitCost: number,
+): Prediction {
+  const comm = (s: PlanStage, share: number) =>
+    s.collective ? collectiveMs(link, s.collective.kind, s.collective.bytes * share) : 0;
+  const computeMs = stages.reduce((a, s) => a + s.computeMs, 0);
+  const commMs = stages.reduce((a, s) => a + comm(s, 1), 0);
+  const offMs = computeMs + commMs;
+  // DBO: two halves; the embedding all-reduce is gone (the table is replicated under DBO).
+  const on = stages.filter((s) => s.name !== 'embed all-reduce');
+  const embedMs = stages.find((s) => s.name === 'embed all-reduce')?.computeMs ?? 0;
+  const turns = buildOrder(order, on);
+  let cpu = 0;
+  let wire = 0;
+  const ready = [0, 0];
+  for (const t of turns) {
+    const s = on[t.stage]!;
+    const work = ((t.stage === 0 ? s.computeMs + embedMs : s.computeMs) / 2) * (1 + splitCost);
+    const start = Math.max(cpu, ready[t.mb]!);
+    cpu = start + work;
+    if (s.collective) {
+      const begin = Math.max(cpu, wire);
+      wire = begin + comm(s, 0.5);
+      ready[t.mb] = wire;
+    } else ready[t.mb] = cpu;
+  }
+  const onMs = Math.max(cpu, ready[0]!, ready[1]!);
+  const best = Math.max(computeMs, commMs);
+  return { offMs, onMs, computeMs, commMs, efficiency: (offMs - onMs) / (offMs - best) };
+}
+
+/** The stages of the median DBO-off step of `rank`'s trace, with bytes from the model's sizes. */
+export function stagesFromTrace(dir: string, rank: number, hidden: number, vocab: number): PlanStage[] {
+  const steps = parseRankTrace(readFileSync(join(dir, `rank-${rank}.trace.json`), 'utf8'), rank).filter(
+    (s) => !s.split && s.tokens > 1,
+  );
+  if (steps.length === 0) throw new Error(`no multi-token steps in ${dir}/rank-${rank}.trace.json`);
+  const step = [...steps].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(steps.length / 2)]!;
+  const out: PlanStage[] = [];
+  for (const span of step.spans.filter((x) => x.lane === LANES.aCompute)) {
+    const name = span.name;
+    const end: ForwardStage['end'] =
+      name === 'done' ? 'done' : / experts 1\/2$/.test(name) ? 'pause' : 'collective';
+    // Logits: one row per request; a 512-token random-prompt step of the bench holds about one request.
+    const rows = Math.max(1, Math.round(step.tokens / 512));
+    const collective =
+      end !== 'collective'
+        ? undefined
+        : name === 'logits all-gather'
+          ? { kind: 'all_gather' as const, bytes: rows * vocab * 4 }
+          : { kind: 'all_reduce' as const, bytes: step.tokens * hidden * 4 };
+    out.push({ name, end, computeMs: span.durMs, ...(collective ? { collective } : {}) });
+  }
+  return out;
+}
+
+/** DeepSeek-R1 prefill on vLLM-Ascend's setting: per-stage compute from FLOPs at a device's throughput. */
+export function r1Stages(tokens: number, tp: number, tflops: number, mfu: number): PlanStage[] {
+  const H = 7168;
+  const layers = 61;
+  const dense = 3;
+  // MLA projections (q_lora 1536, kv_lora 512, 128 heads of 128+64 / 128) and attention over the prompt.
+  const heads = 128;
+  const projFlops =
+    2 * (H * 1536 + 1536 * heads * 192 + H * (512 + 64) + 512 * heads * 256 + heads * 128 * H);
+  const attnFlops = (ctx: number) => 2 * heads * ctx * (192 + 128);
+  const avgCtx = tokens / 2;
+  const perTokenAttn = (projFlops + attnFlops(avgCtx)) / tp;
+  // MoE: 8 routed experts of 2048 + 1 shared of 2048 per token, spread over the ranks (ep = tp here).
+  const expertFlops = 2 * 3 * H * 2048;
+  const perTokenMoe = (9 * expertFlops) / tp;
+  const perTokenDense = (2 * 3 * H * 18432) / tp;
+  const ms = (flops: number) => ((flops * tokens) / (tflops * 1e12 * mfu)) * 1000;
+  const bytes = tokens * H * 2; // bf16 activations on the device
+  const out: PlanStage[] = [];
+  for (let l = 0; l < layers; l++) {
+    out.push({
+      name: `L${l} attn all-reduce`,
+      end: 'collective',
+      computeMs: ms(perTokenAttn),
+      collective: { kind: 'all_reduce', bytes },
+    });
+    if (l < dense) {
+      out.push({
+        name: `L${l} mlp all-reduce`,
+        end: 'collective',
+        computeMs: ms(perTokenDense),
+        collective: { kind: 'all_reduce', bytes },
+      });
+    } else {
+      out.push({ name: `L${l} experts 1/2`, end: 'pause', computeMs: ms(perTokenMoe) / 2 });
+      out.push({
+        name: `L${l} moe all-reduce`,
+        end: 'collective',
+        computeMs: ms(perTokenMoe) / 2,
+        collective: { kind: 'all_reduce', bytes },
+      });
+    }
+  }
+  out.push({ name: 'done', end: 'done', computeMs: 0 });
+  return out;
+}
+
+/** `800mbit`, `1gbit`, `56GB` (bytes/s), or a plain number of bits per second. */
+export function parseRate(text: string): number {
+  const m = /^([\d.]+)\s*(kbit|mbit|gbit|GB|MB)?$/.exec(text);
+  if (!m) throw new Error(`bad rate ${JSON.stringify(text)} (e.g. 800mbit, 10gbit, 56GB)`);
+  const scale = { kbit: 1e3, mbit: 1e6, gbit: 1e9, GB: 8e9, MB: 8e6 }[m[2] ?? ''] ?? 1;
+  return Number(m[1]) * scale;
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      trace: { type: 'string' },
+      preset: { type: 'string' },
+      bandwidth: { type: 'string', default: '800mbit' },
+      'latency-us': { type: 'string', default: '60' },
+      ranks: { type: 'string', default: '2' },
+      hidden: { type: 'string', default: '256' },
+      vocab: { type: 'string', default: '129280' },
+      'split-cost': { type: 'string', default: '0.10' },
+      order: { type: 'string' },
+      rank: { type: 'string', default: '0' },
+      tflops: { type: 'string', default: '320' },
+      mfu: { type: 'string', default: '0.5' },
+      tokens: { type: 'string', default: '4096' },
+    },
+  });
+  const splitCost = Number(values['split-cost']);
+  let stages: PlanStage[];
+  let link: LinkModel;
+  if (values.preset === 'vllm-ascend-r1') {
+    stages = r1Stages(Number(values.tokens), 16, Number(values.tflops), Number(values.mfu));
+    link = {
+      bitsPerSecond: parseRate(values.bandwidth!),
+      latencyMs: Number(values['latency-us']) / 1000,
+      ranks: 16,
+    };
+  } else if (values.trace) {
+    stages = stagesFromTrace(values.trace, Number(values.rank), Number(values.hidden), Number(values.vocab));
+    link = {
+      bitsPerSecond: parseRate(values.bandwidth!),
+      latencyMs: Number(values['latency-us']) / 1000,
+      ranks: Number(values.ranks),
+    };
+  } else {
+    console.error(
+      'usage: dbo-plan --trace OFF_TRACE_DIR [--bandwidth 800mbit] ... | --preset vllm-ascend-r1',
+    );
+    process.exit(2);
+  }
+  const orders: DboOrderName[] = values.order ? [values.order as DboOrderName] : ['alternate', 'staggered'];
+  for (const order of orders) {
+    const p = predict(stages, link, order, splitCost);
+    console.log(
+      `${order.padEnd(9)} step off ${p.offMs.toFixed(1)} ms (compute ${p.computeMs.toFixed(1)}, comm ${p.commMs.toFixed(1)}, ` +
+        `${((p.commMs / p.offMs) * 100).toFixed(1)}%), on ${p.onMs.toFixed(1)} ms (${(((p.onMs - p.offMs) / p.offMs) * 100).toFixed(1)}%, ` +
+        `throughput ${((p.offMs / p.onMs - 1) * 100).toFixed(1)}%), efficiency ${p.efficiency.toFixed(2)}`,
+    );
+  }
+}
+
+if (process.argv[1]?.endsWith('dbo-plan.js')) main();
