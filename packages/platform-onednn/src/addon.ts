@@ -60,10 +60,13 @@ export type AddonLoad = { readonly addon: NativeAddon } | { readonly reason: str
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Loads the addon once per call site's needs; the reason says why it is not there. */
-export function loadAddon(): AddonLoad {
-  const file = join(PACKAGE_ROOT, 'build', 'duet_onednn.node');
-  const status = join(PACKAGE_ROOT, 'build', 'status.json');
+/**
+ * Loads the addon from `buildDir` (default: the package's build/); the reason says why it is not there
+ * (the build's own reason from status.json when the install step skipped it).
+ */
+export function loadAddon(buildDir = join(PACKAGE_ROOT, 'build')): AddonLoad {
+  const file = join(buildDir, 'duet_onednn.node');
+  const status = join(buildDir, 'status.json');
   if (!existsSync(file)) {
     let reason = 'the native addon was not built (run: npm run build:addon -w duet-platform-onednn)';
     if (existsSync(status)) {

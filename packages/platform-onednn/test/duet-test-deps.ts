@@ -8,10 +8,10 @@ export {
 } from '../../../dist/src/kernels/int8-quant.js';
 export type { Int8LinearData, Int8Scheme, Kernels } from '../../../dist/src/kernels/kernels.js';
 export { ReferenceKernels } from '../../../dist/src/kernels/reference/reference-kernels.js';
+export { MlaKvCache } from '../../../dist/src/layers/mla-kv-cache.js';
 export { loadDeepseekConfig } from '../../../dist/src/loader/hf-config.js';
 export { openSafetensors } from '../../../dist/src/loader/safetensors.js';
 export { DeepseekForCausalLM } from '../../../dist/src/models/deepseek.js';
-export { MlaKvCache } from '../../../dist/src/models/mla-kv-cache.js';
 export {
   argmax,
   assertPrefillMatchesGolden,
