@@ -42,6 +42,12 @@ struct Weight {
 constexpr int64_t LAYOUT_ROWS = 128;
 /** Most cached matmul primitives per context before the oldest is dropped. */
 constexpr size_t MAX_CACHED = 512;
+/**
+ * Least multiply-adds of a product worth giving one more thread (a few tens of µs of work): smaller
+ * products use fewer threads, as an OpenMP fork and join costs microseconds and a descheduled thread of a
+ * busy machine much more.
+ */
+constexpr int64_t MIN_MACS_PER_THREAD = 1 << 21;
 /** Least elements in a loop of ours worth splitting across OpenMP threads. */
 constexpr int64_t PARALLEL_MIN = 1 << 15;
 
@@ -120,10 +126,19 @@ class Context : public Napi::ObjectWrap<Context> {
     return matmul::primitive_desc(matmul::desc(src, wei, dst), eng_);
   }
 
-  /** The cached primitive for `m` rows against weight `w`, created on first use. */
-  matmul& primitiveFor(const Weight& w, int64_t m) {
+  /** Threads for an [m, k] × [k, n] product: one per MIN_MACS_PER_THREAD multiply-adds, up to numThreads_. */
+  int threadsFor(int64_t m, int64_t n, int64_t k) const {
+    int64_t t = m * n * k / MIN_MACS_PER_THREAD;
+    return static_cast<int>(t < 1 ? 1 : t > numThreads_ ? numThreads_ : t);
+  }
+
+  /**
+   * The cached primitive for `m` rows against weight `w` on `threads` threads, created on first use
+   * (oneDNN splits the work for the OpenMP thread count in force when the primitive is created).
+   */
+  matmul& primitiveFor(const Weight& w, int64_t m, int threads) {
     std::string key = std::to_string(static_cast<int>(w.kind)) + ':' + std::to_string(m) + ':' +
-                      std::to_string(w.n) + ':' + std::to_string(w.k);
+                      std::to_string(w.n) + ':' + std::to_string(w.k) + ':' + std::to_string(threads);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     if (cache_.size() >= MAX_CACHED) {
@@ -142,8 +157,9 @@ class Context : public Napi::ObjectWrap<Context> {
 
   /** Runs the product dst[m, n] = src[m, k] · w on this context's threads. */
   void run(const Weight& w, int64_t m, void* src, void* dst) {
-    omp_set_num_threads(numThreads_);
-    matmul& prim = primitiveFor(w, m);
+    int threads = threadsFor(m, w.n, w.k);
+    omp_set_num_threads(threads);
+    matmul& prim = primitiveFor(w, m, threads);
     memory srcMem({{m, w.k}, srcType(w.kind), tag::ab}, eng_, src);
     memory dstMem({{m, w.n}, dstType(w.kind), tag::ab}, eng_, dst);
     prim.execute(strm_, {{DNNL_ARG_SRC, srcMem}, {DNNL_ARG_WEIGHTS, w.mem}, {DNNL_ARG_DST, dstMem}});
