@@ -75,6 +75,35 @@ inline int32_t quantize(float t, float lo, float hi) {
   return static_cast<int32_t>(r);
 }
 
+/**
+ * The data of typed array `v` (ArrayBuffer- or SharedArrayBuffer-backed) after checking its element type
+ * and that it holds at least `need` elements: native code must never read or write past a JS array.
+ */
+void* typedData(const Napi::Value& v, napi_typedarray_type type, int64_t need, const char* what) {
+  Napi::Env env = v.Env();
+  napi_typedarray_type t;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!v.IsTypedArray() ||
+      napi_get_typedarray_info(env, v, &t, &length, &data, nullptr, nullptr) != napi_ok || t != type) {
+    throw Napi::TypeError::New(env, std::string(what) + ": wrong array type");
+  }
+  if (need < 0 || static_cast<int64_t>(length) < need) {
+    throw Napi::RangeError::New(env, std::string(what) + ": " + std::to_string(length) +
+                                         " elements, at least " + std::to_string(need) + " needed");
+  }
+  return data;
+}
+
+/** A non-negative integer argument. */
+int64_t count(const Napi::Value& v, const char* what) {
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " must be an integer >= 0");
+  }
+  return static_cast<int64_t>(d);
+}
+
 class Context : public Napi::ObjectWrap<Context> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -150,8 +179,15 @@ class Context : public Napi::ObjectWrap<Context> {
   }
 
   Weight* weightArg(const Napi::Value& v) {
+    if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "not a prepared weight");
     Weight* w = v.As<Napi::External<Weight>>().Data();
     if (w->freed) throw Napi::Error::New(v.Env(), "the weight was freed");
+    return w;
+  }
+
+  Weight* weightArg(const Napi::Value& v, WeightKind kind, const char* what) {
+    Weight* w = weightArg(v);
+    if (w->kind != kind) throw Napi::TypeError::New(v.Env(), std::string(what) + ": the weight is of another kind");
     return w;
   }
 
@@ -172,11 +208,14 @@ class Context : public Napi::ObjectWrap<Context> {
    */
   Napi::Value Prepare(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto kind = static_cast<WeightKind>(info[0].As<Napi::Number>().Int32Value());
-    auto data = info[1].As<Napi::TypedArray>();
-    int64_t n = info[2].As<Napi::Number>().Int64Value();
-    int64_t k = info[3].As<Napi::Number>().Int64Value();
-    void* ptr = static_cast<uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
+    int kindArg = info[0].As<Napi::Number>().Int32Value();
+    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "prepare: kind must be 0, 1 or 2");
+    auto kind = static_cast<WeightKind>(kindArg);
+    int64_t n = count(info[2], "prepare: n");
+    int64_t k = count(info[3], "prepare: k");
+    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "prepare: n and k must be >= 1");
+    const napi_typedarray_type types[] = {napi_float32_array, napi_uint16_array, napi_int8_array};
+    void* ptr = typedData(info[1], types[kindArg], n * k, "prepare: data");
     auto w = std::make_unique<Weight>();
     w->kind = kind;
     w->n = n;
@@ -207,6 +246,7 @@ class Context : public Napi::ObjectWrap<Context> {
   }
 
   Napi::Value Free(const Napi::CallbackInfo& info) {
+    if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "free: not a prepared weight");
     Weight* w = info[0].As<Napi::External<Weight>>().Data();
     w->freed = true;
     w->mem = memory();
@@ -216,11 +256,11 @@ class Context : public Napi::ObjectWrap<Context> {
 
   /** linearF32(out, x, w, m): out[m, n] = x[m, k] · w[n, k]ᵀ in float32. */
   Napi::Value LinearF32(const Napi::CallbackInfo& info) {
-    auto out = info[0].As<Napi::Float32Array>();
-    auto x = info[1].As<Napi::Float32Array>();
-    Weight* w = weightArg(info[2]);
-    int64_t m = info[3].As<Napi::Number>().Int64Value();
-    guard(info.Env(), [&] { run(*w, m, x.Data(), out.Data()); });
+    Weight* w = weightArg(info[2], WeightKind::F32, "linearF32");
+    int64_t m = count(info[3], "linearF32: m");
+    float* out = static_cast<float*>(typedData(info[0], napi_float32_array, m * w->n, "linearF32: out"));
+    float* x = static_cast<float*>(typedData(info[1], napi_float32_array, m * w->k, "linearF32: x"));
+    if (m > 0) guard(info.Env(), [&] { run(*w, m, x, out); });
     return info.Env().Undefined();
   }
 
@@ -230,14 +270,14 @@ class Context : public Napi::ObjectWrap<Context> {
    * arithmetic); products are exact in float32 and accumulate in float32.
    */
   Napi::Value LinearBf16(const Napi::CallbackInfo& info) {
-    auto out = info[0].As<Napi::Float32Array>();
-    auto x = info[1].As<Napi::Float32Array>();
-    Weight* w = weightArg(info[2]);
-    int64_t m = info[3].As<Napi::Number>().Int64Value();
+    Weight* w = weightArg(info[2], WeightKind::Bf16, "linearBf16");
+    int64_t m = count(info[3], "linearBf16: m");
+    float* o = static_cast<float*>(typedData(info[0], napi_float32_array, m * w->n, "linearBf16: out"));
+    const float* xs = static_cast<float*>(typedData(info[1], napi_float32_array, m * w->k, "linearBf16: x"));
     bool split = info[4].As<Napi::Boolean>().Value();
+    if (m == 0) return info.Env().Undefined();
     const int64_t k = w->k, n = w->n, rows = split ? 2 * m : m;
     if (bf16Scratch_.size() < static_cast<size_t>(rows * k)) bf16Scratch_.resize(rows * k);
-    const float* xs = x.Data();
     uint16_t* hi = bf16Scratch_.data();
     uint16_t* lo = hi + m * k;
     const int64_t total = m * k;
@@ -248,13 +288,12 @@ class Context : public Napi::ObjectWrap<Context> {
       if (split) lo[i] = toBf16(xs[i] - fromBf16(h));
     }
     if (!split) {
-      guard(info.Env(), [&] { run(*w, m, hi, out.Data()); });
+      guard(info.Env(), [&] { run(*w, m, hi, o); });
       return info.Env().Undefined();
     }
     if (f32Scratch_.size() < static_cast<size_t>(rows * n)) f32Scratch_.resize(rows * n);
     float* tmp = f32Scratch_.data();
     guard(info.Env(), [&] { run(*w, rows, hi, tmp); });
-    float* o = out.Data();
     const int64_t mn = m * n;
 #pragma omp parallel for num_threads(numThreads_) if (mn >= PARALLEL_MIN)
     for (int64_t i = 0; i < mn; i++) o[i] = tmp[i] + tmp[mn + i];
@@ -314,19 +353,18 @@ class Context : public Napi::ObjectWrap<Context> {
    * 5: inv = f32(1 / inputScale), 6: inputOffset, 7: quantBias [n] Int32Array, 8: deqScale [n]).
    */
   Napi::Value LinearInt8(const Napi::CallbackInfo& info) {
-    auto out = info[0].As<Napi::Float32Array>();
-    auto x = info[1].As<Napi::Float32Array>();
-    Weight* w = weightArg(info[2]);
-    int64_t m = info[3].As<Napi::Number>().Int64Value();
-    bool isStatic = info[4].As<Napi::Number>().Int32Value() == 1;
+    Weight* w = weightArg(info[2], WeightKind::Int8, "linearInt8");
+    int64_t m = count(info[3], "linearInt8: m");
     const int64_t n = w->n;
-    float* o = out.Data();
+    float* o = static_cast<float*>(typedData(info[0], napi_float32_array, m * n, "linearInt8: out"));
+    const float* x = static_cast<float*>(typedData(info[1], napi_float32_array, m * w->k, "linearInt8: x"));
+    bool isStatic = info[4].As<Napi::Number>().Int32Value() == 1;
+    if (m == 0) return info.Env().Undefined();
     if (!isStatic) {
-      auto weightScale = info[5].As<Napi::Float32Array>();
-      quantizeRows(x.Data(), m, w->k, false, 0, 0);
+      const float* ws = static_cast<float*>(typedData(info[5], napi_float32_array, n, "linearInt8: weightScale"));
+      quantizeRows(x, m, w->k, false, 0, 0);
       guard(info.Env(), [&] { int8Product(*w, m); });
       const int32_t* acc = s32Scratch_.data();
-      const float* ws = weightScale.Data();
       const float* rs = rowScale_.data();
 #pragma omp parallel for num_threads(numThreads_) if (m * n >= PARALLEL_MIN)
       for (int64_t i = 0; i < m; i++) {
@@ -336,9 +374,9 @@ class Context : public Napi::ObjectWrap<Context> {
     }
     float inv = info[5].As<Napi::Number>().FloatValue();
     float offset = info[6].As<Napi::Number>().FloatValue();
-    const int32_t* quantBias = info[7].As<Napi::Int32Array>().Data();
-    const float* deqScale = info[8].As<Napi::Float32Array>().Data();
-    quantizeRows(x.Data(), m, w->k, true, inv, offset);
+    const int32_t* quantBias = static_cast<int32_t*>(typedData(info[7], napi_int32_array, n, "linearInt8: quantBias"));
+    const float* deqScale = static_cast<float*>(typedData(info[8], napi_float32_array, n, "linearInt8: deqScale"));
+    quantizeRows(x, m, w->k, true, inv, offset);
     guard(info.Env(), [&] { int8Product(*w, m); });
     const int32_t* acc = s32Scratch_.data();
 #pragma omp parallel for num_threads(numThreads_) if (m * n >= PARALLEL_MIN)
@@ -353,14 +391,16 @@ class Context : public Napi::ObjectWrap<Context> {
 
   /** int8Sums(acc, xq, w, m): acc[m, n] = Σ_c xq[m, k] · w[n, k] in int32, for tests of the int8 product. */
   Napi::Value Int8Sums(const Napi::CallbackInfo& info) {
-    auto acc = info[0].As<Napi::Int32Array>();
-    auto xq = info[1].As<Napi::Int8Array>();
     Weight* w = weightArg(info[2]);
-    int64_t m = info[3].As<Napi::Number>().Int64Value();
+    int64_t m = count(info[3], "int8Sums: m");
+    if (w->kind != WeightKind::Int8) throw Napi::TypeError::New(info.Env(), "int8Sums: not an int8 weight");
+    auto* acc = static_cast<int32_t*>(typedData(info[0], napi_int32_array, m * w->n, "int8Sums: acc"));
+    auto* xq = static_cast<const int8_t*>(typedData(info[1], napi_int8_array, m * w->k, "int8Sums: xq"));
+    if (m == 0) return info.Env().Undefined();
     if (u8Scratch_.size() < static_cast<size_t>(m * w->k)) u8Scratch_.resize(m * w->k);
-    for (int64_t i = 0; i < m * w->k; i++) u8Scratch_[i] = static_cast<uint8_t>(xq.Data()[i] + 128);
+    for (int64_t i = 0; i < m * w->k; i++) u8Scratch_[i] = static_cast<uint8_t>(xq[i] + 128);
     guard(info.Env(), [&] { int8Product(*w, m); });
-    std::memcpy(acc.Data(), s32Scratch_.data(), m * w->n * sizeof(int32_t));
+    std::memcpy(acc, s32Scratch_.data(), m * w->n * sizeof(int32_t));
     return info.Env().Undefined();
   }
 
@@ -395,7 +435,8 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("version", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
   const char* isa = "unknown";
-  switch (dnnl::get_effective_cpu_isa()) {
+  dnnl::cpu_isa e = dnnl::get_effective_cpu_isa();
+  switch (e) {
     case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
     case dnnl::cpu_isa::avx512_core_bf16: isa = "avx512_core_bf16"; break;
     case dnnl::cpu_isa::avx512_core_vnni: isa = "avx512_core_vnni"; break;
@@ -408,9 +449,11 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   }
   o.Set("isa", isa);
   // Exact int8 sums need a VNNI dot (the older u8·s8 pair instruction saturates at int16).
-  dnnl::cpu_isa e = dnnl::get_effective_cpu_isa();
   o.Set("int8Exact", e == dnnl::cpu_isa::avx512_core_vnni || e == dnnl::cpu_isa::avx512_core_bf16 ||
                          e == dnnl::cpu_isa::avx512_core_amx || e == dnnl::cpu_isa::avx2_vnni);
+  // oneDNN 2.6 multiplies bf16 from AVX-512 on (natively with AVX512_BF16, emulated before it).
+  o.Set("bf16", e == dnnl::cpu_isa::avx512_core || e == dnnl::cpu_isa::avx512_core_vnni ||
+                    e == dnnl::cpu_isa::avx512_core_bf16 || e == dnnl::cpu_isa::avx512_core_amx);
   o.Set("maxThreads", omp_get_max_threads());
   return o;
 }

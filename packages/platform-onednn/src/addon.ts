@@ -53,7 +53,11 @@ export interface NativeContext {
 
 export interface NativeAddon {
   Context: new (numThreads: number) => NativeContext;
-  describe(): { version: string; isa: string; int8Exact: boolean; maxThreads: number };
+  /**
+   * The oneDNN version, the instruction set its kernels use, whether its int8 sums are exact (a VNNI dot)
+   * and whether it has a bf16 matmul here (AVX-512 or newer).
+   */
+  describe(): { version: string; isa: string; int8Exact: boolean; bf16: boolean; maxThreads: number };
 }
 
 export type AddonLoad = { readonly addon: NativeAddon } | { readonly reason: string };

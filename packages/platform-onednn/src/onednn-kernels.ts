@@ -56,6 +56,7 @@ export class OnednnKernels implements Kernels {
   readonly name: string;
   private readonly ctx: NativeContext;
   private readonly int8Native: boolean;
+  private readonly bf16Native: boolean;
 
   constructor(
     addon: NativeAddon,
@@ -66,6 +67,7 @@ export class OnednnKernels implements Kernels {
     const info = addon.describe();
     this.ctx = new addon.Context(opts.numThreads);
     this.int8Native = info.int8Exact;
+    this.bf16Native = info.bf16;
     this.name = `onednn ${info.version} ${info.isa} x${opts.numThreads} (bf16 ${opts.bf16Math}; ${wasm.name})`;
   }
 
@@ -108,6 +110,7 @@ export class OnednnKernels implements Kernels {
       bits = new Uint16Array(n * k);
       f32ToBf16(bits, raw.data);
     }
+    if (!this.bf16Native) return this.wasm.prepareLinear({ dtype: 'bf16', data: bits }, n, k, 'bf16');
     return new OnednnLinear(n, k, 'bf16', this.ctx.prepare(NativeKind.bf16, bits, n, k));
   }
 

@@ -235,6 +235,22 @@ describe('oneDNN linear against the reference twins', { skip: skipReason() }, ()
     assert.throws(() => kernels.linear(out, new Float32Array(8), pw, 2), /freed/);
   });
 
+  it('the addon itself refuses short arrays, wrong array types and weights of another kind', () => {
+    const load = loadAddon();
+    if (!('addon' in load)) throw new Error(load.reason);
+    const ctx = new load.addon.Context(1);
+    const w = ctx.prepare(0, new Float32Array(12), 3, 4);
+    const out = new Float32Array(6);
+    assert.throws(() => ctx.linearF32(out, new Float32Array(7), w, 2), /x: 7 elements, at least 8 needed/);
+    assert.throws(() => ctx.linearF32(new Float32Array(5), new Float32Array(8), w, 2), /out: 5 elements/);
+    assert.throws(() => ctx.linearF32(out, new Float32Array(8), w, -1), /m must be an integer >= 0/);
+    assert.throws(() => ctx.prepare(1, new Float32Array(12), 3, 4), /wrong array type/);
+    assert.throws(() => ctx.prepare(0, new Float32Array(11), 3, 4), /11 elements, at least 12/);
+    assert.throws(() => ctx.linearBf16(out, new Float32Array(8), w, 2, true), /another kind/);
+    ctx.free(w);
+    assert.throws(() => ctx.linearF32(out, new Float32Array(8), w, 2), /freed/);
+  });
+
   it('caches one primitive per row count and shape', () => {
     const pw = kernels.prepareLinear({ dtype: 'f32', data: new Float32Array(64 * 48) }, 64, 48, 'f32');
     const out = new Float32Array(5 * 64);
