@@ -61,21 +61,16 @@ async function loadOnednn(): Promise<{ entry: OnednnEntry; addon: unknown } | st
   return 'addon' in load ? { entry, addon: load.addon } : load.reason;
 }
 
-function randomF32(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 32 - 0.5;
-  }
-  return a;
+/** Uniform values in [-0.5, 0.5): the data does not matter to the speed of a product. */
+function randomF32(n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => Math.random() - 0.5);
 }
 
 /** Best GFLOP/s of `linear` for m rows over `weights` (rotated), timed in batches of at least `minSeconds`. */
 function timeLinear(kernels: Kernels, weights: LinearWeight[], m: number): number {
   const n = weights[0]!.n;
   const k = weights[0]!.k;
-  const x = randomF32(m * k, 7);
+  const x = randomF32(m * k);
   const out = new Float32Array(m * n);
   for (const w of weights.slice(0, 2)) kernels.linear(out, x, w, m);
   const minSeconds = smoke ? 0.01 : 0.3;
@@ -96,7 +91,7 @@ function timeLinear(kernels: Kernels, weights: LinearWeight[], m: number): numbe
 
 /** GFLOP/s per dtype and row count for one kernel set. */
 function measure(kernels: Kernels, dtype: LinearDType): Map<number, number> {
-  const raw = randomF32(size * size, 11);
+  const raw = randomF32(size * size);
   const copies = Math.max(1, Math.floor(ROTATION_BYTES / (size * size * BYTES_PER_ELEMENT[dtype])));
   const prepare = (): LinearWeight =>
     dtype === 'int8'

@@ -182,29 +182,20 @@ export class OnednnKernels implements Kernels {
     }
   }
 
-  headLinear(
-    out: Float32Array,
-    outHeadStride: number,
-    outOffset: number,
-    x: Float32Array,
-    xHeadStride: number,
-    xOffset: number,
-    w: HeadLinearWeight,
-    m: number,
-  ): void {
-    this.wasm.headLinear(out, outHeadStride, outOffset, x, xHeadStride, xOffset, w, m);
+  headLinear(...args: Parameters<Kernels['headLinear']>): void {
+    this.wasm.headLinear(...args);
   }
 
-  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void {
-    this.wasm.rmsNorm(out, x, weight, m, d, eps);
+  rmsNorm(...args: Parameters<Kernels['rmsNorm']>): void {
+    this.wasm.rmsNorm(...args);
   }
 
-  siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void {
-    this.wasm.siluAndMul(out, gateUp, m, d);
+  siluAndMul(...args: Parameters<Kernels['siluAndMul']>): void {
+    this.wasm.siluAndMul(...args);
   }
 
-  softmax(x: Float32Array, m: number, n: number): void {
-    this.wasm.softmax(x, m, n);
+  softmax(...args: Parameters<Kernels['softmax']>): void {
+    this.wasm.softmax(...args);
   }
 
   rope(...args: Parameters<Kernels['rope']>): void {
@@ -223,12 +214,12 @@ export class OnednnKernels implements Kernels {
     this.wasm.mhaAttention(...args);
   }
 
-  topK(outIdx: Int32Array, outVal: Float32Array, x: Float32Array, m: number, n: number, k: number): void {
-    this.wasm.topK(outIdx, outVal, x, m, n, k);
+  topK(...args: Parameters<Kernels['topK']>): void {
+    this.wasm.topK(...args);
   }
 
-  argmax(outIdx: Int32Array, x: Float32Array, m: number, n: number): void {
-    this.wasm.argmax(outIdx, x, m, n);
+  argmax(...args: Parameters<Kernels['argmax']>): void {
+    this.wasm.argmax(...args);
   }
 
   dispose(): Promise<void> {
