@@ -23,7 +23,7 @@ import type { Platform } from '../src/platforms/platform.js';
 /** The part of the package's entry module this benchmark uses (see packages/platform-onednn/src/index.ts). */
 interface OnednnEntry {
   platformPlugin: { probe(): Promise<{ available: boolean; reason: string }> };
-  OnednnPlatform: new (addon: unknown, bf16Math: 'split' | 'bf16') => Platform;
+  createOnednnPlatform(addon: unknown, bf16Math: 'split' | 'bf16'): Platform;
 }
 
 const ROTATION_BYTES = 256 * 1024 ** 2;
@@ -128,8 +128,10 @@ async function main(): Promise<void> {
   ];
   if (typeof onednn === 'string') console.log(`onednn: skipped — ${onednn}`);
   else {
-    const split = await new onednn.entry.OnednnPlatform(onednn.addon, 'split').createKernels({ numThreads });
-    const bf16 = await new onednn.entry.OnednnPlatform(onednn.addon, 'bf16').createKernels({ numThreads });
+    const split = await onednn.entry
+      .createOnednnPlatform(onednn.addon, 'split')
+      .createKernels({ numThreads });
+    const bf16 = await onednn.entry.createOnednnPlatform(onednn.addon, 'bf16').createKernels({ numThreads });
     console.log(`onednn: ${split.name}`);
     sets.push({ label: 'onednn', kernels: split, dtypes: ['f32', 'bf16', 'int8'] });
     sets.push({ label: 'onednn bf16-act', kernels: bf16, dtypes: ['bf16'] });

@@ -129,14 +129,14 @@ async function jobPlatform(job: ChildJob): Promise<Platform> {
   if (job.platform === undefined || job.platform === 'cpu') return new CpuPlatform();
   const dist = join(fileURLToPath(import.meta.url), '..', '..', '..', 'packages', 'platform-onednn', 'dist');
   const entry = (await import(pathToFileURL(join(dist, 'index.js')).href)) as {
-    OnednnPlatform: new (addon: unknown, bf16Math: 'split' | 'bf16') => Platform;
+    createOnednnPlatform(addon: unknown, bf16Math: 'split' | 'bf16'): Platform;
   };
   const { loadAddon } = (await import(pathToFileURL(join(dist, 'addon.js')).href)) as {
     loadAddon(): { addon: unknown } | { reason: string };
   };
   const load = loadAddon();
   if (!('addon' in load)) throw new Error(`duet: the onednn platform is not available: ${load.reason}`);
-  return new entry.OnednnPlatform(load.addon, job.platform.bf16Math);
+  return entry.createOnednnPlatform(load.addon, job.platform.bf16Math);
 }
 
 async function runDuet(job: ChildJob): Promise<ChildResult> {

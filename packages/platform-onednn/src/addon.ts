@@ -73,9 +73,11 @@ export function loadAddon(buildDir = join(PACKAGE_ROOT, 'build')): AddonLoad {
   const status = join(buildDir, 'status.json');
   if (!existsSync(file)) {
     let reason = 'the native addon was not built (run: npm run build:addon -w duet-platform-onednn)';
-    if (existsSync(status)) {
+    try {
       const s = JSON.parse(readFileSync(status, 'utf8')) as { built?: boolean; reason?: string };
       if (s.built === false && s.reason) reason = `the native addon was not built: ${s.reason}`;
+    } catch {
+      // No readable status: the install step never ran here.
     }
     return { reason };
   }

@@ -5,7 +5,6 @@
 
 export { checkInt8LinearData } from '../../../dist/src/kernels/int8-quant.js';
 export type {
-  HeadLinearWeight,
   Int8LinearData,
   Kernels,
   LinearWeight,
@@ -14,13 +13,7 @@ export type {
 } from '../../../dist/src/kernels/kernels.js';
 export { bf16ToF32, f32ToBf16 } from '../../../dist/src/kernels/kernels.js';
 export { CpuPlatform } from '../../../dist/src/platforms/cpu/cpu-platform.js';
-export type {
-  DeviceEvent,
-  KernelOptions,
-  Platform,
-  PlatformNotice,
-  Stream,
-} from '../../../dist/src/platforms/platform.js';
+export type { KernelOptions, Platform } from '../../../dist/src/platforms/platform.js';
 
 /**
  * What a platform package's entry module exports as `platformPlugin` (package.json: `"duet":
@@ -29,6 +22,8 @@ export type {
 export interface PlatformPlugin {
   readonly name: string;
   readonly contractVersion: 1;
+  /** Rank among available platforms when no device is named: the highest wins (CPU 0, default 10). */
+  readonly priority?: number;
   /** Whether the platform can run here, and why not when it cannot. */
   probe(): Promise<{ available: boolean; reason: string }>;
   create(): Promise<import('../../../dist/src/platforms/platform.js').Platform>;

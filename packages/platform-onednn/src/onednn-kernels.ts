@@ -1,8 +1,8 @@
-// The oneDNN kernel set: `linear` (f32, bf16 and int8 W8A8 weights) through the native addon's oneDNN
-// matmul, every other operator — attention, norms, rope, top-k, and the KV cache's memory — from Duet's
-// WebAssembly kernel set, which this one composes rather than copies. Weights the addon cannot take
-// (per-head stacks; int8 where the CPU lacks an exact int8 dot) are prepared by the WebAssembly kernels
-// and run there.
+// The oneDNN matrix products: `linear` over f32, bf16 and int8 W8A8 weights through the native addon's
+// oneDNN matmul. `createOnednnKernels` lays them over Duet's WebAssembly kernel set, which keeps every
+// other operator — attention, norms, rope, top-k, per-head products, the KV cache's and activations'
+// memory, and whatever the contract adds later. Weights the addon cannot take (bf16 before AVX-512; int8
+// where the CPU lacks an exact int8 dot) are prepared by the WebAssembly kernels and run there.
 
 import type { NativeAddon, NativeContext, NativeWeight } from './addon.js';
 import { NativeKind } from './addon.js';
@@ -10,13 +10,13 @@ import {
   bf16ToF32,
   checkInt8LinearData,
   f32ToBf16,
-  type HeadLinearWeight,
   type Int8LinearData,
   type Kernels,
   type LinearWeight,
   type RawWeight,
   type WeightDType,
 } from './duet.js';
+import { overlay } from './overlay.js';
 
 /**
  * How `linear` treats float32 activations against a bf16 weight:
@@ -52,7 +52,33 @@ class OnednnLinear implements LinearWeight {
   ) {}
 }
 
-export class OnednnKernels implements Kernels {
+/** The kernel members this package runs itself; the others are the WebAssembly kernels'. */
+type OnednnMembers = Pick<Kernels, 'name' | 'prepareLinear' | 'prepareInt8Linear' | 'freeLinear' | 'linear'>;
+
+/** The oneDNN kernel set: oneDNN's matrix products over `wasm`, which keeps every other kernel. */
+export type OnednnKernels = Kernels & Omit<OnednnMatmul, keyof OnednnMembers>;
+
+/** Lays the oneDNN matrix products over `wasm` (which `dispose` disposes). */
+export function createOnednnKernels(
+  addon: NativeAddon,
+  wasm: Kernels,
+  opts: OnednnKernelsOptions,
+): OnednnKernels {
+  const matmul = new OnednnMatmul(addon, wasm, opts);
+  return overlay(wasm as OnednnKernels, {
+    name: matmul.name,
+    prepareLinear: matmul.prepareLinear.bind(matmul),
+    prepareInt8Linear: matmul.prepareInt8Linear.bind(matmul),
+    freeLinear: matmul.freeLinear.bind(matmul),
+    linear: matmul.linear.bind(matmul),
+    implInfo: matmul.implInfo.bind(matmul),
+    numCachedPrimitives: matmul.numCachedPrimitives.bind(matmul),
+    int8Sums: matmul.int8Sums.bind(matmul),
+  });
+}
+
+/** The matrix products on oneDNN, falling back to `wasm` for weights the addon does not hold. */
+class OnednnMatmul implements OnednnMembers {
   readonly name: string;
   private readonly ctx: NativeContext;
   private readonly int8Native: boolean;
@@ -60,7 +86,7 @@ export class OnednnKernels implements Kernels {
 
   constructor(
     addon: NativeAddon,
-    /** The WebAssembly kernels that run every operator but `linear`. */
+    /** The WebAssembly kernels, for the weights the addon does not take. */
     private readonly wasm: Kernels,
     private readonly opts: OnednnKernelsOptions,
   ) {
@@ -114,16 +140,6 @@ export class OnednnKernels implements Kernels {
     return new OnednnLinear(n, k, 'bf16', this.ctx.prepare(NativeKind.bf16, bits, n, k));
   }
 
-  prepareHeadLinear(
-    raw: RawWeight,
-    numHeads: number,
-    n: number,
-    k: number,
-    dtype: WeightDType,
-  ): HeadLinearWeight {
-    return this.wasm.prepareHeadLinear(raw, numHeads, n, k, dtype);
-  }
-
   prepareInt8Linear(weight: Int8LinearData, n: number, k: number): LinearWeight {
     checkInt8LinearData('prepareInt8Linear', weight, n, k);
     if (!this.int8Native) return this.wasm.prepareInt8Linear(weight, n, k);
@@ -143,14 +159,6 @@ export class OnednnKernels implements Kernels {
     if (w.freed) return;
     w.freed = true;
     this.ctx.free(w.handle);
-  }
-
-  allocate(n: number): Float32Array {
-    return this.wasm.allocate(n);
-  }
-
-  free(a: Float32Array): void {
-    this.wasm.free(a);
   }
 
   linear(out: Float32Array, x: Float32Array, w: LinearWeight, m: number): void {
@@ -180,50 +188,6 @@ export class OnednnKernels implements Kernels {
     if (outLen < m * n) {
       throw new OnednnKernelsError(`${what}: out has ${outLen} elements, m·n = ${m * n} needed`);
     }
-  }
-
-  headLinear(...args: Parameters<Kernels['headLinear']>): void {
-    this.wasm.headLinear(...args);
-  }
-
-  rmsNorm(...args: Parameters<Kernels['rmsNorm']>): void {
-    this.wasm.rmsNorm(...args);
-  }
-
-  siluAndMul(...args: Parameters<Kernels['siluAndMul']>): void {
-    this.wasm.siluAndMul(...args);
-  }
-
-  softmax(...args: Parameters<Kernels['softmax']>): void {
-    this.wasm.softmax(...args);
-  }
-
-  rope(...args: Parameters<Kernels['rope']>): void {
-    this.wasm.rope(...args);
-  }
-
-  mlaAttention(...args: Parameters<Kernels['mlaAttention']>): void {
-    this.wasm.mlaAttention(...args);
-  }
-
-  mlaAttentionBatch(...args: Parameters<Kernels['mlaAttentionBatch']>): void {
-    this.wasm.mlaAttentionBatch(...args);
-  }
-
-  mhaAttention(...args: Parameters<Kernels['mhaAttention']>): void {
-    this.wasm.mhaAttention(...args);
-  }
-
-  topK(...args: Parameters<Kernels['topK']>): void {
-    this.wasm.topK(...args);
-  }
-
-  argmax(...args: Parameters<Kernels['argmax']>): void {
-    this.wasm.argmax(...args);
-  }
-
-  dispose(): Promise<void> {
-    return this.wasm.dispose();
   }
 }
 

@@ -1,18 +1,17 @@
-// The oneDNN platform: Duet's CPU platform (machine memory, streams, configuration check) with the oneDNN
-// kernel set in place of the WebAssembly one. The kernel set still runs the non-matmul operators on
-// WebAssembly kernels, built by the CPU platform with the same thread count.
+// The oneDNN platform: Duet's CPU platform (thread set-up, machine memory, configuration check, and
+// whatever else the contract asks of a CPU platform) with the oneDNN matrix products laid over its
+// WebAssembly kernel set, built with the same thread count.
 
 import os from 'node:os';
 import type { NativeAddon } from './addon.js';
+import { CpuPlatform, type KernelOptions, type Platform } from './duet.js';
 import {
-  CpuPlatform,
-  type KernelOptions,
-  type Kernels,
-  type Platform,
-  type PlatformNotice,
-  type Stream,
-} from './duet.js';
-import { type Bf16Math, OnednnKernels, OnednnKernelsError } from './onednn-kernels.js';
+  type Bf16Math,
+  createOnednnKernels,
+  type OnednnKernels,
+  OnednnKernelsError,
+} from './onednn-kernels.js';
+import { overlay } from './overlay.js';
 
 /** Reads DUET_ONEDNN_BF16_MATH (`split`, the default, or `bf16`). */
 export function bf16MathFromEnv(env: NodeJS.ProcessEnv = process.env): Bf16Math {
@@ -23,45 +22,28 @@ export function bf16MathFromEnv(env: NodeJS.ProcessEnv = process.env): Bf16Math 
   return v;
 }
 
-export class OnednnPlatform implements Platform {
-  readonly name = 'onednn';
-  readonly deviceName: string;
-  private readonly cpu = new CpuPlatform();
+/** The oneDNN platform; its kernel sets are `OnednnKernels`. */
+export type OnednnPlatform = Omit<Platform, 'createKernels'> & {
+  createKernels(opts?: KernelOptions): Promise<OnednnKernels>;
+};
 
-  constructor(
-    private readonly addon: NativeAddon,
-    private readonly bf16Math: Bf16Math = bf16MathFromEnv(),
-  ) {
-    const info = addon.describe();
-    this.deviceName = `${this.cpu.deviceName}, oneDNN ${info.version} (${info.isa})`;
-  }
-
-  totalMemoryBytes(): number {
-    return this.cpu.totalMemoryBytes();
-  }
-
-  availableMemoryBytes(): number {
-    return this.cpu.availableMemoryBytes();
-  }
-
-  async createKernels(opts: KernelOptions = {}): Promise<Kernels> {
-    const numThreads = opts.numThreads ?? os.availableParallelism();
-    if (!Number.isInteger(numThreads) || numThreads < 1) {
-      throw new OnednnKernelsError(`createKernels: numThreads = ${numThreads}; it must be an integer >= 1`);
-    }
-    const wasm = await this.cpu.createKernels({ numThreads });
-    return new OnednnKernels(this.addon, wasm, { numThreads, bf16Math: this.bf16Math });
-  }
-
-  createStream(kind: 'compute' | 'communication'): Stream {
-    return this.cpu.createStream(kind);
-  }
-
-  attentionBackend(): 'mla-absorbed' {
-    return this.cpu.attentionBackend();
-  }
-
-  checkConfig(settings: Readonly<Record<string, unknown>>): PlatformNotice[] {
-    return this.cpu.checkConfig(settings);
-  }
+/** The `onednn` platform on `addon`, multiplying bf16 weights as `bf16Math` says. */
+export function createOnednnPlatform(
+  addon: NativeAddon,
+  bf16Math: Bf16Math = bf16MathFromEnv(),
+): OnednnPlatform {
+  const cpu = new CpuPlatform();
+  const info = addon.describe();
+  return overlay<OnednnPlatform>(cpu as Platform as OnednnPlatform, {
+    name: 'onednn',
+    deviceName: `${cpu.deviceName}, oneDNN ${info.version} (${info.isa})`,
+    async createKernels(opts: KernelOptions = {}): Promise<OnednnKernels> {
+      const numThreads = opts.numThreads ?? os.availableParallelism();
+      if (!Number.isInteger(numThreads) || numThreads < 1) {
+        throw new OnednnKernelsError(`createKernels: numThreads = ${numThreads}; it must be an integer >= 1`);
+      }
+      const wasm = await cpu.createKernels({ numThreads });
+      return createOnednnKernels(addon, wasm, { numThreads, bf16Math });
+    },
+  });
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { loadAddon } from '../dist/addon.js';
-import { OnednnPlatform } from '../dist/index.js';
+import { createOnednnPlatform } from '../dist/index.js';
 import {
   argmax,
   assertPrefillMatchesGolden,
@@ -30,7 +30,7 @@ const NUM_BLOCKS = 24;
 async function onednnKernels(): Promise<Kernels> {
   const load = loadAddon();
   if (!('addon' in load)) throw new Error(load.reason);
-  return new OnednnPlatform(load.addon, 'split').createKernels({ numThreads: 2 });
+  return createOnednnPlatform(load.addon, 'split').createKernels({ numThreads: 2 });
 }
 
 for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {

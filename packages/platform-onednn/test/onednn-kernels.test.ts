@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadAddon } from '../dist/addon.js';
-import { OnednnKernelsError, OnednnPlatform } from '../dist/index.js';
-import type { OnednnKernels } from '../dist/onednn-kernels.js';
+import { createOnednnPlatform, type OnednnKernels, OnednnKernelsError } from '../dist/index.js';
 import {
   assertClose,
   EPS32,
@@ -73,12 +72,12 @@ describe('oneDNN linear against the reference twins', { skip: skipReason() }, ()
   before(async () => {
     const load = loadAddon();
     if (!('addon' in load)) throw new Error(load.reason);
-    kernels = (await new OnednnPlatform(load.addon, 'split').createKernels({
+    kernels = await createOnednnPlatform(load.addon, 'split').createKernels({
       numThreads: 2,
-    })) as OnednnKernels;
-    kernelsBf16 = (await new OnednnPlatform(load.addon, 'bf16').createKernels({
+    });
+    kernelsBf16 = await createOnednnPlatform(load.addon, 'bf16').createKernels({
       numThreads: 1,
-    })) as OnednnKernels;
+    });
   });
   after(async () => {
     await kernels?.dispose();
