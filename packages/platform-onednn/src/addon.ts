@@ -82,8 +82,26 @@ export function loadAddon(buildDir = join(PACKAGE_ROOT, 'build')): AddonLoad {
     return { reason };
   }
   try {
-    return { addon: createRequire(import.meta.url)(file) as NativeAddon };
+    return { addon: withOpenMpDefaults(() => createRequire(import.meta.url)(file) as NativeAddon) };
   } catch (e) {
     return { reason: `the native addon does not load: ${(e as Error).message}` };
+  }
+}
+
+/**
+ * Runs `load` with OMP_WAIT_POLICY=passive unless the user set the OpenMP wait policy or spin count.
+ * libgomp reads them once, as it loads with the addon; the environment is restored afterwards, so child
+ * processes (llama.cpp in bench:vs-llamacpp) do not inherit it. Passive: an OpenMP thread with no work
+ * sleeps at once instead of spinning, which leaves the cores to the WebAssembly kernels' own threads
+ * between products and keeps a busy machine from stalling at every fork (docs/platforms.md).
+ */
+function withOpenMpDefaults<T>(load: () => T): T {
+  const env = process.env;
+  if (env.OMP_WAIT_POLICY !== undefined || env.GOMP_SPINCOUNT !== undefined) return load();
+  env.OMP_WAIT_POLICY = 'passive';
+  try {
+    return load();
+  } finally {
+    delete env.OMP_WAIT_POLICY;
   }
 }
