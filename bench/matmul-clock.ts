@@ -30,16 +30,15 @@ function timeKernels(kernels: Kernels, clock: MatmulClock): Kernels {
   });
 }
 
-/** `platform` whose kernel sets time their matrix products into `clock`. */
+/** `platform` whose kernel sets time their matrix products into `clock`; every other member is its own. */
 export function withMatmulClock(platform: Platform, clock: MatmulClock): Platform {
-  return {
-    name: platform.name,
-    deviceName: platform.deviceName,
-    totalMemoryBytes: () => platform.totalMemoryBytes(),
-    availableMemoryBytes: () => platform.availableMemoryBytes(),
-    createKernels: async (opts) => timeKernels(await platform.createKernels(opts), clock),
-    createStream: (kind) => platform.createStream(kind),
-    attentionBackend: () => platform.attentionBackend(),
-    checkConfig: (settings) => platform.checkConfig(settings),
-  };
+  const createKernels: Platform['createKernels'] = async (opts) =>
+    timeKernels(await platform.createKernels(opts), clock);
+  return new Proxy(platform, {
+    get(target, prop) {
+      if (prop === 'createKernels') return createKernels;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }
