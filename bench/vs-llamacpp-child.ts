@@ -9,12 +9,22 @@
 //   greedily, all together; total tokens/s over the decode steps only.
 // - accuracy: for each position i of `accuracyPrompt` but the last, the most likely next token and the
 //   log-probability of the prompt's own next token.
+// - matmul share (Duet): the part of the prefill and decode step time spent in `linear` / `headLinear`.
+//
+// Duet's speed runs use the platform the job names (`cpu`, or the oneDNN package's `onednn` with its bf16
+// math); the accuracy run uses the `LLM` API on the CPU platform.
 
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ControlledEvaluateInputItem, Token } from 'node-llama-cpp';
-import { LLM } from '../src/engine/llm.js';
+import { createEngine } from '../src/engine/create-engine.js';
+import { engineConfigFromLLMOptions, LLM, type LLMOptions } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
+import { CpuPlatform } from '../src/platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
+import type { Platform } from '../src/platforms/platform.js';
 import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
+import { MatmulClock, withMatmulClock } from './matmul-clock.js';
 
 /** What a child measures. */
 export interface ChildJob {
@@ -34,6 +44,8 @@ export interface ChildJob {
   readonly batches: readonly number[];
   readonly runs: number;
   readonly accuracyPrompt: readonly number[] | null;
+  /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package with its bf16 math. */
+  readonly platform?: 'cpu' | { readonly name: 'onednn'; readonly bf16Math: 'split' | 'bf16' };
 }
 
 export interface AccuracyTrace {
@@ -51,6 +63,8 @@ export interface ChildResult {
   /** Peak RSS after the speed runs (before the accuracy run), MiB. */
   readonly peakRssMiB: number;
   readonly accuracy: AccuracyTrace | null;
+  /** Duet: the share of step time spent in matrix products, in the prefill run and per decode batch. */
+  readonly matmulShare?: { readonly prefill: number; readonly decode: Record<string, number> };
 }
 
 function peakRssMiB(): number {
@@ -64,7 +78,14 @@ async function duetRun(
   engine: LLMEngine,
   prompts: readonly (readonly number[])[],
   maxTokens: number,
-): Promise<{ totalS: number; decodeS: number; decodeTokens: number }> {
+  clock: MatmulClock,
+): Promise<{
+  totalS: number;
+  decodeS: number;
+  decodeTokens: number;
+  matmulS: number;
+  decodeMatmulS: number;
+}> {
   const firstSeen = new Set<string>();
   for (const prompt of prompts) {
     const params = resolveSamplingParams(
@@ -81,12 +102,18 @@ async function duetRun(
   let totalS = 0;
   let decodeS = 0;
   let decodeTokens = 0;
+  let matmulS = 0;
+  let decodeMatmulS = 0;
   while (engine.hasUnfinishedRequests()) {
     const allStarted = firstSeen.size === prompts.length;
     const t = performance.now();
+    const m0 = clock.seconds;
     const updates = await engine.step();
     const s = (performance.now() - t) / 1000;
+    const ms = clock.seconds - m0;
     totalS += s;
+    matmulS += ms;
+    if (allStarted) decodeMatmulS += ms;
     for (const u of updates) {
       if (u.error !== null) throw new Error(`duet: ${u.error}`);
       if (allStarted) decodeTokens += u.newTokenIds.length;
@@ -94,7 +121,22 @@ async function duetRun(
     }
     if (allStarted) decodeS += s;
   }
-  return { totalS, decodeS, decodeTokens };
+  return { totalS, decodeS, decodeTokens, matmulS, decodeMatmulS };
+}
+
+/** The platform a job's speed runs use. */
+async function jobPlatform(job: ChildJob): Promise<Platform> {
+  if (job.platform === undefined || job.platform === 'cpu') return new CpuPlatform();
+  const dist = join(fileURLToPath(import.meta.url), '..', '..', '..', 'packages', 'platform-onednn', 'dist');
+  const entry = (await import(pathToFileURL(join(dist, 'index.js')).href)) as {
+    createOnednnPlatform(addon: unknown, bf16Math: 'split' | 'bf16'): Platform;
+  };
+  const { loadAddon } = (await import(pathToFileURL(join(dist, 'addon.js')).href)) as {
+    loadAddon(): { addon: unknown } | { reason: string };
+  };
+  const load = loadAddon();
+  if (!('addon' in load)) throw new Error(`duet: the onednn platform is not available: ${load.reason}`);
+  return entry.createOnednnPlatform(load.addon, job.platform.bf16Math);
 }
 
 async function runDuet(job: ChildJob): Promise<ChildResult> {
@@ -103,8 +145,7 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
     throw new Error(`duet: quantization "${job.quantization}" is not supported; allowed: w8a8 or none`);
   }
   const maxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + job.decodeTokens + 64;
-  const t0 = performance.now();
-  const llm = new LLM({
+  const options: LLMOptions = {
     model: job.model,
     loadFormat: 'safetensors',
     dtype: job.dtype,
@@ -114,29 +155,41 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
     kvCacheMemory: 512 * 2 ** 20,
     maxNumSeqs: Math.max(...job.batches, 1),
     enablePrefixCaching: false,
-  });
-  const engine = await llm.engine();
-  const loadS = (performance.now() - t0) / 1000;
+  };
+  let loadS = 0;
   let prefillTokS: number | null = null;
   const decodeTokS: Record<string, number> = {};
+  let matmulShare: ChildResult['matmulShare'];
   if (job.perf) {
-    await duetRun(engine, [job.prefillPrompt.slice(0, 32)], 2); // warm-up
+    const clock = new MatmulClock();
+    const t0 = performance.now();
+    const platform = withMatmulClock(await jobPlatform(job), clock);
+    const engine = await createEngine(engineConfigFromLLMOptions(options), { platform });
+    loadS = (performance.now() - t0) / 1000;
+    await duetRun(engine, [job.prefillPrompt.slice(0, 32)], 2, clock); // warm-up
     let best = Number.POSITIVE_INFINITY;
-    for (let r = 0; r < job.runs; r++)
-      best = Math.min(best, (await duetRun(engine, [job.prefillPrompt], 1)).totalS);
-    prefillTokS = job.prefillPrompt.length / best;
-    for (const b of job.batches) {
-      const { decodeS, decodeTokens } = await duetRun(
-        engine,
-        job.decodePrompts.slice(0, b),
-        job.decodeTokens + 1,
-      );
-      decodeTokS[b] = decodeTokens / decodeS;
+    let prefillShare = 0;
+    for (let r = 0; r < job.runs; r++) {
+      const run = await duetRun(engine, [job.prefillPrompt], 1, clock);
+      if (run.totalS < best) [best, prefillShare] = [run.totalS, run.matmulS / run.totalS];
     }
+    prefillTokS = job.prefillPrompt.length / best;
+    const decodeShare: Record<string, number> = {};
+    for (const b of job.batches) {
+      const run = await duetRun(engine, job.decodePrompts.slice(0, b), job.decodeTokens + 1, clock);
+      decodeTokS[b] = run.decodeTokens / run.decodeS;
+      decodeShare[b] = run.decodeMatmulS / run.decodeS;
+    }
+    matmulShare = { prefill: prefillShare, decode: decodeShare };
+    await engine.close();
   }
   const rss = peakRssMiB();
   let accuracy: AccuracyTrace | null = null;
   if (job.accuracyPrompt !== null) {
+    const t0 = performance.now();
+    const llm = new LLM(options);
+    await llm.engine();
+    if (!job.perf) loadS = (performance.now() - t0) / 1000;
     const [out] = await llm.generate(
       [{ prompt_token_ids: job.accuracyPrompt }],
       { temperature: 0, maxTokens: 1, promptLogprobs: 1 },
@@ -150,9 +203,16 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
       accuracy.argmax.push(lp.top_logprobs[0]!.id);
       accuracy.logprob.push(lp.logprob);
     }
+    await llm.close();
   }
-  await llm.close();
-  return { loadS, prefillTokS, decodeTokS, peakRssMiB: rss, accuracy };
+  return {
+    loadS,
+    prefillTokS,
+    decodeTokS,
+    peakRssMiB: rss,
+    accuracy,
+    ...(matmulShare ? { matmulShare } : {}),
+  };
 }
 
 // ---- llama.cpp ----

@@ -4,7 +4,10 @@
 // (bench/vs-llamacpp-child.ts), alternating engines round by round, with the same threads and the same
 // token ids, and prints tokens/s (prefill, decode at 1 / 8 / 32 sequences, total), load time and peak RSS
 // per engine with Duet / llama.cpp ratios, and the accuracy of llama.cpp Q8_0 against Duet float32 on one
-// prompt (argmax agreement and mean |Δ logprob| of the prompt's own next tokens).
+// prompt (argmax agreement and mean |Δ logprob| of the prompt's own next tokens). Where the oneDNN platform
+// package (packages/platform-onednn) is built, Duet BF16 runs on it too, with its default float32-grade
+// bf16 math (`split`) and with activations rounded to bf16 as llama.cpp's BF16 does (`bf16`); every Duet
+// row also reports the share of its prefill and decode step time spent outside matrix products.
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
@@ -16,10 +19,10 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
@@ -213,6 +216,35 @@ const contenders: Contender[] = [
   },
 ];
 
+/** Why the oneDNN platform package cannot run here, or null when it can. */
+async function whyNoOnednn(): Promise<string | null> {
+  const entry = fileURLToPath(new URL('../../packages/platform-onednn/dist/index.js', import.meta.url));
+  if (!existsSync(entry)) return `${entry} is not built`;
+  const { platformPlugin } = (await import(pathToFileURL(entry).href)) as {
+    platformPlugin: { probe(): Promise<{ available: boolean; reason: string }> };
+  };
+  const probe = await platformPlugin.probe();
+  return probe.available ? null : probe.reason;
+}
+const noOnednn = await whyNoOnednn();
+if (noOnednn !== null) console.log(`Duet onednn: skipped — ${noOnednn}`);
+else {
+  for (const bf16Math of ['split', 'bf16'] as const) {
+    contenders.push({
+      label: `Duet onednn BF16 ${bf16Math}`,
+      job: {
+        ...baseJob,
+        engine: 'duet',
+        model: hfDir,
+        dtype: 'auto',
+        perf: true,
+        accuracyPrompt: null,
+        platform: { name: 'onednn', bf16Math },
+      },
+    });
+  }
+}
+
 /** The best (fastest) of each contender's rounds. */
 const best = new Map<string, ChildResult>();
 const accuracyTraces = new Map<string, AccuracyTrace>();
@@ -256,6 +288,7 @@ function bestOf(a: ChildResult, b: ChildResult): ChildResult {
     decodeTokS: decode,
     peakRssMiB: Math.max(a.peakRssMiB, b.peakRssMiB),
     accuracy: null,
+    ...(b.matmulShare ? { matmulShare: b.matmulShare } : {}),
   };
 }
 
@@ -273,12 +306,32 @@ for (const c of contenders) console.log(`| ${c.label} | ${row(best.get(c.label)!
 const ratios: [string, string][] = [
   ['Duet BF16', 'llama.cpp BF16'],
   ['Duet BF16', 'llama.cpp Q8_0'],
+  ...(noOnednn === null
+    ? ([
+        ['Duet onednn BF16 split', 'llama.cpp BF16'],
+        ['Duet onednn BF16 bf16', 'llama.cpp BF16'],
+        ['Duet onednn BF16 split', 'Duet BF16'],
+      ] as [string, string][])
+    : []),
   ['Duet W8A8', 'llama.cpp Q8_0'],
 ];
 for (const [a, b] of ratios) {
   const ra = row(best.get(a)!);
   const rb = row(best.get(b)!);
   console.log(`| ${a} / ${b} | ${ra.map((x, i) => `${(x / rb[i]!).toFixed(2)}x`).join(' | ')} |`);
+}
+
+console.log(
+  `\n| share of step time outside matrix products | prefill ${promptLen} | ${batches.map((b) => `decode ${b} seq`).join(' | ')} |`,
+);
+console.log(`|---|---:|${batches.map(() => '---:').join('|')}|`);
+for (const c of contenders) {
+  const share = best.get(c.label)?.matmulShare;
+  if (share === undefined) continue;
+  const outside = [share.prefill, ...batches.map((b) => share.decode[b] ?? 0)].map(
+    (x) => `${((1 - x) * 100).toFixed(1)}%`,
+  );
+  console.log(`| ${c.label} | ${outside.join(' | ')} |`);
 }
 
 /** Argmax agreement and mean |Δ logprob| of `trace` against the float32 reference. */

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { spawnSync } from 'node:child_process';
-// Runs every compiled test file (dist/test/**/*.test.js) with Node's own test runner.
+// Runs every compiled test file (dist/test/**/*.test.js, and packages/*/dist-test/**/*.test.js of the
+// workspace packages) with Node's own test runner.
 // Usage: node scripts/run-tests.mjs [substring filter...]
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 function walk(dir) {
@@ -16,7 +17,10 @@ function walk(dir) {
 }
 
 const filters = process.argv.slice(2);
-const files = walk('dist/test')
+const roots = ['dist/test', ...readdirSync('packages').map((p) => join('packages', p, 'dist-test'))];
+const files = roots
+  .filter((dir) => existsSync(dir))
+  .flatMap(walk)
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   .sort();
 if (files.length === 0) {

@@ -59,6 +59,19 @@ describe('bench/ smoke runs', () => {
     ]);
   });
 
+  test('onednn-matmul.js --smoke', async () => {
+    const r = await bench('onednn-matmul.js', ['--smoke', '--threads', '1'], 120_000);
+    const rows = [
+      /^\s*wasm\s+f32\s+8\s+256\s+256\s+1\s+[\d.]+/m,
+      /^\s*wasm\s+int8\s+1\s+256\s+256\s+1\s+[\d.]+/m,
+    ];
+    // The oneDNN rows where its package's addon is built (always under DUET_REQUIRE_ONEDNN=1, as in CI).
+    if (process.env.DUET_REQUIRE_ONEDNN === '1' || !/onednn: skipped/.test(r.stdout)) {
+      rows.push(/^\s*onednn\s+bf16\s+8\s+256\s+256\s+1\s+[\d.]+/m, /^\s*onednn\s+int8\s+[\d.]+x\s+[\d.]+x$/m);
+    }
+    assertTable(r, rows);
+  });
+
   test('ops.js --smoke', async () => {
     const r = await bench('ops.js', ['--smoke'], 120_000);
     assertTable(r, [/heads 16 ctx 64: reference [\d.]+ ms/, /heads 16 ctx 64: wasm-simd\s+[\d.]+ ms/]);

@@ -1,0 +1,469 @@
+// The Node-API addon of the oneDNN platform: matrix products through oneDNN's matmul primitive in f32,
+// bf16 and int8 (W8A8), over weights reordered once into the layout oneDNN prefers, with the primitives
+// cached per shape. One Context per kernel set (no global state); JS owns the activations, the addon the
+// weights. The W8A8 arithmetic (per-token quantization, int32 sums, dequantization) is written to match
+// Duet's reference (src/kernels/int8-quant.ts) bit for bit: float32 operations in the same order, round
+// half to even, and no fused multiply-add (the build passes -ffp-contract=off).
+
+#include <napi.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using dnnl::matmul;
+using dnnl::memory;
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+/** The kinds of prepared weight, as the JS side names them. */
+enum class WeightKind { F32 = 0, Bf16 = 1, Int8 = 2 };
+
+/** A prepared linear weight: [n, k] as read, kept as oneDNN's [k, n] weights in its preferred layout. */
+struct Weight {
+  WeightKind kind;
+  int64_t n;
+  int64_t k;
+  memory mem;                 // the reordered weights (empty once freed)
+  std::vector<int32_t> wsum;  // int8 only, [n]: Σ_c w[j, c], to undo the +128 shift of u8 activations
+  bool freed = false;
+};
+
+/** Rows of the prepared-layout probe: the weight layout is chosen for a matmul of this many rows. */
+constexpr int64_t LAYOUT_ROWS = 128;
+/** Most cached matmul primitives per context before the oldest is dropped. */
+constexpr size_t MAX_CACHED = 512;
+/**
+ * Least multiply-adds of a product worth giving one more thread (a few tens of µs of work): smaller
+ * products use fewer threads, as an OpenMP fork and join costs microseconds and a descheduled thread of a
+ * busy machine much more.
+ */
+constexpr int64_t MIN_MACS_PER_THREAD = 1 << 21;
+/** Least elements in a loop of ours worth splitting across OpenMP threads. */
+constexpr int64_t PARALLEL_MIN = 1 << 15;
+
+/** bf16 bit pattern nearest to the float32 `f` (ties to even; NaN kept NaN), as Duet's f32BitsToBf16. */
+inline uint16_t toBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+inline float fromBf16(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/** clamp(round-half-even(t), lo, hi) with NaN to 0, as int8-quant.ts's quantizeValue after its product. */
+inline int32_t quantize(float t, float lo, float hi) {
+  float r = std::nearbyint(t);  // the default rounding mode: to nearest, ties to even
+  if (r != r) return 0;
+  if (r < lo) r = lo;
+  if (r > hi) r = hi;
+  return static_cast<int32_t>(r);
+}
+
+/**
+ * The data of typed array `v` (ArrayBuffer- or SharedArrayBuffer-backed) after checking its element type
+ * and that it holds at least `need` elements: native code must never read or write past a JS array.
+ */
+void* typedData(const Napi::Value& v, napi_typedarray_type type, int64_t need, const char* what) {
+  Napi::Env env = v.Env();
+  napi_typedarray_type t;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!v.IsTypedArray() ||
+      napi_get_typedarray_info(env, v, &t, &length, &data, nullptr, nullptr) != napi_ok || t != type) {
+    throw Napi::TypeError::New(env, std::string(what) + ": wrong array type");
+  }
+  if (need < 0 || static_cast<int64_t>(length) < need) {
+    throw Napi::RangeError::New(env, std::string(what) + ": " + std::to_string(length) +
+                                         " elements, at least " + std::to_string(need) + " needed");
+  }
+  return data;
+}
+
+/** A non-negative integer argument. */
+int64_t count(const Napi::Value& v, const char* what) {
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " must be an integer >= 0");
+  }
+  return static_cast<int64_t>(d);
+}
+
+class Context : public Napi::ObjectWrap<Context> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Context",
+                       {
+                           InstanceMethod("prepare", &Context::Prepare),
+                           InstanceMethod("free", &Context::Free),
+                           InstanceMethod("linearF32", &Context::LinearF32),
+                           InstanceMethod("linearBf16", &Context::LinearBf16),
+                           InstanceMethod("linearInt8", &Context::LinearInt8),
+                           InstanceMethod("int8Sums", &Context::Int8Sums),
+                           InstanceMethod("implInfo", &Context::ImplInfo),
+                           InstanceMethod("numCached", &Context::NumCached),
+                       });
+  }
+
+  explicit Context(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<Context>(info), eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {
+    numThreads_ = info[0].As<Napi::Number>().Int32Value();
+    if (numThreads_ < 1) throw Napi::RangeError::New(info.Env(), "numThreads must be >= 1");
+  }
+
+ private:
+  dnnl::engine eng_;
+  dnnl::stream strm_;
+  int numThreads_ = 1;
+  /** Cached primitives by shape and data types, oldest first in `order_`. */
+  std::unordered_map<std::string, matmul> cache_;
+  std::list<std::string> order_;
+  /** Scratch for converted activations and int32 sums, grown on demand. */
+  std::vector<uint16_t> bf16Scratch_;
+  std::vector<float> f32Scratch_;
+  std::vector<uint8_t> u8Scratch_;
+  std::vector<int32_t> s32Scratch_;
+  std::vector<float> rowScale_;
+
+  static dt srcType(WeightKind kind) {
+    return kind == WeightKind::F32 ? dt::f32 : kind == WeightKind::Bf16 ? dt::bf16 : dt::u8;
+  }
+  static dt weiType(WeightKind kind) {
+    return kind == WeightKind::F32 ? dt::f32 : kind == WeightKind::Bf16 ? dt::bf16 : dt::s8;
+  }
+  static dt dstType(WeightKind kind) { return kind == WeightKind::Int8 ? dt::s32 : dt::f32; }
+
+  /** The primitive descriptor of an [m, k] × [k, n] product, weights in `wei` (format any to choose). */
+  matmul::primitive_desc describe(WeightKind kind, int64_t m, int64_t n, int64_t k, const memory::desc& wei) {
+    memory::desc src({m, k}, srcType(kind), tag::ab);
+    memory::desc dst({m, n}, dstType(kind), tag::ab);
+    return matmul::primitive_desc(matmul::desc(src, wei, dst), eng_);
+  }
+
+  /** Threads for an [m, k] × [k, n] product: one per MIN_MACS_PER_THREAD multiply-adds, up to numThreads_. */
+  int threadsFor(int64_t m, int64_t n, int64_t k) const {
+    int64_t t = m * n * k / MIN_MACS_PER_THREAD;
+    return static_cast<int>(t < 1 ? 1 : t > numThreads_ ? numThreads_ : t);
+  }
+
+  /**
+   * The cached primitive for `m` rows against weight `w` on `threads` threads, created on first use
+   * (oneDNN splits the work for the OpenMP thread count in force when the primitive is created).
+   */
+  matmul& primitiveFor(const Weight& w, int64_t m, int threads) {
+    std::string key = std::to_string(static_cast<int>(w.kind)) + ':' + std::to_string(m) + ':' +
+                      std::to_string(w.n) + ':' + std::to_string(w.k) + ':' + std::to_string(threads);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    if (cache_.size() >= MAX_CACHED) {
+      cache_.erase(order_.front());
+      order_.pop_front();
+    }
+    order_.push_back(key);
+    return cache_.emplace(key, matmul(describe(w.kind, m, w.n, w.k, w.mem.get_desc()))).first->second;
+  }
+
+  Weight* weightArg(const Napi::Value& v) {
+    if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "not a prepared weight");
+    Weight* w = v.As<Napi::External<Weight>>().Data();
+    if (w->freed) throw Napi::Error::New(v.Env(), "the weight was freed");
+    return w;
+  }
+
+  Weight* weightArg(const Napi::Value& v, WeightKind kind, const char* what) {
+    Weight* w = weightArg(v);
+    if (w->kind != kind) throw Napi::TypeError::New(v.Env(), std::string(what) + ": the weight is of another kind");
+    return w;
+  }
+
+  /** Runs the product dst[m, n] = src[m, k] · w on this context's threads. */
+  void run(const Weight& w, int64_t m, void* src, void* dst) {
+    int threads = threadsFor(m, w.n, w.k);
+    omp_set_num_threads(threads);
+    matmul& prim = primitiveFor(w, m, threads);
+    memory srcMem({{m, w.k}, srcType(w.kind), tag::ab}, eng_, src);
+    memory dstMem({{m, w.n}, dstType(w.kind), tag::ab}, eng_, dst);
+    prim.execute(strm_, {{DNNL_ARG_SRC, srcMem}, {DNNL_ARG_WEIGHTS, w.mem}, {DNNL_ARG_DST, dstMem}});
+    strm_.wait();
+  }
+
+  /**
+   * prepare(kind, data, n, k) → weight. `data` [n, k] row-major: Float32Array (kind 0), Uint16Array of
+   * bf16 bits (kind 1) or Int8Array (kind 2).
+   */
+  Napi::Value Prepare(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int kindArg = info[0].As<Napi::Number>().Int32Value();
+    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "prepare: kind must be 0, 1 or 2");
+    auto kind = static_cast<WeightKind>(kindArg);
+    int64_t n = count(info[2], "prepare: n");
+    int64_t k = count(info[3], "prepare: k");
+    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "prepare: n and k must be >= 1");
+    const napi_typedarray_type types[] = {napi_float32_array, napi_uint16_array, napi_int8_array};
+    void* ptr = typedData(info[1], types[kindArg], n * k, "prepare: data");
+    auto w = std::make_unique<Weight>();
+    w->kind = kind;
+    w->n = n;
+    w->k = k;
+    try {
+      omp_set_num_threads(numThreads_);
+      memory::desc any({k, n}, weiType(kind), tag::any);
+      memory::desc chosen = describe(kind, LAYOUT_ROWS, n, k, any).weights_desc();
+      // The user's [n, k] row-major is oneDNN's [k, n] with k innermost: format tag `ba`.
+      memory user({{k, n}, weiType(kind), tag::ba}, eng_, ptr);
+      w->mem = memory(chosen, eng_);
+      dnnl::reorder(user, w->mem).execute(strm_, user, w->mem);
+      strm_.wait();
+    } catch (const dnnl::error& e) {
+      throw Napi::Error::New(env, std::string("oneDNN could not prepare the weight: ") + e.what());
+    }
+    if (kind == WeightKind::Int8) {
+      const int8_t* q = static_cast<const int8_t*>(ptr);
+      w->wsum.assign(n, 0);
+      for (int64_t j = 0; j < n; j++) {
+        int32_t s = 0;
+        for (int64_t c = 0; c < k; c++) s += q[j * k + c];
+        w->wsum[j] = s;
+      }
+    }
+    Weight* raw = w.release();
+    return Napi::External<Weight>::New(env, raw, [](Napi::Env, Weight* p) { delete p; });
+  }
+
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "free: not a prepared weight");
+    Weight* w = info[0].As<Napi::External<Weight>>().Data();
+    w->freed = true;
+    w->mem = memory();
+    w->wsum = std::vector<int32_t>();
+    return info.Env().Undefined();
+  }
+
+  /** linearF32(out, x, w, m): out[m, n] = x[m, k] · w[n, k]ᵀ in float32. */
+  Napi::Value LinearF32(const Napi::CallbackInfo& info) {
+    Weight* w = weightArg(info[2], WeightKind::F32, "linearF32");
+    int64_t m = count(info[3], "linearF32: m");
+    float* out = static_cast<float*>(typedData(info[0], napi_float32_array, m * w->n, "linearF32: out"));
+    float* x = static_cast<float*>(typedData(info[1], napi_float32_array, m * w->k, "linearF32: x"));
+    if (m > 0) guard(info.Env(), [&] { run(*w, m, x, out); });
+    return info.Env().Undefined();
+  }
+
+  /**
+   * linearBf16(out, x, w, m, split): x rounded to bf16 (split = false), or split into a bf16 head and a
+   * bf16 tail (x ≈ hi + lo to 2^-17 relative, split = true: float32-grade accuracy for twice the
+   * arithmetic); products are exact in float32 and accumulate in float32.
+   */
+  Napi::Value LinearBf16(const Napi::CallbackInfo& info) {
+    Weight* w = weightArg(info[2], WeightKind::Bf16, "linearBf16");
+    int64_t m = count(info[3], "linearBf16: m");
+    float* o = static_cast<float*>(typedData(info[0], napi_float32_array, m * w->n, "linearBf16: out"));
+    const float* xs = static_cast<float*>(typedData(info[1], napi_float32_array, m * w->k, "linearBf16: x"));
+    bool split = info[4].As<Napi::Boolean>().Value();
+    if (m == 0) return info.Env().Undefined();
+    const int64_t k = w->k, n = w->n, rows = split ? 2 * m : m;
+    if (bf16Scratch_.size() < static_cast<size_t>(rows * k)) bf16Scratch_.resize(rows * k);
+    uint16_t* hi = bf16Scratch_.data();
+    uint16_t* lo = hi + m * k;
+    const int64_t total = m * k;
+#pragma omp parallel for num_threads(numThreads_) if (total >= PARALLEL_MIN)
+    for (int64_t i = 0; i < total; i++) {
+      uint16_t h = toBf16(xs[i]);
+      hi[i] = h;
+      if (split) lo[i] = toBf16(xs[i] - fromBf16(h));
+    }
+    if (!split) {
+      guard(info.Env(), [&] { run(*w, m, hi, o); });
+      return info.Env().Undefined();
+    }
+    if (f32Scratch_.size() < static_cast<size_t>(rows * n)) f32Scratch_.resize(rows * n);
+    float* tmp = f32Scratch_.data();
+    guard(info.Env(), [&] { run(*w, rows, hi, tmp); });
+    const int64_t mn = m * n;
+#pragma omp parallel for num_threads(numThreads_) if (mn >= PARALLEL_MIN)
+    for (int64_t i = 0; i < mn; i++) o[i] = tmp[i] + tmp[mn + i];
+    return info.Env().Undefined();
+  }
+
+  /**
+   * Quantizes x[m, k] into u8Scratch_ as int8 values shifted by +128: dynamic per-token symmetric
+   * (static = false; rowScale_[i] = max|x[i, :]| / 127) or static per-tensor with `inv` and `offset`.
+   */
+  void quantizeRows(const float* x, int64_t m, int64_t k, bool isStatic, float inv, float offset) {
+    if (u8Scratch_.size() < static_cast<size_t>(m * k)) u8Scratch_.resize(m * k);
+    if (rowScale_.size() < static_cast<size_t>(m)) rowScale_.resize(m);
+    uint8_t* q = u8Scratch_.data();
+    float* scales = rowScale_.data();
+#pragma omp parallel for num_threads(numThreads_) if (m * k >= PARALLEL_MIN)
+    for (int64_t i = 0; i < m; i++) {
+      const float* row = x + i * k;
+      uint8_t* qrow = q + i * k;
+      if (isStatic) {
+        for (int64_t c = 0; c < k; c++) qrow[c] = static_cast<uint8_t>(quantize(row[c] * inv + offset, -128, 127) + 128);
+        continue;
+      }
+      float amax = 0;
+      bool nan = false;
+      for (int64_t c = 0; c < k; c++) {
+        float a = std::fabs(row[c]);
+        if (a != a) nan = true;
+        else if (a > amax) amax = a;
+      }
+      if (nan) amax = NAN;  // Math.max keeps a NaN: the row quantizes to zeros with a NaN scale
+      float rowInv = amax > 0 ? 127.0f / amax : 0.0f;
+      scales[i] = amax / 127.0f;
+      for (int64_t c = 0; c < k; c++) qrow[c] = static_cast<uint8_t>(quantize(row[c] * rowInv, -127, 127) + 128);
+    }
+  }
+
+  /** The int32 sums Σ_c xq[i, c] · w[j, c] into s32Scratch_ (undoing the +128 shift of the activations). */
+  void int8Product(const Weight& w, int64_t m) {
+    const int64_t n = w.n;
+    if (s32Scratch_.size() < static_cast<size_t>(m * n)) s32Scratch_.resize(m * n);
+    int32_t* acc = s32Scratch_.data();
+    run(w, m, u8Scratch_.data(), acc);
+    const int32_t* wsum = w.wsum.data();
+#pragma omp parallel for num_threads(numThreads_) if (m * n >= PARALLEL_MIN)
+    for (int64_t i = 0; i < m; i++) {
+      for (int64_t j = 0; j < n; j++) {
+        // Wrapping int32 arithmetic, as the kernels' (unsigned to stay defined in C++).
+        acc[i * n + j] = static_cast<int32_t>(static_cast<uint32_t>(acc[i * n + j]) -
+                                              128u * static_cast<uint32_t>(wsum[j]));
+      }
+    }
+  }
+
+  /**
+   * linearInt8(out, x, w, m, scheme): scheme 0 dynamic (args 5: weightScale [n]); scheme 1 static (args
+   * 5: inv = f32(1 / inputScale), 6: inputOffset, 7: quantBias [n] Int32Array, 8: deqScale [n]).
+   */
+  Napi::Value LinearInt8(const Napi::CallbackInfo& info) {
+    Weight* w = weightArg(info[2], WeightKind::Int8, "linearInt8");
+    int64_t m = count(info[3], "linearInt8: m");
+    const int64_t n = w->n;
+    float* o = static_cast<float*>(typedData(info[0], napi_float32_array, m * n, "linearInt8: out"));
+    const float* x = static_cast<float*>(typedData(info[1], napi_float32_array, m * w->k, "linearInt8: x"));
+    bool isStatic = info[4].As<Napi::Number>().Int32Value() == 1;
+    if (m == 0) return info.Env().Undefined();
+    if (!isStatic) {
+      const float* ws = static_cast<float*>(typedData(info[5], napi_float32_array, n, "linearInt8: weightScale"));
+      quantizeRows(x, m, w->k, false, 0, 0);
+      guard(info.Env(), [&] { int8Product(*w, m); });
+      const int32_t* acc = s32Scratch_.data();
+      const float* rs = rowScale_.data();
+#pragma omp parallel for num_threads(numThreads_) if (m * n >= PARALLEL_MIN)
+      for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < n; j++) o[i * n + j] = (static_cast<float>(acc[i * n + j]) * rs[i]) * ws[j];
+      }
+      return info.Env().Undefined();
+    }
+    float inv = info[5].As<Napi::Number>().FloatValue();
+    float offset = info[6].As<Napi::Number>().FloatValue();
+    const int32_t* quantBias = static_cast<int32_t*>(typedData(info[7], napi_int32_array, n, "linearInt8: quantBias"));
+    const float* deqScale = static_cast<float*>(typedData(info[8], napi_float32_array, n, "linearInt8: deqScale"));
+    quantizeRows(x, m, w->k, true, inv, offset);
+    guard(info.Env(), [&] { int8Product(*w, m); });
+    const int32_t* acc = s32Scratch_.data();
+#pragma omp parallel for num_threads(numThreads_) if (m * n >= PARALLEL_MIN)
+    for (int64_t i = 0; i < m; i++) {
+      for (int64_t j = 0; j < n; j++) {
+        int32_t s = static_cast<int32_t>(static_cast<uint32_t>(acc[i * n + j]) + static_cast<uint32_t>(quantBias[j]));
+        o[i * n + j] = static_cast<float>(s) * deqScale[j];
+      }
+    }
+    return info.Env().Undefined();
+  }
+
+  /** int8Sums(acc, xq, w, m): acc[m, n] = Σ_c xq[m, k] · w[n, k] in int32, for tests of the int8 product. */
+  Napi::Value Int8Sums(const Napi::CallbackInfo& info) {
+    Weight* w = weightArg(info[2]);
+    int64_t m = count(info[3], "int8Sums: m");
+    if (w->kind != WeightKind::Int8) throw Napi::TypeError::New(info.Env(), "int8Sums: not an int8 weight");
+    auto* acc = static_cast<int32_t*>(typedData(info[0], napi_int32_array, m * w->n, "int8Sums: acc"));
+    auto* xq = static_cast<const int8_t*>(typedData(info[1], napi_int8_array, m * w->k, "int8Sums: xq"));
+    if (m == 0) return info.Env().Undefined();
+    if (u8Scratch_.size() < static_cast<size_t>(m * w->k)) u8Scratch_.resize(m * w->k);
+    for (int64_t i = 0; i < m * w->k; i++) u8Scratch_[i] = static_cast<uint8_t>(xq[i] + 128);
+    guard(info.Env(), [&] { int8Product(*w, m); });
+    std::memcpy(acc, s32Scratch_.data(), m * w->n * sizeof(int32_t));
+    return info.Env().Undefined();
+  }
+
+  /** implInfo(w, m): the name of the oneDNN implementation that multiplies m rows by w. */
+  Napi::Value ImplInfo(const Napi::CallbackInfo& info) {
+    Weight* w = weightArg(info[0]);
+    int64_t m = info[1].As<Napi::Number>().Int64Value();
+    std::string s;
+    guard(info.Env(), [&] { s = describe(w->kind, m, w->n, w->k, w->mem.get_desc()).impl_info_str(); });
+    return Napi::String::New(info.Env(), s);
+  }
+
+  Napi::Value NumCached(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(cache_.size()));
+  }
+
+  /** Runs `f`, turning a oneDNN error into a JS error that says so. */
+  template <typename F>
+  static void guard(Napi::Env env, F f) {
+    try {
+      f();
+    } catch (const dnnl::error& e) {
+      throw Napi::Error::New(env, std::string("oneDNN matmul failed: ") + e.what());
+    }
+  }
+};
+
+/** The oneDNN version and the instruction set its kernels use here. */
+Napi::Value Describe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const dnnl_version_t* v = dnnl::version();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+  const char* isa = "unknown";
+  dnnl::cpu_isa e = dnnl::get_effective_cpu_isa();
+  switch (e) {
+    case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
+    case dnnl::cpu_isa::avx512_core_bf16: isa = "avx512_core_bf16"; break;
+    case dnnl::cpu_isa::avx512_core_vnni: isa = "avx512_core_vnni"; break;
+    case dnnl::cpu_isa::avx512_core: isa = "avx512_core"; break;
+    case dnnl::cpu_isa::avx2_vnni: isa = "avx2_vnni"; break;
+    case dnnl::cpu_isa::avx2: isa = "avx2"; break;
+    case dnnl::cpu_isa::avx: isa = "avx"; break;
+    case dnnl::cpu_isa::sse41: isa = "sse41"; break;
+    default: break;
+  }
+  o.Set("isa", isa);
+  // Exact int8 sums need a VNNI dot (the older u8·s8 pair instruction saturates at int16).
+  o.Set("int8Exact", e == dnnl::cpu_isa::avx512_core_vnni || e == dnnl::cpu_isa::avx512_core_bf16 ||
+                         e == dnnl::cpu_isa::avx512_core_amx || e == dnnl::cpu_isa::avx2_vnni);
+  // oneDNN 2.6 multiplies bf16 from AVX-512 on (natively with AVX512_BF16, emulated before it).
+  o.Set("bf16", e == dnnl::cpu_isa::avx512_core || e == dnnl::cpu_isa::avx512_core_vnni ||
+                    e == dnnl::cpu_isa::avx512_core_bf16 || e == dnnl::cpu_isa::avx512_core_amx);
+  o.Set("maxThreads", omp_get_max_threads());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Context", Context::Define(env));
+  exports.Set("describe", Napi::Function::New(env, Describe));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(duet_onednn, Init)

@@ -1,0 +1,107 @@
+// Loads the native addon (build/duet_onednn.node, built at install by scripts/build-addon.mjs) and types
+// its functions. When the build was skipped or the addon does not load, says why instead.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Kinds of prepared weight, as the addon numbers them. */
+export const NativeKind = { f32: 0, bf16: 1, int8: 2 } as const;
+export type NativeKind = (typeof NativeKind)[keyof typeof NativeKind];
+
+/** A prepared weight owned by the addon (opaque). */
+export type NativeWeight = { readonly __nativeWeight: unique symbol };
+
+/** One oneDNN engine, stream, primitive cache and scratch, used from one thread. */
+export interface NativeContext {
+  /** Reorders `data` [n, k] row-major into oneDNN's preferred layout (copied: data may be dropped). */
+  prepare(kind: NativeKind, data: Float32Array | Uint16Array | Int8Array, n: number, k: number): NativeWeight;
+  free(w: NativeWeight): void;
+  /** out[m, n] = x[m, k] · w[n, k]ᵀ, float32 throughout. */
+  linearF32(out: Float32Array, x: Float32Array, w: NativeWeight, m: number): void;
+  /** As linearF32 for a bf16 weight; `split`: x as a bf16 head plus tail (float32-grade), else x rounded to bf16. */
+  linearBf16(out: Float32Array, x: Float32Array, w: NativeWeight, m: number, split: boolean): void;
+  /** W8A8 with dynamic per-token quantization (scheme 0); weightScale [n]. */
+  linearInt8(
+    out: Float32Array,
+    x: Float32Array,
+    w: NativeWeight,
+    m: number,
+    scheme: 0,
+    weightScale: Float32Array,
+  ): void;
+  /** W8A8 with static per-tensor quantization (scheme 1); inv = f32(1 / inputScale). */
+  linearInt8(
+    out: Float32Array,
+    x: Float32Array,
+    w: NativeWeight,
+    m: number,
+    scheme: 1,
+    inv: number,
+    inputOffset: number,
+    quantBias: Int32Array,
+    deqScale: Float32Array,
+  ): void;
+  /** acc[m, n] = Σ_c xq[m, k] · w[n, k] in int32 (tests compare it with the reference). */
+  int8Sums(acc: Int32Array, xq: Int8Array, w: NativeWeight, m: number): void;
+  /** Name of the oneDNN implementation that multiplies m rows by w, e.g. `brg:avx512_core_bf16`. */
+  implInfo(w: NativeWeight, m: number): string;
+  /** Matmul primitives cached so far. */
+  numCached(): number;
+}
+
+export interface NativeAddon {
+  Context: new (numThreads: number) => NativeContext;
+  /**
+   * The oneDNN version, the instruction set its kernels use, whether its int8 sums are exact (a VNNI dot)
+   * and whether it has a bf16 matmul here (AVX-512 or newer).
+   */
+  describe(): { version: string; isa: string; int8Exact: boolean; bf16: boolean; maxThreads: number };
+}
+
+export type AddonLoad = { readonly addon: NativeAddon } | { readonly reason: string };
+
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * Loads the addon from `buildDir` (default: the package's build/); the reason says why it is not there
+ * (the build's own reason from status.json when the install step skipped it).
+ */
+export function loadAddon(buildDir = join(PACKAGE_ROOT, 'build')): AddonLoad {
+  const file = join(buildDir, 'duet_onednn.node');
+  const status = join(buildDir, 'status.json');
+  if (!existsSync(file)) {
+    let reason = 'the native addon was not built (run: npm run build:addon -w duet-platform-onednn)';
+    try {
+      const s = JSON.parse(readFileSync(status, 'utf8')) as { built?: boolean; reason?: string };
+      if (s.built === false && s.reason) reason = `the native addon was not built: ${s.reason}`;
+    } catch {
+      // No readable status: the install step never ran here.
+    }
+    return { reason };
+  }
+  try {
+    return { addon: withOpenMpDefaults(() => createRequire(import.meta.url)(file) as NativeAddon) };
+  } catch (e) {
+    return { reason: `the native addon does not load: ${(e as Error).message}` };
+  }
+}
+
+/**
+ * Runs `load` with OMP_WAIT_POLICY=passive unless the user set the OpenMP wait policy or spin count.
+ * libgomp reads them once, as it loads with the addon; the environment is restored afterwards, so child
+ * processes (llama.cpp in bench:vs-llamacpp) do not inherit it. Passive: an OpenMP thread with no work
+ * sleeps at once instead of spinning, which leaves the cores to the WebAssembly kernels' own threads
+ * between products and keeps a busy machine from stalling at every fork (docs/platforms.md).
+ */
+function withOpenMpDefaults<T>(load: () => T): T {
+  const env = process.env;
+  if (env.OMP_WAIT_POLICY !== undefined || env.GOMP_SPINCOUNT !== undefined) return load();
+  env.OMP_WAIT_POLICY = 'passive';
+  try {
+    return load();
+  } finally {
+    delete env.OMP_WAIT_POLICY;
+  }
+}
