@@ -6,6 +6,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { type GemmExports, gemmExports, instantiateKernels } from './kernel-module.js';
 import * as P from './pool-protocol.js';
+import { nameThisThread } from '../../util/thread-name.js';
 import { enableWasmFeatures } from './wasm-features.js';
 
 function runWorker(data: P.PoolWorkerData): void {
@@ -91,4 +92,5 @@ function runWorker(data: P.PoolWorkerData): void {
 
 // Before anything compiles or instantiates in this thread.
 enableWasmFeatures();
+nameThisThread(`duet-kernels-${(workerData as P.PoolWorkerData).thread}`);
 runWorker(workerData as P.PoolWorkerData);
