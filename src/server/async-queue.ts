@@ -1,5 +1,6 @@
 // A single-consumer async queue: producers push values (or one failure) and end it; the consumer reads
-// with `for await`. Used to merge the outputs of a request's choices in arrival order.
+// with `for await`. Used to merge the outputs of a request's choices in arrival order. `onStop` runs once
+// when the consumer stops before the end: it left the loop early, or the failure was thrown to it.
 
 export class AsyncQueue<T> implements AsyncIterable<T> {
   private readonly items: T[] = [];
@@ -7,6 +8,10 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private failure: unknown = null;
   private hasFailed = false;
   private ended = false;
+  private stopped = false;
+  private iterated = false;
+
+  constructor(private readonly onStop: () => void = () => {}) {}
 
   push(item: T): void {
     if (this.ended || this.hasFailed) return;
@@ -27,19 +32,38 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     this.wake();
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      const item = this.items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.hasFailed) throw this.failure;
-      if (this.ended) return;
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-      });
-    }
+  // A plain iterator rather than an async generator: one promise per item instead of a generator's
+  // several, on the path every streamed token takes.
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    if (this.iterated) throw new Error('an AsyncQueue can be iterated only once');
+    this.iterated = true;
+    return {
+      next: async (): Promise<IteratorResult<T>> => {
+        for (;;) {
+          if (this.items.length > 0) return { value: this.items.shift()!, done: false };
+          if (this.hasFailed) {
+            this.stop();
+            throw this.failure;
+          }
+          if (this.ended) return { value: undefined, done: true };
+          await new Promise<void>((resolve) => {
+            this.waiter = resolve;
+          });
+        }
+      },
+      return: async (): Promise<IteratorResult<T>> => {
+        if (!this.ended) this.stop();
+        this.ended = true;
+        this.items.length = 0;
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.onStop();
   }
 
   private wake(): void {
