@@ -4,10 +4,11 @@
 // and the CPU of each thread role during the run (thread-cpu.ts).
 //
 //   node dist/bench/serve-overhead-offline.js --num-prompts 600 --input-len 128 --output-len 32 \
-//     --max-num-seqs 32 [--model DIR]
+//     --max-num-seqs 32 [--model DIR] [--kv-cache-memory BYTES]
 
 import { parseArgs } from 'node:util';
 import { sampleRandomDataset } from '../src/bench/random-dataset.js';
+import { parseBytes } from '../src/cli/engine-args.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import { cpuSince, threadCpu } from './thread-cpu.js';
@@ -21,12 +22,14 @@ const { values } = parseArgs({
     'output-len': { type: 'string', default: '32' },
     'max-num-seqs': { type: 'string', default: '32' },
     model: { type: 'string' },
+    'kv-cache-memory': { type: 'string' },
     seed: { type: 'string', default: '0' },
   },
 });
 
 const llm = new LLM({
   ...(values.model ? { model: values.model } : {}),
+  ...(values['kv-cache-memory'] ? { kvCacheMemory: parseBytes(values['kv-cache-memory']) } : {}),
   maxNumSeqs: Number(values['max-num-seqs']),
 });
 const engine = await llm.engine();

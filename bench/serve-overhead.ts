@@ -6,7 +6,7 @@
 // the benchmark client, which runs as its own process on the same cores (bench/thread-cpu.ts; Linux).
 //
 //   npm run bench:serve-overhead -- [--num-prompts 600] [--input-len 128] [--output-len 32]
-//                                   [--concurrency 32] [--model DIR] [--rounds 1]
+//                                   [--concurrency 32] [--model DIR] [--kv-cache-memory BYTES] [--rounds 1]
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -22,6 +22,7 @@ const { values } = parseArgs({
     'output-len': { type: 'string', default: '32' },
     concurrency: { type: 'string', default: '32' },
     model: { type: 'string' },
+    'kv-cache-memory': { type: 'string' },
     rounds: { type: 'string', default: '1' },
   },
 });
@@ -41,7 +42,11 @@ for (const [flag, v] of [
 }
 const BIN = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
 const OFFLINE = fileURLToPath(new URL('./serve-overhead-offline.js', import.meta.url));
-const modelArgs = values.model ? ['--model', values.model] : [];
+/** Engine flags both runs get: the model, and the KV cache size when given (the engine's default else). */
+const modelArgs = [
+  ...(values.model ? ['--model', values.model] : []),
+  ...(values['kv-cache-memory'] ? ['--kv-cache-memory', values['kv-cache-memory']] : []),
+];
 
 /** One run's throughput and CPU split (seconds per role, 'client' for the benchmark client). */
 interface RunResult {

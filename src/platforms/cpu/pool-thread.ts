@@ -4,9 +4,9 @@
 // drains synchronously when a job names an arena it has not seen.
 
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { nameThisThread } from '../../util/thread-name.js';
 import { type GemmExports, gemmExports, instantiateKernels } from './kernel-module.js';
 import * as P from './pool-protocol.js';
-import { nameThisThread } from '../../util/thread-name.js';
 import { enableWasmFeatures } from './wasm-features.js';
 
 function runWorker(data: P.PoolWorkerData): void {
