@@ -7,7 +7,7 @@ import type { OutputSink } from '../engine/async/async-engine.js';
 import type { EngineOutput } from '../engine/async/protocol.js';
 import type { TokenLogprobs } from '../sampling/logprobs.js';
 import type { SamplingParams } from '../sampling/sampling-params.js';
-import { AsyncQueue } from './async-queue.js';
+import { AsyncQueue } from '../util/async-queue.js';
 import { InternalServerError, ServiceUnavailableError } from './errors.js';
 import type { PromptInput } from './prompts.js';
 import type { ServingContext } from './serving-context.js';

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AsyncQueue } from '../../src/server/async-queue.js';
+import { AsyncQueue } from '../../src/util/async-queue.js';
 
 describe('AsyncQueue', () => {
   test('items in push order, pushed before and while the consumer waits; an end stops nothing', async () => {

@@ -1,6 +1,7 @@
 // A single-consumer async queue: producers push values (or one failure) and end it; the consumer reads
-// with `for await`. Used to merge the outputs of a request's choices in arrival order. `onStop` runs once
-// when the consumer stops before the end: it left the loop early, or the failure was thrown to it.
+// with `for await`. One request's outputs (the engine client's OutputStream) and the merged outputs of a
+// request's choices (the server) are such queues. `onStop` runs once when the consumer stops before the
+// end: it left the loop early, or the failure was thrown to it.
 
 export class AsyncQueue<T> implements AsyncIterable<T> {
   private readonly items: T[] = [];
@@ -12,6 +13,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private iterated = false;
 
   constructor(private readonly onStop: () => void = () => {}) {}
+
+  /** Whether the end (or a failure) has been queued: nothing more can be pushed. */
+  get isDone(): boolean {
+    return this.ended || this.hasFailed;
+  }
 
   push(item: T): void {
     if (this.ended || this.hasFailed) return;
