@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BenchRng } from '../src/bench/bench-rng.js';
-import { createLongLivedDispatcher } from '../src/bench/http-dispatcher.js';
+import { ClientAgents } from '../src/bench/http-stream.js';
 import { requestOpenAICompletions } from '../src/bench/openai-requests.js';
 import { percentile } from '../src/bench/statistics.js';
 
@@ -106,7 +106,7 @@ function gauge(text: string, name: string): number {
 }
 
 const { child, url, numBlocks } = await startServe();
-const dispatcher = await createLongLivedDispatcher();
+const agents = new ClientAgents();
 const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
 const model = models.data[0]!.id;
 const apiUrl = `${url}/v1/completions`;
@@ -151,7 +151,7 @@ async function client(index: number): Promise<void> {
         ignoreEos: true,
         ...(kind === 'bad' ? { extraBody: BAD_FIELDS[rng.integer(0, BAD_FIELDS.length - 1)]! } : {}),
       },
-      { ...(dispatcher !== undefined ? { dispatcher } : {}), signal: controller.signal },
+      { agents, signal: controller.signal },
     );
     clearTimeout(timer);
     const status = /^HTTP (\d{3})/.exec(out.error);
@@ -224,7 +224,7 @@ const kvBlocksInUse = Math.round(kvUsage * numBlocks);
 const rssEnd = rssBytes(child.pid!);
 child.kill('SIGTERM');
 await new Promise((resolve) => child.once('exit', resolve));
-await dispatcher?.close();
+agents.close();
 
 const answered = tally.completed + tally.rejected4xx + tally.failed5xx + tally.streamErrors;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;

@@ -6,6 +6,7 @@
 // TTFT is the first such chunk, ITL every gap between such chunks, E2EL the last one; usage gives the
 // generated and prompt token counts when the server reports them.
 
+import { postRequest, readAllText, readText } from './http-stream.js';
 import {
   emptyOutput,
   monotonicSeconds,
@@ -104,21 +105,16 @@ async function streamRequest(
   let firstSeen = false;
   let generated = '';
   try {
-    const init = { method: 'POST', headers, body: JSON.stringify(payload) } as RequestInit;
-    if (options.dispatcher !== undefined) (init as { dispatcher?: unknown }).dispatcher = options.dispatcher;
-    if (options.signal !== undefined) init.signal = options.signal;
-    const response = await fetch(input.apiUrl, init);
-    if (response.status !== 200) {
-      const body = await response.text().catch(() => '');
-      output.error = `HTTP ${response.status} ${response.statusText}${body ? `: ${body.slice(0, 1000)}` : ''}`;
-      return output;
-    }
-    if (response.body === null) {
-      output.error = 'the response has no body';
+    const response = await postRequest(input.apiUrl, headers, JSON.stringify(payload), {
+      ...(options.agents !== undefined ? { agents: options.agents } : {}),
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    });
+    if (response.statusCode !== 200) {
+      const body = await readAllText(response, 1000).catch(() => '');
+      output.error = `HTTP ${response.statusCode} ${response.statusMessage}${body ? `: ${body}` : ''}`;
       return output;
     }
     const parser = new SseParser();
-    const decoder = new TextDecoder();
     const handle = (data: string): string | null => {
       if (data === '[DONE]' || data === '') return null;
       let chunk: Record<string, unknown>;
@@ -151,12 +147,9 @@ async function streamRequest(
       return null;
     };
     let streamError: string | null = null;
-    for await (const bytes of response.body as AsyncIterable<Uint8Array>) {
-      for (const data of parser.push(decoder.decode(bytes, { stream: true }))) {
-        streamError ??= handle(data);
-      }
-    }
-    for (const data of parser.push(decoder.decode())) streamError ??= handle(data);
+    await readText(response, (text) => {
+      for (const data of parser.push(text)) streamError ??= handle(data);
+    });
     for (const data of parser.end()) streamError ??= handle(data);
     output.generatedText = generated;
     output.latency = mostRecent - st;
@@ -174,7 +167,7 @@ async function streamRequest(
   return output;
 }
 
-/** An exception as one line, with its cause (fetch hides the socket error there). */
+/** An exception as one line, with its cause when it has one. */
 function describeError(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
   const cause = e.cause instanceof Error ? ` (${e.cause.name}: ${e.cause.message})` : '';

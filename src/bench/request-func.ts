@@ -2,6 +2,8 @@
 // (RequestFuncInput) and what it measured (RequestFuncOutput), with vLLM's field meanings. Times are in
 // seconds on a monotonic clock.
 
+import type { ClientAgents } from './http-stream.js';
+
 /** One request to send. */
 export interface RequestFuncInput {
   /** Full URL of the endpoint, e.g. http://127.0.0.1:8000/v1/completions. */
@@ -53,8 +55,8 @@ export interface RequestFuncOutput {
 
 /** How a request function reaches the server. */
 export interface RequestOptions {
-  /** An undici dispatcher for fetch (long timeouts, see http-dispatcher.ts); the default when absent. */
-  readonly dispatcher?: unknown;
+  /** Keep-alive connection pools (http-stream.ts); Node's global agents when absent. */
+  readonly agents?: ClientAgents;
   /** Seconds on a monotonic clock (default performance.now() / 1000). */
   readonly now?: () => number;
   /** Aborting it cancels the request as a client that goes away does (the soak test's cancellations). */

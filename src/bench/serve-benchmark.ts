@@ -9,7 +9,7 @@ import { checkApiUrl, getBackend } from './backends.js';
 import { resolveBenchTokenizer } from './bench-tokenizer.js';
 import { type BenchmarkRunOptions, requestInput, runBenchmark } from './benchmark.js';
 import { BenchArgumentError, EndpointNotReadyError } from './errors.js';
-import { createLongLivedDispatcher } from './http-dispatcher.js';
+import { ClientAgents } from './http-stream.js';
 import { sampleJsonlDataset } from './jsonl-dataset.js';
 import { calculateMetrics, PERCENTILE_METRICS, type PercentileMetric, parseGoodput } from './metrics.js';
 import { createProgress } from './progress.js';
@@ -174,7 +174,7 @@ export async function runServeBenchmark(
   put('repetition_penalty', args.repetitionPenalty);
   const extraBody = { ...sampling, ...(args.extraBody ?? {}) };
 
-  const dispatcher = await createLongLivedDispatcher();
+  const agents = new ClientAgents();
   const runOptions: BenchmarkRunOptions = {
     backend,
     apiUrl,
@@ -190,7 +190,7 @@ export async function runServeBenchmark(
     sendTokenIds: args.sendTokenIds,
     seed: args.seed,
     numWarmups: args.numWarmups,
-    ...(dispatcher !== undefined ? { request: { dispatcher } } : {}),
+    request: { agents },
   };
   try {
     if (args.readyCheckTimeoutSec > 0) {
@@ -281,7 +281,7 @@ export async function runServeBenchmark(
     }
     return { result, resultPath };
   } finally {
-    await dispatcher?.close();
+    agents.close();
   }
 }
 

@@ -3,10 +3,11 @@
 // observed by the metrics as it arrives. Leaving early (client gone, an error) aborts whatever is still
 // running, so its KV blocks return at once.
 
+import type { OutputSink } from '../engine/async/async-engine.js';
 import type { EngineOutput } from '../engine/async/protocol.js';
 import type { TokenLogprobs } from '../sampling/logprobs.js';
 import type { SamplingParams } from '../sampling/sampling-params.js';
-import { AsyncQueue } from './async-queue.js';
+import { AsyncQueue } from '../util/async-queue.js';
 import { InternalServerError, ServiceUnavailableError } from './errors.js';
 import type { PromptInput } from './prompts.js';
 import type { ServingContext } from './serving-context.js';
@@ -30,47 +31,45 @@ export interface ChoiceOutput {
 }
 
 /**
- * Submits every choice and yields their outputs as they arrive. Throws the first failure (a rejected
- * input, a dead engine) after aborting the other choices. `arrival` (seconds, nowSeconds) starts the
- * latency metrics; aborting `signal` cancels every choice.
+ * Submits every choice and returns their outputs as they arrive, merged in arrival order. The iterable
+ * throws the first failure (a rejected input, a dead engine) after aborting the other choices, and a
+ * consumer that stops early aborts what still runs. `arrival` (seconds, nowSeconds) starts the latency
+ * metrics; aborting `signal` cancels every choice. Each output goes straight from the engine client into
+ * the merged queue, with no stream per choice in between: this is the path of every streamed token.
  */
-export async function* runChoices(
+export function runChoices(
   ctx: ServingContext,
   requestId: string,
   choices: readonly ChoiceRequest[],
   arrival: number,
   signal: AbortSignal,
-): AsyncGenerator<ChoiceOutput> {
+): AsyncIterable<ChoiceOutput> {
   const health = ctx.engine.health();
   if (!health.alive) throw new ServiceUnavailableError(`the engine is dead: ${health.reason}`);
-  const queue = new AsyncQueue<ChoiceOutput>();
   const ids = choices.map((c) => `${requestId}-${c.index}`);
   const finished = new Set<string>();
+  const queue = new AsyncQueue<ChoiceOutput>(() => ctx.engine.abort(ids.filter((id) => !finished.has(id))));
   let remaining = choices.length;
   choices.forEach((c, k) => {
+    const id = ids[k]!;
     const recorder = ctx.metrics.trackRequest(arrival);
-    const stream = ctx.engine.generate(c.prompt.tokenIds, c.params, ids[k]!, {
-      signal,
-      onOutput: (o) => {
-        recorder.onOutput(o, nowSeconds());
-        if (o.finished) finished.add(o.requestId);
+    const sink: OutputSink = {
+      push: (output) => {
+        recorder.onOutput(output, nowSeconds());
+        queue.push({ index: c.index, output });
+        if (output.finished) {
+          finished.add(id);
+          if (--remaining === 0) queue.end();
+        }
       },
-    });
-    void (async () => {
-      try {
-        for await (const output of stream) queue.push({ index: c.index, output });
-      } catch (e) {
+      fail: (e) => {
+        finished.add(id);
         queue.fail(e);
-      } finally {
-        if (--remaining === 0) queue.end();
-      }
-    })();
+      },
+    };
+    ctx.engine.submit(c.prompt.tokenIds, c.params, id, sink, signal);
   });
-  try {
-    yield* queue;
-  } finally {
-    ctx.engine.abort(ids.filter((id) => !finished.has(id)));
-  }
+  return queue;
 }
 
 /** Everything one choice produced, gathered for a non-streaming reply. */

@@ -142,6 +142,25 @@ describe('bench/ smoke runs', () => {
     ]);
   });
 
+  test('serve-overhead.js: offline and served at tiny size, with the CPU split by thread', async () => {
+    const r = await bench(
+      'serve-overhead.js',
+      [
+        ...['--num-prompts', '4', '--input-len', '16', '--output-len', '4', '--concurrency', '2'],
+        ...['--kv-cache-memory', '64MiB'],
+      ],
+      300_000,
+    );
+    assertTable(r, [
+      /^requests\/s\s+[\d.]+\s+[\d.]+$/m,
+      /^served \/ offline: [\d.]+$/m,
+      /^\s+engine thread\s+[\d.]+\s+[\d.]+$/m,
+      /^\s+HTTP main thread\s+-\s+[\d.]+$/m,
+      /^\s+bench client \(process\)\s+-\s+[\d.]+$/m,
+      /^CPU ms per request\s+[\d.]+\s+[\d.]+$/m,
+    ]);
+  });
+
   test('collectives.js at one small size', async () => {
     const r = await bench('collectives.js', ['--sizes', '4096', '--seconds', '0.05'], 180_000);
     assertTable(r, [

@@ -67,6 +67,17 @@ export interface GenerateOptions {
   readonly onOutput?: (output: EngineOutput) => void;
 }
 
+/**
+ * Where a submitted request's outputs go, as they arrive: an OutputStream (generate), or a consumer that
+ * handles them at once (the server merges a request's choices into one queue without a stream per choice).
+ */
+export interface OutputSink {
+  /** Each output in order; the last has `finished` true. */
+  push(output: EngineOutput): void;
+  /** The request failed (refused input, an engine fault, a dead engine); nothing follows. */
+  fail(error: Error): void;
+}
+
 /** Whether the engine can serve, and if not why. */
 export interface EngineHealth {
   readonly alive: boolean;
@@ -75,8 +86,7 @@ export interface EngineHealth {
 }
 
 interface LiveRequest {
-  readonly stream: OutputStream;
-  readonly onOutput: ((output: EngineOutput) => void) | undefined;
+  readonly sink: OutputSink;
   readonly detach: () => void;
 }
 
@@ -168,22 +178,49 @@ export class AsyncEngine {
     requestId: string,
     options: GenerateOptions = {},
   ): AsyncIterable<EngineOutput> {
-    if (this.requests.has(requestId)) throw new RangeError(`request id ${requestId} is already in flight`);
     const stream = new OutputStream(() => this.abort(requestId));
+    const onOutput = options.onOutput;
+    const sink: OutputSink = onOutput
+      ? {
+          push: (out) => {
+            try {
+              onOutput(out);
+            } finally {
+              stream.push(out);
+            }
+          },
+          fail: (e) => stream.fail(e),
+        }
+      : stream;
+    this.submit(promptTokenIds, params, requestId, sink, options.signal);
+    return stream;
+  }
+
+  /**
+   * Submits one request as generate() does, handing its outputs to `sink` as they arrive instead of
+   * queueing them in a stream (the sink's failure carries the errors generate's iterable throws). Aborting
+   * `signal` cancels the request; its last output then has finishReason 'abort'.
+   */
+  submit(
+    promptTokenIds: readonly number[],
+    params: SamplingParams,
+    requestId: string,
+    sink: OutputSink,
+    signal?: AbortSignal,
+  ): void {
+    if (this.requests.has(requestId)) throw new RangeError(`request id ${requestId} is already in flight`);
     if (this.deathReason !== null) {
-      stream.fail(new EngineDeadError(this.deathReason));
-      return stream;
+      sink.fail(new EngineDeadError(this.deathReason));
+      return;
     }
-    const signal = options.signal;
     const onAbort = () => this.abort(requestId);
     const detach = () => signal?.removeEventListener('abort', onAbort);
-    this.requests.set(requestId, { stream, onOutput: options.onOutput, detach });
+    this.requests.set(requestId, { sink, detach });
     this.post({ type: 'add', requestId, promptTokenIds: [...promptTokenIds], params });
     if (signal) {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    return stream;
   }
 
   /** Cancels requests; their KV blocks return at once. Unknown or finished ids are ignored. */
@@ -261,7 +298,7 @@ export class AsyncEngine {
         if (!live) return;
         this.requests.delete(m.requestId);
         live.detach();
-        live.stream.fail(
+        live.sink.fail(
           m.isInvalidInput ? new RequestRejectedError(m.message, m.param) : new EngineRequestError(m.message),
         );
         return;
@@ -293,11 +330,7 @@ export class AsyncEngine {
       this.requests.delete(out.requestId);
       live.detach();
     }
-    try {
-      live.onOutput?.(out);
-    } finally {
-      live.stream.push(out);
-    }
+    live.sink.push(out);
   }
 
   private markDead(reason: string): void {
@@ -307,7 +340,7 @@ export class AsyncEngine {
     const err = new EngineDeadError(reason);
     for (const live of this.requests.values()) {
       live.detach();
-      live.stream.fail(err);
+      live.sink.fail(err);
     }
     this.requests.clear();
     for (const q of this.statsQueries.values()) q.reject(err);

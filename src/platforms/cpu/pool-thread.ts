@@ -4,6 +4,7 @@
 // drains synchronously when a job names an arena it has not seen.
 
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { nameThisThread } from '../../util/thread-name.js';
 import { type GemmExports, gemmExports, instantiateKernels } from './kernel-module.js';
 import * as P from './pool-protocol.js';
 import { enableWasmFeatures } from './wasm-features.js';
@@ -91,4 +92,5 @@ function runWorker(data: P.PoolWorkerData): void {
 
 // Before anything compiles or instantiates in this thread.
 enableWasmFeatures();
+nameThisThread(`duet-kernels-${(workerData as P.PoolWorkerData).thread}`);
 runWorker(workerData as P.PoolWorkerData);

@@ -5,11 +5,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ModelSettings } from '../../config/engine-config.js';
 import { loadModelTokenizer } from '../../models/model-loader.js';
+import { nameThisThread } from '../../util/thread-name.js';
 import type { EncodeReply, EncodeRequest } from './protocol.js';
 
 if (parentPort === null)
   throw new Error('tokenizer-worker.js runs only as a worker thread (see PromptEncoder)');
 const port = parentPort;
+nameThisThread('duet-tokenizer');
 const tokenizer = loadModelTokenizer(workerData as ModelSettings);
 port.on('message', (m: EncodeRequest) => {
   let reply: EncodeReply;

@@ -1,0 +1,208 @@
+// Serving overhead: the same random dataset (vLLM's, as `duet bench serve` builds it) once through the
+// offline `LLM` API with maxNumSeqs = the concurrency, once through `duet serve` driven by
+// `duet bench serve` at that concurrency and rate inf, one after the other in one run, on the same model.
+// Prints both throughputs, their ratio, and where the CPU went during each run, thread by thread: the
+// engine, the kernel pool, the HTTP main thread, the tokenizer thread, the Node runtime (GC, JIT), and
+// the benchmark client, which runs as its own process on the same cores (bench/thread-cpu.ts; Linux).
+//
+//   npm run bench:serve-overhead -- [--num-prompts 600] [--input-len 128] [--output-len 32]
+//                                   [--concurrency 32] [--model DIR] [--kv-cache-memory BYTES] [--rounds 1]
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { embeddedModelDir } from '../src/models/model-loader.js';
+import { cpuSince, loadAverage1, type ThreadCpu, threadCpu } from './thread-cpu.js';
+
+const { values } = parseArgs({
+  options: {
+    'num-prompts': { type: 'string', default: '600' },
+    'input-len': { type: 'string', default: '128' },
+    'output-len': { type: 'string', default: '32' },
+    concurrency: { type: 'string', default: '32' },
+    model: { type: 'string' },
+    'kv-cache-memory': { type: 'string' },
+    rounds: { type: 'string', default: '1' },
+  },
+});
+const numPrompts = Number(values['num-prompts']);
+const inputLen = Number(values['input-len']);
+const outputLen = Number(values['output-len']);
+const concurrency = Number(values.concurrency);
+const rounds = Number(values.rounds);
+for (const [flag, v] of [
+  ['--num-prompts', numPrompts],
+  ['--input-len', inputLen],
+  ['--output-len', outputLen],
+  ['--concurrency', concurrency],
+  ['--rounds', rounds],
+] as const) {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${flag} must be an integer >= 1, got ${v}`);
+}
+const BIN = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
+const OFFLINE = fileURLToPath(new URL('./serve-overhead-offline.js', import.meta.url));
+/** Engine flags both runs get: the model, and the KV cache size when given (the engine's default else). */
+const modelArgs = [
+  ...(values.model ? ['--model', values.model] : []),
+  ...(values['kv-cache-memory'] ? ['--kv-cache-memory', values['kv-cache-memory']] : []),
+];
+
+/** One run's throughput and CPU split (seconds per role, 'client' for the benchmark client). */
+interface RunResult {
+  readonly wallS: number;
+  readonly numRequests: number;
+  readonly cpu: ThreadCpu;
+}
+
+/** Runs `node args` to the end; resolves with its stdout, rejects with its stderr on a failure. */
+function runNode(args: readonly string[]): Promise<string> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) =>
+      code === 0 ? resolve(stdout) : reject(new Error(`node ${args.join(' ')} exited ${code}:\n${stderr}`)),
+    );
+  });
+}
+
+async function runOffline(): Promise<RunResult> {
+  const out = await runNode([
+    OFFLINE,
+    ...['--num-prompts', `${numPrompts}`, '--input-len', `${inputLen}`, '--output-len', `${outputLen}`],
+    ...['--max-num-seqs', `${concurrency}`, ...modelArgs],
+  ]);
+  const r = JSON.parse(out.trim().split('\n').pop()!) as {
+    wallS: number;
+    numRequests: number;
+    cpu: Record<string, number>;
+  };
+  return { wallS: r.wallS, numRequests: r.numRequests, cpu: new Map(Object.entries(r.cpu)) };
+}
+
+/** Starts `duet serve` on a free port; resolves with its URL once the model is loaded. */
+async function startServe(): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--disable-log-stats', ...modelArgs], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      log += d;
+      const url = /serving model .* at (http:\/\/\S+)\n/.exec(log);
+      if (url) resolve({ child, url: url[1]! });
+    });
+    child.once('exit', (code) => reject(new Error(`duet serve exited (${code}) before serving:\n${log}`)));
+  });
+}
+
+/** CPU seconds of a whole live process (all its threads), 0 when it is gone. */
+function processCpu(pid: number): number {
+  let total = 0;
+  for (const s of threadCpu(pid).values()) total += s;
+  return total;
+}
+
+async function runServed(): Promise<RunResult> {
+  const { child: server, url } = await startServe();
+  try {
+    // Warm-up, as the offline run's one warm-up request.
+    const warm = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'warm up', max_tokens: outputLen, ignore_eos: true }),
+    });
+    if (!warm.ok) throw new Error(`the warm-up request failed: ${warm.status} ${await warm.text()}`);
+    const client = spawn(
+      process.execPath,
+      [
+        ...[BIN, 'bench', 'serve', '--base-url', url, '--tokenizer', values.model ?? embeddedModelDir()],
+        ...['--num-prompts', `${numPrompts}`, '--random-input-len', `${inputLen}`],
+        ...['--random-output-len', `${outputLen}`, '--max-concurrency', `${concurrency}`],
+        ...['--request-rate', 'inf', '--disable-tqdm'],
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    // The window is the client's own benchmark run: from its "Starting main benchmark run" line to its
+    // result table, so that its start-up and dataset building are left out, as the offline run's are.
+    let stdout = '';
+    let stderr = '';
+    let before: { server: ThreadCpu; client: number } | null = null;
+    let after: { server: ThreadCpu; client: number } | null = null;
+    const sample = () => ({ server: threadCpu(server.pid!), client: processCpu(client.pid!) });
+    client.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    client.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (before === null && stdout.includes('Starting main benchmark run')) before = sample();
+      if (after === null && stdout.includes('Serving Benchmark Result')) after = sample();
+    });
+    const code = await new Promise<number | null>((resolve) => client.once('exit', resolve));
+    const number = (label: string) => Number(new RegExp(`${label}\\s+([\\d.]+)`).exec(stdout)?.[1]);
+    const completed = number('Successful requests:');
+    const failed = number('Failed requests:');
+    if (code !== 0 || before === null || after === null || failed !== 0 || !(completed > 0)) {
+      throw new Error(`duet bench serve failed (exit ${code}, ${failed} failed):\n${stdout}\n${stderr}`);
+    }
+    const b = before as { server: ThreadCpu; client: number };
+    const a = after as { server: ThreadCpu; client: number };
+    const cpu = cpuSince(b.server, a.server);
+    cpu.set('client', a.client - b.client);
+    return { wallS: number('Benchmark duration \\(s\\):'), numRequests: completed, cpu };
+  } finally {
+    server.kill('SIGINT');
+    await new Promise((resolve) => server.once('exit', resolve));
+  }
+}
+
+/** The split's rows: label, then the role in the offline run and in the served run. */
+const ROWS: readonly (readonly [string, string | null, string | null])[] = [
+  ['engine thread', 'main', 'duet-engine'],
+  ['kernel pool threads', 'duet-kernels', 'duet-kernels'],
+  ['HTTP main thread', null, 'main'],
+  ['tokenizer thread', null, 'duet-tokenizer'],
+  ['Node runtime (GC, JIT)', 'runtime', 'runtime'],
+  ['bench client (process)', null, 'client'],
+];
+
+function sum(cpu: ThreadCpu): number {
+  let t = 0;
+  for (const s of cpu.values()) t += s;
+  return t;
+}
+
+function report(offline: RunResult, served: RunResult): void {
+  const cores = availableParallelism();
+  const num = (v: number, d = 2) => v.toFixed(d).padStart(10);
+  const cell = (r: RunResult, role: string | null) =>
+    role === null ? '-'.padStart(10) : num(r.cpu.get(role) ?? 0);
+  const offRate = offline.numRequests / offline.wallS;
+  const srvRate = served.numRequests / served.wallS;
+  console.log(`${''.padEnd(26)}${'offline'.padStart(10)}${'served'.padStart(10)}`);
+  console.log(`${'wall time (s)'.padEnd(26)}${num(offline.wallS)}${num(served.wallS)}`);
+  console.log(`${'requests/s'.padEnd(26)}${num(offRate)}${num(srvRate)}`);
+  console.log(`served / offline: ${(srvRate / offRate).toFixed(2)}`);
+  console.log(`CPU seconds during the run (${cores} cores: at most ${cores} CPU s per wall s)`);
+  for (const [label, off, srv] of ROWS)
+    console.log(`  ${label.padEnd(24)}${cell(offline, off)}${cell(served, srv)}`);
+  console.log(`  ${'total'.padEnd(24)}${num(sum(offline.cpu))}${num(sum(served.cpu))}`);
+  const perReq = (r: RunResult) => num((1000 * sum(r.cpu)) / r.numRequests, 1);
+  console.log(`${'CPU ms per request'.padEnd(26)}${perReq(offline)}${perReq(served)}`);
+  const clientShare = (served.cpu.get('client') ?? 0) / sum(served.cpu);
+  console.log(`bench client's share of the served run's CPU: ${(100 * clientShare).toFixed(0)}%`);
+}
+
+const modelName = values.model ?? 'the embedded model';
+console.log(
+  `serve-overhead: ${numPrompts} requests of ${inputLen} prompt + ${outputLen} output tokens, ` +
+    `concurrency ${concurrency} (offline: maxNumSeqs ${concurrency}), ${modelName}, ` +
+    `${availableParallelism()} cores, load average ${loadAverage1()} at start`,
+);
+for (let round = 1; round <= rounds; round++) {
+  const offline = await runOffline();
+  const served = await runServed();
+  console.log(`\nround ${round} (load average ${loadAverage1()} after it)`);
+  report(offline, served);
+}
