@@ -2,6 +2,7 @@
 // point (package.json `exports`; `duet/server` and `duet/bench` are the server and the serving benchmark).
 
 export type { EngineConfig } from './config/engine-config.js';
+export type { EngineOptions } from './config/engine-options.js';
 export type { DeepseekConfig } from './config/model-config.js';
 export { AsyncEngine, type AsyncEngineOptions } from './engine/async/async-engine.js';
 export { createEngine } from './engine/create-engine.js';
@@ -11,9 +12,9 @@ export {
   LLM,
   type LLMOptions,
   type PositionLogprobs,
-  type PromptInput,
   type RequestOutput,
 } from './engine/llm.js';
 export { LLMEngine, RequestRejectedError } from './engine/llm-engine.js';
+export type { PromptInput } from './engine/prompt.js';
 export type { SamplingParams, SamplingParamsInput } from './sampling/sampling-params.js';
 export type { ChatMessage } from './tokenizer/chat-template.js';

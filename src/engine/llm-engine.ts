@@ -10,7 +10,7 @@
 // the shared MoE layers' collectives still meet), then each replica's requests are sampled and advanced.
 
 import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError } from '../core/errors.js';
-import type { FinishReason } from '../core/request.js';
+import type { EngineRequest, FinishReason } from '../core/request.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type {
   ExecutorOutput,
@@ -42,14 +42,6 @@ export class RequestRejectedError extends Error {
   ) {
     super(message);
     this.name = 'RequestRejectedError';
-  }
-}
-
-/** The engine cannot serve: a rank died. Maps to HTTP 503. */
-export class EngineDeadError extends Error {
-  constructor(reason: string) {
-    super(`the engine is dead: ${reason}`);
-    this.name = 'EngineDeadError';
   }
 }
 
@@ -156,16 +148,18 @@ export class LLMEngine {
     }
     // All or nothing: every piece of the request's state is built before the scheduler hears of it, so
     // a request that cannot be built is refused alone and leaves no trace.
-    const state = this.buildRequestState(id, promptTokenIds, params);
+    const parts = this.buildRequestParts(promptTokenIds, params);
     // The least-loaded replica (the first of equals) takes it.
     let replica = this.replicas[0]!;
     for (const r of this.replicas) if (this.loads.get(r)! < this.loads.get(replica)!) replica = r;
+    const arrivalTime = this.now();
+    let request: EngineRequest;
     try {
-      replica.scheduler.addRequest({
+      request = replica.scheduler.addRequest({
         requestId: id,
         promptTokenIds,
         maxTokens,
-        arrivalTime: this.now(),
+        arrivalTime,
         skipPrefixCacheHits: params.promptLogprobs !== null,
       });
     } catch (e) {
@@ -181,7 +175,7 @@ export class LLMEngine {
       }
       throw e;
     }
-    this.states.set(id, state);
+    this.states.set(id, new EngineRequestState(request, params, parts.sampling, parts.stop, arrivalTime));
     this.replicaOf.set(id, replica);
     this.loads.set(replica, this.loads.get(replica)! + 1);
     replica.batches.addRequest(id, {
@@ -193,15 +187,14 @@ export class LLMEngine {
   }
 
   /**
-   * The engine's per-request state: sampling state and generator, detokenizer, stop checker (its
-   * automaton). Touches nothing shared but the engine's generator. A stop list the automaton cannot take
-   * is a RequestRejectedError.
+   * The engine's own parts of a request's state: sampling state and generator, detokenizer, stop checker
+   * (its automaton). Touches nothing shared but the engine's generator. A stop list the automaton cannot
+   * take is a RequestRejectedError.
    */
-  private buildRequestState(
-    id: string,
+  private buildRequestParts(
     promptTokenIds: readonly number[],
     params: SamplingParams,
-  ): EngineRequestState {
+  ): { sampling: RequestSamplingState; stop: StopChecker } {
     const detok = new IncrementalDetokenizer(this.tokenizer, {
       skipSpecialTokens: params.skipSpecialTokens,
       promptTokenIds,
@@ -219,7 +212,7 @@ export class LLMEngine {
     }
     const rng = createRequestRng(params.seed, this.engineRng);
     const sampling = new RequestSamplingState(params, rng, { promptTokenIds, eosTokenIds: this.eosTokenIds });
-    return new EngineRequestState(id, promptTokenIds, params, sampling, stop, this.now());
+    return { sampling, stop };
   }
 
   /** Cancels a request wherever it is; its KV blocks return at once. Returns its final update, if live. */
@@ -399,7 +392,7 @@ export class LLMEngine {
           if (finish) {
             state.finishReason = finish.finishReason;
             state.stopReason = finish.stopReason;
-            out.finished.set(r.requestId, finish.finishReason === 'stop' ? 'stopped' : 'length');
+            out.finished.set(r.requestId, finish.finishReason);
           }
         } catch (e) {
           out.sampledTokenIds.delete(r.requestId);
@@ -422,13 +415,10 @@ export class LLMEngine {
     for (const out of stepOutputs) {
       const state = this.states.get(out.requestId);
       if (!state) continue;
-      state.outputTokenIds.push(...out.newTokenIds);
       this.counters.generationTokens += out.newTokenIds.length;
       const lp = newLogprobs.get(out.requestId);
       if (out.finishReason !== null) {
-        if (state.finishReason === null)
-          state.finishReason =
-            out.finishReason === 'stopped' ? 'stop' : out.finishReason === 'length' ? 'length' : 'error';
+        state.finishReason ??= out.finishReason;
         updates.push(this.finalise(state, out.newTokenIds, lp ? [lp] : null));
       } else {
         updates.push({

@@ -60,7 +60,8 @@ export interface AsyncEngineOptions {
   readonly workerUrl?: URL;
 }
 
-export interface GenerateOptions {
+/** Options of one request streamed by `AsyncEngine.generate`. */
+export interface RequestStreamOptions {
   /** Aborting it cancels the request; the stream then ends with a finishReason 'abort' output. */
   readonly signal?: AbortSignal;
   /** Called for every output as it arrives (also after the consumer has stopped reading). */
@@ -166,7 +167,7 @@ export class AsyncEngine {
     promptTokenIds: readonly number[],
     params: SamplingParams,
     requestId: string,
-    options: GenerateOptions = {},
+    options: RequestStreamOptions = {},
   ): AsyncIterable<EngineOutput> {
     if (this.requests.has(requestId)) throw new RangeError(`request id ${requestId} is already in flight`);
     const stream = new OutputStream(() => this.abort(requestId));
