@@ -91,6 +91,8 @@ export class LLMEngine {
   /** Why the engine can no longer run steps (a rank died), or null while healthy. */
   private deadReason: string | null = null;
   private readonly deathListeners: ((reason: string) => void)[] = [];
+  /** See firstScheduledInLastStep. */
+  private lastFirstScheduled: readonly string[] = [];
   /** The follower ranks, with tensor parallelism (tests use it to simulate a crash). */
   rankWorkers: { kill(rank: number): Promise<void> } | null = null;
 
@@ -292,20 +294,55 @@ export class LLMEngine {
    * failure that concerns one request (its sampling, detokenizing, stop checking) fails that request alone.
    */
   async step(): Promise<RequestUpdate[]> {
+    this.lastFirstScheduled = [];
     if (this.deadReason !== null) return this.failAll(`the engine is dead: ${this.deadReason}`);
-    const plans = this.replicas.map((r) => r.scheduler.schedule());
-    if (plans.every((p) => p.totalNumScheduledTokens === 0)) {
-      for (const r of this.replicas) r.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
-      return [];
-    }
+    const plans = this.schedule();
+    if (plans === null) return [];
     let results: BatchLogits[];
     try {
-      const prepared = plans.map((p, i) => this.replicas[i]!.batches.prepare(p));
-      const logits = await this.executor.execute(prepared.map((s) => s.batch));
-      results = prepared.map((s, i) => this.replicas[i]!.batches.collect(s, logits[i]!));
+      results = await this.execute(plans);
     } catch (e) {
       return this.failStep(plans, e as Error);
     }
+    return this.processOutputs(plans, results);
+  }
+
+  /** The requests the last step scheduled for the first time (their queueing ended with that step). */
+  get firstScheduledInLastStep(): readonly string[] {
+    return this.lastFirstScheduled;
+  }
+
+  /**
+   * Each replica's scheduler plans its part of the step; null (and the schedulers told so) when no
+   * replica has anything to run.
+   */
+  private schedule(): SchedulerOutput[] | null {
+    const plans = this.replicas.map((r) => r.scheduler.schedule());
+    this.lastFirstScheduled = plans.flatMap((p) =>
+      p.scheduledRequests.filter((r) => r.kind === 'new').map((r) => r.requestId),
+    );
+    if (plans.every((p) => p.totalNumScheduledTokens === 0)) {
+      for (const r of this.replicas) r.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
+      return null;
+    }
+    return plans;
+  }
+
+  /**
+   * The data-parallel fan-out: each replica's plan becomes a batch, the executor runs all of them in one
+   * forward over the ranks, and each replica gets back its logits.
+   */
+  private async execute(plans: readonly SchedulerOutput[]): Promise<BatchLogits[]> {
+    const prepared = plans.map((p, i) => this.replicas[i]!.batches.prepare(p));
+    const logits = await this.executor.execute(prepared.map((s) => s.batch));
+    return prepared.map((s, i) => this.replicas[i]!.batches.collect(s, logits[i]!));
+  }
+
+  /** Prompt log-probs, sampling and stop checks, then each scheduler's update; the step's updates. */
+  private processOutputs(
+    plans: readonly SchedulerOutput[],
+    results: readonly BatchLogits[],
+  ): RequestUpdate[] {
     this.counters.numSteps++;
     this.recordPromptLogprobs(results);
     const { outputs, newLogprobs } = this.sampleAndCheckStops(plans, results);
