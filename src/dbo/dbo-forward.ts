@@ -57,7 +57,7 @@ export async function forwardWithDbo(
   try {
     // The vote goes over the widest group (every replica's ranks with data parallelism): the MoE layers'
     // collectives join them all, so all must run the same number of micro-batches.
-    const comm = groups.moe;
+    const comm = groups.world;
     if (opts.enabled && comm.worldSize > 1) {
       const d = decideSplit(batch, opts.thresholds);
       const autoSwitch = d.split ? (opts.auto ?? null) : null;

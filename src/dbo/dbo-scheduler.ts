@@ -122,8 +122,9 @@ export async function runTwoMicroBatches<T>(
     tracer?.beginCompute(mb);
     try {
       const tp = new MicroBatchCommunicator(groups.tp, baton, mb, tracer);
-      const moe = groups.moe === groups.tp ? tp : new MicroBatchCommunicator(groups.moe, baton, mb, tracer);
-      return await run({ tp, moe });
+      const world =
+        groups.world === groups.tp ? tp : new MicroBatchCommunicator(groups.world, baton, mb, tracer);
+      return await run({ tp, world });
     } finally {
       tracer?.endCompute(mb);
       baton.finish(mb);

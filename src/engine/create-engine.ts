@@ -81,7 +81,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
         onStage: (s) => log.info(s),
         onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
       },
-      { plan: planForRank(config, 0), communicator: groups.tp, moeCommunicator: groups.moe },
+      { plan: planForRank(config, 0), communicator: groups.tp, moeCommunicator: groups.world },
     );
     if (ranks) {
       await ranks.waitReady();
@@ -141,9 +141,9 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       executor,
       maxModelLen,
       seed: config.model.seed,
+      rankWorkers: ranks,
     });
     ranks?.onFailure((e) => engine.markDead(e.message));
-    engine.rankWorkers = ranks;
     return engine;
   } catch (e) {
     if (ranks) {

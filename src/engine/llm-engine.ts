@@ -61,6 +61,13 @@ export interface EngineParts {
   readonly seed: number;
   /** Clock for arrival times and metrics (injectable for tests). */
   readonly now?: () => number;
+  /** The follower ranks, when the engine has more than one. */
+  readonly rankWorkers?: RankKiller | null;
+}
+
+/** What the engine holds of its follower ranks: a way to end one (fault injection). */
+export interface RankKiller {
+  kill(rank: number): Promise<void>;
 }
 
 /** Counters the metrics endpoint reads. */
@@ -93,14 +100,18 @@ export class LLMEngine {
   private readonly deathListeners: ((reason: string) => void)[] = [];
   /** See firstScheduledInLastStep. */
   private lastFirstScheduled: readonly string[] = [];
-  /** The follower ranks, with tensor parallelism (tests use it to simulate a crash). */
-  rankWorkers: { kill(rank: number): Promise<void> } | null = null;
+  /**
+   * The follower ranks' handle, with more than one rank (else null). Fault injection: `kill(rank)` ends a
+   * rank as a crash would (the engine then dies, see markDead).
+   */
+  readonly rankWorkers: RankKiller | null;
 
   constructor(parts: EngineParts) {
     this.loaded = parts.loaded;
     this.tokenizer = parts.loaded.tokenizer;
     this.kernels = parts.kernels;
     this.replicas = parts.replicas;
+    this.rankWorkers = parts.rankWorkers ?? null;
     if (this.replicas.length !== parts.executor.numReplicas || this.replicas.length < 1) {
       throw new RangeError(
         `${this.replicas.length} engine replica(s) for an executor of ${parts.executor.numReplicas}`,

@@ -45,7 +45,7 @@ async function main(data: RankWorkerData): Promise<void> {
       resolved,
       kernels,
       {},
-      { plan: planForRank(config, rank), communicator: groups.tp, moeCommunicator: groups.moe },
+      { plan: planForRank(config, rank), communicator: groups.tp, moeCommunicator: groups.world },
     );
     parentPort!.postMessage({ type: 'ready' } satisfies RankWorkerMessage);
     const stats = await runFollower({

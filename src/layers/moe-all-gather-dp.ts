@@ -42,7 +42,7 @@ export async function moeAllGatherDataParallel(
   const share = unevenShare(T, plan.rank, tp);
   const all = new Float32Array(G * d);
   // Communication point: all-gather of every replica's tokens over the MoE group.
-  await groups.moe
+  await groups.world
     .allGather(all, x.subarray(share.start * d, (share.start + share.count) * d), counts)
     .wait();
 
@@ -53,7 +53,7 @@ export async function moeAllGatherDataParallel(
   moe.runShared(kernels, partial.subarray(first * d, (first + T) * d), x, T);
   const mine = new Float32Array(share.count * d);
   // Communication point: reduce-scatter of the partial sums onto the contributing shares.
-  await groups.moe.reduceScatter(mine, partial, counts).wait();
+  await groups.world.reduceScatter(mine, partial, counts).wait();
   if (tp === 1) return mine;
   const out = new Float32Array(T * d);
   // Communication point: all-gather of the replica's token shares into its full output.

@@ -99,7 +99,7 @@ export async function moeAllToAll(
   } else {
     // Communication point: all-to-all of the row counts (one per pair of ranks).
     const ones = new Array<number>(P).fill(1);
-    await groups.moe.allToAll(recvRowCounts, ones, sendRowCounts, ones).wait();
+    await groups.world.allToAll(recvRowCounts, ones, sendRowCounts, ones).wait();
   }
   const sendCounts = Array.from(sendRowCounts, (n) => n * row);
   const recvCounts = Array.from(recvRowCounts, (n) => n * row);
@@ -114,7 +114,7 @@ export async function moeAllToAll(
   }
   const recvRows = new Float32Array(recvCounts.reduce((a, b) => a + b, 0));
   // Communication point: all-to-all dispatch of token rows to the ranks holding their experts.
-  await groups.moe.allToAll(recvRows, recvCounts, sendRows, sendCounts).wait();
+  await groups.world.allToAll(recvRows, recvCounts, sendRows, sendCounts).wait();
 
   // Expert compute on the received rows, grouped by expert; results in arrival order.
   const numRecv = recvRows.length / row;
@@ -141,7 +141,7 @@ export async function moeAllToAll(
   // Combine: results travel back along the reverse plan.
   const combined = new Float32Array((sendRows.length / row) * d);
   // Communication point: all-to-all combine of expert outputs back to the tokens' ranks.
-  await groups.moe
+  await groups.world
     .allToAll(
       combined,
       Array.from(sendRowCounts, (n) => n * d),

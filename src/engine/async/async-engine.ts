@@ -239,8 +239,11 @@ export class AsyncEngine {
     return this.exited;
   }
 
-  /** Test hook: kills the worker abruptly, as a crash would. */
-  async killWorkerForTesting(): Promise<void> {
+  /**
+   * Fault injection: ends the engine thread at once, as a crash would (requests in flight fail with
+   * EngineDeadError). `shutdown` is the graceful stop; this is for drills and the engine-death tests.
+   */
+  async crash(): Promise<void> {
     await this.worker.terminate();
     await this.exited;
   }
