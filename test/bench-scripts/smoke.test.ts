@@ -86,7 +86,7 @@ describe('bench/ smoke runs', () => {
     assertTable(r, [
       /prefill 16 tokens: [\d.]+ tok\/s/,
       /Decode step breakdown \(batch 2\)/,
-      /model runner \(batch build\)\s+[\d.]+ ms/,
+      /batch build\s+[\d.]+ ms/,
       /total\s+[\d.]+ ms/,
     ]);
   });
