@@ -4,6 +4,7 @@
 // communicator and model contracts, the CPU platform to extend or delegate to, and the reference kernels.
 
 export type { EngineConfig } from './config/engine-config.js';
+export type { EngineOptions } from './config/engine-options.js';
 export type { DeepseekConfig } from './config/model-config.js';
 // The plugin contracts (docs/platforms.md).
 export type {
@@ -19,10 +20,10 @@ export {
   LLM,
   type LLMOptions,
   type PositionLogprobs,
-  type PromptInput,
   type RequestOutput,
 } from './engine/llm.js';
 export { LLMEngine, RequestRejectedError } from './engine/llm-engine.js';
+export type { PromptInput } from './engine/prompt.js';
 export type {
   HeadLinearWeight,
   Int8LinearData,

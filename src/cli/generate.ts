@@ -3,7 +3,8 @@
 
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { LLM, type PromptInput, PromptRejectedError, type RequestOutput } from '../engine/llm.js';
+import { LLM, PromptRejectedError, type RequestOutput } from '../engine/llm.js';
+import type { PromptInput } from '../engine/prompt.js';
 import type { SamplingParamsInput } from '../sampling/sampling-params.js';
 import { createLogger } from '../util/logger.js';
 import { addEngineOptions, engineConfigFromOptions } from './engine-args.js';

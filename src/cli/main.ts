@@ -2,7 +2,7 @@
 // are accepted too). Errors are printed as one clear line and exit with status 1.
 
 import { Command, CommanderError } from 'commander';
-import { duetVersion } from '../server/server.js';
+import { duetVersion } from '../util/version.js';
 import { benchCommand } from './bench.js';
 import { normaliseFlagSpelling } from './engine-args.js';
 import { envCommand } from './env.js';

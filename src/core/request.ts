@@ -15,20 +15,21 @@ export type RequestStatus =
   | 'finished_error';
 
 /**
- * Why a request finished. `stopped`: EOS, a stop token or a stop string (decided by the engine);
- * `length`: max_tokens reached or the model's context is full (decided by the scheduler);
- * `aborted`: the client went away; `error`: the engine gave up on it.
+ * Why a request finished, in the words of the OpenAI API and vLLM (`finish_reason`), used from the
+ * scheduler to the HTTP response. `stop`: EOS, a stop token or a stop string (decided by the engine);
+ * `length`: max_tokens reached or the model's context is full; `abort`: the client went away;
+ * `error`: the engine gave up on it.
  */
-export type FinishReason = 'stopped' | 'length' | 'aborted' | 'error';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
 
 /** The finished status that goes with each finish reason. */
 export function finishedStatus(reason: FinishReason): RequestStatus {
   switch (reason) {
-    case 'stopped':
+    case 'stop':
       return 'finished_stopped';
     case 'length':
       return 'finished_length';
-    case 'aborted':
+    case 'abort':
       return 'finished_aborted';
     case 'error':
       return 'finished_error';

@@ -71,7 +71,7 @@ export interface ExecutorOutput {
    */
   readonly sampledTokenIds: ReadonlyMap<string, readonly number[]>;
   /**
-   * Requests the engine finishes with this step (EOS, stop token or string: 'stopped'; failures:
+   * Requests the engine finishes with this step (EOS, stop token or string: 'stop'; failures:
    * 'error'). The given reason wins over the scheduler's own length check. Optional: the engine may
    * instead call Scheduler.finish(id, reason) after updateFromOutput.
    */

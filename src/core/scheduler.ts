@@ -105,7 +105,7 @@ export class Scheduler {
 
   /** Aborts a live request wherever it is; its blocks are freed at once. False if it is not live. */
   abort(requestId: string): boolean {
-    return this.finish(requestId, 'aborted');
+    return this.finish(requestId, 'abort');
   }
 
   /** Finishes a live request with the given reason and frees its blocks. False if it is not live. */

@@ -215,8 +215,8 @@ export async function runMicroBatches<T>(
     let ok = false;
     try {
       const tp = new MicroBatchCommunicator(groups.tp, points);
-      const moe = groups.moe === groups.tp ? tp : new MicroBatchCommunicator(groups.moe, points);
-      const result = await run({ tp, moe, points });
+      const world = groups.world === groups.tp ? tp : new MicroBatchCommunicator(groups.world, points);
+      const result = await run({ tp, world, points });
       ok = true;
       return result;
     } finally {

@@ -96,7 +96,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       {
         plan: planForRank(config, 0),
         communicator: groups.tp,
-        moeCommunicator: groups.moe,
+        moeCommunicator: groups.world,
         replicateEmbedding: config.dbo.enabled,
       },
     );
@@ -165,9 +165,9 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       executor,
       maxModelLen,
       seed: config.model.seed,
+      rankWorkers: ranks,
     });
     ranks?.onFailure((e) => engine.markDead(e.message));
-    engine.rankWorkers = ranks;
     return engine;
   } catch (e) {
     if (ranks) {

@@ -10,7 +10,7 @@
 // the shared MoE layers' collectives still meet), then each replica's requests are sampled and advanced.
 
 import { ContextLengthExceededError, InvalidRequestError, KVCacheCapacityError } from '../core/errors.js';
-import type { FinishReason } from '../core/request.js';
+import type { EngineRequest, FinishReason } from '../core/request.js';
 import type { Scheduler } from '../core/scheduler.js';
 import type {
   ExecutorOutput,
@@ -45,14 +45,6 @@ export class RequestRejectedError extends Error {
   }
 }
 
-/** The engine cannot serve: a rank died. Maps to HTTP 503. */
-export class EngineDeadError extends Error {
-  constructor(reason: string) {
-    super(`the engine is dead: ${reason}`);
-    this.name = 'EngineDeadError';
-  }
-}
-
 /** One data-parallel engine replica: its scheduler and the builder of its batches. */
 export interface EngineReplica {
   readonly scheduler: Scheduler;
@@ -69,6 +61,13 @@ export interface EngineParts {
   readonly seed: number;
   /** Clock for arrival times and metrics (injectable for tests). */
   readonly now?: () => number;
+  /** The follower ranks, when the engine has more than one. */
+  readonly rankWorkers?: RankKiller | null;
+}
+
+/** What the engine holds of its follower ranks: a way to end one (fault injection). */
+export interface RankKiller {
+  kill(rank: number): Promise<void>;
 }
 
 /** Counters the metrics endpoint reads. */
@@ -99,14 +98,20 @@ export class LLMEngine {
   /** Why the engine can no longer run steps (a rank died), or null while healthy. */
   private deadReason: string | null = null;
   private readonly deathListeners: ((reason: string) => void)[] = [];
-  /** The follower ranks, with tensor parallelism (tests use it to simulate a crash). */
-  rankWorkers: { kill(rank: number): Promise<void> } | null = null;
+  /** See firstScheduledInLastStep. */
+  private lastFirstScheduled: readonly string[] = [];
+  /**
+   * The follower ranks' handle, with more than one rank (else null). Fault injection: `kill(rank)` ends a
+   * rank as a crash would (the engine then dies, see markDead).
+   */
+  readonly rankWorkers: RankKiller | null;
 
   constructor(parts: EngineParts) {
     this.loaded = parts.loaded;
     this.tokenizer = parts.loaded.tokenizer;
     this.kernels = parts.kernels;
     this.replicas = parts.replicas;
+    this.rankWorkers = parts.rankWorkers ?? null;
     if (this.replicas.length !== parts.executor.numReplicas || this.replicas.length < 1) {
       throw new RangeError(
         `${this.replicas.length} engine replica(s) for an executor of ${parts.executor.numReplicas}`,
@@ -156,16 +161,18 @@ export class LLMEngine {
     }
     // All or nothing: every piece of the request's state is built before the scheduler hears of it, so
     // a request that cannot be built is refused alone and leaves no trace.
-    const state = this.buildRequestState(id, promptTokenIds, params);
+    const parts = this.buildRequestParts(promptTokenIds, params);
     // The least-loaded replica (the first of equals) takes it.
     let replica = this.replicas[0]!;
     for (const r of this.replicas) if (this.loads.get(r)! < this.loads.get(replica)!) replica = r;
+    const arrivalTime = this.now();
+    let request: EngineRequest;
     try {
-      replica.scheduler.addRequest({
+      request = replica.scheduler.addRequest({
         requestId: id,
         promptTokenIds,
         maxTokens,
-        arrivalTime: this.now(),
+        arrivalTime,
         skipPrefixCacheHits: params.promptLogprobs !== null,
       });
     } catch (e) {
@@ -181,7 +188,7 @@ export class LLMEngine {
       }
       throw e;
     }
-    this.states.set(id, state);
+    this.states.set(id, new EngineRequestState(request, params, parts.sampling, parts.stop, arrivalTime));
     this.replicaOf.set(id, replica);
     this.loads.set(replica, this.loads.get(replica)! + 1);
     replica.batches.addRequest(id, {
@@ -193,15 +200,14 @@ export class LLMEngine {
   }
 
   /**
-   * The engine's per-request state: sampling state and generator, detokenizer, stop checker (its
-   * automaton). Touches nothing shared but the engine's generator. A stop list the automaton cannot take
-   * is a RequestRejectedError.
+   * The engine's own parts of a request's state: sampling state and generator, detokenizer, stop checker
+   * (its automaton). Touches nothing shared but the engine's generator. A stop list the automaton cannot
+   * take is a RequestRejectedError.
    */
-  private buildRequestState(
-    id: string,
+  private buildRequestParts(
     promptTokenIds: readonly number[],
     params: SamplingParams,
-  ): EngineRequestState {
+  ): { sampling: RequestSamplingState; stop: StopChecker } {
     const detok = new IncrementalDetokenizer(this.tokenizer, {
       skipSpecialTokens: params.skipSpecialTokens,
       promptTokenIds,
@@ -219,7 +225,7 @@ export class LLMEngine {
     }
     const rng = createRequestRng(params.seed, this.engineRng);
     const sampling = new RequestSamplingState(params, rng, { promptTokenIds, eosTokenIds: this.eosTokenIds });
-    return new EngineRequestState(id, promptTokenIds, params, sampling, stop, this.now());
+    return { sampling, stop };
   }
 
   /** Cancels a request wherever it is; its KV blocks return at once. Returns its final update, if live. */
@@ -302,20 +308,55 @@ export class LLMEngine {
    * failure that concerns one request (its sampling, detokenizing, stop checking) fails that request alone.
    */
   async step(): Promise<RequestUpdate[]> {
+    this.lastFirstScheduled = [];
     if (this.deadReason !== null) return this.failAll(`the engine is dead: ${this.deadReason}`);
-    const plans = this.replicas.map((r) => r.scheduler.schedule());
-    if (plans.every((p) => p.totalNumScheduledTokens === 0)) {
-      for (const r of this.replicas) r.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
-      return [];
-    }
+    const plans = this.schedule();
+    if (plans === null) return [];
     let results: BatchLogits[];
     try {
-      const prepared = plans.map((p, i) => this.replicas[i]!.batches.prepare(p));
-      const logits = await this.executor.execute(prepared.map((s) => s.batch));
-      results = prepared.map((s, i) => this.replicas[i]!.batches.collect(s, logits[i]!));
+      results = await this.execute(plans);
     } catch (e) {
       return this.failStep(plans, e as Error);
     }
+    return this.processOutputs(plans, results);
+  }
+
+  /** The requests the last step scheduled for the first time (their queueing ended with that step). */
+  get firstScheduledInLastStep(): readonly string[] {
+    return this.lastFirstScheduled;
+  }
+
+  /**
+   * Each replica's scheduler plans its part of the step; null (and the schedulers told so) when no
+   * replica has anything to run.
+   */
+  private schedule(): SchedulerOutput[] | null {
+    const plans = this.replicas.map((r) => r.scheduler.schedule());
+    this.lastFirstScheduled = plans.flatMap((p) =>
+      p.scheduledRequests.filter((r) => r.kind === 'new').map((r) => r.requestId),
+    );
+    if (plans.every((p) => p.totalNumScheduledTokens === 0)) {
+      for (const r of this.replicas) r.scheduler.updateFromOutput({ sampledTokenIds: new Map() });
+      return null;
+    }
+    return plans;
+  }
+
+  /**
+   * The data-parallel fan-out: each replica's plan becomes a batch, the executor runs all of them in one
+   * forward over the ranks, and each replica gets back its logits.
+   */
+  private async execute(plans: readonly SchedulerOutput[]): Promise<BatchLogits[]> {
+    const prepared = plans.map((p, i) => this.replicas[i]!.batches.prepare(p));
+    const logits = await this.executor.execute(prepared.map((s) => s.batch));
+    return prepared.map((s, i) => this.replicas[i]!.batches.collect(s, logits[i]!));
+  }
+
+  /** Prompt log-probs, sampling and stop checks, then each scheduler's update; the step's updates. */
+  private processOutputs(
+    plans: readonly SchedulerOutput[],
+    results: readonly BatchLogits[],
+  ): RequestUpdate[] {
     this.counters.numSteps++;
     this.recordPromptLogprobs(results);
     const { outputs, newLogprobs } = this.sampleAndCheckStops(plans, results);
@@ -402,7 +443,7 @@ export class LLMEngine {
           if (finish) {
             state.finishReason = finish.finishReason;
             state.stopReason = finish.stopReason;
-            out.finished.set(r.requestId, finish.finishReason === 'stop' ? 'stopped' : 'length');
+            out.finished.set(r.requestId, finish.finishReason);
           }
         } catch (e) {
           out.sampledTokenIds.delete(r.requestId);
@@ -425,13 +466,10 @@ export class LLMEngine {
     for (const out of stepOutputs) {
       const state = this.states.get(out.requestId);
       if (!state) continue;
-      state.outputTokenIds.push(...out.newTokenIds);
       this.counters.generationTokens += out.newTokenIds.length;
       const lp = newLogprobs.get(out.requestId);
       if (out.finishReason !== null) {
-        if (state.finishReason === null)
-          state.finishReason =
-            out.finishReason === 'stopped' ? 'stop' : out.finishReason === 'length' ? 'length' : 'error';
+        state.finishReason ??= out.finishReason;
         updates.push(this.finalise(state, out.newTokenIds, lp ? [lp] : null));
       } else {
         updates.push({

@@ -9,11 +9,11 @@
 import { SingleBar } from 'cli-progress';
 import type { EngineConfig } from '../config/engine-config.js';
 import { buildEngineConfig, type EngineOptions } from '../config/engine-options.js';
+import type { FinishReason } from '../core/request.js';
 import type { TokenLogprobs } from '../sampling/logprobs.js';
 import {
   forkSamplingParams,
   resolveSamplingParams,
-  type GenerationDefaults as SamplingDefaults,
   SamplingParamsError,
   type SamplingParamsInput,
 } from '../sampling/sampling-params.js';
@@ -21,13 +21,9 @@ import type { ChatMessage, ChatTemplateOptions } from '../tokenizer/chat-templat
 import type { Logger } from '../util/logger.js';
 import { createEngine } from './create-engine.js';
 import type { LLMEngine } from './llm-engine.js';
-import type { EngineRequestState, OutputFinishReason } from './request-state.js';
-
-/** A prompt: text (tokenized with the model's special tokens) or token ids. */
-export type PromptInput =
-  | string
-  | { readonly prompt: string }
-  | { readonly prompt_token_ids: readonly number[] };
+import type { EncodedPrompt, PromptInput } from './prompt.js';
+import type { EngineRequestState } from './request-state.js';
+import { samplingDefaultsFrom } from './sampling-defaults.js';
 
 /** One candidate token's log-probability. */
 export interface TopLogprob {
@@ -52,7 +48,7 @@ export interface CompletionOutput {
   /** Sum of the sampled tokens' log-probs; null unless logprobs were asked. */
   readonly cumulative_logprob: number | null;
   readonly logprobs: readonly PositionLogprobs[] | null;
-  readonly finish_reason: OutputFinishReason | null;
+  readonly finish_reason: FinishReason | null;
   /** The stop string or stop token id that ended the output; null for EOS or length. */
   readonly stop_reason: string | number | null;
 }
@@ -143,9 +139,9 @@ export class LLM {
     return this.serialise(async () => {
       const engine = await this.ready;
       const encoded = list.map((p) => {
-        if (typeof p === 'string') return { prompt: p, ids: engine.tokenizer.encode(p) };
-        if ('prompt_token_ids' in p) return { prompt: null, ids: [...p.prompt_token_ids] };
-        return { prompt: p.prompt, ids: engine.tokenizer.encode(p.prompt) };
+        if (typeof p === 'string') return { text: p, tokenIds: engine.tokenizer.encode(p) };
+        if ('prompt_token_ids' in p) return { text: null, tokenIds: [...p.prompt_token_ids] };
+        return { text: p.prompt, tokenIds: engine.tokenizer.encode(p.prompt) };
       });
       return this.run(engine, encoded, samplingParams, options);
     });
@@ -164,7 +160,7 @@ export class LLM {
       const engine = await this.ready;
       const encoded = conversations.map((conv) => {
         const prompt = engine.tokenizer.applyChatTemplate(conv, { addGenerationPrompt: true, ...options });
-        return { prompt, ids: engine.tokenizer.encode(prompt, { addSpecialTokens: false }) };
+        return { text: prompt, tokenIds: engine.tokenizer.encode(prompt, { addSpecialTokens: false }) };
       });
       return this.run(engine, encoded, samplingParams, options);
     });
@@ -185,11 +181,11 @@ export class LLM {
 
   private async run(
     engine: LLMEngine,
-    prompts: readonly { prompt: string | null; ids: number[] }[],
+    prompts: readonly EncodedPrompt[],
     samplingParams: SamplingParamsInput | readonly SamplingParamsInput[],
     options: GenerateOptions,
   ): Promise<RequestOutput[]> {
-    const defaults = samplingDefaultsOf(engine);
+    const defaults = samplingDefaultsFrom(engine.loaded.generationDefaults);
     const perPrompt = Array.isArray(samplingParams)
       ? (samplingParams as readonly SamplingParamsInput[])
       : prompts.map(() => samplingParams as SamplingParamsInput);
@@ -199,12 +195,12 @@ export class LLM {
     // Validate everything before submitting anything; an error names the prompt at fault.
     const resolved = prompts.map((p, i) => {
       const limit = engine.maxModelLen;
-      if (p.ids.length >= limit) {
+      if (p.tokenIds.length >= limit) {
         throw new PromptRejectedError(
           i,
-          `the prompt has ${p.ids.length} tokens, but this model's maximum context length is ${limit} ` +
+          `the prompt has ${p.tokenIds.length} tokens, but this model's maximum context length is ${limit} ` +
             `tokens (prompt and output together, --max-model-len), so a prompt may have at most ` +
-            `${limit - 1}: it is ${p.ids.length - limit + 1} token(s) too long`,
+            `${limit - 1}: it is ${p.tokenIds.length - limit + 1} token(s) too long`,
           'prompt',
         );
       }
@@ -212,7 +208,7 @@ export class LLM {
         return resolveSamplingParams(perPrompt[i]!, defaults, {
           vocabSize: engine.loaded.config.vocabSize,
           maxModelLen: limit,
-          numPromptTokens: p.ids.length,
+          numPromptTokens: p.tokenIds.length,
         });
       } catch (e) {
         if (e instanceof SamplingParamsError) throw new PromptRejectedError(i, e.message, e.field);
@@ -227,7 +223,7 @@ export class LLM {
         const params = resolved[i]!;
         const sub: string[] = [];
         for (let j = 0; j < params.n; j++) {
-          const id = engine.addRequest(p.ids, forkSamplingParams(params, j));
+          const id = engine.addRequest(p.tokenIds, forkSamplingParams(params, j));
           sub.push(id);
           submitted.push(id);
         }
@@ -265,8 +261,8 @@ export class LLM {
       if (errors.length > 0) throw new Error(errors[0]!.error ?? 'request failed');
       return {
         request_id: ids[i]!.join(','),
-        prompt: p.prompt,
-        prompt_token_ids: p.ids,
+        prompt: p.text,
+        prompt_token_ids: p.tokenIds,
         prompt_logprobs: first.promptLogprobs?.map((lp) => (lp ? toPositionLogprobs(lp) : null)) ?? null,
         outputs: states.map((s, index) => ({
           index,
@@ -281,18 +277,4 @@ export class LLM {
       };
     });
   }
-}
-
-/** The model's generation_config.json defaults in the sampler's terms. */
-export function samplingDefaultsOf(engine: LLMEngine): SamplingDefaults | undefined {
-  const g = engine.loaded.generationDefaults;
-  if (!g) return undefined;
-  const out: { -readonly [K in keyof SamplingDefaults]: SamplingDefaults[K] } = {};
-  if (g.temperature !== undefined) out.temperature = g.temperature;
-  if (g.topP !== undefined) out.topP = g.topP;
-  if (g.topK !== undefined) out.topK = g.topK;
-  if (g.minP !== undefined) out.minP = g.minP;
-  if (g.repetitionPenalty !== undefined) out.repetitionPenalty = g.repetitionPenalty;
-  if (g.maxNewTokens !== undefined) out.maxTokens = g.maxNewTokens;
-  return out;
 }

@@ -1,13 +1,12 @@
-// What the engine keeps per request between steps, outside the scheduling core: sampling state, the
-// detokenizer and stop checker, log-probs gathered so far.
+// What the engine keeps per request between steps, beside the scheduling core's record of it (whose
+// token lists are the one record of the prompt and the output): sampling state, the detokenizer and stop
+// checker, log-probs gathered so far, and how the request finished.
 
+import type { EngineRequest, FinishReason } from '../core/request.js';
 import type { TokenLogprobs } from '../sampling/logprobs.js';
 import type { SamplingParams } from '../sampling/sampling-params.js';
 import type { RequestSamplingState } from '../sampling/sampling-state.js';
 import type { StopChecker } from './stop-checker.js';
-
-/** Why a request ended, as the OpenAI API and vLLM report it. */
-export type OutputFinishReason = 'stop' | 'length' | 'abort' | 'error';
 
 export class EngineRequestState {
   /** Per generated token (when logprobs were asked): the sampled token's log-prob and the top-K. */
@@ -16,15 +15,14 @@ export class EngineRequestState {
   readonly promptLogprobs: (TokenLogprobs | null)[] | null;
   /** Sum of the sampled tokens' log-probs (when logprobs were asked). */
   cumulativeLogprob = 0;
-  readonly outputTokenIds: number[] = [];
-  finishReason: OutputFinishReason | null = null;
+  finishReason: FinishReason | null = null;
   stopReason: string | number | null = null;
   /** Error message when finishReason is 'error'. */
   error: string | null = null;
 
   constructor(
-    readonly requestId: string,
-    readonly promptTokenIds: readonly number[],
+    /** The scheduler's record of the request (read it, do not change it); outlives its finish. */
+    private readonly request: EngineRequest,
     readonly params: SamplingParams,
     readonly sampling: RequestSamplingState,
     readonly stopChecker: StopChecker,
@@ -32,6 +30,19 @@ export class EngineRequestState {
   ) {
     this.logprobs = params.logprobs !== null ? [] : null;
     this.promptLogprobs = params.promptLogprobs !== null ? [null] : null;
+  }
+
+  get requestId(): string {
+    return this.request.requestId;
+  }
+
+  get promptTokenIds(): readonly number[] {
+    return this.request.promptTokenIds;
+  }
+
+  /** The tokens generated so far (the scheduler appends them as each step's output is applied). */
+  get outputTokenIds(): readonly number[] {
+    return this.request.outputTokenIds;
   }
 
   /** Whether every prompt log-prob has been computed (they are computed once, even across preemptions). */
@@ -50,7 +61,7 @@ export interface RequestUpdate {
   /** Log-probs of the new tokens, when asked. */
   readonly newLogprobs: readonly TokenLogprobs[] | null;
   readonly finished: boolean;
-  readonly finishReason: OutputFinishReason | null;
+  readonly finishReason: FinishReason | null;
   readonly stopReason: string | number | null;
   /** Set for finishReason 'error'. */
   readonly error: string | null;

@@ -5,16 +5,17 @@
 // Stop strings are matched by one automaton per request fed only the new text, and stop token ids are
 // looked up in a set, so a step costs the same however many stop strings and ids a request gives.
 
+import type { FinishReason } from '../core/request.js';
 import type { SamplingParams } from '../sampling/sampling-params.js';
 import type { IncrementalDetokenizer } from './detokenizer.js';
 import { StopStringMatcher } from './stop-string-matcher.js';
 
-/** Why a request finished, in OpenAI's terms. */
-export type FinishReason = 'stop' | 'length';
+/** The finish reasons a stop check gives (the others, abort and error, come from elsewhere). */
+export type StopFinishReason = Extract<FinishReason, 'stop' | 'length'>;
 
 /** How a request finished: finish_reason, and stop_reason as vLLM reports it. */
 export interface FinishState {
-  readonly finishReason: FinishReason;
+  readonly finishReason: StopFinishReason;
   /** The stop string or stop token id that ended it; null for EOS and for 'length'. */
   readonly stopReason: string | number | null;
 }

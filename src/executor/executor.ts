@@ -63,7 +63,7 @@ export interface RankState {
 /** The replica layout a rank's groups imply. */
 function replicaLayout(groups: RankGroups): { replicas: number; replica: number; tp: number } {
   const tp = groups.tp.worldSize;
-  return { replicas: groups.moe.worldSize / tp, replica: Math.floor(groups.moe.rank / tp), tp };
+  return { replicas: groups.world.worldSize / tp, replica: Math.floor(groups.world.rank / tp), tp };
 }
 
 /**
@@ -119,9 +119,9 @@ export class DriverExecutor implements ModelExecutor {
     /** Where the driver's waits on collectives are summed (DBO's off-switch reads it too). */
     private readonly clock: WaitClock = new WaitClock(),
   ) {
-    const { tp, moe } = rank.groups;
+    const { tp, world } = rank.groups;
     const timedTp = new TimedCommunicator(tp, this.clock);
-    this.groups = { tp: timedTp, moe: moe === tp ? timedTp : new TimedCommunicator(moe, this.clock) };
+    this.groups = { tp: timedTp, world: world === tp ? timedTp : new TimedCommunicator(world, this.clock) };
     ({ replicas: this.numReplicas, tp: this.tpSize } = replicaLayout(rank.groups));
   }
 
@@ -133,7 +133,7 @@ export class DriverExecutor implements ModelExecutor {
     const { model, cache, dbo } = this.rank;
     if (batches.length !== this.numReplicas)
       throw new RangeError(`${batches.length} batches for ${this.numReplicas} engine replica(s)`);
-    const world = this.groups.moe;
+    const world = this.groups.world;
     const started = performance.now();
     try {
       // Under DBO the driver plans the step and the plan travels in front of the batches (no vote).
@@ -157,7 +157,7 @@ export class DriverExecutor implements ModelExecutor {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const world = this.rank.groups.moe;
+    const world = this.rank.groups.world;
     if (world.worldSize > 1) {
       try {
         await world.broadcast(Int32Array.of(SHUTDOWN), 0).wait();
@@ -183,8 +183,8 @@ function concatWords(a: Int32Array, b: Int32Array): Int32Array {
 
 /** Closes a rank's communicators (its tensor-parallel group once when it is also the world). */
 export async function closeGroups(groups: RankGroups): Promise<void> {
-  await groups.moe.close();
-  if (groups.tp !== groups.moe) await groups.tp.close();
+  await groups.world.close();
+  if (groups.tp !== groups.world) await groups.tp.close();
 }
 
 /**
@@ -193,7 +193,7 @@ export async function closeGroups(groups: RankGroups): Promise<void> {
  */
 export async function runFollower(rank: RankState): Promise<DboStats> {
   const { model, cache, groups, dbo } = rank;
-  const world = groups.moe;
+  const world = groups.world;
   const { replicas, replica, tp } = replicaLayout(groups);
   const stats: DboStats = { steps: 0, splitSteps: 0, overlapMs: 0 };
   const header = new Int32Array(1);

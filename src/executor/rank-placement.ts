@@ -44,8 +44,8 @@ export async function connectRankGroups(
   const tp = config.parallel.tensorParallelSize;
   const worldComm = await connectCommunicator(world, rank, { timeoutMs });
   if (config.parallel.dataParallelSize === 1)
-    return { groups: { tp: worldComm, moe: worldComm }, world: worldComm };
-  if (tp === 1) return { groups: { tp: new SingleRankCommunicator(), moe: worldComm }, world: worldComm };
+    return { groups: { tp: worldComm, world: worldComm }, world: worldComm };
+  if (tp === 1) return { groups: { tp: new SingleRankCommunicator(), world: worldComm }, world: worldComm };
   const replica = replicaGroups?.[Math.floor(rank / tp)];
   if (!replica) {
     await worldComm.close();
@@ -53,7 +53,7 @@ export async function connectRankGroups(
   }
   try {
     const tpComm = await connectCommunicator(replica, rank % tp, { timeoutMs });
-    return { groups: { tp: tpComm, moe: worldComm }, world: worldComm };
+    return { groups: { tp: tpComm, world: worldComm }, world: worldComm };
   } catch (e) {
     await worldComm.close();
     throw e;

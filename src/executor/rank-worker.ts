@@ -50,7 +50,7 @@ async function main(data: RankWorkerData): Promise<void> {
       {
         plan: planForRank(config, rank),
         communicator: groups.tp,
-        moeCommunicator: groups.moe,
+        moeCommunicator: groups.world,
         replicateEmbedding: config.dbo.enabled,
       },
     );

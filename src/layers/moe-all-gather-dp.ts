@@ -48,7 +48,7 @@ export async function moeAllGatherDataParallel(
   await waitAt(
     groups,
     `${label} tokens all-gather`,
-    groups.moe.allGather(all, x.subarray(share.start * d, (share.start + share.count) * d), counts),
+    groups.world.allGather(all, x.subarray(share.start * d, (share.start + share.count) * d), counts),
   );
 
   const routing = moe.gate.route(kernels, all, G);
@@ -58,7 +58,7 @@ export async function moeAllGatherDataParallel(
   moe.runShared(kernels, partial.subarray(first * d, (first + T) * d), x, T);
   const mine = kernels.allocateActivations(share.count * d);
   // Communication point: reduce-scatter of the partial sums onto the contributing shares.
-  await waitAt(groups, `${label} moe reduce-scatter`, groups.moe.reduceScatter(mine, partial, counts));
+  await waitAt(groups, `${label} moe reduce-scatter`, groups.world.reduceScatter(mine, partial, counts));
   if (tp === 1) return mine;
   const out = kernels.allocateActivations(T * d);
   // Communication point: all-gather of the replica's token shares into its full output.

@@ -105,7 +105,7 @@ export async function moeAllToAll(
     await waitAt(
       groups,
       `${label} counts all-to-all`,
-      groups.moe.allToAll(recvRowCounts, ones, sendRowCounts, ones),
+      groups.world.allToAll(recvRowCounts, ones, sendRowCounts, ones),
     );
   }
   const sendCounts = Array.from(sendRowCounts, (n) => n * row);
@@ -126,7 +126,7 @@ export async function moeAllToAll(
   // Communication point: all-to-all dispatch of token rows to the ranks holding their experts. The shared
   // experts (partial sums over all tokens, tensor parallel within the replica) compute while the rows are
   // in flight, as in DeepSeek's own order.
-  const dispatch = groups.moe.allToAll(recvRows, recvCounts, sendRows, sendCounts);
+  const dispatch = groups.world.allToAll(recvRows, recvCounts, sendRows, sendCounts);
   const partial = kernels.allocateActivations(T * d);
   moe.runShared(kernels, partial, x, T);
   await waitAt(groups, `${label} dispatch`, dispatch);
@@ -156,7 +156,7 @@ export async function moeAllToAll(
   await waitAt(
     groups,
     `${label} combine`,
-    groups.moe.allToAll(
+    groups.world.allToAll(
       combined,
       Array.from(sendRowCounts, (n) => n * d),
       results,

@@ -150,7 +150,7 @@ class DecoderLayer {
             );
           },
         );
-      } else if (alltoall && groups.moe.worldSize > 1) {
+      } else if (alltoall && groups.world.worldSize > 1) {
         const routing = this.moe.gate.route(kernels, h, T);
         observer?.onRouting?.(this.index, routing.experts, routing.weights, routing.topK);
         // Dispatch, experts, combine and the shared experts' reduction happen inside, each an awaited
@@ -196,7 +196,7 @@ class DecoderLayer {
     }
     const alltoall = this.plan.expertParallel && this.plan.moeComm === 'alltoall';
     if (dataParallel && !alltoall) out.push(...moeAllGatherDataParallelStages(L, this.plan));
-    else if (alltoall && groups.moe.worldSize > 1) out.push(...moeAllToAllStages(L, this.plan));
+    else if (alltoall && groups.world.worldSize > 1) out.push(...moeAllToAllStages(L, this.plan));
     else {
       out.push({ name: `${L} experts 1/2`, end: 'pause' });
       out.push({ name: `${L} moe all-reduce`, end: 'collective' });
@@ -228,15 +228,15 @@ export class DeepseekForCausalLM {
     this.config = config;
     this.kernels = opts.kernels;
     const tp = opts.communicator ?? new SingleRankCommunicator();
-    this.groups = { tp, moe: opts.moeCommunicator ?? tp };
+    this.groups = { tp, world: opts.moeCommunicator ?? tp };
     this.plan = opts.plan ?? SINGLE_RANK_PLAN;
     if (this.plan.size !== tp.worldSize) {
       throw new RangeError(`parallel plan of ${this.plan.size} ranks with a group of ${tp.worldSize}`);
     }
     const moeGroup = moeGroupPosition(this.plan);
-    if (moeGroup.size !== this.groups.moe.worldSize || moeGroup.rank !== this.groups.moe.rank) {
+    if (moeGroup.size !== this.groups.world.worldSize || moeGroup.rank !== this.groups.world.rank) {
       throw new RangeError(
-        `MoE group rank ${moeGroup.rank} of ${moeGroup.size} in the plan, ${this.groups.moe.rank} of ${this.groups.moe.worldSize} in the communicator`,
+        `MoE group rank ${moeGroup.rank} of ${moeGroup.size} in the plan, ${this.groups.world.rank} of ${this.groups.world.worldSize} in the communicator`,
       );
     }
     const ctx: LoadContext = {
@@ -296,7 +296,7 @@ export class DeepseekForCausalLM {
       await waitAt(
         groups,
         'replica tokens all-gather',
-        groups.moe.allGather(counts, Int32Array.of(batch.numTokens), new Array(group.size).fill(1)),
+        groups.world.allGather(counts, Int32Array.of(batch.numTokens), new Array(group.size).fill(1)),
       );
       replicaTokens = Array.from({ length: group.dataParallelSize }, (_, r) => counts[r * this.plan.size]!);
     }

@@ -83,21 +83,3 @@ export function computeTokenLogprobs(row: Float32Array, tokenId: number, k: numb
     topLogprobs: top.logprobs,
   };
 }
-
-/**
- * Prompt log-probabilities: row r of `logits` [numRows, vocabSize] is the model's prediction after prompt
- * position r, scored against `nextTokenIds[r]` (the prompt token at r + 1). vLLM reports null for the
- * first prompt token, which no row predicts.
- */
-export function computePromptLogprobs(
-  logits: Float32Array,
-  vocabSize: number,
-  nextTokenIds: readonly number[],
-  k: number,
-): TokenLogprobs[] {
-  const out: TokenLogprobs[] = [];
-  for (let r = 0; r < nextTokenIds.length; r++) {
-    out.push(computeTokenLogprobs(logits.subarray(r * vocabSize, (r + 1) * vocabSize), nextTokenIds[r]!, k));
-  }
-  return out;
-}

@@ -103,8 +103,11 @@ export interface SamplingParamsInput {
   readonly logitBias?: Readonly<Record<string | number, number>> | null;
 }
 
-/** Defaults a model sets in generation_config.json (vLLM's --generation-config auto). */
-export interface GenerationDefaults {
+/**
+ * Sampling defaults under the request's values: those a model sets in generation_config.json (vLLM's
+ * --generation-config auto; engine/sampling-defaults.ts reads them from the loader's GenerationDefaults).
+ */
+export interface SamplingDefaults {
   readonly temperature?: number;
   readonly topP?: number;
   readonly topK?: number;
@@ -157,7 +160,7 @@ const VLLM_DEFAULTS = {
  */
 export function resolveSamplingParams(
   input: SamplingParamsInput,
-  defaults: GenerationDefaults = {},
+  defaults: SamplingDefaults = {},
   context: SamplingParamsContext,
 ): SamplingParams {
   checkSamplingLimits(input, context.limits ?? DEFAULT_SAMPLING_LIMITS);
@@ -336,31 +339,6 @@ export function isGreedy(params: Pick<SamplingParams, 'temperature'>): boolean {
  */
 export function forkSamplingParams(params: SamplingParams, index: number): SamplingParams {
   return { ...params, n: 1, seed: params.seed === null ? null : params.seed + index };
-}
-
-/**
- * Reads the sampling defaults of a parsed generation_config.json (temperature, top_p, top_k, min_p,
- * repetition_penalty, max_new_tokens), ignoring other keys and values of the wrong type.
- */
-export function generationDefaultsFromConfig(config: Readonly<Record<string, unknown>>): GenerationDefaults {
-  const num = (key: string): number | undefined => {
-    const v = config[key];
-    return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
-  };
-  const out: { -readonly [K in keyof GenerationDefaults]: GenerationDefaults[K] } = {};
-  const temperature = num('temperature');
-  if (temperature !== undefined) out.temperature = temperature;
-  const topP = num('top_p');
-  if (topP !== undefined) out.topP = topP;
-  const topK = num('top_k');
-  if (topK !== undefined) out.topK = topK;
-  const minP = num('min_p');
-  if (minP !== undefined) out.minP = minP;
-  const repetitionPenalty = num('repetition_penalty');
-  if (repetitionPenalty !== undefined) out.repetitionPenalty = repetitionPenalty;
-  const maxTokens = num('max_new_tokens');
-  if (maxTokens !== undefined) out.maxTokens = maxTokens;
-  return out;
 }
 
 function fail(field: string, message: string): never {

@@ -5,11 +5,11 @@
 
 import type { OutputSink } from '../engine/async/async-engine.js';
 import type { EngineOutput } from '../engine/async/protocol.js';
+import type { EncodedPrompt } from '../engine/prompt.js';
 import type { TokenLogprobs } from '../sampling/logprobs.js';
 import type { SamplingParams } from '../sampling/sampling-params.js';
 import { AsyncQueue } from '../util/async-queue.js';
 import { InternalServerError, ServiceUnavailableError } from './errors.js';
-import type { PromptInput } from './prompts.js';
 import type { ServingContext } from './serving-context.js';
 
 /** Seconds on the HTTP thread's monotonic clock (metrics time base). */
@@ -21,7 +21,7 @@ export function nowSeconds(): number {
 export interface ChoiceRequest {
   readonly index: number;
   readonly promptIndex: number;
-  readonly prompt: PromptInput;
+  readonly prompt: EncodedPrompt;
   readonly params: SamplingParams;
 }
 

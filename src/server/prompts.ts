@@ -4,17 +4,12 @@
 // as vLLM words them. Texts are encoded by the PromptEncoder, which refuses what cannot fit before encoding.
 
 import type { EngineInfo } from '../engine/async/protocol.js';
+import type { EncodedPrompt } from '../engine/prompt.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { BadRequestError } from './errors.js';
 import { describe } from './openai/requests.js';
 import type { PromptEncoder } from './tokenize/prompt-encoder.js';
-
-/** One prompt to run: its text (null when given as token ids) and its token ids. */
-export interface PromptInput {
-  readonly text: string | null;
-  readonly tokenIds: readonly number[];
-}
 
 const PROMPT_SHAPES =
   'a string, a list of strings, a list of token ids (integers) or a list of lists of token ids';
@@ -54,8 +49,8 @@ export async function encodePrompts(
   sources: readonly PromptSource[],
   encoder: PromptEncoder,
   addSpecialTokens: boolean,
-): Promise<PromptInput[]> {
-  const out: PromptInput[] = [];
+): Promise<EncodedPrompt[]> {
+  const out: EncodedPrompt[] = [];
   for (const [i, source] of sources.entries()) {
     if ('tokenIds' in source) {
       out.push({ text: null, tokenIds: source.tokenIds });
@@ -79,10 +74,10 @@ function checkIntegers(ids: number[], where: string): number[] {
 
 /** vLLM's truncate_prompt_tokens: keep the last `k` tokens (k >= 1). */
 export function truncatePrompt(
-  p: PromptInput,
+  p: EncodedPrompt,
   k: number | null | undefined,
   maxModelLen: number,
-): PromptInput {
+): EncodedPrompt {
   if (k === null || k === undefined) return p;
   if (k < 1 || k > maxModelLen) {
     throw new BadRequestError(
@@ -98,7 +93,7 @@ export function truncatePrompt(
  * and (when given) room for max_tokens. `param` names the request field in messages.
  */
 export function checkPrompt(
-  p: PromptInput,
+  p: EncodedPrompt,
   info: Pick<EngineInfo, 'vocabSize' | 'maxModelLen'>,
   param: 'prompt' | 'messages',
   maxTokens: number | null,

@@ -6,13 +6,13 @@
 //   const server = await startServer({ engineConfig, port: 0, logger });
 //   console.log(server.url); ... await server.close();
 
-import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { EngineConfig } from '../config/engine-config.js';
 import { AsyncEngine } from '../engine/async/async-engine.js';
 import { loadModelTokenizer } from '../models/model-loader.js';
 import { DEFAULT_MAX_LOGPROBS, DEFAULT_SAMPLING_LIMITS } from '../sampling/sampling-params.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { duetVersion } from '../util/version.js';
 import { OPEN_ROUTES } from './api-key.js';
 import { buildApp } from './app.js';
 import { DEFAULT_CORS_POLICY } from './cors.js';
@@ -60,16 +60,6 @@ export interface ServerOptions extends Partial<Omit<ServingOptions, 'servedModel
 
 /** Longest a close waits for the endings of the requests the engine's stop cut short to be written. */
 const ENDINGS_FLUSH_MS = 5_000;
-
-/** Duet's version from package.json. */
-export function duetVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 /** A running server. */
 export class DuetServer {

@@ -42,7 +42,7 @@ export class FakeRunner {
 
   constructor(
     private readonly scheduler: Scheduler,
-    /** Token that the fake engine treats as EOS (finishes the request with 'stopped'), or -1. */
+    /** Token that the fake engine treats as EOS (finishes the request with 'stop'), or -1. */
     private readonly eosTokenId = -1,
   ) {
     const { numBlocks, blockSize } = scheduler.config;
@@ -75,7 +75,7 @@ export class FakeRunner {
       if (s.samplesToken) {
         const token = fakeToken(s.requestId, request.numOutputTokens);
         sampledTokenIds.set(s.requestId, [token]);
-        if (token === this.eosTokenId) finished.set(s.requestId, 'stopped');
+        if (token === this.eosTokenId) finished.set(s.requestId, 'stop');
       }
     }
     return { sampledTokenIds, finished };

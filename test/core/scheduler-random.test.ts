@@ -53,7 +53,7 @@ function soak(seed: number, config: SchedulerConfigInput, numRequests: number): 
       const live = [...scheduler.runningRequestIds(), ...scheduler.waitingRequestIds()];
       const victim = live[randInt(rng, 0, live.length - 1)]!;
       assert.equal(scheduler.abort(victim), true);
-      reasons.set(victim, 'aborted');
+      reasons.set(victim, 'abort');
       checkInvariants(scheduler);
     }
 
@@ -82,7 +82,7 @@ function soak(seed: number, config: SchedulerConfigInput, numRequests: number): 
       // Abort while the step "runs": its sampled token must be ignored.
       const victim = out.scheduledRequests[randInt(rng, 0, out.scheduledRequests.length - 1)]!.requestId;
       scheduler.abort(victim);
-      reasons.set(victim, 'aborted');
+      reasons.set(victim, 'abort');
     }
     for (const r of scheduler.updateFromOutput(result)) {
       outputs.get(r.requestId)!.push(...r.newTokenIds);
@@ -105,12 +105,12 @@ function soak(seed: number, config: SchedulerConfigInput, numRequests: number): 
       if (expected[k] === EOS) break;
     }
     const reason = reasons.get(id);
-    if (reason === 'aborted') {
+    if (reason === 'abort') {
       numAborted++;
       assert.deepEqual(got, expected.slice(0, got.length), `${id}: aborted output is a prefix`);
     } else {
       assert.deepEqual(got, expected, `${id}: complete output`);
-      assert.equal(reason, expected.at(-1) === EOS ? 'stopped' : 'length', `${id}: finish reason`);
+      assert.equal(reason, expected.at(-1) === EOS ? 'stop' : 'length', `${id}: finish reason`);
     }
   }
   const stats = scheduler.stats();

@@ -187,12 +187,12 @@ describe('Scheduler', () => {
     );
     const out = s.schedule();
     const result = runner.execute(out);
-    const results = s.updateFromOutput({ ...result, finished: new Map([['b', 'stopped' as const]]) });
+    const results = s.updateFromOutput({ ...result, finished: new Map([['b', 'stop' as const]]) });
     assert.deepEqual(
       results.map((r) => [r.requestId, r.finishReason, r.numOutputTokens]),
       [
         ['a', 'length', 2],
-        ['b', 'stopped', 2],
+        ['b', 'stop', 2],
       ],
     );
     assert.equal(s.hasUnfinishedRequests(), false);

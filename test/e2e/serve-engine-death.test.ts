@@ -28,7 +28,7 @@ describe('duet serve: a dead engine', () => {
     assert.equal((await iterator.next()).done, false, 'the stream has started');
     assert.ok(await waitFor(async () => (await t.server.engine.stats()).numRunning === 2));
 
-    await t.server.engine.killWorkerForTesting();
+    await t.server.engine.crash();
 
     const r = await whole;
     assert.equal(r.status, 500);

@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { samplingDefaultsFrom } from '../../src/engine/sampling-defaults.js';
+import { parseGenerationConfig } from '../../src/loader/generation-config.js';
 import {
   DEFAULT_SAMPLING_LIMITS,
   forkSamplingParams,
-  generationDefaultsFromConfig,
   isGreedy,
   resolveSamplingParams,
   SamplingParamsError,
@@ -45,15 +46,17 @@ describe('resolveSamplingParams', () => {
   });
 
   it('takes generation_config.json defaults under request values', () => {
-    const defaults = generationDefaultsFromConfig({
-      temperature: 0.3,
-      top_p: 0.95,
-      top_k: 40,
-      repetition_penalty: 1.1,
-      max_new_tokens: 256,
-      do_sample: true,
-      bos_token_id: 0,
-    });
+    const defaults = samplingDefaultsFrom(
+      parseGenerationConfig({
+        temperature: 0.3,
+        top_p: 0.95,
+        top_k: 40,
+        repetition_penalty: 1.1,
+        max_new_tokens: 256,
+        do_sample: true,
+        bos_token_id: 0,
+      }),
+    );
     assert.deepEqual(defaults, {
       temperature: 0.3,
       topP: 0.95,
@@ -74,7 +77,7 @@ describe('resolveSamplingParams', () => {
     const path = fileURLToPath(
       new URL('../../../test/fixtures/v2-lite-tiny/generation_config.json', import.meta.url),
     );
-    assert.deepEqual(generationDefaultsFromConfig(JSON.parse(readFileSync(path, 'utf8'))), {});
+    assert.deepEqual(samplingDefaultsFrom(parseGenerationConfig(JSON.parse(readFileSync(path, 'utf8')))), {});
   });
 
   it('switches top_p, top_k and min_p off for greedy requests, and maps top_k -1 to 0', () => {

@@ -60,7 +60,8 @@ export interface AsyncEngineOptions {
   readonly workerUrl?: URL;
 }
 
-export interface GenerateOptions {
+/** Options of one request streamed by `AsyncEngine.generate`. */
+export interface RequestStreamOptions {
   /** Aborting it cancels the request; the stream then ends with a finishReason 'abort' output. */
   readonly signal?: AbortSignal;
   /** Called for every output as it arrives (also after the consumer has stopped reading). */
@@ -176,7 +177,7 @@ export class AsyncEngine {
     promptTokenIds: readonly number[],
     params: SamplingParams,
     requestId: string,
-    options: GenerateOptions = {},
+    options: RequestStreamOptions = {},
   ): AsyncIterable<EngineOutput> {
     const stream = new OutputStream(() => this.abort(requestId));
     const onOutput = options.onOutput;
@@ -275,8 +276,11 @@ export class AsyncEngine {
     return this.exited;
   }
 
-  /** Test hook: kills the worker abruptly, as a crash would. */
-  async killWorkerForTesting(): Promise<void> {
+  /**
+   * Fault injection: ends the engine thread at once, as a crash would (requests in flight fail with
+   * EngineDeadError). `shutdown` is the graceful stop; this is for drills and the engine-death tests.
+   */
+  async crash(): Promise<void> {
     await this.worker.terminate();
     await this.exited;
   }

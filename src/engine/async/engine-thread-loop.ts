@@ -116,8 +116,7 @@ export class EngineWorkerLoop {
   private async stepOnce(): Promise<void> {
     const stepStart = this.host.now();
     const updates = await this.engine.step();
-    const stats = this.engine.stats();
-    this.tracker.onStep(stepStart, stats.numWaiting - stats.numPreemptedWaiting);
+    this.tracker.onStep(stepStart, this.engine.firstScheduledInLastStep);
     const now = this.host.now();
     const outputs = updates.map((u) => this.toOutput(u, now));
     this.flush(outputs);

@@ -4,8 +4,8 @@
 import { type MessagePort, threadId } from 'node:worker_threads';
 import type { Logger } from '../../util/logger.js';
 import { createEngine } from '../create-engine.js';
-import { samplingDefaultsOf } from '../llm.js';
 import type { LLMEngine } from '../llm-engine.js';
+import { samplingDefaultsFrom } from '../sampling-defaults.js';
 import { EngineWorkerLoop } from './engine-thread-loop.js';
 import type { EngineInfo, EngineWorkerData, FromWorkerMessage, ToWorkerMessage } from './protocol.js';
 
@@ -37,7 +37,7 @@ export async function runEngineWorker(port: MessagePort, data: EngineWorkerData)
   const info: EngineInfo = {
     maxModelLen: engine.maxModelLen,
     vocabSize: engine.loaded.config.vocabSize,
-    samplingDefaults: samplingDefaultsOf(engine),
+    samplingDefaults: samplingDefaultsFrom(engine.loaded.generationDefaults),
     modelDir: engine.loaded.dir,
     isEmbedded: engine.loaded.isEmbedded,
     isDummy: engine.loaded.isDummy,

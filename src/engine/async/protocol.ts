@@ -12,10 +12,10 @@
 // the request itself.
 
 import type { EngineConfig } from '../../config/engine-config.js';
+import type { FinishReason } from '../../core/request.js';
 import type { SchedulerStats } from '../../core/scheduler-output.js';
 import type { TokenLogprobs } from '../../sampling/logprobs.js';
-import type { GenerationDefaults, SamplingParams } from '../../sampling/sampling-params.js';
-import type { OutputFinishReason } from '../request-state.js';
+import type { SamplingDefaults, SamplingParams } from '../../sampling/sampling-params.js';
 
 /** What the worker is started with (its `workerData`). */
 export interface EngineWorkerData {
@@ -29,7 +29,7 @@ export interface EngineInfo {
   /** Size of the model's vocabulary: prompt token ids must be below it. */
   readonly vocabSize: number;
   /** The model's generation_config.json sampling defaults, in the sampler's terms (undefined: none). */
-  readonly samplingDefaults: GenerationDefaults | undefined;
+  readonly samplingDefaults: SamplingDefaults | undefined;
   /** The model folder (the embedded default's folder when `isEmbedded`). */
   readonly modelDir: string;
   readonly isEmbedded: boolean;
@@ -75,7 +75,7 @@ export interface EngineOutput {
    */
   readonly promptLogprobs?: readonly (TokenLogprobs | null)[];
   readonly finished: boolean;
-  readonly finishReason: OutputFinishReason | null;
+  readonly finishReason: FinishReason | null;
   /** The stop string or stop token id that ended the output; null otherwise. */
   readonly stopReason: string | number | null;
   /** Why the request failed (finishReason 'error'); else null. */

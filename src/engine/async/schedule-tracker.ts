@@ -1,7 +1,7 @@
 // Per-request phase timings for metrics (vLLM's queue, prefill, decode and inference times), measured on
-// the engine worker's clock. The engine reports only outputs, so the first-scheduled moment is inferred:
-// the waiting queue is first-come first-served, so after a step that leaves W never-scheduled requests
-// waiting, every older never-scheduled request was admitted by that step. Pure bookkeeping, no clock.
+// the engine thread's clock. The scheduler says which requests a step scheduled for the first time
+// (LLMEngine.firstScheduledInLastStep, from its 'new' scheduled requests); their queueing ended at that
+// step's start. Pure bookkeeping, no clock.
 
 import type { RequestTimings } from './protocol.js';
 
@@ -13,28 +13,18 @@ interface Phases {
 
 export class ScheduleTracker {
   private readonly phases = new Map<string, Phases>();
-  /** Requests never scheduled yet, oldest first. */
-  private neverScheduled: string[] = [];
 
   /** A request entered the engine at `now` (seconds). */
   onAdded(requestId: string, now: number): void {
     this.phases.set(requestId, { arrival: now, scheduled: null, firstToken: null });
-    this.neverScheduled.push(requestId);
   }
 
-  /**
-   * After a step that started at `stepStart`: `numNeverScheduledWaiting` (the engine's waiting count less
-   * its preempted waiting count) of the newest never-scheduled requests still wait; the others were
-   * scheduled by this step.
-   */
-  onStep(stepStart: number, numNeverScheduledWaiting: number): void {
-    const numAdmitted = Math.max(0, this.neverScheduled.length - numNeverScheduledWaiting);
-    if (numAdmitted === 0) return;
-    for (const id of this.neverScheduled.slice(0, numAdmitted)) {
+  /** A step that started at `stepStart` scheduled `firstScheduled` for the first time. */
+  onStep(stepStart: number, firstScheduled: readonly string[]): void {
+    for (const id of firstScheduled) {
       const p = this.phases.get(id);
-      if (p) p.scheduled = stepStart;
+      if (p && p.scheduled === null) p.scheduled = stepStart;
     }
-    this.neverScheduled = this.neverScheduled.slice(numAdmitted);
   }
 
   /** The request produced tokens at `now`. */
@@ -46,7 +36,7 @@ export class ScheduleTracker {
   /** The request finished (or was aborted) at `now`: forgets it and returns its phase timings. */
   onFinished(requestId: string, now: number): RequestTimings {
     const p = this.phases.get(requestId);
-    this.forget(requestId);
+    this.phases.delete(requestId);
     if (!p) return { queueTime: 0, prefillTime: 0, decodeTime: 0, inferenceTime: 0 };
     // Never scheduled (aborted while waiting): it spent its whole life in the queue.
     const scheduled = p.scheduled ?? now;
@@ -62,11 +52,5 @@ export class ScheduleTracker {
   /** Ids of every tracked (live) request, oldest first. */
   liveRequestIds(): string[] {
     return [...this.phases.keys()];
-  }
-
-  private forget(requestId: string): void {
-    if (!this.phases.delete(requestId)) return;
-    const i = this.neverScheduled.indexOf(requestId);
-    if (i !== -1) this.neverScheduled.splice(i, 1);
   }
 }

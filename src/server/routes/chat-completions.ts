@@ -4,6 +4,7 @@
 // reason, an optional usage chunk, and [DONE].
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { EncodedPrompt } from '../../engine/prompt.js';
 import {
   checkSamplingLimits,
   resolveSamplingParams,
@@ -15,7 +16,7 @@ import { type ChoiceOutput, collectChoices, nowSeconds, runChoices } from '../ge
 import { chatLogprobs, promptLogprobsOut, type TokenText, tokenTextOf } from '../logprobs-format.js';
 import { type ChatCompletionRequest, chatCompletionRequestSchema, parseBody } from '../openai/requests.js';
 import type { ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse } from '../openai/responses.js';
-import { checkPrompt, type PromptInput, renderChat } from '../prompts.js';
+import { checkPrompt, renderChat } from '../prompts.js';
 import { chatSamplingInput, checkToolChoice, rejectUnsupported } from '../sampling-input.js';
 import { modelName, type ServingContext } from '../serving-context.js';
 import { SseWriter } from '../sse.js';
@@ -35,7 +36,7 @@ import {
 
 interface PreparedChat {
   readonly body: ChatCompletionRequest;
-  readonly prompt: PromptInput;
+  readonly prompt: EncodedPrompt;
   readonly params: SamplingParams;
   readonly tokenText: TokenText;
   /** Text prepended to each choice's content with echo (the last message, when it has the reply's role). */
@@ -73,7 +74,7 @@ async function prepare(ctx: ServingContext, raw: unknown): Promise<PreparedChat>
     ctx.encoder,
   );
   // Templates write BOS themselves: no special tokens unless asked (vLLM's default for chat).
-  const prompt: PromptInput = {
+  const prompt: EncodedPrompt = {
     text,
     tokenIds: await ctx.encoder.encode(text, body.add_special_tokens ?? false, 'messages'),
   };

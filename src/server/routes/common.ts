@@ -4,11 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { FastifyReply } from 'fastify';
+import type { EncodedPrompt } from '../../engine/prompt.js';
 import { forkSamplingParams, type SamplingParams } from '../../sampling/sampling-params.js';
 import { BadRequestError, modelNotFound } from '../errors.js';
 import type { ChoiceRequest, ChoiceResult } from '../generation.js';
 import type { UsageInfo } from '../openai/responses.js';
-import type { PromptInput } from '../prompts.js';
 import type { ServingContext } from '../serving-context.js';
 
 /** Checks the request's `model` against the served names (absent or null: the served model). */
@@ -59,7 +59,7 @@ export function disconnectSignal(reply: FastifyReply): AbortSignal {
 
 /** The choices of a request: prompt i, sample j has index i * n + j (OpenAI's order). */
 export function expandChoices(
-  prompts: readonly PromptInput[],
+  prompts: readonly EncodedPrompt[],
   params: readonly SamplingParams[],
 ): ChoiceRequest[] {
   const out: ChoiceRequest[] = [];
@@ -73,7 +73,7 @@ export function expandChoices(
 }
 
 /** Usage of a finished request: each prompt counted once, completion tokens summed over choices. */
-export function usageOf(prompts: readonly PromptInput[], completionTokens: number): UsageInfo {
+export function usageOf(prompts: readonly EncodedPrompt[], completionTokens: number): UsageInfo {
   const promptTokens = prompts.reduce((sum, p) => sum + p.tokenIds.length, 0);
   return {
     prompt_tokens: promptTokens,
@@ -96,7 +96,7 @@ function clip(text: string, max: number | null): string {
 export function logRequest(
   ctx: ServingContext,
   requestId: string,
-  prompts: readonly PromptInput[],
+  prompts: readonly EncodedPrompt[],
   params: SamplingParams,
 ): void {
   if (!ctx.options.enableLogRequests) return;

@@ -4,6 +4,7 @@
 // stream_options.include_usage is set, then [DONE].
 
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { EncodedPrompt } from '../../engine/prompt.js';
 import {
   checkSamplingLimits,
   resolveSamplingParams,
@@ -32,13 +33,7 @@ import type {
   CompletionLogprobs,
   CompletionResponse,
 } from '../openai/responses.js';
-import {
-  checkPrompt,
-  completionPromptSources,
-  encodePrompts,
-  type PromptInput,
-  truncatePrompt,
-} from '../prompts.js';
+import { checkPrompt, completionPromptSources, encodePrompts, truncatePrompt } from '../prompts.js';
 import { completionSamplingInput, rejectUnsupported } from '../sampling-input.js';
 import { modelName, type ServingContext } from '../serving-context.js';
 import { SseWriter } from '../sse.js';
@@ -59,7 +54,7 @@ import {
 /** A validated completions request, ready to run. */
 interface PreparedCompletion {
   readonly body: CompletionRequest;
-  readonly prompts: PromptInput[];
+  readonly prompts: EncodedPrompt[];
   readonly params: SamplingParams[];
   readonly tokenText: TokenText;
 }
@@ -97,13 +92,13 @@ async function prepare(ctx: ServingContext, raw: unknown): Promise<PreparedCompl
 }
 
 /** The echoed prompt text: as given, or the token ids decoded. */
-function promptText(ctx: ServingContext, p: PromptInput, params: SamplingParams): string {
+function promptText(ctx: ServingContext, p: EncodedPrompt, params: SamplingParams): string {
   return p.text ?? ctx.tokenizer.decode(p.tokenIds, { skipSpecialTokens: params.skipSpecialTokens });
 }
 
 /** Legacy log-prob positions of the echoed prompt (the first has none). */
 function promptPositions(
-  p: PromptInput,
+  p: EncodedPrompt,
   promptLogprobs: PositionEntry['logprobs'][] | null,
 ): PositionEntry[] {
   return p.tokenIds.map((tokenId, i) => ({ tokenId, logprobs: promptLogprobs?.[i] ?? null }));

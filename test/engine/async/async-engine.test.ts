@@ -140,7 +140,7 @@ describe('AsyncEngine', () => {
     const stream = doomed.generate([500, 1, 2], params(200), 'x');
     const it = stream[Symbol.asyncIterator]();
     assert.equal((await it.next()).done, false);
-    await doomed.killWorkerForTesting();
+    await doomed.crash();
     await assert.rejects(
       (async () => {
         for (;;) if ((await it.next()).done) return;

@@ -26,6 +26,8 @@ class FakeEngine {
   counters = { promptTokens: 0, generationTokens: 0, numFinished: 0, numSteps: 0 };
   failStep = false;
   closed = false;
+  /** Every live request runs each step: those without output were scheduled for the first time. */
+  firstScheduledInLastStep: string[] = [];
   private deathListeners: ((reason: string) => void)[] = [];
 
   onDead(listener: (reason: string) => void): void {
@@ -54,6 +56,9 @@ class FakeEngine {
     await new Promise((resolve) => setImmediate(resolve));
     if (this.failStep) throw new Error('kernel exploded');
     this.counters.numSteps++;
+    this.firstScheduledInLastStep = [...this.live.values()]
+      .filter((r) => r.out.length === 0)
+      .map((r) => r.id);
     return [...this.live.values()].map((r) => {
       r.out.push(7);
       const done = r.out.length === 2;
