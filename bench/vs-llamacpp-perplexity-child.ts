@@ -17,7 +17,7 @@ export interface PerplexityJob {
   readonly model: string;
   /** Duet's weight dtype. */
   readonly dtype: 'float32' | 'bfloat16';
-  /** Duet: a quantization method (w8a8, issue 11); null: none. */
+  /** Duet: a quantization method (w8a8); null: none. */
   readonly quantization: string | null;
   /** llama.cpp's KV cache type (its default is F16). */
   readonly llamaKvType: 'F16' | 'F32';
@@ -40,9 +40,8 @@ export interface PerplexityChildResult {
 
 async function runDuet(job: PerplexityJob): Promise<PerplexityChildResult> {
   enableWasmFeatures();
-  if (job.quantization !== null) {
-    // w8a8 hook (issue 11): pass `quantization: job.quantization` to `new LLM` once `LLMOptions` has it.
-    throw new Error(`duet: quantization "${job.quantization}" is not available in this build; allowed: none`);
+  if (job.quantization !== null && job.quantization !== 'w8a8') {
+    throw new Error(`duet: quantization "${job.quantization}" is not supported; allowed: w8a8 or none`);
   }
   const t0 = performance.now();
   const llm = new LLM({
@@ -51,6 +50,7 @@ async function runDuet(job: PerplexityJob): Promise<PerplexityChildResult> {
     dtype: job.dtype,
     numThreads: job.threads,
     maxModelLen: job.context + 1,
+    ...(job.quantization === 'w8a8' ? { quantization: 'w8a8' as const } : {}),
   });
   try {
     await llm.engine();

@@ -4,7 +4,7 @@
 // tokenized once with Duet's tokenizer and the same ids go to every engine, scored in the sliding windows
 // of `duet eval perplexity` (perplexityWindows in src/cli/eval.ts: windows of --context tokens every
 // --stride tokens, each scoring the tokens after the previous window's end). Each row runs in a child
-// process (bench/vs-llamacpp-perplexity-child.ts); rows: Duet float32 / bfloat16 (/ w8a8, issue 11)
+// process (bench/vs-llamacpp-perplexity-child.ts); rows: Duet float32 / bfloat16 / w8a8
 // against llama.cpp F32 / BF16 / Q8_0, each with its relative distance to Duet float32 and to llama.cpp
 // F32. Exit status 1 when Duet float32 and llama.cpp F32 differ by more than 0.1% (issue 15, acceptance 3).
 //
@@ -33,13 +33,6 @@ import type { GgufValue } from './gguf/gguf-file.js';
 import { byteLevelBpeVocab, placeholderVocab } from './gguf/gguf-vocab.js';
 import type { PerplexityChildResult, PerplexityJob } from './vs-llamacpp-perplexity-child.js';
 import { writeOnce } from './vs-llamacpp-weights.js';
-
-/**
- * Whether Duet can load with `quantization: 'w8a8'` (issue 11). w8a8 hook: set true once `LLMOptions`
- * has `quantization` (and pass it through in vs-llamacpp-perplexity-child.ts); the Duet w8a8 row and its
- * acceptance lines then run.
- */
-const DUET_HAS_W8A8 = false;
 
 /** Duet float32 and llama.cpp F32 agree within this relative distance (issue 15, acceptance 3). */
 const F32_AGREEMENT = 0.001;
@@ -194,11 +187,7 @@ export async function runPerplexityBench(argv: readonly string[]): Promise<void>
   if (engines.includes('duet')) {
     rows.push({ label: 'Duet float32', job: { ...duetJob, dtype: 'float32' } });
     rows.push({ label: 'Duet bfloat16', job: { ...duetJob, dtype: 'bfloat16' } });
-    if (DUET_HAS_W8A8) {
-      rows.push({ label: 'Duet w8a8', job: { ...duetJob, dtype: 'float32', quantization: 'w8a8' } });
-    } else {
-      console.log('  Duet w8a8: not in this build (needs --quantization w8a8, issue 11): row left out');
-    }
+    rows.push({ label: 'Duet w8a8', job: { ...duetJob, dtype: 'float32', quantization: 'w8a8' } });
   }
   if (engines.includes('llama.cpp')) {
     const dir = resolve(
