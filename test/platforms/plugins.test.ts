@@ -106,12 +106,22 @@ describe('platform plugin discovery', () => {
 
 describe('plugins end to end, in a project that installs them', () => {
   const duet = join(REPO_ROOT, 'bin', 'duet.js');
+  // Only the fixture packages: discovery also walks Duet's own install, where this repository's real
+  // plugins (packages/platform-onednn, when built) would outrank the fixtures.
+  const FIXTURES_ONLY = [
+    'fixture-platform',
+    'broken-platform',
+    'future-platform',
+    'absent-platform',
+    'fixture-model',
+    '@fixture/malformed',
+  ].join(',');
   const run = (args: string[], env: Record<string, string> = {}) =>
     spawnSync(process.execPath, args, {
       cwd: root,
       encoding: 'utf8',
       timeout: 180_000,
-      env: { ...process.env, DUET_LOG_LEVEL: 'info', ...env },
+      env: { ...process.env, DUET_LOG_LEVEL: 'info', DUET_PLUGINS: FIXTURES_ONLY, ...env },
     });
 
   test('duet env lists every platform found, why each is or is not usable, and the model architectures', () => {

@@ -24,6 +24,8 @@ interface FakeRequest {
 class FakeEngine {
   readonly live = new Map<string, FakeRequest>();
   counters = { promptTokens: 0, generationTokens: 0, numFinished: 0, numSteps: 0 };
+  /** No dual-batch overlap in the fake: no step splits. */
+  readonly dboStats = { steps: 0, splitSteps: 0, overlapMs: 0 };
   failStep = false;
   closed = false;
   /** Every live request runs each step: those without output were scheduled for the first time. */
