@@ -166,45 +166,67 @@ export function parseRate(text: string): number {
   return Number(m[1]) * scale;
 }
 
+const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
+         [--ranks 2] [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
+       node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
+         [--mfu 0.5] [--tokens 4096]`;
+
+/** The flags, or usage on stderr and exit 2 for a flag that is not one of them (usage and 0 for --help). */
+function parseFlags() {
+  try {
+    const parsed = parseArgs(FLAGS);
+    if (parsed.values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return parsed;
+  } catch (e) {
+    console.error(`dbo-plan: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const FLAGS = {
+  options: {
+    help: { type: 'boolean' },
+    trace: { type: 'string' },
+    preset: { type: 'string' },
+    bandwidth: { type: 'string' },
+    'latency-us': { type: 'string' },
+    ranks: { type: 'string', default: '2' },
+    hidden: { type: 'string', default: '256' },
+    vocab: { type: 'string', default: '129280' },
+    'split-cost': { type: 'string', default: '0.10' },
+    order: { type: 'string' },
+    rank: { type: 'string', default: '0' },
+    tflops: { type: 'string', default: '320' },
+    mfu: { type: 'string', default: '0.5' },
+    tokens: { type: 'string', default: '4096' },
+  },
+} as const;
+
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      trace: { type: 'string' },
-      preset: { type: 'string' },
-      bandwidth: { type: 'string', default: '800mbit' },
-      'latency-us': { type: 'string', default: '60' },
-      ranks: { type: 'string', default: '2' },
-      hidden: { type: 'string', default: '256' },
-      vocab: { type: 'string', default: '129280' },
-      'split-cost': { type: 'string', default: '0.10' },
-      order: { type: 'string' },
-      rank: { type: 'string', default: '0' },
-      tflops: { type: 'string', default: '320' },
-      mfu: { type: 'string', default: '0.5' },
-      tokens: { type: 'string', default: '4096' },
-    },
-  });
+  const { values } = parseFlags();
   const splitCost = Number(values['split-cost']);
   let stages: PlanStage[];
   let link: LinkModel;
   if (values.preset === 'vllm-ascend-r1') {
     stages = r1Stages(Number(values.tokens), 16, Number(values.tflops), Number(values.mfu));
+    // Defaults: the preset's interconnect (docs/dbo.md gives the sources).
     link = {
-      bitsPerSecond: parseRate(values.bandwidth!),
-      latencyMs: Number(values['latency-us']) / 1000,
+      bitsPerSecond: parseRate(values.bandwidth ?? '56GB'),
+      latencyMs: Number(values['latency-us'] ?? '20') / 1000,
       ranks: 16,
     };
   } else if (values.trace) {
     stages = stagesFromTrace(values.trace, Number(values.rank), Number(values.hidden), Number(values.vocab));
     link = {
-      bitsPerSecond: parseRate(values.bandwidth!),
-      latencyMs: Number(values['latency-us']) / 1000,
+      bitsPerSecond: parseRate(values.bandwidth ?? '800mbit'),
+      latencyMs: Number(values['latency-us'] ?? '60') / 1000,
       ranks: Number(values.ranks),
     };
   } else {
-    console.error(
-      'usage: dbo-plan --trace OFF_TRACE_DIR [--bandwidth 800mbit] ... | --preset vllm-ascend-r1',
-    );
+    console.error(`dbo-plan: give --trace or --preset\n${USAGE}`);
     process.exit(2);
   }
   const orders: DboOrderName[] = values.order ? [values.order as DboOrderName] : ['alternate', 'staggered'];
