@@ -17,6 +17,7 @@
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ControlledEvaluateInputItem, Token } from 'node-llama-cpp';
+import type { QuantizationMethod } from '../src/config/engine-config.js';
 import { createEngine } from '../src/engine/create-engine.js';
 import { engineConfigFromLLMOptions, LLM, type LLMOptions } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
@@ -33,8 +34,8 @@ export interface ChildJob {
   readonly model: string;
   /** Duet's weight dtype. */
   readonly dtype: 'auto' | 'float32' | 'bfloat16';
-  /** Duet: a quantization method (a hook for w8a8, issue 11); null: none. */
-  readonly quantization: string | null;
+  /** Duet: the engine's quantization (`--quantization`); null: none. */
+  readonly quantization: QuantizationMethod | null;
   readonly threads: number;
   /** Whether to measure prefill and decode speed. */
   readonly perf: boolean;
@@ -141,15 +142,12 @@ async function jobPlatform(job: ChildJob): Promise<Platform> {
 
 async function runDuet(job: ChildJob): Promise<ChildResult> {
   enableWasmFeatures();
-  if (job.quantization !== null && job.quantization !== 'w8a8') {
-    throw new Error(`duet: quantization "${job.quantization}" is not supported; allowed: w8a8 or none`);
-  }
   const maxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + job.decodeTokens + 64;
   const options: LLMOptions = {
     model: job.model,
     loadFormat: 'safetensors',
     dtype: job.dtype,
-    ...(job.quantization === 'w8a8' ? { quantization: 'w8a8' as const } : {}),
+    ...(job.quantization !== null ? { quantization: job.quantization } : {}),
     numThreads: job.threads,
     maxModelLen: maxLen,
     kvCacheMemory: 512 * 2 ** 20,

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { ControlledEvaluateInputItem, LlamaContextSequence, Token } from 'node-llama-cpp';
 import { evaluatePerplexity, type PerplexityWindow, perplexityWindows } from '../src/cli/eval.js';
+import type { QuantizationMethod } from '../src/config/engine-config.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 
@@ -17,8 +18,8 @@ export interface PerplexityJob {
   readonly model: string;
   /** Duet's weight dtype. */
   readonly dtype: 'float32' | 'bfloat16';
-  /** Duet: a quantization method (w8a8); null: none. */
-  readonly quantization: string | null;
+  /** Duet: the engine's quantization (`--quantization`); null: none. */
+  readonly quantization: QuantizationMethod | null;
   /** llama.cpp's KV cache type (its default is F16). */
   readonly llamaKvType: 'F16' | 'F32';
   readonly threads: number;
@@ -40,9 +41,6 @@ export interface PerplexityChildResult {
 
 async function runDuet(job: PerplexityJob): Promise<PerplexityChildResult> {
   enableWasmFeatures();
-  if (job.quantization !== null && job.quantization !== 'w8a8') {
-    throw new Error(`duet: quantization "${job.quantization}" is not supported; allowed: w8a8 or none`);
-  }
   const t0 = performance.now();
   const llm = new LLM({
     model: job.model,
@@ -50,7 +48,7 @@ async function runDuet(job: PerplexityJob): Promise<PerplexityChildResult> {
     dtype: job.dtype,
     numThreads: job.threads,
     maxModelLen: job.context + 1,
-    ...(job.quantization === 'w8a8' ? { quantization: 'w8a8' as const } : {}),
+    ...(job.quantization !== null ? { quantization: job.quantization } : {}),
   });
   try {
     await llm.engine();
