@@ -11,7 +11,10 @@
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
-//       [--accuracy-len 512] [--validate-f32] [--cache-dir DIR] [--smoke]
+//       [--accuracy-len 512] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
+//
+// --rows: run only the rows whose label contains one of these comma-separated words (case-insensitive);
+// ratio lines need both of their rows, the float32 accuracy reference runs when a chosen row scores accuracy.
 //
 // --smoke: a tiny config (hidden 128, 3 layers, vocab 1024) and short runs, with --validate-f32: llama.cpp
 // F32 against Duet float32 checks the GGUF writer (MLA layout, rope, MoE routing) in seconds.
@@ -70,6 +73,7 @@ const { values } = parseArgs({
     'cache-dir': { type: 'string' },
     seed: { type: 'string', default: '0' },
     smoke: { type: 'boolean', default: false },
+    rows: { type: 'string' },
   },
 });
 
@@ -245,6 +249,25 @@ else {
   }
 }
 
+/** --rows: the label words a row must contain one of (null: every row). */
+const rowWords =
+  values.rows === undefined
+    ? null
+    : values.rows
+        .split(',')
+        .map((w) => w.trim().toLowerCase())
+        .filter((w) => w !== '');
+if (rowWords !== null) {
+  const chosen = contenders.filter((c) => rowWords.some((w) => c.label.toLowerCase().includes(w)));
+  if (chosen.length === 0) {
+    throw new RangeError(
+      `bench:vs-llamacpp: --rows ${values.rows} matches no row; rows: ${contenders.map((c) => c.label).join(', ')}`,
+    );
+  }
+  contenders.splice(0, contenders.length, ...chosen);
+}
+const scoresAccuracy = contenders.some((c) => c.job.accuracyPrompt !== null);
+
 /** The best (fastest) of each contender's rounds. */
 const best = new Map<string, ChildResult>();
 const accuracyTraces = new Map<string, AccuracyTrace>();
@@ -259,15 +282,17 @@ for (let r = 0; r < rounds; r++) {
     best.set(c.label, prev === undefined ? res : bestOf(prev, res));
   }
 }
-const reference = runChild('Duet float32 (accuracy reference)', {
-  ...baseJob,
-  engine: 'duet',
-  model: hfDir,
-  dtype: 'float32',
-  perf: false,
-  accuracyPrompt,
-});
-if (gguf.F32 !== null) {
+const reference = !scoresAccuracy
+  ? null
+  : runChild('Duet float32 (accuracy reference)', {
+      ...baseJob,
+      engine: 'duet',
+      model: hfDir,
+      dtype: 'float32',
+      perf: false,
+      accuracyPrompt,
+    });
+if (gguf.F32 !== null && reference !== null) {
   const f32 = runChild('llama.cpp F32 (writer check)', {
     ...baseJob,
     engine: 'llama.cpp',
@@ -316,6 +341,7 @@ const ratios: [string, string][] = [
   ['Duet W8A8', 'llama.cpp Q8_0'],
 ];
 for (const [a, b] of ratios) {
+  if (!best.has(a) || !best.has(b)) continue;
   const ra = row(best.get(a)!);
   const rb = row(best.get(b)!);
   console.log(`| ${a} / ${b} | ${ra.map((x, i) => `${(x / rb[i]!).toFixed(2)}x`).join(' | ')} |`);
@@ -350,9 +376,12 @@ function compare(
   }
   return { agree: same / ref.argmax.length, meanAbs: sum / ref.argmax.length, maxAbs: max };
 }
-const ref = reference.accuracy!;
-console.log(`\naccuracy against Duet float32, ${ref.argmax.length} positions of one prompt:`);
-console.log('| engine | argmax agreement | mean abs Δ logprob | max abs Δ logprob |\n|---|---:|---:|---:|');
+const ref = reference?.accuracy ?? { argmax: [], logprob: [] };
+if (reference !== null)
+  console.log(`\naccuracy against Duet float32, ${ref.argmax.length} positions of one prompt:`);
+if (reference !== null) {
+  console.log('| engine | argmax agreement | mean abs Δ logprob | max abs Δ logprob |\n|---|---:|---:|---:|');
+}
 for (const [label, trace] of accuracyTraces) {
   if (trace.argmax.length !== ref.argmax.length) {
     throw new Error(
@@ -364,7 +393,7 @@ for (const [label, trace] of accuracyTraces) {
     `| ${label} | ${c.agree.toFixed(4)} | ${c.meanAbs.toExponential(3)} | ${c.maxAbs.toExponential(3)} |`,
   );
 }
-if (gguf.F32 !== null) {
+if (gguf.F32 !== null && reference !== null) {
   // llama.cpp F32 runs the same float weights as Duet float32: only summation order and the f16 KV
   // cache of llama.cpp differ, so near-total agreement is expected; less means the GGUF is wrong.
   const c = compare(accuracyTraces.get('llama.cpp F32')!, ref);
