@@ -2,7 +2,7 @@
 // GFLOP/s (int8: GOP/s) of `linear` for f32, bf16 and int8 W8A8 weights at m = 1, 8, 32, 512 rows and
 // n = k = 2048, on the same thread count, with the oneDNN/WebAssembly ratio per row. bf16 runs twice on
 // oneDNN: `split` (the default: float32-grade activations as a bf16 head and tail, twice the arithmetic)
-// and `bf16` (activations rounded to bf16, DUET_ONEDNN_BF16_MATH=bf16). For m <= 32 the weights rotate over
+// and `bf16` (activations rounded to bf16: compute dtype bfloat16, `--dtype bfloat16`). For m <= 32 the weights rotate over
 // copies totalling 256 MiB per kernel set, so that they come from memory as a real model's do.
 //
 //   node dist/bench/onednn-matmul.js [--threads 2] [--rows 1,8,32,512] [--size 2048] [--smoke]
@@ -23,7 +23,7 @@ import type { Platform } from '../src/platforms/platform.js';
 /** The part of the package's entry module this benchmark uses (see packages/platform-onednn/src/index.ts). */
 interface OnednnEntry {
   platformPlugin: { probe(): Promise<{ available: boolean; reason: string }> };
-  createOnednnPlatform(addon: unknown, bf16Math: 'split' | 'bf16'): Platform;
+  createOnednnPlatform(addon: unknown): Platform;
 }
 
 const ROTATION_BYTES = 256 * 1024 ** 2;
@@ -128,10 +128,9 @@ async function main(): Promise<void> {
   ];
   if (typeof onednn === 'string') console.log(`onednn: skipped — ${onednn}`);
   else {
-    const split = await onednn.entry
-      .createOnednnPlatform(onednn.addon, 'split')
-      .createKernels({ numThreads });
-    const bf16 = await onednn.entry.createOnednnPlatform(onednn.addon, 'bf16').createKernels({ numThreads });
+    const platform = onednn.entry.createOnednnPlatform(onednn.addon);
+    const split = await platform.createKernels({ numThreads });
+    const bf16 = await platform.createKernels({ numThreads, computeDType: 'bfloat16' });
     console.log(`onednn: ${split.name}`);
     sets.push({ label: 'onednn', kernels: split, dtypes: ['f32', 'bf16', 'int8'] });
     sets.push({ label: 'onednn bf16-act', kernels: bf16, dtypes: ['bf16'] });

@@ -11,8 +11,9 @@
 //   log-probability of the prompt's own next token.
 // - matmul share (Duet): the part of the prefill and decode step time spent in `linear` / `headLinear`.
 //
-// Duet's speed runs use the platform the job names (`cpu`, or the oneDNN package's `onednn` with its bf16
-// math); the accuracy run uses the `LLM` API on the CPU platform.
+// Duet's speed runs use the platform the job names (`cpu`, or the oneDNN package's `onednn`, which computes
+// in the precision `dtype` selects: `bfloat16` rounds activations into matmuls to bf16); the accuracy run
+// uses the `LLM` API on the default platform.
 
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -45,8 +46,8 @@ export interface ChildJob {
   readonly batches: readonly number[];
   readonly runs: number;
   readonly accuracyPrompt: readonly number[] | null;
-  /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package with its bf16 math. */
-  readonly platform?: 'cpu' | { readonly name: 'onednn'; readonly bf16Math: 'split' | 'bf16' };
+  /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package's `onednn`. */
+  readonly platform?: 'cpu' | 'onednn';
 }
 
 export interface AccuracyTrace {
@@ -130,14 +131,14 @@ async function jobPlatform(job: ChildJob): Promise<Platform> {
   if (job.platform === undefined || job.platform === 'cpu') return new CpuPlatform();
   const dist = join(fileURLToPath(import.meta.url), '..', '..', '..', 'packages', 'platform-onednn', 'dist');
   const entry = (await import(pathToFileURL(join(dist, 'index.js')).href)) as {
-    createOnednnPlatform(addon: unknown, bf16Math: 'split' | 'bf16'): Platform;
+    createOnednnPlatform(addon: unknown): Platform;
   };
   const { loadAddon } = (await import(pathToFileURL(join(dist, 'addon.js')).href)) as {
     loadAddon(): { addon: unknown } | { reason: string };
   };
   const load = loadAddon();
   if (!('addon' in load)) throw new Error(`duet: the onednn platform is not available: ${load.reason}`);
-  return entry.createOnednnPlatform(load.addon, job.platform.bf16Math);
+  return entry.createOnednnPlatform(load.addon);
 }
 
 async function runDuet(job: ChildJob): Promise<ChildResult> {

@@ -5,9 +5,10 @@
 // token ids, and prints tokens/s (prefill, decode at 1 / 8 / 32 sequences, total), load time and peak RSS
 // per engine with Duet / llama.cpp ratios, and the accuracy of llama.cpp Q8_0 against Duet float32 on one
 // prompt (argmax agreement and mean |Δ logprob| of the prompt's own next tokens). Where the oneDNN platform
-// package (packages/platform-onednn) is built, Duet BF16 runs on it too, with its default float32-grade
-// bf16 math (`split`) and with activations rounded to bf16 as llama.cpp's BF16 does (`bf16`); every Duet
-// row also reports the share of its prefill and decode step time spent outside matrix products.
+// package (packages/platform-onednn) is built, Duet BF16 runs on it too, computing in float32 (dtype auto:
+// float32-grade) and in bf16 (dtype bfloat16: activations rounded to bf16 as llama.cpp's BF16 does), and
+// Duet W8A8 on its int8 matmul; every Duet row also reports the share of its prefill and decode step time
+// spent outside matrix products.
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
@@ -233,18 +234,30 @@ async function whyNoOnednn(): Promise<string | null> {
 const noOnednn = await whyNoOnednn();
 if (noOnednn !== null) console.log(`Duet onednn: skipped — ${noOnednn}`);
 else {
-  for (const bf16Math of ['split', 'bf16'] as const) {
+  // BF16 weights computed in float32 (dtype auto: float32-grade) and in bf16 (dtype bfloat16, as vLLM's
+  // --dtype bfloat16 and llama.cpp's BF16 compute); W8A8 as the Duet W8A8 row, on the oneDNN int8 matmul.
+  for (const [compute, dtype] of [
+    ['float32', 'auto'],
+    ['bf16', 'bfloat16'],
+  ] as const) {
     contenders.push({
-      label: `Duet onednn BF16 ${bf16Math}`,
+      label: `Duet onednn BF16 (${compute} compute)`,
       job: {
         ...baseJob,
         engine: 'duet',
         model: hfDir,
-        dtype: 'auto',
+        dtype,
         perf: true,
         accuracyPrompt: null,
-        platform: { name: 'onednn', bf16Math },
+        platform: 'onednn',
       },
+    });
+  }
+  const w8a8 = contenders.find((c) => c.label === 'Duet W8A8');
+  if (w8a8 !== undefined) {
+    contenders.push({
+      label: 'Duet onednn W8A8',
+      job: { ...w8a8.job, accuracyPrompt: null, platform: 'onednn' },
     });
   }
 }
@@ -333,9 +346,11 @@ const ratios: [string, string][] = [
   ['Duet BF16', 'llama.cpp Q8_0'],
   ...(noOnednn === null
     ? ([
-        ['Duet onednn BF16 split', 'llama.cpp BF16'],
-        ['Duet onednn BF16 bf16', 'llama.cpp BF16'],
-        ['Duet onednn BF16 split', 'Duet BF16'],
+        ['Duet onednn BF16 (float32 compute)', 'llama.cpp BF16'],
+        ['Duet onednn BF16 (bf16 compute)', 'llama.cpp BF16'],
+        ['Duet onednn BF16 (float32 compute)', 'Duet BF16'],
+        ['Duet onednn W8A8', 'llama.cpp Q8_0'],
+        ['Duet onednn W8A8', 'Duet W8A8'],
       ] as [string, string][])
     : []),
   ['Duet W8A8', 'llama.cpp Q8_0'],

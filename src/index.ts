@@ -48,6 +48,7 @@ export {
 } from './models/model-registry.js';
 export { CpuPlatform } from './platforms/cpu/cpu-platform.js';
 export {
+  type ComputeDType,
   type KernelOptions,
   PLATFORM_CONTRACT_VERSION,
   type Platform,

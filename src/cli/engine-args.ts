@@ -77,7 +77,10 @@ export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'ser
     )
     .option('--tokenizer <dir>', 'tokenizer folder (default: the model folder)')
     .addOption(
-      new Option('--dtype <dtype>', 'weight precision; compute is float32 on CPU')
+      new Option(
+        '--dtype <dtype>',
+        'weight precision; bfloat16 also rounds activations into matmuls to bf16 where the platform can (onednn)',
+      )
         .choices(['auto', 'float32', 'bfloat16'])
         .default(d.model.dtype),
     )

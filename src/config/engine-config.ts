@@ -6,8 +6,19 @@
 export type LoadFormat = 'auto' | 'safetensors' | 'dummy';
 /** How MoE layers communicate with expert parallelism (see `ParallelSettings.moeComm`). */
 export type MoeComm = 'allgather' | 'alltoall';
-/** Compute/storage precision. On CPU: `auto` keeps the checkpoint's dtype for weights; compute is float32. */
+/**
+ * Weight and compute precision, as vLLM's `--dtype`: `auto` keeps the checkpoint's dtype for weights;
+ * `bfloat16` also computes in bf16 where the platform can (see `computeDTypeFor`).
+ */
 export type ModelDType = 'auto' | 'float32' | 'bfloat16';
+
+/**
+ * The activations' precision into matrix products for `dtype` (the platforms' `KernelOptions.computeDType`):
+ * `bfloat16` for `--dtype bfloat16`, float32 for `auto` and `float32` (float32-grade results).
+ */
+export function computeDTypeFor(dtype: ModelDType): 'float32' | 'bfloat16' {
+  return dtype === 'bfloat16' ? 'bfloat16' : 'float32';
+}
 /** vLLM's `--quantization`: `w8a8` quantizes a float checkpoint's linear weights to int8 while loading. */
 export type QuantizationMethod = 'w8a8';
 export const QUANTIZATION_METHODS: readonly QuantizationMethod[] = ['w8a8'];

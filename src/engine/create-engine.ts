@@ -2,7 +2,12 @@
 // from memory, scheduler and batch builder. Logs each stage and the resulting capacity.
 
 import os from 'node:os';
-import { type DboSettings, type EngineConfig, maxNumBatchedTokensFor } from '../config/engine-config.js';
+import {
+  computeDTypeFor,
+  type DboSettings,
+  type EngineConfig,
+  maxNumBatchedTokensFor,
+} from '../config/engine-config.js';
 import { Scheduler } from '../core/scheduler.js';
 import { WaitClock } from '../dbo/comm-timing.js';
 import { dboAutoPolicyFor } from '../dbo/dbo-auto.js';
@@ -45,7 +50,10 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
   const numThreads = config.parallel.numThreads ?? os.availableParallelism();
   const numThreadsPerRank = Math.max(1, Math.floor(numThreads / (worldSize / config.parallel.nnodes)));
   log.info('building kernels');
-  const kernels = await platform.createKernels({ numThreads: numThreadsPerRank });
+  const kernels = await platform.createKernels({
+    numThreads: numThreadsPerRank,
+    computeDType: computeDTypeFor(config.model.dtype),
+  });
   log.info(`kernels: ${kernels.name}`);
   let ranks: RankWorkers | null = null;
   try {

@@ -3,7 +3,7 @@
 // says it is ready, then runs each step's forward that the driver broadcasts, until told to stop.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import type { EngineConfig } from '../config/engine-config.js';
+import { computeDTypeFor, type EngineConfig } from '../config/engine-config.js';
 import { Tracer } from '../dbo/tracer.js';
 import type { GroupDescriptor } from '../distributed/group.js';
 import { MlaKvCache } from '../layers/mla-kv-cache.js';
@@ -37,7 +37,10 @@ async function main(data: RankWorkerData): Promise<void> {
   const { config, rank, descriptor } = data;
   // Through the registry, as the engine's thread does: a plugin's platform loads here too.
   const { platform, models } = await loadPlatform(data.platform);
-  const kernels = await platform.createKernels({ numThreads: data.numThreads });
+  const kernels = await platform.createKernels({
+    numThreads: data.numThreads,
+    computeDType: computeDTypeFor(config.model.dtype),
+  });
   const { groups } = await connectRankGroups(config, descriptor, data.replicaGroups, rank);
   try {
     const resolved = resolveModel(config.model, models);

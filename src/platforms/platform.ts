@@ -17,9 +17,18 @@ import type { Kernels } from '../kernels/kernels.js';
 /** The contract version this build of Duet speaks; a plugin declaring another is skipped. */
 export const PLATFORM_CONTRACT_VERSION = 1;
 
+/**
+ * The precision of the activations that enter matrix products (vLLM's `--dtype` for compute):
+ * `float32`: float32-grade results (the golden suite's 1e-3); `bfloat16`: activations rounded to bf16,
+ * products accumulated in float32, on platforms that have a bf16 matmul (others compute float32).
+ */
+export type ComputeDType = 'float32' | 'bfloat16';
+
 export interface KernelOptions {
   /** Compute threads (worker threads plus the calling thread); default: every core. */
   readonly numThreads?: number;
+  /** Default `float32`. The engine passes `bfloat16` for `--dtype bfloat16`. */
+  readonly computeDType?: ComputeDType;
 }
 
 /** A notice about the configuration: a setting with no meaning on this platform, or adjusted. */

@@ -13,6 +13,6 @@ export type {
 } from '../../../dist/src/kernels/kernels.js';
 export { bf16ToF32, f32ToBf16 } from '../../../dist/src/kernels/kernels.js';
 export { CpuPlatform } from '../../../dist/src/platforms/cpu/cpu-platform.js';
-export type { KernelOptions, Platform } from '../../../dist/src/platforms/platform.js';
+export type { ComputeDType, KernelOptions, Platform } from '../../../dist/src/platforms/platform.js';
 
 export type { PlatformPlugin } from '../../../dist/src/platforms/plugin.js';

@@ -6,7 +6,7 @@ import type { PlatformPlugin } from './duet.js';
 import { createOnednnPlatform } from './onednn-platform.js';
 
 export { type Bf16Math, type OnednnKernels, OnednnKernelsError } from './onednn-kernels.js';
-export { bf16MathFromEnv, createOnednnPlatform, type OnednnPlatform } from './onednn-platform.js';
+export { bf16MathFor, createOnednnPlatform, type OnednnPlatform } from './onednn-platform.js';
 
 export const platformPlugin: PlatformPlugin = {
   name: 'onednn',

@@ -19,10 +19,12 @@ import {
 import { overlay } from './overlay.js';
 
 /**
- * How `linear` treats float32 activations against a bf16 weight:
- * - `split` (default): each activation as a bf16 head plus a bf16 tail (relative error 2^-17), products
- *   exact in float32: float32-grade results (within Duet's golden tolerance) at twice bf16's arithmetic.
- * - `bf16`: activations rounded to bf16 (relative error 2^-9), as llama.cpp's BF16 path does: fastest.
+ * How `linear` treats float32 activations against a bf16 weight (chosen by the compute precision):
+ * - `split` (compute float32): each activation as a bf16 head plus a bf16 tail (relative error 2^-17),
+ *   products exact in float32: float32-grade results (within Duet's golden tolerance) at twice bf16's
+ *   arithmetic.
+ * - `bf16` (compute bfloat16, `--dtype bfloat16`): activations rounded to bf16 (relative error 2^-9), as
+ *   vLLM's bf16 compute and llama.cpp's BF16 path do: fastest.
  */
 export type Bf16Math = 'split' | 'bf16';
 
@@ -94,7 +96,8 @@ class OnednnMatmul implements OnednnMembers {
     this.ctx = new addon.Context(opts.numThreads);
     this.int8Native = info.int8Exact;
     this.bf16Native = info.bf16;
-    this.name = `onednn ${info.version} ${info.isa} x${opts.numThreads} (bf16 ${opts.bf16Math}; ${wasm.name})`;
+    const compute = opts.bf16Math === 'bf16' ? 'bfloat16' : 'float32';
+    this.name = `onednn ${info.version} ${info.isa} x${opts.numThreads} (compute ${compute}; ${wasm.name})`;
   }
 
   /** The name of the oneDNN implementation used for `m` rows of `w` (for benchmarks and tests). */

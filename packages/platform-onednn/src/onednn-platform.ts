@@ -4,7 +4,7 @@
 
 import os from 'node:os';
 import type { NativeAddon } from './addon.js';
-import { CpuPlatform, type KernelOptions, type Platform } from './duet.js';
+import { type ComputeDType, CpuPlatform, type KernelOptions, type Platform } from './duet.js';
 import {
   type Bf16Math,
   createOnednnKernels,
@@ -13,25 +13,21 @@ import {
 } from './onednn-kernels.js';
 import { overlay } from './overlay.js';
 
-/** Reads DUET_ONEDNN_BF16_MATH (`split`, the default, or `bf16`). */
-export function bf16MathFromEnv(env: NodeJS.ProcessEnv = process.env): Bf16Math {
-  const v = env.DUET_ONEDNN_BF16_MATH ?? 'split';
-  if (v !== 'split' && v !== 'bf16') {
-    throw new OnednnKernelsError(`DUET_ONEDNN_BF16_MATH = '${v}'; allowed: 'split', 'bf16'`);
-  }
-  return v;
-}
-
 /** The oneDNN platform; its kernel sets are `OnednnKernels`. */
 export type OnednnPlatform = Omit<Platform, 'createKernels'> & {
   createKernels(opts?: KernelOptions): Promise<OnednnKernels>;
 };
 
-/** The `onednn` platform on `addon`, multiplying bf16 weights as `bf16Math` says. */
-export function createOnednnPlatform(
-  addon: NativeAddon,
-  bf16Math: Bf16Math = bf16MathFromEnv(),
-): OnednnPlatform {
+/**
+ * How bf16 weights multiply float32 activations for a compute precision: `float32` splits each activation
+ * into a bf16 head and tail (float32-grade); `bfloat16` rounds it to bf16 (vLLM's `--dtype bfloat16`).
+ */
+export function bf16MathFor(computeDType: ComputeDType): Bf16Math {
+  return computeDType === 'bfloat16' ? 'bf16' : 'split';
+}
+
+/** The `onednn` platform on `addon`; its kernel sets compute in `KernelOptions.computeDType`. */
+export function createOnednnPlatform(addon: NativeAddon): OnednnPlatform {
   const cpu = new CpuPlatform();
   const info = addon.describe();
   return overlay<OnednnPlatform>(cpu as Platform as OnednnPlatform, {
@@ -42,8 +38,14 @@ export function createOnednnPlatform(
       if (!Number.isInteger(numThreads) || numThreads < 1) {
         throw new OnednnKernelsError(`createKernels: numThreads = ${numThreads}; it must be an integer >= 1`);
       }
+      const computeDType = opts.computeDType ?? 'float32';
+      if (computeDType !== 'float32' && computeDType !== 'bfloat16') {
+        throw new OnednnKernelsError(
+          `createKernels: computeDType = '${String(computeDType)}'; allowed: 'float32', 'bfloat16'`,
+        );
+      }
       const wasm = await cpu.createKernels({ numThreads });
-      return createOnednnKernels(addon, wasm, { numThreads, bf16Math });
+      return createOnednnKernels(addon, wasm, { numThreads, bf16Math: bf16MathFor(computeDType) });
     },
   });
 }

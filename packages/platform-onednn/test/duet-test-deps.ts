@@ -10,7 +10,7 @@ export type { Int8LinearData, Int8Scheme, Kernels } from '../../../dist/src/kern
 export { ReferenceKernels } from '../../../dist/src/kernels/reference/reference-kernels.js';
 export { MlaKvCache } from '../../../dist/src/layers/mla-kv-cache.js';
 export { loadDeepseekConfig } from '../../../dist/src/loader/hf-config.js';
-export { openSafetensors } from '../../../dist/src/loader/safetensors.js';
+export { openSafetensors, openSafetensorsFile } from '../../../dist/src/loader/safetensors.js';
 export { DeepseekForCausalLM } from '../../../dist/src/models/deepseek.js';
 export {
   argmax,

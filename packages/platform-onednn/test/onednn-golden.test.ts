@@ -30,7 +30,7 @@ const NUM_BLOCKS = 24;
 async function onednnKernels(): Promise<Kernels> {
   const load = loadAddon();
   if (!('addon' in load)) throw new Error(load.reason);
-  return createOnednnPlatform(load.addon, 'split').createKernels({ numThreads: 2 });
+  return createOnednnPlatform(load.addon).createKernels({ numThreads: 2 });
 }
 
 for (const fixture of ['v2-lite-tiny', 'v2-tiny']) {

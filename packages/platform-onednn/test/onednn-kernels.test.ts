@@ -72,11 +72,10 @@ describe('oneDNN linear against the reference twins', { skip: skipReason() }, ()
   before(async () => {
     const load = loadAddon();
     if (!('addon' in load)) throw new Error(load.reason);
-    kernels = await createOnednnPlatform(load.addon, 'split').createKernels({
-      numThreads: 2,
-    });
-    kernelsBf16 = await createOnednnPlatform(load.addon, 'bf16').createKernels({
+    kernels = await createOnednnPlatform(load.addon).createKernels({ numThreads: 2 });
+    kernelsBf16 = await createOnednnPlatform(load.addon).createKernels({
       numThreads: 1,
+      computeDType: 'bfloat16',
     });
   });
   after(async () => {
