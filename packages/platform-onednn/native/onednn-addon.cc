@@ -117,6 +117,11 @@ class Context : public Napi::ObjectWrap<Context> {
                            InstanceMethod("int8Sums", &Context::Int8Sums),
                            InstanceMethod("implInfo", &Context::ImplInfo),
                            InstanceMethod("numCached", &Context::NumCached),
+                           InstanceMethod("rmsNorm", &Context::RmsNorm),
+                           InstanceMethod("siluAndMul", &Context::SiluAndMul),
+                           InstanceMethod("add", &Context::Add),
+                           InstanceMethod("copyRows", &Context::CopyRows),
+                           InstanceMethod("weightedScatterAdd", &Context::WeightedScatterAdd),
                        });
   }
 
@@ -415,6 +420,168 @@ class Context : public Napi::ObjectWrap<Context> {
 
   Napi::Value NumCached(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(cache_.size()));
+  }
+
+  // ---- The operators between the matrix products (see Duet's Kernels contract and reference twins) ----
+
+  /** Threads for a loop of `total` elements: one per PARALLEL_MIN, up to numThreads_. */
+  int loopThreads(int64_t total) const {
+    int64_t t = total / PARALLEL_MIN;
+    return static_cast<int>(t < 1 ? 1 : t > numThreads_ ? numThreads_ : t);
+  }
+
+  /**
+   * rmsNorm(out, x, weight, m, d, eps): out[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) · weight, in
+   * double as the reference computes it (the squares are exact in double; only the summation order differs).
+   */
+  Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+    int64_t m = count(info[3], "rmsNorm: m");
+    int64_t d = count(info[4], "rmsNorm: d");
+    double eps = info[5].As<Napi::Number>().DoubleValue();
+    float* out = static_cast<float*>(typedData(info[0], napi_float32_array, m * d, "rmsNorm: out"));
+    const float* x = static_cast<float*>(typedData(info[1], napi_float32_array, m * d, "rmsNorm: x"));
+    const float* wt = static_cast<float*>(typedData(info[2], napi_float32_array, d, "rmsNorm: weight"));
+    if (m == 0 || d == 0) return info.Env().Undefined();
+#pragma omp parallel for num_threads(loopThreads(m * d)) schedule(static)
+    for (int64_t i = 0; i < m; i++) {
+      const float* row = x + i * d;
+      float* o = out + i * d;
+      double ss = 0;
+#pragma omp simd reduction(+ : ss)
+      for (int64_t j = 0; j < d; j++) ss += static_cast<double>(row[j]) * row[j];
+      const double inv = 1.0 / std::sqrt(ss / static_cast<double>(d) + eps);
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) o[j] = static_cast<float>(row[j] * inv * wt[j]);
+    }
+    return info.Env().Undefined();
+  }
+
+  /** siluAndMul(out, gateUp, m, d): out[i, j] = silu(gateUp[i, j]) · gateUp[i, d + j], in float32. */
+  Napi::Value SiluAndMul(const Napi::CallbackInfo& info) {
+    int64_t m = count(info[2], "siluAndMul: m");
+    int64_t d = count(info[3], "siluAndMul: d");
+    float* out = static_cast<float*>(typedData(info[0], napi_float32_array, m * d, "siluAndMul: out"));
+    const float* gu = static_cast<float*>(typedData(info[1], napi_float32_array, 2 * m * d, "siluAndMul: gateUp"));
+    if (m == 0 || d == 0) return info.Env().Undefined();
+#pragma omp parallel for num_threads(loopThreads(m * d)) schedule(static)
+    for (int64_t i = 0; i < m; i++) {
+      const float* g = gu + i * 2 * d;
+      float* o = out + i * d;
+      for (int64_t j = 0; j < d; j++) {
+        const float a = g[j];
+        o[j] = (a / (1.0f + std::exp(-a))) * g[d + j];
+      }
+    }
+    return info.Env().Undefined();
+  }
+
+  /** add(out, a, b, n): out[i] = a[i] + b[i] (a float32 sum, as the reference's once rounded). */
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    int64_t n = count(info[3], "add: n");
+    float* out = static_cast<float*>(typedData(info[0], napi_float32_array, n, "add: out"));
+    const float* a = static_cast<float*>(typedData(info[1], napi_float32_array, n, "add: a"));
+    const float* b = static_cast<float*>(typedData(info[2], napi_float32_array, n, "add: b"));
+#pragma omp parallel for simd num_threads(loopThreads(n)) schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    return info.Env().Undefined();
+  }
+
+  /**
+   * Row index `i` of an optional row list (`rows` null: i), checked so that the row's `d` elements from
+   * `offset` lie within `length` elements of stride `stride`: the start element, or -1 when outside.
+   */
+  static int64_t rowStart(const int32_t* rows, int64_t i, int64_t stride, int64_t offset, int64_t d, int64_t length) {
+    int64_t r = rows ? rows[i] : i;
+    if (r < 0) return -1;
+    int64_t start = r * stride + offset;
+    return start + d <= length ? start : -1;
+  }
+
+  /** A typed array's element count, after checking its type. */
+  static int64_t lengthOf(const Napi::Value& v, napi_typedarray_type type, const char* what) {
+    napi_typedarray_type t;
+    size_t length = 0;
+    if (!v.IsTypedArray() ||
+        napi_get_typedarray_info(v.Env(), v, &t, &length, nullptr, nullptr, nullptr) != napi_ok || t != type) {
+      throw Napi::TypeError::New(v.Env(), std::string(what) + ": wrong array type");
+    }
+    return static_cast<int64_t>(length);
+  }
+
+  /**
+   * copyRows(dst, dstRows, dstStride, dstOffset, src, srcRows, srcStride, srcOffset, m, d): see Kernels.
+   * Every row of both sides is checked against its array before anything is copied.
+   */
+  Napi::Value CopyRows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int64_t dstStride = count(info[2], "copyRows: dstStride");
+    int64_t dstOffset = count(info[3], "copyRows: dstOffset");
+    int64_t srcStride = count(info[6], "copyRows: srcStride");
+    int64_t srcOffset = count(info[7], "copyRows: srcOffset");
+    int64_t m = count(info[8], "copyRows: m");
+    int64_t d = count(info[9], "copyRows: d");
+    float* dst = static_cast<float*>(typedData(info[0], napi_float32_array, 0, "copyRows: dst"));
+    const float* src = static_cast<float*>(typedData(info[4], napi_float32_array, 0, "copyRows: src"));
+    int64_t dstLen = lengthOf(info[0], napi_float32_array, "copyRows: dst");
+    int64_t srcLen = lengthOf(info[4], napi_float32_array, "copyRows: src");
+    const int32_t* dstRows =
+        info[1].IsNull() ? nullptr : static_cast<int32_t*>(typedData(info[1], napi_int32_array, m, "copyRows: dstRows"));
+    const int32_t* srcRows =
+        info[5].IsNull() ? nullptr : static_cast<int32_t*>(typedData(info[5], napi_int32_array, m, "copyRows: srcRows"));
+    if (m == 0 || d == 0) return env.Undefined();
+    for (int64_t i = 0; i < m; i++) {
+      if (rowStart(dstRows, i, dstStride, dstOffset, d, dstLen) < 0) {
+        throw Napi::RangeError::New(env, "copyRows: destination row " + std::to_string(i) + " (" +
+                                             std::to_string(dstRows ? dstRows[i] : i) + ") lies outside dst");
+      }
+      if (rowStart(srcRows, i, srcStride, srcOffset, d, srcLen) < 0) {
+        throw Napi::RangeError::New(env, "copyRows: source row " + std::to_string(i) + " (" +
+                                             std::to_string(srcRows ? srcRows[i] : i) + ") lies outside src");
+      }
+    }
+#pragma omp parallel for num_threads(loopThreads(m * d)) schedule(static)
+    for (int64_t i = 0; i < m; i++) {
+      std::memmove(dst + rowStart(dstRows, i, dstStride, dstOffset, d, dstLen),
+                   src + rowStart(srcRows, i, srcStride, srcOffset, d, srcLen), d * sizeof(float));
+    }
+    return env.Undefined();
+  }
+
+  /**
+   * weightedScatterAdd(out, x, rows, weights, m, d): out[rows[i], :] += weights[i] · x[i, :] in order of i,
+   * in double as the reference (the product of two floats is exact in double): the same bits.
+   */
+  Napi::Value WeightedScatterAdd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int64_t m = count(info[4], "weightedScatterAdd: m");
+    int64_t d = count(info[5], "weightedScatterAdd: d");
+    float* out = static_cast<float*>(typedData(info[0], napi_float32_array, 0, "weightedScatterAdd: out"));
+    int64_t outLen = lengthOf(info[0], napi_float32_array, "weightedScatterAdd: out");
+    const float* x = static_cast<float*>(typedData(info[1], napi_float32_array, m * d, "weightedScatterAdd: x"));
+    const int32_t* rows = static_cast<int32_t*>(typedData(info[2], napi_int32_array, m, "weightedScatterAdd: rows"));
+    const float* wts = static_cast<float*>(typedData(info[3], napi_float32_array, m, "weightedScatterAdd: weights"));
+    if (m == 0 || d == 0) return env.Undefined();
+    for (int64_t i = 0; i < m; i++) {
+      if (rowStart(rows, i, d, 0, d, outLen) < 0) {
+        throw Napi::RangeError::New(env, "weightedScatterAdd: row " + std::to_string(rows[i]) + " (entry " +
+                                             std::to_string(i) + ") lies outside out");
+      }
+    }
+    // Columns split across threads: each column sees the rows in order of i, as the contract asks.
+    const int threads = loopThreads(m * d);
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t j0 = d * t / nt, j1 = d * (t + 1) / nt;
+      for (int64_t i = 0; i < m; i++) {
+        const double w = wts[i];
+        float* o = out + static_cast<int64_t>(rows[i]) * d;
+        const float* xi = x + i * d;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; j++) o[j] = static_cast<float>(o[j] + w * xi[j]);
+      }
+    }
+    return env.Undefined();
   }
 
   /** Runs `f`, turning a oneDNN error into a JS error that says so. */

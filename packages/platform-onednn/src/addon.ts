@@ -49,6 +49,31 @@ export interface NativeContext {
   implInfo(w: NativeWeight, m: number): string;
   /** Matmul primitives cached so far. */
   numCached(): number;
+  // The operators between the products, as Duet's Kernels contract defines them; every length, row index
+  // and array type is checked in native code before memory is touched (a RangeError or TypeError).
+  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void;
+  siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void;
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+  copyRows(
+    dst: Float32Array,
+    dstRows: Int32Array | null,
+    dstStride: number,
+    dstOffset: number,
+    src: Float32Array,
+    srcRows: Int32Array | null,
+    srcStride: number,
+    srcOffset: number,
+    m: number,
+    d: number,
+  ): void;
+  weightedScatterAdd(
+    out: Float32Array,
+    x: Float32Array,
+    rows: Int32Array,
+    weights: Float32Array,
+    m: number,
+    d: number,
+  ): void;
 }
 
 export interface NativeAddon {

@@ -1,8 +1,10 @@
 // The oneDNN matrix products: `linear` over f32, bf16 and int8 W8A8 weights through the native addon's
-// oneDNN matmul. `createOnednnKernels` lays them over Duet's WebAssembly kernel set, which keeps every
-// other operator — attention, norms, rope, top-k, per-head products, the KV cache's and activations'
-// memory, and whatever the contract adds later. Weights the addon cannot take (bf16 before AVX-512; int8
-// where the CPU lacks an exact int8 dot) are prepared by the WebAssembly kernels and run there.
+// oneDNN matmul, and native versions of the operators between them that took a share of the step (norms,
+// SwiGLU, residual add, row copies, the MoE combine). `createOnednnKernels` lays them over Duet's
+// WebAssembly kernel set, which keeps every other operator — attention, rope, top-k, per-head products,
+// the KV cache's and activations' memory, and whatever the contract adds later. Weights the addon cannot
+// take (bf16 before AVX-512; int8 where the CPU lacks an exact int8 dot) are prepared by the WebAssembly
+// kernels and run there.
 
 import type { NativeAddon, NativeContext, NativeWeight } from './addon.js';
 import { NativeKind } from './addon.js';
@@ -57,6 +59,13 @@ class OnednnLinear implements LinearWeight {
 /** The kernel members this package runs itself; the others are the WebAssembly kernels'. */
 type OnednnMembers = Pick<Kernels, 'name' | 'prepareLinear' | 'prepareInt8Linear' | 'freeLinear' | 'linear'>;
 
+/**
+ * The operators between the products that run natively (their share of a step, measured with
+ * bench/onednn-profile.ts, is in docs/platforms.md): norms, the SwiGLU gate, the residual add and the
+ * row moves of attention and MoE. Attention, rope, softmax and top-k stay WebAssembly.
+ */
+type NativeOps = Pick<Kernels, 'rmsNorm' | 'siluAndMul' | 'add' | 'copyRows' | 'weightedScatterAdd'>;
+
 /** The oneDNN kernel set: oneDNN's matrix products over `wasm`, which keeps every other kernel. */
 export type OnednnKernels = Kernels & Omit<OnednnMatmul, keyof OnednnMembers>;
 
@@ -76,6 +85,7 @@ export function createOnednnKernels(
     implInfo: matmul.implInfo.bind(matmul),
     numCachedPrimitives: matmul.numCachedPrimitives.bind(matmul),
     int8Sums: matmul.int8Sums.bind(matmul),
+    ...matmul.nativeOps(),
   });
 }
 
@@ -108,6 +118,20 @@ class OnednnMatmul implements OnednnMembers {
   /** Matmul primitives cached so far (one per weight kind, shape and row count). */
   numCachedPrimitives(): number {
     return this.ctx.numCached();
+  }
+
+  /** The native operators over this context (their arguments are checked in native code). */
+  nativeOps(): NativeOps {
+    const ctx = this.ctx;
+    return {
+      rmsNorm: (out, x, weight, m, d, eps) => ctx.rmsNorm(out, x, weight, m, d, eps),
+      siluAndMul: (out, gateUp, m, d) => ctx.siluAndMul(out, gateUp, m, d),
+      add: (out, a, b, n) => ctx.add(out, a, b, n),
+      copyRows: (dst, dstRows, dstStride, dstOffset, src, srcRows, srcStride, srcOffset, m, d) =>
+        ctx.copyRows(dst, dstRows, dstStride, dstOffset, src, srcRows, srcStride, srcOffset, m, d),
+      weightedScatterAdd: (out, x, rows, weights, m, d) =>
+        ctx.weightedScatterAdd(out, x, rows, weights, m, d),
+    };
   }
 
   /** Int32 sums Σ_c xq[i, c] · w[j, c] of an int8 weight. `acc`: [m, n]; `xq`: [m, k]. */
