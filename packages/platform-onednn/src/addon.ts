@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Kernels } from './duet.js';
 
 /** Kinds of prepared weight, as the addon numbers them. */
 export const NativeKind = { f32: 0, bf16: 1, int8: 2 } as const;
@@ -13,8 +14,14 @@ export type NativeKind = (typeof NativeKind)[keyof typeof NativeKind];
 /** A prepared weight owned by the addon (opaque). */
 export type NativeWeight = { readonly __nativeWeight: unique symbol };
 
-/** One oneDNN engine, stream, primitive cache and scratch, used from one thread. */
-export interface NativeContext {
+/** The operators between the products that the addon runs, with Duet's Kernels contract's signatures. */
+export type NativeOps = Pick<Kernels, 'rmsNorm' | 'siluAndMul' | 'add' | 'copyRows' | 'weightedScatterAdd'>;
+
+/**
+ * One oneDNN engine, stream, primitive cache and scratch, used from one thread. Its `NativeOps` check every
+ * length, row index and array type in native code before memory is touched (a RangeError or TypeError).
+ */
+export interface NativeContext extends NativeOps {
   /** Reorders `data` [n, k] row-major into oneDNN's preferred layout (copied: data may be dropped). */
   prepare(kind: NativeKind, data: Float32Array | Uint16Array | Int8Array, n: number, k: number): NativeWeight;
   free(w: NativeWeight): void;
@@ -49,31 +56,6 @@ export interface NativeContext {
   implInfo(w: NativeWeight, m: number): string;
   /** Matmul primitives cached so far. */
   numCached(): number;
-  // The operators between the products, as Duet's Kernels contract defines them; every length, row index
-  // and array type is checked in native code before memory is touched (a RangeError or TypeError).
-  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, m: number, d: number, eps: number): void;
-  siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void;
-  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
-  copyRows(
-    dst: Float32Array,
-    dstRows: Int32Array | null,
-    dstStride: number,
-    dstOffset: number,
-    src: Float32Array,
-    srcRows: Int32Array | null,
-    srcStride: number,
-    srcOffset: number,
-    m: number,
-    d: number,
-  ): void;
-  weightedScatterAdd(
-    out: Float32Array,
-    x: Float32Array,
-    rows: Int32Array,
-    weights: Float32Array,
-    m: number,
-    d: number,
-  ): void;
 }
 
 export interface NativeAddon {

@@ -6,7 +6,7 @@
 // take (bf16 before AVX-512; int8 where the CPU lacks an exact int8 dot) are prepared by the WebAssembly
 // kernels and run there.
 
-import type { NativeAddon, NativeContext, NativeWeight } from './addon.js';
+import type { NativeAddon, NativeContext, NativeOps, NativeWeight } from './addon.js';
 import { NativeKind } from './addon.js';
 import {
   bf16ToF32,
@@ -59,15 +59,8 @@ class OnednnLinear implements LinearWeight {
 /** The kernel members this package runs itself; the others are the WebAssembly kernels'. */
 type OnednnMembers = Pick<Kernels, 'name' | 'prepareLinear' | 'prepareInt8Linear' | 'freeLinear' | 'linear'>;
 
-/**
- * The operators between the products that run natively (their share of a step, measured with
- * bench/onednn-profile.ts, is in docs/platforms.md): norms, the SwiGLU gate, the residual add and the
- * row moves of attention and MoE. Attention, rope, softmax and top-k stay WebAssembly.
- */
-type NativeOps = Pick<Kernels, 'rmsNorm' | 'siluAndMul' | 'add' | 'copyRows' | 'weightedScatterAdd'>;
-
 /** The oneDNN kernel set: oneDNN's matrix products over `wasm`, which keeps every other kernel. */
-export type OnednnKernels = Kernels & Omit<OnednnMatmul, keyof OnednnMembers>;
+export type OnednnKernels = Kernels & Omit<OnednnMatmul, keyof OnednnMembers | 'nativeOps'>;
 
 /** Lays the oneDNN matrix products over `wasm` (which `dispose` disposes). */
 export function createOnednnKernels(
@@ -120,17 +113,18 @@ class OnednnMatmul implements OnednnMembers {
     return this.ctx.numCached();
   }
 
-  /** The native operators over this context (their arguments are checked in native code). */
+  /**
+   * The native operators between the products (their share of a step: bench/onednn-profile.ts): norms,
+   * the SwiGLU gate, the residual add and the row moves of attention and MoE, each bound to this context.
+   */
   nativeOps(): NativeOps {
-    const ctx = this.ctx;
+    const c = this.ctx;
     return {
-      rmsNorm: (out, x, weight, m, d, eps) => ctx.rmsNorm(out, x, weight, m, d, eps),
-      siluAndMul: (out, gateUp, m, d) => ctx.siluAndMul(out, gateUp, m, d),
-      add: (out, a, b, n) => ctx.add(out, a, b, n),
-      copyRows: (dst, dstRows, dstStride, dstOffset, src, srcRows, srcStride, srcOffset, m, d) =>
-        ctx.copyRows(dst, dstRows, dstStride, dstOffset, src, srcRows, srcStride, srcOffset, m, d),
-      weightedScatterAdd: (out, x, rows, weights, m, d) =>
-        ctx.weightedScatterAdd(out, x, rows, weights, m, d),
+      rmsNorm: c.rmsNorm.bind(c),
+      siluAndMul: c.siluAndMul.bind(c),
+      add: c.add.bind(c),
+      copyRows: c.copyRows.bind(c),
+      weightedScatterAdd: c.weightedScatterAdd.bind(c),
     };
   }
 
