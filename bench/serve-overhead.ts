@@ -1,12 +1,16 @@
 // Serving overhead: the same random dataset (vLLM's, as `duet bench serve` builds it) once through the
 // offline `LLM` API with maxNumSeqs = the concurrency, once through `duet serve` driven by
-// `duet bench serve` at that concurrency and rate inf, one after the other in one run, on the same model.
-// Prints both throughputs, their ratio, and where the CPU went during each run, thread by thread: the
-// engine, the kernel pool, the HTTP main thread, the tokenizer thread, the Node runtime (GC, JIT), and
-// the benchmark client, which runs as its own process on the same cores (bench/thread-cpu.ts; Linux).
+// `duet bench serve` at that concurrency and rate inf, on the same model. Each round runs both, in turns
+// (offline first in odd rounds, served first in even ones), so that a neighbour's load falls on both
+// alike. Prints per round both throughputs, their wall-clock ratio, the CPU-based ratio (offline CPU per
+// request over served CPU per request, the server's and the client's: the throughput ratio of a run held
+// back by CPU alone) and where the CPU went, thread by thread: the engine, the kernel pool, the HTTP main
+// thread, the tokenizer thread, the Node runtime (GC, JIT, native threads such as OpenMP's), and the
+// benchmark client, which runs as its own process on the same cores (bench/thread-cpu.ts; Linux); then
+// the median of each ratio over the rounds, with the load average around every run.
 //
 //   npm run bench:serve-overhead -- [--num-prompts 600] [--input-len 128] [--output-len 32]
-//                                   [--concurrency 32] [--model DIR] [--kv-cache-memory BYTES] [--rounds 1]
+//                                   [--concurrency 32] [--model DIR] [--kv-cache-memory BYTES] [--rounds 3]
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -23,7 +27,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '32' },
     model: { type: 'string' },
     'kv-cache-memory': { type: 'string' },
-    rounds: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 const numPrompts = Number(values['num-prompts']);
@@ -53,6 +57,8 @@ interface RunResult {
   readonly wallS: number;
   readonly numRequests: number;
   readonly cpu: ThreadCpu;
+  /** The machine's 1-minute load average before and after the run. */
+  readonly load: readonly [number, number];
 }
 
 /** Runs `node args` to the end; resolves with its stdout, rejects with its stderr on a failure. */
@@ -80,7 +86,14 @@ async function runOffline(): Promise<RunResult> {
     numRequests: number;
     cpu: Record<string, number>;
   };
-  return { wallS: r.wallS, numRequests: r.numRequests, cpu: new Map(Object.entries(r.cpu)) };
+  return { wallS: r.wallS, numRequests: r.numRequests, cpu: new Map(Object.entries(r.cpu)), load: [0, 0] };
+}
+
+/** Runs `run`, noting the load average before and after it. */
+async function withLoad(run: () => Promise<RunResult>): Promise<RunResult> {
+  const before = loadAverage1();
+  const r = await run();
+  return { ...r, load: [before, loadAverage1()] };
 }
 
 /** Starts `duet serve` on a free port; resolves with its URL once the model is loaded. */
@@ -150,7 +163,7 @@ async function runServed(): Promise<RunResult> {
     const a = after as { server: ThreadCpu; client: number };
     const cpu = cpuSince(b.server, a.server);
     cpu.set('client', a.client - b.client);
-    return { wallS: number('Benchmark duration \\(s\\):'), numRequests: completed, cpu };
+    return { wallS: number('Benchmark duration \\(s\\):'), numRequests: completed, cpu, load: [0, 0] };
   } finally {
     server.kill('SIGINT');
     await new Promise((resolve) => server.once('exit', resolve));
@@ -163,7 +176,7 @@ const ROWS: readonly (readonly [string, string | null, string | null])[] = [
   ['kernel pool threads', 'duet-kernels', 'duet-kernels'],
   ['HTTP main thread', null, 'main'],
   ['tokenizer thread', null, 'duet-tokenizer'],
-  ['Node runtime (GC, JIT)', 'runtime', 'runtime'],
+  ['runtime (GC, JIT, OMP)', 'runtime', 'runtime'],
   ['bench client (process)', null, 'client'],
 ];
 
@@ -173,36 +186,77 @@ function sum(cpu: ThreadCpu): number {
   return t;
 }
 
-function report(offline: RunResult, served: RunResult): void {
+/** CPU seconds per request of a run, all roles (the client's included). */
+function cpuPerRequest(r: RunResult): number {
+  return sum(r.cpu) / r.numRequests;
+}
+
+/** The two ratios of a round: wall-clock throughput, and CPU per request (offline over served). */
+interface RoundRatios {
+  readonly wall: number;
+  readonly cpu: number;
+}
+
+function report(offline: RunResult, served: RunResult): RoundRatios {
   const cores = availableParallelism();
   const num = (v: number, d = 2) => v.toFixed(d).padStart(10);
   const cell = (r: RunResult, role: string | null) =>
     role === null ? '-'.padStart(10) : num(r.cpu.get(role) ?? 0);
   const offRate = offline.numRequests / offline.wallS;
   const srvRate = served.numRequests / served.wallS;
+  const ratios = { wall: srvRate / offRate, cpu: cpuPerRequest(offline) / cpuPerRequest(served) };
+  const load = (r: RunResult) => `${r.load[0].toFixed(1)}-${r.load[1].toFixed(1)}`.padStart(10);
   console.log(`${''.padEnd(26)}${'offline'.padStart(10)}${'served'.padStart(10)}`);
+  console.log(`${'load average (1 min)'.padEnd(26)}${load(offline)}${load(served)}`);
   console.log(`${'wall time (s)'.padEnd(26)}${num(offline.wallS)}${num(served.wallS)}`);
   console.log(`${'requests/s'.padEnd(26)}${num(offRate)}${num(srvRate)}`);
-  console.log(`served / offline: ${(srvRate / offRate).toFixed(2)}`);
   console.log(`CPU seconds during the run (${cores} cores: at most ${cores} CPU s per wall s)`);
   for (const [label, off, srv] of ROWS)
     console.log(`  ${label.padEnd(24)}${cell(offline, off)}${cell(served, srv)}`);
   console.log(`  ${'total'.padEnd(24)}${num(sum(offline.cpu))}${num(sum(served.cpu))}`);
-  const perReq = (r: RunResult) => num((1000 * sum(r.cpu)) / r.numRequests, 1);
+  const perReq = (r: RunResult) => num(1000 * cpuPerRequest(r), 1);
   console.log(`${'CPU ms per request'.padEnd(26)}${perReq(offline)}${perReq(served)}`);
   const clientShare = (served.cpu.get('client') ?? 0) / sum(served.cpu);
   console.log(`bench client's share of the served run's CPU: ${(100 * clientShare).toFixed(0)}%`);
+  console.log(
+    `served / offline: wall ${ratios.wall.toFixed(2)}, CPU-based ${ratios.cpu.toFixed(2)} ` +
+      '(offline CPU per request / served CPU per request, server and client)',
+  );
+  return ratios;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 const modelName = values.model ?? 'the embedded model';
 console.log(
   `serve-overhead: ${numPrompts} requests of ${inputLen} prompt + ${outputLen} output tokens, ` +
     `concurrency ${concurrency} (offline: maxNumSeqs ${concurrency}), ${modelName}, ` +
-    `${availableParallelism()} cores, load average ${loadAverage1()} at start`,
+    `${availableParallelism()} cores, ${rounds} round(s), load average ${loadAverage1()} at start`,
 );
+const all: RoundRatios[] = [];
 for (let round = 1; round <= rounds; round++) {
-  const offline = await runOffline();
-  const served = await runServed();
-  console.log(`\nround ${round} (load average ${loadAverage1()} after it)`);
-  report(offline, served);
+  // Turns: offline first in odd rounds, served first in even ones.
+  let offline: RunResult;
+  let served: RunResult;
+  if (round % 2 === 1) {
+    offline = await withLoad(runOffline);
+    served = await withLoad(runServed);
+  } else {
+    served = await withLoad(runServed);
+    offline = await withLoad(runOffline);
+  }
+  console.log(`\nround ${round} of ${rounds} (${round % 2 === 1 ? 'offline first' : 'served first'})`);
+  all.push(report(offline, served));
 }
+const fmt = (xs: readonly number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+console.log(`\nserved / offline over ${rounds} round(s), load average ${loadAverage1()} at the end:`);
+console.log(
+  `  wall-clock: ${fmt(all.map((r) => r.wall))}; median ${median(all.map((r) => r.wall)).toFixed(2)}`,
+);
+console.log(
+  `  CPU-based:  ${fmt(all.map((r) => r.cpu))}; median ${median(all.map((r) => r.cpu)).toFixed(2)}`,
+);

@@ -1,6 +1,9 @@
 // CPU time of a process's threads, by role, from Linux's /proc (bench/serve-overhead.ts's split). Duet
 // names its threads (src/util/thread-name.ts); the main thread is the one whose id is the process id; the
-// rest (V8's compiler and GC helpers, libuv's pool) count as the Node runtime. Times are in seconds, at
+// rest (V8's compiler and GC helpers, libuv's pool) count as the Node runtime. A native thread takes the
+// name of the thread that started it (Linux copies it): OpenMP's threads, started by the engine thread,
+// are also called `duet-engine`, so all but the first (lowest id) thread of a Duet name count as the
+// runtime, as the same threads do where the engine runs on the main thread. Times are in seconds, at
 // the kernel's USER_HZ resolution (10 ms). Elsewhere than Linux every reading is empty.
 
 import { readdirSync, readFileSync } from 'node:fs';
@@ -34,13 +37,16 @@ export function threadCpu(pid: number | 'self'): ThreadCpu {
   } catch {
     return out;
   }
-  for (const tid of tids) {
+  const named = new Set<string>();
+  for (const tid of tids.sort((a, b) => Number(a) - Number(b))) {
     try {
       const comm = readFileSync(`/proc/${realPid}/task/${tid}/comm`, 'utf8').trim();
       const f = statFields(readFileSync(`/proc/${realPid}/task/${tid}/stat`, 'utf8'));
       // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name.
       const seconds = (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_S;
-      const role = roleOf(realPid, Number(tid), comm);
+      const inherited = comm.startsWith('duet-') && named.has(comm);
+      named.add(comm);
+      const role = inherited ? 'runtime' : roleOf(realPid, Number(tid), comm);
       out.set(role, (out.get(role) ?? 0) + seconds);
     } catch {
       // The thread ended between the listing and the read: its time is lost, as for any exited thread.

@@ -142,18 +142,23 @@ describe('bench/ smoke runs', () => {
     ]);
   });
 
-  test('serve-overhead.js: offline and served at tiny size, with the CPU split by thread', async () => {
+  test('serve-overhead.js: offline and served at tiny size in two rounds, with the CPU split by thread', async () => {
     const r = await bench(
       'serve-overhead.js',
       [
         ...['--num-prompts', '4', '--input-len', '16', '--output-len', '4', '--concurrency', '2'],
-        ...['--kv-cache-memory', '64MiB'],
+        ...['--kv-cache-memory', '64MiB', '--rounds', '2'],
       ],
       300_000,
     );
     assertTable(r, [
+      /^round 1 of 2 \(offline first\)$/m,
+      /^round 2 of 2 \(served first\)$/m,
+      /^load average \(1 min\)\s+[\d.]+-[\d.]+\s+[\d.]+-[\d.]+$/m,
       /^requests\/s\s+[\d.]+\s+[\d.]+$/m,
-      /^served \/ offline: [\d.]+$/m,
+      /^served \/ offline: wall [\d.]+, CPU-based [\d.]+ /m,
+      /^ {2}wall-clock: [\d.]+, [\d.]+; median [\d.]+$/m,
+      /^ {2}CPU-based: {2}[\d.]+, [\d.]+; median [\d.]+$/m,
       /^\s+engine thread\s+[\d.]+\s+[\d.]+$/m,
       /^\s+HTTP main thread\s+-\s+[\d.]+$/m,
       /^\s+bench client \(process\)\s+-\s+[\d.]+$/m,

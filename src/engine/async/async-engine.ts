@@ -7,7 +7,7 @@
 //   for await (const out of engine.generate(ids, params, 'req-1')) process.stdout.write(out.textDelta);
 //   await engine.close();
 
-import { Worker } from 'node:worker_threads';
+import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { EngineConfig } from '../../config/engine-config.js';
 import type { SamplingParams } from '../../sampling/sampling-params.js';
 import { type Logger, silentLogger } from '../../util/logger.js';
@@ -120,8 +120,13 @@ export class AsyncEngine {
   static async start(config: EngineConfig, options: AsyncEngineOptions = {}): Promise<AsyncEngine> {
     const logger = options.logger ?? silentLogger;
     const data: EngineWorkerData = { config };
+    // SHARE_ENV: the engine thread's process.env is the process's real environment, not a copy, so what a
+    // platform sets there before loading native code reaches that code. The oneDNN platform loads libgomp
+    // with OMP_WAIT_POLICY=passive this way; in a copy libgomp never saw it, its threads spun at every
+    // product, and on 2 cores `duet serve` ran the engine 5x slower than the offline LLM API.
     const worker = new Worker(options.workerUrl ?? new URL('./engine-thread.js', import.meta.url), {
       workerData: data,
+      env: SHARE_ENV,
     });
     const fatal: { value: string | null } = { value: null };
     const exitCode: { value: number | null } = { value: null };

@@ -135,6 +135,19 @@ describe('AsyncEngine', () => {
     });
   });
 
+  test("the engine thread writes the process's own environment, which native code reads", async () => {
+    // libgomp reads OMP_WAIT_POLICY from the C environment; in a worker's default copy of process.env
+    // the oneDNN platform's setting never reached it and its threads spun (the served engine ran 5x
+    // slower than the offline one on 2 cores).
+    delete process.env.DUET_ENGINE_ENV_PROBE;
+    await assert.rejects(
+      AsyncEngine.start(config, { workerUrl: new URL('./env-probe-engine-thread.js', import.meta.url) }),
+      (e: unknown) => e instanceof EngineStartError && e.causeName === 'EnvProbe',
+    );
+    assert.equal(process.env.DUET_ENGINE_ENV_PROBE, 'set by the engine thread');
+    delete process.env.DUET_ENGINE_ENV_PROBE;
+  });
+
   test('a killed worker fails in-flight and later requests, and stats, with EngineDeadError', async () => {
     const doomed = await AsyncEngine.start(config);
     const stream = doomed.generate([500, 1, 2], params(200), 'x');
