@@ -3,7 +3,7 @@
 // thread — to its groups over shared memory. Reports a rank that fails to start or dies later, so the
 // engine can fail its requests.
 
-import { Worker } from 'node:worker_threads';
+import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { EngineConfig } from '../config/engine-config.js';
 import { createSharedMemoryGroup, type GroupDescriptor } from '../distributed/group.js';
 import type { ConnectedCommunicator } from '../distributed/stream-communicator.js';
@@ -144,7 +144,9 @@ export async function launchRankWorkers(
       numThreads: numThreadsPerRank,
       platform,
     };
-    const w = new Worker(new URL('./rank-worker.js', import.meta.url), { workerData: data });
+    // SHARE_ENV: a platform's native code loaded in this thread must see what the platform sets in
+    // process.env first (the oneDNN platform's OMP_WAIT_POLICY; see engine/async/async-engine.ts).
+    const w = new Worker(new URL('./rank-worker.js', import.meta.url), { workerData: data, env: SHARE_ENV });
     workers.push(w);
     readies.push(
       new Promise<void>((resolve, reject) => {
