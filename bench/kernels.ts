@@ -3,7 +3,8 @@
 // machine's read bandwidth measured in the same run (wasm and native streaming reads), against which the
 // GEMV's weight traffic is compared, and a register-only peak of the int8 dot step against which the
 // int8 GEMM's multiply-adds are compared (decode m = 1..32, each int8 dot the build has).
-// Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --smoke: tiny shapes and no native
+// Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --int8-only: the int8 sweep alone;
+// --smoke: tiny shapes and no native
 // program, only to check that the benchmark runs, as `npm test` does).
 //
 // The GEMV weights rotate over enough copies (≥ 1 GiB) that they come from DRAM, as a real model's do.
@@ -29,19 +30,22 @@ interface Options {
   threads: number[];
   quick: boolean;
   smoke: boolean;
+  /** Only the int8 sweep (peak, bandwidth, m = 1..32 and prefill). */
+  int8Only: boolean;
 }
 
 /** Total bytes of weight copies the GEMV rotates over, and of the bandwidth test. */
 const ROTATION_BYTES = 1024 ** 3;
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { threads: [1, 2], quick: false, smoke: false };
+  const opts: Options = { threads: [1, 2], quick: false, smoke: false, int8Only: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--smoke') opts.smoke = true;
+    else if (a === '--int8-only') opts.int8Only = true;
     else if (a === '--threads') opts.threads = (argv[++i] ?? '').split(',').map(Number);
-    else throw new Error(`bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke`);
+    else throw new Error(`bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke --int8-only`);
   }
   if (opts.threads.some((t) => !Number.isInteger(t) || t < 1))
     throw new Error('--threads: a list of integers >= 1');
@@ -154,6 +158,11 @@ async function main(): Promise<void> {
   const rotation = opts.smoke ? 16 * 1024 ** 2 : opts.quick ? ROTATION_BYTES / 2 : ROTATION_BYTES;
   const maxThreads = Math.max(...opts.threads);
   const kernels = await createWasmKernels({ numThreads: maxThreads });
+  if (opts.int8Only) {
+    await int8Sweep(kernels, opts, minSeconds, rotation);
+    await kernels.dispose();
+    return;
+  }
   const native = opts.smoke ? '--smoke' : NativeBench.create();
   console.log(`Duet kernel benchmark — ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores`);
   console.log(`wasm: ${kernels.name} (relaxed SIMD ${kernels.relaxed ? 'on' : 'off'})`);
