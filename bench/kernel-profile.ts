@@ -28,7 +28,13 @@ export class KernelProfile {
 }
 
 /** Members that only prepare or hand out memory: not timed (they run at load, not in a step). */
-const UNTIMED: ReadonlySet<PropertyKey> = new Set(['name', 'allocate', 'allocateActivations', 'allocateIndices', 'free']);
+const UNTIMED: ReadonlySet<PropertyKey> = new Set([
+  'name',
+  'allocate',
+  'allocateActivations',
+  'allocateIndices',
+  'free',
+]);
 
 /** The profile's key of a call: the member, and for matrix products the weight's dtype and shape. */
 function memberKey(member: string, args: readonly unknown[]): string {
@@ -43,7 +49,8 @@ function profileKernels(kernels: Kernels, profile: KernelProfile): Kernels {
     get(target, prop) {
       const value = Reflect.get(target, prop, target) as unknown;
       if (typeof value !== 'function') return value;
-      if (UNTIMED.has(prop) || typeof prop !== 'string' || prop.startsWith('prepare')) return value.bind(target);
+      if (UNTIMED.has(prop) || typeof prop !== 'string' || prop.startsWith('prepare'))
+        return value.bind(target);
       return (...args: unknown[]) => {
         const t = performance.now();
         try {

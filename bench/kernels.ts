@@ -45,7 +45,10 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--smoke') opts.smoke = true;
     else if (a === '--int8-only') opts.int8Only = true;
     else if (a === '--threads') opts.threads = (argv[++i] ?? '').split(',').map(Number);
-    else throw new Error(`bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke --int8-only`);
+    else
+      throw new Error(
+        `bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke --int8-only`,
+      );
   }
   if (opts.threads.some((t) => !Number.isInteger(t) || t < 1))
     throw new Error('--threads: a list of integers >= 1');

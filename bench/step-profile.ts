@@ -60,7 +60,11 @@ function addRequests(engine: LLMEngine, prompts: number[][], maxTokens: number):
     const params = resolveSamplingParams(
       { temperature: 0, maxTokens, ignoreEos: true },
       {},
-      { vocabSize: engine.loaded.config.vocabSize, maxModelLen: engine.maxModelLen, numPromptTokens: prompt.length },
+      {
+        vocabSize: engine.loaded.config.vocabSize,
+        maxModelLen: engine.maxModelLen,
+        numPromptTokens: prompt.length,
+      },
     );
     engine.addRequest(prompt, params);
   }
@@ -86,7 +90,15 @@ function report(title: string, stepS: number, profile: KernelProfile, steps: num
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   enableWasmFeatures();
-  const model = join(fileURLToPath(import.meta.url), '..', '..', '..', 'assets', 'configs', 'deepseek-v2-lite');
+  const model = join(
+    fileURLToPath(import.meta.url),
+    '..',
+    '..',
+    '..',
+    'assets',
+    'configs',
+    'deepseek-v2-lite',
+  );
   const options: LLMOptions = {
     model,
     loadFormat: 'dummy',

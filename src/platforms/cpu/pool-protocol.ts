@@ -48,6 +48,7 @@ export const THREADED_KERNELS = [
   'mha_attention',
   'gemm_i8',
   'i8_dot_peak',
+  'quant_dynamic',
 ] as const;
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 /** The first argument of a thread without a share in an OP_KERNEL job. */
