@@ -68,7 +68,7 @@ function assertSameBits(label: string, out: Float32Array, expected: Float32Array
 }
 
 const SHAPES: [number, number, number][] = [];
-for (const m of [1, 2, 3, 5, 8, 13, 32, 33]) {
+for (const m of [1, 2, 3, 5, 7, 8, 13, 32, 33]) {
   for (const [n, k] of [
     [1, 1],
     [7, 3],
@@ -232,6 +232,45 @@ for (const variant of VARIANTS) {
           assert.deepEqual(Int32Array.from(out), accS, `static sums m=${m} n=${n} k=${k}`);
           kernels.freeLinear(w);
           kernels.freeLinear(ws);
+        }
+      }
+    });
+
+    it('stays exact at the extremes over long rows (no int32 or int16 overflow in any tile)', () => {
+      // Weights of −128 and 127, static activations of −128 and 127 with scale 1: every product is at
+      // its largest magnitude, over k up to 4100 (many of the single-row tiles' 64-quad blocks). Both
+      // sides are compared bit for bit against the reference (its int32 sums, then float32).
+      for (const [m, n, k] of [
+        [1, 16, 256],
+        [1, 24, 257],
+        [1, 16, 4100],
+        [2, 16, 4100],
+        [5, 9, 4100],
+      ] as const) {
+        for (const pattern of ['all -128', 'mixed'] as const) {
+          const data = Int8Array.from({ length: n * k }, (_, i) =>
+            pattern === 'all -128' || (i * 7) % 3 === 0 ? -128 : 127,
+          );
+          const xs = Float32Array.from({ length: m * k }, (_, i) =>
+            pattern === 'all -128' || (i * 5) % 4 !== 0 ? -128 : 127,
+          );
+          const stat: Int8LinearData = {
+            data,
+            scheme: {
+              kind: 'static',
+              inputScale: 1,
+              inputOffset: 0,
+              quantBias: new Int32Array(n),
+              deqScale: new Float32Array(n).fill(1),
+            },
+          };
+          const dynamic: Int8LinearData = {
+            data,
+            scheme: { kind: 'dynamic', weightScale: new Float32Array(n).fill(1) },
+          };
+          compare(one, stat, xs, m, n, k, `static extremes ${pattern} m=${m} n=${n} k=${k}`);
+          compare(two, stat, xs, m, n, k, `static extremes ${pattern} 2 threads m=${m} n=${n} k=${k}`);
+          compare(one, dynamic, xs, m, n, k, `dynamic extremes ${pattern} m=${m} n=${n} k=${k}`);
         }
       }
     });

@@ -284,7 +284,25 @@ function wideTile2(
   storeDeq(o + ldo, a1, b1, colAdd, load<f32>(rs, 4), cs, ncols);
 }
 
-/** i16 form, 1 row × 8 columns of one panel. */
+/**
+ * Quads per block of the single-row tiles, which widen the weights' bytes to int16 at 256 times their
+ * value (one instruction each instead of two): a lane sums ≤ 4·128·128·256 = 2^24 per quad, so 64 quads
+ * stay below 2^31; each block's sums are then divided by 256 (exactly: they are multiples of it) and added
+ * to the totals.
+ */
+const SCALED_BLOCK_QUADS = 64;
+
+/** Even bytes of `w` at 256 times their value in int16 lanes (see evenI16). */
+function evenI16x256(w: v128): v128 {
+  return i16x8.shl(w, 8);
+}
+
+/** Odd bytes of `w` at 256 times their value in int16 lanes (see oddI16). */
+function oddI16x256(w: v128): v128 {
+  return v128.and(w, i16x8.splat(<i16>0xff00));
+}
+
+/** i16 form, 1 row × 8 columns of one panel (scaled widening, see SCALED_BLOCK_QUADS). */
 function wideTile1(
   o: usize,
   x: usize,
@@ -295,24 +313,31 @@ function wideTile1(
   cs: usize,
   ncols: i32,
 ): void {
-  let a0 = i32x4.splat(0);
-  let b0 = a0;
-  for (let q = 0; q < kq; q++) {
-    const wo = wp + ((<usize>q) << 5);
-    const xo = x + ((<usize>q) << 3);
-    const w0 = v128.load(wo);
-    const w1 = v128.load(wo, 16);
-    const xe = v128.load32_splat(xo);
-    const xd = v128.load32_splat(xo, 4);
-    a0 = dot16(evenI16(w0), oddI16(w0), xe, xd, a0);
-    b0 = dot16(evenI16(w1), oddI16(w1), xe, xd, b0);
+  let ta = i32x4.splat(0);
+  let tb = ta;
+  for (let q0 = 0; q0 < kq; q0 += SCALED_BLOCK_QUADS) {
+    const q1 = min(kq, q0 + SCALED_BLOCK_QUADS);
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    for (let q = q0; q < q1; q++) {
+      const wo = wp + ((<usize>q) << 5);
+      const xo = x + ((<usize>q) << 3);
+      const w0 = v128.load(wo);
+      const w1 = v128.load(wo, 16);
+      const xe = v128.load32_splat(xo);
+      const xd = v128.load32_splat(xo, 4);
+      a0 = dot16(evenI16x256(w0), oddI16x256(w0), xe, xd, a0);
+      b0 = dot16(evenI16x256(w1), oddI16x256(w1), xe, xd, b0);
+    }
+    ta = i32x4.add(ta, i32x4.shr_s(a0, 8));
+    tb = i32x4.add(tb, i32x4.shr_s(b0, 8));
   }
-  storeDeq(o, a0, b0, colAdd, load<f32>(rs), cs, ncols);
+  storeDeq(o, ta, tb, colAdd, load<f32>(rs), cs, ncols);
 }
 
 /**
  * i16 form, 1 row × two panels at once (`wp`, `wp2`: their columns c0 and c0 + 8): a GEMV reads memory
- * faster over two weight streams than over one.
+ * faster over two weight streams than over one. Scaled widening (see SCALED_BLOCK_QUADS).
  */
 function wideTile1x2(
   o: usize,
@@ -325,27 +350,38 @@ function wideTile1x2(
   cs: usize,
   ncols2: i32,
 ): void {
-  let a0 = i32x4.splat(0);
-  let b0 = a0;
-  let a1 = a0;
-  let b1 = a0;
-  for (let q = 0; q < kq; q++) {
-    const wo = (<usize>q) << 5;
-    const xo = x + ((<usize>q) << 3);
-    const xe = v128.load32_splat(xo);
-    const xd = v128.load32_splat(xo, 4);
-    const w0 = v128.load(wp + wo);
-    const w1 = v128.load(wp + wo, 16);
-    const u0 = v128.load(wp2 + wo);
-    const u1 = v128.load(wp2 + wo, 16);
-    a0 = dot16(evenI16(w0), oddI16(w0), xe, xd, a0);
-    b0 = dot16(evenI16(w1), oddI16(w1), xe, xd, b0);
-    a1 = dot16(evenI16(u0), oddI16(u0), xe, xd, a1);
-    b1 = dot16(evenI16(u1), oddI16(u1), xe, xd, b1);
+  let ta0 = i32x4.splat(0);
+  let tb0 = ta0;
+  let ta1 = ta0;
+  let tb1 = ta0;
+  for (let q0 = 0; q0 < kq; q0 += SCALED_BLOCK_QUADS) {
+    const q1 = min(kq, q0 + SCALED_BLOCK_QUADS);
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    let a1 = a0;
+    let b1 = a0;
+    for (let q = q0; q < q1; q++) {
+      const wo = (<usize>q) << 5;
+      const xo = x + ((<usize>q) << 3);
+      const xe = v128.load32_splat(xo);
+      const xd = v128.load32_splat(xo, 4);
+      const w0 = v128.load(wp + wo);
+      const w1 = v128.load(wp + wo, 16);
+      const u0 = v128.load(wp2 + wo);
+      const u1 = v128.load(wp2 + wo, 16);
+      a0 = dot16(evenI16x256(w0), oddI16x256(w0), xe, xd, a0);
+      b0 = dot16(evenI16x256(w1), oddI16x256(w1), xe, xd, b0);
+      a1 = dot16(evenI16x256(u0), oddI16x256(u0), xe, xd, a1);
+      b1 = dot16(evenI16x256(u1), oddI16x256(u1), xe, xd, b1);
+    }
+    ta0 = i32x4.add(ta0, i32x4.shr_s(a0, 8));
+    tb0 = i32x4.add(tb0, i32x4.shr_s(b0, 8));
+    ta1 = i32x4.add(ta1, i32x4.shr_s(a1, 8));
+    tb1 = i32x4.add(tb1, i32x4.shr_s(b1, 8));
   }
   const s = load<f32>(rs);
-  storeDeq(o, a0, b0, colAdd, s, cs, 8);
-  storeDeq(o + 32, a1, b1, colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
+  storeDeq(o, ta0, tb0, colAdd, s, cs, 8);
+  storeDeq(o + 32, ta1, tb1, colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
 }
 
 /** Relaxed split form, 1 row × two panels at once (see wideTile1x2). */
