@@ -3,6 +3,7 @@
 
 import type { Kernels, LinearWeight } from '../src/kernels/kernels.js';
 import type { Platform } from '../src/platforms/platform.js';
+import { withWrappedKernels } from './wrap-kernels.js';
 
 /** Seconds and calls per kernel member since the last `reset`. */
 export class KernelProfile {
@@ -65,13 +66,5 @@ function profileKernels(kernels: Kernels, profile: KernelProfile): Kernels {
 
 /** `platform` whose kernel sets time every member call into `profile`. */
 export function withKernelProfile(platform: Platform, profile: KernelProfile): Platform {
-  const createKernels: Platform['createKernels'] = async (opts) =>
-    profileKernels(await platform.createKernels(opts), profile);
-  return new Proxy(platform, {
-    get(target, prop) {
-      if (prop === 'createKernels') return createKernels;
-      const value = Reflect.get(target, prop, target) as unknown;
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  return withWrappedKernels(platform, (kernels) => profileKernels(kernels, profile));
 }

@@ -51,6 +51,19 @@ function staticWeight(rng: Rng, n: number, k: number): Int8LinearData {
 }
 
 /** Activations: random, with a row of zeros and a row of huge values that clamp (static) or set amax. */
+/**
+ * `data` ([n, k]) with unit scales: dynamic with weightScale 1, or static with input scale 1, offset 0,
+ * no quant bias and deqScale 1 (then q = x for integer x in [-128, 127], and the output is the int32 sum).
+ */
+function unitScales(data: Int8Array, n: number, kind: 'dynamic' | 'static'): Int8LinearData {
+  const ones = new Float32Array(n).fill(1);
+  if (kind === 'dynamic') return { data, scheme: { kind, weightScale: ones } };
+  return {
+    data,
+    scheme: { kind, inputScale: 1, inputOffset: 0, quantBias: new Int32Array(n), deqScale: ones },
+  };
+}
+
 function activations(rng: Rng, m: number, k: number): Float32Array {
   const x = rng.array(m * k, -3, 3);
   if (m > 2) x.fill(0, k, 2 * k);
@@ -204,24 +217,12 @@ for (const variant of VARIANTS) {
           }
         }
         const x = Float32Array.from(xi);
-        const dynamic: Int8LinearData = {
-          data,
-          scheme: { kind: 'dynamic', weightScale: new Float32Array(n).fill(1) },
-        };
+        const dynamic = unitScales(data, n, 'dynamic');
         // Static with scale 1 and offset 0: q = x, also over [-128, 127].
         const xs = Float32Array.from({ length: m * k }, () => rng.int(256) - 128);
         const accS = new Int32Array(m * n);
         int8Accumulate(accS, Int32Array.from(xs), data, m, n, k);
-        const stat: Int8LinearData = {
-          data,
-          scheme: {
-            kind: 'static',
-            inputScale: 1,
-            inputOffset: 0,
-            quantBias: new Int32Array(n),
-            deqScale: new Float32Array(n).fill(1),
-          },
-        };
+        const stat = unitScales(data, n, 'static');
         for (const kernels of [one, two]) {
           const out = new Float32Array(m * n);
           const w = kernels.prepareInt8Linear(dynamic, n, k);
@@ -254,20 +255,8 @@ for (const variant of VARIANTS) {
           const xs = Float32Array.from({ length: m * k }, (_, i) =>
             pattern === 'all -128' || (i * 5) % 4 !== 0 ? -128 : 127,
           );
-          const stat: Int8LinearData = {
-            data,
-            scheme: {
-              kind: 'static',
-              inputScale: 1,
-              inputOffset: 0,
-              quantBias: new Int32Array(n),
-              deqScale: new Float32Array(n).fill(1),
-            },
-          };
-          const dynamic: Int8LinearData = {
-            data,
-            scheme: { kind: 'dynamic', weightScale: new Float32Array(n).fill(1) },
-          };
+          const stat = unitScales(data, n, 'static');
+          const dynamic = unitScales(data, n, 'dynamic');
           compare(one, stat, xs, m, n, k, `static extremes ${pattern} m=${m} n=${n} k=${k}`);
           compare(two, stat, xs, m, n, k, `static extremes ${pattern} 2 threads m=${m} n=${n} k=${k}`);
           compare(one, dynamic, xs, m, n, k, `dynamic extremes ${pattern} m=${m} n=${n} k=${k}`);
