@@ -338,18 +338,20 @@ async function int8Sweep(
     `\nInt8 W8A8 GEMM, N = K = ${n}: GOP/s (2 per multiply-add), % of the register-only peak of its dot ` +
       'step, weight GB/s and % of the read bandwidth.\nint16: weights widened, i32x4.dot_i16x8_s ' +
       '(the default). relaxed: i16x8.relaxed_dot_i8x16_i7x16_s on the 7-bit split of the activations, ' +
-      'two dot steps per 16 multiply-adds (ceiling: 50% of its peak).',
+      "two dot steps per 16 multiply-adds (ceiling: 50% of its peak). % rlx: of the relaxed dot's peak " +
+      '(relaxed build), whichever dot the row uses.',
   );
-  const widths = [8, 3, 8, 4, 7, 7, 7, 6];
-  console.log(pad(['dot', 'T', 'peak', 'M', 'GOP/s', '% peak', 'GB/s', '% bw'], widths));
+  const widths = [8, 3, 8, 4, 7, 7, 6, 7, 6];
+  console.log(pad(['dot', 'T', 'peak', 'M', 'GOP/s', '% peak', '% rlx', 'GB/s', '% bw'], widths));
   const copies = Math.max(2, Math.ceil(rotation / (n * k)));
   const ws = Array.from({ length: copies }, () => kernels.prepareInt8Linear(int8, n, k));
   for (const t of opts.threads) {
     kernels.activeThreads = t;
     const bw = wasmBandwidth(kernels, t, rotation / 2);
+    const relaxedPeak = kernels.relaxed ? int8Peak(kernels, 'relaxed', t, opts.smoke) : 0;
     for (const dot of dots) {
       kernels.int8Dot = dot;
-      const peak = int8Peak(kernels, dot, t, opts.smoke);
+      const peak = dot === 'relaxed' ? relaxedPeak : int8Peak(kernels, dot, t, opts.smoke);
       for (const m of [1, 2, 4, 8, 16, 32, prefillM]) {
         const x = kernels.allocate(m * k);
         x.set(randomF32(m * k, 2));
@@ -372,6 +374,7 @@ async function int8Sweep(
               String(m),
               fmt(ops / 1e9),
               fmt((100 * ops) / peak, 0),
+              relaxedPeak > 0 ? fmt((100 * ops) / relaxedPeak, 0) : '-',
               decode ? fmt(gbs / 1e9) : '-',
               decode ? fmt((100 * gbs) / bw, 0) : '-',
             ],
