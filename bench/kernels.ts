@@ -3,7 +3,8 @@
 // machine's read bandwidth measured in the same run (wasm and native streaming reads), against which the
 // GEMV's weight traffic is compared, and a register-only peak of the int8 dot step against which the
 // int8 GEMM's multiply-adds are compared (decode m = 1..32, each int8 dot the build has).
-// Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --smoke: tiny shapes and no native
+// Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --int8-only: the int8 sweep alone;
+// --smoke: tiny shapes and no native
 // program, only to check that the benchmark runs, as `npm test` does).
 //
 // The GEMV weights rotate over enough copies (≥ 1 GiB) that they come from DRAM, as a real model's do.
@@ -29,19 +30,25 @@ interface Options {
   threads: number[];
   quick: boolean;
   smoke: boolean;
+  /** Only the int8 sweep (peak, bandwidth, m = 1..32 and prefill). */
+  int8Only: boolean;
 }
 
 /** Total bytes of weight copies the GEMV rotates over, and of the bandwidth test. */
 const ROTATION_BYTES = 1024 ** 3;
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { threads: [1, 2], quick: false, smoke: false };
+  const opts: Options = { threads: [1, 2], quick: false, smoke: false, int8Only: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--smoke') opts.smoke = true;
+    else if (a === '--int8-only') opts.int8Only = true;
     else if (a === '--threads') opts.threads = (argv[++i] ?? '').split(',').map(Number);
-    else throw new Error(`bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke`);
+    else
+      throw new Error(
+        `bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke --int8-only`,
+      );
   }
   if (opts.threads.some((t) => !Number.isInteger(t) || t < 1))
     throw new Error('--threads: a list of integers >= 1');
@@ -154,6 +161,11 @@ async function main(): Promise<void> {
   const rotation = opts.smoke ? 16 * 1024 ** 2 : opts.quick ? ROTATION_BYTES / 2 : ROTATION_BYTES;
   const maxThreads = Math.max(...opts.threads);
   const kernels = await createWasmKernels({ numThreads: maxThreads });
+  if (opts.int8Only) {
+    await int8Sweep(kernels, opts, minSeconds, rotation);
+    await kernels.dispose();
+    return;
+  }
   const native = opts.smoke ? '--smoke' : NativeBench.create();
   console.log(`Duet kernel benchmark — ${os.cpus()[0]?.model ?? 'CPU'}, ${os.availableParallelism()} cores`);
   console.log(`wasm: ${kernels.name} (relaxed SIMD ${kernels.relaxed ? 'on' : 'off'})`);
@@ -326,18 +338,20 @@ async function int8Sweep(
     `\nInt8 W8A8 GEMM, N = K = ${n}: GOP/s (2 per multiply-add), % of the register-only peak of its dot ` +
       'step, weight GB/s and % of the read bandwidth.\nint16: weights widened, i32x4.dot_i16x8_s ' +
       '(the default). relaxed: i16x8.relaxed_dot_i8x16_i7x16_s on the 7-bit split of the activations, ' +
-      'two dot steps per 16 multiply-adds (ceiling: 50% of its peak).',
+      "two dot steps per 16 multiply-adds (ceiling: 50% of its peak). % rlx: of the relaxed dot's peak " +
+      '(relaxed build), whichever dot the row uses.',
   );
-  const widths = [8, 3, 8, 4, 7, 7, 7, 6];
-  console.log(pad(['dot', 'T', 'peak', 'M', 'GOP/s', '% peak', 'GB/s', '% bw'], widths));
+  const widths = [8, 3, 8, 4, 7, 7, 6, 7, 6];
+  console.log(pad(['dot', 'T', 'peak', 'M', 'GOP/s', '% peak', '% rlx', 'GB/s', '% bw'], widths));
   const copies = Math.max(2, Math.ceil(rotation / (n * k)));
   const ws = Array.from({ length: copies }, () => kernels.prepareInt8Linear(int8, n, k));
   for (const t of opts.threads) {
     kernels.activeThreads = t;
     const bw = wasmBandwidth(kernels, t, rotation / 2);
+    const relaxedPeak = kernels.relaxed ? int8Peak(kernels, 'relaxed', t, opts.smoke) : 0;
     for (const dot of dots) {
       kernels.int8Dot = dot;
-      const peak = int8Peak(kernels, dot, t, opts.smoke);
+      const peak = dot === 'relaxed' ? relaxedPeak : int8Peak(kernels, dot, t, opts.smoke);
       for (const m of [1, 2, 4, 8, 16, 32, prefillM]) {
         const x = kernels.allocate(m * k);
         x.set(randomF32(m * k, 2));
@@ -360,6 +374,7 @@ async function int8Sweep(
               String(m),
               fmt(ops / 1e9),
               fmt((100 * ops) / peak, 0),
+              relaxedPeak > 0 ? fmt((100 * ops) / relaxedPeak, 0) : '-',
               decode ? fmt(gbs / 1e9) : '-',
               decode ? fmt((100 * gbs) / bw, 0) : '-',
             ],

@@ -3,6 +3,7 @@
 
 import type { Kernels } from '../src/kernels/kernels.js';
 import type { Platform } from '../src/platforms/platform.js';
+import { withWrappedKernels } from './wrap-kernels.js';
 
 /** Seconds spent in matrix products so far. */
 export class MatmulClock {
@@ -32,13 +33,5 @@ function timeKernels(kernels: Kernels, clock: MatmulClock): Kernels {
 
 /** `platform` whose kernel sets time their matrix products into `clock`; every other member is its own. */
 export function withMatmulClock(platform: Platform, clock: MatmulClock): Platform {
-  const createKernels: Platform['createKernels'] = async (opts) =>
-    timeKernels(await platform.createKernels(opts), clock);
-  return new Proxy(platform, {
-    get(target, prop) {
-      if (prop === 'createKernels') return createKernels;
-      const value = Reflect.get(target, prop, target) as unknown;
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  return withWrappedKernels(platform, (kernels) => timeKernels(kernels, clock));
 }

@@ -51,6 +51,19 @@ function staticWeight(rng: Rng, n: number, k: number): Int8LinearData {
 }
 
 /** Activations: random, with a row of zeros and a row of huge values that clamp (static) or set amax. */
+/**
+ * `data` ([n, k]) with unit scales: dynamic with weightScale 1, or static with input scale 1, offset 0,
+ * no quant bias and deqScale 1 (then q = x for integer x in [-128, 127], and the output is the int32 sum).
+ */
+function unitScales(data: Int8Array, n: number, kind: 'dynamic' | 'static'): Int8LinearData {
+  const ones = new Float32Array(n).fill(1);
+  if (kind === 'dynamic') return { data, scheme: { kind, weightScale: ones } };
+  return {
+    data,
+    scheme: { kind, inputScale: 1, inputOffset: 0, quantBias: new Int32Array(n), deqScale: ones },
+  };
+}
+
 function activations(rng: Rng, m: number, k: number): Float32Array {
   const x = rng.array(m * k, -3, 3);
   if (m > 2) x.fill(0, k, 2 * k);
@@ -68,7 +81,7 @@ function assertSameBits(label: string, out: Float32Array, expected: Float32Array
 }
 
 const SHAPES: [number, number, number][] = [];
-for (const m of [1, 2, 3, 5, 8, 13, 32, 33]) {
+for (const m of [1, 2, 3, 5, 7, 8, 13, 32, 33]) {
   for (const [n, k] of [
     [1, 1],
     [7, 3],
@@ -204,24 +217,12 @@ for (const variant of VARIANTS) {
           }
         }
         const x = Float32Array.from(xi);
-        const dynamic: Int8LinearData = {
-          data,
-          scheme: { kind: 'dynamic', weightScale: new Float32Array(n).fill(1) },
-        };
+        const dynamic = unitScales(data, n, 'dynamic');
         // Static with scale 1 and offset 0: q = x, also over [-128, 127].
         const xs = Float32Array.from({ length: m * k }, () => rng.int(256) - 128);
         const accS = new Int32Array(m * n);
         int8Accumulate(accS, Int32Array.from(xs), data, m, n, k);
-        const stat: Int8LinearData = {
-          data,
-          scheme: {
-            kind: 'static',
-            inputScale: 1,
-            inputOffset: 0,
-            quantBias: new Int32Array(n),
-            deqScale: new Float32Array(n).fill(1),
-          },
-        };
+        const stat = unitScales(data, n, 'static');
         for (const kernels of [one, two]) {
           const out = new Float32Array(m * n);
           const w = kernels.prepareInt8Linear(dynamic, n, k);
@@ -232,6 +233,33 @@ for (const variant of VARIANTS) {
           assert.deepEqual(Int32Array.from(out), accS, `static sums m=${m} n=${n} k=${k}`);
           kernels.freeLinear(w);
           kernels.freeLinear(ws);
+        }
+      }
+    });
+
+    it('stays exact at the extremes over long rows (no int32 or int16 overflow in any tile)', () => {
+      // Weights of −128 and 127, static activations of −128 and 127 with scale 1: every product is at
+      // its largest magnitude, over k up to 4100 (many of the single-row tiles' 64-quad blocks). Both
+      // sides are compared bit for bit against the reference (its int32 sums, then float32).
+      for (const [m, n, k] of [
+        [1, 16, 256],
+        [1, 24, 257],
+        [1, 16, 4100],
+        [2, 16, 4100],
+        [5, 9, 4100],
+      ] as const) {
+        for (const pattern of ['all -128', 'mixed'] as const) {
+          const data = Int8Array.from({ length: n * k }, (_, i) =>
+            pattern === 'all -128' || (i * 7) % 3 === 0 ? -128 : 127,
+          );
+          const xs = Float32Array.from({ length: m * k }, (_, i) =>
+            pattern === 'all -128' || (i * 5) % 4 !== 0 ? -128 : 127,
+          );
+          const stat = unitScales(data, n, 'static');
+          const dynamic = unitScales(data, n, 'dynamic');
+          compare(one, stat, xs, m, n, k, `static extremes ${pattern} m=${m} n=${n} k=${k}`);
+          compare(two, stat, xs, m, n, k, `static extremes ${pattern} 2 threads m=${m} n=${n} k=${k}`);
+          compare(one, dynamic, xs, m, n, k, `dynamic extremes ${pattern} m=${m} n=${n} k=${k}`);
         }
       }
     });

@@ -167,7 +167,7 @@ export function runInt8Linear(
     g.quant_static(xq, xPtr, m, k, k * 4, w.invScale, w.offset);
     arena.f32(rowScale, m).fill(1);
   } else {
-    g.quant_dynamic(xq, rowScale, xPtr, m, k, k * 4, split);
+    quantizeDynamic(ctx, g, arena.index, xq, rowScale, xPtr, m, k, split);
   }
   const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
   const shares = plan.parts.map((p) => [
@@ -192,6 +192,41 @@ export function runInt8Linear(
     out.set(arena.f32(outPtr, m * n));
     ctx.copies.bytesOut += m * n * 4;
   }
+}
+
+/**
+ * Below this many activation elements the per-token quantization runs on the calling thread alone (a
+ * decode step's few rows cost less than waking a thread); from here on (a prefill, a large batch) the
+ * rows are split over the threads, which would otherwise wait for the calling thread to finish it.
+ */
+const THREADED_QUANT_ELEMENTS = 64 * 1024;
+
+/** quant_dynamic over rows [0, m), split over the pool's threads when it is large enough to pay. */
+function quantizeDynamic(
+  ctx: Int8LinearContext,
+  g: Int8Exports,
+  arena: number,
+  xq: number,
+  rowScale: number,
+  xPtr: number,
+  m: number,
+  k: number,
+  split: number,
+): void {
+  const threads = Math.min(ctx.numThreads, m);
+  if (threads <= 1 || m * k < THREADED_QUANT_ELEMENTS) {
+    g.quant_dynamic(xq, rowScale, xPtr, m, k, k * 4, split);
+    return;
+  }
+  const rowBytes = Math.ceil(k / 4) * 8;
+  const shares = Array.from({ length: threads }, (_, t) => {
+    const r0 = Math.floor((t * m) / threads);
+    const r1 = Math.floor(((t + 1) * m) / threads);
+    return [xq + r0 * rowBytes, rowScale + r0 * 4, xPtr + r0 * k * 4, r1 - r0, k, k * 4, split];
+  });
+  ctx.pool.runKernel(arena, 'quant_dynamic', shares, () =>
+    g.quant_dynamic(...(shares[0] as [number, number, number, number, number, number, number])),
+  );
 }
 
 function paddedN(n: number): number {

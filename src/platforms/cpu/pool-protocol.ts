@@ -48,6 +48,8 @@ export const THREADED_KERNELS = [
   'mha_attention',
   'gemm_i8',
   'i8_dot_peak',
+  'quant_dynamic',
+  'silu_and_mul',
 ] as const;
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 /** The first argument of a thread without a share in an OP_KERNEL job. */

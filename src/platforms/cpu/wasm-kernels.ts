@@ -106,6 +106,8 @@ const MAX_ARENA_BYTES = 4 * 1024 ** 3 - WASM_PAGE_BYTES;
 const WIDEN_MIN_M = 16;
 /** Longest k-block when widening: the per-thread buffer holds WIDEN_MAX_K × 8 f32. */
 const WIDEN_MAX_K = 2048;
+/** Rough single-thread seconds of siluAndMul per output element (for choosing its threads). */
+const SILU_SECONDS_PER_ELEMENT = 2e-9;
 /** First size of the operator kernels' scratch region (grows on demand). */
 const OPS_REGION_BYTES = 4 * 1024 * 1024;
 /** Row-wise operators copy at most this many bytes per call through scratch (larger calls go by chunks). */
@@ -616,11 +618,34 @@ export class WasmKernels implements Kernels {
   }
 
   siluAndMul(out: Float32Array, gateUp: Float32Array, m: number, d: number): void {
+    if (this.trySiluAndMulThreaded(out, gateUp, m, d)) return;
     this.byRows(m, this.outsideBytes([out, d], [gateUp, 2 * d]), (r0, r1) =>
       this.withOps((o) =>
         o.siluAndMul(out.subarray(r0 * d, r1 * d), gateUp.subarray(r0 * 2 * d, r1 * 2 * d), r1 - r0, d),
       ),
     );
+  }
+
+  /**
+   * siluAndMul split by rows over the threads, when both arrays live in the primary memory (nothing to
+   * copy) and the work is worth a wake-up (a prefill's MLP, a large batch's experts); false otherwise.
+   */
+  private trySiluAndMulThreaded(out: Float32Array, gateUp: Float32Array, m: number, d: number): boolean {
+    const primary = this.arenas[0]!;
+    if (!Number.isInteger(m) || !Number.isInteger(d) || m < 2 || d < 1) return false;
+    if (!primary.owns(out) || !primary.owns(gateUp)) return false;
+    if (out.length < m * d || gateUp.length < 2 * m * d) return false;
+    const threads = this.threadsFor(m * d * SILU_SECONDS_PER_ELEMENT, m);
+    if (threads < 2) return false;
+    this.checkLive();
+    const shares = Array.from({ length: threads }, (_, t) => {
+      const r0 = Math.floor((t * m) / threads);
+      const r1 = Math.floor(((t + 1) * m) / threads);
+      return [out.byteOffset + r0 * d * 4, gateUp.byteOffset + r0 * 2 * d * 4, r1 - r0, d];
+    });
+    const g = primary.instance.exports as unknown as { silu_and_mul(...args: number[]): void };
+    this.pool.runKernel(0, 'silu_and_mul', shares, () => g.silu_and_mul(...shares[0]!));
+    return true;
   }
 
   softmax(x: Float32Array, m: number, n: number): void {

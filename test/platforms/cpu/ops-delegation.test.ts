@@ -53,6 +53,50 @@ describe('WasmKernels operator delegation', () => {
     }
   });
 
+  it('splits siluAndMul over the threads on allocated arrays: the same bits as one thread', async () => {
+    // minSecondsPerThread 0: every call large enough to split goes to both threads.
+    const two = await createWasmKernels({
+      numThreads: 2,
+      minSecondsPerThread: 0,
+      arenaBytes: 64 * 1024 * 1024,
+    });
+    const one = await createWasmKernels({ numThreads: 1, arenaBytes: 64 * 1024 * 1024 });
+    const ref = new ReferenceKernels();
+    try {
+      for (const [m, d] of [
+        [2, 5],
+        [37, 100],
+        [300, 1408],
+      ] as const) {
+        const gateUp = randomF32(m * 2 * d, m + d);
+        for (let i = 0; i < gateUp.length; i++) gateUp[i]! *= 24;
+        const want = new Float32Array(m * d);
+        ref.siluAndMul(want, gateUp, m, d);
+        const single = new Float32Array(m * d);
+        one.siluAndMul(single, gateUp, m, d);
+        const g2 = two.allocate(m * 2 * d);
+        g2.set(gateUp);
+        // A sentinel row past the output: the threads' shares must stop at m rows.
+        const out2 = two.allocate((m + 1) * d).fill(-7);
+        const before = two.copyStats;
+        two.siluAndMul(out2, g2, m, d);
+        assert.equal(two.copyStats.bytesIn, before.bytesIn, 'nothing copied in');
+        assert.deepEqual(out2.subarray(0, m * d), single, `siluAndMul ${m}×${d} on 2 threads`);
+        assert.ok(
+          out2.subarray(m * d).every((v) => v === -7),
+          'the row past m is untouched',
+        );
+        // The kernel's own accuracy (test/kernels/ops.test.ts): within 4.5e-7 relative of the reference.
+        assert.ok(relErr(single, want) < 4.5e-7, `siluAndMul ${m}×${d}: ${relErr(single, want)}`);
+        two.free(g2);
+        two.free(out2);
+      }
+    } finally {
+      await two.dispose();
+      await one.dispose();
+    }
+  });
+
   it('uses allocated arrays in place even when they predate the operator kernels and a memory grow', async () => {
     const kernels = await createWasmKernels({ numThreads: 1, arenaBytes: 256 * 1024 * 1024 });
     const ref = new ReferenceKernels();

@@ -7,8 +7,10 @@
 //   split = 1 (relaxed build, dynamic activations): xq holds the two 7-bit parts of q + 127; two
 //     relaxed int8 dots per 16 weights (see dot7) accumulate Σ w·q + 127·Σ w, and colAdd carries
 //     −127·Σ_k w[c, k]. Exact on every machine: the second (7-bit) operand is in [0, 127].
-//   split = 0 (plain SIMD, and the static zero-point variant everywhere): xq holds int16 values; the
-//     weights are widened to int16 and i32x4.dot_i16x8_s sums pairs of products (exact: |q·w| ≤ 2^14).
+//   split = 0 (plain SIMD, and the static zero-point variant everywhere): xq holds int16 values, each
+//     quad as (q0, q2, q1, q3); the even and odd bytes of the weights are sign-extended to int16 (each
+//     lane pair then holds one column's k0, k2 or k1, k3), and i32x4.dot_i16x8_s against the splat pairs
+//     (q0, q2) and (q1, q3) gives each column's sum over the quad in its own lane (exact: |q·w| ≤ 2^14).
 //
 // Layouts (byte addresses):
 //   out: [m, n] f32 row-major
@@ -75,11 +77,6 @@ function dot7(w: v128, x: v128, acc: v128): v128 {
 /** dot7 of both parts (lo, hi) of the split form into one accumulator. */
 function dot7x2(w: v128, lo: v128, hi: v128, acc: v128): v128 {
   return dot7(w, hi, dot7(w, lo, acc));
-}
-
-/** Pairwise sums of the i16 dot's lanes: [a0+a1, a2+a3, b0+b1, b2+b3] (two columns from each). */
-function pairSums(a: v128, b: v128): v128 {
-  return i32x4.add(v128.shuffle<i32>(a, b, 0, 2, 4, 6), v128.shuffle<i32>(a, b, 1, 3, 5, 7));
 }
 
 /** Shared epilogue arguments of one panel. */
@@ -172,6 +169,81 @@ function splitTile1(
   }
 }
 
+/** Sign-extended even bytes of `w` as int16: for a quad vector, [c k0, c k2] for each of its 4 columns. */
+function evenI16(w: v128): v128 {
+  return i16x8.shr_s(i16x8.shl(w, 8), 8);
+}
+
+/** Sign-extended odd bytes of `w` as int16: for a quad vector, [c k1, c k3] for each of its 4 columns. */
+function oddI16(w: v128): v128 {
+  return i16x8.shr_s(w, 8);
+}
+
+/**
+ * acc + the 4 columns' sums over one quad: lanes [c k0, c k2] of `we` times the pair (q0, q2) of `xe`
+ * plus lanes [c k1, c k3] of `wo` times (q1, q3) of `xo` (|sum| ≤ 4·128·128: exact).
+ */
+function dot16(we: v128, wo: v128, xe: v128, xo: v128, acc: v128): v128 {
+  return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(we, xe), i32x4.dot_i16x8_s(wo, xo)));
+}
+
+/** i16 form, 4 rows × 8 columns of one panel. */
+function wideTile4(
+  o: usize,
+  ldo: usize,
+  x: usize,
+  rowBytes: usize,
+  wp: usize,
+  kq: i32,
+  colAdd: usize,
+  rs: usize,
+  cs: usize,
+  ncols: i32,
+): void {
+  let a0 = i32x4.splat(0);
+  let b0 = a0;
+  let a1 = a0;
+  let b1 = a0;
+  let a2 = a0;
+  let b2 = a0;
+  let a3 = a0;
+  let b3 = a0;
+  const x1 = x + rowBytes;
+  const x2 = x1 + rowBytes;
+  const x3 = x2 + rowBytes;
+  for (let q = 0; q < kq; q++) {
+    const wo = wp + ((<usize>q) << 5);
+    const xo = (<usize>q) << 3;
+    const w0 = v128.load(wo);
+    const w1 = v128.load(wo, 16);
+    // Columns 0..3 (e0, o0) and 4..7 (e1, o1), even and odd k steps of the quad.
+    const e0 = evenI16(w0);
+    const o0 = oddI16(w0);
+    const e1 = evenI16(w1);
+    const o1 = oddI16(w1);
+    let xe = v128.load32_splat(x + xo);
+    let xd = v128.load32_splat(x + xo, 4);
+    a0 = dot16(e0, o0, xe, xd, a0);
+    b0 = dot16(e1, o1, xe, xd, b0);
+    xe = v128.load32_splat(x1 + xo);
+    xd = v128.load32_splat(x1 + xo, 4);
+    a1 = dot16(e0, o0, xe, xd, a1);
+    b1 = dot16(e1, o1, xe, xd, b1);
+    xe = v128.load32_splat(x2 + xo);
+    xd = v128.load32_splat(x2 + xo, 4);
+    a2 = dot16(e0, o0, xe, xd, a2);
+    b2 = dot16(e1, o1, xe, xd, b2);
+    xe = v128.load32_splat(x3 + xo);
+    xd = v128.load32_splat(x3 + xo, 4);
+    a3 = dot16(e0, o0, xe, xd, a3);
+    b3 = dot16(e1, o1, xe, xd, b3);
+  }
+  storeDeq(o, a0, b0, colAdd, load<f32>(rs), cs, ncols);
+  storeDeq(o + ldo, a1, b1, colAdd, load<f32>(rs, 4), cs, ncols);
+  storeDeq(o + 2 * ldo, a2, b2, colAdd, load<f32>(rs, 8), cs, ncols);
+  storeDeq(o + 3 * ldo, a3, b3, colAdd, load<f32>(rs, 12), cs, ncols);
+}
+
 /** i16 form, 2 rows × 8 columns of one panel. */
 function wideTile2(
   o: usize,
@@ -187,39 +259,50 @@ function wideTile2(
 ): void {
   let a0 = i32x4.splat(0);
   let b0 = a0;
-  let c0 = a0;
-  let d0 = a0;
   let a1 = a0;
   let b1 = a0;
-  let c1 = a0;
-  let d1 = a0;
   const x1 = x + rowBytes;
   for (let q = 0; q < kq; q++) {
     const wo = wp + ((<usize>q) << 5);
     const xo = (<usize>q) << 3;
     const w0 = v128.load(wo);
     const w1 = v128.load(wo, 16);
-    // Columns 0,1 | 2,3 | 4,5 | 6,7, each as [c k0, c k1, c k2, c k3, c' k0, ...] in int16.
-    const wa = i16x8.extend_low_i8x16_s(w0);
-    const wb = i16x8.extend_high_i8x16_s(w0);
-    const wc = i16x8.extend_low_i8x16_s(w1);
-    const wd = i16x8.extend_high_i8x16_s(w1);
-    let v = v128.load64_splat(x + xo);
-    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(wa, v));
-    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(wb, v));
-    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(wc, v));
-    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(wd, v));
-    v = v128.load64_splat(x1 + xo);
-    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(wa, v));
-    b1 = i32x4.add(b1, i32x4.dot_i16x8_s(wb, v));
-    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(wc, v));
-    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(wd, v));
+    const e0 = evenI16(w0);
+    const o0 = oddI16(w0);
+    const e1 = evenI16(w1);
+    const o1 = oddI16(w1);
+    let xe = v128.load32_splat(x + xo);
+    let xd = v128.load32_splat(x + xo, 4);
+    a0 = dot16(e0, o0, xe, xd, a0);
+    b0 = dot16(e1, o1, xe, xd, b0);
+    xe = v128.load32_splat(x1 + xo);
+    xd = v128.load32_splat(x1 + xo, 4);
+    a1 = dot16(e0, o0, xe, xd, a1);
+    b1 = dot16(e1, o1, xe, xd, b1);
   }
-  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, load<f32>(rs), cs, ncols);
-  storeDeq(o + ldo, pairSums(a1, b1), pairSums(c1, d1), colAdd, load<f32>(rs, 4), cs, ncols);
+  storeDeq(o, a0, b0, colAdd, load<f32>(rs), cs, ncols);
+  storeDeq(o + ldo, a1, b1, colAdd, load<f32>(rs, 4), cs, ncols);
 }
 
-/** i16 form, 1 row × 8 columns of one panel. */
+/**
+ * Quads per block of the single-row tiles, which widen the weights' bytes to int16 at 256 times their
+ * value (one instruction each instead of two): a lane sums ≤ 4·128·128·256 = 2^24 per quad, so 64 quads
+ * stay below 2^31; each block's sums are then divided by 256 (exactly: they are multiples of it) and added
+ * to the totals.
+ */
+const SCALED_BLOCK_QUADS = 64;
+
+/** Even bytes of `w` at 256 times their value in int16 lanes (see evenI16). */
+function evenI16x256(w: v128): v128 {
+  return i16x8.shl(w, 8);
+}
+
+/** Odd bytes of `w` at 256 times their value in int16 lanes (see oddI16). */
+function oddI16x256(w: v128): v128 {
+  return v128.and(w, i16x8.splat(<i16>0xff00));
+}
+
+/** i16 form, 1 row × 8 columns of one panel (scaled widening, see SCALED_BLOCK_QUADS). */
 function wideTile1(
   o: usize,
   x: usize,
@@ -230,26 +313,31 @@ function wideTile1(
   cs: usize,
   ncols: i32,
 ): void {
-  let a0 = i32x4.splat(0);
-  let b0 = a0;
-  let c0 = a0;
-  let d0 = a0;
-  for (let q = 0; q < kq; q++) {
-    const wo = wp + ((<usize>q) << 5);
-    const w0 = v128.load(wo);
-    const w1 = v128.load(wo, 16);
-    const v = v128.load64_splat(x + ((<usize>q) << 3));
-    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v));
-    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v));
-    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v));
-    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v));
+  let ta = i32x4.splat(0);
+  let tb = ta;
+  for (let q0 = 0; q0 < kq; q0 += SCALED_BLOCK_QUADS) {
+    const q1 = min(kq, q0 + SCALED_BLOCK_QUADS);
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    for (let q = q0; q < q1; q++) {
+      const wo = wp + ((<usize>q) << 5);
+      const xo = x + ((<usize>q) << 3);
+      const w0 = v128.load(wo);
+      const w1 = v128.load(wo, 16);
+      const xe = v128.load32_splat(xo);
+      const xd = v128.load32_splat(xo, 4);
+      a0 = dot16(evenI16x256(w0), oddI16x256(w0), xe, xd, a0);
+      b0 = dot16(evenI16x256(w1), oddI16x256(w1), xe, xd, b0);
+    }
+    ta = i32x4.add(ta, i32x4.shr_s(a0, 8));
+    tb = i32x4.add(tb, i32x4.shr_s(b0, 8));
   }
-  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, load<f32>(rs), cs, ncols);
+  storeDeq(o, ta, tb, colAdd, load<f32>(rs), cs, ncols);
 }
 
 /**
  * i16 form, 1 row × two panels at once (`wp`, `wp2`: their columns c0 and c0 + 8): a GEMV reads memory
- * faster over two weight streams than over one.
+ * faster over two weight streams than over one. Scaled widening (see SCALED_BLOCK_QUADS).
  */
 function wideTile1x2(
   o: usize,
@@ -262,33 +350,38 @@ function wideTile1x2(
   cs: usize,
   ncols2: i32,
 ): void {
-  let a0 = i32x4.splat(0);
-  let b0 = a0;
-  let c0 = a0;
-  let d0 = a0;
-  let a1 = a0;
-  let b1 = a0;
-  let c1 = a0;
-  let d1 = a0;
-  for (let q = 0; q < kq; q++) {
-    const wo = (<usize>q) << 5;
-    const v = v128.load64_splat(x + ((<usize>q) << 3));
-    const w0 = v128.load(wp + wo);
-    const w1 = v128.load(wp + wo, 16);
-    const u0 = v128.load(wp2 + wo);
-    const u1 = v128.load(wp2 + wo, 16);
-    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), v));
-    b0 = i32x4.add(b0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), v));
-    c0 = i32x4.add(c0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), v));
-    d0 = i32x4.add(d0, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), v));
-    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u0), v));
-    b1 = i32x4.add(b1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u0), v));
-    c1 = i32x4.add(c1, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u1), v));
-    d1 = i32x4.add(d1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u1), v));
+  let ta0 = i32x4.splat(0);
+  let tb0 = ta0;
+  let ta1 = ta0;
+  let tb1 = ta0;
+  for (let q0 = 0; q0 < kq; q0 += SCALED_BLOCK_QUADS) {
+    const q1 = min(kq, q0 + SCALED_BLOCK_QUADS);
+    let a0 = i32x4.splat(0);
+    let b0 = a0;
+    let a1 = a0;
+    let b1 = a0;
+    for (let q = q0; q < q1; q++) {
+      const wo = (<usize>q) << 5;
+      const xo = x + ((<usize>q) << 3);
+      const xe = v128.load32_splat(xo);
+      const xd = v128.load32_splat(xo, 4);
+      const w0 = v128.load(wp + wo);
+      const w1 = v128.load(wp + wo, 16);
+      const u0 = v128.load(wp2 + wo);
+      const u1 = v128.load(wp2 + wo, 16);
+      a0 = dot16(evenI16x256(w0), oddI16x256(w0), xe, xd, a0);
+      b0 = dot16(evenI16x256(w1), oddI16x256(w1), xe, xd, b0);
+      a1 = dot16(evenI16x256(u0), oddI16x256(u0), xe, xd, a1);
+      b1 = dot16(evenI16x256(u1), oddI16x256(u1), xe, xd, b1);
+    }
+    ta0 = i32x4.add(ta0, i32x4.shr_s(a0, 8));
+    tb0 = i32x4.add(tb0, i32x4.shr_s(b0, 8));
+    ta1 = i32x4.add(ta1, i32x4.shr_s(a1, 8));
+    tb1 = i32x4.add(tb1, i32x4.shr_s(b1, 8));
   }
   const s = load<f32>(rs);
-  storeDeq(o, pairSums(a0, b0), pairSums(c0, d0), colAdd, s, cs, 8);
-  storeDeq(o + 32, pairSums(a1, b1), pairSums(c1, d1), colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
+  storeDeq(o, ta0, tb0, colAdd, s, cs, 8);
+  storeDeq(o + 32, ta1, tb1, colAdd === 0 ? 0 : colAdd + 32, s, cs + 32, ncols2);
 }
 
 /** Relaxed split form, 1 row × two panels at once (see wideTile1x2). */
@@ -347,7 +440,7 @@ export function gemm_i8(
   const rowBytes = (<usize>kq) << 3;
   const panelBytes = (<usize>kq) << 5;
   const ldo = (<usize>n) << 2;
-  const step = split ? 4 : 2;
+  const step = 4;
   // Rows go in blocks whose activations stay in L2 while every panel passes over them; a decode batch
   // (m ≤ 32 for k ≤ 4096) is one block, so its weights stream from memory once.
   const block = max(step, (<i32>(ROW_BLOCK_BYTES / rowBytes) / step) * step);
@@ -382,7 +475,13 @@ export function gemm_i8(
         const x = xq + <usize>r * rowBytes;
         const rs = rowScale + ((<usize>r) << 2);
         if (split) splitTile4(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
-        else wideTile2(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+        else wideTile4(o, ldo, x, rowBytes, wp, kq, ca, rs, cs, ncols);
+      }
+      if (!split && r + 2 <= b1) {
+        const o = rowOut(out, ldo, r, c0);
+        const x = xq + <usize>r * rowBytes;
+        wideTile2(o, ldo, x, rowBytes, wp, kq, ca, rowScale + ((<usize>r) << 2), cs, ncols);
+        r += 2;
       }
       for (; r < b1; r++) {
         const o = rowOut(out, ldo, r, c0);

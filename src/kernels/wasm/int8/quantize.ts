@@ -1,6 +1,7 @@
 // Activation quantization for the int8 GEMM, one row (token) at a time, written in the GEMM's activation
 // layout: each row is ceil(k/4) quads of 8 bytes (the k steps past k are zero).
-//   split = 0 ("i16" form): a quad holds 4 int16 values q[k0..k3] (for i32x4.dot_i16x8_s).
+//   split = 0 ("i16" form): a quad holds 4 int16 values in the order q[k0], q[k2], q[k1], q[k3] (the
+//     even pair, then the odd pair, for gemm-i8.ts's i32x4.dot_i16x8_s on the weights' even and odd bytes).
 //   split = 1 ("split" form, relaxed dynamic path): u = q + 127 ∈ [0, 254] is written as two 7-bit
 //     parts lo = min(u, 127) and hi = u − lo, both in [0, 127]: a quad holds lo[k0..k3] then hi[k0..k3]
 //     as bytes, so that i32x4.relaxed_dot_i8x16_i7x16_add_s (whose second operand must lie in [0, 127]
@@ -45,7 +46,8 @@ function quantRow(d: usize, row: usize, k: i32, inv: f32, offset: f32, lo: f32, 
       const h = i16x8.narrow_i32x4_s(a, b);
       v128.store64_lane(d, i8x16.narrow_i16x8_s(h, h), 0);
     } else {
-      v128.store64_lane(d, i16x8.narrow_i32x4_s(q, q), 0);
+      const p = v128.shuffle<i32>(q, q, 0, 2, 1, 3);
+      v128.store64_lane(d, i16x8.narrow_i32x4_s(p, p), 0);
     }
     d += 8;
   }
