@@ -1,9 +1,10 @@
 // Entry point of a rank's communication thread (its communication stream). It receives ops from the
 // compute thread, runs them in issue order on the group's transport, and reports each completion in the
-// shared channel (for synchronous polling) and by a message (to wake the compute thread's event loop).
+// shared channel (for synchronous polling), whose Atomics.notify wakes the compute thread's event loop.
 // The shared-memory transport blocks this thread between Atomics waits; the TCP transport lives on this
 // thread's event loop.
 
+import { readlinkSync } from 'node:fs';
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { CollectiveError } from './communicator.js';
 import type { GroupDescriptor } from './group.js';
@@ -49,9 +50,10 @@ class Reporter {
     this.port.postMessage(message);
   }
 
+  /** Op `seq` is done: bump the completion word and wake the compute thread's Atomics.waitAsync. */
   done(seq: number): void {
     Atomics.store(this.ctl, CH_COMPLETED, (seq + 1) | 0);
-    this.post({ type: 'done', seq });
+    Atomics.notify(this.ctl, CH_COMPLETED);
   }
 
   fault(error: unknown): void {
@@ -72,6 +74,16 @@ class Reporter {
   }
 }
 
+/** This thread's Linux thread id (from /proc/thread-self), or undefined where there is no /proc. */
+function linuxThreadId(): number | undefined {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Shared memory: one blocking loop; ops arrive by receiveMessageOnPort, wake-ups through CH_SUBMITTED. */
 function runSharedMemory(data: CommThreadData, reporter: Reporter): void {
   const { descriptor, rank, timeouts, channel, port } = data;
@@ -80,7 +92,7 @@ function runSharedMemory(data: CommThreadData, reporter: Reporter): void {
   const transport = new ShmTransport(descriptor, rank, timeouts, ctl);
   try {
     transport.join();
-    reporter.post({ type: 'ready' });
+    reporter.post({ type: 'ready', threadId: linuxThreadId() });
     for (;;) {
       const submitted = Atomics.load(ctl, CH_SUBMITTED);
       for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
@@ -131,7 +143,7 @@ async function runTcp(data: CommThreadData, reporter: Reporter): Promise<void> {
   transport.onFault((e) => reporter.fault(e));
   try {
     await transport.connect(() => reporter.closeRequested);
-    reporter.post({ type: 'ready' });
+    reporter.post({ type: 'ready', threadId: linuxThreadId() });
     while (!closing) {
       const op = queue.shift();
       if (op === undefined) {

@@ -103,6 +103,8 @@ export class TcpTransport {
   private readonly byeFrom = new Set<number>();
   private readonly departed = new Map<number, string>();
   private what = 'forming the group';
+  /** Reused receive buffers of the small-reduction path (more than two ranks), one per rank. */
+  private readonly partScratch: (Float32Array | undefined)[] = [];
 
   constructor(
     private readonly desc: TcpGroupDescriptor,
@@ -643,17 +645,26 @@ export class TcpTransport {
     }
   }
 
-  /** Small all-reduce: every rank sends its whole buffer to every other and sums in rank order. */
-  private directReduce(run: OpRun, mine: Float32Array): () => void {
-    const n = mine.length;
-    const parts = Array.from({ length: this.n }, (_, q) =>
-      q === this.rank ? mine.slice() : new Float32Array(n),
-    );
+  /**
+   * Small all-reduce: every rank sends its whole buffer to every other and sums in rank order. With two
+   * ranks the peer's frame is added straight into `mine` as it arrives (a + b and b + a are the same
+   * float, so both ranks still end bitwise equal); with more, the parts land in reused scratch buffers
+   * and are summed in rank order once all arrived.
+   */
+  private directReduce(run: OpRun, mine: Float32Array): (() => void) | undefined {
+    const bytes = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
+    if (this.n === 2) {
+      const q = 1 - this.rank;
+      this.sendRegion(run, q, 0, bytes);
+      this.recvReduceRegion(run, q, mine);
+      return undefined;
+    }
+    const parts = this.partsFor(mine);
     for (let q = 0; q < this.n; q++) {
       if (q === this.rank) continue;
       const p = parts[q]!;
-      this.sendRegion(run, q, 0, new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength));
-      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, 0, p.byteLength));
+      this.sendRegion(run, q, 0, bytes);
+      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     }
     return () => sumInOrder(mine, parts);
   }
@@ -664,20 +675,52 @@ export class TcpTransport {
     data: Float32Array,
     counts: readonly number[],
     offs: number[],
-  ): () => void {
+  ): (() => void) | undefined {
     const seg = (q: number) => data.subarray(offs[q]!, offs[q]! + counts[q]!);
     const mine = seg(this.rank);
-    const parts = Array.from({ length: this.n }, (_, q) =>
-      q === this.rank ? mine.slice() : new Float32Array(counts[this.rank]!),
-    );
+    if (this.n === 2) {
+      const q = 1 - this.rank;
+      const s = seg(q);
+      this.sendRegion(run, q, 0, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
+      this.recvReduceRegion(run, q, mine);
+      return undefined;
+    }
+    const parts = this.partsFor(mine);
     for (let q = 0; q < this.n; q++) {
       if (q === this.rank) continue;
       const s = seg(q);
       const p = parts[q]!;
       this.sendRegion(run, q, 0, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
-      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, 0, p.byteLength));
+      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     }
     return () => sumInOrder(mine, parts);
+  }
+
+  /** Receives `acc`'s size from peer q frame by frame, adding each frame into its part of `acc`. */
+  private recvReduceRegion(run: OpRun, q: number, acc: Float32Array): void {
+    const chunkElems = this.chunkBytes / 4;
+    for (let c = 0, at = 0; at < acc.length || c === 0; c++, at += chunkElems) {
+      const v = acc.subarray(at, Math.min(acc.length, at + chunkElems));
+      this.recv(run, q, 0, c, new Uint8Array(v.buffer, v.byteOffset, v.byteLength), v);
+    }
+  }
+
+  /**
+   * The parts of a small reduction over more than two ranks: this rank's own part is a copy of `mine`
+   * (it is summed into `mine` in rank order), the others are scratch buffers reused from op to op.
+   */
+  private partsFor(mine: Float32Array): Float32Array[] {
+    const n = mine.length;
+    return Array.from({ length: this.n }, (_, q) => {
+      let buf = this.partScratch[q];
+      if (buf === undefined || buf.length < n) {
+        buf = new Float32Array(Math.max(n, SMALL_MESSAGE_BYTES / 4));
+        this.partScratch[q] = buf;
+      }
+      const part = buf.subarray(0, n);
+      if (q === this.rank) part.set(mine);
+      return part;
+    });
   }
 
   /** Small or two-rank broadcast: the root sends to all; larger: a pipelined chain root → root+1 → ... */
