@@ -13,7 +13,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { CollectiveError } from './communicator.js';
 import type { TcpGroupDescriptor, TcpPeerAddress } from './group.js';
 import { OpKind, type OpMessage, offsetsOf, opName, splitEven } from './op.js';
-import { sumInOrder } from './reduce.js';
+import { addInto, sumInOrder } from './reduce.js';
 import type { TransportTimeouts } from './shm-transport.js';
 import { type FrameHeader, FrameType, type LinkEvents, PeerLink, type RecvRequest } from './tcp-link.js';
 
@@ -103,7 +103,7 @@ export class TcpTransport {
   private readonly byeFrom = new Set<number>();
   private readonly departed = new Map<number, string>();
   private what = 'forming the group';
-  /** Reused receive buffers of the small-reduction path (more than two ranks), one per rank. */
+  /** Reused receive buffers of the small-reduction path, one per rank. */
   private readonly partScratch: (Float32Array | undefined)[] = [];
 
   constructor(
@@ -646,19 +646,14 @@ export class TcpTransport {
   }
 
   /**
-   * Small all-reduce: every rank sends its whole buffer to every other and sums in rank order. With two
-   * ranks the peer's frame is added straight into `mine` as it arrives (a + b and b + a are the same
-   * float, so both ranks still end bitwise equal); with more, the parts land in reused scratch buffers
-   * and are summed in rank order once all arrived.
+   * Small all-reduce: every rank sends its whole buffer to every other and sums in rank order, once every
+   * part arrived and this rank's own frames are flushed (`mine` is still being sent until then: a part
+   * may arrive before this rank's write has left the socket's queue). The parts land in scratch buffers
+   * reused from op to op. With two ranks `mine` is summed in place (a + b and b + a are the same float,
+   * so both ranks still end bitwise equal); with more, in rank order from a copy.
    */
-  private directReduce(run: OpRun, mine: Float32Array): (() => void) | undefined {
+  private directReduce(run: OpRun, mine: Float32Array): () => void {
     const bytes = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
-    if (this.n === 2) {
-      const q = 1 - this.rank;
-      this.sendRegion(run, q, 0, bytes);
-      this.recvReduceRegion(run, q, mine);
-      return undefined;
-    }
     const parts = this.partsFor(mine);
     for (let q = 0; q < this.n; q++) {
       if (q === this.rank) continue;
@@ -666,6 +661,7 @@ export class TcpTransport {
       this.sendRegion(run, q, 0, bytes);
       this.recvRegion(run, q, 0, new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     }
+    if (this.n === 2) return () => addInto(mine, parts[1 - this.rank]!);
     return () => sumInOrder(mine, parts);
   }
 
@@ -679,6 +675,7 @@ export class TcpTransport {
     const seg = (q: number) => data.subarray(offs[q]!, offs[q]! + counts[q]!);
     const mine = seg(this.rank);
     if (this.n === 2) {
+      // The peer's segment is added into `mine` as it arrives: `mine` is not what this rank sends.
       const q = 1 - this.rank;
       const s = seg(q);
       this.sendRegion(run, q, 0, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
@@ -706,12 +703,13 @@ export class TcpTransport {
   }
 
   /**
-   * The parts of a small reduction over more than two ranks: this rank's own part is a copy of `mine`
-   * (it is summed into `mine` in rank order), the others are scratch buffers reused from op to op.
+   * The parts of a small reduction: scratch buffers reused from op to op, one per peer; this rank's own
+   * part (more than two ranks only) is a copy of `mine`, which is summed into `mine` in rank order.
    */
   private partsFor(mine: Float32Array): Float32Array[] {
     const n = mine.length;
     return Array.from({ length: this.n }, (_, q) => {
+      if (q === this.rank && this.n === 2) return mine;
       let buf = this.partScratch[q];
       if (buf === undefined || buf.length < n) {
         buf = new Float32Array(Math.max(n, SMALL_MESSAGE_BYTES / 4));
