@@ -8,6 +8,9 @@
 //   T_compute     the busiest rank's compute per step without DBO
 //   T_comm        T_off − T_compute: communication (and waiting on the peer) not hidden without DBO
 //   efficiency    (T_off − T_on) / (T_off − max(T_compute, T_comm))   (1 = all of it hidden)
+//   against the CPU floor: the same with max(floor, T_compute, T_comm), the floor being all the servers'
+//                 CPU per step over this machine's cores (both "hosts" share them)
+//   planner       bench/dbo-plan.ts's T_off and T_on predicted from the first DBO-off run's trace and CPU
 //
 // The link rate is calibrated first (unless --bandwidth is given) so that communication is about
 // --target-comm-share of a step without DBO. Then, where communication is (nearly) negligible — two ranks

@@ -1,6 +1,6 @@
 // Entry point of a rank's communication thread (its communication stream). It receives ops from the
 // compute thread, runs them in issue order on the group's transport, and reports each completion in the
-// shared channel (for synchronous polling), whose Atomics.notify wakes the compute thread's event loop.
+// shared channel (for synchronous polling) and by a message (to wake the compute thread's event loop).
 // The shared-memory transport blocks this thread between Atomics waits; the TCP transport lives on this
 // thread's event loop.
 
@@ -50,10 +50,9 @@ class Reporter {
     this.port.postMessage(message);
   }
 
-  /** Op `seq` is done: bump the completion word and wake the compute thread's Atomics.waitAsync. */
   done(seq: number): void {
     Atomics.store(this.ctl, CH_COMPLETED, (seq + 1) | 0);
-    Atomics.notify(this.ctl, CH_COMPLETED);
+    this.post({ type: 'done', seq });
   }
 
   fault(error: unknown): void {

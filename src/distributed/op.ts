@@ -53,6 +53,7 @@ export type ToCommThread = OpMessage | CloseMessage;
 export type FromCommThread =
   /** `threadId`: the communication thread's Linux thread id (for per-thread CPU in /proc), where known. */
   | { readonly type: 'ready'; readonly threadId?: number }
+  | { readonly type: 'done'; readonly seq: number }
   | { readonly type: 'fault'; readonly message: string; readonly peerRank: number | undefined }
   | { readonly type: 'closed' };
 

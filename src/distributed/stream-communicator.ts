@@ -1,9 +1,7 @@
 // The compute-thread side of a connected communicator. Each collective copies the caller's input into a
 // shared staging buffer, posts the op to the rank's communication thread (the communication stream) and
 // returns a handle at once; the handle completes — and copies the result into the caller's buffers —
-// when the communication thread reports the op done through the shared channel. Nothing here blocks:
-// while ops are in flight an `Atomics.waitAsync` on the channel's completion word wakes this thread's
-// event loop when the communication thread bumps it (cheaper on both threads than a message per op).
+// when the communication thread reports the op done through the shared channel. Nothing here blocks.
 
 import { type MessagePort, receiveMessageOnPort, type Worker } from 'node:worker_threads';
 import {
@@ -49,17 +47,6 @@ export interface ConnectedCommunicator extends Communicator {
    */
   readonly commThreadId: number | undefined;
 }
-
-/** Atomics.waitAsync (ES2024, in Node since 16), typed here because the project's lib is ES2022. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      index: number,
-      value: number,
-    ): { async: boolean; value: Promise<unknown> | string };
-  }
-).waitAsync.bind(Atomics);
 
 enum State {
   Pending = 0,
@@ -137,8 +124,6 @@ export class StreamCommunicator implements ConnectedCommunicator {
   private exited = false;
   private readonly exit: Promise<void>;
   private readonly poller = () => this.poll();
-  /** Whether an Atomics.waitAsync on CH_COMPLETED is armed (one at a time, while ops are in flight). */
-  private isWatching = false;
   /** Settles when the communication thread reports the group formed (or fails to form). */
   readonly ready: Promise<void>;
   commThreadId: number | undefined;
@@ -328,7 +313,6 @@ export class StreamCommunicator implements ConnectedCommunicator {
     if (!this.exited) {
       Atomics.store(this.ctl, CH_CLOSE, 1);
       Atomics.notify(this.ctl, CH_SUBMITTED);
-      Atomics.notify(this.ctl, CH_COMPLETED); // releases this thread's own armed waitAsync
       this.port.postMessage({ type: 'close' });
       this.worker.ref();
       const timer = setTimeout(() => void this.worker.terminate(), 5000);
@@ -373,7 +357,6 @@ export class StreamCommunicator implements ConnectedCommunicator {
     Atomics.add(this.ctl, CH_SUBMITTED, 1);
     Atomics.notify(this.ctl, CH_SUBMITTED);
     this.updateRef();
-    this.watch();
     return handle;
   }
 
@@ -390,31 +373,6 @@ export class StreamCommunicator implements ConnectedCommunicator {
     }
     if (this.pending.length > 0 && Atomics.load(this.ctl, CH_FAULTED) === 1) this.setFault(this.readFault());
     this.updateRef();
-    this.watch();
-  }
-
-  /**
-   * While ops are in flight, keeps one Atomics.waitAsync armed on the completion word: it resolves when
-   * the communication thread bumps the word (Atomics.notify), and polls. If the word moved before the
-   * wait was armed, polls at once.
-   */
-  private watch(): void {
-    if (this.isWatching || this.pending.length === 0 || this.exited) return;
-    const seen = Atomics.load(this.ctl, CH_COMPLETED);
-    if (hasPassed(seen, this.pending[0]!.seq | 0)) {
-      queueMicrotask(this.poller);
-      return;
-    }
-    const result = waitAsync(this.ctl, CH_COMPLETED, seen);
-    if (!result.async) {
-      queueMicrotask(this.poller);
-      return;
-    }
-    this.isWatching = true;
-    void (result.value as Promise<unknown>).then(() => {
-      this.isWatching = false;
-      this.poll();
-    });
   }
 
   private readFault(): CollectiveError {
