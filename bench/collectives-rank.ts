@@ -1,7 +1,9 @@
 // One rank of the collectives benchmark (bench/collectives.ts): as a worker thread (config in
 // workerData, results by postMessage) or a process (config as a JSON argument, results on stdout). It
-// times all-reduce for each size after a warm-up, between barriers.
+// times all-reduce for each size after a warm-up, between barriers, and measures the CPU time its
+// communication thread and its own (compute) thread spent meanwhile (Linux: /proc/.../schedstat).
 
+import { readFileSync } from 'node:fs';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { connectCommunicator } from '../src/distributed/connect.js';
 import type { GroupDescriptor } from '../src/distributed/group.js';
@@ -19,11 +21,28 @@ export interface BenchRankResult {
   readonly rank: number;
   /** Mean seconds per all-reduce, per size. */
   readonly secondsPerOp: number[];
+  /** CPU seconds per all-reduce of the rank's communication thread, per size (NaN without /proc). */
+  readonly commCpuPerOp: number[];
+  /** CPU seconds per all-reduce of the calling (compute) thread: staging copies, handles. */
+  readonly computeCpuPerOp: number[];
+}
+
+/** On-CPU seconds so far of thread `tid` of this process (`self`: the calling thread), NaN if unknown. */
+function threadCpuSeconds(tid: number | 'self' | undefined): number {
+  if (tid === undefined) return Number.NaN;
+  try {
+    const path = tid === 'self' ? '/proc/thread-self/schedstat' : `/proc/self/task/${tid}/schedstat`;
+    return Number(readFileSync(path, 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 async function main(config: BenchRankConfig): Promise<BenchRankResult> {
   const comm = await connectCommunicator(config.descriptor, config.rank, { timeoutMs: 120_000 });
   const secondsPerOp: number[] = [];
+  const commCpuPerOp: number[] = [];
+  const computeCpuPerOp: number[] = [];
   for (const bytes of config.sizes) {
     const buf = new Float32Array(bytes / 4).fill(1);
     // Warm-up, and an estimate of how many iterations fit in the time budget (agreed through rank 0).
@@ -36,12 +55,16 @@ async function main(config: BenchRankConfig): Promise<BenchRankResult> {
     const iterations = Math.min(10_000, estimate[0]!);
     await comm.barrier().wait();
     const t0 = performance.now();
+    const comm0 = threadCpuSeconds(comm.commThreadId);
+    const self0 = threadCpuSeconds('self');
     for (let i = 0; i < iterations; i++) await comm.allReduce(buf).wait();
     await comm.barrier().wait();
     secondsPerOp.push((performance.now() - t0) / 1000 / iterations);
+    commCpuPerOp.push((threadCpuSeconds(comm.commThreadId) - comm0) / iterations);
+    computeCpuPerOp.push((threadCpuSeconds('self') - self0) / iterations);
   }
   await comm.close();
-  return { rank: config.rank, secondsPerOp };
+  return { rank: config.rank, secondsPerOp, commCpuPerOp, computeCpuPerOp };
 }
 
 const config = (isMainThread ? JSON.parse(process.argv[2] ?? '{}') : workerData) as BenchRankConfig;

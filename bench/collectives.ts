@@ -1,6 +1,9 @@
 // Collectives benchmark: all-reduce time and bus bandwidth (nccl-tests' busBw = size/time · 2(N-1)/N)
 // for 2 ranks over shared memory, TCP loopback, Unix sockets, and — where root and `ip netns` work — two
-// testbed hosts joined by a tc-limited link. Prints one table, side by side.
+// testbed hosts joined by a tc-limited link. Prints one table, side by side, and a second with the CPU
+// the communication threads spent: bytes moved per CPU-second of a communication thread (bytes moved: the
+// all-reduce's bus volume per rank, size x 2(N-1)/N, which the ring sends and receives) and the CPU per
+// op of the communication and compute threads (mean over ranks; Linux /proc only).
 //
 //   node dist/bench/collectives.js [--ranks 2] [--sizes 65536,1048576,16777216] [--seconds 1]
 //                                  [--link 1gbit] [--only shm,tcp,unix,testbed]
@@ -74,27 +77,32 @@ function processRanks(
   );
 }
 
-const rows: { transport: string; secondsPerOp: number[] }[] = [];
-const slowest = (results: BenchRankResult[]) =>
-  sizes.map((_, i) => Math.max(...results.map((r) => r.secondsPerOp[i]!)));
+interface Row {
+  readonly transport: string;
+  readonly secondsPerOp: number[];
+  readonly commCpuPerOp: number[];
+  readonly computeCpuPerOp: number[];
+}
+const rows: Row[] = [];
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const rowOf = (transport: string, results: BenchRankResult[]): Row => ({
+  transport,
+  secondsPerOp: sizes.map((_, i) => Math.max(...results.map((r) => r.secondsPerOp[i]!))),
+  commCpuPerOp: sizes.map((_, i) => mean(results.map((r) => r.commCpuPerOp[i]!))),
+  computeCpuPerOp: sizes.map((_, i) => mean(results.map((r) => r.computeCpuPerOp[i]!))),
+});
 
 if (only.has('shm'))
-  rows.push({
-    transport: 'shared memory (threads)',
-    secondsPerOp: slowest(await threadRanks(createSharedMemoryGroup(ranks))),
-  });
+  rows.push(rowOf('shared memory (threads)', await threadRanks(createSharedMemoryGroup(ranks))));
 if (only.has('tcp'))
-  rows.push({
-    transport: 'TCP loopback (threads)',
-    secondsPerOp: slowest(await threadRanks(await createLoopbackTcpGroup(ranks))),
-  });
+  rows.push(rowOf('TCP loopback (threads)', await threadRanks(await createLoopbackTcpGroup(ranks))));
 if (only.has('unix')) {
   const dir = mkdtempSync(join(tmpdir(), 'duet-bench-'));
   try {
     const group = createTcpGroup(
       Array.from({ length: ranks }, (_, r) => ({ path: join(dir, `r${r}.sock`) })),
     );
-    rows.push({ transport: 'Unix sockets (threads)', secondsPerOp: slowest(await threadRanks(group)) });
+    rows.push(rowOf('Unix sockets (threads)', await threadRanks(group)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -106,7 +114,7 @@ if (only.has('testbed')) {
     await withTestbed({ hosts: ranks, bandwidth: values.link }, async (hosts) => {
       const group = createTcpGroup(hosts.map((h) => ({ host: h.address, port: 29_600 })));
       const results = await processRanks(group, (r) => inHost(hosts[r]!));
-      rows.push({ transport: `testbed ${values.link} link (processes)`, secondsPerOp: slowest(results) });
+      rows.push(rowOf(`testbed ${values.link} link (processes)`, results));
     });
 }
 
@@ -121,6 +129,21 @@ for (const row of rows) {
   const cells = row.secondsPerOp.map((t, i) => {
     const gbps = ((sizes[i]! / t) * busFactor) / 1e9;
     return `${(t * 1000).toFixed(2)} ms ${gbps.toFixed(3)} GB/s`.padStart(24);
+  });
+  console.log([row.transport.padEnd(34), ...cells].join(''));
+}
+
+console.log(
+  '\ncommunication-thread CPU: MB moved per CPU-second (bus volume per rank), and CPU ms per op of the',
+);
+console.log('communication thread / the compute thread (mean over ranks)');
+console.log(['transport'.padEnd(34), ...sizes.map((s) => fmtSize(s).padStart(30))].join(''));
+for (const row of rows) {
+  const cells = row.commCpuPerOp.map((cpu, i) => {
+    const mbPerCpuS = (sizes[i]! * busFactor) / cpu / 1e6;
+    const ms = (x: number) => (Number.isFinite(x) ? (x * 1000).toFixed(3) : 'n/a');
+    const rate = Number.isFinite(mbPerCpuS) ? mbPerCpuS.toFixed(0) : 'n/a';
+    return `${rate} MB/s ${ms(cpu)}/${ms(row.computeCpuPerOp[i]!)} ms`.padStart(30);
   });
   console.log([row.transport.padEnd(34), ...cells].join(''));
 }

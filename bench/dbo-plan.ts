@@ -10,6 +10,11 @@
 // spans are named by their stage); with a preset, they are computed from the model's shapes and the
 // device's throughput. Each micro-batch is given its share of a stage's time, times (1 + split-cost) for
 // the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
+//
+// Ranks that share one machine's cores (the testbed's two "hosts" on a 2-core machine) also have a CPU
+// floor: a step takes at least all its threads' CPU spread over the cores. With --cores, --compute-cpu-ms
+// and --other-cpu-ms (CPU per step of the compute threads and of all other threads, all ranks, of a run
+// without DBO, as bench:dbo prints them) the prediction is the larger of the timeline and that floor.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,48 +47,89 @@ export function collectiveMs(link: LinkModel, kind: 'all_reduce' | 'all_gather',
   return steps * (link.latencyMs + ((bytes / P) * 8 * 1000) / link.bitsPerSecond);
 }
 
+/**
+ * Ranks that share one machine's cores: a step cannot take less than all its threads' CPU over the cores.
+ * CPU figures are per step, summed over the ranks, from a run without DBO.
+ */
+export interface SharedCpu {
+  readonly cores: number;
+  /** The ranks' compute threads. */
+  readonly computeCpuMs: number;
+  /** Every other thread: communication threads, HTTP server, garbage collection. */
+  readonly otherCpuMs: number;
+  /** CPU a rank's communication thread spends on each collective DBO adds (each is issued twice, half size). */
+  readonly extraPerCollectiveMs: number;
+}
+
 export interface Prediction {
   readonly offMs: number;
   readonly onMs: number;
+  /** The DBO step on the timeline alone (compute thread and link), before the CPU floor. */
+  readonly timelineOnMs: number;
+  /** The CPU floor without and with DBO (0 without a SharedCpu). */
+  readonly floorOffMs: number;
+  readonly floorOnMs: number;
   readonly computeMs: number;
   readonly commMs: number;
   /** (off − on) / (off − max(compute, comm)). */
   readonly efficiency: number;
 }
 
-/** Plays one step without DBO (compute, then each collective) and with DBO in `order`. */
+/**
+ * Plays one step without DBO (compute, then each collective) and with DBO in `order`; with `cpu`, neither
+ * is faster than its CPU floor.
+ */
 export function predict(
   stages: readonly PlanStage[],
   link: LinkModel,
   order: DboOrderName,
   splitCost: number,
+  cpu?: SharedCpu,
 ): Prediction {
   const comm = (s: PlanStage, share: number) =>
     s.collective ? collectiveMs(link, s.collective.kind, s.collective.bytes * share) : 0;
   const computeMs = stages.reduce((a, s) => a + s.computeMs, 0);
   const commMs = stages.reduce((a, s) => a + comm(s, 1), 0);
-  const offMs = computeMs + commMs;
+  const numCollectives = stages.filter((s) => s.collective && s.name !== 'embed all-reduce').length;
+  const floorOffMs = cpu ? (cpu.computeCpuMs + cpu.otherCpuMs) / cpu.cores : 0;
+  const floorOnMs = cpu
+    ? (cpu.computeCpuMs * (1 + splitCost) +
+        cpu.otherCpuMs +
+        cpu.extraPerCollectiveMs * numCollectives * link.ranks) /
+      cpu.cores
+    : 0;
+  const offMs = Math.max(computeMs + commMs, floorOffMs);
   // DBO: two halves; the embedding all-reduce is gone (the table is replicated under DBO).
   const on = stages.filter((s) => s.name !== 'embed all-reduce');
   const embedMs = stages.find((s) => s.name === 'embed all-reduce')?.computeMs ?? 0;
   const turns = buildOrder(order, on);
-  let cpu = 0;
+  let busy = 0;
   let wire = 0;
   const ready = [0, 0];
   for (const t of turns) {
     const s = on[t.stage]!;
     const work = ((t.stage === 0 ? s.computeMs + embedMs : s.computeMs) / 2) * (1 + splitCost);
-    const start = Math.max(cpu, ready[t.mb]!);
-    cpu = start + work;
+    const start = Math.max(busy, ready[t.mb]!);
+    busy = start + work;
     if (s.collective) {
-      const begin = Math.max(cpu, wire);
+      const begin = Math.max(busy, wire);
       wire = begin + comm(s, 0.5);
       ready[t.mb] = wire;
-    } else ready[t.mb] = cpu;
+    } else ready[t.mb] = busy;
   }
-  const onMs = Math.max(cpu, ready[0]!, ready[1]!);
+  const timelineOnMs = Math.max(busy, ready[0]!, ready[1]!);
+  const onMs = Math.max(timelineOnMs, floorOnMs);
   const best = Math.max(computeMs, commMs);
-  return { offMs, onMs, computeMs, commMs, efficiency: (offMs - onMs) / (offMs - best) };
+  return {
+    offMs,
+    onMs,
+    timelineOnMs,
+    floorOffMs,
+    floorOnMs,
+    computeMs,
+    commMs,
+    efficiency: (offMs - onMs) / (offMs - best),
+  };
 }
 
 /** The stages of the median DBO-off step of `rank`'s trace, with bytes from the model's sizes. */
@@ -158,6 +204,12 @@ export function r1Stages(tokens: number, tp: number, tflops: number, mfu: number
   return out;
 }
 
+/**
+ * CPU a testbed rank's communication thread spends per extra collective under DBO: docs/dbo.md measured
+ * +2.8 ms per 512-token step over two hosts for the ~10 collectives a step adds on each.
+ */
+export const EXTRA_CPU_PER_COLLECTIVE_MS = 0.15;
+
 /** `800mbit`, `1gbit`, `56GB` (bytes/s), or a plain number of bits per second. */
 export function parseRate(text: string): number {
   const m = /^([\d.]+)\s*(kbit|mbit|gbit|GB|MB)?$/.exec(text);
@@ -168,6 +220,7 @@ export function parseRate(text: string): number {
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
          [--ranks 2] [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
+         [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -202,8 +255,36 @@ const FLAGS = {
     tflops: { type: 'string', default: '320' },
     mfu: { type: 'string', default: '0.5' },
     tokens: { type: 'string', default: '4096' },
+    cores: { type: 'string' },
+    'compute-cpu-ms': { type: 'string' },
+    'other-cpu-ms': { type: 'string' },
+    'extra-cpu-per-collective-ms': { type: 'string', default: String(EXTRA_CPU_PER_COLLECTIVE_MS) },
   },
 } as const;
+
+/** The shared-CPU model from the flags: all three of --cores, --compute-cpu-ms, --other-cpu-ms, or none. */
+function sharedCpuOf(values: Record<string, string | boolean | undefined>): SharedCpu | undefined {
+  const given = ['cores', 'compute-cpu-ms', 'other-cpu-ms'].filter((k) => values[k] !== undefined);
+  if (given.length === 0) return undefined;
+  const num = (k: string) => {
+    const x = Number(values[k]);
+    if (!(x > 0) && !(k !== 'cores' && x === 0)) {
+      console.error(`dbo-plan: --${k} must be a positive number, got ${String(values[k])}\n${USAGE}`);
+      process.exit(2);
+    }
+    return x;
+  };
+  if (given.length < 3) {
+    console.error(`dbo-plan: --cores, --compute-cpu-ms and --other-cpu-ms go together\n${USAGE}`);
+    process.exit(2);
+  }
+  return {
+    cores: num('cores'),
+    computeCpuMs: num('compute-cpu-ms'),
+    otherCpuMs: num('other-cpu-ms'),
+    extraPerCollectiveMs: num('extra-cpu-per-collective-ms'),
+  };
+}
 
 function main(): void {
   const { values } = parseFlags();
@@ -229,13 +310,17 @@ function main(): void {
     console.error(`dbo-plan: give --trace or --preset\n${USAGE}`);
     process.exit(2);
   }
+  const cpu = sharedCpuOf(values);
   const orders: DboOrderName[] = values.order ? [values.order as DboOrderName] : ['alternate', 'staggered'];
   for (const order of orders) {
-    const p = predict(stages, link, order, splitCost);
+    const p = predict(stages, link, order, splitCost, cpu);
     console.log(
       `${order.padEnd(9)} step off ${p.offMs.toFixed(1)} ms (compute ${p.computeMs.toFixed(1)}, comm ${p.commMs.toFixed(1)}, ` +
         `${((p.commMs / p.offMs) * 100).toFixed(1)}%), on ${p.onMs.toFixed(1)} ms (${(((p.onMs - p.offMs) / p.offMs) * 100).toFixed(1)}%, ` +
-        `throughput ${((p.offMs / p.onMs - 1) * 100).toFixed(1)}%), efficiency ${p.efficiency.toFixed(2)}`,
+        `throughput ${((p.offMs / p.onMs - 1) * 100).toFixed(1)}%), efficiency ${p.efficiency.toFixed(2)}` +
+        (cpu
+          ? `; CPU floor ${p.floorOffMs.toFixed(1)} / ${p.floorOnMs.toFixed(1)} ms, timeline ${p.timelineOnMs.toFixed(1)} ms`
+          : ''),
     );
   }
 }

@@ -8,6 +8,9 @@
 //   T_compute     the busiest rank's compute per step without DBO
 //   T_comm        T_off − T_compute: communication (and waiting on the peer) not hidden without DBO
 //   efficiency    (T_off − T_on) / (T_off − max(T_compute, T_comm))   (1 = all of it hidden)
+//   against the CPU floor: the same with max(floor, T_compute, T_comm), the floor being all the servers'
+//                 CPU per step over this machine's cores (both "hosts" share them)
+//   planner       bench/dbo-plan.ts's T_off and T_on predicted from the first DBO-off run's trace and CPU
 //
 // The link rate is calibrated first (unless --bandwidth is given) so that communication is about
 // --target-comm-share of a step without DBO. Then, where communication is (nearly) negligible — two ranks
@@ -40,6 +43,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
+import { EXTRA_CPU_PER_COLLECTIVE_MS, predict, stagesFromTrace } from './dbo-plan.js';
 import {
   combineRanks,
   medianStep,
@@ -300,6 +304,8 @@ interface RunResult {
   readonly steps: StepTiming[];
   /** Rank 0's measured steps, for the picture. */
   readonly rank0: RankStep[];
+  /** The run's trace folder (rank-R.trace.json per rank). */
+  readonly traceDir: string;
   readonly completed: number;
   readonly durationS: number;
   /** Seconds. */
@@ -510,6 +516,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
       spec,
       steps,
       rank0: ranks[0]!,
+      traceDir,
       completed: result.completed,
       durationS: result.duration,
       ttfts: result.ttfts.filter((_, i) => !result.errors[i]),
@@ -613,11 +620,19 @@ interface Comparison {
   readonly cpuFloorMs: number;
   /** T_on / T_off − 1 (negative: DBO is faster). */
   readonly slowdown: number;
+  /** (T_off − T_on) / (T_off − max(floor, T_compute, T_comm)): the share hidden of what this machine allows. */
+  readonly floorEfficiency: number;
 }
 
 function compare(off: Figures, on: Figures): Comparison {
   const commMs = Math.max(0, off.stepMs - off.computeMs);
   const ideal = off.stepMs - Math.max(off.computeMs, commMs);
+  // All the CPU spread over every core, and no faster than one rank's own compute thread.
+  const cpuFloorMs = Math.max(
+    (on.computeThreadsCpuMs + on.otherThreadsCpuMs) / os.availableParallelism(),
+    on.computeThreadsCpuMs / on.numRanks,
+  );
+  const floorIdeal = off.stepMs - Math.max(cpuFloorMs, off.computeMs, commMs);
   return {
     off,
     on,
@@ -625,12 +640,9 @@ function compare(off: Figures, on: Figures): Comparison {
     commShare: commMs / off.stepMs,
     // Below 5% of a step the ratio is noise over noise.
     efficiency: ideal > 0.05 * off.stepMs ? (off.stepMs - on.stepMs) / ideal : Number.NaN,
-    // All the CPU spread over every core, and no faster than one rank's own compute thread.
-    cpuFloorMs: Math.max(
-      (on.computeThreadsCpuMs + on.otherThreadsCpuMs) / os.availableParallelism(),
-      on.computeThreadsCpuMs / on.numRanks,
-    ),
+    cpuFloorMs,
     slowdown: on.stepMs / off.stepMs - 1,
+    floorEfficiency: floorIdeal > 0.05 * off.stepMs ? (off.stepMs - on.stepMs) / floorIdeal : Number.NaN,
   };
 }
 
@@ -700,7 +712,57 @@ function printComparison(title: string, c: Evaluation): void {
       'compute CPU per rank) ' +
       `≈ ${f1(c.cpuFloorMs)} ms per step (T_on ${f1(c.on.stepMs)} ms)`,
   );
+  say(
+    `  overlap efficiency against the CPU floor (T_off − T_on) / (T_off − max(floor, T_compute, T_comm)) = ` +
+      `${f2(c.floorEfficiency)}`,
+  );
   say();
+}
+
+/** The model's hidden and vocabulary sizes (its config.json, with --hf-overrides applied). */
+function modelSizes(): { hidden: number; vocab: number } {
+  const config = JSON.parse(readFileSync(join(values.model ?? DEFAULT_MODEL, 'config.json'), 'utf8'));
+  const overrides = values['hf-overrides'] ? JSON.parse(values['hf-overrides']) : {};
+  const merged = { ...config, ...overrides };
+  return { hidden: Number(merged.hidden_size), vocab: Number(merged.vocab_size) };
+}
+
+/**
+ * The planner (bench/dbo-plan.ts) against this run: its prediction of T_off and T_on from the first
+ * DBO-off run's trace (the median step's stage times), the link's rate, and this machine's CPU floor
+ * (the off runs' CPU per step over its cores), next to the measured figures.
+ */
+function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Record<string, number> | null {
+  let stages: ReturnType<typeof stagesFromTrace>;
+  try {
+    const { hidden, vocab } = modelSizes();
+    stages = stagesFromTrace(offRun.traceDir, 0, hidden, vocab);
+  } catch (e) {
+    say(`  planner: no prediction (${(e as Error).message})`);
+    return null;
+  }
+  const link = { bitsPerSecond: bwMbit * 1e6, latencyMs: 0.06, ranks: c.off.numRanks };
+  const cpu = {
+    cores: os.availableParallelism(),
+    computeCpuMs: c.off.computeThreadsCpuMs,
+    otherCpuMs: c.off.otherThreadsCpuMs,
+    extraPerCollectiveMs: EXTRA_CPU_PER_COLLECTIVE_MS,
+  };
+  // The trace's median step is one step of the run; scale its stages to the run's mean compute per step.
+  const traced = stages.reduce((a, st) => a + st.computeMs, 0);
+  const scaled = stages.map((st) => ({ ...st, computeMs: (st.computeMs * c.off.computeMs) / traced }));
+  const best = (['alternate', 'staggered'] as const)
+    .map((order) => predict(scaled, link, order, 0.1, cpu))
+    .reduce((a, b) => (b.onMs < a.onMs ? b : a));
+  const { offMs, onMs } = best;
+  say(
+    `  planner (dbo-plan, from ${offRun.spec.label}'s trace, ${bwMbit} mbit/s, CPU floor over ${cpu.cores} cores): ` +
+      `T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
+      `T_on ${f1(onMs)} ms (measured ${f1(c.on.stepMs)}, ${pct(onMs / c.on.stepMs - 1)}); ` +
+      `comm ${f1(best.commMs)} ms (measured T_comm ${f1(c.commMs)}), floor with DBO ${f1(best.floorOnMs)} ms`,
+  );
+  say();
+  return { offMs, onMs, commMs: best.commMs, floorOnMs: best.floorOnMs };
 }
 
 /** Runs DBO off and on `rounds` times, alternating the order (off-on, on-off, ...) to cancel drift. */
@@ -864,7 +926,8 @@ if (why !== undefined) {
   );
   const c = evaluate(main);
   printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
-  summary.testbed = { bandwidthMbit: bw, ...c };
+  const planner = printPlannerCheck(c, pool(main.off)[0]!, bw);
+  summary.testbed = { bandwidthMbit: bw, ...c, planner };
   const single = (r: RunResult[], split: boolean) =>
     pool(r)
       .flatMap((x) => x.rank0)

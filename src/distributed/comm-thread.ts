@@ -4,6 +4,7 @@
 // The shared-memory transport blocks this thread between Atomics waits; the TCP transport lives on this
 // thread's event loop.
 
+import { readlinkSync } from 'node:fs';
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { CollectiveError } from './communicator.js';
 import type { GroupDescriptor } from './group.js';
@@ -72,6 +73,16 @@ class Reporter {
   }
 }
 
+/** This thread's Linux thread id (from /proc/thread-self), or undefined where there is no /proc. */
+function linuxThreadId(): number | undefined {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Shared memory: one blocking loop; ops arrive by receiveMessageOnPort, wake-ups through CH_SUBMITTED. */
 function runSharedMemory(data: CommThreadData, reporter: Reporter): void {
   const { descriptor, rank, timeouts, channel, port } = data;
@@ -80,7 +91,7 @@ function runSharedMemory(data: CommThreadData, reporter: Reporter): void {
   const transport = new ShmTransport(descriptor, rank, timeouts, ctl);
   try {
     transport.join();
-    reporter.post({ type: 'ready' });
+    reporter.post({ type: 'ready', threadId: linuxThreadId() });
     for (;;) {
       const submitted = Atomics.load(ctl, CH_SUBMITTED);
       for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
@@ -131,7 +142,7 @@ async function runTcp(data: CommThreadData, reporter: Reporter): Promise<void> {
   transport.onFault((e) => reporter.fault(e));
   try {
     await transport.connect(() => reporter.closeRequested);
-    reporter.post({ type: 'ready' });
+    reporter.post({ type: 'ready', threadId: linuxThreadId() });
     while (!closing) {
       const op = queue.shift();
       if (op === undefined) {

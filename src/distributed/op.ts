@@ -51,7 +51,8 @@ export type ToCommThread = OpMessage | CloseMessage;
 
 /** Messages from the communication thread (they wake the compute thread; the channel holds the truth). */
 export type FromCommThread =
-  | { readonly type: 'ready' }
+  /** `threadId`: the communication thread's Linux thread id (for per-thread CPU in /proc), where known. */
+  | { readonly type: 'ready'; readonly threadId?: number }
   | { readonly type: 'done'; readonly seq: number }
   | { readonly type: 'fault'; readonly message: string; readonly peerRank: number | undefined }
   | { readonly type: 'closed' };

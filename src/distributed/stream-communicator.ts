@@ -41,6 +41,11 @@ export interface ConnectedCommunicator extends Communicator {
    * connection closed), so an engine can report itself unhealthy at once.
    */
   onFault(listener: (error: CollectiveError) => void): void;
+  /**
+   * The communication thread's Linux thread id once the group formed (its CPU time is in
+   * /proc/self/task/ID), or undefined where the platform has no /proc; for measurements only.
+   */
+  readonly commThreadId: number | undefined;
 }
 
 enum State {
@@ -121,6 +126,7 @@ export class StreamCommunicator implements ConnectedCommunicator {
   private readonly poller = () => this.poll();
   /** Settles when the communication thread reports the group formed (or fails to form). */
   readonly ready: Promise<void>;
+  commThreadId: number | undefined;
 
   constructor(
     readonly rank: number,
@@ -138,8 +144,10 @@ export class StreamCommunicator implements ConnectedCommunicator {
       readyReject = reject;
     });
     const onMessage = (m: FromCommThread) => {
-      if (m.type === 'ready') readyResolve();
-      else if (m.type === 'fault') {
+      if (m.type === 'ready') {
+        this.commThreadId = m.threadId;
+        readyResolve();
+      } else if (m.type === 'fault') {
         const error = new CollectiveError(m.message, { peerRank: m.peerRank });
         readyReject(error);
         this.setFault(error);

@@ -13,7 +13,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { CollectiveError } from './communicator.js';
 import type { TcpGroupDescriptor, TcpPeerAddress } from './group.js';
 import { OpKind, type OpMessage, offsetsOf, opName, splitEven } from './op.js';
-import { sumInOrder } from './reduce.js';
+import { addInto, sumInOrder } from './reduce.js';
 import type { TransportTimeouts } from './shm-transport.js';
 import { type FrameHeader, FrameType, type LinkEvents, PeerLink, type RecvRequest } from './tcp-link.js';
 
@@ -103,6 +103,8 @@ export class TcpTransport {
   private readonly byeFrom = new Set<number>();
   private readonly departed = new Map<number, string>();
   private what = 'forming the group';
+  /** Reused receive buffers of the small-reduction path, one per rank. */
+  private readonly partScratch: (Float32Array | undefined)[] = [];
 
   constructor(
     private readonly desc: TcpGroupDescriptor,
@@ -643,18 +645,23 @@ export class TcpTransport {
     }
   }
 
-  /** Small all-reduce: every rank sends its whole buffer to every other and sums in rank order. */
+  /**
+   * Small all-reduce: every rank sends its whole buffer to every other and sums in rank order, once every
+   * part arrived and this rank's own frames are flushed (`mine` is still being sent until then: a part
+   * may arrive before this rank's write has left the socket's queue). The parts land in scratch buffers
+   * reused from op to op. With two ranks `mine` is summed in place (a + b and b + a are the same float,
+   * so both ranks still end bitwise equal); with more, in rank order from a copy.
+   */
   private directReduce(run: OpRun, mine: Float32Array): () => void {
-    const n = mine.length;
-    const parts = Array.from({ length: this.n }, (_, q) =>
-      q === this.rank ? mine.slice() : new Float32Array(n),
-    );
+    const bytes = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
+    const parts = this.partsFor(mine);
     for (let q = 0; q < this.n; q++) {
       if (q === this.rank) continue;
       const p = parts[q]!;
-      this.sendRegion(run, q, 0, new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength));
-      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, 0, p.byteLength));
+      this.sendRegion(run, q, 0, bytes);
+      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     }
+    if (this.n === 2) return () => addInto(mine, parts[1 - this.rank]!);
     return () => sumInOrder(mine, parts);
   }
 
@@ -664,20 +671,54 @@ export class TcpTransport {
     data: Float32Array,
     counts: readonly number[],
     offs: number[],
-  ): () => void {
+  ): (() => void) | undefined {
     const seg = (q: number) => data.subarray(offs[q]!, offs[q]! + counts[q]!);
     const mine = seg(this.rank);
-    const parts = Array.from({ length: this.n }, (_, q) =>
-      q === this.rank ? mine.slice() : new Float32Array(counts[this.rank]!),
-    );
+    if (this.n === 2) {
+      // The peer's segment is added into `mine` as it arrives: `mine` is not what this rank sends.
+      const q = 1 - this.rank;
+      const s = seg(q);
+      this.sendRegion(run, q, 0, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
+      this.recvReduceRegion(run, q, mine);
+      return undefined;
+    }
+    const parts = this.partsFor(mine);
     for (let q = 0; q < this.n; q++) {
       if (q === this.rank) continue;
       const s = seg(q);
       const p = parts[q]!;
       this.sendRegion(run, q, 0, new Uint8Array(s.buffer, s.byteOffset, s.byteLength));
-      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, 0, p.byteLength));
+      this.recvRegion(run, q, 0, new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
     }
     return () => sumInOrder(mine, parts);
+  }
+
+  /** Receives `acc`'s size from peer q frame by frame, adding each frame into its part of `acc`. */
+  private recvReduceRegion(run: OpRun, q: number, acc: Float32Array): void {
+    const chunkElems = this.chunkBytes / 4;
+    for (let c = 0, at = 0; at < acc.length || c === 0; c++, at += chunkElems) {
+      const v = acc.subarray(at, Math.min(acc.length, at + chunkElems));
+      this.recv(run, q, 0, c, new Uint8Array(v.buffer, v.byteOffset, v.byteLength), v);
+    }
+  }
+
+  /**
+   * The parts of a small reduction: scratch buffers reused from op to op, one per peer; this rank's own
+   * part (more than two ranks only) is a copy of `mine`, which is summed into `mine` in rank order.
+   */
+  private partsFor(mine: Float32Array): Float32Array[] {
+    const n = mine.length;
+    return Array.from({ length: this.n }, (_, q) => {
+      if (q === this.rank && this.n === 2) return mine;
+      let buf = this.partScratch[q];
+      if (buf === undefined || buf.length < n) {
+        buf = new Float32Array(Math.max(n, SMALL_MESSAGE_BYTES / 4));
+        this.partScratch[q] = buf;
+      }
+      const part = buf.subarray(0, n);
+      if (q === this.rank) part.set(mine);
+      return part;
+    });
   }
 
   /** Small or two-rank broadcast: the root sends to all; larger: a pipelined chain root → root+1 → ... */

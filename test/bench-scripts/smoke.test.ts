@@ -173,6 +173,8 @@ describe('bench/ smoke runs', () => {
       /TCP loopback \(threads\)\s+[\d.]+ ms/,
       /Unix sockets \(threads\)\s+[\d.]+ ms/,
       ...(noNetns ? [] : [/testbed \S+ link \(processes\)\s+[\d.]+ ms/]),
+      /communication-thread CPU: MB moved per CPU-second/,
+      /TCP loopback \(threads\)\s+(?:[\d.]+|n\/a) MB\/s (?:[\d.]+|n\/a)\/[\d.]+ ms/,
     ]);
   });
 

@@ -1,0 +1,56 @@
+// The DBO planner's model (bench/dbo-plan.ts): the link's ring collectives, the step played on one compute
+// thread and one link, and the CPU floor of ranks that share one machine's cores (the testbed's "hosts").
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { collectiveMs, type PlanStage, predict, type SharedCpu } from '../../bench/dbo-plan.js';
+
+/** One dense layer of 10 ms attention and 20 ms MLP compute, each closed by a 1 MB all-reduce. */
+const STAGES: PlanStage[] = [
+  {
+    name: 'L0 attn all-reduce',
+    end: 'collective',
+    computeMs: 10,
+    collective: { kind: 'all_reduce', bytes: 1e6 },
+  },
+  {
+    name: 'L0 mlp all-reduce',
+    end: 'collective',
+    computeMs: 20,
+    collective: { kind: 'all_reduce', bytes: 1e6 },
+  },
+  { name: 'done', end: 'done', computeMs: 0 },
+];
+// 800 mbit/s, no latency, 2 ranks: a 1 MB ring all-reduce moves 2 x 0.5 MB = 8 Mbit = 10 ms.
+const LINK = { bitsPerSecond: 800e6, latencyMs: 0, ranks: 2 };
+
+describe('DBO planner', () => {
+  test('a ring all-reduce costs 2(P-1) messages of bytes/P', () => {
+    assert.equal(collectiveMs(LINK, 'all_reduce', 1e6), 10);
+    assert.equal(collectiveMs({ ...LINK, ranks: 4 }, 'all_gather', 1e6), 7.5);
+  });
+
+  test('without a shared CPU the step is the timeline (no floor)', () => {
+    const p = predict(STAGES, LINK, 'alternate', 0.1);
+    assert.equal(p.offMs, 30 + 20);
+    assert.equal(p.floorOffMs, 0);
+    assert.equal(p.floorOnMs, 0);
+    assert.equal(p.onMs, p.timelineOnMs);
+    assert.ok(p.onMs < p.offMs, `DBO hides some of the 20 ms of communication: ${p.onMs}`);
+  });
+
+  test('ranks sharing cores are held to the CPU floor: all threads over the cores', () => {
+    const cpu: SharedCpu = { cores: 2, computeCpuMs: 60, otherCpuMs: 30, extraPerCollectiveMs: 0.5 };
+    const p = predict(STAGES, LINK, 'alternate', 0.1, cpu);
+    // Off: (60 + 30) / 2 = 45 ms, below the serial 50 ms. On: (60 x 1.1 + 30 + 0.5 x 2 collectives x 2
+    // ranks) / 2 = 49 ms, above the timeline. Exact up to float rounding of the 1.1 factor.
+    assert.equal(p.offMs, 50);
+    assert.ok(Math.abs(p.floorOffMs - 45) < 1e-9, `floor off ${p.floorOffMs}`);
+    assert.ok(Math.abs(p.floorOnMs - 49) < 1e-9, `floor on ${p.floorOnMs}`);
+    assert.ok(p.timelineOnMs < p.floorOnMs, `timeline ${p.timelineOnMs} below the floor`);
+    assert.equal(p.onMs, p.floorOnMs);
+    // With cores to spare the floor drops below the timeline and stops binding.
+    const roomy = predict(STAGES, LINK, 'alternate', 0.1, { ...cpu, cores: 8 });
+    assert.equal(roomy.onMs, roomy.timelineOnMs);
+  });
+});
