@@ -3,7 +3,8 @@
 // file). It reads a `ChildJob` (JSON, argv[2]), measures what the job asks, and prints one line
 // `RESULT <json>` (a `ChildResult`). Token ids go in directly on both sides: no tokenizer is involved.
 //
-// - load: seconds from the start of loading to a model ready to run (llama.cpp: model and a context).
+// - load: seconds from the start of loading to a model ready to run (llama.cpp: model and a context);
+//   a `loadOnly` Duet job measures only this.
 // - prefill: one prompt of `prefillPrompt.length` tokens; tokens/s of the best of `runs`.
 // - decode at B sequences: B prompts (16 tokens) are prefilled, then each decodes `decodeTokens` tokens
 //   greedily, all together; total tokens/s over the decode steps only.
@@ -45,6 +46,8 @@ export interface ChildJob {
   readonly batches: readonly number[];
   readonly runs: number;
   readonly accuracyPrompt: readonly number[] | null;
+  /** Duet: only load the model (on the job's platform) and report the load time. */
+  readonly loadOnly?: boolean;
   /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package with its bf16 math. */
   readonly platform?: 'cpu' | { readonly name: 'onednn'; readonly bf16Math: 'split' | 'bf16' };
 }
@@ -158,6 +161,14 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
   let prefillTokS: number | null = null;
   const decodeTokS: Record<string, number> = {};
   let matmulShare: ChildResult['matmulShare'];
+  if (job.loadOnly === true) {
+    const t0 = performance.now();
+    const engine = await createEngine(engineConfigFromLLMOptions(options), {
+      platform: await jobPlatform(job),
+    });
+    loadS = (performance.now() - t0) / 1000;
+    await engine.close();
+  }
   if (job.perf) {
     const clock = new MatmulClock();
     const t0 = performance.now();
