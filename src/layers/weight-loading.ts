@@ -78,12 +78,20 @@ export function loadLinear(
 ): LinearWeight {
   // Each part's block: its kept rows × the kept input features.
   const linears = linearsOf(ctx);
-  const blocks = parts.map((p) =>
-    linears.readLinear(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols),
-  );
   const counts = parts.map((p) => p.take?.count ?? p.rows);
   const n = counts.reduce((s, c) => s + c, 0);
   const width = cols?.count ?? k;
+  const read = (p: LinearPart, staged: boolean) =>
+    linears.readLinear(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols, staged);
+  if (parts.length === 1) {
+    // Staged: read into the source's reused buffer and copied into the kernels' memory from there (every
+    // kernel set's prepare copies: the wasm arena packs it, oneDNN reorders it, the reference copies it).
+    const block = read(parts[0]!, true);
+    return block.kind === 'int8'
+      ? ctx.kernels.prepareInt8Linear(block.weight, n, width)
+      : ctx.kernels.prepareLinear(block.raw, n, width, ctx.weightDType);
+  }
+  const blocks = parts.map((p) => read(p, false));
   if (blocks.every((b) => b.kind === 'int8')) {
     const weights = blocks.map((b) => b.weight);
     return ctx.kernels.prepareInt8Linear(stackInt8(weights, parts, n * width), n, width);
