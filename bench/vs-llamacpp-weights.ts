@@ -11,6 +11,7 @@ import type { DeepseekConfig } from '../src/config/model-config.js';
 import { quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
 import type { Int8LinearData } from '../src/kernels/kernels.js';
 import { DummyWeightSource } from '../src/loader/dummy-weights.js';
+import { compressedTensorsW8A8Config } from '../src/loader/w8a8/checkpoint-format.js';
 import { deepseekLinearRole, deepseekTensorSpecs, numElements } from '../src/models/deepseek-weights.js';
 import { type Deepseek2FileType, writeDeepseek2Gguf } from './gguf/deepseek2-gguf.js';
 
@@ -105,19 +106,8 @@ export function writeW8A8Folder(
   seed: number,
 ): void {
   mkdirSync(dir, { recursive: true });
-  const quantizationConfig = {
-    quant_method: 'compressed-tensors',
-    format: 'int-quantized',
-    config_groups: {
-      group_0: {
-        targets: ['Linear'],
-        weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel', dynamic: false },
-        input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
-      },
-    },
-    // Modules Duet runs in float are stored in BF16: compressed-tensors reads their dtype, not this list.
-    ignore: [],
-  };
+  // Modules Duet runs in float are stored in BF16: compressed-tensors reads their dtype, not `ignore`.
+  const quantizationConfig = compressedTensorsW8A8Config([]);
   writeFileSync(
     join(dir, 'config.json'),
     JSON.stringify({ ...configJson, quantization_config: quantizationConfig }, null, 2),

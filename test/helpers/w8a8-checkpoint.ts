@@ -14,6 +14,7 @@ import type { Kernels, LinearWeight, RawWeight } from '../../src/kernels/kernels
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
+import { compressedTensorsW8A8Config } from '../../src/loader/w8a8/checkpoint-format.js';
 import { floatLinearSource, type LinearSource } from '../../src/loader/w8a8/linear-source.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekLinearRole } from '../../src/models/deepseek-weights.js';
@@ -181,18 +182,7 @@ export function writeW8A8Checkpoint(
   writeFileSync(join(to, 'model.safetensors'), encodeSafetensors(out));
   const config = JSON.parse(readFileSync(join(from, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (format === 'compressed-tensors') {
-    config.quantization_config = {
-      quant_method: 'compressed-tensors',
-      format: 'int-quantized',
-      config_groups: {
-        group_0: {
-          targets: ['Linear'],
-          weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel', dynamic: false },
-          input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
-        },
-      },
-      ignore: opts.quantizeLmHead === true ? [] : ['lm_head'],
-    };
+    config.quantization_config = compressedTensorsW8A8Config(opts.quantizeLmHead === true ? [] : ['lm_head']);
   } else {
     writeFileSync(join(to, 'quant_model_description.json'), JSON.stringify(description, null, 1));
   }
