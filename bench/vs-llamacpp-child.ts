@@ -3,7 +3,8 @@
 // file). It reads a `ChildJob` (JSON, argv[2]), measures what the job asks, and prints one line
 // `RESULT <json>` (a `ChildResult`). Token ids go in directly on both sides: no tokenizer is involved.
 //
-// - load: seconds from the start of loading to a model ready to run (llama.cpp: model and a context).
+// - load: seconds from the start of loading to a model ready to run (llama.cpp: model and a context);
+//   a `loadOnly` Duet job measures only this.
 // - prefill: one prompt of `prefillPrompt.length` tokens; tokens/s of the best of `runs`.
 // - decode at B sequences: B prompts (16 tokens) are prefilled, then each decodes `decodeTokens` tokens
 //   greedily, all together; total tokens/s over the decode steps only.
@@ -46,6 +47,8 @@ export interface ChildJob {
   readonly batches: readonly number[];
   readonly runs: number;
   readonly accuracyPrompt: readonly number[] | null;
+  /** Duet: only load the model (on the job's platform) and report the load time. */
+  readonly loadOnly?: boolean;
   /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package's `onednn`. */
   readonly platform?: 'cpu' | 'onednn';
 }
@@ -141,6 +144,9 @@ async function jobPlatform(job: ChildJob): Promise<Platform> {
   return entry.createOnednnPlatform(load.addon);
 }
 
+/** Tokens per KV cache block of the Duet runs. */
+const KV_BLOCK = 128;
+
 async function runDuet(job: ChildJob): Promise<ChildResult> {
   enableWasmFeatures();
   const maxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + job.decodeTokens + 64;
@@ -151,7 +157,14 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
     ...(job.quantization !== null ? { quantization: job.quantization } : {}),
     numThreads: job.threads,
     maxModelLen: maxLen,
-    kvCacheMemory: 512 * 2 ** 20,
+    // The KV cache holds what the runs need, as llama.cpp's contexts do (sized for their runs): a fixed
+    // 512 MiB took seconds of the load time to allocate and clear, against llama.cpp's few MiB.
+    blockSize: KV_BLOCK,
+    numGpuBlocksOverride:
+      Math.max(
+        Math.ceil(maxLen / KV_BLOCK),
+        Math.max(...job.batches, 1) * Math.ceil((16 + job.decodeTokens + 1) / KV_BLOCK),
+      ) + 1,
     maxNumSeqs: Math.max(...job.batches, 1),
     enablePrefixCaching: false,
   };
@@ -159,6 +172,14 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
   let prefillTokS: number | null = null;
   const decodeTokS: Record<string, number> = {};
   let matmulShare: ChildResult['matmulShare'];
+  if (job.loadOnly === true) {
+    const t0 = performance.now();
+    const engine = await createEngine(engineConfigFromLLMOptions(options), {
+      platform: await jobPlatform(job),
+    });
+    loadS = (performance.now() - t0) / 1000;
+    await engine.close();
+  }
   if (job.perf) {
     const clock = new MatmulClock();
     const t0 = performance.now();

@@ -1,14 +1,18 @@
 // The weights of the llama.cpp comparison, written once into a cache folder: a model's seeded dummy
 // weights (Duet's `--load-format dummy`, bf16 values) as a Hugging Face folder (config.json and one
-// safetensors file, BF16) and as llama.cpp GGUF files (F32, BF16, Q8_0) holding exactly the same values.
+// safetensors file, BF16), as a pre-quantized W8A8 folder (compressed-tensors, int8 where Q8_0 has 8 bits)
+// and as llama.cpp GGUF files (F32, BF16, Q8_0) holding exactly the same values.
 // Each file is written to a temporary name and renamed when complete, so an interrupted run never leaves
 // a half-written file that a later run would trust.
 
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DeepseekConfig } from '../src/config/model-config.js';
+import { quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
+import type { Int8LinearData } from '../src/kernels/kernels.js';
 import { DummyWeightSource } from '../src/loader/dummy-weights.js';
-import { deepseekTensorSpecs, numElements } from '../src/models/deepseek-weights.js';
+import { compressedTensorsW8A8Config } from '../src/loader/w8a8/checkpoint-format.js';
+import { deepseekLinearRole, deepseekTensorSpecs, numElements } from '../src/models/deepseek-weights.js';
 import { type Deepseek2FileType, writeDeepseek2Gguf } from './gguf/deepseek2-gguf.js';
 
 /** Writes `write(tmp)` to `path` through a temporary name, unless `path` exists already. */
@@ -17,6 +21,53 @@ export function writeOnce(path: string, write: (tmp: string) => void): void {
   const tmp = `${path}.partial`;
   write(tmp);
   renameSync(tmp, path);
+}
+
+/** One tensor of a safetensors file being written: its header entry and how to produce its bytes. */
+interface OutTensor {
+  readonly name: string;
+  readonly dtype: 'BF16' | 'F32' | 'I8';
+  readonly shape: readonly number[];
+  readonly bytes: number;
+}
+
+/**
+ * Writes a safetensors file at `path` (through `writeOnce`): the header of `tensors`, then each tensor's
+ * bytes from `produce`, called in header order, one tensor at a time (nothing else is held).
+ */
+function writeSafetensors(
+  path: string,
+  tensors: readonly OutTensor[],
+  produce: (t: OutTensor) => ArrayBufferView,
+): void {
+  writeOnce(path, (tmp) => {
+    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+    let offset = 0;
+    for (const t of tensors) {
+      header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes] };
+      offset += t.bytes;
+    }
+    // The header is padded with spaces to 8 bytes, as safetensors writers do.
+    let json = JSON.stringify(header);
+    json += ' '.repeat((8 - (json.length % 8)) % 8);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+    const fd = openSync(tmp, 'w');
+    try {
+      const write = (b: Uint8Array) => {
+        for (let done = 0; done < b.length; ) done += writeSync(fd, b, done, b.length - done);
+      };
+      write(len);
+      write(Buffer.from(json, 'utf8'));
+      for (const t of tensors) {
+        const v = produce(t);
+        if (v.byteLength !== t.bytes) throw new Error(`${t.name}: ${v.byteLength} bytes, not ${t.bytes}`);
+        write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
 }
 
 /**
@@ -31,35 +82,71 @@ export function writeHfFolder(
 ): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(configJson, null, 2));
-  writeOnce(join(dir, 'model.safetensors'), (tmp) => {
-    const specs = deepseekTensorSpecs(config);
-    const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-    let offset = 0;
-    for (const s of specs) {
-      const bytes = numElements(s.shape) * 2;
-      header[s.name] = { dtype: 'BF16', shape: s.shape, data_offsets: [offset, offset + bytes] };
-      offset += bytes;
+  const specs = deepseekTensorSpecs(config);
+  const source = new DummyWeightSource(specs, { seed, dtype: 'bf16' });
+  writeSafetensors(
+    join(dir, 'model.safetensors'),
+    specs.map((s) => ({ name: s.name, dtype: 'BF16', shape: s.shape, bytes: numElements(s.shape) * 2 })),
+    (t) => source.read(t.name).data,
+  );
+}
+
+/**
+ * The same dummy weights as `writeHfFolder`, as a compressed-tensors W8A8 checkpoint (what Duet loads
+ * without quantizing): every matrix that llama.cpp's Q8_0 stores in 8 bits and Duet can take as int8
+ * (`deepseekLinearRole` 'int8', the LM head, and kv_b_proj, which Duet dequantizes at load as vLLM does)
+ * as I8 with a per-channel F32 `weight_scale` [n, 1], quantized from the bf16 values exactly as
+ * `--quantization w8a8` does (`quantizeWeightPerChannel`); the rest in BF16: the token embeddings (a
+ * lookup table in Duet; Q8_0 has them in 8 bits), the norms and the router (F32 in Q8_0 too).
+ */
+export function writeW8A8Folder(
+  dir: string,
+  configJson: Record<string, unknown>,
+  config: DeepseekConfig,
+  seed: number,
+): void {
+  mkdirSync(dir, { recursive: true });
+  // Modules Duet runs in float are stored in BF16: compressed-tensors reads their dtype, not `ignore`.
+  const quantizationConfig = compressedTensorsW8A8Config([]);
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({ ...configJson, quantization_config: quantizationConfig }, null, 2),
+  );
+  const specs = deepseekTensorSpecs(config);
+  const isInt8 = (name: string) => {
+    const role = deepseekLinearRole(name);
+    return role === 'int8' || role === 'int8-from-checkpoint' || role === 'dequantize';
+  };
+  const tensors: OutTensor[] = [];
+  for (const s of specs) {
+    const n = numElements(s.shape);
+    if (!isInt8(s.name)) {
+      tensors.push({ name: s.name, dtype: 'BF16', shape: s.shape, bytes: n * 2 });
+      continue;
     }
-    // The header is padded with spaces to 8 bytes, as safetensors writers do.
-    let json = JSON.stringify(header);
-    json += ' '.repeat((8 - (json.length % 8)) % 8);
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-    const source = new DummyWeightSource(deepseekTensorSpecs(config), { seed, dtype: 'bf16' });
-    const fd = openSync(tmp, 'w');
-    try {
-      const write = (b: Uint8Array) => {
-        for (let done = 0; done < b.length; ) done += writeSync(fd, b, done, b.length - done);
-      };
-      write(len);
-      write(Buffer.from(json, 'utf8'));
-      for (const s of specs) {
-        const w = source.read(s.name);
-        write(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
-      }
-    } finally {
-      closeSync(fd);
+    tensors.push({ name: s.name, dtype: 'I8', shape: s.shape, bytes: n });
+    const scale = s.name.replace(/\.weight$/, '.weight_scale');
+    tensors.push({ name: scale, dtype: 'F32', shape: [s.shape[0]!, 1], bytes: s.shape[0]! * 4 });
+  }
+  const source = new DummyWeightSource(specs, { seed, dtype: 'bf16' });
+  // Each int8 weight is quantized once; its scale (the next tensor) comes from the same result.
+  let last: { name: string; weight: Int8LinearData } | null = null;
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, (t) => {
+    if (t.dtype === 'BF16') return source.read(t.name).data;
+    if (t.dtype === 'I8') {
+      const [n, k] = t.shape as [number, number];
+      last = { name: t.name, weight: quantizeWeightPerChannel(source.read(t.name), n, k) };
+      return last.weight.data;
     }
+    const q = last as { name: string; weight: Int8LinearData } | null;
+    if (
+      q === null ||
+      q.weight.scheme.kind !== 'dynamic' ||
+      !t.name.startsWith(q.name.replace(/weight$/, ''))
+    ) {
+      throw new Error(`${t.name}: written before its weight`);
+    }
+    return q.weight.scheme.weightScale;
   });
 }
 

@@ -3,7 +3,9 @@
 // by bench/gguf, what llama.cpp loads), then runs each engine in a child process of its own
 // (bench/vs-llamacpp-child.ts), alternating engines round by round, with the same threads and the same
 // token ids, and prints tokens/s (prefill, decode at 1 / 8 / 32 sequences, total), load time and peak RSS
-// per engine with Duet / llama.cpp ratios, and the accuracy of llama.cpp Q8_0 against Duet float32 on one
+// per engine with Duet / llama.cpp ratios (Duet W8A8 loads a pre-quantized compressed-tensors checkpoint of
+// the same weights, int8 LM head included as in Q8_0; a load-only row times `--quantization w8a8` on the
+// BF16 folder), and the accuracy of llama.cpp Q8_0 against Duet float32 on one
 // prompt (argmax agreement and mean |Δ logprob| of the prompt's own next tokens). Where the oneDNN platform
 // package (packages/platform-onednn) is built, Duet BF16 runs on it too, computing in float32 (dtype auto:
 // float32-grade) and in bf16 (dtype bfloat16: activations rounded to bf16 as llama.cpp's BF16 does), and
@@ -32,7 +34,7 @@ import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.j
 import { numParameters } from '../src/models/deepseek-weights.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
 import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
-import { writeGgufModel, writeHfFolder } from './vs-llamacpp-weights.js';
+import { writeGgufModel, writeHfFolder, writeW8A8Folder } from './vs-llamacpp-weights.js';
 
 if (process.argv.includes('--perplexity')) {
   await runPerplexityBench(process.argv.slice(2));
@@ -125,6 +127,7 @@ const config = parseDeepseekConfig(configJson);
 const key = createHash('sha256').update(JSON.stringify({ configJson, seed })).digest('hex').slice(0, 16);
 const cacheDir = resolve(values['cache-dir'] ?? join(tmpdir(), 'duet-vs-llamacpp'), key);
 const hfDir = join(cacheDir, 'hf');
+const w8a8Dir = join(cacheDir, 'hf-w8a8');
 
 console.log(
   `model: ${values.model} with ${JSON.stringify(overrides)}: ${(numParameters(config) / 1e9).toFixed(3)} B ` +
@@ -132,6 +135,7 @@ console.log(
 );
 const t = performance.now();
 writeHfFolder(hfDir, configJson, config, seed);
+writeW8A8Folder(w8a8Dir, configJson, config, seed);
 const gguf = {
   BF16: writeGgufModel(cacheDir, config, seed, 'BF16'),
   Q8_0: writeGgufModel(cacheDir, config, seed, 'Q8_0'),
@@ -209,14 +213,20 @@ const contenders: Contender[] = [
   },
   {
     label: 'Duet W8A8',
+    job: { ...baseJob, engine: 'duet', model: w8a8Dir, dtype: 'auto', perf: true, accuracyPrompt },
+  },
+  {
+    // The same int8 weights but the LM head, quantized from the BF16 folder while loading: load time only.
+    label: 'Duet W8A8 quantize-on-load',
     job: {
       ...baseJob,
       engine: 'duet',
       model: hfDir,
       dtype: 'auto',
       quantization: 'w8a8',
-      perf: true,
-      accuracyPrompt,
+      perf: false,
+      loadOnly: true,
+      accuracyPrompt: null,
     },
   },
 ];
@@ -339,7 +349,12 @@ function row(r: ChildResult): number[] {
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
 console.log(`\n| tokens/s (total), ${threads} threads | ${cols.join(' | ')} |`);
 console.log(`|---|${cols.map(() => '---:').join('|')}|`);
-for (const c of contenders) console.log(`| ${c.label} | ${row(best.get(c.label)!).map(fmt).join(' | ')} |`);
+for (const c of contenders) {
+  const cells = row(best.get(c.label)!).map(fmt);
+  // A load-only row has no speeds: only its load time (and the RSS of loading).
+  if (c.job.loadOnly === true) cells.splice(0, 1 + batches.length, ...Array(1 + batches.length).fill('—'));
+  console.log(`| ${c.label} | ${cells.join(' | ')} |`);
+}
 /** Ratio rows: speed columns higher is better; load and RSS as plain ratios (lower is better). */
 const ratios: [string, string][] = [
   ['Duet BF16', 'llama.cpp BF16'],

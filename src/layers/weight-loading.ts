@@ -78,19 +78,71 @@ export function loadLinear(
 ): LinearWeight {
   // Each part's block: its kept rows × the kept input features.
   const linears = linearsOf(ctx);
-  const blocks = parts.map((p) =>
-    linears.readLinear(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols),
-  );
   const counts = parts.map((p) => p.take?.count ?? p.rows);
   const n = counts.reduce((s, c) => s + c, 0);
   const width = cols?.count ?? k;
+  const read = (p: LinearPart, staged: boolean) =>
+    linears.readLinear(p.name, [p.rows, k], p.take ?? { start: 0, count: p.rows }, cols, staged);
+  if (parts.length === 1) {
+    // Staged: read into the source's reused buffer and copied into the kernels' memory from there (every
+    // kernel set's prepare copies: the wasm arena packs it, oneDNN reorders it, the reference copies it).
+    const block = read(parts[0]!, true);
+    return block.kind === 'int8'
+      ? ctx.kernels.prepareInt8Linear(block.weight, n, width)
+      : ctx.kernels.prepareLinear(block.raw, n, width, ctx.weightDType);
+  }
+  // Several parts (fused projections): each is read staged and copied at once into its rows of one
+  // stacked array of the first part's kind, so the parts need no arrays of their own.
+  const stacked = { data: null as StackData | null, offset: 0, complete: true };
+  const blocks = parts.map((p, i) => {
+    const b = read(p, true);
+    const data = b.kind === 'int8' ? b.weight.data : b.raw.data;
+    if (i === 0) stacked.data = new (data.constructor as new (n: number) => StackData)(n * width);
+    const into = stacked.data!;
+    const at = stacked.offset;
+    stacked.offset += data.length;
+    if (into.constructor !== data.constructor) {
+      // A part of another kind (e.g. an int8 part beside a float one): its own copy.
+      stacked.complete = false;
+      return ownBlock(b);
+    }
+    into.set(data as never, at);
+    return viewBlock(b, into.subarray(at, at + data.length));
+  });
+  const all = stacked.complete ? stacked.data! : null;
   if (blocks.every((b) => b.kind === 'int8')) {
     const weights = blocks.map((b) => b.weight);
-    return ctx.kernels.prepareInt8Linear(stackInt8(weights, parts, n * width), n, width);
+    return ctx.kernels.prepareInt8Linear(
+      stackInt8(weights, parts, n * width, all instanceof Int8Array ? all : undefined),
+      n,
+      width,
+    );
+  }
+  if (all !== null && !(all instanceof Int8Array)) {
+    const raw: RawWeight =
+      all instanceof Uint16Array ? { dtype: 'bf16', data: all } : { dtype: 'f32', data: all };
+    return ctx.kernels.prepareLinear(raw, n, width, ctx.weightDType);
   }
   // Float, or a fused weight whose parts differ (an int8 part beside a float one): float throughout.
   const raws = blocks.map((b, i) => asFloat(b, counts[i]!, width));
   return ctx.kernels.prepareLinear(stackRows(raws, n * width), n, width, ctx.weightDType);
+}
+
+/** The arrays a fused weight's parts are stacked into: int8, bf16 bits or float32. */
+type StackData = Int8Array | Uint16Array | Float32Array;
+
+/** `b` with its data replaced by `data` (the same values, in the stacked array). */
+function viewBlock(b: LinearBlock, data: StackData): LinearBlock {
+  if (b.kind === 'int8')
+    return { kind: 'int8', weight: { data: data as Int8Array, scheme: b.weight.scheme } };
+  return b.raw.dtype === 'bf16'
+    ? { kind: 'float', raw: { dtype: 'bf16', data: data as Uint16Array } }
+    : { kind: 'float', raw: { dtype: 'f32', data: data as Float32Array } };
+}
+
+/** `b` with a copy of its data (out of a staging buffer that the next read reuses). */
+function ownBlock(b: LinearBlock): LinearBlock {
+  return viewBlock(b, (b.kind === 'int8' ? b.weight.data : b.raw.data).slice());
 }
 
 /**
@@ -102,13 +154,18 @@ export function stackInt8(
   weights: readonly Int8LinearData[],
   parts: readonly LinearPart[],
   total: number,
+  /** The weights' data already stacked (by `loadLinear`); copied here when absent. */
+  stackedData?: Int8Array,
 ): Int8LinearData {
   if (weights.length === 1) return weights[0]!;
-  const data = new Int8Array(total);
-  let o = 0;
-  for (const w of weights) {
-    data.set(w.data, o);
-    o += w.data.length;
+  let data = stackedData;
+  if (data === undefined) {
+    data = new Int8Array(total);
+    let o = 0;
+    for (const w of weights) {
+      data.set(w.data, o);
+      o += w.data.length;
+    }
   }
   const names = parts.map((p) => `"${p.name}"`).join(', ');
   const schemes = weights.map((w) => w.scheme);

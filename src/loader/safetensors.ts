@@ -70,6 +70,11 @@ export class SafetensorsWeightSource implements WeightSource {
   private readonly tensors: Map<string, Located>;
   private closed = false;
   private numBytesRead = 0;
+  /**
+   * The buffer of staged reads (see `readBlock`), grown to the largest block staged so far and reused: a
+   * fresh buffer per tensor costs a page fault per 4 KiB, which on a virtual machine is most of its read.
+   */
+  private staging = new Uint8Array(0);
 
   /** @param where how errors name this source, e.g. the folder. */
   constructor(
@@ -109,8 +114,19 @@ export class SafetensorsWeightSource implements WeightSource {
     return decode(name, entry, bytes);
   }
 
-  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight {
-    const { entry, bytes } = this.readBlockBytes(name, expectedShape, rows, cols);
+  /**
+   * `WeightSource.readBlock`. `staged`: read into this source's staging buffer, reused by the next staged
+   * read, so the result is valid only until then (for a caller that copies it out at once, e.g. into a
+   * kernel's packed weight).
+   */
+  readBlock(
+    name: string,
+    expectedShape: readonly [number, number],
+    rows: Slice,
+    cols?: Slice,
+    staged = false,
+  ): RawWeight {
+    const { entry, bytes } = this.readBlockBytes(name, expectedShape, rows, cols, staged);
     return decode(name, entry, bytes);
   }
 
@@ -123,14 +139,15 @@ export class SafetensorsWeightSource implements WeightSource {
     return decodeAny(entry, bytes);
   }
 
-  /** `readBlock` for any dtype (see `readAny`). */
+  /** `readBlock` for any dtype (see `readAny`), staged or not. */
   readAnyBlock(
     name: string,
     expectedShape: readonly [number, number],
     rows: Slice,
     cols?: Slice,
+    staged = false,
   ): StoredTensor {
-    const { entry, bytes } = this.readBlockBytes(name, expectedShape, rows, cols);
+    const { entry, bytes } = this.readBlockBytes(name, expectedShape, rows, cols, staged);
     return decodeAny(entry, bytes);
   }
 
@@ -153,21 +170,30 @@ export class SafetensorsWeightSource implements WeightSource {
     expectedShape: readonly [number, number],
     rows: Slice,
     cols: Slice | undefined,
+    staged: boolean,
   ): { entry: SafetensorsEntry; bytes: Uint8Array } {
     const { file, entry } = this.locate(name);
     const c = checkBlock(name, expectedShape, entry.shape, rows, cols);
     if (this.closed) throw new WeightSourceClosedError(name, this.where);
     const width = DTYPE_BYTES[entry.dtype];
     const rowBytes = expectedShape[1] * width;
-    const bytes = new Uint8Array(rows.count * c.count * width);
+    const numBytes = rows.count * c.count * width;
+    const bytes = staged ? this.stage(numBytes) : new Uint8Array(numBytes);
     const first = entry.offset + rows.start * rowBytes + c.start * width;
     if (bytes.length > 0) this.readRows(file, name, bytes, first, rows.count, rowBytes);
     return { entry, bytes };
   }
 
+  /** The first `numBytes` of the staging buffer, grown when too small. */
+  private stage(numBytes: number): Uint8Array {
+    if (this.staging.length < numBytes) this.staging = new Uint8Array(numBytes);
+    return this.staging.subarray(0, numBytes);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.staging = new Uint8Array(0);
     for (const f of this.files) closeSync(f.fd);
   }
 

@@ -20,12 +20,15 @@ export interface CheckpointLayout {
 }
 
 /**
- * What a model does with a linear weight under W8A8: `int8` runs it through the int8 kernels when quantized;
- * `dequantize` keeps it float (an int8 checkpoint's values are dequantized at load: MLA's kv_b_proj, whose
- * per-head parts are absorbed into the attention); `float` requires a float tensor (the MoE router, the LM
- * head). null: not a linear weight (embeddings, norms, biases: always float).
+ * What a model does with a linear weight under W8A8: `int8` runs it through the int8 kernels when quantized
+ * (from an int8 checkpoint, or quantized while loading); `int8-from-checkpoint` runs it in int8 when an int8
+ * checkpoint stores it so, but keeps it float when quantizing a float checkpoint while loading (the LM head,
+ * as vLLM quantizes it only when the checkpoint does); `dequantize` keeps it float (an int8 checkpoint's
+ * values are dequantized at load: MLA's kv_b_proj, whose per-head parts are absorbed into the attention);
+ * `float` requires a float tensor (the MoE router). null: not a linear weight (embeddings, norms, biases:
+ * always float).
  */
-export type LinearRole = 'int8' | 'dequantize' | 'float' | null;
+export type LinearRole = 'int8' | 'int8-from-checkpoint' | 'dequantize' | 'float' | null;
 
 /** The number of elements of a shape. */
 export function numElements(shape: readonly number[]): number {

@@ -40,9 +40,16 @@ export interface WeightSource {
    * Reads the block `rows` × `cols` of a 2-D tensor of shape `expectedShape` ([R, C]) as a row-major
    * `[rows.count, cols.count]` matrix, in the dtype `read` gives; all columns when `cols` is absent. The
    * values equal the same block of `read`'s result, but only the block is read. A `TensorShapeError` when
-   * the shape differs, a `TensorBlockError` when a range is not within it.
+   * the shape differs, a `TensorBlockError` when a range is not within it. `staged`: the source may return
+   * a view of a buffer it reuses for the next staged read (the caller copies the block out at once).
    */
-  readBlock(name: string, expectedShape: readonly [number, number], rows: Slice, cols?: Slice): RawWeight;
+  readBlock(
+    name: string,
+    expectedShape: readonly [number, number],
+    rows: Slice,
+    cols?: Slice,
+    staged?: boolean,
+  ): RawWeight;
   /** Closes open files. */
   close(): void;
 }

@@ -123,14 +123,16 @@ export function deepseekCheckpointLayout(config: DeepseekConfig): CheckpointLayo
 }
 
 /**
- * What DeepSeek does with each linear weight under W8A8 (as vLLM: the router and the LM head are
- * unquantized layers; MLA's kv_b_proj is absorbed into per-head attention matrices, which run in float, so
- * an int8 kv_b_proj is dequantized at load). Every other projection runs on the int8 kernels: q_proj /
- * q_a_proj / q_b_proj, kv_a_proj_with_mqa, o_proj, and gate/up/down of dense MLPs, routed and shared
- * experts. null: not a linear weight (embeddings and norms stay float).
+ * What DeepSeek does with each linear weight under W8A8 (as vLLM: the router is an unquantized layer; the
+ * LM head is int8 only when the checkpoint quantizes it, as llama.cpp's Q8_0 does, and stays float when a
+ * float checkpoint is quantized while loading; MLA's kv_b_proj is absorbed into per-head attention
+ * matrices, which run in float, so an int8 kv_b_proj is dequantized at load). Every other projection runs
+ * on the int8 kernels: q_proj / q_a_proj / q_b_proj, kv_a_proj_with_mqa, o_proj, and gate/up/down of dense
+ * MLPs, routed and shared experts. null: not a linear weight (embeddings and norms stay float).
  */
 export function deepseekLinearRole(name: string): LinearRole {
-  if (name === 'lm_head.weight' || name.endsWith('.mlp.gate.weight')) return 'float';
+  if (name === 'lm_head.weight') return 'int8-from-checkpoint';
+  if (name.endsWith('.mlp.gate.weight')) return 'float';
   if (name.endsWith('.kv_b_proj.weight')) return 'dequantize';
   if (/_proj(_with_mqa)?\.weight$/.test(name)) return 'int8';
   return null;

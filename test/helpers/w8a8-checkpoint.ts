@@ -3,7 +3,8 @@
 // config.json) and Ascend ModelSlim (quant_model_description.json; `W8A8_DYNAMIC`, or static `W8A8` with
 // per-tensor activation scale and offset calibrated on prompts run through the float model). Every linear
 // weight the model runs in int8 (deepseekLinearRole 'int8') is quantized per output channel exactly as
-// `--quantization w8a8` does, so a dynamic checkpoint gives the very logits of quantizing while loading.
+// `--quantization w8a8` does, so a dynamic checkpoint gives the very logits of quantizing while loading;
+// the LM head ('int8-from-checkpoint') only when asked (`quantizeLmHead`).
 
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import type { Kernels, LinearWeight, RawWeight } from '../../src/kernels/kernels
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
+import { compressedTensorsW8A8Config } from '../../src/loader/w8a8/checkpoint-format.js';
 import { floatLinearSource, type LinearSource } from '../../src/loader/w8a8/linear-source.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekLinearRole } from '../../src/models/deepseek-weights.js';
@@ -98,6 +100,15 @@ export async function calibrate(
   return ranges;
 }
 
+/** Options of `writeW8A8Checkpoint`. */
+export interface W8A8FixtureOptions {
+  /**
+   * Quantize the LM head too (as llama.cpp's Q8_0 does; compressed-tensors then leaves it out of `ignore`).
+   * Default: float, as `--quantization w8a8` keeps it, so the checkpoint gives that path's very logits.
+   */
+  readonly quantizeLmHead?: boolean;
+}
+
 /**
  * Writes the int8 checkpoint of `from` (a float fixture folder) into `to`: model.safetensors, config.json
  * (with `quantization_config` for compressed-tensors) and, for ModelSlim, quant_model_description.json.
@@ -108,7 +119,12 @@ export function writeW8A8Checkpoint(
   to: string,
   format: W8A8FixtureFormat,
   ranges?: ActivationRanges,
+  opts: W8A8FixtureOptions = {},
 ): void {
+  const isInt8 = (name: string): boolean => {
+    const role = deepseekLinearRole(name);
+    return role === 'int8' || (role === 'int8-from-checkpoint' && opts.quantizeLmHead === true);
+  };
   const out: TensorBytes[] = [];
   const description: Record<string, string> = {
     model_quant_type: format === 'modelslim-static' ? 'W8A8' : 'W8A8_DYNAMIC',
@@ -120,7 +136,7 @@ export function writeW8A8Checkpoint(
     data: bytesOf(data),
   });
   for (const t of decodeSafetensors(join(from, 'model.safetensors'))) {
-    if (deepseekLinearRole(t.name) !== 'int8') {
+    if (!isInt8(t.name)) {
       out.push(t);
       description[t.name] = 'FLOAT';
       continue;
@@ -166,18 +182,7 @@ export function writeW8A8Checkpoint(
   writeFileSync(join(to, 'model.safetensors'), encodeSafetensors(out));
   const config = JSON.parse(readFileSync(join(from, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (format === 'compressed-tensors') {
-    config.quantization_config = {
-      quant_method: 'compressed-tensors',
-      format: 'int-quantized',
-      config_groups: {
-        group_0: {
-          targets: ['Linear'],
-          weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel', dynamic: false },
-          input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
-        },
-      },
-      ignore: ['lm_head'],
-    };
+    config.quantization_config = compressedTensorsW8A8Config(opts.quantizeLmHead === true ? [] : ['lm_head']);
   } else {
     writeFileSync(join(to, 'quant_model_description.json'), JSON.stringify(description, null, 1));
   }

@@ -169,6 +169,30 @@ describe('SafetensorsWeightSource.readBlock', () => {
     });
   });
 
+  it('staged reads give the same blocks, in one reused buffer that the next staged read overwrites', () => {
+    withFile((src) => {
+      for (const t of tensors) {
+        for (const [rows, cols] of standardBlocks(...t.shape)) {
+          const plain = src.readBlock(t.name, t.shape, rows, cols);
+          const staged = src.readBlock(t.name, t.shape, rows, cols, true);
+          assert.deepEqual(staged, plain, `${t.name} rows ${rows.start}+${rows.count}`);
+        }
+      }
+      const first = src.readBlock('spans.f32', [600, 600], { start: 0, count: 600 }, undefined, true);
+      const copy = first.data.slice();
+      const second = src.readBlock('small.f32', [5, 9], { start: 0, count: 5 }, undefined, true);
+      // One buffer: the second block sits where the first began (the documented reuse).
+      assert.equal(second.data.buffer, first.data.buffer);
+      assert.notDeepEqual(first.data.subarray(0, 45), copy.subarray(0, 45));
+      // An unstaged read is a fresh array, untouched by later staged reads.
+      const own = src.readBlock('small.f32', [5, 9], { start: 0, count: 5 });
+      const ownValues = own.data.slice();
+      src.readBlock('spans.f32', [600, 600], { start: 0, count: 600 }, undefined, true);
+      assert.notEqual(own.data.buffer, second.data.buffer);
+      assert.deepEqual(own.data, ownValues);
+    });
+  });
+
   it('reads only the block: a row range is its own bytes, a column block at most its first-to-last span', () => {
     withFile((src) => {
       const bytesOf = (f: () => unknown) => {

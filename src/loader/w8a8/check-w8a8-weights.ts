@@ -88,7 +88,7 @@ export function checkW8A8Weights(
       throw new QuantizedCheckpointError(
         file,
         spec.name,
-        `is stored as int8, but Duet keeps this tensor in float (embeddings, norms, the MoE router and the LM head); expected a float dtype`,
+        `is stored as int8, but Duet keeps this tensor in float (embeddings, norms and the MoE router); expected a float dtype`,
       );
     }
     const module = spec.name.replace(/\.weight$/, '');

@@ -35,6 +35,26 @@ export interface W8A8Format {
 export const MODELSLIM_DESCRIPTION_FILE = 'quant_model_description.json';
 
 /**
+ * The `quantization_config` (config.json) of a compressed-tensors W8A8 checkpoint as Duet serves it:
+ * symmetric int8 weights per output channel, symmetric int8 activations per token, dynamic; the modules
+ * in `ignore` stay float. For writers of such checkpoints (test fixtures, bench:vs-llamacpp).
+ */
+export function compressedTensorsW8A8Config(ignore: readonly string[]): Record<string, unknown> {
+  return {
+    quant_method: 'compressed-tensors',
+    format: 'int-quantized',
+    config_groups: {
+      group_0: {
+        targets: ['Linear'],
+        weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel', dynamic: false },
+        input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
+      },
+    },
+    ignore: [...ignore],
+  };
+}
+
+/**
  * The int8 format of the checkpoint in `dir` with config `quantization` (config.json's
  * `quantization_config`), or null for a float checkpoint. Throws `UnsupportedQuantizationError` for
  * another method and `QuantizedCheckpointError` for a compressed-tensors or ModelSlim declaration Duet

@@ -28,17 +28,24 @@ export type LinearBlock =
 export interface LinearSource {
   /**
    * Rows `rows` × columns `cols` (all when absent) of the linear weight `name` of shape `shape` ([R, C]),
-   * as the kernels should hold it.
+   * as the kernels should hold it. `staged`: the block may be a view of a buffer that the next staged read
+   * reuses (see `WeightSource.readBlock`); the caller copies it out (prepares it) before reading again.
    */
-  readLinear(name: string, shape: readonly [number, number], rows: Slice, cols?: Slice): LinearBlock;
+  readLinear(
+    name: string,
+    shape: readonly [number, number],
+    rows: Slice,
+    cols?: Slice,
+    staged?: boolean,
+  ): LinearBlock;
 }
 
 /** The float weights as stored. */
 export function floatLinearSource(source: WeightSource): LinearSource {
   return {
-    readLinear: (name, shape, rows, cols) => ({
+    readLinear: (name, shape, rows, cols, staged) => ({
       kind: 'float',
-      raw: source.readBlock(name, [shape[0], shape[1]], rows, cols),
+      raw: source.readBlock(name, [shape[0], shape[1]], rows, cols, staged),
     }),
   };
 }
@@ -49,11 +56,14 @@ export function quantizingLinearSource(
   roleOf: (name: string) => LinearRole,
 ): LinearSource {
   return {
-    readLinear(name, shape, rows, cols) {
+    readLinear(name, shape, rows, cols, staged) {
       const full: readonly [number, number] = [shape[0], shape[1]];
-      if (roleOf(name) !== 'int8') return { kind: 'float', raw: source.readBlock(name, full, rows, cols) };
-      // Whole rows: the scale of a channel is its max over all input features, on every rank.
-      const raw = source.readBlock(name, full, rows);
+      if (roleOf(name) !== 'int8') {
+        return { kind: 'float', raw: source.readBlock(name, full, rows, cols, staged) };
+      }
+      // Whole rows: the scale of a channel is its max over all input features, on every rank. The float
+      // block is quantized into new arrays at once, so it may always be staged.
+      const raw = source.readBlock(name, full, rows, undefined, true);
       const q = quantizeWeightPerChannel(raw, rows.count, shape[1]);
       return { kind: 'int8', weight: sliceInt8Columns(q, rows.count, shape[1], cols) };
     },
@@ -72,9 +82,11 @@ export function dummyInt8LinearSource(
   amplitudeOf: (name: string, shape: readonly number[]) => number,
 ): LinearSource {
   return {
-    readLinear(name, shape, rows, cols) {
+    readLinear(name, shape, rows, cols, staged) {
       const full: readonly [number, number] = [shape[0], shape[1]];
-      if (roleOf(name) !== 'int8') return { kind: 'float', raw: floats.readBlock(name, full, rows, cols) };
+      if (roleOf(name) !== 'int8') {
+        return { kind: 'float', raw: floats.readBlock(name, full, rows, cols, staged) };
+      }
       floats.info(name); // a MissingTensorError for a name the model does not have
       const k = shape[1];
       const c = cols ?? { start: 0, count: k };
@@ -113,10 +125,12 @@ export function checkpointLinearSource(
   roleOf: (name: string) => LinearRole,
 ): LinearSource {
   return {
-    readLinear(name, shape, rows, cols) {
+    readLinear(name, shape, rows, cols, staged = false) {
       const full: readonly [number, number] = [shape[0], shape[1]];
       const storage = format.storageOf(name, source.info(name).dtype);
-      if (storage === 'float') return { kind: 'float', raw: source.readBlock(name, full, rows, cols) };
+      if (storage === 'float') {
+        return { kind: 'float', raw: source.readBlock(name, full, rows, cols, staged) };
+      }
       const role = roleOf(name);
       if (role === 'float' || role === null) {
         throw new QuantizedCheckpointError(
@@ -125,7 +139,8 @@ export function checkpointLinearSource(
           'is int8, but Duet runs this tensor in float; expected a float dtype',
         );
       }
-      const stored = source.readAnyBlock(name, full, rows, cols);
+      // A block to dequantize becomes new float data at once, so it may always be staged.
+      const stored = source.readAnyBlock(name, full, rows, cols, staged || role === 'dequantize');
       if (stored.dtype !== 'i8') {
         throw new QuantizedCheckpointError(format.declaredIn, name, `is ${stored.dtype}; expected I8`);
       }

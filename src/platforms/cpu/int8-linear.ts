@@ -57,7 +57,6 @@ export function writeInt8Block(
 ): Int8Layout {
   const panelBytes = int8PanelBytes(n, k);
   const np = paddedN(n);
-  packInt8(arena.i8(ptr, panelBytes), weight.data, n, k);
   const colScale = ptr + panelBytes;
   const colAddAt = colScale + np * 4;
   const scales = arena.f32(colScale, np);
@@ -66,16 +65,14 @@ export function writeInt8Block(
   add.fill(0);
   const s = weight.scheme;
   if (s.kind === 'static') {
+    packInt8(arena.i8(ptr, panelBytes), weight.data, n, k);
     scales.set(s.deqScale);
     add.set(s.quantBias);
   } else {
+    // The split form sums w·(q + 127): take 127·Σ_k w back off each column (the sums come with the packing).
+    packInt8(arena.i8(ptr, panelBytes), weight.data, n, k, add);
+    for (let j = 0; j < n; j++) add[j] = -127 * add[j]!;
     scales.set(s.weightScale);
-    // The split form sums w·(q + 127): take 127·Σ_k w back off each column.
-    for (let j = 0; j < n; j++) {
-      let sum = 0;
-      for (let c = 0; c < k; c++) sum += weight.data[j * k + c]!;
-      add[j] = -127 * sum;
-    }
   }
   return {
     n,
