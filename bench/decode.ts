@@ -20,6 +20,7 @@ import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { StopChecker } from '../src/engine/stop-checker.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
+import { addGreedyRequests } from './greedy-requests.js';
 
 enableWasmFeatures();
 
@@ -77,18 +78,7 @@ function randomTokens(seed: number, n: number, vocab: number): number[] {
 
 /** Runs requests (one per prompt) to the end through engine.step(); returns the seconds of each step. */
 async function runRequests(engine: LLMEngine, prompts: number[][], maxTokens: number): Promise<number[]> {
-  for (const prompt of prompts) {
-    const params = resolveSamplingParams(
-      { temperature: 0, maxTokens, ignoreEos: true },
-      {},
-      {
-        vocabSize: engine.loaded.config.vocabSize,
-        maxModelLen: engine.maxModelLen,
-        numPromptTokens: prompt.length,
-      },
-    );
-    engine.addRequest(prompt, params);
-  }
+  addGreedyRequests(engine, prompts, maxTokens);
   const steps: number[] = [];
   while (engine.hasUnfinishedRequests()) {
     const t = performance.now();

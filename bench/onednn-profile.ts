@@ -15,7 +15,7 @@ import { engineConfigFromLLMOptions } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
 import type { Kernels } from '../src/kernels/kernels.js';
 import type { Platform } from '../src/platforms/platform.js';
-import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
+import { addGreedyRequests } from './greedy-requests.js';
 
 const { values } = parseArgs({
   options: {
@@ -74,18 +74,7 @@ async function onednnPlatform(): Promise<Platform> {
 }
 
 async function run(engine: LLMEngine, prompts: number[][], maxTokens: number): Promise<number> {
-  for (const prompt of prompts) {
-    const params = resolveSamplingParams(
-      { temperature: 0, maxTokens, ignoreEos: true },
-      {},
-      {
-        vocabSize: engine.loaded.config.vocabSize,
-        maxModelLen: engine.maxModelLen,
-        numPromptTokens: prompt.length,
-      },
-    );
-    engine.addRequest(prompt, params);
-  }
+  addGreedyRequests(engine, prompts, maxTokens);
   let total = 0;
   let steps = 0;
   while (engine.hasUnfinishedRequests()) {

@@ -13,7 +13,7 @@ import { engineConfigFromLLMOptions, type LLMOptions } from '../src/engine/llm.j
 import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { CpuPlatform } from '../src/platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
-import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
+import { addGreedyRequests } from './greedy-requests.js';
 import { KernelProfile, withKernelProfile } from './kernel-profile.js';
 
 interface Options {
@@ -53,21 +53,6 @@ function parseArgs(argv: readonly string[]): Options {
     } else throw new Error(`bench/step-profile: unknown option ${a}`);
   }
   return o;
-}
-
-function addRequests(engine: LLMEngine, prompts: number[][], maxTokens: number): void {
-  for (const prompt of prompts) {
-    const params = resolveSamplingParams(
-      { temperature: 0, maxTokens, ignoreEos: true },
-      {},
-      {
-        vocabSize: engine.loaded.config.vocabSize,
-        maxModelLen: engine.maxModelLen,
-        numPromptTokens: prompt.length,
-      },
-    );
-    engine.addRequest(prompt, params);
-  }
 }
 
 function prompt(len: number, seed: number): number[] {
@@ -116,17 +101,17 @@ async function main(): Promise<void> {
     platform: withKernelProfile(new CpuPlatform(), profile),
   });
   console.log(`${o.layers} layers, ${o.quantization ?? 'bf16'}, ${o.threads} threads`);
-  addRequests(engine, [prompt(32, 0)], 2); // warm-up
+  addGreedyRequests(engine, [prompt(32, 0)], 2); // warm-up
   while (engine.hasUnfinishedRequests()) await engine.step();
   // Prefill: one step of o.prefill tokens.
-  addRequests(engine, [prompt(o.prefill, 1)], 1);
+  addGreedyRequests(engine, [prompt(o.prefill, 1)], 1);
   profile.reset();
   let t = performance.now();
   await engine.step();
   report(`prefill ${o.prefill}`, (performance.now() - t) / 1000, profile, 1);
   while (engine.hasUnfinishedRequests()) await engine.step();
   for (const b of o.batches) {
-    addRequests(
+    addGreedyRequests(
       engine,
       Array.from({ length: b }, (_, i) => prompt(16, 10 + i)),
       o.steps + 2,

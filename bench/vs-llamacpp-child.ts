@@ -26,7 +26,7 @@ import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { CpuPlatform } from '../src/platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import type { Platform } from '../src/platforms/platform.js';
-import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
+import { addGreedyRequests } from './greedy-requests.js';
 import { MatmulClock, withMatmulClock } from './matmul-clock.js';
 
 /** What a child measures. */
@@ -92,18 +92,7 @@ async function duetRun(
   decodeMatmulS: number;
 }> {
   const firstSeen = new Set<string>();
-  for (const prompt of prompts) {
-    const params = resolveSamplingParams(
-      { temperature: 0, maxTokens, ignoreEos: true },
-      {},
-      {
-        vocabSize: engine.loaded.config.vocabSize,
-        maxModelLen: engine.maxModelLen,
-        numPromptTokens: prompt.length,
-      },
-    );
-    engine.addRequest(prompt, params);
-  }
+  addGreedyRequests(engine, prompts, maxTokens);
   let totalS = 0;
   let decodeS = 0;
   let decodeTokens = 0;
