@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import type { QuantizationMethod } from '../src/config/engine-config.js';
 import { createEngine } from '../src/engine/create-engine.js';
 import { engineConfigFromLLMOptions, type LLMOptions } from '../src/engine/llm.js';
-import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { CpuPlatform } from '../src/platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import { addGreedyRequests } from './greedy-requests.js';

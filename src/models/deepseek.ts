@@ -26,7 +26,7 @@ import {
 import type { RankGroups } from '../layers/rank-groups.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { Scratch } from '../layers/scratch.js';
-import { type LoadContext, loadLinear, loadVector, type Slice, toF32 } from '../layers/weight-loading.js';
+import { type LoadContext, loadLinear, loadVector, type Slice } from '../layers/weight-loading.js';
 import type { LinearSource } from '../loader/w8a8/linear-source.js';
 import type { WeightSource } from '../loader/weight-source.js';
 
