@@ -20,10 +20,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { DeepseekConfig } from '../../src/config/model-config.js';
 import { dequantizeInt8 } from '../../src/kernels/int8-quant.js';
-import type { Kernels } from '../../src/kernels/kernels.js';
-import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
@@ -33,6 +30,7 @@ import { deepseekCheckpointLayout, deepseekLinearRole } from '../../src/models/d
 import { embeddedModelDir } from '../../src/models/model-loader.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { argmax, fixtureDir, loadGolden } from '../helpers/golden.js';
+import { prefillAll } from '../helpers/prefill.js';
 import { calibrate, writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
 
 interface Case {
@@ -84,37 +82,6 @@ function weightsOnly(source: ReturnType<typeof openSafetensors>): LinearSource {
       };
     },
   };
-}
-
-/** Logits at every position of each prompt. */
-async function prefillAll(
-  config: DeepseekConfig,
-  kernels: Kernels,
-  model: DeepseekForCausalLM,
-  prompts: readonly { ids: number[] }[],
-): Promise<Float32Array[]> {
-  const out: Float32Array[] = [];
-  for (const p of prompts) {
-    const L = p.ids.length;
-    const blockSize = 16;
-    const numBlocks = Math.ceil(L / blockSize);
-    const cache = MlaKvCache.forModel(kernels, config, numBlocks, blockSize);
-    const blockTable = Int32Array.from({ length: numBlocks }, (_, i) => i);
-    out.push(
-      await model.forward(
-        {
-          numTokens: L,
-          tokenIds: Int32Array.from(p.ids),
-          positions: Int32Array.from({ length: L }, (_, i) => i),
-          slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-          seqs: [{ queryStart: 0, queryLen: L, blockTable }],
-          logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-        },
-        cache,
-      ),
-    );
-  }
-  return out;
 }
 
 /** Fraction of positions whose argmax is the reference's. */

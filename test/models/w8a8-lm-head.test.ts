@@ -11,7 +11,6 @@ import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import type { DeepseekConfig } from '../../src/config/model-config.js';
 import type { Int8LinearData, Kernels, LinearWeight } from '../../src/kernels/kernels.js';
-import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { QuantizedCheckpointError } from '../../src/loader/checkpoint-errors.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
@@ -21,6 +20,7 @@ import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekCheckpointLayout, deepseekLinearRole } from '../../src/models/deepseek-weights.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { argmax, loadGolden } from '../helpers/golden.js';
+import { prefillAll } from '../helpers/prefill.js';
 import { type W8A8FixtureFormat, writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
 import { decodeSafetensors, encodeSafetensors, V2_LITE_TINY, withTempDir } from '../loader/fixture-files.js';
 
@@ -51,32 +51,6 @@ function loadModel(dir: string): { model: DeepseekForCausalLM; config: DeepseekC
   }
 }
 
-/** Logits at every position of each golden prompt, [L · vocab] per prompt. */
-async function prefillAll(config: DeepseekConfig, model: DeepseekForCausalLM): Promise<Float32Array[]> {
-  const out: Float32Array[] = [];
-  for (const p of prompts) {
-    const L = p.ids.length;
-    const numBlocks = Math.ceil(L / 16);
-    const cache = MlaKvCache.forModel(kernels, config, numBlocks, 16);
-    out.push(
-      await model.forward(
-        {
-          numTokens: L,
-          tokenIds: Int32Array.from(p.ids),
-          positions: Int32Array.from({ length: L }, (_, i) => i),
-          slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-          seqs: [
-            { queryStart: 0, queryLen: L, blockTable: Int32Array.from({ length: numBlocks }, (_, i) => i) },
-          ],
-          logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-        },
-        cache,
-      ),
-    );
-  }
-  return out;
-}
-
 async function logitsOf(
   format: W8A8FixtureFormat,
   quantizeLmHead: boolean,
@@ -86,7 +60,7 @@ async function logitsOf(
     writeW8A8Checkpoint(V2_LITE_TINY, dir, format, undefined, { quantizeLmHead });
     return loadModel(dir);
   });
-  return { logits: await prefillAll(config, model), int8, vocab: config.vocabSize };
+  return { logits: await prefillAll(config, kernels, model, prompts), int8, vocab: config.vocabSize };
 }
 
 describe('an int8 LM head from a W8A8 checkpoint', () => {
