@@ -16,7 +16,7 @@ import type { Int8LinearData } from '../../kernels/kernels.js';
 import type { Arena } from './arena.js';
 import type { CopyStats } from './copy-stats.js';
 import { planGemm } from './gemm-plan.js';
-import type { GemmThreadPool } from './thread-pool.js';
+import { evenRowRanges, type GemmThreadPool } from './thread-pool.js';
 import { KernelArgumentError } from './wasm-ops.js';
 import { int8PanelBytes, PANEL_WIDTH, packInt8 } from './weight-packing.js';
 
@@ -216,11 +216,15 @@ function quantizeDynamic(
     return;
   }
   const rowBytes = Math.ceil(k / 4) * 8;
-  const shares = Array.from({ length: threads }, (_, t) => {
-    const r0 = Math.floor((t * m) / threads);
-    const r1 = Math.floor(((t + 1) * m) / threads);
-    return [xq + r0 * rowBytes, rowScale + r0 * 4, xPtr + r0 * k * 4, r1 - r0, k, k * 4, split];
-  });
+  const shares = evenRowRanges(m, threads).map(([r0, r1]) => [
+    xq + r0 * rowBytes,
+    rowScale + r0 * 4,
+    xPtr + r0 * k * 4,
+    r1 - r0,
+    k,
+    k * 4,
+    split,
+  ]);
   ctx.pool.runKernel(arena, 'quant_dynamic', shares, () =>
     g.quant_dynamic(...(shares[0] as [number, number, number, number, number, number, number])),
   );

@@ -41,6 +41,14 @@ export class PoolDisposedError extends Error {
   }
 }
 
+/** Rows [0, m) cut into `parts` consecutive ranges [r0, r1) whose sizes differ by at most one. */
+export function evenRowRanges(m: number, parts: number): [number, number][] {
+  return Array.from({ length: parts }, (_, t) => [
+    Math.floor((t * m) / parts),
+    Math.floor(((t + 1) * m) / parts),
+  ]);
+}
+
 export interface ThreadPoolOptions {
   /** Threads in all, including the main thread (≥ 1). */
   numThreads: number;

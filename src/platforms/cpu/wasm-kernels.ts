@@ -27,7 +27,7 @@ import {
   writeInt8Block,
 } from './int8-linear.js';
 import { compileKernelModule, WASM_PAGE_BYTES } from './kernel-module.js';
-import { type GemmShare, GemmThreadPool } from './thread-pool.js';
+import { evenRowRanges, type GemmShare, GemmThreadPool } from './thread-pool.js';
 import { enableWasmFeatures, hasRelaxedSimd } from './wasm-features.js';
 import { WasmOps, WasmOpsError } from './wasm-ops.js';
 import { packBf16, packedBytes, packF32 } from './weight-packing.js';
@@ -638,11 +638,12 @@ export class WasmKernels implements Kernels {
     const threads = this.threadsFor(m * d * SILU_SECONDS_PER_ELEMENT, m);
     if (threads < 2) return false;
     this.checkLive();
-    const shares = Array.from({ length: threads }, (_, t) => {
-      const r0 = Math.floor((t * m) / threads);
-      const r1 = Math.floor(((t + 1) * m) / threads);
-      return [out.byteOffset + r0 * d * 4, gateUp.byteOffset + r0 * 2 * d * 4, r1 - r0, d];
-    });
+    const shares = evenRowRanges(m, threads).map(([r0, r1]) => [
+      out.byteOffset + r0 * d * 4,
+      gateUp.byteOffset + r0 * 2 * d * 4,
+      r1 - r0,
+      d,
+    ]);
     const g = primary.instance.exports as unknown as { silu_and_mul(...args: number[]): void };
     this.pool.runKernel(0, 'silu_and_mul', shares, () => g.silu_and_mul(...shares[0]!));
     return true;
