@@ -377,6 +377,36 @@ for (const [a, b] of ratios) {
   console.log(`| ${a} / ${b} | ${ra.map((x, i) => `${(x / rb[i]!).toFixed(2)}x`).join(' | ')} |`);
 }
 
+// Load time has a floor no engine that copies its weights into memory of its own escapes: each new page of
+// that memory costs a fault, and on a virtual machine whose host backs guest memory lazily the fault is
+// slow. llama.cpp computes on the pages of its mapped GGUF file (the page cache, already present); Duet's
+// kernels keep weights in their own layout, so its peak RSS is new memory. Measured here, in this run.
+const freshSPerGiB = freshMemorySecondsPerGiB();
+console.log(
+  `\nnew memory on this machine: ${freshSPerGiB.toFixed(2)} s per GiB to touch for the first time (4 KiB pages)`,
+);
+for (const c of contenders) {
+  const r = best.get(c.label);
+  if (r === undefined || !c.label.startsWith('Duet')) continue;
+  const floor = (r.peakRssMiB / 1024) * freshSPerGiB;
+  console.log(
+    `  ${c.label}: load ${r.loadS.toFixed(1)} s, of which its peak RSS as new memory ≈ ${floor.toFixed(1)} s`,
+  );
+}
+
+/** Seconds per GiB to touch fresh memory, the best of three 256 MiB probes. */
+function freshMemorySecondsPerGiB(): number {
+  const bytes = 256 << 20;
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 3; r++) {
+    const probe = new Uint8Array(bytes); // large: mapped zero pages, none present yet
+    const t = performance.now();
+    for (let i = 0; i < bytes; i += 4096) probe[i] = 1;
+    best = Math.min(best, (performance.now() - t) / 1000);
+  }
+  return best * ((1 << 30) / bytes);
+}
+
 console.log(
   `\n| share of step time outside matrix products | prefill ${promptLen} | ${batches.map((b) => `decode ${b} seq`).join(' | ')} |`,
 );

@@ -26,6 +26,13 @@ using dnnl::memory;
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
+/** MADV_POPULATE_WRITE (Linux 5.14; older C headers lack the name). */
+#ifdef MADV_POPULATE_WRITE
+constexpr int MADV_POPULATE_WRITE_ADVICE = MADV_POPULATE_WRITE;
+#else
+constexpr int MADV_POPULATE_WRITE_ADVICE = 23;
+#endif
+
 /** The kinds of prepared weight, as the JS side names them. */
 enum class WeightKind { F32 = 0, Bf16 = 1, Int8 = 2 };
 
@@ -44,10 +51,18 @@ struct Weight {
   void* pages = nullptr;  // the weight's own mapping of `numBytes` bytes
   size_t numBytes = 0;
 
-  /** Maps `bytes` of zeroed pages for the weight; false when the system refuses. */
+  /**
+   * Maps `bytes` of zeroed pages for the weight and makes them present in one call
+   * (MADV_POPULATE_WRITE, Linux 5.14). On the virtual machines Duet is measured on, a first-touch fault
+   * per 4 KiB page costs about 10 µs; populating took 3 s less CPU over the 2.25 GiB of a W8A8 V2-Lite cut
+   * to 4 layers (loads of 7.6–10.1 s against 9.6–18.3 s, alternating, busy machine). Huge pages
+   * (MADV_HUGEPAGE) were no faster to fill the first time and stalled in compaction on a busy machine,
+   * so they are not asked for. Older kernels refuse the advice; the pages then fault in on first touch.
+   */
   bool map(size_t bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return false;
+    madvise(p, bytes, MADV_POPULATE_WRITE_ADVICE);
     pages = p;
     numBytes = bytes;
     return true;
