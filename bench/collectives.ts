@@ -13,7 +13,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { inHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import {
@@ -22,11 +21,12 @@ import {
   createTcpGroup,
   type GroupDescriptor,
 } from '../src/distributed/group.js';
+import { parseBenchArgs } from './bench-args.js';
 import type { BenchRankConfig, BenchRankResult } from './collectives-rank.js';
 
 const RANK = fileURLToPath(new URL('./collectives-rank.js', import.meta.url));
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     ranks: { type: 'string', default: '2' },
     sizes: { type: 'string', default: '65536,1048576,16777216' },

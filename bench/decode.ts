@@ -14,17 +14,17 @@
 //
 // --batch B decodes B requests together (tokens/s counts all B; the breakdown is per step).
 
-import { parseArgs } from 'node:util';
 import { LLM } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
 import { StopChecker } from '../src/engine/stop-checker.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import { resolveSamplingParams } from '../src/sampling/sampling-params.js';
+import { parseBenchArgs } from './bench-args.js';
 import { addGreedyRequests } from './greedy-requests.js';
 
 enableWasmFeatures();
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     models: { type: 'string', default: 'v3-toy,v2-lite' },
     layers: { type: 'string', default: '4' },

@@ -14,11 +14,11 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
 import type { Kernels, LinearDType, LinearWeight } from '../src/kernels/kernels.js';
 import { createWasmKernels } from '../src/platforms/cpu/wasm-kernels.js';
 import type { Platform } from '../src/platforms/platform.js';
+import { parseBenchArgs } from './bench-args.js';
 
 /** The part of the package's entry module this benchmark uses (see packages/platform-onednn/src/index.ts). */
 interface OnednnEntry {
@@ -29,7 +29,7 @@ interface OnednnEntry {
 const ROTATION_BYTES = 256 * 1024 ** 2;
 const BYTES_PER_ELEMENT: Record<LinearDType, number> = { f32: 4, bf16: 2, int8: 1 };
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     threads: { type: 'string', default: '2' },
     rows: { type: 'string', default: '1,8,32,512' },

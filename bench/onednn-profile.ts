@@ -8,16 +8,16 @@
 
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { ModelDType, QuantizationMethod } from '../src/config/engine-config.js';
 import { createEngine } from '../src/engine/create-engine.js';
 import { engineConfigFromLLMOptions } from '../src/engine/llm.js';
 import type { LLMEngine } from '../src/engine/llm-engine.js';
 import type { Kernels } from '../src/kernels/kernels.js';
 import type { Platform } from '../src/platforms/platform.js';
+import { parseBenchArgs } from './bench-args.js';
 import { addGreedyRequests } from './greedy-requests.js';
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     model: { type: 'string', default: 'assets/configs/deepseek-v2-lite' },
     layers: { type: 'string', default: '2' },

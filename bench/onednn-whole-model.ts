@@ -7,10 +7,10 @@
 //
 // --layers N cuts the model to N layers (a quick check that needs no lock below 4).
 
-import { parseArgs } from 'node:util';
 import { LLM } from '../src/engine/llm.js';
+import { parseBenchArgs } from './bench-args.js';
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     device: { type: 'string', default: 'onednn' },
     model: { type: 'string', default: 'assets/configs/deepseek-v2-lite' },

@@ -19,12 +19,12 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Command } from 'commander';
 import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import { addEngineOptions, engineConfigFromOptions, normaliseFlagSpelling } from '../src/cli/engine-args.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
+import { parseBenchArgs } from './bench-args.js';
 
 enableWasmFeatures();
 
@@ -201,7 +201,7 @@ function byTime(xs: readonly HeadResult[]): HeadResult[] {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.url, {
     options: {
       role: { type: 'string' },
       job: { type: 'string' },

@@ -13,13 +13,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { BenchRng } from '../src/bench/bench-rng.js';
 import { ClientAgents } from '../src/bench/http-stream.js';
 import { requestOpenAICompletions } from '../src/bench/openai-requests.js';
 import { percentile } from '../src/bench/statistics.js';
+import { parseBenchArgs } from './bench-args.js';
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     minutes: { type: 'string', default: '1' },
     concurrency: { type: 'string', default: '16' },

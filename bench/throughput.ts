@@ -6,15 +6,15 @@
 //   npm run bench:throughput -- [--num-prompts 16] [--input-len 128] [--output-len 16] [--layers 4]
 //                               [--config assets/configs/deepseek-v2-lite] [--kv-cache-memory 1GiB]
 
-import { parseArgs } from 'node:util';
 import { parseBytes } from '../src/cli/engine-args.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import { createLogger } from '../src/util/logger.js';
+import { parseBenchArgs } from './bench-args.js';
 
 enableWasmFeatures();
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     'num-prompts': { type: 'string', default: '16' },
     'input-len': { type: 'string', default: '128' },

@@ -21,13 +21,13 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { checkWindowShape, perplexityWindows, readEvalText } from '../src/cli/eval.js';
 import type { DeepseekConfig } from '../src/config/model-config.js';
 import { loadDeepseekConfig } from '../src/loader/hf-config.js';
 import { openWeights } from '../src/loader/model-folder.js';
 import { deepseekCheckpointLayout } from '../src/models/deepseek-weights.js';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
+import { parseBenchArgs } from './bench-args.js';
 import { type Deepseek2FileType, writeDeepseek2Gguf } from './gguf/deepseek2-gguf.js';
 import type { GgufValue } from './gguf/gguf-file.js';
 import { byteLevelBpeVocab, placeholderVocab } from './gguf/gguf-vocab.js';
@@ -132,7 +132,7 @@ function relative(a: number, b: number | undefined): string {
 
 /** Runs the perplexity comparison with the flags in `argv` (the process's arguments after the script). */
 export async function runPerplexityBench(argv: readonly string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseBenchArgs(import.meta.url, {
     args: [...argv],
     options: {
       perplexity: { type: 'boolean' },

@@ -29,9 +29,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
+import { parseBenchArgs } from './bench-args.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
 import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
 import { writeGgufModel, writeHfFolder, writeW8A8Folder } from './vs-llamacpp-weights.js';
@@ -61,7 +61,7 @@ const SMOKE_OVERRIDES = {
   eos_token_id: 1,
 };
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     model: { type: 'string', default: 'assets/configs/deepseek-v2-lite' },
     'hf-overrides': { type: 'string' },
