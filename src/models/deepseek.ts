@@ -26,7 +26,13 @@ import {
 import type { RankGroups } from '../layers/rank-groups.js';
 import { buildRopeTables, mlaSoftmaxScale, placeRopeTables, type RopeTables } from '../layers/rope.js';
 import { Scratch } from '../layers/scratch.js';
-import { type LoadContext, loadLinear, loadVector, type Slice } from '../layers/weight-loading.js';
+import {
+  type LoadContext,
+  loadLinear,
+  loadVector,
+  type Slice,
+  StackingBuffer,
+} from '../layers/weight-loading.js';
 import type { LinearSource } from '../loader/w8a8/linear-source.js';
 import type { WeightSource } from '../loader/weight-source.js';
 
@@ -246,6 +252,7 @@ export class DeepseekForCausalLM {
       ...(opts.linears ? { linears: opts.linears } : {}),
       // Activation buffers the layers share and reuse from step to step (see Scratch for why it is safe).
       scratch: new Scratch(opts.kernels),
+      stacking: new StackingBuffer(),
     };
     const V = config.vocabSize;
     const H = config.hiddenSize;

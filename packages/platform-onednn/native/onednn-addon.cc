@@ -283,6 +283,7 @@ class Context : public Napi::ObjectWrap<Context> {
     if (kind == WeightKind::Int8) {
       const int8_t* q = static_cast<const int8_t*>(ptr);
       w->wsum.assign(n, 0);
+#pragma omp parallel for num_threads(numThreads_) if (n * k >= PARALLEL_MIN)
       for (int64_t j = 0; j < n; j++) {
         int32_t s = 0;
         for (int64_t c = 0; c < k; c++) s += q[j * k + c];
