@@ -8,8 +8,8 @@
 // - prefill: one prompt of `prefillPrompt.length` tokens; tokens/s of the best of `runs`.
 // - decode at B sequences: B prompts (16 tokens) are prefilled, then each decodes `decodeTokens` tokens
 //   greedily, all together; total tokens/s over the decode steps only.
-// - accuracy: for each position i of `accuracyPrompt` but the last, the most likely next token and the
-//   log-probability of the prompt's own next token.
+// - accuracy: for each of `accuracyPrompts` and each position i of it but the last, the most likely next
+//   token and the log-probability of the prompt's own next token (one trace per prompt, run one by one).
 // - matmul share (Duet): the part of the prefill and decode step time spent in `linear` / `headLinear`.
 //
 // Duet's speed runs use the platform the job names (`cpu`, or the oneDNN package's `onednn`, which computes
@@ -46,7 +46,8 @@ export interface ChildJob {
   readonly decodeTokens: number;
   readonly batches: readonly number[];
   readonly runs: number;
-  readonly accuracyPrompt: readonly number[] | null;
+  /** The prompts scored for accuracy (each on its own); null: none. */
+  readonly accuracyPrompts: readonly (readonly number[])[] | null;
   /** Duet: only load the model (on the job's platform) and report the load time. */
   readonly loadOnly?: boolean;
   /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package's `onednn`. */
@@ -67,7 +68,8 @@ export interface ChildResult {
   readonly decodeTokS: Record<string, number>;
   /** Peak RSS after the speed runs (before the accuracy run), MiB. */
   readonly peakRssMiB: number;
-  readonly accuracy: AccuracyTrace | null;
+  /** One trace per accuracy prompt. */
+  readonly accuracy: AccuracyTrace[] | null;
   /** Duet: the share of step time spent in matrix products, in the prefill run and per decode batch. */
   readonly matmulShare?: { readonly prefill: number; readonly decode: Record<string, number> };
 }
@@ -138,7 +140,10 @@ const KV_BLOCK = 128;
 
 async function runDuet(job: ChildJob): Promise<ChildResult> {
   enableWasmFeatures();
-  const maxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + job.decodeTokens + 64;
+  const maxLen =
+    Math.max(job.prefillPrompt.length, ...(job.accuracyPrompts ?? []).map((p) => p.length)) +
+    job.decodeTokens +
+    64;
   const options: LLMOptions = {
     model: job.model,
     loadFormat: 'safetensors',
@@ -193,24 +198,29 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
     await engine.close();
   }
   const rss = peakRssMiB();
-  let accuracy: AccuracyTrace | null = null;
-  if (job.accuracyPrompt !== null) {
+  let accuracy: AccuracyTrace[] | null = null;
+  if (job.accuracyPrompts !== null) {
     const t0 = performance.now();
     const llm = new LLM(options);
     await llm.engine();
     if (!job.perf) loadS = (performance.now() - t0) / 1000;
-    const [out] = await llm.generate(
-      [{ prompt_token_ids: job.accuracyPrompt }],
-      { temperature: 0, maxTokens: 1, promptLogprobs: 1 },
-      { useTqdm: false },
-    );
-    const lps = out?.prompt_logprobs ?? [];
-    accuracy = { argmax: [], logprob: [] };
-    for (let i = 1; i < lps.length; i++) {
-      const lp = lps[i];
-      if (!lp) throw new Error(`duet: no prompt logprobs at position ${i}`);
-      accuracy.argmax.push(lp.top_logprobs[0]!.id);
-      accuracy.logprob.push(lp.logprob);
+    accuracy = [];
+    // One prompt at a time: the KV cache is sized for one.
+    for (const prompt of job.accuracyPrompts) {
+      const [out] = await llm.generate(
+        [{ prompt_token_ids: [...prompt] }],
+        { temperature: 0, maxTokens: 1, promptLogprobs: 1 },
+        { useTqdm: false },
+      );
+      const lps = out?.prompt_logprobs ?? [];
+      const trace: AccuracyTrace = { argmax: [], logprob: [] };
+      for (let i = 1; i < lps.length; i++) {
+        const lp = lps[i];
+        if (!lp) throw new Error(`duet: no prompt logprobs at position ${i}`);
+        trace.argmax.push(lp.top_logprobs[0]!.id);
+        trace.logprob.push(lp.logprob);
+      }
+      accuracy.push(trace);
     }
     await llm.close();
   }
@@ -237,7 +247,7 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
   const t0 = performance.now();
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: job.model });
-  const ctxLen = Math.max(job.prefillPrompt.length, job.accuracyPrompt?.length ?? 0) + 64;
+  const ctxLen = Math.max(job.prefillPrompt.length, ...(job.accuracyPrompts ?? []).map((p) => p.length)) + 64;
   const context = await model.createContext({ contextSize: ctxLen, batchSize: 512, threads: job.threads });
   const loadS = (performance.now() - t0) / 1000;
   let prefillTokS: number | null = null;
@@ -286,9 +296,8 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
     }
   }
   const rss = peakRssMiB();
-  let accuracy: AccuracyTrace | null = null;
-  if (job.accuracyPrompt !== null) {
-    const p = job.accuracyPrompt;
+  let accuracy: AccuracyTrace[] | null = null;
+  for (const p of job.accuracyPrompts ?? []) {
     const ctx = await model.createContext({ contextSize: ctxLen, batchSize: 512, threads: job.threads });
     const seq = ctx.getSequence();
     const results = await seq.controlledEvaluate(
@@ -307,7 +316,7 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
             : t,
       ),
     );
-    accuracy = { argmax: [], logprob: [] };
+    const trace: AccuracyTrace = { argmax: [], logprob: [] };
     for (let i = 0; i + 1 < p.length; i++) {
       const next = results[i]?.next;
       if (next?.logits === undefined || next.totalLogitWeight === undefined) {
@@ -315,10 +324,11 @@ async function runLlama(job: ChildJob): Promise<ChildResult> {
       }
       const [top, maxLogit] = next.logits.entries().next().value as [number, number];
       const own = next.logits.get(tokens([p[i + 1]!])[0]!)!;
-      accuracy.argmax.push(top);
+      trace.argmax.push(top);
       // log softmax: the logit minus the max minus log Σ exp(logit − max).
-      accuracy.logprob.push(own - maxLogit - Math.log(next.totalLogitWeight));
+      trace.logprob.push(own - maxLogit - Math.log(next.totalLogitWeight));
     }
+    accuracy = [...(accuracy ?? []), trace];
     await ctx.dispose();
   }
   await model.dispose();

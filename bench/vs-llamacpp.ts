@@ -14,10 +14,20 @@
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
-//       [--accuracy-len 512] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
+//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe smoothquant] [--smooth-alpha 0.5] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
 //
 // --rows: run only the rows whose label contains one of these comma-separated words (case-insensitive);
 // ratio lines need both of their rows, the float32 accuracy reference runs when a chosen row scores accuracy.
+//
+// --accuracy-prompts N: score accuracy on N different seeded prompts of --accuracy-len positions each (the first
+// is the one-prompt default's) and report each engine's mean and range over them, and the per-prompt
+// difference of Duet W8A8 and llama.cpp Q8_0 (argmax agreement varies with the prompt by more than the two
+// differ, so one prompt settles little).
+//
+// --w8a8-recipe: how the Duet W8A8 row's checkpoint is made from the BF16 weights: `rtn` (per-channel
+// round to nearest, folder hf-w8a8) or `smoothquant` (SmoothQuant smoothing with strength --smooth-alpha,
+// calibrated on 4 random-token prompts of 128 tokens unlike the accuracy prompts, then the same rounding;
+// folder hf-w8a8-smoothquant-a<α>; docs/int8.md). The row's label names the recipe.
 //
 // --smoke: a tiny config (hidden 128, 3 layers, vocab 1024) and short runs, with --validate-f32: llama.cpp
 // F32 against Duet float32 checks the GGUF writer (MLA layout, rope, MoE routing) in seconds.
@@ -32,14 +42,25 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
 import { parseBenchArgs } from './bench-args.js';
+import type { CalibrateJob } from './vs-llamacpp-calibrate.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
 import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
-import { writeGgufModel, writeHfFolder, writeW8A8Folder } from './vs-llamacpp-weights.js';
+import {
+  describeW8A8Recipe,
+  type W8A8Recipe,
+  writeGgufModel,
+  writeHfFolder,
+  writeW8A8Folder,
+} from './vs-llamacpp-weights.js';
 
 if (process.argv.includes('--perplexity')) {
   await runPerplexityBench(process.argv.slice(2));
   process.exit();
 }
+
+/** SmoothQuant's calibration: prompts of random token ids (seeds unlike the accuracy prompts'). */
+const CALIBRATION_PROMPTS = 4;
+const CALIBRATION_LEN = 128;
 
 /** The tiny config of --smoke: every dimension a multiple of 32, so Q8_0 quantizes every matrix. */
 const SMOKE_OVERRIDES = {
@@ -72,11 +93,14 @@ const { values } = parseBenchArgs(import.meta.url, {
     rounds: { type: 'string', default: '1' },
     runs: { type: 'string' },
     'accuracy-len': { type: 'string' },
+    'accuracy-prompts': { type: 'string', default: '1' },
     'validate-f32': { type: 'boolean', default: false },
     'cache-dir': { type: 'string' },
     seed: { type: 'string', default: '0' },
     smoke: { type: 'boolean', default: false },
     rows: { type: 'string' },
+    'w8a8-recipe': { type: 'string', default: 'rtn' },
+    'smooth-alpha': { type: 'string', default: '0.5' },
   },
 });
 
@@ -95,10 +119,21 @@ const decodeTokens = intFlag('decode-tokens', values['decode-tokens'], smoke ? 8
 const rounds = intFlag('rounds', values.rounds, 1);
 const runs = intFlag('runs', values.runs, smoke ? 1 : 2);
 const accuracyLen = intFlag('accuracy-len', values['accuracy-len'], smoke ? 64 : 512);
+const numAccuracyPrompts = intFlag('accuracy-prompts', values['accuracy-prompts'], 1);
 const seed = intFlag('seed', values.seed, 0, 0);
 const batches = (values.batches ?? (smoke ? '1,4' : '1,8,32'))
   .split(',')
   .map((b) => intFlag('batches', b, 1));
+const recipeKind = values['w8a8-recipe'];
+if (recipeKind !== 'rtn' && recipeKind !== 'smoothquant') {
+  throw new RangeError(`bench:vs-llamacpp: --w8a8-recipe must be rtn or smoothquant, got "${recipeKind}"`);
+}
+const smoothAlpha = Number(values['smooth-alpha']);
+if (!(smoothAlpha >= 0 && smoothAlpha <= 1)) {
+  throw new RangeError(
+    `bench:vs-llamacpp: --smooth-alpha must be a number in [0, 1], got "${values['smooth-alpha']}"`,
+  );
+}
 const validateF32 = smoke || values['validate-f32'] === true;
 
 let overrides: Record<string, unknown> = smoke ? SMOKE_OVERRIDES : { num_hidden_layers: 4 };
@@ -127,7 +162,7 @@ const config = parseDeepseekConfig(configJson);
 const key = createHash('sha256').update(JSON.stringify({ configJson, seed })).digest('hex').slice(0, 16);
 const cacheDir = resolve(values['cache-dir'] ?? join(tmpdir(), 'duet-vs-llamacpp'), key);
 const hfDir = join(cacheDir, 'hf');
-const w8a8Dir = join(cacheDir, 'hf-w8a8');
+const w8a8Dir = join(cacheDir, recipeKind === 'rtn' ? 'hf-w8a8' : `hf-w8a8-smoothquant-a${smoothAlpha}`);
 
 console.log(
   `model: ${values.model} with ${JSON.stringify(overrides)}: ${(numParameters(config) / 1e9).toFixed(3)} B ` +
@@ -135,13 +170,51 @@ console.log(
 );
 const t = performance.now();
 writeHfFolder(hfDir, configJson, config, seed);
-writeW8A8Folder(w8a8Dir, configJson, config, seed);
+const w8a8Recipe = await w8a8RecipeOf(recipeKind, smoothAlpha);
+writeW8A8Folder(w8a8Dir, configJson, config, seed, w8a8Recipe);
+/** The Duet W8A8 row's label: it names the recipe of its checkpoint. */
+const W8A8_LABEL = `Duet W8A8 (${describeW8A8Recipe(w8a8Recipe)})`;
+const ONEDNN_W8A8_LABEL = `Duet onednn W8A8 (${describeW8A8Recipe(w8a8Recipe)})`;
 const gguf = {
   BF16: writeGgufModel(cacheDir, config, seed, 'BF16'),
   Q8_0: writeGgufModel(cacheDir, config, seed, 'Q8_0'),
   F32: validateF32 ? writeGgufModel(cacheDir, config, seed, 'F32') : null,
 };
 console.log(`weights ready in ${((performance.now() - t) / 1000).toFixed(1)} s (written once per config)`);
+
+/**
+ * The recipe of the W8A8 folder; for SmoothQuant, the activation maxima from the calibration child (run once
+ * per cache folder, its result kept as smoothquant-calibration.json), unless the folder is written already.
+ */
+async function w8a8RecipeOf(kind: 'rtn' | 'smoothquant', alpha: number): Promise<W8A8Recipe> {
+  if (kind === 'rtn') return { kind };
+  const calibration = `${CALIBRATION_PROMPTS} random-token prompts of ${CALIBRATION_LEN} tokens`;
+  if (existsSync(join(w8a8Dir, 'model.safetensors')))
+    return { kind, alpha, calibration, normMaxima: new Map() };
+  const out = join(cacheDir, 'smoothquant-calibration.json');
+  if (!existsSync(out)) {
+    const job: CalibrateJob = {
+      hfDir,
+      out,
+      threads,
+      prompts: Array.from({ length: CALIBRATION_PROMPTS }, (_, i) => randomTokens(5000 + i, CALIBRATION_LEN)),
+    };
+    execFileSync(
+      process.execPath,
+      [fileURLToPath(new URL('./vs-llamacpp-calibrate.js', import.meta.url)), JSON.stringify(job)],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
+  }
+  const maxima = JSON.parse(readFileSync(out, 'utf8')) as Record<string, number[]>;
+  return {
+    kind,
+    alpha,
+    calibration,
+    normMaxima: new Map(Object.entries(maxima).map(([k, v]) => [k, Float32Array.from(v)])),
+  };
+}
 
 /** Seeded pseudo-random token ids in [0, vocab): the same ids go to both engines. */
 function randomTokens(s: number, n: number): number[] {
@@ -161,8 +234,10 @@ const baseJob = {
   runs,
   quantization: null,
 };
-// Positions scored: accuracyLen, so the prompt is one token longer.
-const accuracyPrompt = randomTokens(7, accuracyLen + 1);
+// Positions scored: accuracyLen, so each prompt is one token longer.
+const accuracyPrompts = Array.from({ length: numAccuracyPrompts }, (_, j) =>
+  randomTokens(7 + j, accuracyLen + 1),
+);
 
 const CHILD = fileURLToPath(new URL('./vs-llamacpp-child.js', import.meta.url));
 
@@ -200,20 +275,20 @@ const contenders: Contender[] = [
       model: gguf.BF16,
       dtype: 'auto',
       perf: true,
-      accuracyPrompt: null,
+      accuracyPrompts: null,
     },
   },
   {
     label: 'Duet BF16',
-    job: { ...baseJob, engine: 'duet', model: hfDir, dtype: 'auto', perf: true, accuracyPrompt: null },
+    job: { ...baseJob, engine: 'duet', model: hfDir, dtype: 'auto', perf: true, accuracyPrompts: null },
   },
   {
     label: 'llama.cpp Q8_0',
-    job: { ...baseJob, engine: 'llama.cpp', model: gguf.Q8_0, dtype: 'auto', perf: true, accuracyPrompt },
+    job: { ...baseJob, engine: 'llama.cpp', model: gguf.Q8_0, dtype: 'auto', perf: true, accuracyPrompts },
   },
   {
-    label: 'Duet W8A8',
-    job: { ...baseJob, engine: 'duet', model: w8a8Dir, dtype: 'auto', perf: true, accuracyPrompt },
+    label: W8A8_LABEL,
+    job: { ...baseJob, engine: 'duet', model: w8a8Dir, dtype: 'auto', perf: true, accuracyPrompts },
   },
   {
     // The same int8 weights but the LM head, quantized from the BF16 folder while loading: load time only.
@@ -226,7 +301,7 @@ const contenders: Contender[] = [
       quantization: 'w8a8',
       perf: false,
       loadOnly: true,
-      accuracyPrompt: null,
+      accuracyPrompts: null,
     },
   },
 ];
@@ -258,16 +333,16 @@ else {
         model: hfDir,
         dtype,
         perf: true,
-        accuracyPrompt: null,
+        accuracyPrompts: null,
         platform: 'onednn',
       },
     });
   }
-  const w8a8 = contenders.find((c) => c.label === 'Duet W8A8');
+  const w8a8 = contenders.find((c) => c.label === W8A8_LABEL);
   if (w8a8 !== undefined) {
     contenders.push({
-      label: 'Duet onednn W8A8',
-      job: { ...w8a8.job, accuracyPrompt: null, platform: 'onednn' },
+      label: ONEDNN_W8A8_LABEL,
+      job: { ...w8a8.job, accuracyPrompts: null, platform: 'onednn' },
     });
   }
 }
@@ -289,16 +364,16 @@ if (rowWords !== null) {
   }
   contenders.splice(0, contenders.length, ...chosen);
 }
-const scoresAccuracy = contenders.some((c) => c.job.accuracyPrompt !== null);
+const scoresAccuracy = contenders.some((c) => c.job.accuracyPrompts !== null);
 
 /** The best (fastest) of each contender's rounds. */
 const best = new Map<string, ChildResult>();
-const accuracyTraces = new Map<string, AccuracyTrace>();
+const accuracyTraces = new Map<string, AccuracyTrace[]>();
 for (let r = 0; r < rounds; r++) {
   console.log(`round ${r + 1} of ${rounds}:`);
   for (const c of contenders) {
     // The accuracy prompt is scored once, in the last round.
-    const job = r + 1 === rounds ? c.job : { ...c.job, accuracyPrompt: null };
+    const job = r + 1 === rounds ? c.job : { ...c.job, accuracyPrompts: null };
     const res = runChild(c.label, job);
     if (res.accuracy !== null) accuracyTraces.set(c.label, res.accuracy);
     const prev = best.get(c.label);
@@ -313,7 +388,7 @@ const reference = !scoresAccuracy
       model: hfDir,
       dtype: 'float32',
       perf: false,
-      accuracyPrompt,
+      accuracyPrompts,
     });
 if (gguf.F32 !== null && reference !== null) {
   const f32 = runChild('llama.cpp F32 (writer check)', {
@@ -322,7 +397,7 @@ if (gguf.F32 !== null && reference !== null) {
     model: gguf.F32,
     dtype: 'auto',
     perf: false,
-    accuracyPrompt,
+    accuracyPrompts,
   });
   accuracyTraces.set('llama.cpp F32', f32.accuracy!);
 }
@@ -364,11 +439,11 @@ const ratios: [string, string][] = [
         ['Duet onednn BF16 (float32 compute)', 'llama.cpp BF16'],
         ['Duet onednn BF16 (bf16 compute)', 'llama.cpp BF16'],
         ['Duet onednn BF16 (float32 compute)', 'Duet BF16'],
-        ['Duet onednn W8A8', 'llama.cpp Q8_0'],
-        ['Duet onednn W8A8', 'Duet W8A8'],
+        [ONEDNN_W8A8_LABEL, 'llama.cpp Q8_0'],
+        [ONEDNN_W8A8_LABEL, W8A8_LABEL],
       ] as [string, string][])
     : []),
-  ['Duet W8A8', 'llama.cpp Q8_0'],
+  [W8A8_LABEL, 'llama.cpp Q8_0'],
 ];
 for (const [a, b] of ratios) {
   if (!best.has(a) || !best.has(b)) continue;
@@ -436,28 +511,57 @@ function compare(
   }
   return { agree: same / ref.argmax.length, meanAbs: sum / ref.argmax.length, maxAbs: max };
 }
-const ref = reference?.accuracy ?? { argmax: [], logprob: [] };
-if (reference !== null)
-  console.log(`\naccuracy against Duet float32, ${ref.argmax.length} positions of one prompt:`);
-if (reference !== null) {
-  console.log('| engine | argmax agreement | mean abs Δ logprob | max abs Δ logprob |\n|---|---:|---:|---:|');
+const refs = reference?.accuracy ?? [];
+/** Each prompt's comparison of an engine's traces with the reference's. */
+function compareAll(label: string, traces: readonly AccuracyTrace[]): ReturnType<typeof compare>[] {
+  return refs.map((r, j) => {
+    const t = traces[j];
+    if (t === undefined || t.argmax.length !== r.argmax.length) {
+      throw new Error(
+        `bench:vs-llamacpp: ${label} scored ${t?.argmax.length ?? 0} positions of prompt ${j}, not ${r.argmax.length}`,
+      );
+    }
+    return compare(t, r);
+  });
 }
-for (const [label, trace] of accuracyTraces) {
-  if (trace.argmax.length !== ref.argmax.length) {
-    throw new Error(
-      `bench:vs-llamacpp: ${label} scored ${trace.argmax.length} positions, not ${ref.argmax.length}`,
-    );
-  }
-  const c = compare(trace, ref);
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+if (reference !== null) {
   console.log(
-    `| ${label} | ${c.agree.toFixed(4)} | ${c.meanAbs.toExponential(3)} | ${c.maxAbs.toExponential(3)} |`,
+    `\naccuracy against Duet float32, ${refs[0]?.argmax.length ?? 0} positions of each of ${refs.length} prompt(s)` +
+      ' (agreement: mean over the prompts, [min, max]):',
+  );
+  console.log('| engine | argmax agreement | per prompt | mean abs Δ logprob | max abs Δ logprob |');
+  console.log('|---|---:|---|---:|---:|');
+}
+const agreements = new Map<string, number[]>();
+for (const [label, traces] of accuracyTraces) {
+  const cs = compareAll(label, traces);
+  const agree = cs.map((c) => c.agree);
+  agreements.set(label, agree);
+  console.log(
+    `| ${label} | ${mean(agree).toFixed(4)} [${Math.min(...agree).toFixed(4)}, ${Math.max(...agree).toFixed(4)}] | ` +
+      `${agree.map((a) => a.toFixed(4)).join(' ')} | ${mean(cs.map((c) => c.meanAbs)).toExponential(3)} | ` +
+      `${Math.max(...cs.map((c) => c.maxAbs)).toExponential(3)} |`,
+  );
+}
+const w8a8Agree = agreements.get(W8A8_LABEL);
+const q8Agree = agreements.get('llama.cpp Q8_0');
+if (w8a8Agree !== undefined && q8Agree !== undefined && refs.length > 1) {
+  // Paired per prompt: the same positions, so prompt-to-prompt variation cancels; the spread of the
+  // differences says whether their mean is more than noise (mean ± 2 standard errors).
+  const d = w8a8Agree.map((a, j) => a - q8Agree[j]!);
+  const m = mean(d);
+  const se = Math.sqrt(d.reduce((a, x) => a + (x - m) ** 2, 0) / (d.length - 1) / d.length);
+  console.log(
+    `${W8A8_LABEL} − llama.cpp Q8_0, per prompt: ${d.map((x) => x.toFixed(4)).join(' ')}; ` +
+      `mean ${m.toFixed(4)} ± ${(2 * se).toFixed(4)} (2 standard errors)`,
   );
 }
 if (gguf.F32 !== null && reference !== null) {
   // llama.cpp F32 runs the same float weights as Duet float32: only summation order and the f16 KV
   // cache of llama.cpp differ, so near-total agreement is expected; less means the GGUF is wrong.
-  const c = compare(accuracyTraces.get('llama.cpp F32')!, ref);
-  if (c.agree < 0.95 || c.meanAbs > 0.05) {
+  for (const c of compareAll('llama.cpp F32', accuracyTraces.get('llama.cpp F32')!)) {
+    if (c.agree >= 0.95 && c.meanAbs <= 0.05) continue;
     console.error(
       `bench:vs-llamacpp: llama.cpp F32 disagrees with Duet float32 (argmax ${c.agree}, mean abs Δ ${c.meanAbs})`,
     );
