@@ -6,7 +6,8 @@
 // - input_layernorm → q_proj (or q_a_proj) and kv_a_proj_with_mqa;
 // - q_a_layernorm → q_b_proj (models with a query LoRA);
 // - post_attention_layernorm → the dense MLP's gate_proj / up_proj, or the shared experts' and every
-//   routed expert's gate_proj / up_proj, with the router (mlp.gate, float) scaled alongside.
+//   routed expert's gate_proj / up_proj, with the router (mlp.gate, float) scaled alongside;
+// and after the last layer, the final norm → lm_head (an int8 head only: a float one gains nothing).
 // kv_a_layernorm feeds kv_b_proj, which Duet keeps float (absorbed into MLA), so it is left alone;
 // o_proj and down_proj have no norm before them.
 
@@ -42,6 +43,10 @@ export function deepseekSmoothingGroups(config: DeepseekConfig): SmoothingGroup[
       int8: inLayer(/^mlp\.((shared_experts|experts\.\d+)\.)?(gate_proj|up_proj)\.weight$/),
       float: inLayer(/^mlp\.gate\.weight$/),
     });
+  }
+  // A tied head is the embedding table, whose columns cannot be scaled without changing the residual stream.
+  if (names.includes('lm_head.weight')) {
+    groups.push({ norm: 'model.norm.weight', int8: ['lm_head.weight'], float: [] });
   }
   return groups;
 }
@@ -119,7 +124,8 @@ export async function calibrateNormMaxima(
         seqs: [
           { queryStart: 0, queryLen: L, blockTable: Int32Array.from({ length: numBlocks }, (_, i) => i) },
         ],
-        logitsIndices: Int32Array.of(L - 1),
+        // Every position: the final norm's rows are those the LM head is run on.
+        logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
       },
       cache,
     );
