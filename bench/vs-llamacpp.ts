@@ -14,7 +14,7 @@
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
-//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe smoothquant] [--smooth-alpha 0.5] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
+//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe rtn] [--smooth-alpha 0.5] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
 //
 // --rows: run only the rows whose label contains one of these comma-separated words (case-insensitive);
 // ratio lines need both of their rows, the float32 accuracy reference runs when a chosen row scores accuracy.
