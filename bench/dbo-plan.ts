@@ -4,10 +4,13 @@
 //
 //   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --bandwidth 800mbit [--latency-us 60] [--ranks 2]
 //       [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
+//   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --phase decode --top-k 4 ...   (a decode step)
 //   node dist/bench/dbo-plan.js --preset vllm-ascend-r1     (the setting vLLM-Ascend published; docs/dbo.md)
 //
 // With --trace, the stage compute times are those of the median step of a DBO-off run's trace (the compute
-// spans are named by their stage); with a preset, they are computed from the model's shapes and the
+// spans are named by their stage): a multi-token step (--phase prefill) or a decode-only step of the full
+// batch (--phase decode, one logits row per sequence); the stage names give each stage's collective (ring
+// all-reduce, all-gather and reduce-scatter; the all-to-alls of `moe_comm alltoall`); with a preset, they are computed from the model's shapes and the
 // device's throughput. Each micro-batch is given its share of a stage's time, times (1 + split-cost) for
 // the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
 //
@@ -21,16 +24,19 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildOrder, type DboOrderName } from '../src/dbo/dbo-order.js';
 import type { ForwardStage } from '../src/layers/hand-over.js';
-import { LANES, parseRankTrace } from './dbo-trace.js';
+import { fullDecodeSteps, LANES, NoDecodeStepsError, parseRankTrace, TraceFormatError } from './dbo-trace.js';
 
 /** One stage: compute ms for the whole step's batch, and the bytes its closing collective moves. */
 export interface PlanStage {
   readonly name: string;
   readonly end: ForwardStage['end'];
   readonly computeMs: number;
-  /** Collective: `all_reduce` or `all_gather`, with the bytes of the whole batch's buffer. */
-  readonly collective?: { readonly kind: 'all_reduce' | 'all_gather'; readonly bytes: number };
+  /** The collective closing the stage, with the bytes of the whole batch's buffer (see collectiveMs). */
+  readonly collective?: { readonly kind: CollectiveKind; readonly bytes: number };
 }
+
+/** The collectives a forward's stages end at. */
+export type CollectiveKind = 'all_reduce' | 'all_gather' | 'reduce_scatter' | 'all_to_all';
 
 /** A link: bandwidth each way and per-message latency, between `ranks` ranks (ring collectives). */
 export interface LinkModel {
@@ -39,12 +45,19 @@ export interface LinkModel {
   readonly ranks: number;
 }
 
-/** Milliseconds a ring collective of a `bytes` buffer takes on the link. */
-export function collectiveMs(link: LinkModel, kind: 'all_reduce' | 'all_gather', bytes: number): number {
+/**
+ * Milliseconds a collective of a `bytes` buffer takes on the link. Ring all-reduce: 2(P−1) messages of
+ * bytes/P; ring all-gather and reduce-scatter (`bytes`: the gathered / the input buffer): P−1 of bytes/P.
+ * All-to-all (`bytes`: all rows every rank sends, e.g. the dispatch's T·topK rows): each rank sends its
+ * 1/P of them, of which (P−1)/P go to other ranks (routing spread evenly over the experts), as P−1
+ * messages that share the rank's link.
+ */
+export function collectiveMs(link: LinkModel, kind: CollectiveKind, bytes: number): number {
   const P = link.ranks;
-  // Ring all-reduce: 2(P-1) steps of bytes/P; ring all-gather: (P-1) steps of bytes/P.
+  const sendMs = (b: number) => (b * 8 * 1000) / link.bitsPerSecond;
+  if (kind === 'all_to_all') return (P - 1) * link.latencyMs + sendMs(((bytes / P) * (P - 1)) / P);
   const steps = kind === 'all_reduce' ? 2 * (P - 1) : P - 1;
-  return steps * (link.latencyMs + ((bytes / P) * 8 * 1000) / link.bitsPerSecond);
+  return steps * (link.latencyMs + sendMs(bytes / P));
 }
 
 /**
@@ -132,26 +145,76 @@ export function predict(
   };
 }
 
-/** The stages of the median DBO-off step of `rank`'s trace, with bytes from the model's sizes. */
-export function stagesFromTrace(dir: string, rank: number, hidden: number, vocab: number): PlanStage[] {
-  const steps = parseRankTrace(readFileSync(join(dir, `rank-${rank}.trace.json`), 'utf8'), rank).filter(
-    (s) => !s.split && s.tokens > 1,
-  );
-  if (steps.length === 0) throw new Error(`no multi-token steps in ${dir}/rank-${rank}.trace.json`);
+/** The model sizes that set a stage's bytes. */
+export interface PlanModelSizes {
+  readonly hidden: number;
+  readonly vocab: number;
+  /** Routed experts per token (the all-to-all dispatch sends one row per token and expert). */
+  readonly topK: number;
+}
+
+/** The kind of step the planner takes from a trace. */
+export type PlanPhase = 'prefill' | 'decode';
+
+/** A stage name in a trace that the planner does not know how to play. */
+export class UnknownStageError extends Error {
+  constructor(name: string) {
+    super(`the planner does not know the stage ${JSON.stringify(name)} (no collective model for it)`);
+    this.name = 'UnknownStageError';
+  }
+}
+
+/**
+ * The collective that closes stage `name` of a step of `tokens` tokens with `rows` logits rows (fp32
+ * activations, as the CPU platform sends them); undefined for a pause or the end.
+ */
+export function stageCollective(
+  name: string,
+  tokens: number,
+  rows: number,
+  m: PlanModelSizes,
+): PlanStage['collective'] | undefined {
+  const d = m.hidden;
+  if (name === 'done' || / experts 1\/2$/.test(name)) return undefined;
+  if (name === 'logits all-gather') return { kind: 'all_gather', bytes: rows * m.vocab * 4 };
+  if (/ all-reduce$/.test(name)) return { kind: 'all_reduce', bytes: tokens * d * 4 };
+  // alltoall mode: a dispatched row is [expert id, hidden...]; the combine returns [hidden] per row.
+  if (/^L\d+ dispatch$/.test(name)) return { kind: 'all_to_all', bytes: tokens * m.topK * (d + 1) * 4 };
+  if (/^L\d+ combine$/.test(name)) return { kind: 'all_to_all', bytes: tokens * m.topK * d * 4 };
+  if (/^L\d+ shared reduce-scatter$/.test(name)) return { kind: 'reduce_scatter', bytes: tokens * d * 4 };
+  if (/^L\d+ all-gather$/.test(name)) return { kind: 'all_gather', bytes: tokens * d * 4 };
+  // Data parallelism's small exchanges: one number per rank (latency only).
+  if (/^L\d+ counts all-to-all$/.test(name) || name === 'replica tokens all-gather') {
+    return { kind: 'all_to_all', bytes: 4 };
+  }
+  throw new UnknownStageError(name);
+}
+
+/**
+ * The stages of the median DBO-off step of `rank`'s trace, with bytes from the model's sizes. Prefill: a
+ * multi-token step (logits: one row per 512 tokens, the bench's random prompts); decode: a decode-only step
+ * of the full batch (dbo-trace.ts's fullDecodeSteps; one logits row per sequence).
+ */
+export function stagesFromTrace(
+  dir: string,
+  rank: number,
+  sizes: PlanModelSizes,
+  phase: PlanPhase = 'prefill',
+): PlanStage[] {
+  const file = join(dir, `rank-${rank}.trace.json`);
+  const unsplit = parseRankTrace(readFileSync(file, 'utf8'), rank).filter((s) => !s.split);
+  const steps =
+    phase === 'decode'
+      ? fullDecodeSteps(unsplit)
+      : unsplit.filter((s) => s.tokens > 1 && s.kind !== 'decode');
+  if (steps.length === 0) throw new Error(`no multi-token steps in ${file}`);
   const step = [...steps].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(steps.length / 2)]!;
+  const rows = phase === 'decode' ? step.tokens : Math.max(1, Math.round(step.tokens / 512));
   const out: PlanStage[] = [];
   for (const span of step.spans.filter((x) => x.lane === LANES.aCompute)) {
     const name = span.name;
-    const end: ForwardStage['end'] =
-      name === 'done' ? 'done' : / experts 1\/2$/.test(name) ? 'pause' : 'collective';
-    // Logits: one row per request; a 512-token random-prompt step of the bench holds about one request.
-    const rows = Math.max(1, Math.round(step.tokens / 512));
-    const collective =
-      end !== 'collective'
-        ? undefined
-        : name === 'logits all-gather'
-          ? { kind: 'all_gather' as const, bytes: rows * vocab * 4 }
-          : { kind: 'all_reduce' as const, bytes: step.tokens * hidden * 4 };
+    const collective = stageCollective(name, step.tokens, rows, sizes);
+    const end: ForwardStage['end'] = name === 'done' ? 'done' : collective ? 'collective' : 'pause';
     out.push({ name, end, computeMs: span.durMs, ...(collective ? { collective } : {}) });
   }
   return out;
@@ -219,8 +282,8 @@ export function parseRate(text: string): number {
 }
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
-         [--ranks 2] [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
-         [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
+         [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode] [--split-cost 0.10]
+         [--order alternate|staggered] [--rank 0] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -249,6 +312,8 @@ const FLAGS = {
     ranks: { type: 'string', default: '2' },
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '129280' },
+    'top-k': { type: 'string', default: '4' },
+    phase: { type: 'string', default: 'prefill' },
     'split-cost': { type: 'string', default: '0.10' },
     order: { type: 'string' },
     rank: { type: 'string', default: '0' },
@@ -300,7 +365,29 @@ function main(): void {
       ranks: 16,
     };
   } else if (values.trace) {
-    stages = stagesFromTrace(values.trace, Number(values.rank), Number(values.hidden), Number(values.vocab));
+    const phase = values.phase;
+    if (phase !== 'prefill' && phase !== 'decode') {
+      console.error(`dbo-plan: --phase must be prefill or decode, got ${JSON.stringify(phase)}\n${USAGE}`);
+      process.exit(2);
+    }
+    const sizes = {
+      hidden: Number(values.hidden),
+      vocab: Number(values.vocab),
+      topK: Number(values['top-k']),
+    };
+    for (const [flag, x] of [
+      ['hidden', sizes.hidden],
+      ['vocab', sizes.vocab],
+      ['top-k', sizes.topK],
+    ] as const) {
+      if (!Number.isSafeInteger(x) || x < 1) {
+        console.error(
+          `dbo-plan: --${flag} must be an integer >= 1, got ${JSON.stringify(values[flag])}\n${USAGE}`,
+        );
+        process.exit(2);
+      }
+    }
+    stages = stagesFromTrace(values.trace, Number(values.rank), sizes, phase);
     link = {
       bitsPerSecond: parseRate(values.bandwidth ?? '800mbit'),
       latencyMs: Number(values['latency-us'] ?? '60') / 1000,
@@ -325,4 +412,14 @@ function main(): void {
   }
 }
 
-if (process.argv[1]?.endsWith('dbo-plan.js')) main();
+if (process.argv[1]?.endsWith('dbo-plan.js')) {
+  try {
+    main();
+  } catch (e) {
+    // A trace that cannot give a prediction: say why, without a stack trace.
+    const known = [NoDecodeStepsError, UnknownStageError, TraceFormatError].some((c) => e instanceof c);
+    if (!known && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    console.error(`dbo-plan: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
