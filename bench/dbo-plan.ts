@@ -43,6 +43,12 @@ export interface LinkModel {
   readonly bitsPerSecond: number;
   readonly latencyMs: number;
   readonly ranks: number;
+  /**
+   * The shaper's token bucket (bytes), where the rate is a token bucket (the testbed's tc tbf): after the
+   * link was idle, up to this many bytes pass at once, the rest at the rate; the bucket refills at the
+   * rate while the link is idle. 0 or absent: a plain link (real NICs).
+   */
+  readonly burstBytes?: number;
 }
 
 /**
@@ -53,11 +59,43 @@ export interface LinkModel {
  * messages that share the rank's link.
  */
 export function collectiveMs(link: LinkModel, kind: CollectiveKind, bytes: number): number {
-  const P = link.ranks;
-  const sendMs = (b: number) => (b * 8 * 1000) / link.bitsPerSecond;
-  if (kind === 'all_to_all') return (P - 1) * link.latencyMs + sendMs(((bytes / P) * (P - 1)) / P);
-  const steps = kind === 'all_reduce' ? 2 * (P - 1) : P - 1;
-  return steps * (link.latencyMs + sendMs(bytes / P));
+  const w = collectiveWire(link.ranks, kind, bytes);
+  return w.messages * link.latencyMs + (w.bytes * 8 * 1000) / link.bitsPerSecond;
+}
+
+/** The messages a rank sends in one collective and their bytes in all (see collectiveMs). */
+function collectiveWire(P: number, kind: CollectiveKind, bytes: number): { messages: number; bytes: number } {
+  if (kind === 'all_to_all') return { messages: P - 1, bytes: ((bytes / P) * (P - 1)) / P };
+  const messages = kind === 'all_reduce' ? 2 * (P - 1) : P - 1;
+  return { messages, bytes: (messages * bytes) / P };
+}
+
+/**
+ * The link over one step: collectives one after another (each starts when it is issued and the link is
+ * free), and the shaper's token bucket (LinkModel.burstBytes), full at the step's start, refilling while
+ * the link is idle. Without a bucket a collective takes collectiveMs.
+ */
+export class LinkTimeline {
+  private freeAt = 0;
+  private tokens: number;
+  private readonly bytesPerMs: number;
+
+  constructor(private readonly link: LinkModel) {
+    this.tokens = link.burstBytes ?? 0;
+    this.bytesPerMs = link.bitsPerSecond / 8 / 1000;
+  }
+
+  /** A collective issued at `issueMs`; returns when it completes. */
+  run(issueMs: number, kind: CollectiveKind, bytes: number): number {
+    const begin = Math.max(issueMs, this.freeAt);
+    const burst = this.link.burstBytes ?? 0;
+    const tokens = Math.min(burst, this.tokens + (begin - this.freeAt) * this.bytesPerMs);
+    const w = collectiveWire(this.link.ranks, kind, bytes);
+    const free = Math.min(tokens, w.bytes);
+    this.tokens = tokens - free;
+    this.freeAt = begin + w.messages * this.link.latencyMs + (w.bytes - free) / this.bytesPerMs;
+    return this.freeAt;
+  }
 }
 
 /**
@@ -99,10 +137,15 @@ export function predict(
   splitCost: number,
   cpu?: SharedCpu,
 ): Prediction {
-  const comm = (s: PlanStage, share: number) =>
-    s.collective ? collectiveMs(link, s.collective.kind, s.collective.bytes * share) : 0;
   const computeMs = stages.reduce((a, s) => a + s.computeMs, 0);
-  const commMs = stages.reduce((a, s) => a + comm(s, 1), 0);
+  // Without DBO: each stage's compute, then its collective.
+  const offLink = new LinkTimeline(link);
+  let serialMs = 0;
+  for (const s of stages) {
+    serialMs += s.computeMs;
+    if (s.collective) serialMs = offLink.run(serialMs, s.collective.kind, s.collective.bytes);
+  }
+  const commMs = serialMs - computeMs;
   const numCollectives = stages.filter((s) => s.collective && s.name !== 'embed all-reduce').length;
   const floorOffMs = cpu ? (cpu.computeCpuMs + cpu.otherCpuMs) / cpu.cores : 0;
   const floorOnMs = cpu
@@ -111,24 +154,21 @@ export function predict(
         cpu.extraPerCollectiveMs * numCollectives * link.ranks) /
       cpu.cores
     : 0;
-  const offMs = Math.max(computeMs + commMs, floorOffMs);
+  const offMs = Math.max(serialMs, floorOffMs);
   // DBO: two halves; the embedding all-reduce is gone (the table is replicated under DBO).
   const on = stages.filter((s) => s.name !== 'embed all-reduce');
   const embedMs = stages.find((s) => s.name === 'embed all-reduce')?.computeMs ?? 0;
   const turns = buildOrder(order, on);
+  const onLink = new LinkTimeline(link);
   let busy = 0;
-  let wire = 0;
   const ready = [0, 0];
   for (const t of turns) {
     const s = on[t.stage]!;
     const work = ((t.stage === 0 ? s.computeMs + embedMs : s.computeMs) / 2) * (1 + splitCost);
     const start = Math.max(busy, ready[t.mb]!);
     busy = start + work;
-    if (s.collective) {
-      const begin = Math.max(busy, wire);
-      wire = begin + comm(s, 0.5);
-      ready[t.mb] = wire;
-    } else ready[t.mb] = busy;
+    if (s.collective) ready[t.mb] = onLink.run(busy, s.collective.kind, s.collective.bytes / 2);
+    else ready[t.mb] = busy;
   }
   const timelineOnMs = Math.max(busy, ready[0]!, ready[1]!);
   const onMs = Math.max(timelineOnMs, floorOnMs);
@@ -283,7 +323,7 @@ export function parseRate(text: string): number {
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
          [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode] [--split-cost 0.10]
-         [--order alternate|staggered] [--rank 0] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
+         [--order alternate|staggered] [--rank 0] [--burst-bytes 0 (a tc token bucket)] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -313,6 +353,7 @@ const FLAGS = {
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '129280' },
     'top-k': { type: 'string', default: '4' },
+    'burst-bytes': { type: 'string', default: '0' },
     phase: { type: 'string', default: 'prefill' },
     'split-cost': { type: 'string', default: '0.10' },
     order: { type: 'string' },
@@ -392,7 +433,14 @@ function main(): void {
       bitsPerSecond: parseRate(values.bandwidth ?? '800mbit'),
       latencyMs: Number(values['latency-us'] ?? '60') / 1000,
       ranks: Number(values.ranks),
+      burstBytes: Number(values['burst-bytes']),
     };
+    if (!(link.burstBytes! >= 0)) {
+      console.error(
+        `dbo-plan: --burst-bytes must be a number >= 0, got ${JSON.stringify(values['burst-bytes'])}\n${USAGE}`,
+      );
+      process.exit(2);
+    }
   } else {
     console.error(`dbo-plan: give --trace or --preset\n${USAGE}`);
     process.exit(2);
