@@ -308,6 +308,14 @@ export function r1Stages(tokens: number, tp: number, tflops: number, mfu: number
 }
 
 /**
+ * Per-message latency of the testbed's links: a small all-reduce (2 messages) between two testbed hosts
+ * took 0.49–1.21 ms, median 0.85 ms (`node dist/bench/collectives.js --sizes 1024,4096,32768 --only testbed
+ * --link 800mbit --seconds 2`, three runs, load average ~5, 7 December 2026): the communication threads'
+ * wake-ups and the kernel's TCP path through veth, bridge and two tc qdiscs, on shared cores.
+ */
+export const TESTBED_MESSAGE_LATENCY_MS = 0.4;
+
+/**
  * CPU a testbed rank's communication thread spends per extra collective under DBO: docs/dbo.md measured
  * +2.8 ms per 512-token step over two hosts for the ~10 collectives a step adds on each.
  */

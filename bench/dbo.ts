@@ -50,9 +50,21 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
+import {
+  inHost,
+  type TestbedHost,
+  testbedBurstBytes,
+  whyNoNetns,
+  withTestbed,
+} from '../scripts/testbed/testbed.js';
 import { DBO_BENCH_USAGE, DboBenchArgError, type DboBenchArgs, parseDboBenchArgs } from './dbo-args.js';
-import { EXTRA_CPU_PER_COLLECTIVE_MS, type PlanModelSizes, predict, stagesFromTrace } from './dbo-plan.js';
+import {
+  EXTRA_CPU_PER_COLLECTIVE_MS,
+  type PlanModelSizes,
+  predict,
+  stagesFromTrace,
+  TESTBED_MESSAGE_LATENCY_MS,
+} from './dbo-plan.js';
 import {
   combineRanks,
   fullDecodeSteps,
@@ -822,7 +834,13 @@ function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Re
     say(`  planner: no prediction (${(e as Error).message})`);
     return null;
   }
-  const link = { bitsPerSecond: bwMbit * 1e6, latencyMs: 0.06, ranks: c.off.numRanks };
+  // The testbed's link: its rate, its measured per-message latency and its tc token bucket.
+  const link = {
+    bitsPerSecond: bwMbit * 1e6,
+    latencyMs: TESTBED_MESSAGE_LATENCY_MS,
+    ranks: c.off.numRanks,
+    burstBytes: testbedBurstBytes(bwMbit * 1e6),
+  };
   const cpu = {
     cores: os.availableParallelism(),
     computeCpuMs: c.off.computeThreadsCpuMs,
@@ -838,7 +856,8 @@ function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Re
     .reduce((a, b) => (b.onMs < a.onMs ? b : a));
   const { offMs, onMs } = best;
   say(
-    `  planner (dbo-plan, from ${offRun.spec.label}'s trace, ${bwMbit} mbit/s, CPU floor over ${cpu.cores} cores, ` +
+    `  planner (dbo-plan, from ${offRun.spec.label}'s trace, ${bwMbit} mbit/s, ${f2(link.latencyMs)} ms a message, ` +
+      `${Math.round(link.burstBytes / 1024)} KiB token bucket, CPU floor over ${cpu.cores} cores, ` +
       `split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}): ` +
       `T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
       `T_on ${f1(onMs)} ms (measured ${f1(c.on.stepMs)}, ${pct(onMs / c.on.stepMs - 1)}); ` +
