@@ -240,12 +240,14 @@ export function stagesFromTrace(
   rank: number,
   sizes: PlanModelSizes,
   phase: PlanPhase = 'prefill',
+  /** Decode: the batch size of the steps to take (default: the most frequent decode batch). */
+  numSeqs?: number,
 ): PlanStage[] {
   const file = join(dir, `rank-${rank}.trace.json`);
   const unsplit = parseRankTrace(readFileSync(file, 'utf8'), rank).filter((s) => !s.split);
   const steps =
     phase === 'decode'
-      ? fullDecodeSteps(unsplit)
+      ? fullDecodeSteps(unsplit, numSeqs)
       : unsplit.filter((s) => s.tokens > 1 && s.kind !== 'decode');
   if (steps.length === 0) throw new Error(`no multi-token steps in ${file}`);
   const step = [...steps].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(steps.length / 2)]!;
@@ -330,7 +332,7 @@ export function parseRate(text: string): number {
 }
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
-         [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode] [--split-cost 0.10]
+         [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode [--decode-seqs N]] [--split-cost 0.10]
          [--order alternate|staggered] [--rank 0] [--burst-bytes 0 (a tc token bucket)] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
@@ -361,6 +363,7 @@ const FLAGS = {
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '129280' },
     'top-k': { type: 'string', default: '4' },
+    'decode-seqs': { type: 'string' },
     'burst-bytes': { type: 'string', default: '0' },
     phase: { type: 'string', default: 'prefill' },
     'split-cost': { type: 'string', default: '0.10' },
@@ -436,7 +439,14 @@ function main(): void {
         process.exit(2);
       }
     }
-    stages = stagesFromTrace(values.trace, Number(values.rank), sizes, phase);
+    const seqs = values['decode-seqs'] === undefined ? undefined : Number(values['decode-seqs']);
+    if (seqs !== undefined && !(Number.isSafeInteger(seqs) && seqs >= 2)) {
+      console.error(
+        `dbo-plan: --decode-seqs must be an integer >= 2, got ${JSON.stringify(values['decode-seqs'])}\n${USAGE}`,
+      );
+      process.exit(2);
+    }
+    stages = stagesFromTrace(values.trace, Number(values.rank), sizes, phase, seqs);
     link = {
       bitsPerSecond: parseRate(values.bandwidth ?? '800mbit'),
       latencyMs: Number(values['latency-us'] ?? '60') / 1000,

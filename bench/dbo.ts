@@ -829,7 +829,7 @@ function modelSizes(): PlanModelSizes {
 function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Record<string, number> | null {
   let stages: ReturnType<typeof stagesFromTrace>;
   try {
-    stages = stagesFromTrace(offRun.traceDir, 0, modelSizes(), phase);
+    stages = stagesFromTrace(offRun.traceDir, 0, modelSizes(), phase, offRun.spec.decodeSeqs ?? undefined);
   } catch (e) {
     say(`  planner: no prediction (${(e as Error).message})`);
     return null;

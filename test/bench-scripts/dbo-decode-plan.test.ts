@@ -82,6 +82,12 @@ describe('the planner on a decode step (alltoall mode)', () => {
     );
   });
 
+  test('the batch size asked for, not the most frequent one (warm-up requests decode in small batches)', () => {
+    const stages = stagesFromTrace(DIR, 0, SIZES, 'decode', 2);
+    assert.equal(stages.find((s) => s.name === 'logits all-gather')?.collective?.bytes, 2 * 100 * 4);
+    assert.throws(() => stagesFromTrace(DIR, 0, SIZES, 'decode', 8), NoDecodeStepsError);
+  });
+
   test('the prefill phase takes the prefill step from the same trace', () => {
     const stages = stagesFromTrace(DIR, 0, SIZES, 'prefill');
     assert.equal(stages[0]!.collective?.bytes, 64 * 8 * 4);
