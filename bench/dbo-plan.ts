@@ -4,10 +4,13 @@
 //
 //   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --bandwidth 800mbit [--latency-us 60] [--ranks 2]
 //       [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
+//   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --phase decode --top-k 4 ...   (a decode step)
 //   node dist/bench/dbo-plan.js --preset vllm-ascend-r1     (the setting vLLM-Ascend published; docs/dbo.md)
 //
 // With --trace, the stage compute times are those of the median step of a DBO-off run's trace (the compute
-// spans are named by their stage); with a preset, they are computed from the model's shapes and the
+// spans are named by their stage): a multi-token step (--phase prefill) or a decode-only step of the full
+// batch (--phase decode, one logits row per sequence); the stage names give each stage's collective (ring
+// all-reduce, all-gather and reduce-scatter; the all-to-alls of `moe_comm alltoall`); with a preset, they are computed from the model's shapes and the
 // device's throughput. Each micro-batch is given its share of a stage's time, times (1 + split-cost) for
 // the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
 //
@@ -21,30 +24,78 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildOrder, type DboOrderName } from '../src/dbo/dbo-order.js';
 import type { ForwardStage } from '../src/layers/hand-over.js';
-import { LANES, parseRankTrace } from './dbo-trace.js';
+import { fullDecodeSteps, LANES, NoDecodeStepsError, parseRankTrace, TraceFormatError } from './dbo-trace.js';
 
 /** One stage: compute ms for the whole step's batch, and the bytes its closing collective moves. */
 export interface PlanStage {
   readonly name: string;
   readonly end: ForwardStage['end'];
   readonly computeMs: number;
-  /** Collective: `all_reduce` or `all_gather`, with the bytes of the whole batch's buffer. */
-  readonly collective?: { readonly kind: 'all_reduce' | 'all_gather'; readonly bytes: number };
+  /** The collective closing the stage, with the bytes of the whole batch's buffer (see collectiveMs). */
+  readonly collective?: { readonly kind: CollectiveKind; readonly bytes: number };
 }
+
+/** The collectives a forward's stages end at. */
+export type CollectiveKind = 'all_reduce' | 'all_gather' | 'reduce_scatter' | 'all_to_all';
 
 /** A link: bandwidth each way and per-message latency, between `ranks` ranks (ring collectives). */
 export interface LinkModel {
   readonly bitsPerSecond: number;
   readonly latencyMs: number;
   readonly ranks: number;
+  /**
+   * The shaper's token bucket (bytes), where the rate is a token bucket (the testbed's tc tbf): after the
+   * link was idle, up to this many bytes pass at once, the rest at the rate; the bucket refills at the
+   * rate while the link is idle. 0 or absent: a plain link (real NICs).
+   */
+  readonly burstBytes?: number;
 }
 
-/** Milliseconds a ring collective of a `bytes` buffer takes on the link. */
-export function collectiveMs(link: LinkModel, kind: 'all_reduce' | 'all_gather', bytes: number): number {
-  const P = link.ranks;
-  // Ring all-reduce: 2(P-1) steps of bytes/P; ring all-gather: (P-1) steps of bytes/P.
-  const steps = kind === 'all_reduce' ? 2 * (P - 1) : P - 1;
-  return steps * (link.latencyMs + ((bytes / P) * 8 * 1000) / link.bitsPerSecond);
+/**
+ * Milliseconds a collective of a `bytes` buffer takes on the link. Ring all-reduce: 2(P−1) messages of
+ * bytes/P; ring all-gather and reduce-scatter (`bytes`: the gathered / the input buffer): P−1 of bytes/P.
+ * All-to-all (`bytes`: all rows every rank sends, e.g. the dispatch's T·topK rows): each rank sends its
+ * 1/P of them, of which (P−1)/P go to other ranks (routing spread evenly over the experts), as P−1
+ * messages that share the rank's link.
+ */
+export function collectiveMs(link: LinkModel, kind: CollectiveKind, bytes: number): number {
+  const w = collectiveWire(link.ranks, kind, bytes);
+  return w.messages * link.latencyMs + (w.bytes * 8 * 1000) / link.bitsPerSecond;
+}
+
+/** The messages a rank sends in one collective and their bytes in all (see collectiveMs). */
+function collectiveWire(P: number, kind: CollectiveKind, bytes: number): { messages: number; bytes: number } {
+  if (kind === 'all_to_all') return { messages: P - 1, bytes: ((bytes / P) * (P - 1)) / P };
+  const messages = kind === 'all_reduce' ? 2 * (P - 1) : P - 1;
+  return { messages, bytes: (messages * bytes) / P };
+}
+
+/**
+ * The link over one step: collectives one after another (each starts when it is issued and the link is
+ * free), and the shaper's token bucket (LinkModel.burstBytes), full at the step's start, refilling while
+ * the link is idle. Without a bucket a collective takes collectiveMs.
+ */
+export class LinkTimeline {
+  private freeAt = 0;
+  private tokens: number;
+  private readonly bytesPerMs: number;
+
+  constructor(private readonly link: LinkModel) {
+    this.tokens = link.burstBytes ?? 0;
+    this.bytesPerMs = link.bitsPerSecond / 8 / 1000;
+  }
+
+  /** A collective issued at `issueMs`; returns when it completes. */
+  run(issueMs: number, kind: CollectiveKind, bytes: number): number {
+    const begin = Math.max(issueMs, this.freeAt);
+    const burst = this.link.burstBytes ?? 0;
+    const tokens = Math.min(burst, this.tokens + (begin - this.freeAt) * this.bytesPerMs);
+    const w = collectiveWire(this.link.ranks, kind, bytes);
+    const free = Math.min(tokens, w.bytes);
+    this.tokens = tokens - free;
+    this.freeAt = begin + w.messages * this.link.latencyMs + (w.bytes - free) / this.bytesPerMs;
+    return this.freeAt;
+  }
 }
 
 /**
@@ -86,10 +137,15 @@ export function predict(
   splitCost: number,
   cpu?: SharedCpu,
 ): Prediction {
-  const comm = (s: PlanStage, share: number) =>
-    s.collective ? collectiveMs(link, s.collective.kind, s.collective.bytes * share) : 0;
   const computeMs = stages.reduce((a, s) => a + s.computeMs, 0);
-  const commMs = stages.reduce((a, s) => a + comm(s, 1), 0);
+  // Without DBO: each stage's compute, then its collective.
+  const offLink = new LinkTimeline(link);
+  let serialMs = 0;
+  for (const s of stages) {
+    serialMs += s.computeMs;
+    if (s.collective) serialMs = offLink.run(serialMs, s.collective.kind, s.collective.bytes);
+  }
+  const commMs = serialMs - computeMs;
   const numCollectives = stages.filter((s) => s.collective && s.name !== 'embed all-reduce').length;
   const floorOffMs = cpu ? (cpu.computeCpuMs + cpu.otherCpuMs) / cpu.cores : 0;
   const floorOnMs = cpu
@@ -98,24 +154,21 @@ export function predict(
         cpu.extraPerCollectiveMs * numCollectives * link.ranks) /
       cpu.cores
     : 0;
-  const offMs = Math.max(computeMs + commMs, floorOffMs);
+  const offMs = Math.max(serialMs, floorOffMs);
   // DBO: two halves; the embedding all-reduce is gone (the table is replicated under DBO).
   const on = stages.filter((s) => s.name !== 'embed all-reduce');
   const embedMs = stages.find((s) => s.name === 'embed all-reduce')?.computeMs ?? 0;
   const turns = buildOrder(order, on);
+  const onLink = new LinkTimeline(link);
   let busy = 0;
-  let wire = 0;
   const ready = [0, 0];
   for (const t of turns) {
     const s = on[t.stage]!;
     const work = ((t.stage === 0 ? s.computeMs + embedMs : s.computeMs) / 2) * (1 + splitCost);
     const start = Math.max(busy, ready[t.mb]!);
     busy = start + work;
-    if (s.collective) {
-      const begin = Math.max(busy, wire);
-      wire = begin + comm(s, 0.5);
-      ready[t.mb] = wire;
-    } else ready[t.mb] = busy;
+    if (s.collective) ready[t.mb] = onLink.run(busy, s.collective.kind, s.collective.bytes / 2);
+    else ready[t.mb] = busy;
   }
   const timelineOnMs = Math.max(busy, ready[0]!, ready[1]!);
   const onMs = Math.max(timelineOnMs, floorOnMs);
@@ -132,26 +185,78 @@ export function predict(
   };
 }
 
-/** The stages of the median DBO-off step of `rank`'s trace, with bytes from the model's sizes. */
-export function stagesFromTrace(dir: string, rank: number, hidden: number, vocab: number): PlanStage[] {
-  const steps = parseRankTrace(readFileSync(join(dir, `rank-${rank}.trace.json`), 'utf8'), rank).filter(
-    (s) => !s.split && s.tokens > 1,
-  );
-  if (steps.length === 0) throw new Error(`no multi-token steps in ${dir}/rank-${rank}.trace.json`);
+/** The model sizes that set a stage's bytes. */
+export interface PlanModelSizes {
+  readonly hidden: number;
+  readonly vocab: number;
+  /** Routed experts per token (the all-to-all dispatch sends one row per token and expert). */
+  readonly topK: number;
+}
+
+/** The kind of step the planner takes from a trace. */
+export type PlanPhase = 'prefill' | 'decode';
+
+/** A stage name in a trace that the planner does not know how to play. */
+export class UnknownStageError extends Error {
+  constructor(name: string) {
+    super(`the planner does not know the stage ${JSON.stringify(name)} (no collective model for it)`);
+    this.name = 'UnknownStageError';
+  }
+}
+
+/**
+ * The collective that closes stage `name` of a step of `tokens` tokens with `rows` logits rows (fp32
+ * activations, as the CPU platform sends them); undefined for a pause or the end.
+ */
+export function stageCollective(
+  name: string,
+  tokens: number,
+  rows: number,
+  m: PlanModelSizes,
+): PlanStage['collective'] | undefined {
+  const d = m.hidden;
+  if (name === 'done' || / experts 1\/2$/.test(name)) return undefined;
+  if (name === 'logits all-gather') return { kind: 'all_gather', bytes: rows * m.vocab * 4 };
+  if (/ all-reduce$/.test(name)) return { kind: 'all_reduce', bytes: tokens * d * 4 };
+  // alltoall mode: a dispatched row is [expert id, hidden...]; the combine returns [hidden] per row.
+  if (/^L\d+ dispatch$/.test(name)) return { kind: 'all_to_all', bytes: tokens * m.topK * (d + 1) * 4 };
+  if (/^L\d+ combine$/.test(name)) return { kind: 'all_to_all', bytes: tokens * m.topK * d * 4 };
+  if (/^L\d+ shared reduce-scatter$/.test(name)) return { kind: 'reduce_scatter', bytes: tokens * d * 4 };
+  if (/^L\d+ all-gather$/.test(name)) return { kind: 'all_gather', bytes: tokens * d * 4 };
+  // Data parallelism's small exchanges: one number per rank (latency only).
+  if (/^L\d+ counts all-to-all$/.test(name) || name === 'replica tokens all-gather') {
+    return { kind: 'all_to_all', bytes: 4 };
+  }
+  throw new UnknownStageError(name);
+}
+
+/**
+ * The stages of the median DBO-off step of `rank`'s trace, with bytes from the model's sizes. Prefill: a
+ * multi-token step (logits: one row per 512 tokens, the bench's random prompts); decode: a decode-only step
+ * of the full batch (dbo-trace.ts's fullDecodeSteps; one logits row per sequence).
+ */
+export function stagesFromTrace(
+  dir: string,
+  rank: number,
+  sizes: PlanModelSizes,
+  phase: PlanPhase = 'prefill',
+  /** Decode: the batch size of the steps to take (default: the most frequent decode batch). */
+  numSeqs?: number,
+): PlanStage[] {
+  const file = join(dir, `rank-${rank}.trace.json`);
+  const unsplit = parseRankTrace(readFileSync(file, 'utf8'), rank).filter((s) => !s.split);
+  const steps =
+    phase === 'decode'
+      ? fullDecodeSteps(unsplit, numSeqs)
+      : unsplit.filter((s) => s.tokens > 1 && s.kind !== 'decode');
+  if (steps.length === 0) throw new Error(`no multi-token steps in ${file}`);
   const step = [...steps].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(steps.length / 2)]!;
+  const rows = phase === 'decode' ? step.tokens : Math.max(1, Math.round(step.tokens / 512));
   const out: PlanStage[] = [];
   for (const span of step.spans.filter((x) => x.lane === LANES.aCompute)) {
     const name = span.name;
-    const end: ForwardStage['end'] =
-      name === 'done' ? 'done' : / experts 1\/2$/.test(name) ? 'pause' : 'collective';
-    // Logits: one row per request; a 512-token random-prompt step of the bench holds about one request.
-    const rows = Math.max(1, Math.round(step.tokens / 512));
-    const collective =
-      end !== 'collective'
-        ? undefined
-        : name === 'logits all-gather'
-          ? { kind: 'all_gather' as const, bytes: rows * vocab * 4 }
-          : { kind: 'all_reduce' as const, bytes: step.tokens * hidden * 4 };
+    const collective = stageCollective(name, step.tokens, rows, sizes);
+    const end: ForwardStage['end'] = name === 'done' ? 'done' : collective ? 'collective' : 'pause';
     out.push({ name, end, computeMs: span.durMs, ...(collective ? { collective } : {}) });
   }
   return out;
@@ -205,6 +310,14 @@ export function r1Stages(tokens: number, tp: number, tflops: number, mfu: number
 }
 
 /**
+ * Per-message latency of the testbed's links: a small all-reduce (2 messages) between two testbed hosts
+ * took 0.49–1.21 ms, median 0.85 ms (`node dist/bench/collectives.js --sizes 1024,4096,32768 --only testbed
+ * --link 800mbit --seconds 2`, three runs, load average ~5, 7 December 2026): the communication threads'
+ * wake-ups and the kernel's TCP path through veth, bridge and two tc qdiscs, on shared cores.
+ */
+export const TESTBED_MESSAGE_LATENCY_MS = 0.4;
+
+/**
  * CPU a testbed rank's communication thread spends per extra collective under DBO: docs/dbo.md measured
  * +2.8 ms per 512-token step over two hosts for the ~10 collectives a step adds on each.
  */
@@ -219,8 +332,8 @@ export function parseRate(text: string): number {
 }
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
-         [--ranks 2] [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
-         [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
+         [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode [--decode-seqs N]] [--split-cost 0.10]
+         [--order alternate|staggered] [--rank 0] [--burst-bytes 0 (a tc token bucket)] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -249,6 +362,10 @@ const FLAGS = {
     ranks: { type: 'string', default: '2' },
     hidden: { type: 'string', default: '256' },
     vocab: { type: 'string', default: '129280' },
+    'top-k': { type: 'string', default: '4' },
+    'decode-seqs': { type: 'string' },
+    'burst-bytes': { type: 'string', default: '0' },
+    phase: { type: 'string', default: 'prefill' },
     'split-cost': { type: 'string', default: '0.10' },
     order: { type: 'string' },
     rank: { type: 'string', default: '0' },
@@ -300,12 +417,48 @@ function main(): void {
       ranks: 16,
     };
   } else if (values.trace) {
-    stages = stagesFromTrace(values.trace, Number(values.rank), Number(values.hidden), Number(values.vocab));
+    const phase = values.phase;
+    if (phase !== 'prefill' && phase !== 'decode') {
+      console.error(`dbo-plan: --phase must be prefill or decode, got ${JSON.stringify(phase)}\n${USAGE}`);
+      process.exit(2);
+    }
+    const sizes = {
+      hidden: Number(values.hidden),
+      vocab: Number(values.vocab),
+      topK: Number(values['top-k']),
+    };
+    for (const [flag, x] of [
+      ['hidden', sizes.hidden],
+      ['vocab', sizes.vocab],
+      ['top-k', sizes.topK],
+    ] as const) {
+      if (!Number.isSafeInteger(x) || x < 1) {
+        console.error(
+          `dbo-plan: --${flag} must be an integer >= 1, got ${JSON.stringify(values[flag])}\n${USAGE}`,
+        );
+        process.exit(2);
+      }
+    }
+    const seqs = values['decode-seqs'] === undefined ? undefined : Number(values['decode-seqs']);
+    if (seqs !== undefined && !(Number.isSafeInteger(seqs) && seqs >= 2)) {
+      console.error(
+        `dbo-plan: --decode-seqs must be an integer >= 2, got ${JSON.stringify(values['decode-seqs'])}\n${USAGE}`,
+      );
+      process.exit(2);
+    }
+    stages = stagesFromTrace(values.trace, Number(values.rank), sizes, phase, seqs);
     link = {
       bitsPerSecond: parseRate(values.bandwidth ?? '800mbit'),
       latencyMs: Number(values['latency-us'] ?? '60') / 1000,
       ranks: Number(values.ranks),
+      burstBytes: Number(values['burst-bytes']),
     };
+    if (!(link.burstBytes! >= 0)) {
+      console.error(
+        `dbo-plan: --burst-bytes must be a number >= 0, got ${JSON.stringify(values['burst-bytes'])}\n${USAGE}`,
+      );
+      process.exit(2);
+    }
   } else {
     console.error(`dbo-plan: give --trace or --preset\n${USAGE}`);
     process.exit(2);
@@ -325,4 +478,14 @@ function main(): void {
   }
 }
 
-if (process.argv[1]?.endsWith('dbo-plan.js')) main();
+if (process.argv[1]?.endsWith('dbo-plan.js')) {
+  try {
+    main();
+  } catch (e) {
+    // A trace that cannot give a prediction: say why, without a stack trace.
+    const known = [NoDecodeStepsError, UnknownStageError, TraceFormatError].some((c) => e instanceof c);
+    if (!known && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    console.error(`dbo-plan: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}

@@ -19,12 +19,17 @@ export interface StepSpan {
   readonly durMs: number;
 }
 
+/** A step with any prefill, or decode-only (src/dbo/dbo-auto.ts's `stepKindOf`). */
+export type StepKind = 'prefill' | 'decode';
+
 /** One step of one rank. */
 export interface RankStep {
   readonly rank: number;
   /** 0-based index of the step on its rank (ranks run the same steps in the same order). */
   readonly index: number;
   readonly tokens: number;
+  /** `decode` when every sequence of the step decodes one token, else `prefill`; null in traces before it was recorded. */
+  readonly kind: StepKind | null;
   readonly split: boolean;
   readonly splitToken: number | null;
   readonly reason: string | null;
@@ -85,6 +90,7 @@ export function parseRankTrace(text: string, rank: number): RankStep[] {
       rank,
       index,
       tokens: Number(a.tokens ?? 0),
+      kind: a.kind === 'prefill' || a.kind === 'decode' ? a.kind : null,
       split: a.split === true,
       splitToken: typeof a.splitToken === 'number' ? a.splitToken : null,
       reason: typeof a.reason === 'string' ? a.reason : null,
@@ -108,6 +114,7 @@ export function readTraceDir(dir: string, numRanks: number): RankStep[][] {
 export interface StepTiming {
   readonly index: number;
   readonly tokens: number;
+  readonly kind: StepKind | null;
   readonly split: boolean;
   /** The slowest rank's step time. */
   readonly wallMs: number;
@@ -126,6 +133,7 @@ export function combineRanks(ranks: readonly (readonly RankStep[])[]): StepTimin
     out.push({
       index: i,
       tokens: per[0]!.tokens,
+      kind: per[0]!.kind,
       split: per[0]!.split,
       wallMs: Math.max(...per.map((s) => s.wallMs)),
       computeMs: Math.max(...per.map((s) => s.computeMs)),
@@ -160,4 +168,46 @@ export function totalSteps(steps: readonly StepTiming[]): StepTotals {
 export function medianStep<T extends { readonly wallMs: number }>(steps: readonly T[]): T | undefined {
   const sorted = [...steps].sort((a, b) => a.wallMs - b.wallMs);
   return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** A trace that has no decode-only step of the batch asked for. */
+export class NoDecodeStepsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NoDecodeStepsError';
+  }
+}
+
+/**
+ * The decode-only steps of the full batch: of `numSeqs` tokens (one per sequence), or, without `numSeqs`,
+ * of the token count most such steps have. Steps that mix in a prefill, and the smaller decode steps while
+ * a batch fills or drains, are left out: a decode step's time depends on its batch size.
+ */
+export function fullDecodeSteps<T extends { readonly kind: StepKind | null; readonly tokens: number }>(
+  steps: readonly T[],
+  numSeqs?: number,
+): T[] {
+  if (steps.length > 0 && steps.every((s) => s.kind === null)) {
+    throw new NoDecodeStepsError(
+      'the trace does not say which steps are decode-only (written before steps carried their kind); record it again',
+    );
+  }
+  const decodes = steps.filter((s) => s.kind === 'decode');
+  let size = numSeqs;
+  if (size === undefined) {
+    const counts = new Map<number, number>();
+    for (const s of decodes) counts.set(s.tokens, (counts.get(s.tokens) ?? 0) + 1);
+    // The most frequent batch size; on a tie the larger one (the full batch).
+    size = [...counts].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0]?.[0];
+  }
+  const out = decodes.filter((s) => s.tokens === size);
+  if (out.length === 0) {
+    const sizes = [...new Set(decodes.map((s) => s.tokens))].sort((a, b) => a - b);
+    throw new NoDecodeStepsError(
+      `no decode-only step of ${numSeqs ?? 'any'} sequences in the trace (decode-only steps: ${
+        sizes.length > 0 ? `batches of ${sizes.join(', ')}` : 'none'
+      })`,
+    );
+  }
+  return out;
 }

@@ -18,11 +18,20 @@
 // It writes a summary (text and JSON), the bench-serve results, the logs and traces, and a picture of one
 // step with and without DBO (SVG, and PNG when ImageMagick's `convert` is installed) to --out.
 //
+// `--phase decode` measures decode steps instead (issue 14, item 5): for each count N of --decode-seqs, N
+// random prompts of --input-len tokens sent at once, each generating --output-len tokens (EOS ignored), on
+// the two testbed hosts, DBO off and on alternating. Figures come from the decode-only steps of the full
+// batch (N tokens): decode step time, T_compute, T_comm, efficiency and the CPU floor per such step; output
+// tok/s and TPOT from bench serve's results; the planner's prediction for the same decode step. The link is
+// calibrated (unless --bandwidth is given) on the first count's decode steps.
+//
 //   npm run bench:dbo -- [--bandwidth auto|400mbit] [--target-comm-share 0.4] [--input-len 512]
 //       [--num-prompts 16] [--max-concurrency 2] [--request-rate 12] [--rounds 2] [--moe-comm allgather|alltoall]
 //       [--model DIR (default: assets/configs/deepseek-v3-toy, dummy weights)] [--load-format auto|dummy] [--hf-overrides JSON] [--out DIR] [--skip-local]
 //       [--dbo-auto-off true|false]   (DBO's automatic off-switch in the DBO-on runs; default true)
 //       [--quiet-wait SECONDS]        (how long each run waits for other work to calm down; default 120)
+//   npm run bench:dbo -- --phase decode [--decode-seqs 32,64] [--output-len 64] [--input-len 32]
+//       [--moe-comm alltoall] [--dbo-decode-token-threshold N] [--bandwidth ...] [--rounds 2] ...
 //
 // Needs root and iproute2 for the testbed (it says why when it cannot make one, and runs the local part).
 
@@ -41,14 +50,28 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
-import { EXTRA_CPU_PER_COLLECTIVE_MS, predict, stagesFromTrace } from './dbo-plan.js';
+import {
+  inHost,
+  type TestbedHost,
+  testbedBurstBytes,
+  whyNoNetns,
+  withTestbed,
+} from '../scripts/testbed/testbed.js';
+import { DBO_BENCH_USAGE, DboBenchArgError, type DboBenchArgs, parseDboBenchArgs } from './dbo-args.js';
+import {
+  EXTRA_CPU_PER_COLLECTIVE_MS,
+  type PlanModelSizes,
+  predict,
+  stagesFromTrace,
+  TESTBED_MESSAGE_LATENCY_MS,
+} from './dbo-plan.js';
 import {
   combineRanks,
+  fullDecodeSteps,
   medianStep,
   type RankStep,
   readTraceDir,
+  type StepKind,
   type StepTiming,
   totalSteps,
 } from './dbo-trace.js';
@@ -56,42 +79,21 @@ import { panelTitle, renderStepsSvg } from './dbo-trace-svg.js';
 
 const DUET = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
 
-const { values } = parseArgs({
-  options: {
-    bandwidth: { type: 'string', default: 'auto' },
-    'target-comm-share': { type: 'string', default: '0.4' },
-    'input-len': { type: 'string', default: '512' },
-    'num-prompts': { type: 'string', default: '16' },
-    'max-concurrency': { type: 'string', default: '2' },
-    'request-rate': { type: 'string', default: '12' },
-    'num-warmups': { type: 'string', default: '2' },
-    rounds: { type: 'string', default: '2' },
-    'moe-comm': { type: 'string', default: 'allgather' },
-    model: { type: 'string' },
-    'load-format': { type: 'string' },
-    'hf-overrides': { type: 'string' },
-    out: { type: 'string' },
-    'skip-local': { type: 'boolean', default: false },
-    'skip-unlimited': { type: 'boolean', default: false },
-    'max-foreign-cores': { type: 'string', default: '0.25' },
-    attempts: { type: 'string', default: '4' },
-    'dbo-auto-off': { type: 'string', default: 'true' },
-    'quiet-wait': { type: 'string', default: '120' },
-  },
-});
-
-const inputLen = Number(values['input-len']);
-const numWarmups = Number(values['num-warmups']);
-const rounds = Number(values.rounds);
-const targetShare = Number(values['target-comm-share']);
-const maxForeignCores = Number(values['max-foreign-cores']);
-const maxAttempts = Math.max(1, Number(values.attempts));
-const moeComm = values['moe-comm'];
-if (moeComm !== 'allgather' && moeComm !== 'alltoall') {
-  throw new RangeError(`--moe-comm must be allgather or alltoall, got ${moeComm}`);
+let args: DboBenchArgs;
+try {
+  args = parseDboBenchArgs(process.argv.slice(2));
+} catch (e) {
+  if (!(e instanceof DboBenchArgError)) throw e;
+  console.error(`bench:dbo: ${e.message}\n${DBO_BENCH_USAGE}`);
+  process.exit(2);
 }
+const { inputLen, numWarmups, rounds, maxForeignCores, moeComm, phase } = args;
+const targetShare = args.targetCommShare;
+const maxAttempts = args.attempts;
+/** Decode phase: figures per decode step of the full batch, not per --input-len tokens. */
+const decodePhase = phase === 'decode';
 const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-const outDir = resolve(values.out ?? join(os.tmpdir(), `duet-dbo-${stamp}`));
+const outDir = resolve(args.out ?? join(os.tmpdir(), `duet-dbo-${stamp}`));
 mkdirSync(outDir, { recursive: true });
 
 const report: string[] = [];
@@ -296,6 +298,10 @@ interface RunSpec {
   readonly maxConcurrency: number;
   readonly requestRate: string;
   readonly seed: number;
+  /** Tokens each request generates (1 in the prefill phase). */
+  readonly outputLen: number;
+  /** Decode phase: the batch size measured (its decode-only steps of this many tokens); null: prefill. */
+  readonly decodeSeqs: number | null;
 }
 
 interface RunResult {
@@ -310,6 +316,9 @@ interface RunResult {
   readonly durationS: number;
   /** Seconds. */
   readonly ttfts: number[];
+  /** Per completed request: seconds per output token after the first ((latency − TTFT) / (output − 1)). */
+  readonly tpots: number[];
+  readonly outputTokens: number;
   /** Cores' worth of CPU that other work on the machine used during the run. */
   readonly foreignCores: number;
   /** Busy fraction of the machine just before the run (after waiting for it to be quiet). */
@@ -329,13 +338,13 @@ interface RunResult {
  * the default 512-token prompt plus its output token.
  */
 const DEFAULT_MODEL = fileURLToPath(new URL('../../assets/configs/deepseek-v3-toy/', import.meta.url));
-const modelName = values.model ?? 'assets/configs/deepseek-v3-toy (dummy weights)';
+const modelName = args.model ?? 'assets/configs/deepseek-v3-toy (dummy weights)';
 
 function modelFlags(): string[] {
-  const f: string[] = ['--model', values.model ?? DEFAULT_MODEL];
-  const loadFormat = values['load-format'] ?? (values.model ? undefined : 'dummy');
+  const f: string[] = ['--model', args.model ?? DEFAULT_MODEL];
+  const loadFormat = args.loadFormat ?? (args.model ? undefined : 'dummy');
   if (loadFormat) f.push('--load-format', loadFormat);
-  if (values['hf-overrides']) f.push('--hf-overrides', values['hf-overrides']);
+  if (args.hfOverrides) f.push('--hf-overrides', args.hfOverrides);
   return f;
 }
 
@@ -351,7 +360,10 @@ function engineFlags(spec: RunSpec, traceDir: string, numThreads: number): strin
     '--trace-dir',
     traceDir,
   ];
-  if (spec.dbo) f.push('--enable-dbo', '--dbo-auto-off', values['dbo-auto-off']!);
+  if (spec.dbo) f.push('--enable-dbo', '--dbo-auto-off', args.dboAutoOff);
+  if (spec.dbo && args.dboDecodeTokenThreshold !== null) {
+    f.push('--dbo-decode-token-threshold', String(args.dboDecodeTokenThreshold));
+  }
   const tp = spec.layout.kind === 'testbed' ? spec.layout.hosts.length : spec.layout.tp;
   if (tp > 1 && moeComm === 'alltoall') {
     f.push('--enable-expert-parallel', '--additional-config', JSON.stringify({ moe_comm: 'alltoall' }));
@@ -368,7 +380,7 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
   let clientPrefix: string[] = [];
   let numRanks: number;
   const headLog = join(dir, 'head.log');
-  const quietBusy = await waitForQuiet(0.3, Number(values['quiet-wait']) * 1000);
+  const quietBusy = await waitForQuiet(0.3, args.quietWait * 1000);
   const foreign = new ForeignLoad(() => servers.map((p) => p.pid));
   try {
     if (spec.layout.kind === 'testbed') {
@@ -465,7 +477,8 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
         '--random-input-len',
         String(inputLen),
         '--random-output-len',
-        '1',
+        String(spec.outputLen),
+        ...(spec.decodeSeqs !== null ? ['--ignore-eos'] : []),
         '--num-prompts',
         String(spec.numPrompts),
         '--max-concurrency',
@@ -501,6 +514,9 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
       completed: number;
       duration: number;
       ttfts: number[];
+      latencies: number[];
+      output_lens: number[];
+      total_output_tokens: number;
       errors: string[];
     };
     // The servers write their traces when they stop.
@@ -509,26 +525,67 @@ async function runOnce(spec: RunSpec): Promise<RunResult> {
       if (!(await exited(s, 20_000))) await stop(s);
     }
     const all = readTraceDir(traceDir, numRanks);
-    const allTokens = all[0]!.reduce((t, st) => t + st.tokens, 0);
     const ranks = all.map((r) => r.slice(numWarmups));
-    const steps = combineRanks(ranks);
+    const measured = measuredSteps(spec, combineRanks(ranks));
+    const rank0 = measuredSteps(spec, ranks[0]!);
+    const ok = (i: number) => !result.errors[i];
     return {
       spec,
-      steps,
-      rank0: ranks[0]!,
+      steps: measured,
+      rank0,
       traceDir,
       completed: result.completed,
       durationS: result.duration,
-      ttfts: result.ttfts.filter((_, i) => !result.errors[i]),
+      ttfts: result.ttfts.filter((_, i) => ok(i)),
+      tpots: result.latencies
+        .map((lat, i) =>
+          (result.output_lens[i] ?? 0) > 1
+            ? (lat - result.ttfts[i]!) / (result.output_lens[i]! - 1)
+            : Number.NaN,
+        )
+        .filter((x, i) => ok(i) && Number.isFinite(x)),
+      outputTokens: result.total_output_tokens,
       foreignCores: foreign.finish(),
       busyBefore: quietBusy,
-      computeThreadsCpuMs: (cpu.compute / allTokens) * inputLen,
-      otherThreadsCpuMs: (cpu.other / allTokens) * inputLen,
+      ...cpuPerStep(spec, cpu, all[0]!, rank0),
     };
   } finally {
     foreign.finish();
     for (const s of servers) await stop(s, 5_000);
   }
+}
+
+/**
+ * The steps a run's figures are taken from: in the prefill phase all of them (after the warm-ups); in the
+ * decode phase the decode-only steps of the full batch (dbo-trace.ts's fullDecodeSteps).
+ */
+function measuredSteps<T extends { readonly kind: StepKind | null; readonly tokens: number }>(
+  spec: RunSpec,
+  steps: readonly T[],
+): T[] {
+  return spec.decodeSeqs === null ? [...steps] : fullDecodeSteps(steps, spec.decodeSeqs);
+}
+
+/**
+ * The servers' CPU (compute threads, other threads) during the client's run, per measured step. Prefill:
+ * per step of --input-len tokens, by the tokens of all steps. Decode: the share of the CPU that the
+ * measured decode steps' compute took of all steps' compute (rank 0's trace: prefill steps and smaller
+ * decode steps are in the CPU total too), per measured step.
+ */
+function cpuPerStep(
+  spec: RunSpec,
+  cpu: { compute: number; other: number },
+  allRank0: readonly RankStep[],
+  measuredRank0: readonly RankStep[],
+): { computeThreadsCpuMs: number; otherThreadsCpuMs: number } {
+  let scale: number;
+  if (spec.decodeSeqs === null) {
+    scale = inputLen / allRank0.reduce((t, st) => t + st.tokens, 0);
+  } else {
+    const sum = (xs: readonly RankStep[]) => xs.reduce((t, st) => t + st.computeMs, 0);
+    scale = sum(measuredRank0) / sum(allRank0) / measuredRank0.length;
+  }
+  return { computeThreadsCpuMs: cpu.compute * scale, otherThreadsCpuMs: cpu.other * scale };
 }
 
 /**
@@ -554,7 +611,7 @@ async function runQuiet(spec: RunSpec): Promise<RunResult> {
 
 /** A condition's figures over all its runs. */
 interface Figures {
-  /** Mean step time normalised to a step of `inputLen` tokens (ms). */
+  /** Mean step time (ms): prefill normalised to a step of `inputLen` tokens; decode per step of the full batch. */
   readonly stepMs: number;
   readonly computeMs: number;
   readonly commSpanMs: number;
@@ -563,6 +620,11 @@ interface Figures {
   readonly qps: number;
   readonly meanTtftMs: number;
   readonly p90TtftMs: number;
+  /** Output tokens per second over the runs (bench serve's output throughput, pooled). */
+  readonly outputTokPerS: number;
+  /** Mean and P90 over all requests of the time per output token after the first (ms). */
+  readonly meanTpotMs: number;
+  readonly p90TpotMs: number;
   /** Mean over the runs of the cores other work on the machine used. */
   readonly foreignCores: number;
   /** CPU per step of the compute threads and of the servers' other threads (ms, summed over hosts). */
@@ -584,17 +646,24 @@ function percentile(xs: readonly number[], p: number): number {
 
 function figures(runs: readonly RunResult[]): Figures {
   const t = totalSteps(runs.flatMap((r) => r.steps));
-  const per = (ms: number) => (t.tokens > 0 ? (ms / t.tokens) * inputLen : Number.NaN);
+  const per = decodePhase
+    ? (ms: number) => (t.numSteps > 0 ? ms / t.numSteps : Number.NaN)
+    : (ms: number) => (t.tokens > 0 ? (ms / t.tokens) * inputLen : Number.NaN);
   const ttfts = runs.flatMap((r) => r.ttfts).map((s) => s * 1000);
+  const tpots = runs.flatMap((r) => r.tpots).map((s) => s * 1000);
+  const durationS = runs.reduce((a, r) => a + r.durationS, 0);
   return {
     stepMs: per(t.wallMs),
     computeMs: per(t.computeMs),
     commSpanMs: per(t.commSpanMs),
     numSteps: t.numSteps,
     numSplit: t.numSplit,
-    qps: runs.reduce((a, r) => a + r.completed, 0) / runs.reduce((a, r) => a + r.durationS, 0),
+    qps: runs.reduce((a, r) => a + r.completed, 0) / durationS,
     meanTtftMs: ttfts.reduce((a, b) => a + b, 0) / Math.max(1, ttfts.length),
     p90TtftMs: percentile(ttfts, 90),
+    outputTokPerS: runs.reduce((a, r) => a + r.outputTokens, 0) / durationS,
+    meanTpotMs: tpots.length > 0 ? tpots.reduce((a, b) => a + b, 0) / tpots.length : Number.NaN,
+    p90TpotMs: percentile(tpots, 90),
     foreignCores: runs.reduce((a, r) => a + r.foreignCores, 0) / runs.length,
     computeThreadsCpuMs: runs.reduce((a, r) => a + r.computeThreadsCpuMs, 0) / runs.length,
     otherThreadsCpuMs: runs.reduce((a, r) => a + r.otherThreadsCpuMs, 0) / runs.length,
@@ -649,26 +718,18 @@ function compare(off: Figures, on: Figures): Comparison {
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : 'n/a');
+/** The relative change from `a` to `b`. */
+const change = (a: number, b: number) => pct(b / a - 1);
+
+type Row = (name: string, a: string, b: string, extra?: string) => void;
 
 function printComparison(title: string, c: Evaluation): void {
-  const row = (name: string, a: string, b: string, extra = '') =>
+  const row: Row = (name, a, b, extra = '') =>
     say(`  ${name.padEnd(34)}${a.padStart(12)}${b.padStart(12)}${extra ? `   ${extra}` : ''}`);
   say(title);
   row('', 'DBO off', 'DBO on');
-  row('prefill QPS (req/s)', f2(c.off.qps), f2(c.on.qps), `${pct(c.on.qps / c.off.qps - 1)}`);
-  row(
-    'mean TTFT (ms)',
-    f1(c.off.meanTtftMs),
-    f1(c.on.meanTtftMs),
-    `${pct(c.on.meanTtftMs / c.off.meanTtftMs - 1)}`,
-  );
-  row(
-    'P90 TTFT (ms)',
-    f1(c.off.p90TtftMs),
-    f1(c.on.p90TtftMs),
-    `${pct(c.on.p90TtftMs / c.off.p90TtftMs - 1)}`,
-  );
-  row(`step time, per ${inputLen} tokens (ms)`, f1(c.off.stepMs), f1(c.on.stepMs), `${pct(c.slowdown)}`);
+  if (decodePhase) printDecodeRows(c, row);
+  else printPrefillRows(c, row);
   row('compute per step (ms)', f1(c.off.computeMs), f1(c.on.computeMs), 'busiest rank, both micro-batches');
   row('comm spans per step (ms)', f1(c.off.commSpanMs), f1(c.on.commSpanMs), 'issue to done, mean of ranks');
   row(
@@ -719,29 +780,67 @@ function printComparison(title: string, c: Evaluation): void {
   say();
 }
 
-/** The model's hidden and vocabulary sizes (its config.json, with --hf-overrides applied). */
-function modelSizes(): { hidden: number; vocab: number } {
-  const config = JSON.parse(readFileSync(join(values.model ?? DEFAULT_MODEL, 'config.json'), 'utf8'));
-  const overrides = values['hf-overrides'] ? JSON.parse(values['hf-overrides']) : {};
+/** The prefill phase's client-side and step-time rows: QPS, TTFT, step time per --input-len tokens. */
+function printPrefillRows(c: Evaluation, row: Row): void {
+  row('prefill QPS (req/s)', f2(c.off.qps), f2(c.on.qps), change(c.off.qps, c.on.qps));
+  row('mean TTFT (ms)', f1(c.off.meanTtftMs), f1(c.on.meanTtftMs), change(c.off.meanTtftMs, c.on.meanTtftMs));
+  row('P90 TTFT (ms)', f1(c.off.p90TtftMs), f1(c.on.p90TtftMs), change(c.off.p90TtftMs, c.on.p90TtftMs));
+  row(`step time, per ${inputLen} tokens (ms)`, f1(c.off.stepMs), f1(c.on.stepMs), pct(c.slowdown));
+}
+
+/** The decode phase's client-side and step-time rows: output tok/s, TPOT, decode step time. */
+function printDecodeRows(c: Evaluation, row: Row): void {
+  row(
+    'output tok/s',
+    f1(c.off.outputTokPerS),
+    f1(c.on.outputTokPerS),
+    change(c.off.outputTokPerS, c.on.outputTokPerS),
+  );
+  row('mean TPOT (ms)', f1(c.off.meanTpotMs), f1(c.on.meanTpotMs), change(c.off.meanTpotMs, c.on.meanTpotMs));
+  row('P90 TPOT (ms)', f1(c.off.p90TpotMs), f1(c.on.p90TpotMs), change(c.off.p90TpotMs, c.on.p90TpotMs));
+  row(
+    'decode step time (ms)',
+    f1(c.off.stepMs),
+    f1(c.on.stepMs),
+    `${pct(c.slowdown)} (full batch, from the traces)`,
+  );
+}
+
+/** The model's hidden and vocabulary sizes and experts per token (its config.json, with --hf-overrides). */
+function modelSizes(): PlanModelSizes {
+  const config = JSON.parse(readFileSync(join(args.model ?? DEFAULT_MODEL, 'config.json'), 'utf8'));
+  const overrides = args.hfOverrides ? JSON.parse(args.hfOverrides) : {};
   const merged = { ...config, ...overrides };
-  return { hidden: Number(merged.hidden_size), vocab: Number(merged.vocab_size) };
+  return {
+    hidden: Number(merged.hidden_size),
+    vocab: Number(merged.vocab_size),
+    topK: Number(merged.num_experts_per_tok ?? 1),
+  };
 }
 
 /**
  * The planner (bench/dbo-plan.ts) against this run: its prediction of T_off and T_on from the first
- * DBO-off run's trace (the median step's stage times), the link's rate, and this machine's CPU floor
- * (the off runs' CPU per step over its cores), next to the measured figures.
+ * DBO-off run's trace (the median step's stage times: a prefill step, or in the decode phase a decode step
+ * of the full batch), the link's rate, and this machine's CPU floor (the off runs' CPU per step over its
+ * cores), next to the measured figures. The split cost (the half-size micro-batches' extra compute) is the
+ * planner's 0.10 for prefill; for decode steps, whose matmuls read every weight once per micro-batch, it is
+ * the one measured here (compute per step on / off − 1), which the line says.
  */
 function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Record<string, number> | null {
   let stages: ReturnType<typeof stagesFromTrace>;
   try {
-    const { hidden, vocab } = modelSizes();
-    stages = stagesFromTrace(offRun.traceDir, 0, hidden, vocab);
+    stages = stagesFromTrace(offRun.traceDir, 0, modelSizes(), phase, offRun.spec.decodeSeqs ?? undefined);
   } catch (e) {
     say(`  planner: no prediction (${(e as Error).message})`);
     return null;
   }
-  const link = { bitsPerSecond: bwMbit * 1e6, latencyMs: 0.06, ranks: c.off.numRanks };
+  // The testbed's link: its rate, its measured per-message latency and its tc token bucket.
+  const link = {
+    bitsPerSecond: bwMbit * 1e6,
+    latencyMs: TESTBED_MESSAGE_LATENCY_MS,
+    ranks: c.off.numRanks,
+    burstBytes: testbedBurstBytes(bwMbit * 1e6),
+  };
   const cpu = {
     cores: os.availableParallelism(),
     computeCpuMs: c.off.computeThreadsCpuMs,
@@ -751,25 +850,28 @@ function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Re
   // The trace's median step is one step of the run; scale its stages to the run's mean compute per step.
   const traced = stages.reduce((a, st) => a + st.computeMs, 0);
   const scaled = stages.map((st) => ({ ...st, computeMs: (st.computeMs * c.off.computeMs) / traced }));
+  const splitCost = decodePhase ? Math.max(0, c.on.computeMs / c.off.computeMs - 1) : 0.1;
   const best = (['alternate', 'staggered'] as const)
-    .map((order) => predict(scaled, link, order, 0.1, cpu))
+    .map((order) => predict(scaled, link, order, splitCost, cpu))
     .reduce((a, b) => (b.onMs < a.onMs ? b : a));
   const { offMs, onMs } = best;
   say(
-    `  planner (dbo-plan, from ${offRun.spec.label}'s trace, ${bwMbit} mbit/s, CPU floor over ${cpu.cores} cores): ` +
+    `  planner (dbo-plan, from ${offRun.spec.label}'s trace, ${bwMbit} mbit/s, ${f2(link.latencyMs)} ms a message, ` +
+      `${Math.round(link.burstBytes / 1024)} KiB token bucket, CPU floor over ${cpu.cores} cores, ` +
+      `split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}): ` +
       `T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
       `T_on ${f1(onMs)} ms (measured ${f1(c.on.stepMs)}, ${pct(onMs / c.on.stepMs - 1)}); ` +
       `comm ${f1(best.commMs)} ms (measured T_comm ${f1(c.commMs)}), floor with DBO ${f1(best.floorOnMs)} ms`,
   );
   say();
-  return { offMs, onMs, commMs: best.commMs, floorOnMs: best.floorOnMs };
+  return { offMs, onMs, commMs: best.commMs, floorOnMs: best.floorOnMs, splitCost };
 }
 
 /** Runs DBO off and on `rounds` times, alternating the order (off-on, on-off, ...) to cancel drift. */
 async function sideBySide(
   name: string,
   layout: Layout,
-  shape: { numPrompts: number; maxConcurrency: number; requestRate: string },
+  shape: Shape,
   numRounds: number,
 ): Promise<{ off: RunResult[]; on: RunResult[] }> {
   const off: RunResult[] = [];
@@ -827,17 +929,20 @@ function parseMbit(rate: string): number {
   return m[2]!.toLowerCase() === 'k' ? n / 1000 : m[2]!.toLowerCase() === 'g' ? n * 1000 : n;
 }
 
+/**
+ * A probe's shape: 6 prompts one at a time (prefill); the first --decode-seqs batch generating up to 16
+ * tokens (decode: its decode steps are what the link is calibrated for).
+ */
+function probeShape(): Shape {
+  if (!decodePhase) {
+    return { numPrompts: 6, maxConcurrency: 1, requestRate: 'inf', outputLen: 1, decodeSeqs: null };
+  }
+  return decodeShape(args.decodeSeqs[0]!, Math.min(args.outputLen, 16));
+}
+
 async function probe(hostsBw: number | null, label: string): Promise<Comparison['off'] & { commMs: number }> {
   const run = async (hosts: TestbedHost[]) =>
-    runQuiet({
-      label,
-      layout: { kind: 'testbed', hosts },
-      dbo: false,
-      numPrompts: 6,
-      maxConcurrency: 1,
-      requestRate: 'inf',
-      seed: 100,
-    });
+    runQuiet({ label, layout: { kind: 'testbed', hosts }, dbo: false, ...probeShape(), seed: 100 });
   const res = await withTestbed(
     { hosts: 2, ...(hostsBw !== null ? { bandwidth: `${Math.round(hostsBw)}mbit` } : {}) },
     run,
@@ -889,28 +994,62 @@ function loadAverage(): string {
     .join(' ');
 }
 
-const shape = {
-  numPrompts: Number(values['num-prompts']),
-  maxConcurrency: Number(values['max-concurrency']),
-  requestRate: values['request-rate']!,
+/** What one run sends: prompts, concurrency, rate, output length; `decodeSeqs` in the decode phase. */
+type Shape = Pick<RunSpec, 'numPrompts' | 'maxConcurrency' | 'requestRate' | 'outputLen' | 'decodeSeqs'>;
+
+/** The decode phase's shape for a batch of `n` sequences: all sent at once, each generating `outputLen`. */
+function decodeShape(n: number, outputLen = args.outputLen): Shape {
+  return { numPrompts: n, maxConcurrency: n, requestRate: 'inf', outputLen, decodeSeqs: n };
+}
+
+const shape: Shape = {
+  numPrompts: args.numPrompts,
+  maxConcurrency: args.maxConcurrency,
+  requestRate: args.requestRate,
+  outputLen: 1,
+  decodeSeqs: null,
 };
 const summary: Record<string, unknown> = {
   date: new Date().toISOString(),
   machine: `${os.cpus()[0]?.model ?? 'cpu'} (${os.availableParallelism()} cores)`,
-  shape: { inputLen, outputLen: 1, ...shape, numWarmups, rounds, moeComm },
-  dboAutoOff: values['dbo-auto-off'],
+  phase,
+  shape: decodePhase
+    ? { inputLen, outputLen: args.outputLen, decodeSeqs: args.decodeSeqs, numWarmups, rounds, moeComm }
+    : { inputLen, ...shape, numWarmups, rounds, moeComm },
+  dboAutoOff: args.dboAutoOff,
   model: modelName,
   loadAverageAtStart: loadAverage(),
 };
 say(`DBO benchmark — results in ${outDir}`);
 say(
-  `shape: random input ${inputLen}, output 1, ${shape.numPrompts} prompts, concurrency ${shape.maxConcurrency}, ` +
-    `rate ${shape.requestRate} req/s, ${numWarmups} warm-up requests; ${rounds} round(s) of off/on; ` +
+  (decodePhase
+    ? `decode: random input ${inputLen}, output ${args.outputLen} (ignoring EOS), ${args.decodeSeqs.join(' and ')} ` +
+      `sequences at once (one comparison each), ${numWarmups} warm-up requests; ${rounds} round(s) of off/on; `
+    : `shape: random input ${inputLen}, output 1, ${shape.numPrompts} prompts, concurrency ${shape.maxConcurrency}, ` +
+      `rate ${shape.requestRate} req/s, ${numWarmups} warm-up requests; ${rounds} round(s) of off/on; `) +
     `moe_comm ${moeComm}; model ${modelName}; one compute thread per host; ` +
-    `DBO on runs with --dbo-auto-off ${values['dbo-auto-off']}`,
+    `DBO on runs with --dbo-auto-off ${args.dboAutoOff}`,
 );
 say(`machine: ${summary.machine}; load average ${loadAverage()}`);
 say();
+
+/**
+ * The decode phase: for each --decode-seqs count, DBO off and on side by side on one testbed (its link at
+ * `bw`), each comparison printed with the planner's prediction for its decode step.
+ */
+async function decodeComparisons(bw: number): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  await withTestbed({ hosts: 2, bandwidth: `${bw}mbit` }, async (hosts) => {
+    for (const n of args.decodeSeqs) {
+      const runs = await sideBySide(`decode${n}`, { kind: 'testbed', hosts }, decodeShape(n), rounds);
+      const c = evaluate(runs);
+      printComparison(`== two hosts, ${bw} mbit/s link, ${n} sequences decoding ==`, c);
+      const planner = printPlannerCheck(c, pool(runs.off)[0]!, bw);
+      out.push({ decodeSeqs: n, ...c, planner });
+    }
+  });
+  return out;
+}
 
 const why = whyNoNetns();
 let pictureSource: { off: RankStep; on: RankStep; caption: string[] } | null = null;
@@ -918,46 +1057,51 @@ if (why !== undefined) {
   say(`testbed: not available here (${why}); skipping the two-host runs`);
   summary.testbed = { skipped: why };
 } else {
-  const bw = values.bandwidth === 'auto' ? await calibrate() : parseMbit(values.bandwidth!);
+  const bw = args.bandwidth === 'auto' ? await calibrate() : parseMbit(args.bandwidth);
   say();
   say(`two testbed hosts, -tp 2 --nnodes 2, link ${bw} mbit/s each way`);
-  const main = await withTestbed({ hosts: 2, bandwidth: `${bw}mbit` }, (hosts) =>
-    sideBySide('testbed', { kind: 'testbed', hosts }, shape, rounds),
-  );
-  const c = evaluate(main);
-  printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
-  const planner = printPlannerCheck(c, pool(main.off)[0]!, bw);
-  summary.testbed = { bandwidthMbit: bw, ...c, planner };
-  const single = (r: RunResult[], split: boolean) =>
-    pool(r)
-      .flatMap((x) => x.rank0)
-      .filter((s) => s.tokens === inputLen && s.split === split);
-  const offStep = medianStep(single(main.off, false));
-  const onStep = medianStep(single(main.on, true));
-  if (offStep && onStep) {
-    pictureSource = {
-      off: offStep,
-      on: onStep,
-      caption: [
-        `Two testbed hosts, ${bw} mbit/s link, -tp 2, moe_comm ${moeComm}, prompts of ${inputLen} tokens; median steps of rank 0.`,
-        `Over all steps: T_compute ${f1(c.off.computeMs)} ms, T_comm ${f1(c.commMs)} ms (${pct(c.commShare)}), ` +
-          `T_off ${f1(c.off.stepMs)} ms, T_on ${f1(c.on.stepMs)} ms, overlap efficiency ${f2(c.efficiency)}; ` +
-          `CPU floor with DBO ≈ ${f1(c.cpuFloorMs)} ms.`,
-      ],
-    };
-  }
-  if (!values['skip-unlimited']) {
-    say('two testbed hosts, no rate limit on the link');
-    const free = await withTestbed({ hosts: 2 }, (hosts) =>
-      sideBySide('unlimited', { kind: 'testbed', hosts }, shape, rounds),
+  if (decodePhase) {
+    summary.testbed = { bandwidthMbit: bw, decode: await decodeComparisons(bw) };
+  } else {
+    const main = await withTestbed({ hosts: 2, bandwidth: `${bw}mbit` }, (hosts) =>
+      sideBySide('testbed', { kind: 'testbed', hosts }, shape, rounds),
     );
-    const cu = evaluate(free);
-    printComparison('== two hosts, no rate limit ==', cu);
-    summary.unlimited = cu;
+    const c = evaluate(main);
+    printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
+    const planner = printPlannerCheck(c, pool(main.off)[0]!, bw);
+    summary.testbed = { bandwidthMbit: bw, ...c, planner };
+    const single = (r: RunResult[], split: boolean) =>
+      pool(r)
+        .flatMap((x) => x.rank0)
+        .filter((s) => s.tokens === inputLen && s.split === split);
+    const offStep = medianStep(single(main.off, false));
+    const onStep = medianStep(single(main.on, true));
+    if (offStep && onStep) {
+      pictureSource = {
+        off: offStep,
+        on: onStep,
+        caption: [
+          `Two testbed hosts, ${bw} mbit/s link, -tp 2, moe_comm ${moeComm}, prompts of ${inputLen} tokens; median steps of rank 0.`,
+          `Over all steps: T_compute ${f1(c.off.computeMs)} ms, T_comm ${f1(c.commMs)} ms (${pct(c.commShare)}), ` +
+            `T_off ${f1(c.off.stepMs)} ms, T_on ${f1(c.on.stepMs)} ms, overlap efficiency ${f2(c.efficiency)}; ` +
+            `CPU floor with DBO ≈ ${f1(c.cpuFloorMs)} ms.`,
+        ],
+      };
+    }
+    if (!args.skipUnlimited) {
+      say('two testbed hosts, no rate limit on the link');
+      const free = await withTestbed({ hosts: 2 }, (hosts) =>
+        sideBySide('unlimited', { kind: 'testbed', hosts }, shape, rounds),
+      );
+      const cu = evaluate(free);
+      printComparison('== two hosts, no rate limit ==', cu);
+      summary.unlimited = cu;
+    }
   }
 }
 
-if (!values['skip-local']) {
+// The decode phase measures the two-host case only (its question is the link's all-to-alls).
+if (!args.skipLocal && !decodePhase) {
   say('one host: -tp 2 in one process over shared memory (communication nearly free)');
   const shm = await sideBySide('shm-tp2', { kind: 'local', tp: 2 }, shape, rounds);
   const cs = evaluate(shm);

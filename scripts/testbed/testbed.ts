@@ -52,6 +52,14 @@ export function canUseNetns(): boolean {
   return whyNoNetns() === undefined;
 }
 
+/**
+ * The token bucket (bytes) testbed.sh shapes a link of `bitsPerSecond` with: 1 ms of traffic, at least
+ * 128 KiB (its MIN_BURST; keep the two in step). After the link was idle that many bytes pass at once.
+ */
+export function testbedBurstBytes(bitsPerSecond: number): number {
+  return Math.max(Math.floor(bitsPerSecond / 8 / 1000), 131072);
+}
+
 /** The command prefix that runs a program inside a host. */
 export function inHost(host: TestbedHost): string[] {
   return ['ip', 'netns', 'exec', host.namespace];

@@ -84,7 +84,7 @@ export async function forwardWithDbo(
   const plan = step?.plan ?? null;
   const split = plan?.split ?? false;
   const at = plan?.splitTokens[replica] ?? batch.numTokens;
-  const stepArgs: Record<string, unknown> = { tokens: batch.numTokens, split };
+  const stepArgs: Record<string, unknown> = { tokens: batch.numTokens, kind: stepKindOf(batch), split };
   tracer?.resetLayers();
   tracer?.beginStep();
   try {

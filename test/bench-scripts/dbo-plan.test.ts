@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { collectiveMs, type PlanStage, predict, type SharedCpu } from '../../bench/dbo-plan.js';
+import { collectiveMs, LinkTimeline, type PlanStage, predict, type SharedCpu } from '../../bench/dbo-plan.js';
 
 /** One dense layer of 10 ms attention and 20 ms MLP compute, each closed by a 1 MB all-reduce. */
 const STAGES: PlanStage[] = [
@@ -28,6 +28,22 @@ describe('DBO planner', () => {
   test('a ring all-reduce costs 2(P-1) messages of bytes/P', () => {
     assert.equal(collectiveMs(LINK, 'all_reduce', 1e6), 10);
     assert.equal(collectiveMs({ ...LINK, ranks: 4 }, 'all_gather', 1e6), 7.5);
+  });
+
+  test("a token-bucket link (the testbed's tc tbf) lets a burst through at once and refills while idle", () => {
+    // 800 mbit/s = 0.1 MB/ms, a 0.5 MB bucket. A 1 MB all-reduce puts 1 MB on each rank's link: 0.5 MB
+    // pass at once, 0.5 MB take 5 ms. Exact up to float rounding (tolerance 1e-9 ms).
+    const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9, `${a} vs ${b}`);
+    const link = new LinkTimeline({ ...LINK, burstBytes: 0.5e6 });
+    close(link.run(0, 'all_reduce', 1e6), 5);
+    // Issued at once after: the bucket is empty, the whole megabyte at the rate.
+    close(link.run(5, 'all_reduce', 1e6), 15);
+    // Issued 2 ms after the link went idle: 0.2 MB of tokens.
+    close(link.run(17, 'all_reduce', 1e6), 17 + 8);
+    // A small collective after a long idle passes within the bucket: no time on the wire at all.
+    close(link.run(100, 'all_gather', 0.2e6), 100);
+    // Without a bucket every collective takes collectiveMs.
+    close(new LinkTimeline(LINK).run(3, 'all_reduce', 1e6), 3 + collectiveMs(LINK, 'all_reduce', 1e6));
   });
 
   test('without a shared CPU the step is the timeline (no floor)', () => {

@@ -260,4 +260,53 @@ describe('bench/ smoke runs', () => {
     const r1 = await bench('dbo-plan.js', ['--preset', 'vllm-ascend-r1', '--bandwidth', '56GB'], 60_000);
     assertTable(r1, [/^staggered\s+step off [\d.]+ ms/m]);
   });
+
+  test('dbo.js --phase decode: 4 sequences decoding, alltoall, every decode step split', async () => {
+    // The default model (the toy DeepSeek-V3 shape the decode figures use): the tiny V2-Lite's vocabulary
+    // is smaller than the bench tokenizer's, so some random prompts would be refused and no full batch form.
+    const r = await bench(
+      'dbo.js',
+      [
+        ...[
+          '--phase',
+          'decode',
+          '--decode-seqs',
+          '4',
+          '--output-len',
+          '8',
+          '--dbo-decode-token-threshold',
+          '2',
+        ],
+        ...[
+          '--moe-comm',
+          'alltoall',
+          '--dbo-auto-off',
+          'false',
+          '--bandwidth',
+          '1gbit',
+          '--num-warmups',
+          '0',
+        ],
+        ...['--rounds', '1', '--attempts', '1', '--max-foreign-cores', '1000', '--quiet-wait', '0'],
+        ...['--out', join(out, 'dbo-decode')],
+      ],
+      400_000,
+    );
+    if (noNetns) {
+      // The decode phase is the two-host case only.
+      assertTable(r, [/testbed: not available here/]);
+      return;
+    }
+    assertTable(r, [
+      /output tok\/s\s+[\d.]+\s+[\d.]+/,
+      /mean TPOT \(ms\)\s+[\d.]+\s+[\d.]+/,
+      /decode step time \(ms\)\s+[\d.]+\s+[\d.]+/,
+      /planner \(dbo-plan, .*split cost [\d.]+ measured\): T_off [\d.]+ ms/,
+    ]);
+    // Decode steps of the full batch were measured in both runs, and with DBO on (threshold 2, no
+    // off-switch) every one of them was split.
+    const m = /steps measured \(split\)\s+(\d+) \(0\)\s+(\d+) \((\d+)\)/.exec(r.stdout);
+    assert.ok(m && Number(m[1]) > 0 && Number(m[2]) > 0, `steps measured: ${m?.[0]}`);
+    assert.equal(m[3], m[2], 'every full-batch decode step split with DBO on');
+  });
 });
