@@ -25,6 +25,20 @@ import type {
 /** How long a worker that reported a fatal error may take to exit before it is terminated. */
 const FATAL_EXIT_GRACE_MS = 5_000;
 
+/**
+ * The engine thread's young generation (MiB; V8's `resourceLimits.maxYoungGenerationSizeMb`). The engine
+ * thread makes little JavaScript garbage but many ArrayBuffers (each step's activations: about 1.5 MB a
+ * step on the embedded model), which V8 frees only at a collection and counts, once allocated, against
+ * the old generation's limit. With V8's default (16 MiB semi-spaces) a young collection came only every
+ * hundred or so steps, so the buffers reached that limit first and started a full mark-compact every ~10
+ * steps (about 60 over 600 requests: ~0.8 s of the engine thread's time, and concurrent marking on V8's
+ * helper threads, on cores the engine needs). A small young generation is collected every few steps,
+ * cheaply (little survives a step), and frees the buffers before they add up: half the mark-compacts,
+ * half the engine thread's GC time. The offline `LLM` API runs on the main thread, whose larger JavaScript
+ * garbage (tokenization) keeps its young collections frequent.
+ */
+export const ENGINE_YOUNG_GENERATION_MB = 4;
+
 /** The engine worker has stopped (crashed, killed or shut down): says why. Maps to HTTP 500/503. */
 export class EngineDeadError extends Error {
   constructor(message: string) {
@@ -127,6 +141,7 @@ export class AsyncEngine {
     const worker = new Worker(options.workerUrl ?? new URL('./engine-thread.js', import.meta.url), {
       workerData: data,
       env: SHARE_ENV,
+      resourceLimits: { maxYoungGenerationSizeMb: ENGINE_YOUNG_GENERATION_MB },
     });
     const fatal: { value: string | null } = { value: null };
     const exitCode: { value: number | null } = { value: null };

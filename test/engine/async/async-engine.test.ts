@@ -6,7 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { threadId } from 'node:worker_threads';
-import { AsyncEngine, EngineDeadError, EngineStartError } from '../../../src/engine/async/async-engine.js';
+import {
+  AsyncEngine,
+  ENGINE_YOUNG_GENERATION_MB,
+  EngineDeadError,
+  EngineStartError,
+} from '../../../src/engine/async/async-engine.js';
 import type { EngineOutput } from '../../../src/engine/async/protocol.js';
 import { engineConfigFromLLMOptions } from '../../../src/engine/llm.js';
 import { RequestRejectedError } from '../../../src/engine/llm-engine.js';
@@ -146,6 +151,21 @@ describe('AsyncEngine', () => {
     );
     assert.equal(process.env.DUET_ENGINE_ENV_PROBE, 'set by the engine thread');
     delete process.env.DUET_ENGINE_ENV_PROBE;
+  });
+
+  test('the engine thread runs with a small young generation (its ArrayBuffers die in young collections)', async () => {
+    // Without the limit V8's default young generation (16 MiB semi-spaces) let each step's activation
+    // buffers pile up until they started a full mark-compact every ~10 steps (bench:serve-overhead).
+    let limits: { maxYoungGenerationSizeMb?: number } = {};
+    await assert.rejects(
+      AsyncEngine.start(config, { workerUrl: new URL('./limits-probe-engine-thread.js', import.meta.url) }),
+      (e: unknown) => {
+        if (!(e instanceof EngineStartError) || e.causeName !== 'LimitsProbe') return false;
+        limits = JSON.parse(e.message) as typeof limits;
+        return true;
+      },
+    );
+    assert.equal(limits.maxYoungGenerationSizeMb, ENGINE_YOUNG_GENERATION_MB);
   });
 
   test('a killed worker fails in-flight and later requests, and stats, with EngineDeadError', async () => {
