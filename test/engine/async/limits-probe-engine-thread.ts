@@ -3,4 +3,8 @@
 
 import { parentPort, resourceLimits } from 'node:worker_threads';
 
-parentPort!.postMessage({ type: 'startFailed', message: JSON.stringify(resourceLimits), errorName: 'LimitsProbe' });
+parentPort!.postMessage({
+  type: 'startFailed',
+  message: JSON.stringify(resourceLimits),
+  errorName: 'LimitsProbe',
+});
