@@ -29,13 +29,13 @@ const FATAL_EXIT_GRACE_MS = 5_000;
  * The engine thread's young generation (MiB; V8's `resourceLimits.maxYoungGenerationSizeMb`). The engine
  * thread makes little JavaScript garbage but many ArrayBuffers (each step's activations: about 1.5 MB a
  * step on the embedded model), which V8 frees only at a collection and counts, once allocated, against
- * the old generation's limit. With V8's default (16 MiB semi-spaces) a young collection came only every
- * hundred or so steps, so the buffers reached that limit first and started a full mark-compact every ~10
- * steps (about 60 over 600 requests: ~0.8 s of the engine thread's time, and concurrent marking on V8's
- * helper threads, on cores the engine needs). A small young generation is collected every few steps,
- * cheaply (little survives a step), and frees the buffers before they add up: half the mark-compacts,
- * half the engine thread's GC time. The offline `LLM` API runs on the main thread, whose larger JavaScript
- * garbage (tokenization) keeps its young collections frequent.
+ * the old generation's limit. With V8's default young generation (16 MiB semi-spaces) a young collection
+ * came only every hundred or so steps, so the buffers reached that limit first and started a full
+ * mark-compact every ~10 steps: 51 – 63 over 600 requests of bench:serve-overhead, against 3 for the same
+ * engine on the offline API's main thread, whose larger JavaScript garbage (tokenization) keeps its young
+ * collections frequent. With 4 MiB, young collections (cheap: little survives a step) free most buffers
+ * first: 32 mark-compacts, less concurrent marking on V8's helper threads, and the engine thread's GC time
+ * in a CPU profile 0.43 – 0.53 s instead of 0.84 s (docs/bench.md, "Serving overhead").
  */
 export const ENGINE_YOUNG_GENERATION_MB = 4;
 
