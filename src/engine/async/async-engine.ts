@@ -33,11 +33,11 @@ const FATAL_EXIT_GRACE_MS = 5_000;
  * came only every hundred or so steps, so the buffers reached that limit first and started a full
  * mark-compact every ~10 steps: 51 – 63 over 600 requests of bench:serve-overhead, against 3 for the same
  * engine on the offline API's main thread, whose larger JavaScript garbage (tokenization) keeps its young
- * collections frequent. With 4 MiB, young collections (cheap: little survives a step) free most buffers
- * first: 32 mark-compacts, less concurrent marking on V8's helper threads, and the engine thread's GC time
- * in a CPU profile 0.43 – 0.53 s instead of 0.84 s (docs/bench.md, "Serving overhead").
+ * collections frequent. With 2 MiB, young collections (cheap: little survives a step) free the buffers
+ * first: 2 mark-compacts a run instead of 51 – 63, so almost no concurrent marking on V8's helper threads,
+ * on the cores the engine needs (docs/bench.md, "Serving overhead").
  */
-export const ENGINE_YOUNG_GENERATION_MB = 4;
+export const ENGINE_YOUNG_GENERATION_MB = 2;
 
 /** The engine worker has stopped (crashed, killed or shut down): says why. Maps to HTTP 500/503. */
 export class EngineDeadError extends Error {
