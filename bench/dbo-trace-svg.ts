@@ -9,7 +9,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './bench-args.js';
 import { LANES, medianStep, type RankStep, readTraceDir } from './dbo-trace.js';
 
 /** One panel: a step and its title. */
@@ -168,7 +168,7 @@ export function panelTitle(label: string, step: RankStep): string {
 }
 
 function main(): void {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseBenchArgs(import.meta.url, {
     allowPositionals: true,
     options: { rank: { type: 'string', default: '0' }, step: { type: 'string' } },
   });

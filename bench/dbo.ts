@@ -80,6 +80,10 @@ import { panelTitle, renderStepsSvg } from './dbo-trace-svg.js';
 const DUET = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
 
 let args: DboBenchArgs;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(DBO_BENCH_USAGE);
+  process.exit(0);
+}
 try {
   args = parseDboBenchArgs(process.argv.slice(2));
 } catch (e) {

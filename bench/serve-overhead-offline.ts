@@ -6,16 +6,16 @@
 //   node dist/bench/serve-overhead-offline.js --num-prompts 600 --input-len 128 --output-len 32 \
 //     --max-num-seqs 32 [--model DIR] [--kv-cache-memory BYTES]
 
-import { parseArgs } from 'node:util';
 import { sampleRandomDataset } from '../src/bench/random-dataset.js';
 import { parseBytes } from '../src/cli/engine-args.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
+import { parseBenchArgs } from './bench-args.js';
 import { cpuSince, threadCpu } from './thread-cpu.js';
 
 enableWasmFeatures();
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     'num-prompts': { type: 'string', default: '600' },
     'input-len': { type: 'string', default: '128' },

@@ -15,11 +15,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { embeddedModelDir } from '../src/models/model-loader.js';
+import { parseBenchArgs } from './bench-args.js';
 import { cpuSince, loadAverage1, type ThreadCpu, threadCpu } from './thread-cpu.js';
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs(import.meta.url, {
   options: {
     'num-prompts': { type: 'string', default: '600' },
     'input-len': { type: 'string', default: '128' },

@@ -12,6 +12,7 @@ import { createEngine } from '../src/engine/create-engine.js';
 import { engineConfigFromLLMOptions, type LLMOptions } from '../src/engine/llm.js';
 import { CpuPlatform } from '../src/platforms/cpu/cpu-platform.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
+import { leadingComment } from './bench-args.js';
 import { addGreedyRequests } from './greedy-requests.js';
 import { KernelProfile, withKernelProfile } from './kernel-profile.js';
 
@@ -72,7 +73,17 @@ function report(title: string, stepS: number, profile: KernelProfile, steps: num
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  let o: Options;
+  try {
+    o = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    if (process.argv.includes('--help') || process.argv.includes('-h')) {
+      console.log(leadingComment(import.meta.url));
+      process.exit(0);
+    }
+    console.error(`${(e as Error).message}\n\n${leadingComment(import.meta.url)}`);
+    process.exit(2);
+  }
   enableWasmFeatures();
   const model = join(
     fileURLToPath(import.meta.url),

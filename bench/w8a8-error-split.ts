@@ -9,7 +9,8 @@
 // traces are kept as CACHE_DIR/probe-ref-N.json), ckpt (the hf-w8a8 checkpoint), wonly (its int8 weights
 // dequantized, float activations), aonly[:REGEX] (float weights, per-token int8 activations into every
 // int8 linear, or those whose name matches REGEX), ablk32 (the same in blocks of 32 along k, as llama.cpp's
-// Q8_0 quantizes activations), sqA (SmoothQuant with α = A, quantized in memory, int8 LM head; the
+// Q8_0 quantizes activations), ahadB (per token, after a normalised Hadamard rotation in blocks of B
+// values, B a power of two: the online rotation of QuaRot / SpinQuant, weights taken as rotated alike), sqA (SmoothQuant with α = A, quantized in memory, int8 LM head; the
 // calibration is kept as CACHE_DIR/probe-calib.json).
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -107,6 +108,8 @@ function actQuantKernels(
   linears: LinearSource,
   only: RegExp,
   block = 0,
+  /** Rotate each row by a normalised Hadamard transform in blocks of this many values before quantizing. */
+  hadamard = 0,
 ): { k: Kernels; l: LinearSource } {
   let pending: string[] = [];
   const marked = new WeakSet<LinearWeight>();
@@ -139,11 +142,15 @@ function actQuantKernels(
           const rows = (m * kk) / b;
           const q = new Int32Array(m * kk);
           const sc = new Float32Array(rows);
-          quantizeDynamic(q, sc, x.subarray(0, m * kk), rows, b);
+          const hb = hadamard > 0 && kk % hadamard === 0 ? hadamard : 0;
+          const xin =
+            hb > 0 ? hadamardBlocks(Float32Array.from(x.subarray(0, m * kk)), hb) : x.subarray(0, m * kk);
+          quantizeDynamic(q, sc, xin, rows, b);
           const xq = new Float32Array(m * kk);
           for (let i = 0; i < rows; i++)
             for (let c = 0; c < b; c++) xq[i * b + c] = Math.fround(q[i * b + c]! * sc[i]!);
-          return target.linear(out, xq, w, m);
+          // The transform is its own inverse: rotating back stands for weights rotated the same way offline.
+          return target.linear(out, hb > 0 ? hadamardBlocks(xq, hb) : xq, w, m);
         };
       }
       const v = Reflect.get(target, prop, target) as unknown;
@@ -151,6 +158,25 @@ function actQuantKernels(
     },
   });
   return { k, l };
+}
+
+/** In place: every `block` consecutive values times the normalised Hadamard matrix (fast Walsh–Hadamard). */
+function hadamardBlocks(x: Float32Array, block: number): Float32Array {
+  const norm = 1 / Math.sqrt(block);
+  for (let b0 = 0; b0 < x.length; b0 += block) {
+    for (let h = 1; h < block; h *= 2) {
+      for (let i = b0; i < b0 + block; i += 2 * h) {
+        for (let j = i; j < i + h; j++) {
+          const a = x[j]!;
+          const c = x[j + h]!;
+          x[j] = a + c;
+          x[j + h] = a - c;
+        }
+      }
+    }
+    for (let i = b0; i < b0 + block; i++) x[i] = x[i]! * norm;
+  }
+  return x;
 }
 
 async function smoothedSource(alpha: number): Promise<WeightSource> {
@@ -213,6 +239,12 @@ for (const variant of variantList.split(',')) {
   } else if (variant.startsWith('aonly')) {
     const s = openSafetensors(hf);
     const a = actQuantKernels(kernels, floatLinearSource(s), new RegExp(variant.slice(6) || '.'));
+    k = a.k;
+    model = new DeepseekForCausalLM(config, { kernels: a.k, source: s, linears: a.l, weightDType: 'f32' });
+    s.close();
+  } else if (variant.startsWith('ahad')) {
+    const s = openSafetensors(hf);
+    const a = actQuantKernels(kernels, floatLinearSource(s), /./, 0, Number(variant.slice(4)));
     k = a.k;
     model = new DeepseekForCausalLM(config, { kernels: a.k, source: s, linears: a.l, weightDType: 'f32' });
     s.close();
