@@ -54,8 +54,9 @@ struct Weight {
   /**
    * Maps `bytes` of zeroed pages for the weight and makes them present in one call
    * (MADV_POPULATE_WRITE, Linux 5.14). On the virtual machines Duet is measured on, a first-touch fault
-   * per 4 KiB page costs about 10 µs; populating took 3 s less CPU over the 2.25 GiB of a W8A8 V2-Lite cut
-   * to 4 layers (loads of 7.6–10.1 s against 9.6–18.3 s, alternating, busy machine). Huge pages
+   * per 4 KiB page costs about 10 µs, and populating a GiB then writing it 40% less than touching it
+   * page by page: V2-Lite cut to 4 layers loads in 6.1–6.4 s instead of 7.0–7.8 s in W8A8 and in 9.8 s
+   * instead of 18 s in BF16 (quiet machine, docs/int8.md "Load time"). Huge pages
    * (MADV_HUGEPAGE) were no faster to fill the first time and stalled in compaction on a busy machine,
    * so they are not asked for. Older kernels refuse the advice; the pages then fault in on first touch.
    */
