@@ -45,6 +45,10 @@ struct Weight {
   WeightKind kind;
   int64_t n;
   int64_t k;
+  // The engine the weights were made on, held so that it outlives `mem` (members are destroyed in reverse
+  // order), as oneDNN asks of memory objects: a worker's teardown finalizes the context and its weights in
+  // any order.
+  dnnl::engine eng;
   memory mem;                 // the reordered weights over `pages` (empty once freed)
   std::vector<int32_t> wsum;  // int8 only, [n]: Σ_c w[j, c], to undo the +128 shift of u8 activations
   bool freed = false;
@@ -275,6 +279,7 @@ class Context : public Napi::ObjectWrap<Context> {
       if (!w->map(bytes < 1 ? 1 : bytes)) {
         throw Napi::Error::New(env, "prepare: the system refused " + std::to_string(bytes) + " bytes for a weight");
       }
+      w->eng = eng_;
       w->mem = memory(chosen, eng_, w->pages);
       dnnl::reorder(user, w->mem).execute(strm_, user, w->mem);
       strm_.wait();
@@ -670,6 +675,10 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // When the thread that loaded the addon ends (the engine thread of `duet serve`, a worker terminated
+  // while it held weights), its OpenMP pool threads were left behind and crashed in libgomp once the
+  // thread was gone. Ending the pool while the thread is still alive lets them exit cleanly.
+  napi_add_env_cleanup_hook(env, [](void*) { omp_pause_resource_all(omp_pause_hard); }, nullptr);
   exports.Set("Context", Context::Define(env));
   exports.Set("describe", Napi::Function::New(env, Describe));
   return exports;

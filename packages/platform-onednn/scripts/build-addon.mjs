@@ -61,6 +61,10 @@ const flags = [
   '-fvisibility=hidden',
   '-DNAPI_VERSION=8',
   '-DNAPI_CPP_EXCEPTIONS',
+  // A worker thread terminated during a native call (the engine thread when `duet serve` shuts down or its
+  // engine dies) makes every later Node-API call fail; without this, node-addon-api turns the failure of
+  // re-throwing that error into a C++ exception no one catches, and the whole process aborts.
+  '-DNODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',
   '-DNODE_ADDON_API_DISABLE_DEPRECATED',
   `-I${napiInclude}`,
   `-I${addonInclude}`,
