@@ -17,7 +17,6 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dequantizeInt8, quantizeDynamic } from '../src/kernels/int8-quant.js';
 import type { Kernels, LinearWeight } from '../src/kernels/kernels.js';
-import { MlaKvCache } from '../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../src/loader/hf-config.js';
 import { openModelWeights } from '../src/loader/model-folder.js';
 import { openSafetensors } from '../src/loader/safetensors.js';
@@ -35,6 +34,7 @@ import type { WeightSource } from '../src/loader/weight-source.js';
 import { DeepseekForCausalLM } from '../src/models/deepseek.js';
 import { calibrateNormMaxima, deepseekSmoothingGroups } from '../src/models/deepseek-smoothing.js';
 import { deepseekCheckpointLayout, deepseekLinearRole } from '../src/models/deepseek-weights.js';
+import { prefillPrompt } from '../src/models/prefill-prompt.js';
 import { createWasmKernels } from '../src/platforms/cpu/wasm-kernels.js';
 
 const [cacheDir, variantList, numPromptsArg] = process.argv.slice(2) as [string, string, string?];
@@ -67,19 +67,7 @@ async function run(kernels: Kernels, model: DeepseekForCausalLM): Promise<Trace[
   const out: Trace[] = [];
   for (const ids of prompts) {
     const L = ids.length - 1;
-    const nb = Math.ceil(L / 16);
-    const cache = MlaKvCache.forModel(kernels, config, nb, 16);
-    const logits = await model.forward(
-      {
-        numTokens: L,
-        tokenIds: Int32Array.from(ids.slice(0, L)),
-        positions: Int32Array.from({ length: L }, (_, i) => i),
-        slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-        seqs: [{ queryStart: 0, queryLen: L, blockTable: Int32Array.from({ length: nb }, (_, i) => i) }],
-        logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-      },
-      cache,
-    );
+    const logits = await prefillPrompt(config, kernels, model, ids.slice(0, L));
     const t: Trace = { argmax: [], logprob: [], gap: [] };
     for (let i = 0; i < L; i++) {
       const row = logits.subarray(i * V, (i + 1) * V);

@@ -13,11 +13,11 @@
 
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { Kernels, WeightDType } from '../kernels/kernels.js';
-import { MlaKvCache } from '../layers/mla-kv-cache.js';
 import type { SmoothingGroup } from '../loader/w8a8/quantize-smoothquant.js';
 import type { WeightSource } from '../loader/weight-source.js';
 import { DeepseekForCausalLM } from './deepseek.js';
 import { deepseekTensorSpecs } from './deepseek-weights.js';
+import { prefillPrompt } from './prefill-prompt.js';
 
 /** The smoothing groups of `config`'s checkpoint (names as in `deepseekTensorSpecs`). */
 export function deepseekSmoothingGroups(config: DeepseekConfig): SmoothingGroup[] {
@@ -110,25 +110,9 @@ export async function calibrateNormMaxima(
     },
   });
   const model = new DeepseekForCausalLM(config, { kernels: observing, source: watched, weightDType });
+  // Every position: the final norm's rows are those the LM head is run on.
   for (const ids of prompts) {
-    const L = ids.length;
-    const blockSize = 16;
-    const numBlocks = Math.ceil(L / blockSize);
-    const cache = MlaKvCache.forModel(kernels, config, numBlocks, blockSize);
-    await model.forward(
-      {
-        numTokens: L,
-        tokenIds: Int32Array.from(ids),
-        positions: Int32Array.from({ length: L }, (_, i) => i),
-        slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-        seqs: [
-          { queryStart: 0, queryLen: L, blockTable: Int32Array.from({ length: numBlocks }, (_, i) => i) },
-        ],
-        // Every position: the final norm's rows are those the LM head is run on.
-        logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-      },
-      cache,
-    );
+    await prefillPrompt(config, kernels, model, ids);
   }
   for (const g of groups) {
     if (!maxima.has(g.norm)) throw new Error(`calibrateNormMaxima: ${g.norm} was never run`);

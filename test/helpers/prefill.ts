@@ -3,8 +3,8 @@
 
 import type { DeepseekConfig } from '../../src/config/model-config.js';
 import type { Kernels } from '../../src/kernels/kernels.js';
-import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import type { DeepseekForCausalLM } from '../../src/models/deepseek.js';
+import { prefillPrompt } from '../../src/models/prefill-prompt.js';
 
 /** Logits at every position of each prompt, [L · vocab] per prompt. */
 export async function prefillAll(
@@ -14,25 +14,6 @@ export async function prefillAll(
   prompts: readonly { ids: readonly number[] }[],
 ): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
-  for (const p of prompts) {
-    const L = p.ids.length;
-    const blockSize = 16;
-    const numBlocks = Math.ceil(L / blockSize);
-    const cache = MlaKvCache.forModel(kernels, config, numBlocks, blockSize);
-    const blockTable = Int32Array.from({ length: numBlocks }, (_, i) => i);
-    out.push(
-      await model.forward(
-        {
-          numTokens: L,
-          tokenIds: Int32Array.from(p.ids),
-          positions: Int32Array.from({ length: L }, (_, i) => i),
-          slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-          seqs: [{ queryStart: 0, queryLen: L, blockTable }],
-          logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-        },
-        cache,
-      ),
-    );
-  }
+  for (const p of prompts) out.push(await prefillPrompt(config, kernels, model, p.ids));
   return out;
 }

@@ -11,11 +11,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { LLM } from '../../src/engine/llm.js';
-import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openSafetensors } from '../../src/loader/safetensors.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { embeddedModelDir } from '../../src/models/model-loader.js';
+import { prefillPrompt } from '../../src/models/prefill-prompt.js';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { argmax, fixtureDir, logSoftmax } from '../helpers/golden.js';
 import { kernelSetsToTest } from '../helpers/platforms.js';
@@ -87,21 +87,7 @@ describe('the embedded default model', () => {
       for (const p of reference.prompts) {
         test(`${p.name}: logits match the PyTorch model`, async () => {
           const L = p.ids.length;
-          const blockSize = 16;
-          const numBlocks = Math.ceil(L / blockSize);
-          const cache = MlaKvCache.forModel(kernels, config, numBlocks, blockSize);
-          const blockTable = Int32Array.from({ length: numBlocks }, (_, i) => i);
-          const logits = await model.forward(
-            {
-              numTokens: L,
-              tokenIds: Int32Array.from(p.ids),
-              positions: Int32Array.from({ length: L }, (_, i) => i),
-              slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-              seqs: [{ queryStart: 0, queryLen: L, blockTable }],
-              logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-            },
-            cache,
-          );
+          const logits = await prefillPrompt(config, kernels, model, p.ids);
           for (let t = 0; t < L; t++) {
             const row = logits.subarray(t * V, (t + 1) * V);
             // A top-2 gap within twice the tolerance is a tie at float32 noise: either of the two may win.
