@@ -15,11 +15,16 @@ export interface BenchRankConfig {
   readonly sizes: readonly number[];
   /** Seconds to spend timing each size (at least 3 iterations). */
   readonly seconds: number;
+  /**
+   * Idle milliseconds before each timed op (a compute stage's length), not counted in its time: a shaped
+   * link's token bucket refills meanwhile, as between the collectives of a step. 0: back to back.
+   */
+  readonly gapMs?: number;
 }
 
 export interface BenchRankResult {
   readonly rank: number;
-  /** Mean seconds per all-reduce, per size. */
+  /** Seconds per all-reduce, per size: the mean back to back, the median op with a gap. */
   readonly secondsPerOp: number[];
   /** CPU seconds per all-reduce of the rank's communication thread, per size (NaN without /proc). */
   readonly commCpuPerOp: number[];
@@ -48,8 +53,9 @@ async function main(config: BenchRankConfig): Promise<BenchRankResult> {
     // Warm-up, and an estimate of how many iterations fit in the time budget (agreed through rank 0).
     const w0 = performance.now();
     for (let i = 0; i < 2; i++) await comm.allReduce(buf).wait();
+    const gapMs = config.gapMs ?? 0;
     const estimate = new Float32Array([
-      Math.max(3, Math.ceil((config.seconds * 1000) / ((performance.now() - w0) / 2))),
+      Math.max(3, Math.ceil((config.seconds * 1000) / ((performance.now() - w0) / 2 + gapMs))),
     ]);
     await comm.broadcast(estimate, 0).wait();
     const iterations = Math.min(10_000, estimate[0]!);
@@ -57,9 +63,17 @@ async function main(config: BenchRankConfig): Promise<BenchRankResult> {
     const t0 = performance.now();
     const comm0 = threadCpuSeconds(comm.commThreadId);
     const self0 = threadCpuSeconds('self');
-    for (let i = 0; i < iterations; i++) await comm.allReduce(buf).wait();
+    const opMs: number[] = [];
+    for (let i = 0; i < iterations; i++) {
+      if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
+      const t = performance.now();
+      await comm.allReduce(buf).wait();
+      opMs.push(performance.now() - t);
+    }
     await comm.barrier().wait();
-    secondsPerOp.push((performance.now() - t0) / 1000 / iterations);
+    // Back to back: the mean (throughput); after a gap: the median op (a descheduled op is another cost).
+    const median = opMs.sort((a, b) => a - b)[Math.floor(opMs.length / 2)]!;
+    secondsPerOp.push(gapMs > 0 ? median / 1000 : (performance.now() - t0) / 1000 / iterations);
     commCpuPerOp.push((threadCpuSeconds(comm.commThreadId) - comm0) / iterations);
     computeCpuPerOp.push((threadCpuSeconds('self') - self0) / iterations);
   }

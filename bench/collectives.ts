@@ -6,7 +6,10 @@
 // op of the communication and compute threads (mean over ranks; Linux /proc only).
 //
 //   node dist/bench/collectives.js [--ranks 2] [--sizes 65536,1048576,16777216] [--seconds 1]
-//                                  [--link 1gbit] [--only shm,tcp,unix,testbed]
+//                                  [--link 1gbit] [--only shm,tcp,unix,testbed] [--gap-ms 0]
+//
+// --gap-ms G: each rank idles G ms before every timed op, which is timed alone (the median op's time, as a
+// collective between two compute stages of a step sees it: a tc token bucket refills during the gap).
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,8 +36,16 @@ const { values } = parseBenchArgs(import.meta.url, {
     seconds: { type: 'string', default: '1' },
     link: { type: 'string', default: '1gbit' },
     only: { type: 'string', default: 'shm,tcp,unix,testbed' },
+    'gap-ms': { type: 'string', default: '0' },
   },
 });
+const gapMs = Number(values['gap-ms']);
+if (!(gapMs >= 0 && gapMs <= 10_000)) {
+  console.error(
+    `collectives: --gap-ms must be 0..10000 milliseconds, got ${JSON.stringify(values['gap-ms'])}`,
+  );
+  process.exit(2);
+}
 const ranks = Number(values.ranks);
 const sizes = values.sizes.split(',').map(Number);
 const seconds = Number(values.seconds);
@@ -43,7 +54,7 @@ const only = new Set(values.only.split(','));
 function threadRanks(descriptor: GroupDescriptor): Promise<BenchRankResult[]> {
   return Promise.all(
     Array.from({ length: descriptor.worldSize }, (_, rank) => {
-      const config: BenchRankConfig = { descriptor, rank, sizes, seconds };
+      const config: BenchRankConfig = { descriptor, rank, sizes, seconds, gapMs };
       const worker = new Worker(RANK, { workerData: config });
       return new Promise<BenchRankResult>((resolve, reject) => {
         worker.once('message', resolve);
@@ -59,7 +70,7 @@ function processRanks(
 ): Promise<BenchRankResult[]> {
   return Promise.all(
     Array.from({ length: descriptor.worldSize }, (_, rank) => {
-      const config: BenchRankConfig = { descriptor, rank, sizes, seconds };
+      const config: BenchRankConfig = { descriptor, rank, sizes, seconds, gapMs };
       const [cmd, ...args] = [...wrap(rank), process.execPath, RANK, JSON.stringify(config)];
       const child: ChildProcess = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
@@ -122,7 +133,8 @@ const busFactor = (2 * (ranks - 1)) / ranks;
 const fmtSize = (b: number) =>
   b >= 1 << 20 ? `${b / (1 << 20)} MB` : b >= 1024 ? `${b / 1024} KB` : `${b} B`;
 console.log(
-  `\nall-reduce, ${ranks} ranks: time per op and bus bandwidth (busBw = size/time x ${busFactor.toFixed(2)})`,
+  `\nall-reduce, ${ranks} ranks: time per op and bus bandwidth (busBw = size/time x ${busFactor.toFixed(2)})` +
+    (gapMs > 0 ? `, each op after ${gapMs} ms idle` : ''),
 );
 console.log(['transport'.padEnd(34), ...sizes.map((s) => fmtSize(s).padStart(24))].join(''));
 for (const row of rows) {

@@ -3,13 +3,20 @@
 // event timeline: one compute thread, one link that runs collectives one after another.
 //
 //   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --bandwidth 800mbit [--latency-us 60] [--ranks 2]
-//       [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank 0]
+//       [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank R]
 //   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --phase decode --top-k 4 ...   (a decode step)
 //   node dist/bench/dbo-plan.js --preset vllm-ascend-r1     (the setting vLLM-Ascend published; docs/dbo.md)
 //
-// With --trace, the stage compute times are those of the median step of a DBO-off run's trace (the compute
-// spans are named by their stage): a multi-token step (--phase prefill) or a decode-only step of the full
-// batch (--phase decode, one logits row per sequence); the stage names give each stage's collective (ring
+// With --trace, the stage compute times are those of a DBO-off run's traces (the compute spans are named
+// by their stage), of multi-token steps (--phase prefill) or decode-only steps of the full batch (--phase
+// decode, one logits row per sequence): every such step of every rank's trace (rank-0 .. rank-<ranks-1>),
+// each played with every rank's own stage times (a collective waits for the later rank) and the step times
+// averaged (per 512 tokens for prefill, as bench:dbo normalises; per step for decode), leaving out the
+// first --skip-steps steps (2: those of bench:dbo's warm-up requests); with --rank R, the
+// median step of rank R's trace alone, every rank taken to compute as R did. --testbed plays the link as
+// bench:dbo does (testbedLink: the rate, the testbed's token bucket and measured per-message latency)
+// instead of --latency-us and --burst-bytes. The stage names give each
+// stage's collective (ring
 // all-reduce, all-gather and reduce-scatter; the all-to-alls of `moe_comm alltoall`); with a preset, they are computed from the model's shapes and the
 // device's throughput. Each micro-batch is given its share of a stage's time, times (1 + split-cost) for
 // the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
@@ -22,9 +29,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { testbedBurstBytes } from '../scripts/testbed/testbed.js';
 import { buildOrder, type DboOrderName } from '../src/dbo/dbo-order.js';
 import type { ForwardStage } from '../src/layers/hand-over.js';
-import { fullDecodeSteps, LANES, NoDecodeStepsError, parseRankTrace, TraceFormatError } from './dbo-trace.js';
+import {
+  fullDecodeSteps,
+  LANES,
+  NoDecodeStepsError,
+  parseRankTrace,
+  type RankStep,
+  TraceFormatError,
+} from './dbo-trace.js';
 
 /** One stage: compute ms for the whole step's batch, and the bytes its closing collective moves. */
 export interface PlanStage {
@@ -128,7 +143,8 @@ export interface Prediction {
 
 /**
  * Plays one step without DBO (compute, then each collective) and with DBO in `order`; with `cpu`, neither
- * is faster than its CPU floor.
+ * is faster than its CPU floor. Every rank has the same stage times (`stages`); predictRanks plays ranks
+ * whose stage times differ.
  */
 export function predict(
   stages: readonly PlanStage[],
@@ -137,14 +153,38 @@ export function predict(
   splitCost: number,
   cpu?: SharedCpu,
 ): Prediction {
-  const computeMs = stages.reduce((a, s) => a + s.computeMs, 0);
-  // Without DBO: each stage's compute, then its collective.
+  return predictRanks([stages], link, order, splitCost, cpu);
+}
+
+/**
+ * Plays one step on every rank at once: `ranks[r]` is rank r's stage list (the same stages, each rank's
+ * own compute times, as a trace of each rank gives them). A collective starts when the last rank issues
+ * it (the others wait for their peer) and the link is free; all ranks resume when it completes. Without
+ * DBO each rank computes a stage then waits for its collective; with DBO the two micro-batches take turns
+ * in `order` on each rank's compute thread.
+ */
+export function predictRanks(
+  ranks: readonly (readonly PlanStage[])[],
+  link: LinkModel,
+  order: DboOrderName,
+  splitCost: number,
+  cpu?: SharedCpu,
+): Prediction {
+  const stages = ranks[0]!;
+  if (ranks.some((r) => r.length !== stages.length || r.some((s, k) => s.name !== stages[k]!.name)))
+    throw new Error('every rank must have the same stages, in the same order');
+  // The busiest rank's compute, as bench:dbo's T_compute.
+  const computeMs = Math.max(...ranks.map((r) => r.reduce((a, s) => a + s.computeMs, 0)));
+  // Without DBO: each stage's compute, then its collective once every rank has issued it.
   const offLink = new LinkTimeline(link);
-  let serialMs = 0;
-  for (const s of stages) {
-    serialMs += s.computeMs;
-    if (s.collective) serialMs = offLink.run(serialMs, s.collective.kind, s.collective.bytes);
-  }
+  const at = ranks.map(() => 0);
+  stages.forEach((s, k) => {
+    ranks.forEach((r, i) => {
+      at[i]! += r[k]!.computeMs;
+    });
+    if (s.collective) at.fill(offLink.run(Math.max(...at), s.collective.kind, s.collective.bytes));
+  });
+  const serialMs = Math.max(...at);
   const commMs = serialMs - computeMs;
   const numCollectives = stages.filter((s) => s.collective && s.name !== 'embed all-reduce').length;
   const floorOffMs = cpu ? (cpu.computeCpuMs + cpu.otherCpuMs) / cpu.cores : 0;
@@ -155,22 +195,7 @@ export function predict(
       cpu.cores
     : 0;
   const offMs = Math.max(serialMs, floorOffMs);
-  // DBO: two halves; the embedding all-reduce is gone (the table is replicated under DBO).
-  const on = stages.filter((s) => s.name !== 'embed all-reduce');
-  const embedMs = stages.find((s) => s.name === 'embed all-reduce')?.computeMs ?? 0;
-  const turns = buildOrder(order, on);
-  const onLink = new LinkTimeline(link);
-  let busy = 0;
-  const ready = [0, 0];
-  for (const t of turns) {
-    const s = on[t.stage]!;
-    const work = ((t.stage === 0 ? s.computeMs + embedMs : s.computeMs) / 2) * (1 + splitCost);
-    const start = Math.max(busy, ready[t.mb]!);
-    busy = start + work;
-    if (s.collective) ready[t.mb] = onLink.run(busy, s.collective.kind, s.collective.bytes / 2);
-    else ready[t.mb] = busy;
-  }
-  const timelineOnMs = Math.max(busy, ready[0]!, ready[1]!);
+  const timelineOnMs = playDbo(ranks, link, order, splitCost);
   const onMs = Math.max(timelineOnMs, floorOnMs);
   const best = Math.max(computeMs, commMs);
   return {
@@ -183,6 +208,41 @@ export function predict(
     commMs,
     efficiency: (offMs - onMs) / (offMs - best),
   };
+}
+
+/**
+ * The DBO step on the timeline: two halves of every stage (times 1 + splitCost) taking turns in `order`
+ * on each rank's compute thread; a micro-batch's collective starts when every rank has issued it and the
+ * link is free. The embedding all-reduce is gone (the table is replicated under DBO); its compute joins
+ * the first stage.
+ */
+function playDbo(
+  ranks: readonly (readonly PlanStage[])[],
+  link: LinkModel,
+  order: DboOrderName,
+  splitCost: number,
+): number {
+  const keep = (s: PlanStage) => s.name !== 'embed all-reduce';
+  const on = ranks.map((r) => r.filter(keep));
+  const embedMs = ranks.map((r) => r.find((s) => !keep(s))?.computeMs ?? 0);
+  const turns = buildOrder(order, on[0]!);
+  const onLink = new LinkTimeline(link);
+  const busy = ranks.map(() => 0);
+  // ready[r][mb]: when micro-batch mb may compute again on rank r.
+  const ready = ranks.map(() => [0, 0]);
+  for (const t of turns) {
+    on.forEach((r, i) => {
+      const s = r[t.stage]!;
+      const work = ((t.stage === 0 ? s.computeMs + embedMs[i]! : s.computeMs) / 2) * (1 + splitCost);
+      busy[i] = Math.max(busy[i]!, ready[i]![t.mb]!) + work;
+    });
+    const c = on[0]![t.stage]!.collective;
+    const done = c ? onLink.run(Math.max(...busy), c.kind, c.bytes / 2) : 0;
+    on.forEach((_, i) => {
+      ready[i]![t.mb] = c ? done : busy[i]!;
+    });
+  }
+  return Math.max(...busy, ...ready.flat());
 }
 
 /** The model sizes that set a stage's bytes. */
@@ -244,13 +304,54 @@ export function stagesFromTrace(
   numSeqs?: number,
 ): PlanStage[] {
   const file = join(dir, `rank-${rank}.trace.json`);
-  const unsplit = parseRankTrace(readFileSync(file, 'utf8'), rank).filter((s) => !s.split);
-  const steps =
-    phase === 'decode'
-      ? fullDecodeSteps(unsplit, numSeqs)
-      : unsplit.filter((s) => s.tokens > 1 && s.kind !== 'decode');
+  const steps = offSteps(parseRankTrace(readFileSync(file, 'utf8'), rank), phase, numSeqs);
   if (steps.length === 0) throw new Error(`no multi-token steps in ${file}`);
   const step = [...steps].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(steps.length / 2)]!;
+  return stagesOfStep(step, sizes, phase);
+}
+
+/** One step of a DBO-off trace as the planner plays it: its tokens and each rank's stages. */
+export interface PlanStep {
+  readonly tokens: number;
+  readonly ranks: readonly (readonly PlanStage[])[];
+}
+
+/**
+ * Every DBO-off step of `phase` in the ranks' traces (`ranks[r]`: rank r's steps, dbo-trace.ts; the same
+ * index is the same step on every rank), each with every rank's own stage times: the planner plays them
+ * all (predictRanks) and averages, so that the ranks' uneven compute (a collective waits for the later
+ * rank) enters the prediction as the trace recorded it.
+ */
+export function planSteps(
+  ranks: readonly (readonly RankStep[])[],
+  sizes: PlanModelSizes,
+  phase: PlanPhase = 'prefill',
+  numSeqs?: number,
+): PlanStep[] {
+  const n = Math.min(...ranks.map((r) => r.length));
+  const together = Array.from({ length: n }, (_, i) => ranks.map((r) => r[i]!));
+  const keep = new Set(
+    offSteps(
+      together.map((per) => per[0]!),
+      phase,
+      numSeqs,
+    ),
+  );
+  return together
+    .filter((per) => keep.has(per[0]!))
+    .map((per) => ({ tokens: per[0]!.tokens, ranks: per.map((st) => stagesOfStep(st, sizes, phase)) }));
+}
+
+/** The steps the planner takes from a trace: unsplit; multi-token (prefill) or the full decode batch. */
+function offSteps(steps: readonly RankStep[], phase: PlanPhase, numSeqs?: number): RankStep[] {
+  const unsplit = steps.filter((s) => !s.split);
+  return phase === 'decode'
+    ? fullDecodeSteps(unsplit, numSeqs)
+    : unsplit.filter((s) => s.tokens > 1 && s.kind !== 'decode');
+}
+
+/** A step's stages: its A-lane compute spans (named by stage) and the collective each stage ends at. */
+function stagesOfStep(step: RankStep, sizes: PlanModelSizes, phase: PlanPhase): PlanStage[] {
   const rows = phase === 'decode' ? step.tokens : Math.max(1, Math.round(step.tokens / 512));
   const out: PlanStage[] = [];
   for (const span of step.spans.filter((x) => x.lane === LANES.aCompute)) {
@@ -260,6 +361,44 @@ export function stagesFromTrace(
     out.push({ name, end, computeMs: span.durMs, ...(collective ? { collective } : {}) });
   }
   return out;
+}
+
+/**
+ * The planner over many steps: each played on its own (predictRanks, without the CPU floor), the step
+ * times averaged — per `perTokens` tokens (Σ time / Σ tokens · perTokens, as bench:dbo normalises prefill
+ * steps), or per step when `perTokens` is null — and then held to the CPU floor, which is per such step.
+ */
+export function predictSteps(
+  steps: readonly PlanStep[],
+  link: LinkModel,
+  order: DboOrderName,
+  splitCost: number,
+  perTokens: number | null,
+  cpu?: SharedCpu,
+): Prediction {
+  if (steps.length === 0) throw new Error('no steps to play');
+  const played = steps.map((st) => predictRanks(st.ranks, link, order, splitCost));
+  const tokens = steps.reduce((a, st) => a + st.tokens, 0);
+  const mean = (f: (p: Prediction) => number) =>
+    played.reduce((a, p) => a + f(p), 0) / (perTokens === null ? steps.length : tokens / perTokens);
+  // The floors, from one step's stage list (the same on every step) and the per-step CPU.
+  const floors = predictRanks(steps[0]!.ranks, link, order, splitCost, cpu);
+  const serialMs = mean((p) => p.offMs);
+  const computeMs = mean((p) => p.computeMs);
+  const timelineOnMs = mean((p) => p.timelineOnMs);
+  const offMs = Math.max(serialMs, floors.floorOffMs);
+  const onMs = Math.max(timelineOnMs, floors.floorOnMs);
+  const commMs = serialMs - computeMs;
+  return {
+    offMs,
+    onMs,
+    timelineOnMs,
+    floorOffMs: floors.floorOffMs,
+    floorOnMs: floors.floorOnMs,
+    computeMs,
+    commMs,
+    efficiency: (offMs - onMs) / (offMs - Math.max(computeMs, commMs)),
+  };
 }
 
 /** DeepSeek-R1 prefill on vLLM-Ascend's setting: per-stage compute from FLOPs at a device's throughput. */
@@ -323,6 +462,19 @@ export const TESTBED_MESSAGE_LATENCY_MS = 0.4;
  */
 export const EXTRA_CPU_PER_COLLECTIVE_MS = 0.15;
 
+/**
+ * The testbed's link between `ranks` hosts at `bitsPerSecond`: its rate, its tc token bucket
+ * (testbedBurstBytes, as scripts/testbed/testbed.sh sets it) and its measured per-message latency.
+ */
+export function testbedLink(bitsPerSecond: number, ranks: number): LinkModel & { burstBytes: number } {
+  return {
+    bitsPerSecond,
+    latencyMs: TESTBED_MESSAGE_LATENCY_MS,
+    ranks,
+    burstBytes: testbedBurstBytes(bitsPerSecond),
+  };
+}
+
 /** `800mbit`, `1gbit`, `56GB` (bytes/s), or a plain number of bits per second. */
 export function parseRate(text: string): number {
   const m = /^([\d.]+)\s*(kbit|mbit|gbit|GB|MB)?$/.exec(text);
@@ -333,7 +485,7 @@ export function parseRate(text: string): number {
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
          [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode [--decode-seqs N]] [--split-cost 0.10]
-         [--order alternate|staggered] [--rank 0] [--burst-bytes 0 (a tc token bucket)] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
+         [--order alternate|staggered] [--rank R] [--skip-steps 2] [--burst-bytes 0 (a tc token bucket) | --testbed] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -368,7 +520,9 @@ const FLAGS = {
     phase: { type: 'string', default: 'prefill' },
     'split-cost': { type: 'string', default: '0.10' },
     order: { type: 'string' },
-    rank: { type: 'string', default: '0' },
+    rank: { type: 'string' },
+    'skip-steps': { type: 'string', default: '2' },
+    testbed: { type: 'boolean' },
     tflops: { type: 'string', default: '320' },
     mfu: { type: 'string', default: '0.5' },
     tokens: { type: 'string', default: '4096' },
@@ -407,6 +561,7 @@ function main(): void {
   const { values } = parseFlags();
   const splitCost = Number(values['split-cost']);
   let stages: PlanStage[];
+  let steps: PlanStep[] | undefined;
   let link: LinkModel;
   if (values.preset === 'vllm-ascend-r1') {
     stages = r1Stages(Number(values.tokens), 16, Number(values.tflops), Number(values.mfu));
@@ -446,13 +601,34 @@ function main(): void {
       );
       process.exit(2);
     }
-    stages = stagesFromTrace(values.trace, Number(values.rank), sizes, phase, seqs);
-    link = {
-      bitsPerSecond: parseRate(values.bandwidth ?? '800mbit'),
-      latencyMs: Number(values['latency-us'] ?? '60') / 1000,
-      ranks: Number(values.ranks),
-      burstBytes: Number(values['burst-bytes']),
-    };
+    if (values.rank !== undefined)
+      stages = stagesFromTrace(values.trace, Number(values.rank), sizes, phase, seqs);
+    else {
+      const dir = values.trace;
+      const skip = Number(values['skip-steps']);
+      if (!(Number.isSafeInteger(skip) && skip >= 0)) {
+        console.error(
+          `dbo-plan: --skip-steps must be an integer >= 0, got ${JSON.stringify(values['skip-steps'])}\n${USAGE}`,
+        );
+        process.exit(2);
+      }
+      const traces = Array.from({ length: Number(values.ranks) }, (_, r) =>
+        parseRankTrace(readFileSync(join(dir, `rank-${r}.trace.json`), 'utf8'), r).slice(skip),
+      );
+      steps = planSteps(traces, sizes, phase, seqs);
+      if (steps.length === 0) throw new TraceFormatError(`no ${phase} step without DBO in ${dir}`);
+      stages = [...steps[0]!.ranks[0]!];
+    }
+    const rate = parseRate(values.bandwidth ?? '800mbit');
+    // --testbed: the link as bench:dbo plays it (its measured latency and tc token bucket).
+    link = values.testbed
+      ? testbedLink(rate, Number(values.ranks))
+      : {
+          bitsPerSecond: rate,
+          latencyMs: Number(values['latency-us'] ?? '60') / 1000,
+          ranks: Number(values.ranks),
+          burstBytes: Number(values['burst-bytes']),
+        };
     if (!(link.burstBytes! >= 0)) {
       console.error(
         `dbo-plan: --burst-bytes must be a number >= 0, got ${JSON.stringify(values['burst-bytes'])}\n${USAGE}`,
@@ -466,7 +642,9 @@ function main(): void {
   const cpu = sharedCpuOf(values);
   const orders: DboOrderName[] = values.order ? [values.order as DboOrderName] : ['alternate', 'staggered'];
   for (const order of orders) {
-    const p = predict(stages, link, order, splitCost, cpu);
+    const p = steps
+      ? predictSteps(steps, link, order, splitCost, values.phase === 'decode' ? null : 512, cpu)
+      : predict(stages, link, order, splitCost, cpu);
     console.log(
       `${order.padEnd(9)} step off ${p.offMs.toFixed(1)} ms (compute ${p.computeMs.toFixed(1)}, comm ${p.commMs.toFixed(1)}, ` +
         `${((p.commMs / p.offMs) * 100).toFixed(1)}%), on ${p.onMs.toFixed(1)} ms (${(((p.onMs - p.offMs) / p.offMs) * 100).toFixed(1)}%, ` +

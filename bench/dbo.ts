@@ -50,20 +50,15 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  inHost,
-  type TestbedHost,
-  testbedBurstBytes,
-  whyNoNetns,
-  withTestbed,
-} from '../scripts/testbed/testbed.js';
+import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import { DBO_BENCH_USAGE, DboBenchArgError, type DboBenchArgs, parseDboBenchArgs } from './dbo-args.js';
 import {
   EXTRA_CPU_PER_COLLECTIVE_MS,
   type PlanModelSizes,
-  predict,
-  stagesFromTrace,
-  TESTBED_MESSAGE_LATENCY_MS,
+  type PlanStep,
+  planSteps,
+  predictSteps,
+  testbedLink,
 } from './dbo-plan.js';
 import {
   combineRanks,
@@ -823,52 +818,73 @@ function modelSizes(): PlanModelSizes {
 }
 
 /**
- * The planner (bench/dbo-plan.ts) against this run: its prediction of T_off and T_on from the first
- * DBO-off run's trace (the median step's stage times: a prefill step, or in the decode phase a decode step
- * of the full batch), the link's rate, and this machine's CPU floor (the off runs' CPU per step over its
- * cores), next to the measured figures. The split cost (the half-size micro-batches' extra compute) is the
- * planner's 0.10 for prefill; for decode steps, whose matmuls read every weight once per micro-batch, it is
- * the one measured here (compute per step on / off − 1), which the line says.
+ * The planner (bench/dbo-plan.ts) against this comparison: its prediction of T_off and T_on from the DBO-off
+ * runs' traces — every measured step, each rank's own stage times (planSteps / predictSteps: a collective
+ * waits for the later rank) — the link as the testbed shapes it, and this machine's CPU floor (the off
+ * runs' CPU per step over its cores), next to the measured figures. The prediction is for every step
+ * split, so T_on is compared with the DBO-on runs' split steps only (the off-switch may leave some
+ * unsplit). The split cost (the half-size micro-batches' extra compute) is the planner's 0.10 for
+ * prefill; for decode steps, whose matmuls read every weight once per micro-batch, it is the one measured
+ * here (compute per step on / off − 1), which the line says.
  */
-function printPlannerCheck(c: Evaluation, offRun: RunResult, bwMbit: number): Record<string, number> | null {
-  let stages: ReturnType<typeof stagesFromTrace>;
+function printPlannerCheck(
+  c: Evaluation,
+  offRuns: readonly RunResult[],
+  onRuns: readonly RunResult[],
+  bwMbit: number,
+): Record<string, number> | null {
+  let steps: PlanStep[];
   try {
-    stages = stagesFromTrace(offRun.traceDir, 0, modelSizes(), phase, offRun.spec.decodeSeqs ?? undefined);
+    steps = offRuns.flatMap((run) =>
+      planSteps(
+        readTraceDir(run.traceDir, c.off.numRanks).map((r) => r.slice(numWarmups)),
+        modelSizes(),
+        phase,
+        run.spec.decodeSeqs ?? undefined,
+      ),
+    );
+    if (steps.length === 0) throw new Error('the DBO-off traces have no step to play');
   } catch (e) {
     say(`  planner: no prediction (${(e as Error).message})`);
     return null;
   }
-  // The testbed's link: its rate, its measured per-message latency and its tc token bucket.
-  const link = {
-    bitsPerSecond: bwMbit * 1e6,
-    latencyMs: TESTBED_MESSAGE_LATENCY_MS,
-    ranks: c.off.numRanks,
-    burstBytes: testbedBurstBytes(bwMbit * 1e6),
-  };
+  const link = testbedLink(bwMbit * 1e6, c.off.numRanks);
   const cpu = {
     cores: os.availableParallelism(),
     computeCpuMs: c.off.computeThreadsCpuMs,
     otherCpuMs: c.off.otherThreadsCpuMs,
     extraPerCollectiveMs: EXTRA_CPU_PER_COLLECTIVE_MS,
   };
-  // The trace's median step is one step of the run; scale its stages to the run's mean compute per step.
-  const traced = stages.reduce((a, st) => a + st.computeMs, 0);
-  const scaled = stages.map((st) => ({ ...st, computeMs: (st.computeMs * c.off.computeMs) / traced }));
   const splitCost = decodePhase ? Math.max(0, c.on.computeMs / c.off.computeMs - 1) : 0.1;
+  const perTokens = decodePhase ? null : inputLen;
   const best = (['alternate', 'staggered'] as const)
-    .map((order) => predict(scaled, link, order, splitCost, cpu))
-    .reduce((a, b) => (b.onMs < a.onMs ? b : a));
-  const { offMs, onMs } = best;
+    .map((order) => ({ order, p: predictSteps(steps, link, order, splitCost, perTokens, cpu) }))
+    .reduce((a, b) => (b.p.onMs < a.p.onMs ? b : a));
+  const { offMs, onMs } = best.p;
+  // T_on measured over the split steps only, normalised as the figures are.
+  const split = onRuns.flatMap((r) => r.steps).filter((st) => st.split);
+  const t = totalSteps(split);
+  const onSplitMs = decodePhase ? t.wallMs / t.numSteps : (t.wallMs / t.tokens) * inputLen;
   say(
-    `  planner (dbo-plan, from ${offRun.spec.label}'s trace, ${bwMbit} mbit/s, ${f2(link.latencyMs)} ms a message, ` +
-      `${Math.round(link.burstBytes / 1024)} KiB token bucket, CPU floor over ${cpu.cores} cores, ` +
-      `split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}): ` +
-      `T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
-      `T_on ${f1(onMs)} ms (measured ${f1(c.on.stepMs)}, ${pct(onMs / c.on.stepMs - 1)}); ` +
-      `comm ${f1(best.commMs)} ms (measured T_comm ${f1(c.commMs)}), floor with DBO ${f1(best.floorOnMs)} ms`,
+    `  planner (dbo-plan, ${steps.length} steps of the off runs' traces, both ranks, ${bwMbit} mbit/s, ` +
+      `${f2(link.latencyMs)} ms a message, ${Math.round(link.burstBytes / 1024)} KiB token bucket, ` +
+      `CPU floor over ${cpu.cores} cores, split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}, ` +
+      `order ${best.order}): T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
+      `T_on ${f1(onMs)} ms (measured over the ${t.numSteps} split steps ${f1(onSplitMs)}, ${pct(onMs / onSplitMs - 1)}); ` +
+      `comm ${f1(best.p.commMs)} ms (measured T_comm ${f1(c.commMs)}), DBO timeline ${f1(best.p.timelineOnMs)} ms, ` +
+      `floor with DBO ${f1(best.p.floorOnMs)} ms`,
   );
   say();
-  return { offMs, onMs, commMs: best.commMs, floorOnMs: best.floorOnMs, splitCost };
+  return {
+    offMs,
+    onMs,
+    onSplitMeasuredMs: onSplitMs,
+    numSplitSteps: t.numSteps,
+    commMs: best.p.commMs,
+    timelineOnMs: best.p.timelineOnMs,
+    floorOnMs: best.p.floorOnMs,
+    splitCost,
+  };
 }
 
 /** Runs DBO off and on `rounds` times, alternating the order (off-on, on-off, ...) to cancel drift. */
@@ -1048,7 +1064,7 @@ async function decodeComparisons(bw: number): Promise<Record<string, unknown>[]>
       const runs = await sideBySide(`decode${n}`, { kind: 'testbed', hosts }, decodeShape(n), rounds);
       const c = evaluate(runs);
       printComparison(`== two hosts, ${bw} mbit/s link, ${n} sequences decoding ==`, c);
-      const planner = printPlannerCheck(c, pool(runs.off)[0]!, bw);
+      const planner = printPlannerCheck(c, pool(runs.off), pool(runs.on), bw);
       out.push({ decodeSeqs: n, ...c, planner });
     }
   });
@@ -1072,7 +1088,7 @@ if (why !== undefined) {
     );
     const c = evaluate(main);
     printComparison(`== two hosts, ${bw} mbit/s link ==`, c);
-    const planner = printPlannerCheck(c, pool(main.off)[0]!, bw);
+    const planner = printPlannerCheck(c, pool(main.off), pool(main.on), bw);
     summary.testbed = { bandwidthMbit: bw, ...c, planner };
     const single = (r: RunResult[], split: boolean) =>
       pool(r)
