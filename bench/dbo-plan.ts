@@ -22,9 +22,11 @@
 // the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
 //
 // Ranks that share one machine's cores (the testbed's two "hosts" on a 2-core machine) also have a CPU
-// floor: a step takes at least all its threads' CPU spread over the cores. With --cores, --compute-cpu-ms
-// and --other-cpu-ms (CPU per step of the compute threads and of all other threads, all ranks, of a run
-// without DBO, as bench:dbo prints them) the prediction is the larger of the timeline and that floor.
+// floor: a step takes at least all its threads' CPU spread over the cores. With --cores N the prediction
+// is the larger of the timeline and that floor: the ranks' compute (the stage times; times 1 + split-cost
+// with DBO), each collective's communication-thread CPU on every rank (--comm-cpu-ms BASE,PER_MIB: the
+// testbed's measured TESTBED_COMM_CPU by default; with DBO twice the collectives at half the bytes) and
+// --other-cpu-ms of other competing work per step (default 0).
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -114,17 +116,23 @@ export class LinkTimeline {
 }
 
 /**
- * Ranks that share one machine's cores: a step cannot take less than all its threads' CPU over the cores.
- * CPU figures are per step, summed over the ranks, from a run without DBO.
+ * Ranks that share one machine's cores (the testbed's "hosts"): a step cannot take less than the CPU its
+ * threads need over the cores — the ranks' compute (the stage times, times 1 + split cost with DBO), the
+ * communication threads' work on every collective (commCpuMs: with DBO twice as many, of half the bytes),
+ * and other work that competes with the step.
  */
 export interface SharedCpu {
   readonly cores: number;
-  /** The ranks' compute threads. */
-  readonly computeCpuMs: number;
-  /** Every other thread: communication threads, HTTP server, garbage collection. */
+  /** CPU per step of other threads that compete with the step, all ranks (HTTP server, GC); often 0. */
   readonly otherCpuMs: number;
-  /** CPU a rank's communication thread spends on each collective DBO adds (each is issued twice, half size). */
-  readonly extraPerCollectiveMs: number;
+  /** A rank's communication thread's CPU per collective: this much, plus commCpuPerMiBMs per MiB of buffer. */
+  readonly commCpuBaseMs: number;
+  readonly commCpuPerMiBMs: number;
+}
+
+/** A rank's communication-thread CPU for one collective of a `bytes` buffer (see SharedCpu). */
+export function commCpuMs(cpu: SharedCpu, bytes: number): number {
+  return cpu.commCpuBaseMs + (cpu.commCpuPerMiBMs * bytes) / (1 << 20);
 }
 
 export interface Prediction {
@@ -186,14 +194,7 @@ export function predictRanks(
   });
   const serialMs = Math.max(...at);
   const commMs = serialMs - computeMs;
-  const numCollectives = stages.filter((s) => s.collective && s.name !== 'embed all-reduce').length;
-  const floorOffMs = cpu ? (cpu.computeCpuMs + cpu.otherCpuMs) / cpu.cores : 0;
-  const floorOnMs = cpu
-    ? (cpu.computeCpuMs * (1 + splitCost) +
-        cpu.otherCpuMs +
-        cpu.extraPerCollectiveMs * numCollectives * link.ranks) /
-      cpu.cores
-    : 0;
+  const { floorOffMs, floorOnMs } = cpuFloors(ranks, link.ranks, splitCost, cpu);
   const offMs = Math.max(serialMs, floorOffMs);
   const timelineOnMs = playDbo(ranks, link, order, splitCost);
   const onMs = Math.max(timelineOnMs, floorOnMs);
@@ -207,6 +208,34 @@ export function predictRanks(
     computeMs,
     commMs,
     efficiency: (offMs - onMs) / (offMs - best),
+  };
+}
+
+/**
+ * The CPU floors of a step without and with DBO (0 without `cpu`): every rank's compute (`ranks` stands
+ * for `numRanks` ranks: one list for identical ranks) and every collective's communication-thread CPU on
+ * each rank, over the cores. With DBO the compute costs 1 + splitCost and each collective but the
+ * embedding's runs twice at half the bytes.
+ */
+function cpuFloors(
+  ranks: readonly (readonly PlanStage[])[],
+  numRanks: number,
+  splitCost: number,
+  cpu: SharedCpu | undefined,
+): { floorOffMs: number; floorOnMs: number } {
+  if (!cpu) return { floorOffMs: 0, floorOnMs: 0 };
+  const perRank = numRanks / ranks.length;
+  const compute = ranks.reduce((a, r) => a + r.reduce((b, s) => b + s.computeMs, 0), 0) * perRank;
+  let offComm = 0;
+  let onComm = 0;
+  for (const s of ranks[0]!) {
+    if (!s.collective) continue;
+    offComm += commCpuMs(cpu, s.collective.bytes);
+    if (s.name !== 'embed all-reduce') onComm += 2 * commCpuMs(cpu, s.collective.bytes / 2);
+  }
+  return {
+    floorOffMs: (compute + cpu.otherCpuMs + offComm * numRanks) / cpu.cores,
+    floorOnMs: (compute * (1 + splitCost) + cpu.otherCpuMs + onComm * numRanks) / cpu.cores,
   };
 }
 
@@ -364,9 +393,9 @@ function stagesOfStep(step: RankStep, sizes: PlanModelSizes, phase: PlanPhase): 
 }
 
 /**
- * The planner over many steps: each played on its own (predictRanks, without the CPU floor), the step
- * times averaged — per `perTokens` tokens (Σ time / Σ tokens · perTokens, as bench:dbo normalises prefill
- * steps), or per step when `perTokens` is null — and then held to the CPU floor, which is per such step.
+ * The planner over many steps: each played on its own (predictRanks), the step times and CPU floors
+ * averaged — per `perTokens` tokens (Σ time / Σ tokens · perTokens, as bench:dbo normalises prefill
+ * steps), or per step when `perTokens` is null — and the averaged timeline held to the averaged floor.
  */
 export function predictSteps(
   steps: readonly PlanStep[],
@@ -377,24 +406,25 @@ export function predictSteps(
   cpu?: SharedCpu,
 ): Prediction {
   if (steps.length === 0) throw new Error('no steps to play');
-  const played = steps.map((st) => predictRanks(st.ranks, link, order, splitCost));
+  const played = steps.map((st) => predictRanks(st.ranks, link, order, splitCost, cpu));
   const tokens = steps.reduce((a, st) => a + st.tokens, 0);
   const mean = (f: (p: Prediction) => number) =>
     played.reduce((a, p) => a + f(p), 0) / (perTokens === null ? steps.length : tokens / perTokens);
-  // The floors, from one step's stage list (the same on every step) and the per-step CPU.
-  const floors = predictRanks(steps[0]!.ranks, link, order, splitCost, cpu);
-  const serialMs = mean((p) => p.offMs);
+  // Each step's timeline without its floor (a step's offMs is max(timeline, floor)).
+  const serialMs = mean((p) => p.computeMs + p.commMs);
   const computeMs = mean((p) => p.computeMs);
   const timelineOnMs = mean((p) => p.timelineOnMs);
-  const offMs = Math.max(serialMs, floors.floorOffMs);
-  const onMs = Math.max(timelineOnMs, floors.floorOnMs);
+  const floorOffMs = mean((p) => p.floorOffMs);
+  const floorOnMs = mean((p) => p.floorOnMs);
+  const offMs = Math.max(serialMs, floorOffMs);
+  const onMs = Math.max(timelineOnMs, floorOnMs);
   const commMs = serialMs - computeMs;
   return {
     offMs,
     onMs,
     timelineOnMs,
-    floorOffMs: floors.floorOffMs,
-    floorOnMs: floors.floorOnMs,
+    floorOffMs,
+    floorOnMs,
     computeMs,
     commMs,
     efficiency: (offMs - onMs) / (offMs - Math.max(computeMs, commMs)),
@@ -449,18 +479,28 @@ export function r1Stages(tokens: number, tp: number, tflops: number, mfu: number
 }
 
 /**
- * Per-message latency of the testbed's links: a small all-reduce (2 messages) between two testbed hosts
- * took 0.49–1.21 ms, median 0.85 ms (`node dist/bench/collectives.js --sizes 1024,4096,32768 --only testbed
- * --link 800mbit --seconds 2`, three runs, load average ~5, 7 December 2026): the communication threads'
- * wake-ups and the kernel's TCP path through veth, bridge and two tc qdiscs, on shared cores.
+ * Per-message latency of the testbed's links, as a step's collectives meet it: after a compute stage, with
+ * the communication threads asleep. A 4 KB all-reduce (2 messages) between two testbed hosts after 8 ms
+ * idle took 1.46–2.35 ms, median 1.57 ms (`node dist/bench/collectives.js --only testbed --link RATE
+ * --sizes 4096,131072,262144,524288 --seconds 2 --gap-ms 8`, 200, 500 and 800 mbit/s, three runs each,
+ * load average 5–6, 7 December 2026); back to back, without the wake-ups, it takes about half (0.4 ms a
+ * message, the figure used before).
  */
-export const TESTBED_MESSAGE_LATENCY_MS = 0.4;
+export const TESTBED_MESSAGE_LATENCY_MS = 0.78;
 
 /**
- * CPU a testbed rank's communication thread spends per extra collective under DBO: docs/dbo.md measured
- * +2.8 ms per 512-token step over two hosts for the ~10 collectives a step adds on each.
+ * A testbed rank's communication-thread CPU per collective (SharedCpu): the same runs' CPU per all-reduce
+ * of the communication thread, medians over the nine runs: 1.96 ms at 256 KB (a DBO micro-batch's
+ * buffer), 2.81 ms at 512 KB (a 512-token step's), the line through them.
  */
-export const EXTRA_CPU_PER_COLLECTIVE_MS = 0.15;
+export const TESTBED_COMM_CPU = { commCpuBaseMs: 1.11, commCpuPerMiBMs: 3.4 } as const;
+
+/**
+ * The split cost of the toy model's prefill steps on this machine's CPU kernels: per-thread CPU of the
+ * compute threads, every eligible 512-token step split against DBO off, +3.9% (docs/dbo.md, "Where the CPU
+ * goes": half-size micro-batches use the kernels less well and each layer's work is issued twice).
+ */
+export const TESTBED_SPLIT_COST = 0.04;
 
 /**
  * The testbed's link between `ranks` hosts at `bitsPerSecond`: its rate, its tc token bucket
@@ -485,7 +525,7 @@ export function parseRate(text: string): number {
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
          [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode [--decode-seqs N]] [--split-cost 0.10]
-         [--order alternate|staggered] [--rank R] [--skip-steps 2] [--burst-bytes 0 (a tc token bucket) | --testbed] [--cores 2 --compute-cpu-ms MS --other-cpu-ms MS [--extra-cpu-per-collective-ms 0.15]]
+         [--order alternate|staggered] [--rank R] [--skip-steps 2] [--burst-bytes 0 (a tc token bucket) | --testbed] [--cores 2 [--comm-cpu-ms 1.11,3.4] [--other-cpu-ms 0]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -527,34 +567,33 @@ const FLAGS = {
     mfu: { type: 'string', default: '0.5' },
     tokens: { type: 'string', default: '4096' },
     cores: { type: 'string' },
-    'compute-cpu-ms': { type: 'string' },
     'other-cpu-ms': { type: 'string' },
-    'extra-cpu-per-collective-ms': { type: 'string', default: String(EXTRA_CPU_PER_COLLECTIVE_MS) },
+    'comm-cpu-ms': { type: 'string' },
   },
 } as const;
 
-/** The shared-CPU model from the flags: all three of --cores, --compute-cpu-ms, --other-cpu-ms, or none. */
+/**
+ * The shared-CPU model from the flags: with --cores, the ranks' compute from the stage times, the
+ * communication threads' CPU per collective (--comm-cpu-ms BASE,PER_MIB; the testbed's by default) and
+ * --other-cpu-ms (default 0); without --cores, none.
+ */
 function sharedCpuOf(values: Record<string, string | boolean | undefined>): SharedCpu | undefined {
-  const given = ['cores', 'compute-cpu-ms', 'other-cpu-ms'].filter((k) => values[k] !== undefined);
-  if (given.length === 0) return undefined;
-  const num = (k: string) => {
-    const x = Number(values[k]);
-    if (!(x > 0) && !(k !== 'cores' && x === 0)) {
-      console.error(`dbo-plan: --${k} must be a positive number, got ${String(values[k])}\n${USAGE}`);
-      process.exit(2);
-    }
-    return x;
-  };
-  if (given.length < 3) {
-    console.error(`dbo-plan: --cores, --compute-cpu-ms and --other-cpu-ms go together\n${USAGE}`);
+  if (values.cores === undefined) return undefined;
+  const bad = (flag: string, allowed: string) => {
+    console.error(`dbo-plan: --${flag} must be ${allowed}, got ${JSON.stringify(values[flag])}\n${USAGE}`);
     process.exit(2);
-  }
-  return {
-    cores: num('cores'),
-    computeCpuMs: num('compute-cpu-ms'),
-    otherCpuMs: num('other-cpu-ms'),
-    extraPerCollectiveMs: num('extra-cpu-per-collective-ms'),
   };
+  const cores = Number(values.cores);
+  if (!(cores > 0)) bad('cores', 'a positive number');
+  const otherCpuMs = Number(values['other-cpu-ms'] ?? '0');
+  if (!(otherCpuMs >= 0)) bad('other-cpu-ms', 'a number >= 0');
+  const comm = String(
+    values['comm-cpu-ms'] ?? `${TESTBED_COMM_CPU.commCpuBaseMs},${TESTBED_COMM_CPU.commCpuPerMiBMs}`,
+  )
+    .split(',')
+    .map(Number);
+  if (comm.length !== 2 || !comm.every((x) => x >= 0)) bad('comm-cpu-ms', 'BASE,PER_MIB: two numbers >= 0');
+  return { cores, otherCpuMs, commCpuBaseMs: comm[0]!, commCpuPerMiBMs: comm[1]! };
 }
 
 function main(): void {

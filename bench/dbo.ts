@@ -53,11 +53,12 @@ import { fileURLToPath } from 'node:url';
 import { inHost, type TestbedHost, whyNoNetns, withTestbed } from '../scripts/testbed/testbed.js';
 import { DBO_BENCH_USAGE, DboBenchArgError, type DboBenchArgs, parseDboBenchArgs } from './dbo-args.js';
 import {
-  EXTRA_CPU_PER_COLLECTIVE_MS,
   type PlanModelSizes,
   type PlanStep,
   planSteps,
   predictSteps,
+  TESTBED_COMM_CPU,
+  TESTBED_SPLIT_COST,
   testbedLink,
 } from './dbo-plan.js';
 import {
@@ -820,11 +821,11 @@ function modelSizes(): PlanModelSizes {
 /**
  * The planner (bench/dbo-plan.ts) against this comparison: its prediction of T_off and T_on from the DBO-off
  * runs' traces — every measured step, each rank's own stage times (planSteps / predictSteps: a collective
- * waits for the later rank) — the link as the testbed shapes it, and this machine's CPU floor (the off
- * runs' CPU per step over its cores), next to the measured figures. The prediction is for every step
+ * waits for the later rank) — the link as the testbed shapes it, and this machine's CPU floor (the
+ * ranks' compute and their communication threads' CPU over its cores), next to the measured figures. The prediction is for every step
  * split, so T_on is compared with the DBO-on runs' split steps only (the off-switch may leave some
- * unsplit). The split cost (the half-size micro-batches' extra compute) is the planner's 0.10 for
- * prefill; for decode steps, whose matmuls read every weight once per micro-batch, it is the one measured
+ * unsplit). The split cost (the half-size micro-batches' extra compute) is TESTBED_SPLIT_COST for
+ * prefill (the compute threads' CPU measured with and without DBO); for decode steps, whose matmuls read every weight once per micro-batch, it is the one measured
  * here (compute per step on / off − 1), which the line says.
  */
 function printPlannerCheck(
@@ -849,13 +850,10 @@ function printPlannerCheck(
     return null;
   }
   const link = testbedLink(bwMbit * 1e6, c.off.numRanks);
-  const cpu = {
-    cores: os.availableParallelism(),
-    computeCpuMs: c.off.computeThreadsCpuMs,
-    otherCpuMs: c.off.otherThreadsCpuMs,
-    extraPerCollectiveMs: EXTRA_CPU_PER_COLLECTIVE_MS,
-  };
-  const splitCost = decodePhase ? Math.max(0, c.on.computeMs / c.off.computeMs - 1) : 0.1;
+  // This machine's cores, shared by both hosts: the ranks' compute and the communication threads' CPU
+  // per collective (measured by collectives.js, TESTBED_COMM_CPU).
+  const cpu = { cores: os.availableParallelism(), otherCpuMs: 0, ...TESTBED_COMM_CPU };
+  const splitCost = decodePhase ? Math.max(0, c.on.computeMs / c.off.computeMs - 1) : TESTBED_SPLIT_COST;
   const perTokens = decodePhase ? null : inputLen;
   const best = (['alternate', 'staggered'] as const)
     .map((order) => ({ order, p: predictSteps(steps, link, order, splitCost, perTokens, cpu) }))

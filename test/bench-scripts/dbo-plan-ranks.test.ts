@@ -62,9 +62,10 @@ describe('DBO planner, ranks with their own stage times', () => {
     // One step of 256 tokens: 38 ms, 76 ms per 512 tokens; per step (perTokens null) 38 ms.
     assert.equal(predictSteps([step(256, 0.5)], LINK, 'alternate', 0, 512).offMs, 76);
     assert.equal(predictSteps([step(256, 0.5)], LINK, 'alternate', 0, null).offMs, 38);
-    // A floor above the averaged timeline binds: (CPU 200 + 0) / 2 cores = 100 ms.
-    const cpu = { cores: 2, computeCpuMs: 200, otherCpuMs: 0, extraPerCollectiveMs: 0 };
-    assert.equal(predictSteps(steps, LINK, 'alternate', 0, 512, cpu).offMs, 100);
+    // A floor above the averaged timeline binds: each step's (both ranks' compute + 200 ms other CPU) / 2
+    // cores, (30 + 200) / 2 = 115 and (90 + 200) / 2 = 145 ms, averaged per 512 tokens: 260 / 2 = 130 ms.
+    const cpu = { cores: 2, otherCpuMs: 200, commCpuBaseMs: 0, commCpuPerMiBMs: 0 };
+    assert.equal(predictSteps(steps, LINK, 'alternate', 0, 512, cpu).offMs, 130);
     assert.throws(() => predictSteps([], LINK, 'alternate', 0, 512), /no steps/);
   });
 });

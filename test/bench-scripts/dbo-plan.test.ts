@@ -56,13 +56,18 @@ describe('DBO planner', () => {
   });
 
   test('ranks sharing cores are held to the CPU floor: all threads over the cores', () => {
-    const cpu: SharedCpu = { cores: 2, computeCpuMs: 60, otherCpuMs: 30, extraPerCollectiveMs: 0.5 };
+    const cpu: SharedCpu = { cores: 2, otherCpuMs: 30, commCpuBaseMs: 0.25, commCpuPerMiBMs: 0.5 };
     const p = predict(STAGES, LINK, 'alternate', 0.1, cpu);
-    // Off: (60 + 30) / 2 = 45 ms, below the serial 50 ms. On: (60 x 1.1 + 30 + 0.5 x 2 collectives x 2
-    // ranks) / 2 = 49 ms, above the timeline. Exact up to float rounding of the 1.1 factor.
+    const mib = 1e6 / (1 << 20);
+    // A rank's communication thread: 0.25 + 0.5 x MiB per collective; 2 ranks of 30 ms compute each.
+    // Off: (60 + 30 + 2 collectives of 1 MB x 2 ranks) / 2 cores ≈ 46.5 ms, below the serial 50 ms.
+    // On: (60 x 1.1 + 30 + 4 collectives of 0.5 MB x 2 ranks) / 2 ≈ 50.0 ms, above the timeline.
+    // Exact up to float rounding (tolerance 1e-9 ms).
+    const offFloor = (60 + 30 + 2 * (0.25 + 0.5 * mib) * 2) / 2;
+    const onFloor = (60 * 1.1 + 30 + 4 * (0.25 + 0.25 * mib) * 2) / 2;
     assert.equal(p.offMs, 50);
-    assert.ok(Math.abs(p.floorOffMs - 45) < 1e-9, `floor off ${p.floorOffMs}`);
-    assert.ok(Math.abs(p.floorOnMs - 49) < 1e-9, `floor on ${p.floorOnMs}`);
+    assert.ok(Math.abs(p.floorOffMs - offFloor) < 1e-9, `floor off ${p.floorOffMs} vs ${offFloor}`);
+    assert.ok(Math.abs(p.floorOnMs - onFloor) < 1e-9, `floor on ${p.floorOnMs} vs ${onFloor}`);
     assert.ok(p.timelineOnMs < p.floorOnMs, `timeline ${p.timelineOnMs} below the floor`);
     assert.equal(p.onMs, p.floorOnMs);
     // With cores to spare the floor drops below the timeline and stops binding.
