@@ -12,7 +12,7 @@
 // decode, one logits row per sequence): every such step of every rank's trace (rank-0 .. rank-<ranks-1>),
 // each played with every rank's own stage times (a collective waits for the later rank) and the step times
 // averaged (per 512 tokens for prefill, as bench:dbo normalises; per step for decode), leaving out the
-// first --skip-steps steps (2: those of bench:dbo's warm-up requests); with --rank R, the
+// first --skip-steps steps (bench:dbo leaves out its 2 warm-up requests' steps); with --rank R, the
 // median step of rank R's trace alone, every rank taken to compute as R did. --testbed plays the link as
 // bench:dbo does (testbedLink: the rate, the testbed's token bucket and measured per-message latency)
 // instead of --latency-us and --burst-bytes. The stage names give each
@@ -179,8 +179,7 @@ export function predictRanks(
   cpu?: SharedCpu,
 ): Prediction {
   const stages = ranks[0]!;
-  if (ranks.some((r) => r.length !== stages.length || r.some((s, k) => s.name !== stages[k]!.name)))
-    throw new Error('every rank must have the same stages, in the same order');
+  if (!sameStages(ranks)) throw new Error('every rank must have the same stages, in the same order');
   // The busiest rank's compute, as bench:dbo's T_compute.
   const computeMs = Math.max(...ranks.map((r) => r.reduce((a, s) => a + s.computeMs, 0)));
   // Without DBO: each stage's compute, then its collective once every rank has issued it.
@@ -349,7 +348,8 @@ export interface PlanStep {
  * Every DBO-off step of `phase` in the ranks' traces (`ranks[r]`: rank r's steps, dbo-trace.ts; the same
  * index is the same step on every rank), each with every rank's own stage times: the planner plays them
  * all (predictRanks) and averages, so that the ranks' uneven compute (a collective waits for the later
- * rank) enters the prediction as the trace recorded it.
+ * rank) enters the prediction as the trace recorded it. A step whose ranks recorded different stages (a
+ * trace cut mid-step) is left out.
  */
 export function planSteps(
   ranks: readonly (readonly RankStep[])[],
@@ -368,7 +368,14 @@ export function planSteps(
   );
   return together
     .filter((per) => keep.has(per[0]!))
-    .map((per) => ({ tokens: per[0]!.tokens, ranks: per.map((st) => stagesOfStep(st, sizes, phase)) }));
+    .map((per) => ({ tokens: per[0]!.tokens, ranks: per.map((st) => stagesOfStep(st, sizes, phase)) }))
+    .filter((st) => sameStages(st.ranks));
+}
+
+/** Whether every rank's stage list names the same stages in the same order (a trace cut mid-step does not). */
+function sameStages(ranks: readonly (readonly PlanStage[])[]): boolean {
+  const first = ranks[0]!;
+  return ranks.every((r) => r.length === first.length && r.every((s, k) => s.name === first[k]!.name));
 }
 
 /** The steps the planner takes from a trace: unsplit; multi-token (prefill) or the full decode batch. */
@@ -525,7 +532,7 @@ export function parseRate(text: string): number {
 
 const USAGE = `usage: node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR [--bandwidth 800mbit] [--latency-us 60]
          [--ranks 2] [--hidden 256] [--vocab 129280] [--top-k 4] [--phase prefill|decode [--decode-seqs N]] [--split-cost 0.10]
-         [--order alternate|staggered] [--rank R] [--skip-steps 2] [--burst-bytes 0 (a tc token bucket) | --testbed] [--cores 2 [--comm-cpu-ms 1.11,3.4] [--other-cpu-ms 0]]
+         [--order alternate|staggered] [--rank R] [--skip-steps 0] [--burst-bytes 0 (a tc token bucket) | --testbed] [--cores 2 [--comm-cpu-ms 1.11,3.4] [--other-cpu-ms 0]]
        node dist/bench/dbo-plan.js --preset vllm-ascend-r1 [--bandwidth 56GB] [--latency-us 20] [--tflops 320]
          [--mfu 0.5] [--tokens 4096]`;
 
@@ -561,7 +568,7 @@ const FLAGS = {
     'split-cost': { type: 'string', default: '0.10' },
     order: { type: 'string' },
     rank: { type: 'string' },
-    'skip-steps': { type: 'string', default: '2' },
+    'skip-steps': { type: 'string', default: '0' },
     testbed: { type: 'boolean' },
     tflops: { type: 'string', default: '320' },
     mfu: { type: 'string', default: '0.5' },

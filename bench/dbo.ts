@@ -866,8 +866,8 @@ function printPlannerCheck(
   say(
     `  planner (dbo-plan, ${steps.length} steps of the off runs' traces, both ranks, ${bwMbit} mbit/s, ` +
       `${f2(link.latencyMs)} ms a message, ${Math.round(link.burstBytes / 1024)} KiB token bucket, ` +
-      `CPU floor over ${cpu.cores} cores, split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}, ` +
-      `order ${best.order}): T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
+      `CPU floor over ${cpu.cores} cores, order ${best.order}, ` +
+      `split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}): T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
       `T_on ${f1(onMs)} ms (measured over the ${t.numSteps} split steps ${f1(onSplitMs)}, ${pct(onMs / onSplitMs - 1)}); ` +
       `comm ${f1(best.p.commMs)} ms (measured T_comm ${f1(c.commMs)}), DBO timeline ${f1(best.p.timelineOnMs)} ms, ` +
       `floor with DBO ${f1(best.p.floorOnMs)} ms`,

@@ -89,12 +89,13 @@ function traceOf(rank: number, steps: readonly { split: boolean; ms: readonly nu
 }
 
 describe('the steps of a two-rank trace', () => {
-  test('paired by index, unsplit ones only, each rank with its own stage times', () => {
+  test('paired by index, unsplit and whole ones only, each rank with its own stage times', () => {
     const r0 = parseRankTrace(
       traceOf(0, [
         { split: false, ms: [10, 20, 1] },
         { split: true, ms: [5, 10, 1] },
         { split: false, ms: [11, 19, 1] },
+        { split: false, ms: [9, 9, 1] },
       ]),
       0,
     );
@@ -103,6 +104,8 @@ describe('the steps of a two-rank trace', () => {
         { split: false, ms: [16, 14, 1] },
         { split: true, ms: [5, 10, 1] },
         { split: false, ms: [12, 18, 1] },
+        // Cut mid-step (rank 1's last stage missing): the ranks disagree, the step is left out.
+        { split: false, ms: [9, 9] },
       ]),
       1,
     );
