@@ -192,21 +192,30 @@ export function predictRanks(
     if (s.collective) at.fill(offLink.run(Math.max(...at), s.collective.kind, s.collective.bytes));
   });
   const serialMs = Math.max(...at);
-  const commMs = serialMs - computeMs;
-  const { floorOffMs, floorOnMs } = cpuFloors(ranks, link.ranks, splitCost, cpu);
-  const offMs = Math.max(serialMs, floorOffMs);
   const timelineOnMs = playDbo(ranks, link, order, splitCost);
-  const onMs = Math.max(timelineOnMs, floorOnMs);
-  const best = Math.max(computeMs, commMs);
+  return held({ serialMs, computeMs, timelineOnMs, ...cpuFloors(ranks, link.ranks, splitCost, cpu) });
+}
+
+/** A prediction from the timelines without and with DBO, each held to its CPU floor. */
+function held(t: {
+  serialMs: number;
+  computeMs: number;
+  timelineOnMs: number;
+  floorOffMs: number;
+  floorOnMs: number;
+}): Prediction {
+  const offMs = Math.max(t.serialMs, t.floorOffMs);
+  const onMs = Math.max(t.timelineOnMs, t.floorOnMs);
+  const commMs = t.serialMs - t.computeMs;
   return {
     offMs,
     onMs,
-    timelineOnMs,
-    floorOffMs,
-    floorOnMs,
-    computeMs,
+    timelineOnMs: t.timelineOnMs,
+    floorOffMs: t.floorOffMs,
+    floorOnMs: t.floorOnMs,
+    computeMs: t.computeMs,
     commMs,
-    efficiency: (offMs - onMs) / (offMs - best),
+    efficiency: (offMs - onMs) / (offMs - Math.max(t.computeMs, commMs)),
   };
 }
 
@@ -417,25 +426,14 @@ export function predictSteps(
   const tokens = steps.reduce((a, st) => a + st.tokens, 0);
   const mean = (f: (p: Prediction) => number) =>
     played.reduce((a, p) => a + f(p), 0) / (perTokens === null ? steps.length : tokens / perTokens);
-  // Each step's timeline without its floor (a step's offMs is max(timeline, floor)).
-  const serialMs = mean((p) => p.computeMs + p.commMs);
-  const computeMs = mean((p) => p.computeMs);
-  const timelineOnMs = mean((p) => p.timelineOnMs);
-  const floorOffMs = mean((p) => p.floorOffMs);
-  const floorOnMs = mean((p) => p.floorOnMs);
-  const offMs = Math.max(serialMs, floorOffMs);
-  const onMs = Math.max(timelineOnMs, floorOnMs);
-  const commMs = serialMs - computeMs;
-  return {
-    offMs,
-    onMs,
-    timelineOnMs,
-    floorOffMs,
-    floorOnMs,
-    computeMs,
-    commMs,
-    efficiency: (offMs - onMs) / (offMs - Math.max(computeMs, commMs)),
-  };
+  return held({
+    // Each step's timeline without its floor (a step's offMs is max(timeline, floor)).
+    serialMs: mean((p) => p.computeMs + p.commMs),
+    computeMs: mean((p) => p.computeMs),
+    timelineOnMs: mean((p) => p.timelineOnMs),
+    floorOffMs: mean((p) => p.floorOffMs),
+    floorOnMs: mean((p) => p.floorOnMs),
+  });
 }
 
 /** DeepSeek-R1 prefill on vLLM-Ascend's setting: per-stage compute from FLOPs at a device's throughput. */
