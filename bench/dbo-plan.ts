@@ -1,6 +1,7 @@
 // The DBO planner: predicts a step's time with and without dual-batch overlap, and the overlap efficiency,
 // from per-stage compute times and a link model, by playing DBO's order (src/dbo/dbo-order.ts) on an
-// event timeline: one compute thread, one link that runs collectives one after another.
+// event timeline: one compute thread per rank, one link that runs collectives one after another, each
+// collective starting when the last rank has issued it.
 //
 //   node dist/bench/dbo-plan.js --trace OFF_TRACE_DIR --bandwidth 800mbit [--latency-us 60] [--ranks 2]
 //       [--hidden 256] [--vocab 129280] [--split-cost 0.10] [--order alternate|staggered] [--rank R]
@@ -10,16 +11,16 @@
 // With --trace, the stage compute times are those of a DBO-off run's traces (the compute spans are named
 // by their stage), of multi-token steps (--phase prefill) or decode-only steps of the full batch (--phase
 // decode, one logits row per sequence): every such step of every rank's trace (rank-0 .. rank-<ranks-1>),
-// each played with every rank's own stage times (a collective waits for the later rank) and the step times
-// averaged (per 512 tokens for prefill, as bench:dbo normalises; per step for decode), leaving out the
-// first --skip-steps steps (bench:dbo leaves out its 2 warm-up requests' steps); with --rank R, the
-// median step of rank R's trace alone, every rank taken to compute as R did. --testbed plays the link as
-// bench:dbo does (testbedLink: the rate, the testbed's token bucket and measured per-message latency)
-// instead of --latency-us and --burst-bytes. The stage names give each
-// stage's collective (ring
-// all-reduce, all-gather and reduce-scatter; the all-to-alls of `moe_comm alltoall`); with a preset, they are computed from the model's shapes and the
-// device's throughput. Each micro-batch is given its share of a stage's time, times (1 + split-cost) for
-// the half-size batches' lower kernel efficiency (measured +10% for the toy model, docs/dbo.md).
+// each played with every rank's own stage times and the step times averaged (per 512 tokens for prefill,
+// as bench:dbo normalises; per step for decode), leaving out the first --skip-steps steps (bench:dbo
+// leaves out its 2 warm-up requests' steps); with --rank R, the median step of rank R's trace alone,
+// every rank taken to compute as R did. --testbed plays the link as bench:dbo does (testbedLink: the
+// rate, the testbed's token bucket and measured per-message latency) instead of --latency-us and
+// --burst-bytes. The stage names give each stage's collective (ring all-reduce, all-gather and
+// reduce-scatter; the all-to-alls of `moe_comm alltoall`); with a preset, the stage times are computed
+// from the model's shapes and the device's throughput. Each micro-batch is given its share of a stage's
+// time, times (1 + split-cost) for the half-size batches' lower kernel efficiency (default 0.10; the toy
+// model on the testbed's CPU: TESTBED_SPLIT_COST).
 //
 // Ranks that share one machine's cores (the testbed's two "hosts" on a 2-core machine) also have a CPU
 // floor: a step takes at least all its threads' CPU spread over the cores. With --cores N the prediction
