@@ -100,6 +100,10 @@ export function addEngineOptions(cmd: Command, scope: 'serve' | 'offline' = 'ser
     )
     .option('--seed <n>', 'seed of dummy weights and unseeded sampling', intArg('--seed'), d.model.seed)
     .option(
+      '--weight-cache-dir <dir>',
+      'keep prepared weights here and map them on the next load (onednn; also DUET_WEIGHT_CACHE_DIR; default: off)',
+    )
+    .option(
       '--hf-overrides <json>',
       'JSON merged into config.json, e.g. \'{"num_hidden_layers": 4}\'',
       jsonObjectArg('--hf-overrides', '{"num_hidden_layers": 4}'),

@@ -47,6 +47,11 @@ export interface ModelSettings {
   readonly chatTemplate: string | null;
   /** Name served in the API (defaults to the model path). */
   readonly servedModelName: string | null;
+  /**
+   * `--weight-cache-dir` / DUET_WEIGHT_CACHE_DIR: where a kernel set that lays weights out its own way
+   * keeps them prepared, to map them on the next load of the same checkpoint (docs/platforms.md); null: off.
+   */
+  readonly weightCacheDir: string | null;
 }
 
 export interface CacheSettings {
@@ -160,6 +165,7 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
     generationConfig: 'auto',
     chatTemplate: null,
     servedModelName: null,
+    weightCacheDir: null,
   },
   cache: {
     blockSize: 128,

@@ -31,6 +31,8 @@ export interface EngineOptions {
   readonly generationConfig?: string;
   readonly chatTemplate?: string;
   readonly servedModelName?: string;
+  /** Keep prepared weights in this folder for fast reloads (default: DUET_WEIGHT_CACHE_DIR; none). */
+  readonly weightCacheDir?: string;
   readonly blockSize?: number;
   readonly gpuMemoryUtilization?: number;
   readonly kvCacheMemory?: number;
@@ -100,6 +102,7 @@ export function buildEngineConfig(
       generationConfig: o.generationConfig ?? d.model.generationConfig,
       chatTemplate: o.chatTemplate ?? d.model.chatTemplate,
       servedModelName: o.servedModelName ?? d.model.servedModelName,
+      weightCacheDir: o.weightCacheDir ?? env.DUET_WEIGHT_CACHE_DIR ?? d.model.weightCacheDir,
     },
     cache: {
       blockSize: o.blockSize ?? d.cache.blockSize,

@@ -100,6 +100,7 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
       {
         onStage: (s) => log.info(s),
         onLayerLoaded: (i, n) => log.debug(`loaded layer ${i + 1}/${n}`),
+        onNotice: (n) => (n.level === 'warn' ? log.warn(n.message) : log.info(n.message)),
       },
       {
         plan: planForRank(config, 0),

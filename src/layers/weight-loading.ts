@@ -7,6 +7,7 @@
 import { dequantizeInt8, Int8WeightError } from '../kernels/int8-quant.js';
 import type { Int8LinearData, Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
 import { bf16ToF32 } from '../kernels/kernels.js';
+import type { PreparedWeightCache } from '../kernels/weight-cache.js';
 import { floatLinearSource, type LinearBlock, type LinearSource } from '../loader/w8a8/linear-source.js';
 import type { Slice, WeightSource } from '../loader/weight-source.js';
 import type { Scratch } from './scratch.js';
@@ -23,6 +24,8 @@ export interface LoadContext {
   readonly scratch?: Scratch;
   /** The buffer fused weights are stacked in, reused from weight to weight (fresh arrays when absent). */
   readonly stacking?: StackingBuffer;
+  /** The kernel set's prepared-weight cache: linear weights it holds are neither read nor prepared. */
+  readonly weightCache?: PreparedWeightCache;
 }
 
 /**
@@ -43,6 +46,26 @@ export class StackingBuffer {
     if (this.bytes.byteLength < length * width) this.bytes = new ArrayBuffer(length * width);
     return new kind(this.bytes, 0, length);
   }
+}
+
+/**
+ * Reads rows `rows` of a 2-D float tensor of shape `shape` as stored (the embedding table), from the
+ * prepared-weight cache when it holds them (a view of its file: no fresh memory).
+ */
+export function loadRows(
+  ctx: LoadContext,
+  name: string,
+  shape: readonly [number, number],
+  rows: Slice,
+): RawWeight {
+  const cache = ctx.weightCache;
+  if (cache === undefined) return ctx.source.readBlock(name, shape, rows);
+  const id = `${name}:${shape[0]}[${rows.start}+${rows.count}]|${shape[1]}`;
+  const cached = cache.lookupTensor(id, rows.count * shape[1]);
+  if (cached !== null) return cached;
+  const raw = ctx.source.readBlock(name, shape, rows);
+  cache.storeTensor(id, raw);
+  return raw;
 }
 
 /** Reads a 1-D tensor of `length` elements as float32. */
@@ -98,6 +121,26 @@ export function loadLinear(
   k: number,
   cols?: Slice,
 ): LinearWeight {
+  const n = parts.reduce((s, p) => s + (p.take?.count ?? p.rows), 0);
+  const width = cols?.count ?? k;
+  const cache = ctx.weightCache;
+  if (cache === undefined) return readLinear(ctx, parts, k, cols);
+  const id = linearId(parts, k, cols);
+  const cached = cache.lookup(id, n, width);
+  if (cached !== null) return cached;
+  const w = readLinear(ctx, parts, k, cols);
+  cache.store(id, w);
+  return w;
+}
+
+/** A linear weight's id in the prepared-weight cache: its parts, their kept rows and the kept columns. */
+function linearId(parts: readonly LinearPart[], k: number, cols: Slice | undefined): string {
+  const range = (s: Slice | undefined) => (s ? `[${s.start}+${s.count}]` : '');
+  return `${parts.map((p) => `${p.name}:${p.rows}${range(p.take)}`).join(',')}|${k}${range(cols)}`;
+}
+
+/** `loadLinear` without the cache: reads the parts and has the kernels prepare them. */
+function readLinear(ctx: LoadContext, parts: readonly LinearPart[], k: number, cols?: Slice): LinearWeight {
   // Each part's block: its kept rows × the kept input features.
   const linears = linearsOf(ctx);
   const counts = parts.map((p) => p.take?.count ?? p.rows);

@@ -6,6 +6,7 @@
 import { type DeepseekConfig, isMoeLayer } from '../config/model-config.js';
 import { type Communicator, SingleRankCommunicator } from '../distributed/communicator.js';
 import type { Kernels, LinearWeight, RawWeight, WeightDType } from '../kernels/kernels.js';
+import type { PreparedWeightCache } from '../kernels/weight-cache.js';
 import { type AttentionMetadata, buildAttentionMetadata } from '../layers/attention-metadata.js';
 import { type ForwardBatch, validateForwardBatch } from '../layers/forward-batch.js';
 import { GatedMlp } from '../layers/gated-mlp.js';
@@ -29,6 +30,7 @@ import { Scratch } from '../layers/scratch.js';
 import {
   type LoadContext,
   loadLinear,
+  loadRows,
   loadVector,
   type Slice,
   StackingBuffer,
@@ -72,6 +74,8 @@ export interface DeepseekLoadOptions {
   readonly replicateEmbedding?: boolean;
   /** Called after each decoder layer loads (for progress display). */
   readonly onLayerLoaded?: (layer: number, numLayers: number) => void;
+  /** The kernel set's prepared-weight cache for this load (`--weight-cache-dir`), if any. */
+  readonly weightCache?: PreparedWeightCache;
 }
 
 class DecoderLayer {
@@ -250,6 +254,7 @@ export class DeepseekForCausalLM {
       kernels: opts.kernels,
       weightDType: opts.weightDType,
       ...(opts.linears ? { linears: opts.linears } : {}),
+      ...(opts.weightCache ? { weightCache: opts.weightCache } : {}),
       // Activation buffers the layers share and reuse from step to step (see Scratch for why it is safe).
       scratch: new Scratch(opts.kernels),
       stacking: new StackingBuffer(),
@@ -267,7 +272,7 @@ export class DeepseekForCausalLM {
     this.replicatedEmbedding = (opts.replicateEmbedding ?? false) && this.plan.size > 1;
     // This rank's vocabulary rows only, unless replicated.
     this.embedRows = this.replicatedEmbedding ? { start: 0, count: V } : this.vocab;
-    this.embedding = opts.source.readBlock('model.embed_tokens.weight', [V, H], this.embedRows);
+    this.embedding = loadRows(ctx, 'model.embed_tokens.weight', [V, H], this.embedRows);
     this.layers = [];
     for (let i = 0; i < config.numHiddenLayers; i++) {
       this.layers.push(new DecoderLayer(ctx, config, i, rope, scale, this.plan));

@@ -9,12 +9,18 @@ import { EngineConfigError } from '../config/engine-config.js';
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { Communicator } from '../distributed/communicator.js';
 import type { Kernels, WeightDType } from '../kernels/kernels.js';
+import {
+  canCacheWeights,
+  type PreparedWeightCache,
+  type WeightCacheNotice,
+} from '../kernels/weight-cache.js';
 import type { ParallelPlan } from '../layers/parallel-plan.js';
 import type { GenerationDefaults } from '../loader/generation-config.js';
 import { loadGenerationDefaults } from '../loader/generation-config.js';
 import { loadDeepseekConfig } from '../loader/hf-config.js';
 import { openModelWeights, resolveModelFolder } from '../loader/model-folder.js';
 import { MODELSLIM_DESCRIPTION_FILE } from '../loader/w8a8/checkpoint-format.js';
+import { weightCacheKey } from '../loader/weight-cache-key.js';
 import {
   deepseekV3TokenizerFiles,
   loadTokenizer,
@@ -59,6 +65,8 @@ export interface LoadedModel {
 export interface LoadProgress {
   onStage?(stage: string): void;
   onLayerLoaded?(layer: number, numLayers: number): void;
+  /** What the prepared-weight cache did (`--weight-cache-dir`), or why it could not. */
+  onNotice?(notice: WeightCacheNotice): void;
 }
 
 /** Storage dtype of linear weights for `--dtype` on CPU: `auto` keeps a BF16 checkpoint's bf16. */
@@ -174,6 +182,8 @@ export function loadModel(
     dummyDType: 'bf16',
     quantization: settings.quantization,
   });
+  const weightCache = openWeightCacheFor(resolved, kernels, placement);
+  if (weightCache) progress.onNotice?.(weightCache.notice);
   let model: CausalLM;
   try {
     model = resolved.architecture.create(config, {
@@ -181,6 +191,7 @@ export function loadModel(
       source,
       linears,
       weightDType,
+      ...(weightCache ? { weightCache } : {}),
       maxPositions: resolved.maxModelLen,
       onLayerLoaded: progress.onLayerLoaded,
       ...(placement
@@ -192,6 +203,11 @@ export function loadModel(
           }
         : {}),
     });
+    const done = weightCache?.commit();
+    if (done) progress.onNotice?.(done);
+  } catch (err) {
+    weightCache?.abandon();
+    throw err;
   } finally {
     source.close();
   }
@@ -208,6 +224,28 @@ export function loadModel(
     weightDType,
     maxModelLen: resolved.maxModelLen,
   };
+}
+
+/**
+ * The kernel set's prepared-weight cache for this load, when `--weight-cache-dir` is set, the kernel set
+ * keeps one and the weights come from a checkpoint (dummy weights have no files to key on).
+ */
+function openWeightCacheFor(
+  resolved: ResolvedModel,
+  kernels: Kernels,
+  placement: RankPlacement | undefined,
+): PreparedWeightCache | null {
+  const s = resolved.settings;
+  if (s.weightCacheDir === null || !canCacheWeights(kernels) || s.loadFormat === 'dummy') return null;
+  const key = weightCacheKey(resolved.dir, {
+    quantization: s.quantization,
+    weightDType: resolved.weightDType,
+    isInt8: resolved.isInt8,
+    config: resolved.config,
+    plan: placement?.plan ?? null,
+    replicateEmbedding: placement?.replicateEmbedding ?? false,
+  });
+  return kernels.openWeightCache(s.weightCacheDir, key);
 }
 
 /**

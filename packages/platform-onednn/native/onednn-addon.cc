@@ -5,9 +5,14 @@
 // Duet's reference (src/kernels/int8-quant.ts) bit for bit: float32 operations in the same order, round
 // half to even, and no fused multiply-add (the build passes -ffp-contract=off).
 
+#include <fcntl.h>
 #include <napi.h>
 #include <omp.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cmath>
 #include <cstdint>
@@ -26,12 +31,26 @@ using dnnl::memory;
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-/** MADV_POPULATE_WRITE (Linux 5.14; older C headers lack the name). */
+/** MADV_POPULATE_READ and MADV_POPULATE_WRITE (Linux 5.14; older C headers lack the names). */
 #ifdef MADV_POPULATE_WRITE
+constexpr int MADV_POPULATE_READ_ADVICE = MADV_POPULATE_READ;
 constexpr int MADV_POPULATE_WRITE_ADVICE = MADV_POPULATE_WRITE;
 #else
+constexpr int MADV_POPULATE_READ_ADVICE = 22;
 constexpr int MADV_POPULATE_WRITE_ADVICE = 23;
 #endif
+
+/**
+ * A file mapped read-only into memory (the weight cache, see src/weight-cache.ts), shared by the weights
+ * made over it: it is unmapped when the last of them and the JS handle are gone.
+ */
+struct Mapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (base != nullptr) munmap(base, size);
+  }
+};
 
 /** The kinds of prepared weight, as the JS side names them. */
 enum class WeightKind { F32 = 0, Bf16 = 1, Int8 = 2 };
@@ -52,8 +71,9 @@ struct Weight {
   memory mem;                 // the reordered weights over `pages` (empty once freed)
   std::vector<int32_t> wsum;  // int8 only, [n]: Σ_c w[j, c], to undo the +128 shift of u8 activations
   bool freed = false;
-  void* pages = nullptr;  // the weight's own mapping of `numBytes` bytes
+  void* pages = nullptr;  // the weight's own mapping of `numBytes` bytes, or its bytes in `file`
   size_t numBytes = 0;
+  std::shared_ptr<Mapping> file;  // set when the weight lies in a mapped cache file (read-only pages)
 
   /**
    * Maps `bytes` of zeroed pages for the weight and makes them present in one call
@@ -75,7 +95,8 @@ struct Weight {
   void release() {
     mem = memory();
     wsum = std::vector<int32_t>();
-    if (pages != nullptr) munmap(pages, numBytes);
+    if (file) file.reset();
+    else if (pages != nullptr) munmap(pages, numBytes);
     pages = nullptr;
     numBytes = 0;
   }
@@ -148,6 +169,78 @@ int64_t count(const Napi::Value& v, const char* what) {
   return static_cast<int64_t>(d);
 }
 
+/**
+ * A 64-bit checksum of `bytes` bytes (any length): eight independent multiply-rotate lanes over 8-byte
+ * words (so the compiler can vectorize it), folded with the length. Not cryptographic: it catches a cache
+ * file that was cut short, overwritten or bit-flipped, as the weight cache needs.
+ */
+uint64_t checksum64(const uint8_t* p, size_t bytes) {
+  constexpr uint64_t P1 = 0x9E3779B185EBCA87ull, P2 = 0xC2B2AE3D27D4EB4Full;
+  uint64_t lane[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const size_t words = bytes / 8;
+  size_t i = 0;
+  for (; i + 8 <= words; i += 8) {
+    for (int l = 0; l < 8; l++) {
+      uint64_t w;
+      std::memcpy(&w, p + (i + l) * 8, 8);
+      uint64_t x = lane[l] + w * P2;
+      lane[l] = ((x << 31) | (x >> 33)) * P1;
+    }
+  }
+  uint64_t h = bytes * P1;
+  for (int l = 0; l < 8; l++) h = (h ^ lane[l]) * P2 + static_cast<uint64_t>(l);
+  for (; i < words; i++) {
+    uint64_t w;
+    std::memcpy(&w, p + i * 8, 8);
+    h = ((h ^ w) * P1) ^ (h >> 29);
+  }
+  for (size_t b = words * 8; b < bytes; b++) h = ((h ^ p[b]) * P2) ^ (h >> 31);
+  return h ^ (h >> 32);
+}
+
+/** Bytes of each sample of `sampledChecksum`, and the stride between samples. */
+constexpr size_t SAMPLE_BYTES = 256;
+constexpr size_t SAMPLE_STRIDE = 64 * 1024;
+
+/**
+ * The checksum of a sample of `bytes` bytes: SAMPLE_BYTES at every SAMPLE_STRIDE and the last
+ * SAMPLE_BYTES. Reads 1/256 of the bytes and touches one page in 16: the weight cache checks every
+ * weight with it at each load (a whole-file checksum cost as much as the rest of the load).
+ */
+uint64_t sampledChecksum(const uint8_t* p, size_t bytes) {
+  uint64_t h = checksum64(p + (bytes > SAMPLE_BYTES ? bytes - SAMPLE_BYTES : 0), bytes < SAMPLE_BYTES ? bytes : SAMPLE_BYTES);
+  for (size_t o = 0; o < bytes; o += SAMPLE_STRIDE) {
+    const size_t len = bytes - o < SAMPLE_BYTES ? bytes - o : SAMPLE_BYTES;
+    h = (h ^ checksum64(p + o, len)) * 0x9E3779B185EBCA87ull + o;
+  }
+  return h ^ (h >> 29);
+}
+
+/** `v` as 16 hex digits. */
+std::string hex64(uint64_t v) {
+  char buf[17];
+  for (int i = 15; i >= 0; i--, v >>= 4) buf[i] = "0123456789abcdef"[v & 15];
+  buf[16] = 0;
+  return buf;
+}
+
+/** The mapping held by an `External` made by `mapFile`. */
+std::shared_ptr<Mapping>& mappingArg(const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), std::string(what) + ": not a mapped file");
+  auto* m = v.As<Napi::External<std::shared_ptr<Mapping>>>().Data();
+  if (!*m) throw Napi::Error::New(v.Env(), std::string(what) + ": the file was unmapped");
+  return *m;
+}
+
+/** A byte range argument (offset, bytes) checked to lie within `m`. */
+void checkRange(Napi::Env env, const Mapping& m, int64_t offset, int64_t bytes, const char* what) {
+  if (offset < 0 || bytes < 0 || static_cast<uint64_t>(offset) + static_cast<uint64_t>(bytes) > m.size) {
+    throw Napi::RangeError::New(env, std::string(what) + ": bytes [" + std::to_string(offset) + ", +" +
+                                         std::to_string(bytes) + ") lie outside the " + std::to_string(m.size) +
+                                         "-byte file");
+  }
+}
+
 class Context : public Napi::ObjectWrap<Context> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -155,6 +248,10 @@ class Context : public Napi::ObjectWrap<Context> {
                        {
                            InstanceMethod("prepare", &Context::Prepare),
                            InstanceMethod("free", &Context::Free),
+                           InstanceMethod("adopt", &Context::Adopt),
+                           InstanceMethod("packedSize", &Context::PackedSize),
+                           InstanceMethod("writePacked", &Context::WritePacked),
+                           InstanceMethod("int8RowSums", &Context::Int8RowSums),
                            InstanceMethod("linearF32", &Context::LinearF32),
                            InstanceMethod("linearBf16", &Context::LinearBf16),
                            InstanceMethod("linearInt8", &Context::LinearInt8),
@@ -298,6 +395,101 @@ class Context : public Napi::ObjectWrap<Context> {
     }
     Weight* raw = w.release();
     return Napi::External<Weight>::New(env, raw, [](Napi::Env, Weight* p) { delete p; });
+  }
+
+  /** The layout oneDNN chooses for the weights of a [n, k] weight of `kind` (see Prepare). */
+  memory::desc chosenLayout(WeightKind kind, int64_t n, int64_t k) {
+    omp_set_num_threads(numThreads_);
+    memory::desc any({k, n}, weiType(kind), tag::any);
+    return describe(kind, LAYOUT_ROWS, n, k, any).weights_desc();
+  }
+
+  /**
+   * adopt(file, offset, bytes, kind, n, k, wsum) → weight: a weight whose reordered bytes lie in a mapped
+   * cache file at `offset` (as `writePacked` wrote them), used in place (no copy; the mapping lives as long
+   * as any weight over it). The layout oneDNN chooses here must take exactly `bytes`, and `offset` must be
+   * 64-byte aligned; int8 weights take their column sums `wsum` [n] (copied).
+   */
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::shared_ptr<Mapping> file = mappingArg(info[0], "adopt");
+    int64_t offset = count(info[1], "adopt: offset");
+    int64_t bytes = count(info[2], "adopt: bytes");
+    int kindArg = info[3].As<Napi::Number>().Int32Value();
+    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "adopt: kind must be 0, 1 or 2");
+    auto kind = static_cast<WeightKind>(kindArg);
+    int64_t n = count(info[4], "adopt: n");
+    int64_t k = count(info[5], "adopt: k");
+    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "adopt: n and k must be >= 1");
+    if (offset % 64 != 0) throw Napi::RangeError::New(env, "adopt: offset must be a multiple of 64");
+    checkRange(env, *file, offset, bytes, "adopt");
+    auto w = std::make_unique<Weight>();
+    w->kind = kind;
+    w->n = n;
+    w->k = k;
+    if (kind == WeightKind::Int8) {
+      const int32_t* s = static_cast<int32_t*>(typedData(info[6], napi_int32_array, n, "adopt: wsum"));
+      w->wsum.assign(s, s + n);
+    }
+    try {
+      memory::desc chosen = chosenLayout(kind, n, k);
+      if (chosen.get_size() != static_cast<size_t>(bytes)) {
+        throw Napi::Error::New(env, "adopt: oneDNN lays this weight out in " + std::to_string(chosen.get_size()) +
+                                        " bytes here, the cache holds " + std::to_string(bytes));
+      }
+      w->eng = eng_;
+      w->file = file;
+      w->pages = static_cast<uint8_t*>(file->base) + offset;
+      w->mem = memory(chosen, eng_, w->pages);
+    } catch (const dnnl::error& e) {
+      throw Napi::Error::New(env, std::string("oneDNN could not adopt the weight: ") + e.what());
+    }
+    Weight* raw = w.release();
+    return Napi::External<Weight>::New(env, raw, [](Napi::Env, Weight* p) { delete p; });
+  }
+
+  /** packedSize(kind, n, k): the bytes of oneDNN's layout for such a weight here. */
+  Napi::Value PackedSize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int kindArg = info[0].As<Napi::Number>().Int32Value();
+    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "packedSize: kind must be 0, 1 or 2");
+    int64_t n = count(info[1], "packedSize: n");
+    int64_t k = count(info[2], "packedSize: k");
+    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "packedSize: n and k must be >= 1");
+    size_t bytes = 0;
+    guard(env, [&] { bytes = chosenLayout(static_cast<WeightKind>(kindArg), n, k).get_size(); });
+    return Napi::Number::New(env, static_cast<double>(bytes));
+  }
+
+  /**
+   * writePacked(w, fd, position) → checksum: writes the weight's reordered bytes to file descriptor `fd`
+   * at `position` (pwrite, all of them or an error) and returns their sampledChecksum as 16 hex digits.
+   */
+  Napi::Value WritePacked(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Weight* w = weightArg(info[0]);
+    int fd = info[1].As<Napi::Number>().Int32Value();
+    int64_t position = count(info[2], "writePacked: position");
+    const size_t bytes = w->mem.get_desc().get_size();
+    const auto* p = static_cast<const uint8_t*>(w->pages);
+    size_t done = 0;
+    while (done < bytes) {
+      ssize_t r = pwrite(fd, p + done, bytes - done, static_cast<off_t>(position + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        throw Napi::Error::New(env, std::string("writePacked: ") + (r < 0 ? std::strerror(errno) : "no progress"));
+      }
+      done += static_cast<size_t>(r);
+    }
+    return Napi::String::New(env, hex64(sampledChecksum(p, bytes)));
+  }
+
+  /** int8RowSums(w) → Int32Array [n]: an int8 weight's Σ_c w[j, c] (what `adopt` takes back). */
+  Napi::Value Int8RowSums(const Napi::CallbackInfo& info) {
+    Weight* w = weightArg(info[0], WeightKind::Int8, "int8RowSums");
+    Napi::Int32Array out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(w->n));
+    std::memcpy(out.Data(), w->wsum.data(), w->wsum.size() * sizeof(int32_t));
+    return out;
   }
 
   Napi::Value Free(const Napi::CallbackInfo& info) {
@@ -644,6 +836,82 @@ class Context : public Napi::ObjectWrap<Context> {
   }
 };
 
+/**
+ * mapFile(path) → file: maps a whole file private (copy-on-write: a write through `view` changes this
+ * process's copy of a page, never the file) and enters the page cache's pages in one call
+ * (MADV_POPULATE_READ, Linux 5.14; without it they fault in on first use), as llama.cpp maps its GGUF.
+ * For `adopt`, `view` and `checksum`. Returns a string saying why when the file cannot be opened or mapped.
+ */
+Napi::Value MapFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Napi::String::New(env, std::string("open: ") + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+    std::string why = st.st_size <= 0 ? "the file is empty" : std::string("fstat: ") + std::strerror(errno);
+    close(fd);
+    return Napi::String::New(env, why);
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  int err = errno;
+  close(fd);
+  if (p == MAP_FAILED) return Napi::String::New(env, std::string("mmap: ") + std::strerror(err));
+  madvise(p, size, MADV_POPULATE_READ_ADVICE);
+  auto* holder = new std::shared_ptr<Mapping>(std::make_shared<Mapping>());
+  (*holder)->base = p;
+  (*holder)->size = size;
+  return Napi::External<std::shared_ptr<Mapping>>::New(env, holder,
+                                                       [](Napi::Env, std::shared_ptr<Mapping>* h) { delete h; });
+}
+
+/** mappedSize(file): the bytes mapped. */
+Napi::Value MappedSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(mappingArg(info[0], "mappedSize")->size));
+}
+
+/** unmap(file): drops the JS handle's share of the mapping (weights over it keep theirs). */
+Napi::Value Unmap(const Napi::CallbackInfo& info) {
+  mappingArg(info[0], "unmap").reset();
+  return info.Env().Undefined();
+}
+
+/** checksum(file, offset, bytes): sampledChecksum of a byte range of a mapped file, as 16 hex digits. */
+Napi::Value Checksum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::shared_ptr<Mapping>& m = mappingArg(info[0], "checksum");
+  int64_t offset = count(info[1], "checksum: offset");
+  int64_t bytes = count(info[2], "checksum: bytes");
+  checkRange(env, *m, offset, bytes, "checksum");
+  return Napi::String::New(env, hex64(sampledChecksum(static_cast<const uint8_t*>(m->base) + offset, bytes)));
+}
+
+/** checksumOf(bytes: Uint8Array): sampledChecksum of an array's bytes (as `checksum` of the same bytes). */
+Napi::Value ChecksumOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) throw Napi::TypeError::New(env, "checksumOf: not a Uint8Array");
+  auto* p = static_cast<const uint8_t*>(typedData(info[0], napi_uint8_array, 0, "checksumOf"));
+  size_t n = info[0].As<Napi::Uint8Array>().ByteLength();
+  return Napi::String::New(env, hex64(sampledChecksum(p, n)));
+}
+
+/**
+ * view(file, offset, bytes) → ArrayBuffer: bytes [offset, offset + bytes) of a mapped file, without a
+ * copy (an external ArrayBuffer; the mapping lives while the buffer does). Writes stay in this process.
+ */
+Napi::Value View(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::shared_ptr<Mapping>& m = mappingArg(info[0], "view");
+  int64_t offset = count(info[1], "view: offset");
+  int64_t bytes = count(info[2], "view: bytes");
+  checkRange(env, *m, offset, bytes, "view");
+  auto* hold = new std::shared_ptr<Mapping>(m);
+  return Napi::ArrayBuffer::New(
+      env, static_cast<uint8_t*>(m->base) + offset, static_cast<size_t>(bytes),
+      [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
+}
+
 /** The oneDNN version and the instruction set its kernels use here. */
 Napi::Value Describe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -671,6 +939,9 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   o.Set("bf16", e == dnnl::cpu_isa::avx512_core || e == dnnl::cpu_isa::avx512_core_vnni ||
                     e == dnnl::cpu_isa::avx512_core_bf16 || e == dnnl::cpu_isa::avx512_core_amx);
   o.Set("maxThreads", omp_get_max_threads());
+  // When this addon was compiled: part of the weight cache's key, as another build may lay weights out
+  // otherwise.
+  o.Set("build", __DATE__ " " __TIME__);
   return o;
 }
 
@@ -681,6 +952,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, [](void*) { omp_pause_resource_all(omp_pause_hard); }, nullptr);
   exports.Set("Context", Context::Define(env));
   exports.Set("describe", Napi::Function::New(env, Describe));
+  exports.Set("mapFile", Napi::Function::New(env, MapFile));
+  exports.Set("mappedSize", Napi::Function::New(env, MappedSize));
+  exports.Set("unmap", Napi::Function::New(env, Unmap));
+  exports.Set("checksum", Napi::Function::New(env, Checksum));
+  exports.Set("checksumOf", Napi::Function::New(env, ChecksumOf));
+  exports.Set("view", Napi::Function::New(env, View));
   return exports;
 }
 

@@ -14,6 +14,9 @@ export type NativeKind = (typeof NativeKind)[keyof typeof NativeKind];
 /** A prepared weight owned by the addon (opaque). */
 export type NativeWeight = { readonly __nativeWeight: unique symbol };
 
+/** A file the addon mapped read-only (opaque): the weight cache's. */
+export type NativeMapping = { readonly __nativeMapping: unique symbol };
+
 /** The operators between the products that the addon runs, with Duet's Kernels contract's signatures. */
 export type NativeOps = Pick<Kernels, 'rmsNorm' | 'siluAndMul' | 'add' | 'copyRows' | 'weightedScatterAdd'>;
 
@@ -25,6 +28,26 @@ export interface NativeContext extends NativeOps {
   /** Reorders `data` [n, k] row-major into oneDNN's preferred layout (copied: data may be dropped). */
   prepare(kind: NativeKind, data: Float32Array | Uint16Array | Int8Array, n: number, k: number): NativeWeight;
   free(w: NativeWeight): void;
+  /**
+   * A weight whose reordered bytes lie in `file` at `offset` (64-byte aligned), `bytes` long, as
+   * `writePacked` wrote them: used in place, the mapping kept while the weight lives. Throws when oneDNN
+   * lays such a weight out in another number of bytes here. `wsum` (int8 only): `int8RowSums` of it.
+   */
+  adopt(
+    file: NativeMapping,
+    offset: number,
+    bytes: number,
+    kind: NativeKind,
+    n: number,
+    k: number,
+    wsum: Int32Array | null,
+  ): NativeWeight;
+  /** Bytes of oneDNN's layout of a `[n, k]` weight of `kind` here. */
+  packedSize(kind: NativeKind, n: number, k: number): number;
+  /** Writes the weight's reordered bytes to file descriptor `fd` at `position`; returns their checksum. */
+  writePacked(w: NativeWeight, fd: number, position: number): string;
+  /** An int8 weight's row sums Σ_c w[j, c], [n] (a copy). */
+  int8RowSums(w: NativeWeight): Int32Array;
   /** out[m, n] = x[m, k] · w[n, k]ᵀ, float32 throughout. */
   linearF32(out: Float32Array, x: Float32Array, w: NativeWeight, m: number): void;
   /** As linearF32 for a bf16 weight; `split`: x as a bf16 head plus tail (float32-grade), else x rounded to bf16. */
@@ -64,12 +87,44 @@ export interface NativeAddon {
    * The oneDNN version, the instruction set its kernels use, whether its int8 sums are exact (a VNNI dot)
    * and whether it has a bf16 matmul here (AVX-512 or newer).
    */
-  describe(): { version: string; isa: string; int8Exact: boolean; bf16: boolean; maxThreads: number };
+  describe(): {
+    version: string;
+    isa: string;
+    int8Exact: boolean;
+    bf16: boolean;
+    maxThreads: number;
+    /** When the addon was compiled. */
+    build: string;
+  };
+  /**
+   * Maps a whole file read-only (private, pages entered at once); a string saying why when it cannot be
+   * opened or mapped.
+   */
+  mapFile(path: string): NativeMapping | string;
+  /** Bytes of a mapped file. */
+  mappedSize(file: NativeMapping): number;
+  /** Drops the caller's share of a mapping (weights over it keep theirs). */
+  unmap(file: NativeMapping): void;
+  /**
+   * The checksum of a sample of bytes [offset, offset + bytes) of a mapped file (256 bytes every 64 KiB
+   * and the last 256), as `writePacked` returns it.
+   */
+  checksum(file: NativeMapping, offset: number, bytes: number): string;
+  /** The same checksum of an array's bytes. */
+  checksumOf(bytes: Uint8Array): string;
+  /** Bytes [offset, offset + bytes) of a mapped file without a copy (writes stay in this process). */
+  view(file: NativeMapping, offset: number, bytes: number): ArrayBuffer;
 }
 
 export type AddonLoad = { readonly addon: NativeAddon } | { readonly reason: string };
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** This package's version (package.json): part of the weight cache's key. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string })
+    .version;
+}
 
 /**
  * Loads the addon from `buildDir` (default: the package's build/); the reason says why it is not there

@@ -12,6 +12,12 @@ export type {
   WeightDType,
 } from '../../../dist/src/kernels/kernels.js';
 export { bf16ToF32, f32ToBf16 } from '../../../dist/src/kernels/kernels.js';
+export type {
+  PreparedWeightCache,
+  WeightCacheKey,
+  WeightCacheNotice,
+  WeightCaching,
+} from '../../../dist/src/kernels/weight-cache.js';
 export { CpuPlatform } from '../../../dist/src/platforms/cpu/cpu-platform.js';
 export type { ComputeDType, KernelOptions, Platform } from '../../../dist/src/platforms/platform.js';
 

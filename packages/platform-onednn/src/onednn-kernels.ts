@@ -7,7 +7,7 @@
 // kernels and run there.
 
 import type { NativeAddon, NativeContext, NativeOps, NativeWeight } from './addon.js';
-import { NativeKind } from './addon.js';
+import { NativeKind, packageVersion } from './addon.js';
 import {
   bf16ToF32,
   checkInt8LinearData,
@@ -15,10 +15,14 @@ import {
   type Int8LinearData,
   type Kernels,
   type LinearWeight,
+  type PreparedWeightCache,
   type RawWeight,
+  type WeightCacheKey,
+  type WeightCaching,
   type WeightDType,
 } from './duet.js';
 import { overlay } from './overlay.js';
+import { type CachedWeightParts, openOnednnWeightCache, type WeightCacheHost } from './weight-cache.js';
 
 /**
  * How `linear` treats float32 activations against a bf16 weight (chosen by the compute precision):
@@ -54,13 +58,28 @@ class OnednnLinear implements LinearWeight {
     /** Int8 only: the weight's scheme, its per-channel arrays copied. */
     readonly int8?: Int8LinearData['scheme'],
   ) {}
+
+  /** What the weight cache writes of it. */
+  parts(): CachedWeightParts {
+    const kind = NativeKind[this.dtype];
+    return { handle: this.handle, kind, n: this.n, k: this.k, ...(this.int8 ? { scheme: this.int8 } : {}) };
+  }
+}
+
+/** The dtype of a native kind. */
+function kindName(kind: NativeKind): WeightDType | 'int8' {
+  return kind === NativeKind.f32 ? 'f32' : kind === NativeKind.bf16 ? 'bf16' : 'int8';
 }
 
 /** The kernel members this package runs itself; the others are the WebAssembly kernels'. */
-type OnednnMembers = Pick<Kernels, 'name' | 'prepareLinear' | 'prepareInt8Linear' | 'freeLinear' | 'linear'>;
+type OnednnMembers = Pick<Kernels, 'name' | 'prepareLinear' | 'prepareInt8Linear' | 'freeLinear' | 'linear'> &
+  WeightCaching;
 
-/** The oneDNN kernel set: oneDNN's matrix products over `wasm`, which keeps every other kernel. */
-export type OnednnKernels = Kernels & Omit<OnednnMatmul, keyof OnednnMembers | 'nativeOps'>;
+/**
+ * The oneDNN kernel set: oneDNN's matrix products over `wasm`, which keeps every other kernel; it keeps a
+ * prepared-weight cache (`openWeightCache`).
+ */
+export type OnednnKernels = Kernels & WeightCaching & Omit<OnednnMatmul, keyof OnednnMembers | 'nativeOps'>;
 
 /** Lays the oneDNN matrix products over `wasm` (which `dispose` disposes). */
 export function createOnednnKernels(
@@ -74,6 +93,7 @@ export function createOnednnKernels(
     prepareLinear: matmul.prepareLinear.bind(matmul),
     prepareInt8Linear: matmul.prepareInt8Linear.bind(matmul),
     freeLinear: matmul.freeLinear.bind(matmul),
+    openWeightCache: matmul.openWeightCache.bind(matmul),
     linear: matmul.linear.bind(matmul),
     implInfo: matmul.implInfo.bind(matmul),
     numCachedPrimitives: matmul.numCachedPrimitives.bind(matmul),
@@ -88,6 +108,8 @@ class OnednnMatmul implements OnednnMembers {
   private readonly ctx: NativeContext;
   private readonly int8Native: boolean;
   private readonly bf16Native: boolean;
+  /** What the weight cache needs of these kernels (src/weight-cache.ts). */
+  private readonly cacheHost: WeightCacheHost;
 
   constructor(
     addon: NativeAddon,
@@ -101,6 +123,31 @@ class OnednnMatmul implements OnednnMembers {
     this.bf16Native = info.bf16;
     const compute = opts.bf16Math === 'bf16' ? 'bfloat16' : 'float32';
     this.name = `onednn ${info.version} ${info.isa} x${opts.numThreads} (compute ${compute}; ${wasm.name})`;
+    this.cacheHost = {
+      addon,
+      ctx: this.ctx,
+      // Everything here that may change how oneDNN lays a weight out (its blocking is chosen for the
+      // instruction set and the thread count).
+      platformKey: {
+        package: `duet-platform-onednn ${packageVersion()}`,
+        onednn: info.version,
+        isa: info.isa,
+        build: info.build,
+        numThreads: opts.numThreads,
+        int8Native: info.int8Exact,
+        bf16Native: info.bf16,
+      },
+      partsOf: (w) => (w instanceof OnednnLinear && !w.freed ? w.parts() : null),
+      wrap: (p) => new OnednnLinear(p.n, p.k, kindName(p.kind), p.handle, p.scheme),
+    };
+  }
+
+  /**
+   * The prepared-weight cache in `dir` for `key`: weights mapped from its file when it holds this key,
+   * else packed as always and written there (Duet's PreparedWeightCache contract).
+   */
+  openWeightCache(dir: string, key: WeightCacheKey): PreparedWeightCache {
+    return openOnednnWeightCache(this.cacheHost, dir, key);
   }
 
   /** The name of the oneDNN implementation used for `m` rows of `w` (for benchmarks and tests). */
