@@ -144,7 +144,11 @@ function tryReadCache(
   path: string,
   fullKey: string,
 ): { cache: PreparedWeightCache } | { reason: string } {
-  if (statSync(path, { throwIfNoEntry: false }) === undefined) return { reason: 'no cache file yet' };
+  try {
+    if (statSync(path, { throwIfNoEntry: false }) === undefined) return { reason: 'no cache file yet' };
+  } catch (e) {
+    return { reason: `the cache file cannot be read (${(e as Error).message})` };
+  }
   let index: CacheIndex;
   let aux: Buffer;
   let packedEnd: number;

@@ -20,3 +20,6 @@ export {
   logSoftmax,
 } from '../../../dist/test/helpers/golden.js';
 export { assertClose, EPS32, Rng } from '../../../dist/test/kernels/kernel-test-utils.js';
+export { DEFAULT_ENGINE_CONFIG } from '../../../dist/src/config/engine-config.js';
+export type { WeightCacheNotice } from '../../../dist/src/kernels/weight-cache.js';
+export { loadModel, resolveModel } from '../../../dist/src/models/model-loader.js';
