@@ -4,7 +4,8 @@
 // `RESULT <json>` (a `ChildResult`). Token ids go in directly on both sides: no tokenizer is involved.
 //
 // - load: seconds from the start of loading to a model ready to run (llama.cpp: model and a context);
-//   a `loadOnly` Duet job measures only this.
+//   a `loadOnly` Duet job measures only this. With `weightCacheDir` the onednn platform maps its prepared
+//   weights from there (after a load that wrote them: `clearWeightCache` makes a job's load that one).
 // - prefill: one prompt of `prefillPrompt.length` tokens; tokens/s of the best of `runs`.
 // - decode at B sequences: B prompts (16 tokens) are prefilled, then each decodes `decodeTokens` tokens
 //   greedily, all together; total tokens/s over the decode steps only.
@@ -16,6 +17,7 @@
 // in the precision `dtype` selects: `bfloat16` rounds activations into matmuls to bf16); the accuracy run
 // uses the `LLM` API on the default platform.
 
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ControlledEvaluateInputItem, Token } from 'node-llama-cpp';
@@ -52,6 +54,10 @@ export interface ChildJob {
   readonly loadOnly?: boolean;
   /** Duet's platform for the speed runs: `cpu` (default) or the oneDNN package's `onednn`. */
   readonly platform?: 'cpu' | 'onednn';
+  /** Duet: `--weight-cache-dir` (the onednn platform keeps its prepared weights there). */
+  readonly weightCacheDir?: string;
+  /** Duet: empty `weightCacheDir` first, so that the load packs and writes the cache. */
+  readonly clearWeightCache?: boolean;
 }
 
 export interface AccuracyTrace {
@@ -161,7 +167,11 @@ async function runDuet(job: ChildJob): Promise<ChildResult> {
       ) + 1,
     maxNumSeqs: Math.max(...job.batches, 1),
     enablePrefixCaching: false,
+    ...(job.weightCacheDir !== undefined ? { weightCacheDir: job.weightCacheDir } : {}),
   };
+  if (job.clearWeightCache === true && job.weightCacheDir !== undefined) {
+    rmSync(job.weightCacheDir, { recursive: true, force: true });
+  }
   let loadS = 0;
   let prefillTokS: number | null = null;
   const decodeTokS: Record<string, number> = {};

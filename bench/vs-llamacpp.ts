@@ -10,7 +10,11 @@
 // package (packages/platform-onednn) is built, Duet BF16 runs on it too, computing in float32 (dtype auto:
 // float32-grade) and in bf16 (dtype bfloat16: activations rounded to bf16 as llama.cpp's BF16 does), and
 // Duet W8A8 on its int8 matmul; every Duet row also reports the share of its prefill and decode step time
-// spent outside matrix products.
+// spent outside matrix products. Each onednn row (but bf16 compute) has two more with the prepared-weight
+// cache (--weight-cache-dir, in <cache>/weight-cache): `weight cache written` (a first load: packs and
+// writes it) and `weight cache mapped` (the next: maps it; W8A8 with its speeds); a load table puts each
+// onednn row's load beside llama.cpp's on the same weights (issue 11, acceptance 4). Choose both cache rows
+// (e.g. --rows 'Q8_0,onednn W8A8'): the mapped row alone finds no cache in the first round.
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
@@ -345,6 +349,25 @@ else {
       job: { ...w8a8.job, accuracyPrompts: null, platform: 'onednn' },
     });
   }
+  // The prepared-weight cache (--weight-cache-dir, docs/platforms.md): in each round a first load packs the
+  // weights and writes the cache (load only), then a second maps it (W8A8: with its speeds, computed on the
+  // mapped weights).
+  const weightCacheDir = join(cacheDir, 'weight-cache');
+  for (const base of contenders.filter(
+    (c) => c.job.platform === 'onednn' && !c.label.includes('bf16 compute'),
+  )) {
+    const isW8A8 = base.label === ONEDNN_W8A8_LABEL;
+    contenders.push(
+      {
+        label: `${base.label}, weight cache written`,
+        job: { ...base.job, perf: false, loadOnly: true, weightCacheDir, clearWeightCache: true },
+      },
+      {
+        label: `${base.label}, weight cache mapped`,
+        job: { ...base.job, perf: isW8A8, loadOnly: !isW8A8, weightCacheDir },
+      },
+    );
+  }
 }
 
 /** --rows: the label words a row must contain one of (null: every row). */
@@ -450,6 +473,23 @@ for (const [a, b] of ratios) {
   const ra = row(best.get(a)!);
   const rb = row(best.get(b)!);
   console.log(`| ${a} / ${b} | ${ra.map((x, i) => `${(x / rb[i]!).toFixed(2)}x`).join(' | ')} |`);
+}
+
+// Load time beside llama.cpp's on the same weights (W8A8 rows against Q8_0, float rows against BF16): the
+// onednn rows without the weight cache, writing it (a first load) and mapping it (the loads after).
+const loadRows = contenders.filter((c) => c.label.startsWith('Duet') && c.job.platform === 'onednn');
+if (loadRows.length > 0) {
+  console.log('\n| load, best of the rounds | s | llama.cpp on the same weights | ratio |');
+  console.log('|---|---:|---|---:|');
+  for (const c of loadRows) {
+    const r = best.get(c.label);
+    const ref = c.label.includes('W8A8') ? 'llama.cpp Q8_0' : 'llama.cpp BF16';
+    const l = best.get(ref);
+    if (r === undefined) continue;
+    const cell =
+      l === undefined ? '— | —' : `${ref} ${l.loadS.toFixed(2)} s | ${(r.loadS / l.loadS).toFixed(2)}x`;
+    console.log(`| ${c.label} | ${r.loadS.toFixed(2)} | ${cell} |`);
+  }
 }
 
 // Load time has a floor no engine that copies its weights into memory of its own escapes: each new page of
