@@ -241,6 +241,24 @@ void checkRange(Napi::Env env, const Mapping& m, int64_t offset, int64_t bytes, 
   }
 }
 
+/** A weight's kind and shape [n, k], as the addon's functions take them. */
+struct WeightShape {
+  WeightKind kind;
+  int64_t n;
+  int64_t k;
+};
+
+/** The kind (info[at]: 0, 1 or 2) and shape (info[at + n], info[at + k]: integers >= 1) arguments. */
+WeightShape shapeArgs(const Napi::CallbackInfo& info, int kindAt, int nAt, int kAt, const std::string& what) {
+  Napi::Env env = info.Env();
+  int kindArg = info[kindAt].As<Napi::Number>().Int32Value();
+  if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, what + ": kind must be 0, 1 or 2");
+  int64_t n = count(info[nAt], (what + ": n").c_str());
+  int64_t k = count(info[kAt], (what + ": k").c_str());
+  if (n < 1 || k < 1) throw Napi::RangeError::New(env, what + ": n and k must be >= 1");
+  return {static_cast<WeightKind>(kindArg), n, k};
+}
+
 class Context : public Napi::ObjectWrap<Context> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -354,22 +372,18 @@ class Context : public Napi::ObjectWrap<Context> {
    */
   Napi::Value Prepare(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int kindArg = info[0].As<Napi::Number>().Int32Value();
-    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "prepare: kind must be 0, 1 or 2");
-    auto kind = static_cast<WeightKind>(kindArg);
-    int64_t n = count(info[2], "prepare: n");
-    int64_t k = count(info[3], "prepare: k");
-    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "prepare: n and k must be >= 1");
+    // Plain variables (not structured bindings, which C++17 lambdas and OpenMP clauses cannot capture).
+    const WeightShape shape = shapeArgs(info, 0, 2, 3, "prepare");
+    const WeightKind kind = shape.kind;
+    const int64_t n = shape.n, k = shape.k;
     const napi_typedarray_type types[] = {napi_float32_array, napi_uint16_array, napi_int8_array};
-    void* ptr = typedData(info[1], types[kindArg], n * k, "prepare: data");
+    void* ptr = typedData(info[1], types[static_cast<int>(kind)], n * k, "prepare: data");
     auto w = std::make_unique<Weight>();
     w->kind = kind;
     w->n = n;
     w->k = k;
     try {
-      omp_set_num_threads(numThreads_);
-      memory::desc any({k, n}, weiType(kind), tag::any);
-      memory::desc chosen = describe(kind, LAYOUT_ROWS, n, k, any).weights_desc();
+      memory::desc chosen = chosenLayout(kind, n, k);
       // The user's [n, k] row-major is oneDNN's [k, n] with k innermost: format tag `ba`.
       memory user({{k, n}, weiType(kind), tag::ba}, eng_, ptr);
       const size_t bytes = chosen.get_size();
@@ -415,12 +429,10 @@ class Context : public Napi::ObjectWrap<Context> {
     std::shared_ptr<Mapping> file = mappingArg(info[0], "adopt");
     int64_t offset = count(info[1], "adopt: offset");
     int64_t bytes = count(info[2], "adopt: bytes");
-    int kindArg = info[3].As<Napi::Number>().Int32Value();
-    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "adopt: kind must be 0, 1 or 2");
-    auto kind = static_cast<WeightKind>(kindArg);
-    int64_t n = count(info[4], "adopt: n");
-    int64_t k = count(info[5], "adopt: k");
-    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "adopt: n and k must be >= 1");
+    // Plain variables (not structured bindings, which C++17 lambdas and OpenMP clauses cannot capture).
+    const WeightShape shape = shapeArgs(info, 3, 4, 5, "adopt");
+    const WeightKind kind = shape.kind;
+    const int64_t n = shape.n, k = shape.k;
     if (offset % 64 != 0) throw Napi::RangeError::New(env, "adopt: offset must be a multiple of 64");
     checkRange(env, *file, offset, bytes, "adopt");
     auto w = std::make_unique<Weight>();
@@ -451,13 +463,12 @@ class Context : public Napi::ObjectWrap<Context> {
   /** packedSize(kind, n, k): the bytes of oneDNN's layout for such a weight here. */
   Napi::Value PackedSize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int kindArg = info[0].As<Napi::Number>().Int32Value();
-    if (kindArg < 0 || kindArg > 2) throw Napi::RangeError::New(env, "packedSize: kind must be 0, 1 or 2");
-    int64_t n = count(info[1], "packedSize: n");
-    int64_t k = count(info[2], "packedSize: k");
-    if (n < 1 || k < 1) throw Napi::RangeError::New(env, "packedSize: n and k must be >= 1");
+    // Plain variables (not structured bindings, which C++17 lambdas and OpenMP clauses cannot capture).
+    const WeightShape shape = shapeArgs(info, 0, 1, 2, "packedSize");
+    const WeightKind kind = shape.kind;
+    const int64_t n = shape.n, k = shape.k;
     size_t bytes = 0;
-    guard(env, [&] { bytes = chosenLayout(static_cast<WeightKind>(kindArg), n, k).get_size(); });
+    guard(env, [&] { bytes = chosenLayout(kind, n, k).get_size(); });
     return Napi::Number::New(env, static_cast<double>(bytes));
   }
 
