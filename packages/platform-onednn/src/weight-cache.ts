@@ -28,6 +28,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import type { NativeAddon, NativeContext, NativeKind, NativeMapping, NativeWeight } from './addon.js';
 import type {
   Int8LinearData,
@@ -161,7 +162,13 @@ function tryReadCache(
   if (index.key !== fullKey) return { reason: `the key changed (${keyDifference(index.key, fullKey)})` };
   const file = host.addon.mapFile(path);
   if (typeof file === 'string') return { reason: `the cache file cannot be mapped (${file})` };
-  const problem = checkEntries(host, file, index, packedEnd, aux);
+  let problem: string | null;
+  try {
+    problem = checkEntries(host, file, index, packedEnd, aux);
+  } catch (e) {
+    // An entry the addon refuses (a kind or shape out of range): a file of another writer.
+    problem = (e as Error).message;
+  }
   if (problem !== null) {
     host.addon.unmap(file);
     return { reason: `the cache file is corrupt (${problem})` };
@@ -371,7 +378,8 @@ function openWriter(
   fullKey: string,
   why: string,
 ): PreparedWeightCache {
-  const temp = `${path}.${process.pid}.tmp`;
+  // Its own temporary name per process and thread (ranks load on worker threads of one process).
+  const temp = `${path}.${process.pid}-${threadId}.tmp`;
   try {
     mkdirSync(dir, { recursive: true });
     const fd = openSync(temp, 'w', 0o644);
