@@ -50,3 +50,9 @@ test('the tuning comes from --additional-config and is validated', () => {
   );
   assert.throws(() => dboOf(['--additional-config', '{"dbo_auto_off": "no"}']), /must be true or false/);
 });
+
+test('--weight-cache-dir reaches the model settings', () => {
+  const cmd = addEngineOptions(new Command()).exitOverride();
+  cmd.parse(['--weight-cache-dir', '/tmp/duet-wc'], { from: 'user' });
+  assert.equal(engineConfigFromOptions(cmd.opts()).model.weightCacheDir, '/tmp/duet-wc');
+});

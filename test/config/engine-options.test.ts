@@ -76,6 +76,16 @@ test('the environment variables the flags document fill settings left out', () =
   assert.equal(buildEngineConfig({ enableDbo: false }, env).dbo.enabled, false, 'the option wins');
 });
 
+test('the weight cache is off unless --weight-cache-dir or DUET_WEIGHT_CACHE_DIR names a folder', () => {
+  assert.equal(buildEngineConfig({}, NO_ENV).model.weightCacheDir, null);
+  const env = { DUET_WEIGHT_CACHE_DIR: '/tmp/wc-env' };
+  assert.equal(buildEngineConfig({}, env).model.weightCacheDir, '/tmp/wc-env');
+  assert.equal(
+    buildEngineConfig({ weightCacheDir: '/tmp/wc-flag' }, env).model.weightCacheDir,
+    '/tmp/wc-flag',
+  );
+});
+
 test('engineConfigFromOptions and engineConfigFromLLMOptions are the builder', () => {
   const settings = { blockSize: 32, maxNumSeqs: 8 };
   assert.deepEqual(engineConfigFromOptions(settings), buildEngineConfig(settings));
