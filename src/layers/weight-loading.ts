@@ -121,12 +121,11 @@ export function loadLinear(
   k: number,
   cols?: Slice,
 ): LinearWeight {
-  const n = parts.reduce((s, p) => s + (p.take?.count ?? p.rows), 0);
-  const width = cols?.count ?? k;
   const cache = ctx.weightCache;
   if (cache === undefined) return readLinear(ctx, parts, k, cols);
   const id = linearId(parts, k, cols);
-  const cached = cache.lookup(id, n, width);
+  const n = parts.reduce((s, p) => s + (p.take?.count ?? p.rows), 0);
+  const cached = cache.lookup(id, n, cols?.count ?? k);
   if (cached !== null) return cached;
   const w = readLinear(ctx, parts, k, cols);
   cache.store(id, w);
