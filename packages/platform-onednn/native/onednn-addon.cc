@@ -41,8 +41,9 @@ constexpr int MADV_POPULATE_WRITE_ADVICE = 23;
 #endif
 
 /**
- * A file mapped read-only into memory (the weight cache, see src/weight-cache.ts), shared by the weights
- * made over it: it is unmapped when the last of them and the JS handle are gone.
+ * A file mapped private (copy-on-write: never written back) into memory (the weight cache, see
+ * src/weight-cache.ts), shared by the weights and views made over it: it is unmapped when the last of them
+ * and the JS handle are gone.
  */
 struct Mapping {
   void* base = nullptr;
@@ -73,7 +74,7 @@ struct Weight {
   bool freed = false;
   void* pages = nullptr;  // the weight's own mapping of `numBytes` bytes, or its bytes in `file`
   size_t numBytes = 0;
-  std::shared_ptr<Mapping> file;  // set when the weight lies in a mapped cache file (read-only pages)
+  std::shared_ptr<Mapping> file;  // set when the weight lies in a mapped cache file (not unmapped here)
 
   /**
    * Maps `bytes` of zeroed pages for the weight and makes them present in one call

@@ -14,7 +14,7 @@ export type NativeKind = (typeof NativeKind)[keyof typeof NativeKind];
 /** A prepared weight owned by the addon (opaque). */
 export type NativeWeight = { readonly __nativeWeight: unique symbol };
 
-/** A file the addon mapped read-only (opaque): the weight cache's. */
+/** A file the addon mapped private, copy-on-write (opaque): the weight cache's. */
 export type NativeMapping = { readonly __nativeMapping: unique symbol };
 
 /** The operators between the products that the addon runs, with Duet's Kernels contract's signatures. */
@@ -97,8 +97,8 @@ export interface NativeAddon {
     build: string;
   };
   /**
-   * Maps a whole file read-only (private, pages entered at once); a string saying why when it cannot be
-   * opened or mapped.
+   * Maps a whole file private (copy-on-write: never written back; pages entered at once); a string saying
+   * why when it cannot be opened or mapped.
    */
   mapFile(path: string): NativeMapping | string;
   /** Bytes of a mapped file. */

@@ -1,6 +1,6 @@
 // The oneDNN platform's prepared-weight cache (Duet's PreparedWeightCache contract): one file per
 // checkpoint, settings and rank holding every linear weight as oneDNN reordered it. A first load packs the
-// weights as always and writes their bytes; a later load with the same key maps the file (read-only,
+// weights as always and writes their bytes; a later load with the same key maps the file (copy-on-write,
 // private, its pages entered at once from the page cache) and makes the weights over the mapping: no
 // reading, no packing, no fresh memory. The file is checked before any of it is used, and a file that
 // fails a check is rebuilt, never used (docs/platforms.md, "Weight cache").
