@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TimedCommunicator, WaitClock } from '../../src/dbo/comm-timing.js';
 import {
+  CONFIDENCE_Z,
   DboAutoPolicy,
   DboAutoSettingsError,
   type DboStepKind,
   DboStepTimer,
-  CONFIDENCE_Z,
   DEFAULT_DBO_AUTO_SETTINGS,
   estimatePairs,
   stepKindOf,
