@@ -20,8 +20,9 @@
 //     step to step, and a server's split steps warm up over its first few dozen steps, so four pairs can
 //     call split steps slower where they are 30% faster: a few more pairs settle it;
 // and the chosen mode holds for `probeInterval` eligible steps before the next window re-measures, except
-// off without being sure, which re-measures after a quarter of that (a wrong "off" costs the whole gain
-// until the next window; a wrong "on" only the split steps' extra compute). The first steps of a server
+// an "off" or a change of mode the window was not sure of, which re-measures after a quarter of that (a
+// wrong "off" costs the whole gain until the next window; staying on, as DBO was asked for, holds the
+// whole interval). The first steps of a server
 // run slower, split ones most (their code paths compile and warm up): before the first window,
 // `warmupPairs` pairs run the same way and are dropped.
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
@@ -39,7 +40,7 @@ export interface DboAutoSettings {
   readonly minCommShare: number;
   /**
    * Eligible steps the chosen mode holds between two measuring windows (≥ 1); a quarter of it (rounded
-   * up) after an "off" the window was not sure of.
+   * up) after an "off" or a change of mode the window was not sure of.
    */
   readonly probeInterval: number;
   /** Pairs of steps (one split, one not) in a measuring window (≥ 1). */
@@ -319,13 +320,17 @@ export class DboAutoPolicy {
       splitting = wants;
       sure = wants ? sureOn : sureOff;
     }
+    // A verdict the window was not sure of holds a quarter of the interval when it is "off" or a change:
+    // a wrong "off" costs the whole gain, a wrong change to "on" the split steps' extra compute. Staying
+    // on (DBO was asked for) holds the whole interval.
+    const short = !sure && (!splitting || !s.splitting);
     s.splitting = splitting;
     s.sure = sure;
     s.windows++;
     s.lastPairs = s.logRatios.length;
     s.commShare = commShare;
     s.gain = e.gain;
-    s.holdLeft = splitting || sure ? probeInterval : Math.ceil(probeInterval / 4);
+    s.holdLeft = short ? Math.ceil(probeInterval / 4) : probeInterval;
   }
 
   private why(s: KindState): string {

@@ -347,6 +347,46 @@ describe('DboAutoPolicy on noisy machines (issue 14)', () => {
     assert.equal(p.estimate('prefill').sure, true);
   });
 
+  test('an unsure change to "on" also re-measures after a quarter of the interval', () => {
+    // Unsure off as above; then pairs scattered around 7.5% faster (0.7, 1.1, 0.9, 0.95, …): the window
+    // grows to 8 pairs and turns splitting on without being sure, so it measures again after 16 steps.
+    const p = new DboAutoPolicy();
+    const slower = [1.3, 0.85, 1.05, 1.06, 1.3, 0.85, 1.05, 1.06];
+    const faster = [0.7, 1.1, 0.9, 0.95, 0.7, 1.1, 0.9, 0.95];
+    const warm = 2 * DEFAULT_DBO_AUTO_SETTINGS.warmupPairs;
+    const retry = Math.ceil(HOLD / 4);
+    const second = warm + 2 * slower.length + retry;
+    const end = second + 2 * faster.length;
+    const d: boolean[] = [];
+    for (let i = 0; i < end + retry + WINDOW.length; i++) {
+      const x = p.decide('prefill');
+      d.push(x.split);
+      const r =
+        i < warm
+          ? 1
+          : i < second - retry
+            ? slower[(i - warm) >> 1]!
+            : i < second
+              ? 1
+              : (faster[(i - second) >> 1] ?? 1);
+      p.record({
+        kind: 'prefill',
+        split: x.split,
+        wallMs: x.split ? 100 * r : 100,
+        commWaitMs: 30,
+        cost: 1000,
+      });
+      if (i === end - 1) {
+        const e = p.estimate('prefill');
+        assert.equal(e.splitting, true, 'on at the end of the grown window');
+        assert.equal(e.sure, false);
+      }
+    }
+    assert.deepEqual(d.slice(second, end), [...WINDOW, ...WINDOW]);
+    assert.equal(count(d.slice(end, end + retry)), retry, 'on while holding');
+    assert.deepEqual(d.slice(end + retry), WINDOW, 'measures again after a quarter of the interval');
+  });
+
   test('a sure "off" holds the whole interval', () => {
     const p = new DboAutoPolicy();
     const d = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 30 }, FIRST_WINDOW.length + HOLD);
