@@ -255,6 +255,27 @@ function driveNoisy(policy: DboAutoPolicy, m: NoisyMachine, seed: number, n: num
   return { split, totalMs };
 }
 
+/**
+ * Runs eligible steps through the policy where one-batch steps take 100 ms and split steps 100 · ratio(i)
+ * at eligible step i (communication 30%); returns the decisions (true = split). `probe(i)` runs after step i.
+ */
+function driveRatios(
+  policy: DboAutoPolicy,
+  ratio: (i: number) => number,
+  n: number,
+  probe?: (i: number) => void,
+): boolean[] {
+  const d: boolean[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = policy.decide('prefill');
+    d.push(x.split);
+    const wallMs = x.split ? 100 * ratio(i) : 100;
+    policy.record({ kind: 'prefill', split: x.split, wallMs, commWaitMs: 30, cost: 1000 });
+    probe?.(i);
+  }
+  return d;
+}
+
 /** The 800 mbit/s link: split steps 31% faster once warm (86 against 125 ms), steps ±20%. */
 const PAYING: NoisyMachine = { unsplitMs: 125, splitMs: 86, noise: 0.2, coldSplit: 1, commShare: 0.48 };
 /** Shared memory: split steps 12% slower (84 against 75 ms), steps ±12%, waits 30% (the peer's skew). */
@@ -298,20 +319,14 @@ describe('DboAutoPolicy on noisy machines (issue 14)', () => {
     // median, but the spread leaves it unsure. The window grows to 8 pairs, then decides by the estimate.
     const ratios = [1.3, 0.85, 1.05, 1.06, 1.3, 0.85, 1.05, 1.06];
     const warm = 2 * DEFAULT_DBO_AUTO_SETTINGS.warmupPairs;
-    const d: boolean[] = [];
-    for (let i = 0; i < warm + 2 * ratios.length; i++) {
-      const x = p.decide('prefill');
-      d.push(x.split);
-      const r = i < warm ? 1 : ratios[(i - warm) >> 1]!;
-      p.record({
-        kind: 'prefill',
-        split: x.split,
-        wallMs: x.split ? 100 * r : 100,
-        commWaitMs: 30,
-        cost: 1000,
-      });
-      if (i === warm + 7) assert.equal(p.estimate('prefill').windows, 0, 'not decided after 4 pairs');
-    }
+    const d = driveRatios(
+      p,
+      (i) => (i < warm ? 1 : ratios[(i - warm) >> 1]!),
+      warm + 2 * ratios.length,
+      (i) => {
+        if (i === warm + 7) assert.equal(p.estimate('prefill').windows, 0, 'not decided after 4 pairs');
+      },
+    );
     assert.deepEqual(d.slice(warm), [...WINDOW, ...WINDOW], 'the extra pairs keep alternating');
     const e = p.estimate('prefill');
     assert.equal(e.windows, 1);
@@ -328,19 +343,11 @@ describe('DboAutoPolicy on noisy machines (issue 14)', () => {
     const warm = 2 * DEFAULT_DBO_AUTO_SETTINGS.warmupPairs;
     const first = warm + 2 * ratios.length;
     const retry = Math.ceil(HOLD / 4);
-    const d: boolean[] = [];
-    for (let i = 0; i < first + retry + WINDOW.length + 10; i++) {
-      const x = p.decide('prefill');
-      d.push(x.split);
-      const r = i < warm ? 1 : i < first ? ratios[(i - warm) >> 1]! : 0.7;
-      p.record({
-        kind: 'prefill',
-        split: x.split,
-        wallMs: x.split ? 100 * r : 100,
-        commWaitMs: 30,
-        cost: 1000,
-      });
-    }
+    const d = driveRatios(
+      p,
+      (i) => (i < warm ? 1 : i < first ? ratios[(i - warm) >> 1]! : 0.7),
+      first + retry + WINDOW.length + 10,
+    );
     assert.equal(count(d.slice(first, first + retry)), 0, 'off while holding');
     assert.deepEqual(d.slice(first + retry, first + retry + WINDOW.length), WINDOW, 'measures again');
     assert.equal(count(d.slice(first + retry + WINDOW.length)), 10, 'on: 30% faster, and sure of it');
@@ -357,31 +364,17 @@ describe('DboAutoPolicy on noisy machines (issue 14)', () => {
     const retry = Math.ceil(HOLD / 4);
     const second = warm + 2 * slower.length + retry;
     const end = second + 2 * faster.length;
-    const d: boolean[] = [];
-    for (let i = 0; i < end + retry + WINDOW.length; i++) {
-      const x = p.decide('prefill');
-      d.push(x.split);
-      const r =
-        i < warm
-          ? 1
-          : i < second - retry
-            ? slower[(i - warm) >> 1]!
-            : i < second
-              ? 1
-              : (faster[(i - second) >> 1] ?? 1);
-      p.record({
-        kind: 'prefill',
-        split: x.split,
-        wallMs: x.split ? 100 * r : 100,
-        commWaitMs: 30,
-        cost: 1000,
-      });
-      if (i === end - 1) {
-        const e = p.estimate('prefill');
-        assert.equal(e.splitting, true, 'on at the end of the grown window');
-        assert.equal(e.sure, false);
-      }
-    }
+    const ratio = (i: number) => {
+      if (i < warm) return 1;
+      if (i < second - retry) return slower[(i - warm) >> 1]!;
+      return i < second ? 1 : (faster[(i - second) >> 1] ?? 1);
+    };
+    const d = driveRatios(p, ratio, end + retry + WINDOW.length, (i) => {
+      if (i !== end - 1) return;
+      const e = p.estimate('prefill');
+      assert.equal(e.splitting, true, 'on at the end of the grown window');
+      assert.equal(e.sure, false);
+    });
     assert.deepEqual(d.slice(second, end), [...WINDOW, ...WINDOW]);
     assert.equal(count(d.slice(end, end + retry)), retry, 'on while holding');
     assert.deepEqual(d.slice(end + retry), WINDOW, 'measures again after a quarter of the interval');
