@@ -22,9 +22,8 @@
 // and the chosen mode holds for `probeInterval` eligible steps before the next window re-measures, except
 // an "off" or a change of mode the window was not sure of, which re-measures after a quarter of that (a
 // wrong "off" costs the whole gain until the next window; staying on, as DBO was asked for, holds the
-// whole interval). The first steps of a server
-// run slower, split ones most (their code paths compile and warm up): before the first window,
-// `warmupPairs` pairs run the same way and are dropped.
+// whole interval). The first steps of a server run slower, split ones most (their code paths compile and
+// warm up): before the first window, `warmupPairs` pairs run the same way and are dropped.
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
 // runs it; its plan carries the decision, so every rank splits or not alike.
 
@@ -148,6 +147,7 @@ export interface PairEstimate {
   readonly gainHigh: number;
 }
 
+/** The estimate of a window's pairs (see `PairEstimate`). */
 export function estimatePairs(logRatios: readonly number[]): PairEstimate {
   const n = logRatios.length;
   const m = median(logRatios);
