@@ -5,20 +5,27 @@
 // split steps are slower than one batch.
 //
 // The policy measures in windows of paired steps. Per kind of step (prefill or decode-only), a window runs
-// `pairs` pairs of eligible steps, one split and one not, next to each other (the order alternating from
-// pair to pair): two neighbouring steps see the same machine, load and batch shape, so the ratio of their
-// times per unit of cost (micro-batch.ts's attention cost) is a fair comparison even while the machine's
-// speed drifts (it does: early steps of a server are slower, other work comes and goes). The median of the
-// pairs' ratios gives the gain of splitting. Then:
+// pairs of eligible steps, one split and one not, next to each other (the order alternating from pair to
+// pair): two neighbouring steps see the same machine, load and batch shape, so the ratio of their times
+// per unit of cost (micro-batch.ts's attention cost) is a fair comparison even while the machine's speed
+// drifts (it does: early steps of a server are slower, other work comes and goes). The median of the
+// pairs' log ratios is the estimate, and their spread (median absolute deviation) says how sure it is:
 //   - communication below `minCommShare` of a one-batch step (median over the window): one batch — there
 //     is nothing worth hiding;
-//   - otherwise, with hysteresis: splitting turns off once split steps are more than `maxLoss` slower, and
-//     on again once they are at least `minGain` faster;
-// and the chosen mode holds for `probeInterval` eligible steps before the next window re-measures. The
-// first steps of a server run slower, split ones most (their code paths compile and warm up): before the
-// first window, `warmupPairs` pairs run the same way and are dropped.
+//   - after `pairs` pairs, the mode stays if the estimate calls for it (with hysteresis: splitting stays
+//     on while split steps are at most `maxLoss` slower, off until they are at least `minGain` faster);
+//   - a change of mode needs more: the estimate must be sure (its bound at `CONFIDENCE_Z` standard errors
+//     past the threshold) or the window must have grown to `maxPairs` pairs still calling for it; until
+//     then the window runs one more pair at a time. Step times on a busy machine swing by a quarter from
+//     step to step, and a server's split steps warm up over its first few dozen steps, so four pairs can
+//     call split steps slower where they are 30% faster: a few more pairs settle it;
+// and the chosen mode holds for `probeInterval` eligible steps before the next window re-measures, except
+// an "off" or a change of mode the window was not sure of, which re-measures after a quarter of that (a
+// wrong "off" costs the whole gain until the next window; staying on, as DBO was asked for, holds the
+// whole interval). The first steps of a server run slower, split ones most (their code paths compile and
+// warm up): before the first window, `warmupPairs` pairs run the same way and are dropped.
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
-// runs it; its vote carries the decision, so every rank splits or not alike.
+// runs it; its plan carries the decision, so every rank splits or not alike.
 
 import type { WaitClock } from './comm-timing.js';
 
@@ -30,10 +37,15 @@ export interface DboAutoSettings {
   readonly maxLoss: number;
   /** Run one batch while communication waits are below this share of a one-batch step. */
   readonly minCommShare: number;
-  /** Eligible steps the chosen mode holds between two measuring windows (≥ 1). */
+  /**
+   * Eligible steps the chosen mode holds between two measuring windows (≥ 1); a quarter of it (rounded
+   * up) after an "off" or a change of mode the window was not sure of.
+   */
   readonly probeInterval: number;
   /** Pairs of steps (one split, one not) in a measuring window (≥ 1). */
   readonly pairs: number;
+  /** Pairs a window may grow to while a change of mode is not yet sure (≥ pairs). */
+  readonly maxPairs: number;
   /** Pairs run before the first window and dropped: both modes' code paths warm up (≥ 1). */
   readonly warmupPairs: number;
 }
@@ -44,8 +56,19 @@ export const DEFAULT_DBO_AUTO_SETTINGS: DboAutoSettings = {
   minCommShare: 0.05,
   probeInterval: 64,
   pairs: 4,
+  maxPairs: 8,
   warmupPairs: 4,
 };
+
+/**
+ * Standard errors between an estimate and a threshold before a window is sure of it. High for a normal
+ * approximation: the median of four to eight pairs and its spread are rough, and a wrong "off" is costly.
+ */
+export const CONFIDENCE_Z = 2.5;
+/** Smallest standard error of a window's log ratio: identical pairs do not make it infinitely sure. */
+const MIN_STANDARD_ERROR = 0.01;
+/** Fewer pairs than this give no spread: such a window is never sure. */
+const MIN_PAIRS_FOR_SPREAD = 3;
 
 /** Prefill steps (any prompt token) and decode-only steps behave differently; each has its own windows. */
 export type DboStepKind = 'prefill' | 'decode';
@@ -96,6 +119,10 @@ export function validateDboAutoSettings(s: DboAutoSettings): void {
     throw new DboAutoSettingsError(
       `the pairs of a measuring window must be a positive integer, got ${s.pairs}`,
     );
+  if (!Number.isInteger(s.maxPairs) || s.maxPairs < s.pairs)
+    throw new DboAutoSettingsError(
+      `the most pairs of a measuring window must be an integer >= its pairs (${s.pairs}), got ${s.maxPairs}`,
+    );
   if (!Number.isInteger(s.warmupPairs) || s.warmupPairs < 1)
     throw new DboAutoSettingsError(`the warm-up pairs must be a positive integer, got ${s.warmupPairs}`);
 }
@@ -107,26 +134,62 @@ function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/**
+ * A window's estimate from its pairs' log ratios (ln(split / one batch) per unit of cost): the median, and
+ * the range of gains it is sure of. The standard error of a median of n normal samples is
+ * √(π/2) · σ / √n, with σ ≈ 1.4826 · MAD (robust to the odd step hit by a garbage collection).
+ */
+export interface PairEstimate {
+  /** 1 − exp(median log ratio): positive when split steps are faster. */
+  readonly gain: number;
+  /** The gain at CONFIDENCE_Z standard errors below and above (−∞, ∞ when too few pairs). */
+  readonly gainLow: number;
+  readonly gainHigh: number;
+}
+
+/** The estimate of a window's pairs (see `PairEstimate`). */
+export function estimatePairs(logRatios: readonly number[]): PairEstimate {
+  const n = logRatios.length;
+  const m = median(logRatios);
+  if (n < MIN_PAIRS_FOR_SPREAD)
+    return { gain: 1 - Math.exp(m), gainLow: Number.NEGATIVE_INFINITY, gainHigh: Number.POSITIVE_INFINITY };
+  const mad = median(logRatios.map((x) => Math.abs(x - m)));
+  const se = Math.max(MIN_STANDARD_ERROR, (Math.sqrt(Math.PI / 2) * 1.4826 * mad) / Math.sqrt(n));
+  return {
+    gain: 1 - Math.exp(m),
+    gainLow: 1 - Math.exp(m + CONFIDENCE_Z * se),
+    gainHigh: 1 - Math.exp(m - CONFIDENCE_Z * se),
+  };
+}
+
 /** What the policy knows of one kind of step. */
 interface KindState {
   /** The mode chosen; starts splitting (DBO was asked for). */
   splitting: boolean;
-  /** Modes of the window's remaining steps (empty while holding). */
+  /** Modes of the window's remaining planned steps (empty while holding). */
   plan: boolean[];
+  /** Pairs planned in the current window (warm-up pairs included), for the alternating order. */
+  pairsPlanned: number;
   /** Eligible steps left before the next window. */
   holdLeft: number;
-  /** Whether the warm-up pairs have run. */
+  /** Warm-up steps left to drop (set when the first window starts). */
+  warmLeft: number;
+  /** Whether the warm-up pairs have been planned. */
   warm: boolean;
   /** The window's current pair: time per unit of cost of its split and its one-batch step. */
   pairSplit: number;
   pairUnsplit: number;
-  /** The window's pair ratios (split / one batch) and one-batch communication shares. */
-  ratios: number[];
+  /** The window's pair log ratios (ln(split / one batch)) and one-batch communication shares. */
+  logRatios: number[];
   shares: number[];
   /** The last window's results (NaN before the first). */
   gain: number;
   commShare: number;
   windows: number;
+  /** Whether the last window was sure of its verdict. */
+  sure: boolean;
+  /** Pairs the last window measured. */
+  lastPairs: number;
 }
 
 /** A snapshot of one kind's last measurement. */
@@ -139,6 +202,10 @@ export interface DboAutoEstimate {
   readonly gain: number;
   /** Median share of a one-batch step spent waiting on communication in the last window. */
   readonly commShare: number;
+  /** Whether the last window was sure of its verdict (see the file header). */
+  readonly sure: boolean;
+  /** Pairs the last window measured (it grows past `pairs` while a change of mode is not sure). */
+  readonly pairs: number;
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -163,11 +230,15 @@ export class DboAutoPolicy {
       };
     }
     if (s.plan.length === 0) {
-      // A new window: the warm-up pairs first (the first time only; dropped), then the measured pairs;
-      // the order within a pair alternates, the last pair split first.
-      const n = this.settings.pairs + (s.warm ? 0 : this.settings.warmupPairs);
-      for (let i = n - 1; i >= 0; i--) s.plan.push(...(i % 2 === 0 ? [true, false] : [false, true]));
-      s.ratios = [];
+      // A new window: the warm-up pairs first (the first time only; dropped), then the measured pairs.
+      s.pairsPlanned = 0;
+      if (!s.warm) {
+        s.warm = true;
+        s.warmLeft = 2 * this.settings.warmupPairs;
+        for (let i = 0; i < this.settings.warmupPairs; i++) this.planPair(s);
+      }
+      for (let i = 0; i < this.settings.pairs; i++) this.planPair(s);
+      s.logRatios = [];
       s.shares = [];
       s.pairSplit = Number.NaN;
       s.pairUnsplit = Number.NaN;
@@ -185,19 +256,22 @@ export class DboAutoPolicy {
     const s = this.state(sample.kind);
     if (s.plan.length === 0) return; // a held step: nothing to learn
     s.plan.shift();
-    const warmUp = !s.warm;
-    if (warmUp && s.plan.length === this.settings.pairs * 2) s.warm = true;
-    if (warmUp || !(sample.cost > 0 && sample.wallMs > 0)) return;
-    const perCost = sample.wallMs / sample.cost;
-    if (sample.split) s.pairSplit = perCost;
-    else {
-      s.pairUnsplit = perCost;
-      s.shares.push(Math.min(1, Math.max(0, sample.commWaitMs / sample.wallMs)));
+    if (s.warmLeft > 0) {
+      s.warmLeft--;
+      return;
+    }
+    if (sample.cost > 0 && sample.wallMs > 0) {
+      const perCost = sample.wallMs / sample.cost;
+      if (sample.split) s.pairSplit = perCost;
+      else {
+        s.pairUnsplit = perCost;
+        s.shares.push(Math.min(1, Math.max(0, sample.commWaitMs / sample.wallMs)));
+      }
     }
     if (s.plan.length % 2 === 0) {
       // A pair is complete (a step another rank could not split leaves it one-sided: no ratio).
       if (Number.isFinite(s.pairSplit) && Number.isFinite(s.pairUnsplit))
-        s.ratios.push(s.pairSplit / s.pairUnsplit);
+        s.logRatios.push(Math.log(s.pairSplit / s.pairUnsplit));
       s.pairSplit = Number.NaN;
       s.pairUnsplit = Number.NaN;
     }
@@ -207,24 +281,65 @@ export class DboAutoPolicy {
   /** The last measurement of `kind`, for logs, benchmarks and tests. */
   estimate(kind: DboStepKind): DboAutoEstimate {
     const s = this.state(kind);
-    return { windows: s.windows, splitting: s.splitting, gain: s.gain, commShare: s.commShare };
+    return {
+      windows: s.windows,
+      splitting: s.splitting,
+      gain: s.gain,
+      commShare: s.commShare,
+      sure: s.sure,
+      pairs: s.lastPairs,
+    };
   }
 
+  /** Plans the window's next pair, its order alternating: one batch first in the even pairs. */
+  private planPair(s: KindState): void {
+    s.plan.push(...(s.pairsPlanned % 2 === 0 ? [false, true] : [true, false]));
+    s.pairsPlanned++;
+  }
+
+  /** The window's planned pairs are done: decides, or grows the window by a pair while a change is not sure. */
   private conclude(s: KindState): void {
+    const { minCommShare, minGain, maxLoss, maxPairs, probeInterval } = this.settings;
+    const commShare = median(s.shares);
+    const e = estimatePairs(s.logRatios);
+    let splitting = s.splitting;
+    let sure: boolean;
+    if (commShare < minCommShare) {
+      splitting = false;
+      sure = true;
+    } else if (!Number.isFinite(e.gain)) {
+      sure = false; // no complete pair: without evidence the mode stays
+    } else {
+      const wants = s.splitting ? e.gain >= -maxLoss : e.gain >= minGain;
+      const sureOn = e.gainLow >= minGain;
+      const sureOff = e.gainHigh < -maxLoss;
+      if (wants !== s.splitting && !(wants ? sureOn : sureOff) && s.logRatios.length < maxPairs) {
+        this.planPair(s); // a change of mode not yet sure: one more pair
+        return;
+      }
+      splitting = wants;
+      sure = wants ? sureOn : sureOff;
+    }
+    // A verdict the window was not sure of holds a quarter of the interval when it is "off" or a change:
+    // a wrong "off" costs the whole gain, a wrong change to "on" the split steps' extra compute. Staying
+    // on (DBO was asked for) holds the whole interval.
+    const short = !sure && (!splitting || !s.splitting);
+    s.splitting = splitting;
+    s.sure = sure;
     s.windows++;
-    s.holdLeft = this.settings.probeInterval;
-    s.commShare = median(s.shares);
-    s.gain = 1 - median(s.ratios);
-    if (s.commShare < this.settings.minCommShare) s.splitting = false;
-    else if (Number.isFinite(s.gain))
-      s.splitting = s.splitting ? s.gain >= -this.settings.maxLoss : s.gain >= this.settings.minGain;
+    s.lastPairs = s.logRatios.length;
+    s.commShare = commShare;
+    s.gain = e.gain;
+    s.holdLeft = short ? Math.ceil(probeInterval / 4) : probeInterval;
   }
 
   private why(s: KindState): string {
     if (s.commShare < this.settings.minCommShare)
       return `communication is ${pct(s.commShare)} of a one-batch step (< ${pct(this.settings.minCommShare)})`;
     const g = s.gain;
-    return `split steps ${g >= 0 ? `${pct(g)} faster` : `${pct(-g)} slower`}, communication ${pct(s.commShare)}`;
+    if (!Number.isFinite(g)) return `no complete pair measured, communication ${pct(s.commShare)}`;
+    const speed = g >= 0 ? `${pct(g)} faster` : `${pct(-g)} slower`;
+    return `split steps ${speed} (${s.lastPairs} pairs${s.sure ? '' : ', not sure'}), communication ${pct(s.commShare)}`;
   }
 
   private state(kind: DboStepKind): KindState {
@@ -233,15 +348,19 @@ export class DboAutoPolicy {
       s = {
         splitting: true,
         plan: [],
+        pairsPlanned: 0,
         holdLeft: 0,
+        warmLeft: 0,
         warm: false,
         pairSplit: Number.NaN,
         pairUnsplit: Number.NaN,
-        ratios: [],
+        logRatios: [],
         shares: [],
         gain: Number.NaN,
         commShare: Number.NaN,
         windows: 0,
+        sure: false,
+        lastPairs: 0,
       };
       this.kinds.set(kind, s);
     }

@@ -8,14 +8,17 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TimedCommunicator, WaitClock } from '../../src/dbo/comm-timing.js';
 import {
+  CONFIDENCE_Z,
   DboAutoPolicy,
   DboAutoSettingsError,
   type DboStepKind,
   DboStepTimer,
   DEFAULT_DBO_AUTO_SETTINGS,
+  estimatePairs,
   stepKindOf,
 } from '../../src/dbo/dbo-auto.js';
 import { SingleRankCommunicator } from '../../src/distributed/communicator.js';
+import { Rng } from '../kernels/kernel-test-utils.js';
 
 /** A synthetic machine at eligible step i: how long a step of cost 1000 takes one-batch and split. */
 interface Machine {
@@ -113,8 +116,9 @@ describe('DboAutoPolicy', () => {
     );
     const e = p.estimate('prefill');
     assert.equal(e.splitting, true);
-    // Pairs alternate order, so the ratios are 0.97 · 0.96^±1: their median is 0.97 · (0.96 + 1 / 0.96) / 2.
-    assert.ok(Math.abs(e.gain - (1 - (0.97 * (0.96 + 1 / 0.96)) / 2)) < 1e-12, `gain ${e.gain}`);
+    // Pairs alternate order, so the ratios are 0.97 · 0.96^±1; the median of their logarithms is ln 0.97
+    // exactly (the drift cancels). Tolerance: float rounding of exp/log.
+    assert.ok(Math.abs(e.gain - 0.03) < 1e-12, `gain ${e.gain}`);
   });
 
   test('one outlier step in a window does not flip the decision (median of pairs)', () => {
@@ -202,6 +206,209 @@ describe('DboAutoPolicy', () => {
     assert.throws(() => new DboAutoPolicy({ ...d, maxLoss: 1.5 }), /max_loss must be in \[0, 1\)/);
     assert.throws(() => new DboAutoPolicy({ ...d, pairs: 0 }), DboAutoSettingsError);
     assert.throws(() => new DboAutoPolicy({ ...d, warmupPairs: 0 }), /warm-up pairs must be a positive/);
+    assert.throws(() => new DboAutoPolicy({ ...d, maxPairs: 3 }), /most pairs .* >= its pairs \(4\), got 3/);
+  });
+});
+
+/**
+ * A noisy two-host machine as the benchmark saw it (issue 14, docs/dbo.md): steady steps of `unsplitMs`
+ * one-batch and `splitMs` split; each step off by a log-normal factor of spread `noise` (other threads of
+ * the servers take the cores at random: one-batch steps of the same 512 tokens took 80–156 ms); and a
+ * server's first steps slow, split ones for longer (`coldSplit`: split steps 1 + coldSplit · e^(−i/10)
+ * times slower at eligible step i, one-batch steps 1 + 0.6 · e^(−i/3)): in the quiet 800 mbit/s run the
+ * window's split steps (steps 9–16) took 97–151 ms, the later ones 70–105 ms.
+ */
+interface NoisyMachine {
+  readonly unsplitMs: number;
+  readonly splitMs: number;
+  readonly noise: number;
+  readonly coldSplit: number;
+  /** Share of a one-batch step waiting on communication. */
+  readonly commShare: number;
+}
+
+/** Standard normal samples from the seeded generator (Box–Muller). */
+function gauss(rng: Rng): number {
+  const u = Math.max(rng.next(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
+}
+
+/** Runs `n` eligible steps on `m` with noise from `seed`; returns the steps split and the total time. */
+function driveNoisy(policy: DboAutoPolicy, m: NoisyMachine, seed: number, n: number) {
+  const rng = new Rng(seed);
+  let split = 0;
+  let totalMs = 0;
+  for (let i = 0; i < n; i++) {
+    const d = policy.decide('prefill');
+    const cold = d.split ? 1 + m.coldSplit * Math.exp(-i / 10) : 1 + 0.6 * Math.exp(-i / 3);
+    const wallMs = (d.split ? m.splitMs : m.unsplitMs) * cold * Math.exp(m.noise * gauss(rng));
+    policy.record({
+      kind: 'prefill',
+      split: d.split,
+      wallMs,
+      commWaitMs: d.split ? 0 : wallMs * m.commShare,
+      cost: 1000,
+    });
+    if (d.split) split++;
+    totalMs += wallMs;
+  }
+  return { split, totalMs };
+}
+
+/**
+ * Runs eligible steps through the policy where one-batch steps take 100 ms and split steps 100 · ratio(i)
+ * at eligible step i (communication 30%); returns the decisions (true = split). `probe(i)` runs after step i.
+ */
+function driveRatios(
+  policy: DboAutoPolicy,
+  ratio: (i: number) => number,
+  n: number,
+  probe?: (i: number) => void,
+): boolean[] {
+  const d: boolean[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = policy.decide('prefill');
+    d.push(x.split);
+    const wallMs = x.split ? 100 * ratio(i) : 100;
+    policy.record({ kind: 'prefill', split: x.split, wallMs, commWaitMs: 30, cost: 1000 });
+    probe?.(i);
+  }
+  return d;
+}
+
+/** The 800 mbit/s link: split steps 31% faster once warm (86 against 125 ms), steps ±20%. */
+const PAYING: NoisyMachine = { unsplitMs: 125, splitMs: 86, noise: 0.2, coldSplit: 1, commShare: 0.48 };
+/** Shared memory: split steps 12% slower (84 against 75 ms), steps ±12%, waits 30% (the peer's skew). */
+const NOT_PAYING: NoisyMachine = { unsplitMs: 75, splitMs: 84, noise: 0.12, coldSplit: 1, commShare: 0.3 };
+/** A benchmark run: 64 prompts and 2 warm-up requests, one eligible step each. */
+const RUN = 66;
+const SEEDS = Array.from({ length: 50 }, (_, i) => i + 1);
+
+describe('DboAutoPolicy on noisy machines (issue 14)', () => {
+  test('a paying DBO stays on through a cold start and noisy steps', () => {
+    // The old policy decided on the 4 pairs after warm-up and held for 64 steps: in 20 of these 50 runs
+    // the cold split steps made it hold "off" for the rest of the run (8 of 66 steps split), as it did in
+    // one of the two quiet 800 mbit/s runs. This one keeps splitting in 48; in the other two the window's
+    // four split steps were all slower (by 15% and 27%), which it cannot tell from a DBO that does not pay.
+    const keptOn = SEEDS.filter((seed) => driveNoisy(new DboAutoPolicy(), PAYING, seed, RUN).split >= 50);
+    assert.ok(
+      keptOn.length >= 48,
+      `${keptOn.length} of ${SEEDS.length} runs split at least 50 of ${RUN} steps`,
+    );
+  });
+
+  test('a DBO that does not pay turns off after the first window, at a cost under 2%', () => {
+    let splitSteps = 0;
+    let extraMs = 0;
+    let totalMs = 0;
+    for (const seed of SEEDS) {
+      const r = driveNoisy(new DboAutoPolicy(), NOT_PAYING, seed, RUN);
+      splitSteps += r.split;
+      totalMs += r.totalMs;
+      extraMs += r.split * (NOT_PAYING.splitMs - NOT_PAYING.unsplitMs);
+    }
+    // 4 warm-up and 4 window split steps a run (8 of 66), a few more where a window had to grow.
+    assert.ok(splitSteps / SEEDS.length <= 9, `${splitSteps / SEEDS.length} split steps a run`);
+    // What the split steps cost once warm, against the run's time: the ≤ 2% of acceptance 3.
+    assert.ok(extraMs / totalMs < 0.02, `split steps cost ${((100 * extraMs) / totalMs).toFixed(2)}%`);
+  });
+
+  test('a change of mode not yet sure grows the window pair by pair', () => {
+    const p = new DboAutoPolicy();
+    // Warm-up, then pairs whose ratios scatter (1.30, 0.85, 1.05, 1.06 …): split steps slower by the
+    // median, but the spread leaves it unsure. The window grows to 8 pairs, then decides by the estimate.
+    const ratios = [1.3, 0.85, 1.05, 1.06, 1.3, 0.85, 1.05, 1.06];
+    const warm = 2 * DEFAULT_DBO_AUTO_SETTINGS.warmupPairs;
+    const d = driveRatios(
+      p,
+      (i) => (i < warm ? 1 : ratios[(i - warm) >> 1]!),
+      warm + 2 * ratios.length,
+      (i) => {
+        if (i === warm + 7) assert.equal(p.estimate('prefill').windows, 0, 'not decided after 4 pairs');
+      },
+    );
+    assert.deepEqual(d.slice(warm), [...WINDOW, ...WINDOW], 'the extra pairs keep alternating');
+    const e = p.estimate('prefill');
+    assert.equal(e.windows, 1);
+    assert.equal(e.pairs, 8);
+    assert.equal(e.splitting, false, 'median 5.5% slower after the full window: off');
+    assert.equal(e.sure, false);
+  });
+
+  test('an "off" the window was not sure of re-measures after a quarter of the interval', () => {
+    // Unsure off as above; then the link gets slow (split steps clearly faster): the next window, after
+    // 16 steps instead of 64, turns splitting on.
+    const p = new DboAutoPolicy();
+    const ratios = [1.3, 0.85, 1.05, 1.06, 1.3, 0.85, 1.05, 1.06];
+    const warm = 2 * DEFAULT_DBO_AUTO_SETTINGS.warmupPairs;
+    const first = warm + 2 * ratios.length;
+    const retry = Math.ceil(HOLD / 4);
+    const d = driveRatios(
+      p,
+      (i) => (i < warm ? 1 : i < first ? ratios[(i - warm) >> 1]! : 0.7),
+      first + retry + WINDOW.length + 10,
+    );
+    assert.equal(count(d.slice(first, first + retry)), 0, 'off while holding');
+    assert.deepEqual(d.slice(first + retry, first + retry + WINDOW.length), WINDOW, 'measures again');
+    assert.equal(count(d.slice(first + retry + WINDOW.length)), 10, 'on: 30% faster, and sure of it');
+    assert.equal(p.estimate('prefill').sure, true);
+  });
+
+  test('an unsure change to "on" also re-measures after a quarter of the interval', () => {
+    // Unsure off as above; then pairs scattered around 7.5% faster (0.7, 1.1, 0.9, 0.95, …): the window
+    // grows to 8 pairs and turns splitting on without being sure, so it measures again after 16 steps.
+    const p = new DboAutoPolicy();
+    const slower = [1.3, 0.85, 1.05, 1.06, 1.3, 0.85, 1.05, 1.06];
+    const faster = [0.7, 1.1, 0.9, 0.95, 0.7, 1.1, 0.9, 0.95];
+    const warm = 2 * DEFAULT_DBO_AUTO_SETTINGS.warmupPairs;
+    const retry = Math.ceil(HOLD / 4);
+    const second = warm + 2 * slower.length + retry;
+    const end = second + 2 * faster.length;
+    const ratio = (i: number) => {
+      if (i < warm) return 1;
+      if (i < second - retry) return slower[(i - warm) >> 1]!;
+      return i < second ? 1 : (faster[(i - second) >> 1] ?? 1);
+    };
+    const d = driveRatios(p, ratio, end + retry + WINDOW.length, (i) => {
+      if (i !== end - 1) return;
+      const e = p.estimate('prefill');
+      assert.equal(e.splitting, true, 'on at the end of the grown window');
+      assert.equal(e.sure, false);
+    });
+    assert.deepEqual(d.slice(second, end), [...WINDOW, ...WINDOW]);
+    assert.equal(count(d.slice(end, end + retry)), retry, 'on while holding');
+    assert.deepEqual(d.slice(end + retry), WINDOW, 'measures again after a quarter of the interval');
+  });
+
+  test('a sure "off" holds the whole interval', () => {
+    const p = new DboAutoPolicy();
+    const d = drive(p, { unsplitMs: 100, splitMs: 120, commWaitMs: 30 }, FIRST_WINDOW.length + HOLD);
+    assert.equal(count(d.slice(FIRST_WINDOW.length)), 0);
+    assert.equal(p.estimate('prefill').sure, true);
+    assert.equal(p.estimate('prefill').pairs, 4, 'a sure change needs no more than the window');
+  });
+});
+
+describe('estimatePairs', () => {
+  test('median and a spread from the median absolute deviation', () => {
+    const logs = [0.1, 0.2, 0.3, 0.4].map(Math.log1p);
+    const e = estimatePairs(logs);
+    const m = (Math.log1p(0.2) + Math.log1p(0.3)) / 2;
+    const dev = logs.map((x) => Math.abs(x - m)).sort((a, b) => a - b);
+    const se = (Math.sqrt(Math.PI / 2) * 1.4826 * ((dev[1]! + dev[2]!) / 2)) / 2;
+    // Tolerance: float rounding of exp/log.
+    assert.ok(Math.abs(e.gain - (1 - Math.exp(m))) < 1e-12);
+    assert.ok(Math.abs(e.gainLow - (1 - Math.exp(m + CONFIDENCE_Z * se))) < 1e-12);
+    assert.ok(Math.abs(e.gainHigh - (1 - Math.exp(m - CONFIDENCE_Z * se))) < 1e-12);
+  });
+
+  test('identical pairs are not infinitely sure; fewer than 3 pairs are never sure', () => {
+    const e = estimatePairs([0, 0, 0, 0]);
+    assert.ok(e.gainLow < 0 && e.gainHigh > 0, 'a floor of 1% on the standard error');
+    const two = estimatePairs([Math.log(0.5), Math.log(0.5)]);
+    assert.ok(Math.abs(two.gain - 0.5) < 1e-12);
+    assert.equal(two.gainLow, Number.NEGATIVE_INFINITY);
+    assert.equal(two.gainHigh, Number.POSITIVE_INFINITY);
   });
 });
 
