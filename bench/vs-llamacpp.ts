@@ -14,7 +14,7 @@
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
-//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe rtn] [--smooth-alpha 0.5] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
+//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe rtn] [--smooth-alpha 0.5] [--w8a8-act-group G] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
 //
 // --rows: run only the rows whose label contains one of these comma-separated words (case-insensitive);
 // ratio lines need both of their rows, the float32 accuracy reference runs when a chosen row scores accuracy.
@@ -28,6 +28,10 @@
 // round to nearest, folder hf-w8a8) or `smoothquant` (SmoothQuant smoothing with strength --smooth-alpha,
 // calibrated on 4 random-token prompts of 128 tokens unlike the accuracy prompts, then the same rounding;
 // folder hf-w8a8-smoothquant-a<α>; docs/int8.md). The row's label names the recipe.
+// --w8a8-act-group G: the Duet W8A8 checkpoint declares its activations per token and group of G k values
+// (compressed-tensors `strategy: "group"`; G a multiple of 4 from 4 to 256) instead of per token: the same
+// int8 weights (the per-token folder's file linked when present), folder <recipe folder>-g<G>. The row's
+// label names the activation scheme.
 //
 // --smoke: a tiny config (hidden 128, 3 layers, vocab 1024) and short runs, with --validate-f32: llama.cpp
 // F32 against Duet float32 checks the GGUF writer (MLA layout, rope, MoE routing) in seconds.
@@ -39,6 +43,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ACT_GROUP_SIZE_RULE, isActGroupSize } from '../src/kernels/int8-quant.js';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
 import { parseBenchArgs } from './bench-args.js';
@@ -46,6 +51,7 @@ import type { CalibrateJob } from './vs-llamacpp-calibrate.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
 import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
 import {
+  describeActGroup,
   describeW8A8Recipe,
   type W8A8Recipe,
   writeGgufModel,
@@ -101,6 +107,7 @@ const { values } = parseBenchArgs(import.meta.url, {
     rows: { type: 'string' },
     'w8a8-recipe': { type: 'string', default: 'rtn' },
     'smooth-alpha': { type: 'string', default: '0.5' },
+    'w8a8-act-group': { type: 'string' },
   },
 });
 
@@ -134,6 +141,13 @@ if (!(smoothAlpha >= 0 && smoothAlpha <= 1)) {
     `bench:vs-llamacpp: --smooth-alpha must be a number in [0, 1], got "${values['smooth-alpha']}"`,
   );
 }
+const actGroupFlag = values['w8a8-act-group'];
+const actGroup = actGroupFlag === undefined ? null : Number(actGroupFlag);
+if (actGroup !== null && !isActGroupSize(actGroup)) {
+  throw new RangeError(
+    `bench:vs-llamacpp: --w8a8-act-group must be ${ACT_GROUP_SIZE_RULE}, got "${actGroupFlag}"`,
+  );
+}
 const validateF32 = smoke || values['validate-f32'] === true;
 
 let overrides: Record<string, unknown> = smoke ? SMOKE_OVERRIDES : { num_hidden_layers: 4 };
@@ -162,7 +176,8 @@ const config = parseDeepseekConfig(configJson);
 const key = createHash('sha256').update(JSON.stringify({ configJson, seed })).digest('hex').slice(0, 16);
 const cacheDir = resolve(values['cache-dir'] ?? join(tmpdir(), 'duet-vs-llamacpp'), key);
 const hfDir = join(cacheDir, 'hf');
-const w8a8Dir = join(cacheDir, recipeKind === 'rtn' ? 'hf-w8a8' : `hf-w8a8-smoothquant-a${smoothAlpha}`);
+const w8a8TokenDir = join(cacheDir, recipeKind === 'rtn' ? 'hf-w8a8' : `hf-w8a8-smoothquant-a${smoothAlpha}`);
+const w8a8Dir = actGroup === null ? w8a8TokenDir : `${w8a8TokenDir}-g${actGroup}`;
 
 console.log(
   `model: ${values.model} with ${JSON.stringify(overrides)}: ${(numParameters(config) / 1e9).toFixed(3)} B ` +
@@ -171,10 +186,11 @@ console.log(
 const t = performance.now();
 writeHfFolder(hfDir, configJson, config, seed);
 const w8a8Recipe = await w8a8RecipeOf(recipeKind, smoothAlpha);
-writeW8A8Folder(w8a8Dir, configJson, config, seed, w8a8Recipe);
-/** The Duet W8A8 row's label: it names the recipe of its checkpoint. */
-const W8A8_LABEL = `Duet W8A8 (${describeW8A8Recipe(w8a8Recipe)})`;
-const ONEDNN_W8A8_LABEL = `Duet onednn W8A8 (${describeW8A8Recipe(w8a8Recipe)})`;
+writeW8A8Folder(w8a8Dir, configJson, config, seed, w8a8Recipe, actGroup, w8a8TokenDir);
+/** The Duet W8A8 row's label: it names the recipe of its checkpoint and its activation scheme. */
+const W8A8_SCHEME = `${describeW8A8Recipe(w8a8Recipe)}, ${describeActGroup(actGroup)}`;
+const W8A8_LABEL = `Duet W8A8 (${W8A8_SCHEME})`;
+const ONEDNN_W8A8_LABEL = `Duet onednn W8A8 (${W8A8_SCHEME})`;
 const gguf = {
   BF16: writeGgufModel(cacheDir, config, seed, 'BF16'),
   Q8_0: writeGgufModel(cacheDir, config, seed, 'Q8_0'),
@@ -189,7 +205,7 @@ console.log(`weights ready in ${((performance.now() - t) / 1000).toFixed(1)} s (
 async function w8a8RecipeOf(kind: 'rtn' | 'smoothquant', alpha: number): Promise<W8A8Recipe> {
   if (kind === 'rtn') return { kind };
   const calibration = `${CALIBRATION_PROMPTS} random-token prompts of ${CALIBRATION_LEN} tokens`;
-  if (existsSync(join(w8a8Dir, 'model.safetensors')))
+  if (existsSync(join(w8a8Dir, 'model.safetensors')) || existsSync(join(w8a8TokenDir, 'model.safetensors')))
     return { kind, alpha, calibration, normMaxima: new Map() };
   const out = join(cacheDir, 'smoothquant-calibration.json');
   if (!existsSync(out)) {
