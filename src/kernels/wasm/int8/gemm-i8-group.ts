@@ -6,13 +6,14 @@
 // no fused multiply-add: the reference twin in src/kernels/int8-quant.ts gives the same bits). The
 // per-token kernel (gemm-i8.ts) is left as it is; this one takes the i16 activation form only (quantize.ts,
 // split = 0), the same weight panels, and runs one group's int32 sums at a time before folding them into
-// float accumulators.
+// float accumulators. Every tile widens the weights at 256 times their value (gemm-i8.ts's scaled
+// widening), exact since a group is at most 64 quads.
 //
 // Layouts (byte addresses), as gemm-i8.ts except:
 //   gScale: [m, ng] f32 (ng = ceil(kq / gq)): row r's scales ldg bytes apart from row r − 1's
 //   no colAdd (symmetric activations, the i16 form needs none)
 
-import { dot16, evenI16, evenI16x256, lane, oddI16, oddI16x256, ROW_BLOCK_BYTES, rowOut } from './gemm-i8';
+import { dot16, evenI16x256, lane, oddI16x256, ROW_BLOCK_BYTES, rowOut } from './gemm-i8';
 
 /** f + f32(acc) · s (f32x4 lanes): one group's sums folded into a float accumulator. */
 function fold(f: v128, acc: v128, s: v128): v128 {
@@ -31,7 +32,25 @@ function storeScaled(o: usize, a: v128, b: v128, cs: usize, ncols: i32): void {
   }
 }
 
-/** 4 rows × 8 columns of one panel. `gs`: row r's first group scale; rows `ldg` bytes apart. */
+/** out[0..8) += f32(acc) · s for one row's 8 columns (`a`: columns 0..3, `b`: 4..7) kept at `o`. */
+function foldInto(o: usize, a: v128, b: v128, s: v128): void {
+  v128.store(o, fold(v128.load(o), i32x4.shr_s(a, 8), s));
+  v128.store(o, fold(v128.load(o, 16), i32x4.shr_s(b, 8), s), 16);
+}
+
+/** out[0..8) *= the column scales, for one row. */
+function scaleRow(o: usize, cs: usize): void {
+  v128.store(o, f32x4.mul(v128.load(o), v128.load(cs)));
+  v128.store(o, f32x4.mul(v128.load(o, 16), v128.load(cs, 16)), 16);
+}
+
+/**
+ * 4 rows × all 8 columns of one panel (a full panel: the float sums are kept in the output rows, which
+ * leaves the registers to the int32 sums; a panel narrower than 8 takes groupTile1). `gs`: row r's first
+ * group scale; rows `ldg` bytes apart. The weights are widened at 256 times their value (one instruction
+ * each, see gemm-i8.ts's SCALED_BLOCK_QUADS; a group of ≤ 64 quads stays within int32), each group's
+ * sums shifted back before they are folded.
+ */
 function groupTile4(
   o: usize,
   ldo: usize,
@@ -43,22 +62,19 @@ function groupTile4(
   gs: usize,
   ldg: usize,
   cs: usize,
-  ncols: i32,
 ): void {
-  let f0 = f32x4.splat(0);
-  let h0 = f0;
-  let f1 = f0;
-  let h1 = f0;
-  let f2 = f0;
-  let h2 = f0;
-  let f3 = f0;
-  let h3 = f0;
-  const x1 = x + rowBytes;
-  const x2 = x1 + rowBytes;
-  const x3 = x2 + rowBytes;
+  const zero = f32x4.splat(0);
+  for (let r: usize = 0; r < 4; r++) {
+    v128.store(o + r * ldo, zero);
+    v128.store(o + r * ldo, zero, 16);
+  }
+  // Pointers walk the panel and the rows (few live values, so that the loop keeps them in registers).
+  const wEnd = wp + ((<usize>kq) << 5);
+  let wq = wp;
+  let xp = x;
   let g = gs;
-  for (let q0 = 0; q0 < kq; q0 += gq) {
-    const q1 = min(kq, q0 + gq);
+  while (wq < wEnd) {
+    const wGroupEnd = min(wEnd, wq + ((<usize>gq) << 5));
     let a0 = i32x4.splat(0);
     let b0 = a0;
     let a1 = a0;
@@ -67,50 +83,44 @@ function groupTile4(
     let b2 = a0;
     let a3 = a0;
     let b3 = a0;
-    for (let q = q0; q < q1; q++) {
-      const wo = wp + ((<usize>q) << 5);
-      const xo = (<usize>q) << 3;
-      const w0 = v128.load(wo);
-      const w1 = v128.load(wo, 16);
-      const e0 = evenI16(w0);
-      const o0 = oddI16(w0);
-      const e1 = evenI16(w1);
-      const o1 = oddI16(w1);
-      let xe = v128.load32_splat(x + xo);
-      let xd = v128.load32_splat(x + xo, 4);
+    for (; wq < wGroupEnd; wq += 32, xp += 8) {
+      const w0 = v128.load(wq);
+      const w1 = v128.load(wq, 16);
+      const e0 = evenI16x256(w0);
+      const o0 = oddI16x256(w0);
+      const e1 = evenI16x256(w1);
+      const o1 = oddI16x256(w1);
+      let xr = xp;
+      let xe = v128.load32_splat(xr);
+      let xd = v128.load32_splat(xr, 4);
       a0 = dot16(e0, o0, xe, xd, a0);
       b0 = dot16(e1, o1, xe, xd, b0);
-      xe = v128.load32_splat(x1 + xo);
-      xd = v128.load32_splat(x1 + xo, 4);
+      xr += rowBytes;
+      xe = v128.load32_splat(xr);
+      xd = v128.load32_splat(xr, 4);
       a1 = dot16(e0, o0, xe, xd, a1);
       b1 = dot16(e1, o1, xe, xd, b1);
-      xe = v128.load32_splat(x2 + xo);
-      xd = v128.load32_splat(x2 + xo, 4);
+      xr += rowBytes;
+      xe = v128.load32_splat(xr);
+      xd = v128.load32_splat(xr, 4);
       a2 = dot16(e0, o0, xe, xd, a2);
       b2 = dot16(e1, o1, xe, xd, b2);
-      xe = v128.load32_splat(x3 + xo);
-      xd = v128.load32_splat(x3 + xo, 4);
+      xr += rowBytes;
+      xe = v128.load32_splat(xr);
+      xd = v128.load32_splat(xr, 4);
       a3 = dot16(e0, o0, xe, xd, a3);
       b3 = dot16(e1, o1, xe, xd, b3);
     }
-    let s = v128.load32_splat(g);
-    f0 = fold(f0, a0, s);
-    h0 = fold(h0, b0, s);
-    s = v128.load32_splat(g + ldg);
-    f1 = fold(f1, a1, s);
-    h1 = fold(h1, b1, s);
-    s = v128.load32_splat(g + 2 * ldg);
-    f2 = fold(f2, a2, s);
-    h2 = fold(h2, b2, s);
-    s = v128.load32_splat(g + 3 * ldg);
-    f3 = fold(f3, a3, s);
-    h3 = fold(h3, b3, s);
+    foldInto(o, a0, b0, v128.load32_splat(g));
+    foldInto(o + ldo, a1, b1, v128.load32_splat(g + ldg));
+    foldInto(o + 2 * ldo, a2, b2, v128.load32_splat(g + 2 * ldg));
+    foldInto(o + 3 * ldo, a3, b3, v128.load32_splat(g + 3 * ldg));
     g += 4;
   }
-  storeScaled(o, f0, h0, cs, ncols);
-  storeScaled(o + ldo, f1, h1, cs, ncols);
-  storeScaled(o + 2 * ldo, f2, h2, cs, ncols);
-  storeScaled(o + 3 * ldo, f3, h3, cs, ncols);
+  scaleRow(o, cs);
+  scaleRow(o + ldo, cs);
+  scaleRow(o + 2 * ldo, cs);
+  scaleRow(o + 3 * ldo, cs);
 }
 
 /** 1 row × 8 columns of one panel (scaled widening, see gemm-i8.ts's SCALED_BLOCK_QUADS: a group is ≤ 64 quads). */
@@ -235,10 +245,10 @@ export function gemm_i8_group(
       const ncols = min(8, n - c0);
       const cs = colScale + ((<usize>c0) << 2);
       let r = b0;
-      for (; r + step <= b1; r += step) {
+      for (; ncols === 8 && r + step <= b1; r += step) {
         const x = xq + <usize>r * rowBytes;
         const gs = gScale + <usize>r * ldg;
-        groupTile4(rowOut(out, ldo, r, c0), ldo, x, rowBytes, wp, kq, gq, gs, ldg, cs, ncols);
+        groupTile4(rowOut(out, ldo, r, c0), ldo, x, rowBytes, wp, kq, gq, gs, ldg, cs);
       }
       for (; r < b1; r++) {
         const x = xq + <usize>r * rowBytes;

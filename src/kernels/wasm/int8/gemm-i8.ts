@@ -170,12 +170,12 @@ function splitTile1(
 }
 
 /** Sign-extended even bytes of `w` as int16: for a quad vector, [c k0, c k2] for each of its 4 columns. */
-export function evenI16(w: v128): v128 {
+function evenI16(w: v128): v128 {
   return i16x8.shr_s(i16x8.shl(w, 8), 8);
 }
 
 /** Sign-extended odd bytes of `w` as int16: for a quad vector, [c k1, c k3] for each of its 4 columns. */
-export function oddI16(w: v128): v128 {
+function oddI16(w: v128): v128 {
   return i16x8.shr_s(w, 8);
 }
 
