@@ -169,7 +169,8 @@ export function writeW8A8Folder(
     );
   if (sameWeightsAs !== undefined && existsSync(join(sameWeightsAs, 'model.safetensors'))) {
     // The activation scheme lives in config.json only: the int8 weights and scales are the same bytes.
-    copyFileSync(join(sameWeightsAs, 'recipe.yaml'), join(dir, 'recipe.yaml'));
+    const recipeYaml = join(sameWeightsAs, 'recipe.yaml');
+    if (existsSync(recipeYaml)) copyFileSync(recipeYaml, join(dir, 'recipe.yaml'));
     writeConfig();
     linkSync(join(sameWeightsAs, 'model.safetensors'), join(dir, 'model.safetensors'));
     return;

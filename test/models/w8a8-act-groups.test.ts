@@ -20,7 +20,7 @@ import { openModelWeights } from '../../src/loader/model-folder.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekCheckpointLayout } from '../../src/models/deepseek-weights.js';
 import { embeddedModelDir } from '../../src/models/model-loader.js';
-import { argmax, fixtureDir, loadGolden } from '../helpers/golden.js';
+import { argmaxAgreement, fixtureDir, loadGolden } from '../helpers/golden.js';
 import { kernelSetsToTest } from '../helpers/platforms.js';
 import { prefillAll } from '../helpers/prefill.js';
 import { writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
@@ -43,19 +43,6 @@ const CASES: Case[] = [
   { name: 'v2-tiny', dir: fixtureDir('v2-tiny'), prompts: loadGolden('v2-tiny').prompts },
   { name: 'V3-style (embedded model)', dir: embeddedModelDir(), prompts: speaking.prompts },
 ];
-
-/** Fraction of positions whose argmax is the reference's. */
-function agreement(logits: readonly Float32Array[], c: Case, V: number): number {
-  let same = 0;
-  let total = 0;
-  c.prompts.forEach((p, i) => {
-    for (let t = 0; t < p.ids.length; t++) {
-      if (argmax(logits[i]!.subarray(t * V, (t + 1) * V)) === p.argmax[t]) same++;
-      total++;
-    }
-  });
-  return same / total;
-}
 
 const dirs = new Map<string, string>();
 after(() => {
@@ -96,7 +83,11 @@ for (const [setName, make] of await kernelSetsToTest(2)) {
             weightDType: 'f32',
           });
           weights.source.close();
-          const a = agreement(await prefillAll(cfg, kernels, model, c.prompts), c, cfg.vocabSize);
+          const a = argmaxAgreement(
+            await prefillAll(cfg, kernels, model, c.prompts),
+            c.prompts,
+            cfg.vocabSize,
+          );
           console.log(
             `# ${setName} ${c.name}: W8A8, activations in groups of ${g}: argmax agreement ${a.toFixed(4)}`,
           );

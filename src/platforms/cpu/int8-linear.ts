@@ -213,7 +213,7 @@ function runTokenGemm(
     g.quant_static(xq, xPtr, m, k, k * 4, w.invScale, w.offset);
     arena.f32(rowScale, m).fill(1);
   } else {
-    quantizeDynamic(ctx, g, arena.index, xq, rowScale, xPtr, m, k, split);
+    quantizeDynamic(ctx, g, arena.index, xq, rowScale, xPtr, m, k, { split });
   }
   const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
   const shares = plan.parts.map((p) => [
@@ -248,25 +248,7 @@ function runGroupGemm(
   m: number,
 ): void {
   const { n, k, arena, groupSize } = w;
-  const numGroups = Math.ceil(k / groupSize);
-  const rowBytes = Math.ceil(k / 4) * 8;
-  const threads = Math.min(ctx.numThreads, m);
-  if (threads <= 1 || m * k < THREADED_QUANT_ELEMENTS) {
-    g.quant_dynamic_group(o.xq, o.scales, o.x, m, k, k * 4, groupSize);
-  } else {
-    const quantShares = evenRowRanges(m, threads).map(([r0, r1]) => [
-      o.xq + r0 * rowBytes,
-      o.scales + r0 * numGroups * 4,
-      o.x + r0 * k * 4,
-      r1 - r0,
-      k,
-      k * 4,
-      groupSize,
-    ]);
-    ctx.pool.runKernel(arena.index, 'quant_dynamic_group', quantShares, () =>
-      g.quant_dynamic_group(...(quantShares[0] as [number, number, number, number, number, number, number])),
-    );
-  }
+  quantizeDynamic(ctx, g, arena.index, o.xq, o.scales, o.x, m, k, { groupSize });
   const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
   const shares = plan.parts.map((p) => [
     o.out,
@@ -294,36 +276,44 @@ function runGroupGemm(
  */
 const THREADED_QUANT_ELEMENTS = 64 * 1024;
 
-/** quant_dynamic over rows [0, m), split over the pool's threads when it is large enough to pay. */
+/**
+ * quant_dynamic (per token, `split` its activation form) or quant_dynamic_group (per token and group of
+ * `groupSize`) over rows [0, m), split over the pool's threads when it is large enough to pay.
+ */
 function quantizeDynamic(
   ctx: Int8LinearContext,
   g: Int8Exports,
   arena: number,
   xq: number,
-  rowScale: number,
+  scales: number,
   xPtr: number,
   m: number,
   k: number,
-  split: number,
+  form: { readonly split: number } | { readonly groupSize: number },
 ): void {
+  const [kernel, last, scalesPerRow] =
+    'groupSize' in form
+      ? (['quant_dynamic_group', form.groupSize, Math.ceil(k / form.groupSize)] as const)
+      : (['quant_dynamic', form.split, 1] as const);
   const threads = Math.min(ctx.numThreads, m);
   if (threads <= 1 || m * k < THREADED_QUANT_ELEMENTS) {
-    g.quant_dynamic(xq, rowScale, xPtr, m, k, k * 4, split);
+    g[kernel](xq, scales, xPtr, m, k, k * 4, last);
     return;
   }
   const rowBytes = Math.ceil(k / 4) * 8;
-  const shares = evenRowRanges(m, threads).map(([r0, r1]) => [
-    xq + r0 * rowBytes,
-    rowScale + r0 * 4,
-    xPtr + r0 * k * 4,
-    r1 - r0,
-    k,
-    k * 4,
-    split,
-  ]);
-  ctx.pool.runKernel(arena, 'quant_dynamic', shares, () =>
-    g.quant_dynamic(...(shares[0] as [number, number, number, number, number, number, number])),
+  const shares = evenRowRanges(m, threads).map(
+    ([r0, r1]) =>
+      [
+        xq + r0 * rowBytes,
+        scales + r0 * scalesPerRow * 4,
+        xPtr + r0 * k * 4,
+        r1 - r0,
+        k,
+        k * 4,
+        last,
+      ] as const,
   );
+  ctx.pool.runKernel(arena, kernel, shares, () => g[kernel](...shares[0]!));
 }
 
 function paddedN(n: number): number {
