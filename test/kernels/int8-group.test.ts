@@ -17,20 +17,11 @@ import type { Int8LinearData } from '../../src/kernels/kernels.js';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { enableWasmFeatures, hasRelaxedSimd } from '../../src/platforms/cpu/wasm-features.js';
 import { createWasmKernels, type WasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
-import { Rng } from './kernel-test-utils.js';
+import { assertSameBits, int8Data, Rng } from './kernel-test-utils.js';
 
 enableWasmFeatures();
 
 const ref = new ReferenceKernels();
-
-function int8Data(rng: Rng, len: number): Int8Array {
-  const a = new Int8Array(len);
-  for (let i = 0; i < len; i++) {
-    const u = rng.next();
-    a[i] = u < 0.11 ? -128 : u < 0.22 ? 127 : u < 0.33 ? -127 : rng.int(256) - 128;
-  }
-  return a;
-}
 
 function groupWeight(rng: Rng, n: number, k: number, groupSize: number): Int8LinearData {
   return {
@@ -45,14 +36,6 @@ function activations(rng: Rng, m: number, k: number): Float32Array {
   if (m > 2) x.fill(0, k, 2 * k);
   if (m > 3) for (let c = 0; c < k; c++) x[3 * k + c] = x[3 * k + c]! * 10 ** ((c >> 3) % 5) * 1e-2;
   return x;
-}
-
-function assertSameBits(label: string, out: Float32Array, expected: Float32Array): void {
-  const a = new Uint32Array(out.buffer, out.byteOffset, expected.length);
-  const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  for (let i = 0; i < b.length; i++) {
-    if (a[i] !== b[i]) assert.fail(`${label}: element ${i} is ${out[i]}, the reference gives ${expected[i]}`);
-  }
 }
 
 describe('int8 per-token-group reference arithmetic', () => {
