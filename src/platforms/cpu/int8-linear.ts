@@ -9,9 +9,10 @@
 // [0, 127]). The static zero-point variant (activations over all of [−128, 127], which two 7-bit parts
 // cannot cover in one sum) always takes the int16 dot. Both are exact in int32: every choice gives the
 // same bits. Activations quantized per token and group of k (Int8Scheme's groupSize) take their own
-// kernel (gemm-i8-group.ts) on the int16 dot, leaving the per-token path as it was. Why int16 is the default: on Node 20 (V8 11.3, x64) the fused relaxed dot-add is
-// miscompiled, the unfused one costs three instructions per 16 multiply-adds, and the split needs two
-// of them; `npm run bench:kernels` measured int16 faster here (docs/int8.md).
+// kernel (gemm-i8-group.ts) on the int16 dot, leaving the per-token path as it was. Why int16 is the
+// default: on Node 20 (V8 11.3, x64) the fused relaxed dot-add is miscompiled, the unfused one costs
+// three instructions per 16 multiply-adds, and the split needs two of them; `npm run bench:kernels`
+// measured int16 faster here (docs/int8.md).
 
 import type { Int8LinearData } from '../../kernels/kernels.js';
 import type { Arena } from './arena.js';
