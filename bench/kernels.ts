@@ -4,6 +4,7 @@
 // GEMV's weight traffic is compared, and a register-only peak of the int8 dot step against which the
 // int8 GEMM's multiply-adds are compared (decode m = 1..32, each int8 dot the build has).
 // Run with `npm run bench:kernels` (options: --threads 1,2 --quick; --int8-only: the int8 sweep alone;
+// --int8-groups 32,128: only int8 with activation scales per token and group of k against per token;
 // --smoke: tiny shapes and no native
 // program, only to check that the benchmark runs, as `npm test` does).
 //
@@ -14,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
+import { ACT_GROUP_SIZE_RULE, isActGroupSize, quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
 import type { LinearDType, LinearWeight } from '../src/kernels/kernels.js';
 import type { Int8Dot } from '../src/platforms/cpu/int8-linear.js';
 import { createWasmKernels, type WasmKernels } from '../src/platforms/cpu/wasm-kernels.js';
@@ -32,24 +33,29 @@ interface Options {
   smoke: boolean;
   /** Only the int8 sweep (peak, bandwidth, m = 1..32 and prefill). */
   int8Only: boolean;
+  /** Only the per-token-group comparison, for these activation group sizes (empty: not asked). */
+  int8Groups: number[];
 }
 
 /** Total bytes of weight copies the GEMV rotates over, and of the bandwidth test. */
 const ROTATION_BYTES = 1024 ** 3;
 
 function parseOptions(argv: string[]): Options {
-  const opts: Options = { threads: [1, 2], quick: false, smoke: false, int8Only: false };
+  const opts: Options = { threads: [1, 2], quick: false, smoke: false, int8Only: false, int8Groups: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--smoke') opts.smoke = true;
     else if (a === '--int8-only') opts.int8Only = true;
     else if (a === '--threads') opts.threads = (argv[++i] ?? '').split(',').map(Number);
+    else if (a === '--int8-groups') opts.int8Groups = (argv[++i] ?? '').split(',').map(Number);
     else
       throw new Error(
-        `bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke --int8-only`,
+        `bench/kernels: unknown option ${a}; allowed: --threads 1,2 --quick --smoke --int8-only --int8-groups 32,128`,
       );
   }
+  if (opts.int8Groups.some((g) => !isActGroupSize(g)))
+    throw new Error(`--int8-groups: a list of group sizes, each ${ACT_GROUP_SIZE_RULE}`);
   if (opts.threads.some((t) => !Number.isInteger(t) || t < 1))
     throw new Error('--threads: a list of integers >= 1');
   return opts;
@@ -161,6 +167,11 @@ async function main(): Promise<void> {
   const rotation = opts.smoke ? 16 * 1024 ** 2 : opts.quick ? ROTATION_BYTES / 2 : ROTATION_BYTES;
   const maxThreads = Math.max(...opts.threads);
   const kernels = await createWasmKernels({ numThreads: maxThreads });
+  if (opts.int8Groups.length > 0) {
+    await int8GroupSweep(kernels, opts, minSeconds, rotation);
+    await kernels.dispose();
+    return;
+  }
   if (opts.int8Only) {
     await int8Sweep(kernels, opts, minSeconds, rotation);
     await kernels.dispose();
@@ -388,6 +399,83 @@ async function int8Sweep(
   }
   kernels.int8Dot = 'int16';
   for (const w of ws) kernels.freeLinear(w);
+}
+
+/**
+ * The int8 GEMM with activation scales per token and group of k (`--int8-groups`) beside per-token
+ * activations, same weights, at m = 1 and 8 (decode, weights rotated from DRAM) and 512 (prefill), on the
+ * int16 dot (the only one the group kernel has): GOP/s and the ratio to per-token, by wall clock and (one
+ * thread) by process CPU time. The schemes alternate round by round, so machine load falls on all alike.
+ */
+async function int8GroupSweep(
+  kernels: WasmKernels,
+  opts: Options,
+  minSeconds: number,
+  rotation: number,
+): Promise<void> {
+  const [n, k] = opts.smoke ? [64, 128] : [2048, 2048];
+  const prefillM = opts.smoke ? 64 : 512;
+  const int8 = quantizeWeightPerChannel({ dtype: 'f32', data: randomF32(n * k, 1) }, n, k);
+  if (int8.scheme.kind !== 'dynamic') throw new Error('per-channel quantization is dynamic');
+  const schemes: { label: string; groupSize?: number }[] = [
+    { label: 'per token' },
+    ...opts.int8Groups.map((g) => ({ label: `group ${g}`, groupSize: g })),
+  ];
+  const copies = Math.max(2, Math.ceil(rotation / schemes.length / (n * k)));
+  const ws = schemes.map((sc) =>
+    Array.from({ length: copies }, () =>
+      kernels.prepareInt8Linear(
+        { data: int8.data, scheme: { ...int8.scheme, ...(sc.groupSize ? { groupSize: sc.groupSize } : {}) } },
+        n,
+        k,
+      ),
+    ),
+  );
+  console.log(
+    `\nInt8 W8A8 GEMM with activation scales per token and group of k, N = K = ${n}, int16 dot: GOP/s ` +
+      '(2 per multiply-add) and the ratio to per-token activations, by wall clock and, on one thread, by ' +
+      'the process CPU time (which machine load does not inflate). Decode (m < 512) rotates over ' +
+      `${copies} weight copies per scheme (from DRAM); the prefill reads one from cache. The schemes ` +
+      'alternate round by round (best of 5).',
+  );
+  const widths = [3, 4, 5, ...schemes.flatMap(() => [10, 6])];
+  console.log(pad(['T', 'M', 'clock', ...schemes.flatMap((sc) => [sc.label, 'ratio'])], widths));
+  kernels.int8Dot = 'int16';
+  for (const t of opts.threads) {
+    kernels.activeThreads = t;
+    for (const m of [1, 8, prefillM]) {
+      const x = kernels.allocate(m * k);
+      x.set(randomF32(m * k, 2));
+      const out = kernels.allocate(m * n);
+      const wall = schemes.map(() => Number.POSITIVE_INFINITY);
+      const cpu = schemes.map(() => Number.POSITIVE_INFINITY);
+      const calls = Math.max(3, Math.round((opts.smoke ? 1e6 : 2e9) / (2 * m * n * k)));
+      for (let r = 0; r < 5; r++) {
+        schemes.forEach((_, j) => {
+          const w = ws[j]!;
+          kernels.linear(out, x, w[0]!, m);
+          const c0 = process.cpuUsage();
+          const t0 = performance.now();
+          for (let i = 0; i < calls; i++) kernels.linear(out, x, w[m === prefillM ? 0 : i % copies]!, m);
+          const sec = (performance.now() - t0) / 1e3;
+          const c = process.cpuUsage(c0);
+          wall[j] = Math.min(wall[j]!, sec / calls);
+          cpu[j] = Math.min(cpu[j]!, (c.user + c.system) / 1e6 / calls);
+        });
+      }
+      const rows: [string, number[]][] = [['wall', wall]];
+      if (t === 1) rows.push(['cpu', cpu]);
+      for (const [clock, secs] of rows) {
+        const gops = secs.map((sec) => (2 * m * n * k) / sec / 1e9);
+        console.log(
+          pad([String(t), String(m), clock, ...gops.flatMap((g) => [fmt(g), fmt(g / gops[0]!, 2)])], widths),
+        );
+      }
+      kernels.free(x);
+      kernels.free(out);
+    }
+  }
+  for (const list of ws) for (const w of list) kernels.freeLinear(w);
 }
 
 await main();

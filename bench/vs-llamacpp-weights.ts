@@ -3,11 +3,22 @@
 // safetensors file, BF16), as a pre-quantized W8A8 folder (compressed-tensors, int8 where Q8_0 has 8 bits)
 // and as llama.cpp GGUF files (F32, BF16, Q8_0) holding exactly the same values. The W8A8 folder's int8
 // weights are rounded to nearest per channel, optionally after SmoothQuant smoothing (`W8A8Recipe`); its
-// recipe.yaml says which.
+// recipe.yaml says which. Its config.json declares the activations per token, or per token and group of
+// k (`W8A8ActGroup`).
 // Each file is written to a temporary name and renamed when complete, so an interrupted run never leaves
 // a half-written file that a later run would trust.
 
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { DeepseekConfig } from '../src/config/model-config.js';
 import { quantizeWeightPerChannel } from '../src/kernels/int8-quant.js';
@@ -117,6 +128,17 @@ export function describeW8A8Recipe(recipe: W8A8Recipe): string {
 }
 
 /**
+ * How the W8A8 folder declares its activations: per token (null, vLLM's W8A8) or per token and group of
+ * that many k values (compressed-tensors `strategy: "group"`), with the same int8 weights either way.
+ */
+export type W8A8ActGroup = number | null;
+
+/** The activation scheme in a few words, for the bench's row label. */
+export function describeActGroup(actGroup: W8A8ActGroup): string {
+  return actGroup === null ? 'activations per token' : `activations per token and group of ${actGroup}`;
+}
+
+/**
  * The same dummy weights as `writeHfFolder`, as a compressed-tensors W8A8 checkpoint (what Duet loads
  * without quantizing): every matrix that llama.cpp's Q8_0 stores in 8 bits and Duet can take as int8
  * (`deepseekLinearRole` 'int8', the LM head, and kv_b_proj, which Duet dequantizes at load as vLLM does)
@@ -132,10 +154,27 @@ export function writeW8A8Folder(
   config: DeepseekConfig,
   seed: number,
   recipe: W8A8Recipe = { kind: 'rtn' },
+  actGroup: W8A8ActGroup = null,
+  /** A folder written by this function with the same recipe: its weights file is linked, not rewritten. */
+  sameWeightsAs?: string,
 ): void {
   // Written already (the weights file is renamed into place last): nothing to redo.
   if (existsSync(join(dir, 'model.safetensors'))) return;
   mkdirSync(dir, { recursive: true });
+  const quantizationConfig = compressedTensorsW8A8Config([], actGroup);
+  const writeConfig = (): void =>
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({ ...configJson, quantization_config: quantizationConfig }, null, 2),
+    );
+  if (sameWeightsAs !== undefined && existsSync(join(sameWeightsAs, 'model.safetensors'))) {
+    // The activation scheme lives in config.json only: the int8 weights and scales are the same bytes.
+    const recipeYaml = join(sameWeightsAs, 'recipe.yaml');
+    if (existsSync(recipeYaml)) copyFileSync(recipeYaml, join(dir, 'recipe.yaml'));
+    writeConfig();
+    linkSync(join(sameWeightsAs, 'model.safetensors'), join(dir, 'model.safetensors'));
+    return;
+  }
   const specs = deepseekTensorSpecs(config);
   const source = new DummyWeightSource(specs, { seed, dtype: 'bf16' });
   const groups = deepseekSmoothingGroups(config);
@@ -158,11 +197,7 @@ export function writeW8A8Folder(
     w8a8RecipeYaml(recipe.kind === 'smoothquant' ? recipe : null, groups),
   );
   // Modules Duet runs in float are stored in BF16: compressed-tensors reads their dtype, not `ignore`.
-  const quantizationConfig = compressedTensorsW8A8Config([]);
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({ ...configJson, quantization_config: quantizationConfig }, null, 2),
-  );
+  writeConfig();
   const isInt8 = (name: string) => {
     const role = deepseekLinearRole(name);
     return role === 'int8' || role === 'int8-from-checkpoint' || role === 'dequantize';

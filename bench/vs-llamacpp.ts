@@ -18,7 +18,7 @@
 //
 //   npm run bench:vs-llamacpp -- [--model assets/configs/deepseek-v2-lite] [--hf-overrides '{"num_hidden_layers":4}']
 //       [--threads 2] [--prompt-len 512] [--decode-tokens 32] [--batches 1,8,32] [--rounds 1] [--runs 2]
-//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe rtn] [--smooth-alpha 0.5] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
+//       [--accuracy-len 512] [--accuracy-prompts 1] [--w8a8-recipe rtn] [--smooth-alpha 0.5] [--w8a8-act-group token|G,...] [--validate-f32] [--cache-dir DIR] [--rows 'Q8_0,W8A8'] [--smoke]
 //
 // --rows: run only the rows whose label contains one of these comma-separated words (case-insensitive);
 // ratio lines need both of their rows, the float32 accuracy reference runs when a chosen row scores accuracy.
@@ -32,6 +32,11 @@
 // round to nearest, folder hf-w8a8) or `smoothquant` (SmoothQuant smoothing with strength --smooth-alpha,
 // calibrated on 4 random-token prompts of 128 tokens unlike the accuracy prompts, then the same rounding;
 // folder hf-w8a8-smoothquant-a<α>; docs/int8.md). The row's label names the recipe.
+// --w8a8-act-group G[,G2,...]: the Duet W8A8 checkpoint declares its activations per token and group of G k
+// values (compressed-tensors `strategy: "group"`; G a multiple of 4 from 4 to 256; `token`: per token, the
+// default) instead of per token: the same int8 weights (the per-token folder's file linked when present),
+// folder <recipe folder>-g<G>. The row's label names the activation scheme. Each further scheme in the
+// list adds a W8A8 row of its own (speed and accuracy, against the same float32 reference).
 //
 // --smoke: a tiny config (hidden 128, 3 layers, vocab 1024) and short runs, with --validate-f32: llama.cpp
 // F32 against Duet float32 checks the GGUF writer (MLA layout, rope, MoE routing) in seconds.
@@ -43,6 +48,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ACT_GROUP_SIZE_RULE, isActGroupSize } from '../src/kernels/int8-quant.js';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
 import { parseBenchArgs } from './bench-args.js';
@@ -50,7 +56,9 @@ import type { CalibrateJob } from './vs-llamacpp-calibrate.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
 import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
 import {
+  describeActGroup,
   describeW8A8Recipe,
+  type W8A8ActGroup,
   type W8A8Recipe,
   writeGgufModel,
   writeHfFolder,
@@ -105,6 +113,7 @@ const { values } = parseBenchArgs(import.meta.url, {
     rows: { type: 'string' },
     'w8a8-recipe': { type: 'string', default: 'rtn' },
     'smooth-alpha': { type: 'string', default: '0.5' },
+    'w8a8-act-group': { type: 'string' },
   },
 });
 
@@ -138,6 +147,19 @@ if (!(smoothAlpha >= 0 && smoothAlpha <= 1)) {
     `bench:vs-llamacpp: --smooth-alpha must be a number in [0, 1], got "${values['smooth-alpha']}"`,
   );
 }
+/** --w8a8-act-group: the W8A8 rows' activation schemes, the first the main row's (null: per token). */
+const actGroupFlags = [...new Set((values['w8a8-act-group'] ?? 'token').split(','))];
+const actGroups: W8A8ActGroup[] = actGroupFlags.map((v) => {
+  if (v === 'token') return null;
+  const g = Number(v);
+  if (!isActGroupSize(g)) {
+    throw new RangeError(
+      `bench:vs-llamacpp: --w8a8-act-group takes "token" or group sizes, each ${ACT_GROUP_SIZE_RULE}; got "${v}"`,
+    );
+  }
+  return g;
+});
+const actGroup = actGroups[0]!;
 const validateF32 = smoke || values['validate-f32'] === true;
 
 let overrides: Record<string, unknown> = smoke ? SMOKE_OVERRIDES : { num_hidden_layers: 4 };
@@ -166,7 +188,9 @@ const config = parseDeepseekConfig(configJson);
 const key = createHash('sha256').update(JSON.stringify({ configJson, seed })).digest('hex').slice(0, 16);
 const cacheDir = resolve(values['cache-dir'] ?? join(tmpdir(), 'duet-vs-llamacpp'), key);
 const hfDir = join(cacheDir, 'hf');
-const w8a8Dir = join(cacheDir, recipeKind === 'rtn' ? 'hf-w8a8' : `hf-w8a8-smoothquant-a${smoothAlpha}`);
+const w8a8TokenDir = join(cacheDir, recipeKind === 'rtn' ? 'hf-w8a8' : `hf-w8a8-smoothquant-a${smoothAlpha}`);
+const w8a8DirOf = (g: W8A8ActGroup): string => (g === null ? w8a8TokenDir : `${w8a8TokenDir}-g${g}`);
+const w8a8Dir = w8a8DirOf(actGroup);
 
 console.log(
   `model: ${values.model} with ${JSON.stringify(overrides)}: ${(numParameters(config) / 1e9).toFixed(3)} B ` +
@@ -175,10 +199,18 @@ console.log(
 const t = performance.now();
 writeHfFolder(hfDir, configJson, config, seed);
 const w8a8Recipe = await w8a8RecipeOf(recipeKind, smoothAlpha);
-writeW8A8Folder(w8a8Dir, configJson, config, seed, w8a8Recipe);
-/** The Duet W8A8 row's label: it names the recipe of its checkpoint. */
-const W8A8_LABEL = `Duet W8A8 (${describeW8A8Recipe(w8a8Recipe)})`;
-const ONEDNN_W8A8_LABEL = `Duet onednn W8A8 (${describeW8A8Recipe(w8a8Recipe)})`;
+// The folders differ in config.json only: the first one written gives the others its weights file.
+let weightsFrom = w8a8TokenDir;
+for (const g of actGroups) {
+  writeW8A8Folder(w8a8DirOf(g), configJson, config, seed, w8a8Recipe, g, weightsFrom);
+  if (!existsSync(join(weightsFrom, 'model.safetensors'))) weightsFrom = w8a8DirOf(g);
+}
+/** A Duet W8A8 row's label: it names the recipe of its checkpoint and its activation scheme. */
+const w8a8LabelOf = (g: W8A8ActGroup): string =>
+  `Duet W8A8 (${describeW8A8Recipe(w8a8Recipe)}, ${describeActGroup(g)})`;
+const W8A8_SCHEME = `${describeW8A8Recipe(w8a8Recipe)}, ${describeActGroup(actGroup)}`;
+const W8A8_LABEL = w8a8LabelOf(actGroup);
+const ONEDNN_W8A8_LABEL = `Duet onednn W8A8 (${W8A8_SCHEME})`;
 const gguf = {
   BF16: writeGgufModel(cacheDir, config, seed, 'BF16'),
   Q8_0: writeGgufModel(cacheDir, config, seed, 'Q8_0'),
@@ -193,7 +225,7 @@ console.log(`weights ready in ${((performance.now() - t) / 1000).toFixed(1)} s (
 async function w8a8RecipeOf(kind: 'rtn' | 'smoothquant', alpha: number): Promise<W8A8Recipe> {
   if (kind === 'rtn') return { kind };
   const calibration = `${CALIBRATION_PROMPTS} random-token prompts of ${CALIBRATION_LEN} tokens`;
-  if (existsSync(join(w8a8Dir, 'model.safetensors')))
+  if (existsSync(join(w8a8Dir, 'model.safetensors')) || existsSync(join(w8a8TokenDir, 'model.safetensors')))
     return { kind, alpha, calibration, normMaxima: new Map() };
   const out = join(cacheDir, 'smoothquant-calibration.json');
   if (!existsSync(out)) {
@@ -290,10 +322,18 @@ const contenders: Contender[] = [
     label: 'llama.cpp Q8_0',
     job: { ...baseJob, engine: 'llama.cpp', model: gguf.Q8_0, dtype: 'auto', perf: true, accuracyPrompts },
   },
-  {
-    label: W8A8_LABEL,
-    job: { ...baseJob, engine: 'duet', model: w8a8Dir, dtype: 'auto', perf: true, accuracyPrompts },
-  },
+  // The main W8A8 row, then one per further --w8a8-act-group scheme.
+  ...actGroups.map((g) => ({
+    label: w8a8LabelOf(g),
+    job: {
+      ...baseJob,
+      engine: 'duet' as const,
+      model: w8a8DirOf(g),
+      dtype: 'auto' as const,
+      perf: true,
+      accuracyPrompts,
+    },
+  })),
   {
     // The same int8 weights but the LM head, quantized from the BF16 folder while loading: load time only.
     label: 'Duet W8A8 quantize-on-load',
@@ -586,16 +626,17 @@ for (const [label, traces] of accuracyTraces) {
       `${Math.max(...cs.map((c) => c.maxAbs)).toExponential(3)} |`,
   );
 }
-const w8a8Agree = agreements.get(W8A8_LABEL);
 const q8Agree = agreements.get('llama.cpp Q8_0');
-if (w8a8Agree !== undefined && q8Agree !== undefined && refs.length > 1) {
+for (const label of actGroups.map(w8a8LabelOf)) {
+  const w8a8Agree = agreements.get(label);
+  if (w8a8Agree === undefined || q8Agree === undefined || refs.length <= 1) continue;
   // Paired per prompt: the same positions, so prompt-to-prompt variation cancels; the spread of the
   // differences says whether their mean is more than noise (mean ± 2 standard errors).
   const d = w8a8Agree.map((a, j) => a - q8Agree[j]!);
   const m = mean(d);
   const se = Math.sqrt(d.reduce((a, x) => a + (x - m) ** 2, 0) / (d.length - 1) / d.length);
   console.log(
-    `${W8A8_LABEL} − llama.cpp Q8_0, per prompt: ${d.map((x) => x.toFixed(4)).join(' ')}; ` +
+    `${label} − llama.cpp Q8_0, per prompt: ${d.map((x) => x.toFixed(4)).join(' ')}; ` +
       `mean ${m.toFixed(4)} ± ${(2 * se).toFixed(4)} (2 standard errors)`,
   );
 }

@@ -45,6 +45,46 @@ export function quantizeDynamic(
   }
 }
 
+/** What an activation group size must be: the kernels step through k in quads of 4 and sum a group in int16 lanes. */
+export const ACT_GROUP_SIZE_RULE = 'a multiple of 4 from 4 to 256';
+
+/** Whether `g` is an activation group size the kernels take (ACT_GROUP_SIZE_RULE). */
+export function isActGroupSize(g: unknown): g is number {
+  return typeof g === 'number' && Number.isInteger(g) && g >= 4 && g <= 256 && g % 4 === 0;
+}
+
+/** Groups of `groupSize` along k (the last one may be shorter). */
+export function numActGroups(k: number, groupSize: number): number {
+  return Math.ceil(k / groupSize);
+}
+
+/**
+ * Dynamic per-token-group symmetric quantization: each group of `groupSize` consecutive values of a row
+ * (the last may be shorter) quantized as quantizeDynamic quantizes a row. `xq`: [m, k];
+ * `scales`: [m, ceil(k / groupSize)]; `x`: [m, k].
+ */
+export function quantizeDynamicGroups(
+  xq: Int32Array,
+  scales: Float32Array,
+  x: Float32Array,
+  m: number,
+  k: number,
+  groupSize: number,
+): void {
+  const ng = numActGroups(k, groupSize);
+  for (let i = 0; i < m; i++) {
+    for (let g = 0; g < ng; g++) {
+      const c0 = i * k + g * groupSize;
+      const c1 = i * k + Math.min(k, (g + 1) * groupSize);
+      let amax = 0;
+      for (let c = c0; c < c1; c++) amax = Math.max(amax, Math.abs(x[c]!));
+      const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+      scales[i * ng + g] = Math.fround(amax / 127);
+      for (let c = c0; c < c1; c++) xq[c] = quantizeValue(x[c]!, inv, 0, -127, 127);
+    }
+  }
+}
+
 /** Static per-tensor quantization with a zero point. `xq`: [m, k] values in [−128, 127]; `x`: [m, k]. */
 export function quantizeStatic(
   xq: Int32Array,
@@ -88,9 +128,13 @@ export function int8Linear(
   n: number,
   k: number,
 ): void {
+  const scheme = weight.scheme;
+  if (scheme.kind === 'dynamic' && scheme.groupSize !== undefined) {
+    int8LinearGroups(out, x, weight.data, scheme.weightScale, scheme.groupSize, m, n, k);
+    return;
+  }
   const xq = new Int32Array(m * k);
   const acc = new Int32Array(m * n);
-  const scheme = weight.scheme;
   const rowScale = new Float32Array(m).fill(1);
   if (scheme.kind === 'dynamic') quantizeDynamic(xq, rowScale, x, m, k);
   else quantizeStatic(xq, x, m, k, scheme.inputScale, scheme.inputOffset);
@@ -103,6 +147,40 @@ export function int8Linear(
           ? Math.fround(Math.fround(a) * rowScale[i]!) * scheme.weightScale[j]!
           : Math.fround((a + scheme.quantBias[j]!) | 0) * scheme.deqScale[j]!;
       out[i * n + j] = v;
+    }
+  }
+}
+
+/**
+ * The reference int8 linear with activation scales per group of k (see Int8Scheme): each group's int32
+ * sum dequantized by its scale and added in float32, in group order; then the weight scale.
+ * `out`: [m, n]; `x`: [m, k]; `w`: [n, k]; `weightScale`: [n].
+ */
+function int8LinearGroups(
+  out: Float32Array,
+  x: Float32Array,
+  w: Int8Array,
+  weightScale: Float32Array,
+  groupSize: number,
+  m: number,
+  n: number,
+  k: number,
+): void {
+  const ng = numActGroups(k, groupSize);
+  const xq = new Int32Array(m * k);
+  const scales = new Float32Array(m * ng);
+  quantizeDynamicGroups(xq, scales, x, m, k, groupSize);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let f = 0;
+      for (let g = 0; g < ng; g++) {
+        let s = 0;
+        for (let c = g * groupSize; c < Math.min(k, (g + 1) * groupSize); c++) {
+          s = (s + xq[i * k + c]! * w[j * k + c]!) | 0;
+        }
+        f = Math.fround(f + Math.fround(Math.fround(s) * scales[i * ng + g]!));
+      }
+      out[i * n + j] = Math.fround(f * weightScale[j]!);
     }
   }
 }
@@ -131,6 +209,9 @@ export function checkInt8LinearData(what: string, weight: Int8LinearData, n: num
   };
   if (s.kind === 'dynamic') {
     perChannel('weightScale', s.weightScale, Float32Array);
+    if (s.groupSize !== undefined && !isActGroupSize(s.groupSize)) {
+      throw new Int8WeightError(`${what}: groupSize = ${s.groupSize}; it must be ${ACT_GROUP_SIZE_RULE}`);
+    }
   } else if (s.kind === 'static') {
     if (
       !(

@@ -17,6 +17,10 @@ export type LinearDType = WeightDType | 'int8';
  * - `dynamic` (vLLM compressed-tensors, ModelSlim `W8A8_DYNAMIC`): per token, symmetric:
  *   aScale[i] = max|x[i, :]| / 127, xq = clamp(round(x · 127 / max|x[i, :]|), −127, 127);
  *   out[i, j] = f32(acc[i, j]) · aScale[i] · weightScale[j].
+ *   With `groupSize` G (compressed-tensors `input_activations.strategy: "group"`, vLLM's per-token-group
+ *   int8): one scale per token per group g of G consecutive k values (the last group holds what is left),
+ *   aScale[i, g] = max|x[i, g]| / 127, each group's int32 sum acc[i, j, g] dequantized on its own:
+ *   out[i, j] = f32(Σ_g f32(acc[i, j, g]) · aScale[i, g]) · weightScale[j] (summed in group order).
  * - `static` (ModelSlim `W8A8`): per tensor with a zero point:
  *   xq = clamp(round(x · (1 / inputScale) + inputOffset), −128, 127);
  *   out[i, j] = f32(acc[i, j] + quantBias[j]) · deqScale[j].
@@ -26,6 +30,11 @@ export type Int8Scheme =
       readonly kind: 'dynamic';
       /** [n]: per output channel. */
       readonly weightScale: Float32Array;
+      /**
+       * Activation scales per group of this many k values (a multiple of 4 in [4, 256], see
+       * ACT_GROUP_SIZE_RULE); absent: one scale per token.
+       */
+      readonly groupSize?: number;
     }
   | {
       readonly kind: 'static';

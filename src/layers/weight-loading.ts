@@ -218,7 +218,8 @@ function ownBlock(b: LinearBlock): LinearBlock {
 /**
  * Concatenates int8 weights (row-major) into one, with their per-channel scales. Parts fused into one
  * GEMM share its activation quantization, so static parts must share input scale and offset (true of
- * projections that read the same input, calibrated on it), and dynamic and static parts cannot mix.
+ * projections that read the same input, calibrated on it), dynamic parts their group size, and dynamic
+ * and static parts cannot mix.
  */
 export function stackInt8(
   weights: readonly Int8LinearData[],
@@ -242,7 +243,21 @@ export function stackInt8(
   const dynamic = schemes.flatMap((x) => (x.kind === 'dynamic' ? [x] : []));
   const statics = schemes.flatMap((x) => (x.kind === 'static' ? [x] : []));
   if (dynamic.length === schemes.length) {
-    return { data, scheme: { kind: 'dynamic', weightScale: concat(dynamic.map((x) => x.weightScale)) } };
+    const groupSize = dynamic[0]!.groupSize;
+    if (dynamic.some((x) => x.groupSize !== groupSize)) {
+      throw new Int8WeightError(
+        `${names} are fused into one GEMM, so their activations must be quantized alike ` +
+          `(groups of ${dynamic.map((x) => x.groupSize ?? 'k (per token)').join(', ')})`,
+      );
+    }
+    const weightScale = concat(dynamic.map((x) => x.weightScale));
+    return {
+      data,
+      scheme:
+        groupSize === undefined
+          ? { kind: 'dynamic', weightScale }
+          : { kind: 'dynamic', weightScale, groupSize },
+    };
   }
   if (statics.length !== schemes.length) {
     throw new Int8WeightError(`${names} are fused into one GEMM but mix dynamic and static int8 activations`);

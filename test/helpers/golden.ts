@@ -49,6 +49,26 @@ export function argmax(row: ArrayLike<number>): number {
 }
 
 /**
+ * Fraction of prompt positions whose argmax is the reference's: `logits[i]` is [prompt i's length, V],
+ * `prompts[i].argmax` the reference argmax at each of its positions.
+ */
+export function argmaxAgreement(
+  logits: readonly Float32Array[],
+  prompts: readonly { readonly ids: readonly number[]; readonly argmax: readonly number[] }[],
+  V: number,
+): number {
+  let same = 0;
+  let total = 0;
+  prompts.forEach((p, i) => {
+    for (let t = 0; t < p.ids.length; t++) {
+      if (argmax(logits[i]!.subarray(t * V, (t + 1) * V)) === p.argmax[t]) same++;
+      total++;
+    }
+  });
+  return same / total;
+}
+
+/**
  * Asserts that `logits` ([prompt length, vocab]: one row per prompt position) give the prompt's golden
  * argmax at every position and its golden top-5 log-probs within `tol`. `who` names the caller in messages.
  */

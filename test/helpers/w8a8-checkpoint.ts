@@ -107,6 +107,11 @@ export interface W8A8FixtureOptions {
    * Default: float, as `--quantization w8a8` keeps it, so the checkpoint gives that path's very logits.
    */
   readonly quantizeLmHead?: boolean;
+  /**
+   * compressed-tensors only: declare the activations per token and group of this many k values
+   * (`strategy: "group"`) instead of per token. The int8 weights are the same either way.
+   */
+  readonly actGroupSize?: number;
 }
 
 /**
@@ -182,7 +187,10 @@ export function writeW8A8Checkpoint(
   writeFileSync(join(to, 'model.safetensors'), encodeSafetensors(out));
   const config = JSON.parse(readFileSync(join(from, 'config.json'), 'utf8')) as Record<string, unknown>;
   if (format === 'compressed-tensors') {
-    config.quantization_config = compressedTensorsW8A8Config(opts.quantizeLmHead === true ? [] : ['lm_head']);
+    config.quantization_config = compressedTensorsW8A8Config(
+      opts.quantizeLmHead === true ? [] : ['lm_head'],
+      opts.actGroupSize ?? null,
+    );
   } else {
     writeFileSync(join(to, 'quant_model_description.json'), JSON.stringify(description, null, 1));
   }

@@ -18,21 +18,11 @@ import type { Int8LinearData, Int8Scheme, Kernels } from '../../src/kernels/kern
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
 import { enableWasmFeatures, hasRelaxedSimd } from '../../src/platforms/cpu/wasm-features.js';
 import { createWasmKernels, type WasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
-import { Rng } from './kernel-test-utils.js';
+import { assertSameBits, int8Data, Rng } from './kernel-test-utils.js';
 
 enableWasmFeatures();
 
 const ref = new ReferenceKernels();
-
-/** Int8 values with the extremes −128, −127 and 127 over-represented (a third of the draws). */
-function int8Data(rng: Rng, len: number): Int8Array {
-  const a = new Int8Array(len);
-  for (let i = 0; i < len; i++) {
-    const u = rng.next();
-    a[i] = u < 0.11 ? -128 : u < 0.22 ? 127 : u < 0.33 ? -127 : rng.int(256) - 128;
-  }
-  return a;
-}
 
 function dynamicWeight(rng: Rng, n: number, k: number): Int8LinearData {
   return { data: int8Data(rng, n * k), scheme: { kind: 'dynamic', weightScale: rng.array(n, 1e-3, 2e-2) } };
@@ -69,15 +59,6 @@ function activations(rng: Rng, m: number, k: number): Float32Array {
   if (m > 2) x.fill(0, k, 2 * k);
   if (m > 3) for (let c = 0; c < k; c++) x[3 * k + c] = (c % 2 ? 1 : -1) * 1e4 * rng.next();
   return x;
-}
-
-/** Asserts out and expected are the same float32 bit patterns, naming the first element that differs. */
-function assertSameBits(label: string, out: Float32Array, expected: Float32Array): void {
-  const a = new Uint32Array(out.buffer, out.byteOffset, expected.length);
-  const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  for (let i = 0; i < b.length; i++) {
-    if (a[i] !== b[i]) assert.fail(`${label}: element ${i} is ${out[i]}, the reference gives ${expected[i]}`);
-  }
 }
 
 const SHAPES: [number, number, number][] = [];

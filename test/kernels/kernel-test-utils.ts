@@ -1,5 +1,6 @@
-// Helpers shared by the kernel tests: a seeded random generator, random arrays, copies into a kernel
-// memory, and an element-wise comparison that reports the worst element against its tolerance.
+// Helpers shared by the kernel tests: a seeded random generator, random arrays (int8 ones with the
+// extremes over-represented), copies into a kernel memory, an element-wise comparison that reports the
+// worst element against its tolerance, and a bit-for-bit one.
 
 import assert from 'node:assert/strict';
 
@@ -102,3 +103,22 @@ export function maxAbs(a: ArrayLike<number>, n = a.length): number {
 
 /** float32 unit roundoff, 2^-24. */
 export const EPS32 = 2 ** -24;
+
+/** Int8 values with the extremes −128, −127 and 127 over-represented (a third of the draws). */
+export function int8Data(rng: Rng, len: number): Int8Array {
+  const a = new Int8Array(len);
+  for (let i = 0; i < len; i++) {
+    const u = rng.next();
+    a[i] = u < 0.11 ? -128 : u < 0.22 ? 127 : u < 0.33 ? -127 : rng.int(256) - 128;
+  }
+  return a;
+}
+
+/** Asserts out and expected are the same float32 bit patterns, naming the first element that differs. */
+export function assertSameBits(label: string, out: Float32Array, expected: Float32Array): void {
+  const a = new Uint32Array(out.buffer, out.byteOffset, expected.length);
+  const b = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  for (let i = 0; i < b.length; i++) {
+    if (a[i] !== b[i]) assert.fail(`${label}: element ${i} is ${out[i]}, the reference gives ${expected[i]}`);
+  }
+}

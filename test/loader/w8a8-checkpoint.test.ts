@@ -173,4 +173,59 @@ describe('W8A8 checkpoints Duet cannot serve are refused at load', () => {
       refuses(dir, [`"${Q}.input_scale" is missing`]);
     });
   });
+
+  it('activations per token group: opens with G recorded; other group settings and mixed schemes refused', () => {
+    withTempDir((dir) => {
+      writeW8A8Checkpoint(V2_LITE_TINY, dir, 'compressed-tensors', undefined, { actGroupSize: 32 });
+      const config = loadDeepseekConfig(dir);
+      const weights = openModelWeights(dir, config, deepseekCheckpointLayout(config), 'auto');
+      assert.equal(weights.format?.actGroupSize, 32);
+      const qShape: [number, number] = [
+        config.numAttentionHeads * (config.qkNopeHeadDim + config.qkRopeHeadDim),
+        config.hiddenSize,
+      ];
+      const b = weights.linears.readLinear(`${Q}.weight`, qShape, { start: 0, count: 8 });
+      assert.ok(b.kind === 'int8' && b.weight.scheme.kind === 'dynamic');
+      assert.equal(b.weight.scheme.groupSize, 32);
+      // A row-parallel block (tensor parallelism) must keep whole groups: [32, 96) of 128 does, [16, 80)
+      // does not.
+      const down = 'model.layers.0.mlp.down_proj';
+      const downShape: [number, number] = [config.hiddenSize, config.intermediateSize];
+      const rows = { start: 0, count: config.hiddenSize };
+      const part = weights.linears.readLinear(`${down}.weight`, downShape, rows, { start: 32, count: 64 });
+      assert.ok(part.kind === 'int8' && part.weight.scheme.kind === 'dynamic');
+      assert.equal(part.weight.scheme.groupSize, 32);
+      assert.throws(
+        () => weights.linears.readLinear(`${down}.weight`, downShape, rows, { start: 16, count: 64 }),
+        (e: unknown) =>
+          e instanceof QuantizedCheckpointError &&
+          e.message.includes(`"${down}.weight"`) &&
+          e.message.includes('columns [16, 80) of 128') &&
+          e.message.includes('a multiple of 32'),
+      );
+      weights.source.close();
+      const file = join(dir, 'config.json');
+      type Groups = { config_groups: Record<string, { input_activations: Record<string, unknown> }> };
+      const activations = (j: Record<string, unknown>) =>
+        (j.quantization_config as Groups).config_groups.group_0!.input_activations;
+      for (const [change, why] of [
+        [{ group_size: 6 }, 'group_size a multiple of 4 from 4 to 256'],
+        [{ group_size: 512 }, 'group_size a multiple of 4 from 4 to 256'],
+        [{ group_size: undefined }, 'strategy "group"'],
+        [{ dynamic: false }, 'strategy "group"'],
+      ] as const) {
+        editJson(file, (j) => Object.assign(activations(j), { group_size: 32, dynamic: true }, change));
+        refuses(dir, ['config_groups.group_0.input_activations', why]);
+      }
+      editJson(file, (j) => {
+        Object.assign(activations(j), { group_size: 32, dynamic: true });
+        const q = j.quantization_config as Groups;
+        q.config_groups.group_1 = {
+          ...q.config_groups.group_0!,
+          input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
+        };
+      });
+      refuses(dir, ['mixes activation schemes', 'dynamic per group of 32 and dynamic per token']);
+    });
+  });
 });

@@ -76,7 +76,7 @@ describe('W8A8 linear sources', () => {
     assert.deepEqual(part.scheme, whole.scheme);
   });
 
-  it('fused int8 parts: scales concatenated; static parts with other activation scales refused', () => {
+  it('fused int8 parts: scales concatenated; static parts with other activation scales, or dynamic ones with other groups, refused', () => {
     const dyn = (v: number): Int8LinearData => ({
       data: Int8Array.of(v, v),
       scheme: { kind: 'dynamic', weightScale: Float32Array.of(v) },
@@ -110,5 +110,19 @@ describe('W8A8 linear sources', () => {
       /"a.weight", "b.weight" are fused.*must agree/,
     );
     assert.throws(() => stackInt8([dyn(1), stat(0.5)], parts, 4), /mix dynamic and static/);
+    // Activations per token group: the parts share one quantization of the input, so one group size.
+    const grouped = (v: number, groupSize?: number): Int8LinearData => ({
+      data: Int8Array.of(v, v),
+      scheme: { kind: 'dynamic', weightScale: Float32Array.of(v), ...(groupSize ? { groupSize } : {}) },
+    });
+    assert.deepEqual(stackInt8([grouped(1, 32), grouped(2, 32)], parts, 4).scheme, {
+      kind: 'dynamic',
+      weightScale: Float32Array.of(1, 2),
+      groupSize: 32,
+    });
+    assert.throws(
+      () => stackInt8([grouped(1, 32), grouped(2)], parts, 4),
+      /"a.weight", "b.weight" are fused.*quantized alike \(groups of 32, k \(per token\)\)/,
+    );
   });
 });

@@ -29,7 +29,7 @@ import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekCheckpointLayout, deepseekLinearRole } from '../../src/models/deepseek-weights.js';
 import { embeddedModelDir } from '../../src/models/model-loader.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
-import { argmax, fixtureDir, loadGolden } from '../helpers/golden.js';
+import { argmaxAgreement, fixtureDir, loadGolden } from '../helpers/golden.js';
 import { prefillAll } from '../helpers/prefill.js';
 import { calibrate, writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
 
@@ -84,19 +84,6 @@ function weightsOnly(source: ReturnType<typeof openSafetensors>): LinearSource {
   };
 }
 
-/** Fraction of positions whose argmax is the reference's. */
-function agreement(logits: readonly Float32Array[], c: Case, V: number): number {
-  let same = 0;
-  let total = 0;
-  c.prompts.forEach((p, i) => {
-    for (let t = 0; t < p.ids.length; t++) {
-      if (argmax(logits[i]!.subarray(t * V, (t + 1) * V)) === p.argmax[t]) same++;
-      total++;
-    }
-  });
-  return same / total;
-}
-
 const kernels = await createWasmKernels({ numThreads: 2 });
 after(() => kernels.dispose());
 
@@ -122,13 +109,17 @@ for (const c of CASES) {
     test(`W8A8 keeps argmax at >= ${W8A8_FLOOR} of positions`, async () => {
       const model = build((s) => quantizingLinearSource(s, deepseekLinearRole));
       w8a8Logits = await prefillAll(config, kernels, model, c.prompts);
-      const a = agreement(w8a8Logits, c, V);
+      const a = argmaxAgreement(w8a8Logits, c.prompts, V);
       console.log(`# ${c.name}: W8A8 argmax agreement ${a.toFixed(4)}`);
       assert.ok(a >= W8A8_FLOOR, `W8A8 argmax agreement ${a}`);
     });
 
     test(`per-channel int8 weights alone keep argmax at >= ${c.weightsOnlyFloor} of positions`, async () => {
-      const a = agreement(await prefillAll(config, kernels, build(weightsOnly), c.prompts), c, V);
+      const a = argmaxAgreement(
+        await prefillAll(config, kernels, build(weightsOnly), c.prompts),
+        c.prompts,
+        V,
+      );
       console.log(`# ${c.name}: int8 weights alone, argmax agreement ${a.toFixed(4)}`);
       assert.ok(a >= c.weightsOnlyFloor, `weights-only argmax agreement ${a}`);
     });
@@ -178,7 +169,7 @@ for (const c of CASES) {
           weightDType: 'f32',
         });
         weights.source.close();
-        const a = agreement(await prefillAll(cfg, kernels, model, c.prompts), c, V);
+        const a = argmaxAgreement(await prefillAll(cfg, kernels, model, c.prompts), c.prompts, V);
         console.log(`# ${c.name}: static W8A8 (ModelSlim W8A8), argmax agreement ${a.toFixed(4)}`);
         assert.ok(a >= W8A8_FLOOR, `static W8A8 argmax agreement ${a}`);
       } finally {

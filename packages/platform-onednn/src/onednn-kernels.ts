@@ -3,8 +3,8 @@
 // SwiGLU, residual add, row copies, the MoE combine). `createOnednnKernels` lays them over Duet's
 // WebAssembly kernel set, which keeps every other operator — attention, rope, top-k, per-head products,
 // the KV cache's and activations' memory, and whatever the contract adds later. Weights the addon cannot
-// take (bf16 before AVX-512; int8 where the CPU lacks an exact int8 dot) are prepared by the WebAssembly
-// kernels and run there.
+// take (bf16 before AVX-512; int8 where the CPU lacks an exact int8 dot; int8 with activation scales per
+// group of k) are prepared by the WebAssembly kernels and run there.
 
 import type { NativeAddon, NativeContext, NativeOps, NativeWeight } from './addon.js';
 import { NativeKind, packageVersion } from './addon.js';
@@ -210,7 +210,11 @@ class OnednnMatmul implements OnednnMembers {
 
   prepareInt8Linear(weight: Int8LinearData, n: number, k: number): LinearWeight {
     checkInt8LinearData('prepareInt8Linear', weight, n, k);
-    if (!this.int8Native) return this.wasm.prepareInt8Linear(weight, n, k);
+    // Activation scales per group of k: oneDNN 2.6's int8 matmul takes one source scale per tensor (or per
+    // token, applied after the sum), not one per group inside the k sum, so the WebAssembly kernels run
+    // these weights (bit for bit the cpu platform's results).
+    const isGrouped = weight.scheme.kind === 'dynamic' && weight.scheme.groupSize !== undefined;
+    if (!this.int8Native || isGrouped) return this.wasm.prepareInt8Linear(weight, n, k);
     const s = weight.scheme;
     const scheme: Int8LinearData['scheme'] =
       s.kind === 'dynamic'

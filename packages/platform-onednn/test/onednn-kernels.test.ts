@@ -198,6 +198,29 @@ describe('oneDNN linear against the reference twins', { skip: skipReason() }, ()
     });
   }
 
+  it('int8 weights, activations per token group: the WebAssembly kernels run them, bit for bit the reference', () => {
+    const rng = new Rng(8);
+    for (const [m, n, k] of SHAPES) {
+      const weight: Int8LinearData = {
+        data: int8Data(rng, n * k),
+        scheme: { kind: 'dynamic', weightScale: rng.array(n, 1e-3, 2e-2), groupSize: 32 },
+      };
+      const x = activations(rng, m, k);
+      const expected = new Float32Array(m * n);
+      int8Linear(expected, x, weight, m, n, k);
+      const pw = kernels.prepareInt8Linear(weight, n, k);
+      // oneDNN 2.6 has no per-group source scales: the weight is the WebAssembly kernels' own.
+      assert.match(kernels.implInfo(pw, m), /^wasm-/);
+      for (const xi of inputs(kernels, x)) {
+        const out = new Float32Array(m * n);
+        kernels.linear(out, xi, pw, m);
+        // No tolerance: the same float32 operations in the same order.
+        assertClose(`int8 groups of 32 m=${m} n=${n} k=${k}`, out, expected, () => 0);
+      }
+      kernels.freeLinear(pw);
+    }
+  });
+
   it('int8 dynamic: a row with a NaN gives NaN outputs, as the reference', () => {
     const rng = new Rng(7);
     const [m, n, k] = [2, 16, 32];

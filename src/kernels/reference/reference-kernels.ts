@@ -80,7 +80,7 @@ export class ReferenceKernels implements Kernels {
     const s = weight.scheme;
     const scheme =
       s.kind === 'dynamic'
-        ? { kind: s.kind, weightScale: s.weightScale.slice() }
+        ? { ...s, weightScale: s.weightScale.slice() }
         : { ...s, quantBias: s.quantBias.slice(), deqScale: s.deqScale.slice() };
     return new ReferenceInt8Linear(n, k, { data: weight.data.slice(), scheme });
   }

@@ -2,8 +2,9 @@
 // each of its tensors is stored:
 // - compressed-tensors (`quantization_config.quant_method == "compressed-tensors"` in config.json): an int8
 //   linear is `X.weight` (I8 [n, k]) with `X.weight_scale` ([n, 1] or [n] per channel; [1] per tensor);
-//   activations per token, dynamic and symmetric (or per tensor, static, with `X.input_scale`). Modules in
-//   the `ignore` list stay float.
+//   activations per token, dynamic and symmetric; or per token and group of `group_size` k values, dynamic
+//   (`strategy: "group"`, as vLLM's block-int8 W8A8 quantizes activations); or per tensor, static, with
+//   `X.input_scale`. Modules in the `ignore` list stay float.
 // - Ascend ModelSlim (`quant_model_description.json` beside the weights): every tensor is named `W8A8`
 //   (static: `input_scale`, `input_offset`, `quant_bias`, `deq_scale`, `weight_scale`, `weight_offset`),
 //   `W8A8_DYNAMIC` (`weight_scale`, `weight_offset`) or `FLOAT`.
@@ -12,6 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { QuantizationConfig } from '../../config/model-config.js';
+import { ACT_GROUP_SIZE_RULE, isActGroupSize } from '../../kernels/int8-quant.js';
 import { QuantizedCheckpointError, UnsupportedQuantizationError } from '../checkpoint-errors.js';
 
 /** How one linear weight is stored in the checkpoint. */
@@ -26,6 +28,11 @@ export interface W8A8Format {
   /** The file that declares it (config.json or quant_model_description.json), for messages. */
   readonly declaredIn: string;
   /**
+   * Dynamic int8 activations quantized per token and group of this many k values (compressed-tensors
+   * `strategy: "group"`); null: per token.
+   */
+  readonly actGroupSize: number | null;
+  /**
    * How the tensor `weightName` (`….weight`) is stored, given its dtype in the checkpoint; a
    * `QuantizedCheckpointError` when the declaration and the dtype disagree.
    */
@@ -36,10 +43,25 @@ export const MODELSLIM_DESCRIPTION_FILE = 'quant_model_description.json';
 
 /**
  * The `quantization_config` (config.json) of a compressed-tensors W8A8 checkpoint as Duet serves it:
- * symmetric int8 weights per output channel, symmetric int8 activations per token, dynamic; the modules
- * in `ignore` stay float. For writers of such checkpoints (test fixtures, bench:vs-llamacpp).
+ * symmetric int8 weights per output channel, symmetric int8 activations per token (or, with
+ * `actGroupSize`, per token and group of that many k values), dynamic; the modules in `ignore` stay
+ * float. For writers of such checkpoints (test fixtures, bench:vs-llamacpp).
  */
-export function compressedTensorsW8A8Config(ignore: readonly string[]): Record<string, unknown> {
+export function compressedTensorsW8A8Config(
+  ignore: readonly string[],
+  actGroupSize: number | null = null,
+): Record<string, unknown> {
+  const activations =
+    actGroupSize === null
+      ? { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true }
+      : {
+          num_bits: 8,
+          type: 'int',
+          symmetric: true,
+          strategy: 'group',
+          group_size: actGroupSize,
+          dynamic: true,
+        };
   return {
     quant_method: 'compressed-tensors',
     format: 'int-quantized',
@@ -47,7 +69,7 @@ export function compressedTensorsW8A8Config(ignore: readonly string[]): Record<s
       group_0: {
         targets: ['Linear'],
         weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel', dynamic: false },
-        input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
+        input_activations: activations,
       },
     },
     ignore: [...ignore],
@@ -91,7 +113,8 @@ function compressedTensorsFormat(file: string, q: Readonly<Record<string, unknow
   if (!isObject(groups) || Object.keys(groups).length === 0) {
     throw fail('config_groups', 'is missing or empty; allowed: an object of quantization groups');
   }
-  let activations: 'dynamic' | 'static' | null = null;
+  // The activation scheme of the first group: 'static', 'token' or the group size; every group must agree.
+  let activations: 'static' | 'token' | number | null = null;
   for (const [gName, g] of Object.entries(groups)) {
     const at = `config_groups.${gName}`;
     if (!isObject(g)) throw fail(at, 'is not an object');
@@ -115,17 +138,25 @@ function compressedTensorsFormat(file: string, q: Readonly<Record<string, unknow
       a.num_bits === 8 &&
       a.type === 'int' &&
       a.symmetric === true &&
-      ((a.strategy === 'token' && a.dynamic === true) || (a.strategy === 'tensor' && a.dynamic !== true));
+      ((a.strategy === 'token' && a.dynamic === true) ||
+        (a.strategy === 'group' && a.dynamic === true && isActGroupSize(a.group_size)) ||
+        (a.strategy === 'tensor' && a.dynamic !== true));
     if (!ok) {
       throw fail(
         `${at}.input_activations`,
         `is ${JSON.stringify(a)}; allowed: int8 symmetric activations, per token and dynamic ` +
-          '(strategy "token", dynamic: true) or per tensor and static (strategy "tensor")',
+          '(strategy "token", dynamic: true), per token and group of k, dynamic (strategy "group", ' +
+          `group_size ${ACT_GROUP_SIZE_RULE}, dynamic: true) or per tensor and static (strategy "tensor")`,
       );
     }
-    const kind = a.dynamic === true ? 'dynamic' : 'static';
+    const kind =
+      a.strategy === 'group' ? (a.group_size as number) : a.strategy === 'token' ? 'token' : 'static';
     if (activations !== null && activations !== kind) {
-      throw fail('config_groups', 'mixes dynamic and static activations; Duet needs one kind');
+      throw fail(
+        'config_groups',
+        `mixes activation schemes (${describeActivations(activations)} and ${describeActivations(kind)}); ` +
+          'Duet needs one for the whole model',
+      );
     }
     activations = kind;
   }
@@ -142,6 +173,7 @@ function compressedTensorsFormat(file: string, q: Readonly<Record<string, unknow
   return {
     method: 'compressed-tensors',
     declaredIn: file,
+    actGroupSize: typeof activations === 'number' ? activations : null,
     storageOf(weightName, dtype) {
       if (dtype !== 'I8') return 'float';
       const module = weightName.replace(/\.weight$/, '');
@@ -155,6 +187,14 @@ function compressedTensorsFormat(file: string, q: Readonly<Record<string, unknow
       return int8;
     },
   };
+}
+
+function describeActivations(a: 'static' | 'token' | number): string {
+  return a === 'static'
+    ? 'static per tensor'
+    : a === 'token'
+      ? 'dynamic per token'
+      : `dynamic per group of ${a}`;
 }
 
 const MODELSLIM_TYPES: Readonly<Record<string, LinearStorage>> = {
@@ -184,6 +224,7 @@ function modelSlimFormat(file: string): W8A8Format {
   return {
     method: 'modelslim',
     declaredIn: file,
+    actGroupSize: null,
     storageOf(weightName, dtype) {
       const declared = json[weightName];
       if (declared === undefined) {

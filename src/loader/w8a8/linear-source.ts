@@ -146,7 +146,7 @@ export function checkpointLinearSource(
       }
       const width = cols?.count ?? shape[1];
       const module = name.replace(/\.weight$/, '');
-      const scheme = readScheme(source, format, module, shape[0], rows, cols);
+      const scheme = readScheme(source, format, module, shape, rows, cols);
       const weight: Int8LinearData = { data: stored.data, scheme };
       if (role === 'dequantize') {
         return { kind: 'float', raw: { dtype: 'f32', data: dequantizeInt8(weight, rows.count, width) } };
@@ -156,15 +156,16 @@ export function checkpointLinearSource(
   };
 }
 
-/** The scheme of the int8 weight `module` (n = R output channels), for this block's rows. */
+/** The scheme of the int8 weight `module` ([n, k] = shape), for this block's rows and columns. */
 function readScheme(
   source: SafetensorsWeightSource,
   format: W8A8Format,
   module: string,
-  n: number,
+  shape: readonly [number, number],
   rows: Slice,
   cols: Slice | undefined,
 ): Int8Scheme {
+  const [n, k] = shape;
   const file = format.declaredIn;
   const storage = format.storageOf(`${module}.weight`, 'I8');
   const perChannel = (suffix: string, allowTensor: boolean): StoredTensor =>
@@ -189,7 +190,11 @@ function readScheme(
       }
     }
   }
-  if (storage === 'int8-dynamic') return { kind: 'dynamic', weightScale: weightScale() };
+  if (storage === 'int8-dynamic') {
+    if (format.actGroupSize === null) return { kind: 'dynamic', weightScale: weightScale() };
+    checkGroupAligned(file, module, format.actGroupSize, k, cols);
+    return { kind: 'dynamic', weightScale: weightScale(), groupSize: format.actGroupSize };
+  }
   const inputScale = scalarOf(source, file, `${module}.input_scale`);
   if (format.method === 'compressed-tensors') {
     // Symmetric static activations: no zero point, no bias; deqScale = inputScale · weightScale.
@@ -230,6 +235,30 @@ function readScheme(
     quantBias,
     deqScale: deqScale.slice(rows.start, rows.start + rows.count),
   };
+}
+
+/**
+ * A block of k columns (a row-parallel shard) with activation groups of `g` must start and end on group
+ * boundaries (or at k's end), so that each rank's groups are the one-rank weight's groups.
+ */
+function checkGroupAligned(
+  file: string,
+  module: string,
+  g: number,
+  k: number,
+  cols: Slice | undefined,
+): void {
+  if (cols === undefined) return;
+  const end = cols.start + cols.count;
+  if (cols.start % g !== 0 || (end % g !== 0 && end !== k)) {
+    throw new QuantizedCheckpointError(
+      file,
+      `${module}.weight`,
+      `is split at columns [${cols.start}, ${end}) of ${k} (tensor parallelism), which cut its activation ` +
+        `groups of ${g}; a split must fall on a multiple of ${g} (choose a tensor-parallel size that divides ` +
+        `${k} into multiples of ${g})`,
+    );
+  }
 }
 
 /** A per-channel tensor ([n] or [n, 1]; also [1] when `allowTensor`), read whole. */

@@ -8,9 +8,11 @@
 // as two 7-bit parts, since the dot's second operand is only the same on every machine within
 // [0, 127]). The static zero-point variant (activations over all of [−128, 127], which two 7-bit parts
 // cannot cover in one sum) always takes the int16 dot. Both are exact in int32: every choice gives the
-// same bits. Why int16 is the default: on Node 20 (V8 11.3, x64) the fused relaxed dot-add is
-// miscompiled, the unfused one costs three instructions per 16 multiply-adds, and the split needs two
-// of them; `npm run bench:kernels` measured int16 faster here (docs/int8.md).
+// same bits. Activations quantized per token and group of k (Int8Scheme's groupSize) take their own
+// kernel (gemm-i8-group.ts) on the int16 dot, leaving the per-token path as it was. Why int16 is the
+// default: on Node 20 (V8 11.3, x64) the fused relaxed dot-add is miscompiled, the unfused one costs
+// three instructions per 16 multiply-adds, and the split needs two of them; `npm run bench:kernels`
+// measured int16 faster here (docs/int8.md).
 
 import type { Int8LinearData } from '../../kernels/kernels.js';
 import type { Arena } from './arena.js';
@@ -40,6 +42,8 @@ export interface Int8Layout {
   readonly invScale: number;
   readonly offset: number;
   readonly isStatic: boolean;
+  /** Dynamic scheme: activation scales per group of this many k values (gemm-i8-group.ts); 0: per token. */
+  readonly groupSize: number;
 }
 
 /** Bytes of the arena block for an int8 weight [n, k]. */
@@ -85,6 +89,7 @@ export function writeInt8Block(
     invScale: s.kind === 'static' ? Math.fround(1 / Math.fround(s.inputScale)) : 0,
     offset: s.kind === 'static' ? s.inputOffset : 0,
     isStatic: s.kind === 'static',
+    groupSize: s.kind === 'dynamic' ? (s.groupSize ?? 0) : 0,
   };
 }
 
@@ -120,7 +125,17 @@ interface Int8Exports {
     invScale: number,
     offset: number,
   ): void;
+  quant_dynamic_group(
+    xq: number,
+    scales: number,
+    x: number,
+    m: number,
+    k: number,
+    ldx: number,
+    groupSize: number,
+  ): void;
   gemm_i8(...args: number[]): void;
+  gemm_i8_group(...args: number[]): void;
 }
 
 /** `Kernels.linear` for an int8 weight: out[m, n] from x[m, k] (see Int8Scheme). */
@@ -140,12 +155,14 @@ export function runInt8Linear(
     throw new KernelArgumentError(`linear: out has ${out.length} elements; [m, n] needs ${m * n}`);
   }
   if (m === 0) return;
-  // Scratch: [x copy][quantized x][row scales][out], each 64-byte aligned; only the parts needed.
+  // Scratch: [x copy][quantized x][row (or row-group) scales][out], each 64-byte aligned; only the parts
+  // needed.
   const xIn = arena.owns(x);
   const outIn = arena.owns(out);
   const xBytes = xIn ? 0 : align64(m * k * 4);
   const xqBytes = align64(m * Math.ceil(k / 4) * 8);
-  const rsBytes = align64(m * 4);
+  const numGroups = w.groupSize > 0 ? Math.ceil(k / w.groupSize) : 1;
+  const rsBytes = align64(m * numGroups * 4);
   const outBytes = outIn ? 0 : align64(m * n * 4);
   const s = arena.scratch(xBytes + xqBytes + rsBytes + outBytes);
   let xPtr = x.byteOffset;
@@ -158,13 +175,46 @@ export function runInt8Linear(
   const rowScale = xq + xqBytes;
   const outPtr = outIn ? out.byteOffset : rowScale + rsBytes;
   const g = arena.instance.exports as unknown as Int8Exports;
+  if (w.groupSize > 0) {
+    runGroupGemm(ctx, g, w, { out: outPtr, xq, scales: rowScale, x: xPtr }, m);
+  } else {
+    runTokenGemm(ctx, g, w, { out: outPtr, xq, scales: rowScale, x: xPtr }, m);
+  }
+  if (!outIn) {
+    out.set(arena.f32(outPtr, m * n));
+    ctx.copies.bytesOut += m * n * 4;
+  }
+}
+
+/** Byte offsets in the arena of one int8 linear call's operands (see runInt8Linear's scratch). */
+interface Int8Operands {
+  /** [m, n] f32. */
+  readonly out: number;
+  /** [m, ceil(k/4)·8] quantized activations. */
+  readonly xq: number;
+  /** [m] f32 (per token) or [m, ceil(k/G)] f32 (per token and group). */
+  readonly scales: number;
+  /** [m, k] f32. */
+  readonly x: number;
+}
+
+/** Per-token or static activations: quantize, then gemm_i8 (the inner loop `ctx.int8Dot` chooses). */
+function runTokenGemm(
+  ctx: Int8LinearContext,
+  g: Int8Exports,
+  w: Int8Layout,
+  o: Int8Operands,
+  m: number,
+): void {
+  const { n, k, arena } = w;
+  const { out: outPtr, xq, scales: rowScale, x: xPtr } = o;
   const split = ctx.int8Dot === 'relaxed' && !w.isStatic ? 1 : 0;
   const colAdd = w.isStatic || split === 1 ? w.colAdd : 0;
   if (w.isStatic) {
     g.quant_static(xq, xPtr, m, k, k * 4, w.invScale, w.offset);
     arena.f32(rowScale, m).fill(1);
   } else {
-    quantizeDynamic(ctx, g, arena.index, xq, rowScale, xPtr, m, k, split);
+    quantizeDynamic(ctx, g, arena.index, xq, rowScale, xPtr, m, k, { split });
   }
   const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
   const shares = plan.parts.map((p) => [
@@ -185,10 +235,39 @@ export function runInt8Linear(
   const main = (): void => g.gemm_i8(...shares[0]!);
   if (shares.length === 1) main();
   else ctx.pool.runKernel(arena.index, 'gemm_i8', shares, main);
-  if (!outIn) {
-    out.set(arena.f32(outPtr, m * n));
-    ctx.copies.bytesOut += m * n * 4;
-  }
+}
+
+/**
+ * Per-token-group activations: quant_dynamic_group, then gemm_i8_group (always the int16 dot: the
+ * relaxed split form would need its −127·Σw correction per group).
+ */
+function runGroupGemm(
+  ctx: Int8LinearContext,
+  g: Int8Exports,
+  w: Int8Layout,
+  o: Int8Operands,
+  m: number,
+): void {
+  const { n, k, arena, groupSize } = w;
+  quantizeDynamic(ctx, g, arena.index, o.xq, o.scales, o.x, m, k, { groupSize });
+  const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
+  const shares = plan.parts.map((p) => [
+    o.out,
+    o.xq,
+    w.ptr,
+    o.scales,
+    w.colScale,
+    n,
+    k,
+    groupSize,
+    p.p0,
+    p.p1,
+    p.r0,
+    p.r1,
+  ]);
+  const main = (): void => g.gemm_i8_group(...shares[0]!);
+  if (shares.length === 1) main();
+  else ctx.pool.runKernel(arena.index, 'gemm_i8_group', shares, main);
 }
 
 /**
@@ -198,36 +277,44 @@ export function runInt8Linear(
  */
 const THREADED_QUANT_ELEMENTS = 64 * 1024;
 
-/** quant_dynamic over rows [0, m), split over the pool's threads when it is large enough to pay. */
+/**
+ * quant_dynamic (per token, `split` its activation form) or quant_dynamic_group (per token and group of
+ * `groupSize`) over rows [0, m), split over the pool's threads when it is large enough to pay.
+ */
 function quantizeDynamic(
   ctx: Int8LinearContext,
   g: Int8Exports,
   arena: number,
   xq: number,
-  rowScale: number,
+  scales: number,
   xPtr: number,
   m: number,
   k: number,
-  split: number,
+  form: { readonly split: number } | { readonly groupSize: number },
 ): void {
+  const [kernel, last, scalesPerRow] =
+    'groupSize' in form
+      ? (['quant_dynamic_group', form.groupSize, Math.ceil(k / form.groupSize)] as const)
+      : (['quant_dynamic', form.split, 1] as const);
   const threads = Math.min(ctx.numThreads, m);
   if (threads <= 1 || m * k < THREADED_QUANT_ELEMENTS) {
-    g.quant_dynamic(xq, rowScale, xPtr, m, k, k * 4, split);
+    g[kernel](xq, scales, xPtr, m, k, k * 4, last);
     return;
   }
   const rowBytes = Math.ceil(k / 4) * 8;
-  const shares = evenRowRanges(m, threads).map(([r0, r1]) => [
-    xq + r0 * rowBytes,
-    rowScale + r0 * 4,
-    xPtr + r0 * k * 4,
-    r1 - r0,
-    k,
-    k * 4,
-    split,
-  ]);
-  ctx.pool.runKernel(arena, 'quant_dynamic', shares, () =>
-    g.quant_dynamic(...(shares[0] as [number, number, number, number, number, number, number])),
+  const shares = evenRowRanges(m, threads).map(
+    ([r0, r1]) =>
+      [
+        xq + r0 * rowBytes,
+        scales + r0 * scalesPerRow * 4,
+        xPtr + r0 * k * 4,
+        r1 - r0,
+        k,
+        k * 4,
+        last,
+      ] as const,
   );
+  ctx.pool.runKernel(arena, kernel, shares, () => g[kernel](...shares[0]!));
 }
 
 function paddedN(n: number): number {

@@ -47,8 +47,10 @@ export const THREADED_KERNELS = [
   'mla_attention_batch',
   'mha_attention',
   'gemm_i8',
+  'gemm_i8_group',
   'i8_dot_peak',
   'quant_dynamic',
+  'quant_dynamic_group',
   'silu_and_mul',
 ] as const;
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];

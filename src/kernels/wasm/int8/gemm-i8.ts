@@ -20,7 +20,7 @@
 //   colAdd: [n] i32 or 0 (none); rowScale: [m] f32; colScale: [n] f32
 
 /** Bytes of quantized activations per row block (half of a 1 MiB L2, the rest for panels and output). */
-const ROW_BLOCK_BYTES: usize = 256 * 1024;
+export const ROW_BLOCK_BYTES: usize = 256 * 1024;
 
 /** Stores row r's 8 i32 sums (columns 0..3 in `a`, 4..7 in `b`), dequantized, at `o`. */
 function storeDeq(o: usize, a: v128, b: v128, colAdd: usize, rs: f32, cs: usize, ncols: i32): void {
@@ -40,7 +40,7 @@ function storeDeq(o: usize, a: v128, b: v128, colAdd: usize, rs: f32, cs: usize,
 }
 
 /** Lane j (0..7) of the pair (lo: 0..3, hi: 4..7). */
-function lane(lo: v128, hi: v128, j: i32): f32 {
+export function lane(lo: v128, hi: v128, j: i32): f32 {
   switch (j) {
     case 0:
       return f32x4.extract_lane(lo, 0);
@@ -80,7 +80,7 @@ function dot7x2(w: v128, lo: v128, hi: v128, acc: v128): v128 {
 }
 
 /** Shared epilogue arguments of one panel. */
-function rowOut(out: usize, ldo: usize, r: i32, c0: i32): usize {
+export function rowOut(out: usize, ldo: usize, r: i32, c0: i32): usize {
   return out + <usize>r * ldo + ((<usize>c0) << 2);
 }
 
@@ -183,7 +183,7 @@ function oddI16(w: v128): v128 {
  * acc + the 4 columns' sums over one quad: lanes [c k0, c k2] of `we` times the pair (q0, q2) of `xe`
  * plus lanes [c k1, c k3] of `wo` times (q1, q3) of `xo` (|sum| ≤ 4·128·128: exact).
  */
-function dot16(we: v128, wo: v128, xe: v128, xo: v128, acc: v128): v128 {
+export function dot16(we: v128, wo: v128, xe: v128, xo: v128, acc: v128): v128 {
   return i32x4.add(acc, i32x4.add(i32x4.dot_i16x8_s(we, xe), i32x4.dot_i16x8_s(wo, xo)));
 }
 
@@ -290,15 +290,15 @@ function wideTile2(
  * stay below 2^31; each block's sums are then divided by 256 (exactly: they are multiples of it) and added
  * to the totals.
  */
-const SCALED_BLOCK_QUADS = 64;
+export const SCALED_BLOCK_QUADS = 64;
 
 /** Even bytes of `w` at 256 times their value in int16 lanes (see evenI16). */
-function evenI16x256(w: v128): v128 {
+export function evenI16x256(w: v128): v128 {
   return i16x8.shl(w, 8);
 }
 
 /** Odd bytes of `w` at 256 times their value in int16 lanes (see oddI16). */
-function oddI16x256(w: v128): v128 {
+export function oddI16x256(w: v128): v128 {
   return v128.and(w, i16x8.splat(<i16>0xff00));
 }
 

@@ -7,9 +7,10 @@
 //     as bytes, so that i32x4.relaxed_dot_i8x16_i7x16_add_s (whose second operand must lie in [0, 127]
 //     for a result that is the same on every machine) computes Σ w·(lo + hi) = Σ w·q + 127·Σ w exactly.
 // Formulas (float32 arithmetic, round half to even, as the reference twin in
-// src/kernels/reference/int8-reference.ts):
+// src/kernels/int8-quant.ts):
 //   dynamic (vLLM per-token symmetric): amax = max|x[r, :]|, scale[r] = amax / 127,
-//     q = clamp(round(x · (127 / amax)), −127, 127) (all 0 when amax is 0)
+//     q = clamp(round(x · (127 / amax)), −127, 127) (all 0 when amax is 0); per token and group of k
+//     (quant_dynamic_group): the same over each group's values, one scale per group
 //   static (Ascend ModelSlim per-tensor): q = clamp(round(x · invScale + offset), −128, 127)
 
 /** Quantizes one value in float32 arithmetic: round half to even of x·inv + offset, clamped. */
@@ -53,6 +54,20 @@ function quantRow(d: usize, row: usize, k: i32, inv: f32, offset: f32, lo: f32, 
   }
 }
 
+/** Stores amax / 127 of the `k` f32 values at `src` in `scale`; returns 127 / amax (0 when amax is 0). */
+function invOf(src: usize, k: i32, scale: usize): f32 {
+  let amax = f32x4.splat(0);
+  let kk = 0;
+  for (; kk + 4 <= k; kk += 4) amax = f32x4.max(amax, f32x4.abs(v128.load(src + ((<usize>kk) << 2))));
+  let a = f32.max(
+    f32.max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)),
+    f32.max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)),
+  );
+  for (; kk < k; kk++) a = f32.max(a, f32.abs(load<f32>(src + ((<usize>kk) << 2))));
+  store<f32>(scale, a / 127);
+  return a > 0 ? <f32>127 / a : 0;
+}
+
 /**
  * Dynamic per-token quantization. `xq`: [m, ceil(k/4)·8] bytes (the form chosen by `split`);
  * `scales`: [m] f32 (amax / 127 per row); `x`: [m, k] f32, rows `ldx` bytes apart.
@@ -69,16 +84,7 @@ export function quant_dynamic(
   const rowBytes = (<usize>((k + 3) >> 2)) << 3;
   for (let r = 0; r < m; r++) {
     const row = x + <usize>r * <usize>ldx;
-    let amax = f32x4.splat(0);
-    let kk = 0;
-    for (; kk + 4 <= k; kk += 4) amax = f32x4.max(amax, f32x4.abs(v128.load(row + ((<usize>kk) << 2))));
-    let a = f32.max(
-      f32.max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)),
-      f32.max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)),
-    );
-    for (; kk < k; kk++) a = f32.max(a, f32.abs(load<f32>(row + ((<usize>kk) << 2))));
-    const inv: f32 = a > 0 ? <f32>127 / a : 0;
-    store<f32>(scales + ((<usize>r) << 2), a / 127);
+    const inv = invOf(row, k, scales + ((<usize>r) << 2));
     quantRow(xq + <usize>r * rowBytes, row, k, inv, 0, -127, 127, split);
   }
 }
@@ -99,5 +105,35 @@ export function quant_static(
   const rowBytes = (<usize>((k + 3) >> 2)) << 3;
   for (let r = 0; r < m; r++) {
     quantRow(xq + <usize>r * rowBytes, x + <usize>r * <usize>ldx, k, invScale, offset, -128, 127, 0);
+  }
+}
+
+/**
+ * Dynamic per-token-group quantization: each group of `groupSize` values of a row (a multiple of 4; the
+ * last group may be shorter) gets its own scale, as quant_dynamic gives a row one. `xq`: [m, ceil(k/4)·8]
+ * bytes in the i16 form (a group's quads are consecutive); `scales`: [m, ceil(k / groupSize)] f32;
+ * `x`: [m, k] f32, rows `ldx` bytes apart.
+ */
+export function quant_dynamic_group(
+  xq: usize,
+  scales: usize,
+  x: usize,
+  m: i32,
+  k: i32,
+  ldx: i32,
+  groupSize: i32,
+): void {
+  const rowBytes = (<usize>((k + 3) >> 2)) << 3;
+  const ng = (k + groupSize - 1) / groupSize;
+  for (let r = 0; r < m; r++) {
+    const row = x + <usize>r * <usize>ldx;
+    const d = xq + <usize>r * rowBytes;
+    for (let g = 0; g < ng; g++) {
+      const c0 = g * groupSize;
+      const len = min(groupSize, k - c0);
+      const src = row + ((<usize>c0) << 2);
+      const inv = invOf(src, len, scales + ((<usize>(r * ng + g)) << 2));
+      quantRow(d + ((<usize>(c0 >> 2)) << 3), src, len, inv, 0, -127, 127, 0);
+    }
   }
 }
