@@ -1,7 +1,7 @@
-// The bytes of a plain completions stream (no log-probs: the chunks written from a template) against the
-// general path's chunks (log-probs asked: chunks built as objects and serialized), on the fixture model:
-// each event is canonical JSON with vLLM's keys in vLLM's order, each token arrives as its own event, and
-// apart from the log-probs the two streams carry the same events.
+// The bytes of a plain completions stream (no log-probs, this benchmark's workload) against a stream that
+// asks for log-probs, on the fixture model: each event is canonical JSON with vLLM's keys in vLLM's order,
+// the status line and headers come with the events, each token arrives as its own event, and apart from
+// the log-probs the two streams carry the same events.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

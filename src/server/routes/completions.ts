@@ -26,7 +26,6 @@ import {
   type TokenText,
   tokenTextOf,
 } from '../logprobs-format.js';
-import { CompletionChunkTemplate } from '../openai/completion-chunk.js';
 import { type CompletionRequest, completionRequestSchema, parseBody } from '../openai/requests.js';
 import type {
   CompletionChoice,
@@ -179,7 +178,6 @@ async function streamCompletion(
   const offsets = new Array<number>(numChoices).fill(0);
   const numTokens = new Array<number>(numChoices).fill(0);
   const sse = new SseWriter(reply.raw, ctx.options.streamStallTimeoutMs, () => logStalled(ctx, id));
-  const template = new CompletionChunkTemplate(id, created, model, includeUsage);
   let opened = false;
   const open = () => {
     if (opened) return;
@@ -210,14 +208,6 @@ async function streamCompletion(
       }
       for (const lp of output.newLogprobs ?? []) positions.push({ tokenId: lp.tokenId, logprobs: lp });
       if (text === '' && positions.length === 0 && !output.finished) continue;
-      const finishReason = output.finished ? output.finishReason : null;
-      const stopReason = output.finished ? output.stopReason : null;
-      const withPromptLogprobs = output.promptLogprobs != null && c.body.prompt_logprobs != null;
-      if (params.logprobs === null && !withPromptLogprobs && !continuousUsage) {
-        // The common chunk (every token of a plain stream), from the stream's template.
-        await sse.sendJson(template.json(index, text, finishReason, stopReason));
-        continue;
-      }
       let logprobs: CompletionLogprobs | null = null;
       if (params.logprobs !== null) {
         logprobs = completionLogprobs(positions, c.tokenText, offsets[index]!);
@@ -227,9 +217,9 @@ async function streamCompletion(
         index,
         text,
         logprobs,
-        finish_reason: finishReason,
-        stop_reason: stopReason,
-        ...(withPromptLogprobs && output.promptLogprobs
+        finish_reason: output.finished ? output.finishReason : null,
+        stop_reason: output.finished ? output.stopReason : null,
+        ...(output.promptLogprobs && c.body.prompt_logprobs != null
           ? { prompt_logprobs: promptLogprobsOut(output.promptLogprobs, c.tokenText) }
           : {}),
       };
