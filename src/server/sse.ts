@@ -1,10 +1,15 @@
 // Server-sent events on a raw Node response, as OpenAI streams: one `data: {json}\n\n` event per chunk and
-// a final `data: [DONE]\n\n`. Writes wait for the socket to drain, so a slow client slows its own request
+// a final `data: [DONE]\n\n`. The status line and headers leave with the first event (one socket write and
+// one client wakeup fewer per stream than flushing them alone; the routes open the stream only when its
+// first event is ready). Writes wait for the socket to drain, so a slow client slows its own request
 // instead of filling memory; a client that reads nothing for `stallTimeoutMs` has its connection closed,
 // which aborts its request (the route's disconnect signal) and frees its KV blocks. Once the client is
 // gone every write is a no-op.
 
 import type { ServerResponse } from 'node:http';
+
+/** What a write that the socket took at once returns: no promise allocated per streamed token. */
+const WRITTEN: Promise<void> = Promise.resolve();
 
 export class SseWriter {
   constructor(
@@ -15,7 +20,10 @@ export class SseWriter {
     private readonly onStall: () => void = () => {},
   ) {}
 
-  /** Sends the status line and headers (`extraHeaders`: e.g. CORS headers set earlier). */
+  /**
+   * Sets the status line and headers (`extraHeaders`: e.g. CORS headers set earlier); they are sent with
+   * the first event.
+   */
   open(extraHeaders: Record<string, string | number | readonly string[]> = {}): void {
     this.res.writeHead(200, {
       ...extraHeaders,
@@ -24,7 +32,6 @@ export class SseWriter {
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    this.res.flushHeaders();
   }
 
   /** Whether the client has gone (nothing more can be sent). */
@@ -33,8 +40,13 @@ export class SseWriter {
   }
 
   /** Sends one event whose data is `payload` as JSON. */
-  async send(payload: unknown): Promise<void> {
-    await this.write(`data: ${JSON.stringify(payload)}\n\n`);
+  send(payload: unknown): Promise<void> {
+    return this.sendJson(JSON.stringify(payload));
+  }
+
+  /** Sends one event whose data is `json`, already serialized (one line of JSON). */
+  sendJson(json: string): Promise<void> {
+    return this.write(`data: ${json}\n\n`);
   }
 
   /** Sends `data: [DONE]` and ends the response. */
@@ -43,10 +55,9 @@ export class SseWriter {
     if (!this.isClosed) this.res.end();
   }
 
-  private async write(text: string): Promise<void> {
-    if (this.isClosed) return;
-    if (this.res.write(text)) return;
-    await new Promise<void>((resolve) => {
+  private write(text: string): Promise<void> {
+    if (this.isClosed || this.res.write(text)) return WRITTEN;
+    return new Promise<void>((resolve) => {
       const finish = () => {
         clearTimeout(timer);
         this.res.off('drain', finish);
