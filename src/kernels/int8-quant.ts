@@ -36,13 +36,8 @@ export function quantizeDynamic(
   m: number,
   k: number,
 ): void {
-  for (let i = 0; i < m; i++) {
-    let amax = 0;
-    for (let c = 0; c < k; c++) amax = Math.max(amax, Math.abs(x[i * k + c]!));
-    const inv = amax > 0 ? Math.fround(127 / amax) : 0;
-    scales[i] = Math.fround(amax / 127);
-    for (let c = 0; c < k; c++) xq[i * k + c] = quantizeValue(x[i * k + c]!, inv, 0, -127, 127);
-  }
+  // One group spanning the row.
+  quantizeDynamicGroups(xq, scales, x, m, k, k);
 }
 
 /** What an activation group size must be: the kernels step through k in quads of 4 and sum a group in int16 lanes. */

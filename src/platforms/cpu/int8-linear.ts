@@ -17,7 +17,7 @@
 import type { Int8LinearData } from '../../kernels/kernels.js';
 import type { Arena } from './arena.js';
 import type { CopyStats } from './copy-stats.js';
-import { planGemm } from './gemm-plan.js';
+import { type GemmPart, planGemm } from './gemm-plan.js';
 import { evenRowRanges, type GemmThreadPool } from './thread-pool.js';
 import { KernelArgumentError } from './wasm-ops.js';
 import { int8PanelBytes, PANEL_WIDTH, packInt8 } from './weight-packing.js';
@@ -216,8 +216,7 @@ function runTokenGemm(
   } else {
     quantizeDynamic(ctx, g, arena.index, xq, rowScale, xPtr, m, k, { split });
   }
-  const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
-  const shares = plan.parts.map((p) => [
+  runGemmParts(ctx, g, w, m, 'gemm_i8', (p) => [
     outPtr,
     xq,
     w.ptr,
@@ -232,9 +231,6 @@ function runTokenGemm(
     p.r1,
     split,
   ]);
-  const main = (): void => g.gemm_i8(...shares[0]!);
-  if (shares.length === 1) main();
-  else ctx.pool.runKernel(arena.index, 'gemm_i8', shares, main);
 }
 
 /**
@@ -250,8 +246,7 @@ function runGroupGemm(
 ): void {
   const { n, k, arena, groupSize } = w;
   quantizeDynamic(ctx, g, arena.index, o.xq, o.scales, o.x, m, k, { groupSize });
-  const plan = planGemm(m, n, k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
-  const shares = plan.parts.map((p) => [
+  runGemmParts(ctx, g, w, m, 'gemm_i8_group', (p) => [
     o.out,
     o.xq,
     w.ptr,
@@ -265,9 +260,25 @@ function runGroupGemm(
     p.r0,
     p.r1,
   ]);
-  const main = (): void => g.gemm_i8_group(...shares[0]!);
+}
+
+/**
+ * Runs `kernel` over planGemm's parts of the [m, n] output, with `args` for each part: the first part on
+ * this thread, the others on the pool's threads.
+ */
+function runGemmParts(
+  ctx: Int8LinearContext,
+  g: Int8Exports,
+  w: Int8Layout,
+  m: number,
+  kernel: 'gemm_i8' | 'gemm_i8_group',
+  args: (part: GemmPart) => number[],
+): void {
+  const plan = planGemm(m, w.n, w.k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
+  const shares = plan.parts.map(args);
+  const main = (): void => g[kernel](...shares[0]!);
   if (shares.length === 1) main();
-  else ctx.pool.runKernel(arena.index, 'gemm_i8_group', shares, main);
+  else ctx.pool.runKernel(w.arena.index, kernel, shares, main);
 }
 
 /**
