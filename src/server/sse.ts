@@ -41,12 +41,7 @@ export class SseWriter {
 
   /** Sends one event whose data is `payload` as JSON. */
   send(payload: unknown): Promise<void> {
-    return this.sendJson(JSON.stringify(payload));
-  }
-
-  /** Sends one event whose data is `json`, already serialized (one line of JSON). */
-  sendJson(json: string): Promise<void> {
-    return this.write(`data: ${json}\n\n`);
+    return this.write(`data: ${JSON.stringify(payload)}\n\n`);
   }
 
   /** Sends `data: [DONE]` and ends the response. */

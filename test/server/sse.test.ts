@@ -70,7 +70,7 @@ describe('SseWriter', () => {
     sse.open({ 'x-extra': 'kept' });
     await sleep(100);
     assert.equal(got.text(), '', 'bytes reached the client before the first event');
-    await sse.sendJson('{"a":1}');
+    await sse.send({ a: 1 });
     await sse.done();
     await untilEnded(got);
     const text = got.text();
@@ -93,7 +93,7 @@ describe('SseWriter', () => {
     // client: one still pending after 100 ms.
     for (; sent < 2000 && held === null; sent++) {
       let settled = false;
-      const p = sse.sendJson(`{"i":${sent},"p":"${payload}"}`).then(() => {
+      const p = sse.send({ i: sent, p: payload }).then(() => {
         settled = true;
       });
       if (!settled) await Promise.race([p, sleep(100)]);
@@ -128,12 +128,12 @@ describe('SseWriter', () => {
     sse.open();
     const payload = 'y'.repeat(64 * 1024);
     const started = performance.now();
-    for (let i = 0; i < 2000 && !sse.isClosed; i++) await sse.sendJson(`{"p":"${payload}"}`);
+    for (let i = 0; i < 2000 && !sse.isClosed; i++) await sse.send({ p: payload });
     assert.ok(sse.isClosed, 'the stream was never closed');
     assert.equal(stalls, 1);
     assert.ok(performance.now() - started >= 300, 'closed before the stall timeout');
     // Once closed every write is a no-op that resolves at once.
-    await sse.sendJson('{"after":true}');
+    await sse.send({ after: true });
     await sse.done();
     socket.destroy();
   });
