@@ -242,6 +242,22 @@ void checkRange(Napi::Env env, const Mapping& m, int64_t offset, int64_t bytes, 
   }
 }
 
+/** A byte range of a mapped file, from the arguments (file, offset, bytes). */
+struct MappedRange {
+  std::shared_ptr<Mapping> file;
+  int64_t offset;
+  int64_t bytes;
+};
+
+/** The (file, offset, bytes) arguments of `what`, the range checked to lie within the file. */
+MappedRange rangeArgs(const Napi::CallbackInfo& info, const char* what) {
+  std::shared_ptr<Mapping> file = mappingArg(info[0], what);
+  int64_t offset = count(info[1], (std::string(what) + ": offset").c_str());
+  int64_t bytes = count(info[2], (std::string(what) + ": bytes").c_str());
+  checkRange(info.Env(), *file, offset, bytes, what);
+  return {file, offset, bytes};
+}
+
 /** A weight's kind and shape [n, k], as the addon's functions take them. */
 struct WeightShape {
   WeightKind kind;
@@ -430,10 +446,7 @@ class Context : public Napi::ObjectWrap<Context> {
     std::shared_ptr<Mapping> file = mappingArg(info[0], "adopt");
     int64_t offset = count(info[1], "adopt: offset");
     int64_t bytes = count(info[2], "adopt: bytes");
-    // Plain variables (not structured bindings, which C++17 lambdas and OpenMP clauses cannot capture).
-    const WeightShape shape = shapeArgs(info, 3, 4, 5, "adopt");
-    const WeightKind kind = shape.kind;
-    const int64_t n = shape.n, k = shape.k;
+    const auto [kind, n, k] = shapeArgs(info, 3, 4, 5, "adopt");
     if (offset % 64 != 0) throw Napi::RangeError::New(env, "adopt: offset must be a multiple of 64");
     checkRange(env, *file, offset, bytes, "adopt");
     auto w = std::make_unique<Weight>();
@@ -464,12 +477,9 @@ class Context : public Napi::ObjectWrap<Context> {
   /** packedSize(kind, n, k): the bytes of oneDNN's layout for such a weight here. */
   Napi::Value PackedSize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    // Plain variables (not structured bindings, which C++17 lambdas and OpenMP clauses cannot capture).
     const WeightShape shape = shapeArgs(info, 0, 1, 2, "packedSize");
-    const WeightKind kind = shape.kind;
-    const int64_t n = shape.n, k = shape.k;
     size_t bytes = 0;
-    guard(env, [&] { bytes = chosenLayout(kind, n, k).get_size(); });
+    guard(env, [&] { bytes = chosenLayout(shape.kind, shape.n, shape.k).get_size(); });
     return Napi::Number::New(env, static_cast<double>(bytes));
   }
 
@@ -892,11 +902,8 @@ Napi::Value Unmap(const Napi::CallbackInfo& info) {
 /** checksum(file, offset, bytes): sampledChecksum of a byte range of a mapped file, as 16 hex digits. */
 Napi::Value Checksum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::shared_ptr<Mapping>& m = mappingArg(info[0], "checksum");
-  int64_t offset = count(info[1], "checksum: offset");
-  int64_t bytes = count(info[2], "checksum: bytes");
-  checkRange(env, *m, offset, bytes, "checksum");
-  return Napi::String::New(env, hex64(sampledChecksum(static_cast<const uint8_t*>(m->base) + offset, bytes)));
+  const MappedRange r = rangeArgs(info, "checksum");
+  return Napi::String::New(env, hex64(sampledChecksum(static_cast<const uint8_t*>(r.file->base) + r.offset, r.bytes)));
 }
 
 /** checksumOf(bytes: Uint8Array): sampledChecksum of an array's bytes (as `checksum` of the same bytes). */
@@ -914,13 +921,10 @@ Napi::Value ChecksumOf(const Napi::CallbackInfo& info) {
  */
 Napi::Value View(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::shared_ptr<Mapping>& m = mappingArg(info[0], "view");
-  int64_t offset = count(info[1], "view: offset");
-  int64_t bytes = count(info[2], "view: bytes");
-  checkRange(env, *m, offset, bytes, "view");
-  auto* hold = new std::shared_ptr<Mapping>(m);
+  const MappedRange r = rangeArgs(info, "view");
+  auto* hold = new std::shared_ptr<Mapping>(r.file);
   return Napi::ArrayBuffer::New(
-      env, static_cast<uint8_t*>(m->base) + offset, static_cast<size_t>(bytes),
+      env, static_cast<uint8_t*>(r.file->base) + r.offset, static_cast<size_t>(r.bytes),
       [](Napi::Env, void*, std::shared_ptr<Mapping>* h) { delete h; }, hold);
 }
 

@@ -29,7 +29,13 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import type { NativeAddon, NativeContext, NativeKind, NativeMapping, NativeWeight } from './addon.js';
+import {
+  type NativeAddon,
+  type NativeContext,
+  NativeKind,
+  type NativeMapping,
+  type NativeWeight,
+} from './addon.js';
 import type {
   Int8LinearData,
   LinearWeight,
@@ -276,7 +282,8 @@ function checkEntries(
       if (o % 4 !== 0 || len !== e.n || o + 4 * len > aux.length)
         return `weight ${e.id}'s scales lie outside aux`;
     }
-    if ((e.kind === 2) !== (e.scheme !== undefined)) return `weight ${e.id}'s scheme does not fit its kind`;
+    if ((e.kind === NativeKind.int8) !== (e.scheme !== undefined))
+      return `weight ${e.id}'s scheme does not fit its kind`;
     if (host.addon.checksum(file, e.offset, e.bytes) !== e.checksum)
       return `weight ${e.id} fails its checksum`;
   }
@@ -357,14 +364,17 @@ class CacheReader implements PreparedWeightCache {
     this.file = null;
   }
 
-  private floats([o, len]: AuxRange): Float32Array {
-    return new Float32Array(
-      this.aux.buffer.slice(this.aux.byteOffset + o, this.aux.byteOffset + o + 4 * len),
-    );
+  private floats(range: AuxRange): Float32Array {
+    return new Float32Array(this.copyOf(range));
   }
 
-  private ints([o, len]: AuxRange): Int32Array {
-    return new Int32Array(this.aux.buffer.slice(this.aux.byteOffset + o, this.aux.byteOffset + o + 4 * len));
+  private ints(range: AuxRange): Int32Array {
+    return new Int32Array(this.copyOf(range));
+  }
+
+  /** A copy of an aux range's bytes (4-byte elements), for an array the weight keeps. */
+  private copyOf([o, len]: AuxRange): ArrayBufferLike {
+    return this.aux.buffer.slice(this.aux.byteOffset + o, this.aux.byteOffset + o + 4 * len);
   }
 }
 
