@@ -51,17 +51,13 @@ export function compressedTensorsW8A8Config(
   ignore: readonly string[],
   actGroupSize: number | null = null,
 ): Record<string, unknown> {
-  const activations =
-    actGroupSize === null
-      ? { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true }
-      : {
-          num_bits: 8,
-          type: 'int',
-          symmetric: true,
-          strategy: 'group',
-          group_size: actGroupSize,
-          dynamic: true,
-        };
+  const activations = {
+    num_bits: 8,
+    type: 'int',
+    symmetric: true,
+    ...(actGroupSize === null ? { strategy: 'token' } : { strategy: 'group', group_size: actGroupSize }),
+    dynamic: true,
+  };
   return {
     quant_method: 'compressed-tensors',
     format: 'int-quantized',
