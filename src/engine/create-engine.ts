@@ -22,6 +22,7 @@ import { launchRankWorkers, type RankWorkers, singleHostLayout } from '../execut
 import { planForRank } from '../executor/rank-placement.js';
 import { MlaKvCache } from '../layers/mla-kv-cache.js';
 import { singleGroup } from '../layers/rank-groups.js';
+import { checkSharding } from '../models/deepseek.js';
 import { loadModel, resolveModel } from '../models/model-loader.js';
 import type { Platform } from '../platforms/platform.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -78,6 +79,8 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
     );
 
     if (worldSize > 1) {
+      // A shape that cannot be split fails here, in one line, before any rank thread starts.
+      checkSharding(c, planForRank(config, 0));
       const layout =
         config.parallel.nnodes > 1
           ? await headRankLayout(config, modelSummary(config, resolved), sizing.numBlocks, log)
@@ -181,7 +184,10 @@ export async function createEngine(config: EngineConfig, opts: CreateEngineOptio
   } catch (e) {
     if (ranks) {
       if (ranks.groups) await closeGroups(ranks.groups).catch(() => {});
-      await ranks.close(0);
+      // A moment for followers to end on their own (most fail the same way) before the rest are
+      // terminated: terminating a thread in the middle of loading native code or WebAssembly is the
+      // riskiest moment to do it.
+      await ranks.close(2000);
     }
     await kernels.dispose();
     throw e;

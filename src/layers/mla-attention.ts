@@ -18,6 +18,7 @@ import {
   loadLinear,
   loadMatrix,
   loadVector,
+  type Slice,
   sliceRows,
   stackRows,
   transposeRaw,
@@ -25,6 +26,11 @@ import {
 
 /** A sequence needs at least this many query tokens in a step to be attended without absorption. */
 const MHA_MIN_QUERY_TOKENS = 16;
+
+/** A rank's attention heads under `plan`; throws `ParallelPlanError` where they do not split evenly. */
+export function attentionHeadShare(c: DeepseekConfig, plan: ParallelPlan): Slice {
+  return evenShare(c.numAttentionHeads, plan.rank, plan.size, 'num_attention_heads');
+}
 
 export class MlaAttention {
   /** Heads on this rank (all heads / tensor-parallel size). */
@@ -64,7 +70,7 @@ export class MlaAttention {
   ) {
     const c = config;
     this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
-    const heads = evenShare(c.numAttentionHeads, plan.rank, plan.size, 'num_attention_heads');
+    const heads = attentionHeadShare(c, plan);
     this.numHeads = heads.count;
     this.nope = c.qkNopeHeadDim;
     this.rope = c.qkRopeHeadDim;

@@ -8,7 +8,7 @@ import { GatedMlp } from './gated-mlp.js';
 import { MoeGate, type Routing } from './moe-gate.js';
 import { evenShare, moeGroupPosition, type ParallelPlan } from './parallel-plan.js';
 import { Scratch } from './scratch.js';
-import type { LoadContext } from './weight-loading.js';
+import type { LoadContext, Slice } from './weight-loading.js';
 
 /** Tokens grouped by expert: for expert e, entries [offsets[e], offsets[e + 1]) of `tokens` and `weights`. */
 export interface ExpertAssignment {
@@ -18,6 +18,32 @@ export interface ExpertAssignment {
   readonly tokens: Int32Array;
   /** [T · topK] routing weight of each pair. */
   readonly weights: Float32Array;
+}
+
+/** A rank's share of a MoE layer under `plan`; throws `ParallelPlanError` where the shape does not split. */
+export function moeShares(
+  config: DeepseekConfig,
+  plan: ParallelPlan,
+): { local: Slice; expertShard: Slice | undefined; sharedShard: Slice | null } {
+  // Routed experts are spread over every rank that shares the MoE layer (all replicas' ranks under data
+  // parallelism). Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: every
+  // expert, each split by intermediate features. Shared experts stay within the replica's tensor-parallel
+  // group, like a dense MLP.
+  const numExperts = config.nRoutedExperts!;
+  const group = moeGroupPosition(plan);
+  const sharedI = config.moeIntermediateSize * config.nSharedExperts;
+  return {
+    local: plan.expertParallel
+      ? evenShare(numExperts, group.rank, group.size, 'n_routed_experts')
+      : { start: 0, count: numExperts },
+    expertShard: plan.expertParallel
+      ? undefined
+      : evenShare(config.moeIntermediateSize, group.rank, group.size, 'moe_intermediate_size'),
+    sharedShard:
+      config.nSharedExperts > 0
+        ? evenShare(sharedI, plan.rank, plan.size, 'shared experts intermediate size')
+        : null,
+  };
 }
 
 export class Moe {
@@ -36,17 +62,7 @@ export class Moe {
     this.scratch = ctx.scratch ?? new Scratch(ctx.kernels);
     this.gate = new MoeGate(ctx, config, `${prefix}.gate`);
     this.numExperts = config.nRoutedExperts!;
-    // Routed experts are spread over every rank that shares the MoE layer (all replicas' ranks under data
-    // parallelism). Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: every
-    // expert, each split by intermediate features. Shared experts stay within the replica's tensor-parallel
-    // group, like a dense MLP.
-    const group = moeGroupPosition(plan);
-    const local = plan.expertParallel
-      ? evenShare(this.numExperts, group.rank, group.size, 'n_routed_experts')
-      : { start: 0, count: this.numExperts };
-    const expertShard = plan.expertParallel
-      ? undefined
-      : evenShare(config.moeIntermediateSize, group.rank, group.size, 'moe_intermediate_size');
+    const { local, expertShard, sharedShard } = moeShares(config, plan);
     this.firstExpert = local.start;
     this.experts = [];
     for (let e = local.start; e < local.start + local.count; e++) {
@@ -54,17 +70,15 @@ export class Moe {
         new GatedMlp(ctx, `${prefix}.experts.${e}`, this.hidden, config.moeIntermediateSize, expertShard),
       );
     }
-    const sharedI = config.moeIntermediateSize * config.nSharedExperts;
-    this.shared =
-      config.nSharedExperts > 0
-        ? new GatedMlp(
-            ctx,
-            `${prefix}.shared_experts`,
-            this.hidden,
-            sharedI,
-            evenShare(sharedI, plan.rank, plan.size, 'shared experts intermediate size'),
-          )
-        : null;
+    this.shared = sharedShard
+      ? new GatedMlp(
+          ctx,
+          `${prefix}.shared_experts`,
+          this.hidden,
+          config.moeIntermediateSize * config.nSharedExperts,
+          sharedShard,
+        )
+      : null;
   }
 
   /** Whether global expert `e` is held by this rank. */

@@ -11,9 +11,9 @@ import { type AttentionMetadata, buildAttentionMetadata } from '../layers/attent
 import { type ForwardBatch, validateForwardBatch } from '../layers/forward-batch.js';
 import { GatedMlp } from '../layers/gated-mlp.js';
 import { type ForwardStage, pauseAt, waitAt } from '../layers/hand-over.js';
-import { MlaAttention } from '../layers/mla-attention.js';
+import { attentionHeadShare, MlaAttention } from '../layers/mla-attention.js';
 import type { MlaKvCache } from '../layers/mla-kv-cache.js';
-import { Moe } from '../layers/moe.js';
+import { Moe, moeShares } from '../layers/moe.js';
 import { moeAllGatherDataParallel, moeAllGatherDataParallelStages } from '../layers/moe-all-gather-dp.js';
 import { moeAllToAll, moeAllToAllStages } from '../layers/moe-all-to-all.js';
 import {
@@ -103,7 +103,7 @@ class DecoderLayer {
       this.mlp = null;
     } else {
       const I = config.intermediateSize;
-      this.mlp = new GatedMlp(ctx, `${p}.mlp`, H, I, evenShare(I, plan.rank, plan.size, 'intermediate_size'));
+      this.mlp = new GatedMlp(ctx, `${p}.mlp`, H, I, denseMlpShare(config, plan));
       this.moe = null;
     }
   }
@@ -212,6 +212,25 @@ class DecoderLayer {
       out.push({ name: `${L} moe all-reduce`, end: 'collective' });
     }
     return out;
+  }
+}
+
+/** A rank's share of a dense MLP under `plan`; throws `ParallelPlanError` where it does not split evenly. */
+function denseMlpShare(c: DeepseekConfig, plan: ParallelPlan): Slice {
+  return evenShare(c.intermediateSize, plan.rank, plan.size, 'intermediate_size');
+}
+
+/**
+ * Throws the `ParallelPlanError` that loading under `plan` would meet (heads, dense MLPs, experts that do
+ * not split evenly), before any weight is read or any rank thread is started.
+ */
+export function checkSharding(c: DeepseekConfig, plan: ParallelPlan): void {
+  attentionHeadShare(c, plan);
+  // In layer order, as loading meets them: the first error is the one loading would throw.
+  const kinds = new Set(Array.from({ length: c.numHiddenLayers }, (_, i) => isMoeLayer(c, i)));
+  for (const moe of kinds) {
+    if (moe) moeShares(c, plan);
+    else denseMlpShare(c, plan);
   }
 }
 

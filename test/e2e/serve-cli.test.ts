@@ -15,7 +15,8 @@ const TINY = ['--kv-cache-memory', '16MiB', '--disable-log-stats'];
 
 function duetSync(args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stderr: r.stderr };
+  // A signal (a crash) shows in the status, so that a failed assertion on it names the signal.
+  return { status: r.status ?? `killed by ${r.signal}`, stderr: r.stderr };
 }
 
 /** Starts `duet serve` and resolves with the URL from its last start-up line. */
@@ -116,7 +117,9 @@ describe('duet serve command line', () => {
 
   test('-tp=16 is parsed as --tensor-parallel-size 16 (16 ranks cannot split 4 heads: one clear error)', () => {
     const r = duetSync(['serve', fixtureDir('v2-lite-tiny'), '-tp=16', '--port', '0', ...TINY]);
-    assert.equal(r.status, 1);
+    assert.equal(r.status, 1, r.stderr);
+    // Refused before any rank thread starts (the shape is checked first).
+    assert.doesNotMatch(r.stderr, /started rank/);
     assert.match(r.stderr, /error: .*\(4\) must be divisible by the number of ranks sharing it \(16\)/);
   });
 
