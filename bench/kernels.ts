@@ -168,7 +168,7 @@ async function main(): Promise<void> {
   const maxThreads = Math.max(...opts.threads);
   const kernels = await createWasmKernels({ numThreads: maxThreads });
   if (opts.int8Groups.length > 0) {
-    await int8GroupSweep(kernels, opts, minSeconds, rotation);
+    await int8GroupSweep(kernels, opts, rotation);
     await kernels.dispose();
     return;
   }
@@ -410,7 +410,6 @@ async function int8Sweep(
 async function int8GroupSweep(
   kernels: WasmKernels,
   opts: Options,
-  minSeconds: number,
   rotation: number,
 ): Promise<void> {
   const [n, k] = opts.smoke ? [64, 128] : [2048, 2048];
