@@ -2,17 +2,17 @@
 // shorter than --num-prompts, and errors that name the file, the line and what is allowed.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { DatasetFileError } from '../../src/bench/errors.js';
 import { sampleJsonlDataset } from '../../src/bench/jsonl-dataset.js';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { fixtureDir } from '../helpers/golden.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const tiny = loadTokenizer(fixtureDir('v2-lite-tiny'));
-const dir = mkdtempSync(join(tmpdir(), 'duet-bench-jsonl-'));
+const dir = tempDir('duet-bench-jsonl-');
 
 function file(name: string, text: string): string {
   const path = join(dir, name);

@@ -8,8 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { arrivalSchedule } from '../../src/bench/arrivals.js';
@@ -20,6 +19,7 @@ import { benchServeArgs } from '../../src/bench/serve-args.js';
 import { type BenchIO, runServeBenchmark } from '../../src/bench/serve-benchmark.js';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { fixtureDir } from '../helpers/golden.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { type FakeServer, type FakeServerOptions, startFakeServer } from './fake-openai-server.js';
 
 const TOKENIZER = fixtureDir('v2-lite-tiny');
@@ -219,7 +219,7 @@ describe('bench serve against a fake OpenAI-compatible server', () => {
   });
 
   test('warm-ups and the ready check are sent but not measured; --append-result adds a line', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'duet-bench-append-'));
+    const dir = tempDir('duet-bench-append-');
     await withServer({ ttftMs: 2, itlMs: 2 }, async (server) => {
       const args = benchServeArgs({
         ...BASE,
@@ -256,7 +256,7 @@ describe('bench serve against a fake OpenAI-compatible server', () => {
         assert.equal(ids[0], tiny.bosTokenId); // the ids the server would have built from the text
       }
     });
-    const dir = mkdtempSync(join(tmpdir(), 'duet-bench-ids-'));
+    const dir = tempDir('duet-bench-ids-');
     const path = join(dir, 'p.jsonl');
     writeFileSync(path, '{"prompt_token_ids": [1, 2, 3], "output_len": 2}\n{"prompt": "the cat"}\n');
     await withServer({}, async (server) => {
@@ -312,7 +312,7 @@ describe('duet bench serve (command line)', () => {
   after(() => server.close());
 
   test("vLLM's flags (either spelling) produce the table and the JSON result file", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'duet-bench-cli-'));
+    const dir = tempDir('duet-bench-cli-');
     const r = await duet([
       'bench',
       'serve',

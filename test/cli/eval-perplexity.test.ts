@@ -4,8 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { PerplexityInputError, perplexityWindows } from '../../src/cli/eval.js';
@@ -17,6 +16,7 @@ import { embeddedModelDir } from '../../src/models/model-loader.js';
 import { createWasmKernels } from '../../src/platforms/cpu/wasm-kernels.js';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { fixtureDir, logSoftmax } from '../helpers/golden.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const ROOT = join(fixtureDir('speaking-model'), '..', '..', '..');
 const BIN = join(ROOT, 'bin', 'duet.js');
@@ -139,7 +139,7 @@ describe('duet eval perplexity', () => {
   });
 
   test('an empty, unreadable or too-short input is one clear error line', () => {
-    const tmp = mkdtempSync(join(tmpdir(), 'duet-eval-'));
+    const tmp = tempDir('duet-eval-');
     const empty = join(tmp, 'empty.txt');
     writeFileSync(empty, '');
     const cases: [string[], RegExp][] = [

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fixtureDir, loadGolden } from '../helpers/golden.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const ROOT = join(fixtureDir('v2-tiny'), '..', '..', '..');
 const BIN = join(ROOT, 'bin', 'duet.js');
@@ -19,7 +19,7 @@ function duet(args: string[]) {
 }
 
 describe('duet generate', () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'duet-generate-'));
+  const tmp = tempDir('duet-generate-');
   const golden = loadGolden('v2-tiny');
   const promptsFile = join(tmp, 'prompts.jsonl');
   writeFileSync(

@@ -10,11 +10,11 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fixtureDir } from '../helpers/golden.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const TINY = fixtureDir('v2-lite-tiny');
 const ROOT = join(TINY, '..', '..', '..');
@@ -114,7 +114,7 @@ describe('duet bench serve against duet serve (issue 4, acceptance 4)', () => {
     );
     const metrics = async () => (await fetch(`${baseUrl}/metrics`)).text();
     const before = await metrics();
-    const dir = mkdtempSync(join(tmpdir(), 'duet-bench-e2e-'));
+    const dir = tempDir('duet-bench-e2e-');
     const r = await run(
       [
         'bench',

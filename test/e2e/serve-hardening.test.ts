@@ -4,9 +4,7 @@
 // port before loading (10). Each failed on the main of the day the issue was filed.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { engineConfigFromLLMOptions } from '../../src/engine/llm.js';
@@ -14,6 +12,7 @@ import type { ErrorBody } from '../../src/server/errors.js';
 import { startServer } from '../../src/server/server.js';
 import type { Logger } from '../../src/util/logger.js';
 import { fixtureDir } from '../helpers/golden.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { ASSET_CONFIGS } from '../loader/fixture-files.js';
 import {
   MODEL,
@@ -276,7 +275,7 @@ describe("issue 10 on DeepSeek-V3's tokenizer (tokenization)", () => {
 describe('issue 10: HTTP timeouts (fixture model on a Unix socket)', () => {
   // A Unix socket's buffers are a few hundred KiB (TCP loopback autotunes up to 4 MiB), so a client that
   // reads nothing backs the server's writes up within the first engine steps.
-  const path = join(mkdtempSync(join(tmpdir(), 'duet-hardening-')), 'duet.sock');
+  const path = join(tempDir('duet-hardening-'), 'duet.sock');
   let t: TestServer;
   before(async () => {
     t = await startTestServer(
