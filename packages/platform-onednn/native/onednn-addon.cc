@@ -106,8 +106,21 @@ struct Weight {
 
 /** Rows of the prepared-layout probe: the weight layout is chosen for a matmul of this many rows. */
 constexpr int64_t LAYOUT_ROWS = 128;
-/** Most cached matmul primitives per context before the oldest is dropped. */
-constexpr size_t MAX_CACHED = 512;
+/**
+ * Most cached matmul primitives per context before the least recently used is dropped. Creating one costs
+ * 0.3 – 1 ms (far more than running a small product), so the cache must hold every row count a serving
+ * workload keeps meeting: with `rowParts` that is at most EXACT_ROWS + (rows per step) / ROW_STEP per
+ * weight shape and thread count.
+ */
+constexpr size_t MAX_CACHED = 4096;
+/** Products of up to this many rows run on a primitive made for their exact row count. */
+constexpr int64_t EXACT_ROWS = 64;
+/**
+ * Larger ones run as two products: the largest multiple of ROW_STEP rows, then the rest (fewer than
+ * ROW_STEP rows, an exact count). A serving workload's row counts (prompt chunks, tokens routed to an
+ * expert) vary from step to step; without this every new count would cost a new primitive.
+ */
+constexpr int64_t ROW_STEP = 32;
 /**
  * Least multiply-adds of a product worth giving one more thread (a few tens of µs of work): smaller
  * products use fewer threads, as an OpenMP fork and join costs microseconds and a descheduled thread of a
@@ -311,8 +324,8 @@ class Context : public Napi::ObjectWrap<Context> {
   dnnl::engine eng_;
   dnnl::stream strm_;
   int numThreads_ = 1;
-  /** Cached primitives by shape and data types, oldest first in `order_`. */
-  std::unordered_map<std::string, matmul> cache_;
+  /** Cached primitives by shape and data types, each with its place in `order_` (most recently used first). */
+  std::unordered_map<std::string, std::pair<matmul, std::list<std::string>::iterator>> cache_;
   std::list<std::string> order_;
   /** Scratch for converted activations and int32 sums, grown on demand. */
   std::vector<uint16_t> bf16Scratch_;
@@ -350,14 +363,22 @@ class Context : public Napi::ObjectWrap<Context> {
     std::string key = std::to_string(static_cast<int>(w.kind)) + ':' + std::to_string(m) + ':' +
                       std::to_string(w.n) + ':' + std::to_string(w.k) + ':' + std::to_string(threads);
     auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
-    if (cache_.size() >= MAX_CACHED) {
-      cache_.erase(order_.front());
-      order_.pop_front();
+    if (it != cache_.end()) {
+      order_.splice(order_.begin(), order_, it->second.second);
+      return it->second.first;
     }
-    order_.push_back(key);
-    return cache_.emplace(key, matmul(describe(w.kind, m, w.n, w.k, w.mem.get_desc()))).first->second;
+    if (cache_.size() >= MAX_CACHED) {
+      cache_.erase(order_.back());
+      order_.pop_back();
+    }
+    matmul prim(describe(w.kind, m, w.n, w.k, w.mem.get_desc()));
+    order_.push_front(key);
+    return cache_.emplace(key, std::make_pair(std::move(prim), order_.begin())).first->second.first;
   }
+
+  /** Bytes of one element of the product's source (activations) and destination. */
+  static int64_t srcBytes(WeightKind kind) { return kind == WeightKind::F32 ? 4 : kind == WeightKind::Bf16 ? 2 : 1; }
+  static constexpr int64_t DST_BYTES = 4;
 
   Weight* weightArg(const Napi::Value& v) {
     if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "not a prepared weight");
@@ -372,8 +393,21 @@ class Context : public Napi::ObjectWrap<Context> {
     return w;
   }
 
-  /** Runs the product dst[m, n] = src[m, k] · w on this context's threads. */
+  /**
+   * Runs the product dst[m, n] = src[m, k] · w on this context's threads: up to EXACT_ROWS rows at once,
+   * more as a multiple of ROW_STEP rows and the rest (see ROW_STEP).
+   */
   void run(const Weight& w, int64_t m, void* src, void* dst) {
+    const int64_t head = m <= EXACT_ROWS ? m : m - m % ROW_STEP;
+    runRows(w, head, src, dst);
+    if (head < m) {
+      runRows(w, m - head, static_cast<char*>(src) + head * w.k * srcBytes(w.kind),
+              static_cast<char*>(dst) + head * w.n * DST_BYTES);
+    }
+  }
+
+  /** One product of exactly `m` rows on its cached primitive. */
+  void runRows(const Weight& w, int64_t m, void* src, void* dst) {
     int threads = threadsFor(m, w.n, w.k);
     omp_set_num_threads(threads);
     matmul& prim = primitiveFor(w, m, threads);

@@ -28,6 +28,8 @@ const SHAPES: readonly [m: number, n: number, k: number][] = [
   [3, 64, 128],
   [17, 100, 257],
   [64, 256, 512],
+  // More than the addon's 64 exact rows: run as 96 rows and then 4 (see ROW_STEP in the addon).
+  [100, 48, 96],
 ];
 
 /** Σ_c |x[i, c]| · |w[j, c]|, the scale of the rounding error of out[i, j]. `x`: [m, k]; `w`: [n, k]. */
@@ -280,6 +282,19 @@ describe('oneDNN linear against the reference twins', { skip: skipReason() }, ()
     assert.equal(kernels.numCachedPrimitives(), before + 2);
     // oneDNN's own name for what runs: a JIT brgemm kernel here, some gemm elsewhere, never the reference.
     assert.doesNotMatch(kernels.implInfo(pw, 5), /ref/);
+    kernels.freeLinear(pw);
+  });
+
+  it('row counts past 64 reuse primitives: 1 to 200 rows need 68, not 200', () => {
+    // Up to 64 rows: one primitive per count. More: the largest multiple of 32 and the rest, so 65 – 200
+    // rows add only 96, 128, 160 and 192 (every rest is a count of at most 31 already made).
+    // A shape no other test uses (primitives are cached by shape, not by weight).
+    const pw = kernels.prepareLinear({ dtype: 'f32', data: new Float32Array(64 * 40) }, 64, 40, 'f32');
+    const out = new Float32Array(200 * 64);
+    const x = new Float32Array(200 * 40);
+    const before = kernels.numCachedPrimitives();
+    for (let m = 1; m <= 200; m++) kernels.linear(out, x, pw, m);
+    assert.equal(kernels.numCachedPrimitives(), before + 68);
     kernels.freeLinear(pw);
   });
 });
