@@ -407,11 +407,7 @@ async function int8Sweep(
  * int16 dot (the only one the group kernel has): GOP/s and the ratio to per-token, by wall clock and (one
  * thread) by process CPU time. The schemes alternate round by round, so machine load falls on all alike.
  */
-async function int8GroupSweep(
-  kernels: WasmKernels,
-  opts: Options,
-  rotation: number,
-): Promise<void> {
+async function int8GroupSweep(kernels: WasmKernels, opts: Options, rotation: number): Promise<void> {
   const [n, k] = opts.smoke ? [64, 128] : [2048, 2048];
   const prefillM = opts.smoke ? 64 : 512;
   const int8 = quantizeWeightPerChannel({ dtype: 'f32', data: randomF32(n * k, 1) }, n, k);
