@@ -53,7 +53,7 @@ export interface DboBenchArgs {
 export const DBO_BENCH_USAGE = `usage: npm run bench:dbo -- [--phase prefill|decode] [--bandwidth auto|800mbit] [--target-comm-share 0.4]
     [--input-len N (prefill 512, decode 32)] [--num-prompts 16] [--max-concurrency 2] [--request-rate 12]
     [--decode-seqs 32,64] [--output-len 64] [--dbo-decode-token-threshold N]   (decode phase)
-    [--num-warmups 2] [--rounds 2] [--moe-comm allgather|alltoall] [--model DIR] [--load-format auto|dummy]
+    [--num-warmups N (prefill 16, decode 2)] [--rounds 2] [--moe-comm allgather|alltoall] [--model DIR] [--load-format auto|dummy]
     [--hf-overrides JSON] [--out DIR] [--skip-local] [--skip-unlimited] [--max-foreign-cores 0.25]
     [--attempts 4] [--dbo-auto-off true|false] [--quiet-wait 120]`;
 
@@ -67,7 +67,7 @@ const OPTIONS = {
   'num-prompts': { type: 'string', default: '16' },
   'max-concurrency': { type: 'string', default: '2' },
   'request-rate': { type: 'string', default: '12' },
-  'num-warmups': { type: 'string', default: '2' },
+  'num-warmups': { type: 'string' },
   rounds: { type: 'string', default: '2' },
   'moe-comm': { type: 'string', default: 'allgather' },
   model: { type: 'string' },
@@ -179,7 +179,10 @@ export function parseDboBenchArgs(argv: readonly string[]): DboBenchArgs {
     numPrompts: intFlag('num-prompts', values['num-prompts'], 1),
     maxConcurrency: intFlag('max-concurrency', values['max-concurrency'], 1),
     requestRate: rate,
-    numWarmups: intFlag('num-warmups', values['num-warmups'], 0),
+    // A fresh server's first prefill steps run slower (JIT, the allocator, oneDNN primitives; docs/dbo.md)
+    // and DBO's off-switch measures over its first ~20 eligible steps: the prefill phase measures the
+    // servers after those.
+    numWarmups: intFlag('num-warmups', values['num-warmups'] ?? (phase === 'decode' ? '2' : '16'), 0),
     rounds: intFlag('rounds', values.rounds, 1),
     moeComm,
     model: values.model,

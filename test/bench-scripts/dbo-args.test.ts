@@ -23,6 +23,9 @@ describe('bench:dbo flags', () => {
     assert.equal(a.requestRate, '12');
     assert.equal(a.moeComm, 'allgather');
     assert.equal(a.dboDecodeTokenThreshold, null);
+    assert.equal(a.numWarmups, 16);
+    assert.equal(parseDboBenchArgs(['--phase', 'decode']).numWarmups, 2);
+    assert.equal(parseDboBenchArgs(['--num-warmups', '0']).numWarmups, 0);
   });
 
   test('the decode phase: batch sizes, output length, a short prompt by default, the threshold', () => {

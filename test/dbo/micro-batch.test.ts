@@ -125,6 +125,30 @@ describe('micro-batches compute what the whole batch computes', () => {
   const maxDiff = (x: Float32Array, y: Float32Array) =>
     x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
 
+  test('one rank: DBO on plans nothing and runs the very forward of DBO off (bit for bit)', async () => {
+    // Issue 14, acceptance 3 with one rank: nothing to overlap, so DBO must cost nothing there. The step
+    // is one a two-rank group would split; with one rank no plan is made and the one-batch path runs.
+    const source = openSafetensors(dir);
+    const model = new DeepseekForCausalLM(config, { kernels, source, weightDType: 'bf16' });
+    source.close();
+    const planner = new DboPlanner(DEFAULT_DBO_THRESHOLDS, 'auto', null);
+    const opts = { enabled: true, thresholds: DEFAULT_DBO_THRESHOLDS, tracer: null, logger: null, planner };
+    assert.ok(planDboStep(opts, [batch], 2)?.plan.split, 'two ranks would split this step');
+    assert.equal(planDboStep(opts, [batch], 1), null);
+    const stats = { steps: 0, splitSteps: 0, overlapMs: 0 };
+    const on = await forwardWithDbo(
+      model,
+      newCache(),
+      singleGroup(createLocalGroup(1)[0]!),
+      batch,
+      opts,
+      stats,
+      null,
+    );
+    assert.deepEqual(on, await model.forward(batch, newCache()));
+    assert.deepEqual(stats, { steps: 1, splitSteps: 0, overlapMs: 0 });
+  });
+
   test('split inside a prefill, run one after the other', async () => {
     const source = openSafetensors(dir);
     const model = new DeepseekForCausalLM(config, { kernels, source, weightDType: 'bf16' });
