@@ -109,8 +109,8 @@ constexpr int64_t LAYOUT_ROWS = 128;
 /**
  * Most cached matmul primitives per context before the least recently used is dropped. Creating one costs
  * 0.3 – 1 ms (far more than running a small product), so the cache must hold every row count a serving
- * workload keeps meeting: with `rowParts` that is at most EXACT_ROWS + (rows per step) / ROW_STEP per
- * weight shape and thread count.
+ * workload keeps meeting: with `run`'s split of large products that is at most EXACT_ROWS + (rows per
+ * step) / ROW_STEP per weight shape.
  */
 constexpr size_t MAX_CACHED = 4096;
 /** Products of up to this many rows run on a primitive made for their exact row count. */
