@@ -13,9 +13,10 @@
 // decode, one logits row per sequence): every such step of every rank's trace (rank-0 .. rank-<ranks-1>),
 // each played with every rank's own stage times and the step times averaged (per 512 tokens for prefill,
 // as bench:dbo normalises; per step for decode), leaving out the first --skip-steps steps (bench:dbo
-// leaves out its 2 warm-up requests' steps); with --rank R, the median step of rank R's trace alone,
+// leaves out its warm-up requests' steps); with --rank R, the median step of rank R's trace alone,
 // every rank taken to compute as R did. --testbed plays the link as bench:dbo does (testbedLink: the
-// rate, the testbed's token bucket and measured per-message latency) instead of --latency-us and
+// rate, the testbed's token bucket and measured per-message latency, after an idle link without DBO and
+// back to back under DBO; with --cores, the communication CPU likewise) instead of --latency-us and
 // --burst-bytes. The stage names give each stage's collective (ring all-reduce, all-gather and
 // reduce-scatter; the all-to-alls of `moe_comm alltoall`); with a preset, the stage times are computed
 // from the model's shapes and the device's throughput. Each micro-batch is given its share of a stage's
@@ -67,6 +68,11 @@ export interface LinkModel {
    * rate while the link is idle. 0 or absent: a plain link (real NICs).
    */
   readonly burstBytes?: number;
+  /**
+   * Per-message latency while collectives follow one another (DBO's split steps keep the communication
+   * threads busy, so no wake-up is paid); absent: `latencyMs`.
+   */
+  readonly busyLatencyMs?: number;
 }
 
 /**
@@ -129,11 +135,17 @@ export interface SharedCpu {
   /** A rank's communication thread's CPU per collective: this much, plus commCpuPerMiBMs per MiB of buffer. */
   readonly commCpuBaseMs: number;
   readonly commCpuPerMiBMs: number;
+  /** The same while collectives follow one another (DBO's split steps); absent: the figures above. */
+  readonly busyComm?: { readonly baseMs: number; readonly perMiBMs: number };
 }
 
 /** A rank's communication-thread CPU for one collective of a `bytes` buffer (see SharedCpu). */
-export function commCpuMs(cpu: SharedCpu, bytes: number): number {
-  return cpu.commCpuBaseMs + (cpu.commCpuPerMiBMs * bytes) / (1 << 20);
+export function commCpuMs(cpu: SharedCpu, bytes: number, busy = false): number {
+  const [base, perMiB] =
+    busy && cpu.busyComm
+      ? [cpu.busyComm.baseMs, cpu.busyComm.perMiBMs]
+      : [cpu.commCpuBaseMs, cpu.commCpuPerMiBMs];
+  return base + (perMiB * bytes) / (1 << 20);
 }
 
 export interface Prediction {
@@ -240,7 +252,7 @@ function cpuFloors(
   for (const s of ranks[0]!) {
     if (!s.collective) continue;
     offComm += commCpuMs(cpu, s.collective.bytes);
-    if (s.name !== 'embed all-reduce') onComm += 2 * commCpuMs(cpu, s.collective.bytes / 2);
+    if (s.name !== 'embed all-reduce') onComm += 2 * commCpuMs(cpu, s.collective.bytes / 2, true);
   }
   return {
     floorOffMs: (compute + cpu.otherCpuMs + offComm * numRanks) / cpu.cores,
@@ -264,7 +276,7 @@ function playDbo(
   const on = ranks.map((r) => r.filter(keep));
   const embedMs = ranks.map((r) => r.find((s) => !keep(s))?.computeMs ?? 0);
   const turns = buildOrder(order, on[0]!);
-  const onLink = new LinkTimeline(link);
+  const onLink = new LinkTimeline({ ...link, latencyMs: link.busyLatencyMs ?? link.latencyMs });
   const busy = ranks.map(() => 0);
   // ready[r][mb]: when micro-batch mb may compute again on rank r.
   const ready = ranks.map(() => [0, 0]);
@@ -502,6 +514,17 @@ export const TESTBED_MESSAGE_LATENCY_MS = 0.78;
 export const TESTBED_COMM_CPU = { commCpuBaseMs: 1.11, commCpuPerMiBMs: 3.4 } as const;
 
 /**
+ * The same two figures with collectives back to back, as DBO's split steps run them in steady state
+ * (`collectives.js ... --gap-ms 0`, sizes 128, 256 and 512 KB, 200, 500 and 800 mbit/s, 8 December 2026,
+ * quiet machine): per all-reduce, the communication thread's CPU (medians of seven runs: 1.16 ms at 256
+ * KB, 1.53 ms at 512 KB, the line through them) and the time beyond the bytes at the rate, per message
+ * (median of 21: 0.24 ms). The DBO-on servers' other threads spent half the CPU a step of the DBO-off
+ * ones' (54–57 against 108–109 ms, docs/dbo.md).
+ */
+export const TESTBED_BUSY_COMM_CPU = { baseMs: 0.79, perMiBMs: 1.49 } as const;
+export const TESTBED_BUSY_MESSAGE_LATENCY_MS = 0.24;
+
+/**
  * The split cost of the toy model's prefill steps on this machine's CPU kernels: per-thread CPU of the
  * compute threads, every eligible 512-token step split against DBO off, +3.9% (docs/dbo.md, "Where the CPU
  * goes": half-size micro-batches use the kernels less well and each layer's work is issued twice).
@@ -512,10 +535,14 @@ export const TESTBED_SPLIT_COST = 0.04;
  * The testbed's link between `ranks` hosts at `bitsPerSecond`: its rate, its tc token bucket
  * (testbedBurstBytes, as scripts/testbed/testbed.sh sets it) and its measured per-message latency.
  */
-export function testbedLink(bitsPerSecond: number, ranks: number): LinkModel & { burstBytes: number } {
+export function testbedLink(
+  bitsPerSecond: number,
+  ranks: number,
+): LinkModel & { burstBytes: number; busyLatencyMs: number } {
   return {
     bitsPerSecond,
     latencyMs: TESTBED_MESSAGE_LATENCY_MS,
+    busyLatencyMs: TESTBED_BUSY_MESSAGE_LATENCY_MS,
     ranks,
     burstBytes: testbedBurstBytes(bitsPerSecond),
   };
@@ -684,7 +711,12 @@ function main(): void {
     console.error(`dbo-plan: give --trace or --preset\n${USAGE}`);
     process.exit(2);
   }
-  const cpu = sharedCpuOf(values);
+  const shared = sharedCpuOf(values);
+  // --testbed with the testbed's communication CPU: back to back under DBO, as bench:dbo plays it.
+  const cpu =
+    shared && values.testbed && values['comm-cpu-ms'] === undefined
+      ? { ...shared, busyComm: TESTBED_BUSY_COMM_CPU }
+      : shared;
   const orders: DboOrderName[] = values.order ? [values.order as DboOrderName] : ['alternate', 'staggered'];
   for (const order of orders) {
     const p = steps

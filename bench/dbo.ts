@@ -57,6 +57,7 @@ import {
   type PlanStep,
   planSteps,
   predictSteps,
+  TESTBED_BUSY_COMM_CPU,
   TESTBED_COMM_CPU,
   TESTBED_SPLIT_COST,
   testbedLink,
@@ -852,7 +853,12 @@ function printPlannerCheck(
   const link = testbedLink(bwMbit * 1e6, c.off.numRanks);
   // This machine's cores, shared by both hosts: the ranks' compute and the communication threads' CPU
   // per collective (measured by collectives.js, TESTBED_COMM_CPU).
-  const cpu = { cores: os.availableParallelism(), otherCpuMs: 0, ...TESTBED_COMM_CPU };
+  const cpu = {
+    cores: os.availableParallelism(),
+    otherCpuMs: 0,
+    ...TESTBED_COMM_CPU,
+    busyComm: TESTBED_BUSY_COMM_CPU,
+  };
   const splitCost = decodePhase ? Math.max(0, c.on.computeMs / c.off.computeMs - 1) : TESTBED_SPLIT_COST;
   const perTokens = decodePhase ? null : inputLen;
   const best = (['alternate', 'staggered'] as const)
@@ -865,7 +871,7 @@ function printPlannerCheck(
   const onSplitMs = decodePhase ? t.wallMs / t.numSteps : (t.wallMs / t.tokens) * inputLen;
   say(
     `  planner (dbo-plan, ${steps.length} steps of the off runs' traces, both ranks, ${bwMbit} mbit/s, ` +
-      `${f2(link.latencyMs)} ms a message, ${Math.round(link.burstBytes / 1024)} KiB token bucket, ` +
+      `${f2(link.latencyMs)} ms a message (${f2(link.busyLatencyMs)} back to back under DBO), ${Math.round(link.burstBytes / 1024)} KiB token bucket, ` +
       `CPU floor over ${cpu.cores} cores, order ${best.order}, ` +
       `split cost ${f2(splitCost)}${decodePhase ? ' measured' : ''}): T_off ${f1(offMs)} ms (measured ${f1(c.off.stepMs)}, ${pct(offMs / c.off.stepMs - 1)}), ` +
       `T_on ${f1(onMs)} ms (measured over the ${t.numSteps} split steps ${f1(onSplitMs)}, ${pct(onMs / onSplitMs - 1)}); ` +

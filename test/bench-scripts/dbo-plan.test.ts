@@ -74,4 +74,26 @@ describe('DBO planner', () => {
     const roomy = predict(STAGES, LINK, 'alternate', 0.1, { ...cpu, cores: 8 });
     assert.equal(roomy.onMs, roomy.timelineOnMs);
   });
+
+  test('back-to-back figures apply to the DBO side only: its link latency and its communication CPU', () => {
+    // DBO's split steps keep collectives back to back (no wake-ups): a smaller per-message latency and
+    // communication-thread CPU than a step without DBO, whose collectives each follow a compute stage.
+    const idle = { ...LINK, latencyMs: 1.5 };
+    const cpu: SharedCpu = { cores: 2, otherCpuMs: 0, commCpuBaseMs: 2, commCpuPerMiBMs: 4 };
+    const busyComm = { baseMs: 0.5, perMiBMs: 1 };
+    const both = predict(STAGES, { ...idle, busyLatencyMs: 0.25 }, 'alternate', 0.1, { ...cpu, busyComm });
+    const plain = predict(STAGES, idle, 'alternate', 0.1, cpu);
+    // Without DBO: as without back-to-back figures.
+    assert.equal(both.offMs, plain.offMs);
+    assert.equal(both.floorOffMs, plain.floorOffMs);
+    // With DBO: as if the link's latency and the communication CPU were the back-to-back ones throughout.
+    const allBusy = predict(STAGES, { ...idle, latencyMs: 0.25 }, 'alternate', 0.1, {
+      ...cpu,
+      commCpuBaseMs: 0.5,
+      commCpuPerMiBMs: 1,
+    });
+    assert.equal(both.timelineOnMs, allBusy.timelineOnMs);
+    assert.equal(both.floorOnMs, allBusy.floorOnMs);
+    assert.ok(both.timelineOnMs < plain.timelineOnMs && both.floorOnMs < plain.floorOnMs);
+  });
 });
