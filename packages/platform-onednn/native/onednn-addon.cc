@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <cmath>
@@ -122,13 +123,19 @@ constexpr int64_t EXACT_ROWS = 64;
  */
 constexpr int64_t ROW_STEP = 32;
 /**
- * Least multiply-adds of a product worth giving one more thread (a few tens of µs of work): smaller
- * products use fewer threads, as an OpenMP fork and join costs microseconds and a descheduled thread of a
- * busy machine much more.
+ * Least multiply-adds of a product worth giving one more thread (~50 µs of work), or least weight bytes
+ * (a product of few rows reads its weight from memory, where a second thread adds bandwidth): smaller
+ * products use fewer threads. With OpenMP's passive wait (addon.ts) every fork wakes a sleeping thread
+ * (tens of µs on a busy machine): on 32 rows, 4.2 M multiply-adds ran in 44 µs on one thread and 49 µs on
+ * two, 8.4 M in 90 against 72 µs; one row of a 2048 × 2048 float32 weight (16 MiB) in 252 against 139 µs.
  */
-constexpr int64_t MIN_MACS_PER_THREAD = 1 << 21;
-/** Least elements in a loop of ours worth splitting across OpenMP threads. */
-constexpr int64_t PARALLEL_MIN = 1 << 15;
+constexpr int64_t MIN_MACS_PER_THREAD = 1 << 22;
+constexpr int64_t MIN_WEIGHT_BYTES_PER_THREAD = 1 << 21;
+/**
+ * Least elements in a loop of ours worth splitting across OpenMP threads (~50 µs of a simple loop): below
+ * it, waking the other thread costs about what it saves.
+ */
+constexpr int64_t PARALLEL_MIN = 1 << 18;
 
 /** bf16 bit pattern nearest to the float32 `f` (ties to even; NaN kept NaN), as Duet's f32BitsToBf16. */
 inline uint16_t toBf16(float f) {
@@ -350,8 +357,9 @@ class Context : public Napi::ObjectWrap<Context> {
   }
 
   /** Threads for an [m, k] × [k, n] product: one per MIN_MACS_PER_THREAD multiply-adds, up to numThreads_. */
-  int threadsFor(int64_t m, int64_t n, int64_t k) const {
-    int64_t t = m * n * k / MIN_MACS_PER_THREAD;
+  int threadsFor(WeightKind kind, int64_t m, int64_t n, int64_t k) const {
+    const int64_t weightBytes = n * k * (kind == WeightKind::F32 ? 4 : kind == WeightKind::Bf16 ? 2 : 1);
+    int64_t t = std::max(m * n * k / MIN_MACS_PER_THREAD, weightBytes / MIN_WEIGHT_BYTES_PER_THREAD);
     return static_cast<int>(t < 1 ? 1 : t > numThreads_ ? numThreads_ : t);
   }
 
@@ -408,7 +416,7 @@ class Context : public Napi::ObjectWrap<Context> {
 
   /** One product of exactly `m` rows on its cached primitive. */
   void runRows(const Weight& w, int64_t m, void* src, void* dst) {
-    int threads = threadsFor(m, w.n, w.k);
+    int threads = threadsFor(w.kind, m, w.n, w.k);
     omp_set_num_threads(threads);
     matmul& prim = primitiveFor(w, m, threads);
     memory srcMem({{m, w.k}, srcType(w.kind), tag::ab}, eng_, src);
