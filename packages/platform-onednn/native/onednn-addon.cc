@@ -348,6 +348,10 @@ class Context : public Napi::ObjectWrap<Context> {
     return kind == WeightKind::F32 ? dt::f32 : kind == WeightKind::Bf16 ? dt::bf16 : dt::s8;
   }
   static dt dstType(WeightKind kind) { return kind == WeightKind::Int8 ? dt::s32 : dt::f32; }
+  /** Bytes of one element of a product's weight and of its source (activations): the same for each kind. */
+  static int64_t elementBytes(WeightKind kind) { return kind == WeightKind::F32 ? 4 : kind == WeightKind::Bf16 ? 2 : 1; }
+  /** Bytes of one element of a product's destination (f32 or s32). */
+  static constexpr int64_t DST_BYTES = 4;
 
   /** The primitive descriptor of an [m, k] × [k, n] product, weights in `wei` (format any to choose). */
   matmul::primitive_desc describe(WeightKind kind, int64_t m, int64_t n, int64_t k, const memory::desc& wei) {
@@ -358,7 +362,7 @@ class Context : public Napi::ObjectWrap<Context> {
 
   /** Threads for an [m, k] × [k, n] product: one per MIN_MACS_PER_THREAD multiply-adds, up to numThreads_. */
   int threadsFor(WeightKind kind, int64_t m, int64_t n, int64_t k) const {
-    const int64_t weightBytes = n * k * (kind == WeightKind::F32 ? 4 : kind == WeightKind::Bf16 ? 2 : 1);
+    const int64_t weightBytes = n * k * elementBytes(kind);
     int64_t t = std::max(m * n * k / MIN_MACS_PER_THREAD, weightBytes / MIN_WEIGHT_BYTES_PER_THREAD);
     return static_cast<int>(t < 1 ? 1 : t > numThreads_ ? numThreads_ : t);
   }
@@ -384,9 +388,6 @@ class Context : public Napi::ObjectWrap<Context> {
     return cache_.emplace(key, std::make_pair(std::move(prim), order_.begin())).first->second.first;
   }
 
-  /** Bytes of one element of the product's source (activations) and destination. */
-  static int64_t srcBytes(WeightKind kind) { return kind == WeightKind::F32 ? 4 : kind == WeightKind::Bf16 ? 2 : 1; }
-  static constexpr int64_t DST_BYTES = 4;
 
   Weight* weightArg(const Napi::Value& v) {
     if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "not a prepared weight");
@@ -409,7 +410,7 @@ class Context : public Napi::ObjectWrap<Context> {
     const int64_t head = m <= EXACT_ROWS ? m : m - m % ROW_STEP;
     runRows(w, head, src, dst);
     if (head < m) {
-      runRows(w, m - head, static_cast<char*>(src) + head * w.k * srcBytes(w.kind),
+      runRows(w, m - head, static_cast<char*>(src) + head * w.k * elementBytes(w.kind),
               static_cast<char*>(dst) + head * w.n * DST_BYTES);
     }
   }
