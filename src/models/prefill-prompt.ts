@@ -4,7 +4,7 @@
 import type { DeepseekConfig } from '../config/model-config.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { MlaKvCache } from '../layers/mla-kv-cache.js';
-import type { DeepseekForCausalLM } from './deepseek.js';
+import type { CausalLM } from './model-registry.js';
 
 /** Tokens per block of the prompt's own KV cache. */
 const BLOCK_SIZE = 16;
@@ -13,7 +13,7 @@ const BLOCK_SIZE = 16;
 export function prefillPrompt(
   config: DeepseekConfig,
   kernels: Kernels,
-  model: DeepseekForCausalLM,
+  model: Pick<CausalLM, 'forward'>,
   ids: readonly number[],
 ): Promise<Float32Array> {
   const L = ids.length;

@@ -28,13 +28,12 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { DeepseekConfig } from '../../src/config/model-config.js';
 import { ReferenceKernels } from '../../src/kernels/reference/reference-kernels.js';
-import type { ForwardBatch } from '../../src/layers/forward-batch.js';
-import { MlaKvCache } from '../../src/layers/mla-kv-cache.js';
 import type { ParallelPlan } from '../../src/layers/parallel-plan.js';
 import { loadDeepseekConfig } from '../../src/loader/hf-config.js';
 import { openModelWeights } from '../../src/loader/model-folder.js';
 import { DeepseekForCausalLM } from '../../src/models/deepseek.js';
 import { deepseekCheckpointLayout } from '../../src/models/deepseek-weights.js';
+import { prefillPrompt } from '../../src/models/prefill-prompt.js';
 import { argmax, fixtureDir, loadGolden, logSoftmax } from '../helpers/golden.js';
 import { createLocalGroup } from '../helpers/local-group.js';
 import { calibrate, writeW8A8Checkpoint } from '../helpers/w8a8-checkpoint.js';
@@ -45,8 +44,6 @@ const STATIC_TOL = 1e-3;
 const GROUP_ARGMAX_FLOOR = 0.99;
 const GROUP_MEAN_TOL = 1e-3;
 const SINGLE: Omit<ParallelPlan, 'rank' | 'size'> = { expertParallel: false, moeComm: 'allgather' };
-const BLOCK = 16;
-const NUM_BLOCKS = 8;
 
 const layouts: [string, number, Omit<ParallelPlan, 'rank' | 'size'>][] = [
   ['-tp 2', 2, { expertParallel: false, moeComm: 'allgather' }],
@@ -87,18 +84,8 @@ async function prefill(
   config: DeepseekConfig,
   ids: number[],
 ): Promise<Float32Array[]> {
-  const caches = models.map(() => MlaKvCache.forModel(kernels, config, NUM_BLOCKS, BLOCK));
-  const blockTable = Int32Array.from({ length: NUM_BLOCKS }, (_, i) => i);
-  const L = ids.length;
-  const batch: ForwardBatch = {
-    numTokens: L,
-    tokenIds: Int32Array.from(ids),
-    positions: Int32Array.from({ length: L }, (_, i) => i),
-    slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-    seqs: [{ queryStart: 0, queryLen: L, blockTable }],
-    logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-  };
-  return Promise.all(models.map((m, r) => m.forward(batch, caches[r]!)));
+  // Every rank at once: their collectives meet.
+  return Promise.all(models.map((m) => prefillPrompt(config, kernels, m, ids)));
 }
 
 /** Compares each layout's logits with the one-rank model's; returns the measured spread. */

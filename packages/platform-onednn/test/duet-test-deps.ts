@@ -15,6 +15,7 @@ export { loadDeepseekConfig } from '../../../dist/src/loader/hf-config.js';
 export { openSafetensors, openSafetensorsFile } from '../../../dist/src/loader/safetensors.js';
 export { DeepseekForCausalLM } from '../../../dist/src/models/deepseek.js';
 export { loadModel, resolveModel } from '../../../dist/src/models/model-loader.js';
+export { prefillPrompt } from '../../../dist/src/models/prefill-prompt.js';
 export {
   argmax,
   assertPrefillMatchesGolden,

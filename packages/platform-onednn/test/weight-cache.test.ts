@@ -29,15 +29,13 @@ import {
   type Kernels,
   loadGolden,
   loadModel,
-  MlaKvCache,
+  prefillPrompt,
   resolveModel,
   type WeightCacheNotice,
 } from './duet-test-deps.js';
 import { skipReason } from './onednn-available.js';
 
 const FIXTURE = 'v2-lite-tiny';
-const BLOCK = 16;
-const NUM_BLOCKS = 8;
 
 /** A copy of the fixture's checkpoint files in a fresh folder (its files' stamps are the test's to change). */
 function copyCheckpoint(root: string): string {
@@ -81,20 +79,7 @@ describe('the onednn weight cache', { skip: skipReason() }, async () => {
       weightCacheDir: cacheDir,
     });
     const loaded = loadModel(resolved, kernels, { onNotice: (n) => notices.push(n) });
-    const L = prompt.length;
-    const cache = MlaKvCache.forModel(kernels, loaded.config, NUM_BLOCKS, BLOCK);
-    const blockTable = Int32Array.from({ length: NUM_BLOCKS }, (_, i) => i);
-    const logits = await loaded.model.forward(
-      {
-        numTokens: L,
-        tokenIds: Int32Array.from(prompt),
-        positions: Int32Array.from({ length: L }, (_, i) => i),
-        slotMapping: Int32Array.from({ length: L }, (_, i) => i),
-        seqs: [{ queryStart: 0, queryLen: L, blockTable }],
-        logitsIndices: Int32Array.from({ length: L }, (_, i) => i),
-      },
-      cache,
-    );
+    const logits = await prefillPrompt(loaded.config, kernels, loaded.model, prompt);
     return { logits: logits.slice(), notices };
   }
 
