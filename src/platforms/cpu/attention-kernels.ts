@@ -239,9 +239,9 @@ function runRows(
   const shares = Array.from({ length: threads }, (_, t) =>
     argsOf(ptrs, s + t * threadScratch, bounds[t]!, bounds[t + 1]!),
   );
-  const main = () => g[kernel](...shares[0]!);
-  if (threads === 1) main();
-  else pool.runKernel(0, kernel, shares, main);
+  const runShare = (args: readonly number[]): void => g[kernel](...args);
+  if (threads === 1) runShare(shares[0]!);
+  else pool.runKernel(0, kernel, shares, runShare);
   const out = pieces[0]!;
   if (!primary.owns(out.array)) {
     (out.array as Float32Array).set(primary.f32(ptrs[out.name]!, out.elements));

@@ -276,9 +276,9 @@ function runGemmParts(
 ): void {
   const plan = planGemm(m, w.n, w.k, w.bytes, ctx.numThreads, ctx.minSecondsPerThread);
   const shares = plan.parts.map(args);
-  const main = (): void => g[kernel](...shares[0]!);
-  if (shares.length === 1) main();
-  else ctx.pool.runKernel(w.arena.index, kernel, shares, main);
+  const runShare = (share: readonly number[]): void => g[kernel](...share);
+  if (shares.length === 1) runShare(shares[0]!);
+  else ctx.pool.runKernel(w.arena.index, kernel, shares, runShare);
 }
 
 /**
@@ -325,7 +325,7 @@ function quantizeDynamic(
         last,
       ] as const,
   );
-  ctx.pool.runKernel(arena, kernel, shares, () => g[kernel](...shares[0]!));
+  ctx.pool.runKernel(arena, kernel, shares, (share) => g[kernel](...share));
 }
 
 function paddedN(n: number): number {

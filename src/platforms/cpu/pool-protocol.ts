@@ -2,18 +2,23 @@
 // SharedArrayBuffer, written by the main thread, read by the workers, synchronised with Atomics.
 //
 //   [SEQ]    job number; the main thread bumps it (and notifies) to start a job
-//   [DONE]   workers that finished the current job; the last one notifies
 //   [OP]     what to run (OP_*)
 //   [ARENA]  index of the arena (memory) the job runs in
 //   [ERROR]  set to 1 by a worker whose job threw (its message is in [ERR_MSG...])
 //   [ARGS + t·ARGS_PER_THREAD ...] the arguments of thread t (thread 0 is the main thread), as uint32
+//   [shareStateOffset + t] the state of share t in the current job (shareState), for t ≥ 1
+//
+// A share is claimed once, with a compare-and-swap on its state: by worker t when it wakes (pending →
+// running, then done), or, when the main thread has finished its own share first, by the main thread
+// (pending → taken), which then runs it itself. So a worker that is slow to wake (asleep in a futex, or
+// off its core because the 2 cores are busy with other threads) never holds the job up: the main thread
+// waits only for shares a worker has already started. States carry the job number, so a worker that wakes
+// after its job is over cannot claim a later job's share by mistake.
 
 import type { MessagePort } from 'node:worker_threads';
 
 /** Start of a job: bumped by the main thread. */
 export const SEQ = 0;
-/** Finished workers of the current job. */
-export const DONE = 1;
 /** The operation (OP_*). */
 export const OP = 2;
 /** The arena the job runs in. */
@@ -57,14 +62,50 @@ export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 /** The first argument of a thread without a share in an OP_KERNEL job. */
 export const NO_SHARE = 0xffffffff;
 
+/** Share t waits for a thread to claim it. */
+export const SHARE_PENDING = 0;
+/** Worker t claimed share t and runs it. */
+export const SHARE_RUNNING = 1;
+/** Worker t finished share t (and notified the slot). */
+export const SHARE_DONE = 2;
+/** The main thread claimed share t (to run it itself), or the job has no share t. */
+export const SHARE_TAKEN = 3;
+
+/** The state slot's value for share state `code` (SHARE_*) in job `job` (the job's SEQ value). */
+export function shareState(job: number, code: number): number {
+  return (job << 2) | code | 0;
+}
+
+/** Offset of share t's state slot (t ≥ 1) in a control block for `numThreads` threads. */
+export function shareStateOffset(numThreads: number, t: number): number {
+  return ARGS + numThreads * ARGS_PER_THREAD + t;
+}
+
+/**
+ * Claims share t of job `job` for `code` (SHARE_RUNNING: the worker; SHARE_TAKEN: the main thread) if it
+ * is still pending; true when this caller got it. Exactly one caller gets a pending share.
+ */
+export function tryClaimShare(
+  ctl: Int32Array,
+  numThreads: number,
+  t: number,
+  job: number,
+  code: number,
+): boolean {
+  const pending = shareState(job, SHARE_PENDING);
+  return (
+    Atomics.compareExchange(ctl, shareStateOffset(numThreads, t), pending, shareState(job, code)) === pending
+  );
+}
+
 /** Int32 slots of a control block for `numThreads` threads. */
 export function controlBlockLength(numThreads: number): number {
-  return ARGS + numThreads * ARGS_PER_THREAD + ERR_MSG_LEN;
+  return errorMessageOffset(numThreads) + ERR_MSG_LEN;
 }
 
 /** Offset of the error message in a control block for `numThreads` threads. */
 export function errorMessageOffset(numThreads: number): number {
-  return ARGS + numThreads * ARGS_PER_THREAD;
+  return ARGS + numThreads * ARGS_PER_THREAD + numThreads;
 }
 
 /** What the main thread hands each worker at start. */

@@ -1,7 +1,8 @@
 // A GEMM pool worker thread: instantiates the kernel module on every arena's memory, then loops forever
 // (synchronously, never returning to its event loop) waiting for jobs on the control block: spin a
-// little, then Atomics.wait; run its share (of a GEMM, or of another threaded kernel); count itself done. New arenas arrive on a port that it
-// drains synchronously when a job names an arena it has not seen.
+// little, then Atomics.wait; claim its share (of a GEMM, or of another threaded kernel) unless the main
+// thread already took it; run it; mark it done. New arenas arrive on a port that it drains synchronously
+// when a job names an arena it has not seen.
 
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { nameThisThread } from '../../util/thread-name.js';
@@ -17,6 +18,7 @@ function runWorker(data: P.PoolWorkerData): void {
   const kernelFns: Partial<Record<P.ThreadedKernel, (...args: number[]) => void>>[] = [];
   const base = P.ARGS + data.thread * P.ARGS_PER_THREAD;
   const errAt = P.errorMessageOffset(data.numThreads);
+  const stateAt = P.shareStateOffset(data.numThreads, data.thread);
 
   const syncArenas = (want: number): void => {
     while (arenas[want] === undefined) {
@@ -43,8 +45,11 @@ function runWorker(data: P.PoolWorkerData): void {
       seq = Atomics.load(ctl, P.SEQ);
     }
     seen = seq;
+    if (Atomics.load(ctl, P.OP) === P.OP_EXIT) break;
+    // The main thread took this share (it finished its own first), or the job is already over.
+    if (!P.tryClaimShare(ctl, data.numThreads, data.thread, seq, P.SHARE_RUNNING)) continue;
+    // Claimed: the job stays `seq` (the main thread waits for this share) until it is marked done.
     const op = Atomics.load(ctl, P.OP);
-    if (op === P.OP_EXIT) break;
     try {
       if (op === P.OP_GEMM || op === P.OP_STREAM) {
         const a = Atomics.load(ctl, P.ARENA);
@@ -85,7 +90,8 @@ function runWorker(data: P.PoolWorkerData): void {
       for (let i = 0; i < P.ERR_MSG_LEN; i++) ctl[errAt + i] = i < msg.length ? msg.charCodeAt(i) : 0;
       Atomics.store(ctl, P.ERROR, 1);
     }
-    if (Atomics.add(ctl, P.DONE, 1) === data.numThreads - 2) Atomics.notify(ctl, P.DONE);
+    Atomics.store(ctl, stateAt, P.shareState(seq, P.SHARE_DONE));
+    Atomics.notify(ctl, stateAt);
   }
   data.port.close();
 }

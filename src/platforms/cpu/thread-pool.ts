@@ -1,8 +1,12 @@
 // The GEMM thread pool: the main thread plus (numThreads − 1) worker_threads that share the arenas'
-// memories; besides the GEMM it runs a few other kernels split by thread (THREADED_KERNELS). A job is started by bumping a sequence number in a shared control block; each thread runs
-// its own share (thread 0 on the main thread), and the main thread waits for the workers' done count.
-// Workers spin briefly before sleeping in Atomics.wait (a futex round trip costs ~15 µs), and are
-// unref'd so that a forgotten dispose() does not keep Node alive.
+// memories; besides the GEMM it runs a few other kernels split by thread (THREADED_KERNELS). A job is
+// started by bumping a sequence number in a shared control block; share t is meant for thread t (share 0
+// runs on the main thread). When the main thread has finished its own share, it takes every share whose
+// worker has not woken yet and runs it itself, then waits only for the shares workers have started
+// (pool-protocol.ts): on 2 cores shared with a server's HTTP thread, a worker can be off its core for a
+// scheduler slice, far longer than a small kernel's share. Workers spin briefly before sleeping in
+// Atomics.wait (a futex round trip costs ~15 µs), and are unref'd so that a forgotten dispose() does not
+// keep Node alive.
 
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import * as P from './pool-protocol.js';
@@ -49,6 +53,16 @@ export function evenRowRanges(m: number, parts: number): [number, number][] {
   ]);
 }
 
+/** What the pool's jobs did with their workers' shares, counted since the pool started. */
+export interface PoolShareCounts {
+  /** Jobs run with at least one worker share. */
+  jobs: number;
+  /** Worker shares that their worker ran. */
+  byWorkers: number;
+  /** Worker shares that the main thread took and ran itself, their worker not yet awake. */
+  byMain: number;
+}
+
 export interface ThreadPoolOptions {
   /** Threads in all, including the main thread (≥ 1). */
   numThreads: number;
@@ -64,6 +78,7 @@ export class GemmThreadPool {
   private readonly ports: MessagePort[] = [];
   private readonly spin: number;
   private disposed = false;
+  private readonly counts: PoolShareCounts = { jobs: 0, byWorkers: 0, byMain: 0 };
 
   private constructor(opts: ThreadPoolOptions) {
     this.numThreads = opts.numThreads;
@@ -111,8 +126,15 @@ export class GemmThreadPool {
       await pool.dispose();
       throw e;
     }
-    // A first, empty job: returns once every worker has entered its loop.
-    pool.run(P.OP_NOP, 0, () => {});
+    // A first, empty job that every worker must run: returns once every worker has entered its loop.
+    pool.run(
+      P.OP_NOP,
+      0,
+      () => true,
+      () => {},
+      'every worker',
+    );
+    pool.counts.jobs = pool.counts.byWorkers = 0;
     // From now on the workers must not keep Node alive (they block in Atomics.wait, never on their loop).
     for (const w of pool.workers) w.unref();
     for (const port of pool.ports) port.unref();
@@ -126,11 +148,17 @@ export class GemmThreadPool {
     for (const port of this.ports) port.postMessage(msg);
   }
 
+  /** The counts of worker shares run by their workers and by the main thread, so far. */
+  shareCounts(): PoolShareCounts {
+    return { ...this.counts };
+  }
+
   /**
-   * Runs a GEMM split into `shares` (shares[0] on the main thread through `mainGemm`, shares[t] on worker
-   * t; fewer shares than threads leave the rest idle) in arena `arena`, and returns when all are done.
+   * Runs a GEMM split into `shares` in arena `arena` (shares[t] for worker t, or through `runShare` on the
+   * main thread if worker t has not woken by the time the main thread is done with shares[0]; fewer shares
+   * than threads leave the rest idle), and returns when all are done.
    */
-  runGemm(arena: number, shares: readonly GemmShare[], mainGemm: (s: GemmShare) => void): void {
+  runGemm(arena: number, shares: readonly GemmShare[], runShare: (s: GemmShare) => void): void {
     for (let t = 1; t < this.numThreads; t++) {
       const s = shares[t];
       const b = P.ARGS + t * P.ARGS_PER_THREAD;
@@ -152,22 +180,33 @@ export class GemmThreadPool {
       this.args[b + 11] = s.kc;
       this.args[b + 12] = s.buf;
     }
-    const first = shares[0];
-    this.run(P.OP_GEMM, arena, () => {
-      if (first !== undefined && first.p0 < first.p1 && first.r0 < first.r1) mainGemm(first);
-    });
+    const hasWork = (s: GemmShare | undefined): s is GemmShare =>
+      s !== undefined && s.p0 < s.p1 && s.r0 < s.r1;
+    this.run(
+      P.OP_GEMM,
+      arena,
+      (t) => hasWork(shares[t]),
+      (t) => {
+        const s = shares[t];
+        if (hasWork(s)) runShare(s);
+      },
+    );
   }
 
   /**
-   * Runs threaded kernel `kernel` (one of THREADED_KERNELS) in arena `arena`: worker t with the arguments
-   * `shares[t]` (none: idle), and the main thread through `mainCall` (its own share); returns when all are
-   * done. Arguments are i32 values (f32 as bit patterns), at most ARGS_PER_THREAD − 1 per thread.
+   * Runs threaded kernel `kernel` (one of THREADED_KERNELS) in arena `arena` over `shares` (arguments of
+   * one share each; null or missing: none): shares[0] through `runShare` on the main thread, shares[t] on
+   * worker t, or through `runShare` on the main thread if worker t has not woken by the time shares[0] is
+   * done. With `together` ('every worker': for measurements of all threads at once) each worker runs its
+   * own share, however late. Returns when all are done. Arguments are i32 values (f32 as bit patterns), at
+   * most ARGS_PER_THREAD − 1 per share.
    */
-  runKernel(
+  runKernel<Share extends readonly number[]>(
     arena: number,
     kernel: P.ThreadedKernel,
-    shares: readonly (readonly number[] | null)[],
-    mainCall: () => void,
+    shares: readonly (Share | null)[],
+    runShare: (args: Share) => void,
+    together: 'every worker' | 'any thread' = 'any thread',
   ): void {
     const id = P.THREADED_KERNELS.indexOf(kernel);
     for (let t = 1; t < this.numThreads; t++) {
@@ -183,7 +222,16 @@ export class GemmThreadPool {
       this.args[b] = id;
       for (let i = 0; i < s.length; i++) this.args[b + 1 + i] = s[i]! >>> 0;
     }
-    this.run(P.OP_KERNEL, arena, mainCall);
+    this.run(
+      P.OP_KERNEL,
+      arena,
+      (t) => shares[t] != null,
+      (t) => {
+        const s = shares[t];
+        if (s != null) runShare(s);
+      },
+      together,
+    );
   }
 
   /**
@@ -196,7 +244,15 @@ export class GemmThreadPool {
       this.args[b] = starts[t] ?? 0;
       this.args[b + 1] = bytes[t] ?? 0;
     }
-    this.run(P.OP_STREAM, arena, mainRead);
+    this.run(
+      P.OP_STREAM,
+      arena,
+      (t) => (bytes[t] ?? 0) > 0,
+      (t) => {
+        if (t === 0) mainRead();
+      },
+      'every worker',
+    );
   }
 
   /** Stops the workers; resolves when they have exited. The pool is unusable afterwards. */
@@ -214,36 +270,87 @@ export class GemmThreadPool {
     await Promise.all(exited);
   }
 
-  /** Starts job `op`, runs the main thread's part, waits for the workers, rethrows a worker's error. */
-  private run(op: number, arena: number, mainPart: () => void): void {
+  /**
+   * Starts job `op` with a share for each worker t where `hasShare(t)`, runs share 0 on this thread
+   * (`runOnMain(0)`), then, unless `together` is 'every worker', takes each share its worker has not
+   * claimed yet and runs it here (`runOnMain(t)`); waits for the shares workers claimed; rethrows the first
+   * error, this thread's or a worker's. After an error here the shares not yet started are dropped.
+   */
+  private run(
+    op: number,
+    arena: number,
+    hasShare: (t: number) => boolean,
+    runOnMain: (t: number) => void,
+    together: 'every worker' | 'any thread' = 'any thread',
+  ): void {
     if (this.disposed) throw new PoolDisposedError();
     const ctl = this.ctl;
-    const numWorkers = this.numThreads - 1;
-    if (numWorkers === 0) {
-      mainPart();
+    const n = this.numThreads;
+    if (n === 1) {
+      runOnMain(0);
       return;
     }
-    Atomics.store(ctl, P.DONE, 0);
+    const job = (Atomics.load(ctl, P.SEQ) + 1) | 0;
     Atomics.store(ctl, P.ERROR, 0);
     Atomics.store(ctl, P.OP, op);
     Atomics.store(ctl, P.ARENA, arena);
-    Atomics.add(ctl, P.SEQ, 1);
-    Atomics.notify(ctl, P.SEQ);
-    try {
-      mainPart();
-    } finally {
-      let done = Atomics.load(ctl, P.DONE);
-      for (let i = 0; done < numWorkers && i < this.spin; i++) done = Atomics.load(ctl, P.DONE);
-      while (done < numWorkers) {
-        Atomics.wait(ctl, P.DONE, done);
-        done = Atomics.load(ctl, P.DONE);
-      }
+    let numShares = 0;
+    for (let t = 1; t < n; t++) {
+      const share = hasShare(t);
+      if (share) numShares++;
+      Atomics.store(
+        ctl,
+        P.shareStateOffset(n, t),
+        P.shareState(job, share ? P.SHARE_PENDING : P.SHARE_TAKEN),
+      );
     }
+    Atomics.store(ctl, P.SEQ, job);
+    Atomics.notify(ctl, P.SEQ);
+    if (numShares > 0) this.counts.jobs++;
+    let error: unknown;
+    let failed = false;
+    try {
+      runOnMain(0);
+    } catch (e) {
+      error = e;
+      failed = true;
+    }
+    for (let t = 1; t < n; t++) {
+      // Shares still pending: this thread's to run (or, after an error, to drop).
+      if ((failed || together === 'any thread') && P.tryClaimShare(ctl, n, t, job, P.SHARE_TAKEN)) {
+        this.counts.byMain++;
+        if (failed) continue;
+        try {
+          runOnMain(t);
+        } catch (e) {
+          error = e;
+          failed = true;
+        }
+        continue;
+      }
+      if (this.awaitShare(t, job)) this.counts.byWorkers++;
+    }
+    if (failed) throw error;
     if (Atomics.load(ctl, P.ERROR) !== 0) {
-      const at = P.errorMessageOffset(this.numThreads);
+      const at = P.errorMessageOffset(n);
       let msg = '';
       for (let i = 0; i < P.ERR_MSG_LEN && ctl[at + i] !== 0; i++) msg += String.fromCharCode(ctl[at + i]!);
       throw new PoolWorkerError(msg);
     }
+  }
+
+  /** Waits until share t of `job` is done or taken; true when worker t ran it. */
+  private awaitShare(t: number, job: number): boolean {
+    const ctl = this.ctl;
+    const at = P.shareStateOffset(this.numThreads, t);
+    const done = P.shareState(job, P.SHARE_DONE);
+    const taken = P.shareState(job, P.SHARE_TAKEN);
+    let state = Atomics.load(ctl, at);
+    for (let i = 0; state !== done && state !== taken && i < this.spin; i++) state = Atomics.load(ctl, at);
+    while (state !== done && state !== taken) {
+      Atomics.wait(ctl, at, state);
+      state = Atomics.load(ctl, at);
+    }
+    return state === done;
   }
 }

@@ -536,9 +536,9 @@ export class WasmKernels implements Kernels {
       bufs < 0 ? 0 : bufs + t * WIDEN_MAX_K * 32,
     ]);
     const g = arena.gemm;
-    const main = () => g.gemm_heads(...shares[0]!);
-    if (threads === 1) main();
-    else this.pool.runKernel(arena.index, 'gemm_heads', shares, main);
+    const runShare = (args: readonly number[]): void => g.gemm_heads(...args);
+    if (threads === 1) runShare(shares[0]!);
+    else this.pool.runKernel(arena.index, 'gemm_heads', shares, runShare);
     if (!outIn) {
       out.set(arena.f32(outPtr, outLen));
       this.copies.bytesOut += outLen * 4;
@@ -645,7 +645,7 @@ export class WasmKernels implements Kernels {
       d,
     ]);
     const g = primary.instance.exports as unknown as { silu_and_mul(...args: number[]): void };
-    this.pool.runKernel(0, 'silu_and_mul', shares, () => g.silu_and_mul(...shares[0]!));
+    this.pool.runKernel(0, 'silu_and_mul', shares, (args) => g.silu_and_mul(...args));
     return true;
   }
 
@@ -799,7 +799,14 @@ export class WasmKernels implements Kernels {
     const shares = Array.from({ length: threads }, (_, t) => [iters, t + 3, r]);
     const t0 = performance.now();
     if (threads === 1) g.i8_dot_peak(iters, 3, r);
-    else this.pool.runKernel(0, 'i8_dot_peak', shares, () => g.i8_dot_peak(iters, 3, r));
+    else
+      this.pool.runKernel(
+        0,
+        'i8_dot_peak',
+        shares,
+        (a) => g.i8_dot_peak(a[0]!, a[1]!, a[2]!),
+        'every worker',
+      );
     return (performance.now() - t0) / 1e3;
   }
 
