@@ -1,7 +1,7 @@
 // The offline half of bench/serve-overhead.ts, run as its own process: builds the same random dataset as
 // `duet bench serve` (same tokenizer, seed and lengths), runs it through the offline `LLM` API with
 // maxNumSeqs = the served run's concurrency, and prints one JSON line: wall time, requests, output tokens
-// and the CPU of each thread role during the run (thread-cpu.ts).
+// and the CPU of each thread role during the run, with the time each role waited for a core (thread-cpu.ts).
 //
 //   node dist/bench/serve-overhead-offline.js --num-prompts 600 --input-len 128 --output-len 32 \
 //     --max-num-seqs 32 [--model DIR] [--kv-cache-memory BYTES]
@@ -11,7 +11,7 @@ import { parseBytes } from '../src/cli/engine-args.js';
 import { LLM } from '../src/engine/llm.js';
 import { enableWasmFeatures } from '../src/platforms/cpu/wasm-features.js';
 import { parseBenchArgs } from './bench-args.js';
-import { cpuSince, threadCpu } from './thread-cpu.js';
+import { perRoleSince, threadCpu, threadRunqueueWait } from './thread-cpu.js';
 
 enableWasmFeatures();
 
@@ -46,6 +46,7 @@ const dataset = sampleRandomDataset(engine.tokenizer, {
 await llm.generate([dataset[0]!.prompt], { maxTokens: outputLen, ignoreEos: true }, { useTqdm: false });
 
 const cpuBefore = threadCpu('self');
+const waitBefore = threadRunqueueWait('self');
 const start = performance.now();
 const outputs = await llm.generate(
   dataset.map((r) => r.prompt),
@@ -53,10 +54,17 @@ const outputs = await llm.generate(
   { useTqdm: false },
 );
 const wallS = (performance.now() - start) / 1000;
-const cpu = cpuSince(cpuBefore, threadCpu('self'));
+const cpu = perRoleSince(cpuBefore, threadCpu('self'));
+const wait = perRoleSince(waitBefore, threadRunqueueWait('self'));
 await llm.close();
 
 const numOutputTokens = outputs.reduce((a, o) => a + o.outputs[0]!.token_ids.length, 0);
 console.log(
-  JSON.stringify({ wallS, numRequests: outputs.length, numOutputTokens, cpu: Object.fromEntries(cpu) }),
+  JSON.stringify({
+    wallS,
+    numRequests: outputs.length,
+    numOutputTokens,
+    cpu: Object.fromEntries(cpu),
+    wait: Object.fromEntries(wait),
+  }),
 );

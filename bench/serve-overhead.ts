@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { embeddedModelDir } from '../src/models/model-loader.js';
 import { parseBenchArgs } from './bench-args.js';
-import { cpuSince, loadAverage1, type ThreadCpu, threadCpu } from './thread-cpu.js';
+import { loadAverage1, perRoleSince, type ThreadCpu, threadCpu, threadRunqueueWait } from './thread-cpu.js';
 
 const { values } = parseBenchArgs(import.meta.url, {
   options: {
@@ -57,6 +57,8 @@ interface RunResult {
   readonly wallS: number;
   readonly numRequests: number;
   readonly cpu: ThreadCpu;
+  /** Seconds per role runnable but waiting for a core (the client's not read: it is another process). */
+  readonly wait: ThreadCpu;
   /** The machine's 1-minute load average before and after the run. */
   readonly load: readonly [number, number];
 }
@@ -85,8 +87,15 @@ async function runOffline(): Promise<RunResult> {
     wallS: number;
     numRequests: number;
     cpu: Record<string, number>;
+    wait: Record<string, number>;
   };
-  return { wallS: r.wallS, numRequests: r.numRequests, cpu: new Map(Object.entries(r.cpu)), load: [0, 0] };
+  return {
+    wallS: r.wallS,
+    numRequests: r.numRequests,
+    cpu: new Map(Object.entries(r.cpu)),
+    wait: new Map(Object.entries(r.wait)),
+    load: [0, 0],
+  };
 }
 
 /** Runs `run`, noting the load average before and after it. */
@@ -143,9 +152,14 @@ async function runServed(): Promise<RunResult> {
     // result table, so that its start-up and dataset building are left out, as the offline run's are.
     let stdout = '';
     let stderr = '';
-    let before: { server: ThreadCpu; client: number } | null = null;
-    let after: { server: ThreadCpu; client: number } | null = null;
-    const sample = () => ({ server: threadCpu(server.pid!), client: processCpu(client.pid!) });
+    type Sample = { server: ThreadCpu; serverWait: ThreadCpu; client: number };
+    let before: Sample | null = null;
+    let after: Sample | null = null;
+    const sample = (): Sample => ({
+      server: threadCpu(server.pid!),
+      serverWait: threadRunqueueWait(server.pid!),
+      client: processCpu(client.pid!),
+    });
     client.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     client.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
@@ -159,11 +173,12 @@ async function runServed(): Promise<RunResult> {
     if (code !== 0 || before === null || after === null || failed !== 0 || !(completed > 0)) {
       throw new Error(`duet bench serve failed (exit ${code}, ${failed} failed):\n${stdout}\n${stderr}`);
     }
-    const b = before as { server: ThreadCpu; client: number };
-    const a = after as { server: ThreadCpu; client: number };
-    const cpu = cpuSince(b.server, a.server);
+    const b = before as Sample;
+    const a = after as Sample;
+    const cpu = perRoleSince(b.server, a.server);
     cpu.set('client', a.client - b.client);
-    return { wallS: number('Benchmark duration \\(s\\):'), numRequests: completed, cpu, load: [0, 0] };
+    const wait = perRoleSince(b.serverWait, a.serverWait);
+    return { wallS: number('Benchmark duration \\(s\\):'), numRequests: completed, cpu, wait, load: [0, 0] };
   } finally {
     server.kill('SIGINT');
     await new Promise((resolve) => server.once('exit', resolve));
@@ -214,6 +229,12 @@ function report(offline: RunResult, served: RunResult): RoundRatios {
   for (const [label, off, srv] of ROWS)
     console.log(`  ${label.padEnd(24)}${cell(offline, off)}${cell(served, srv)}`);
   console.log(`  ${'total'.padEnd(24)}${num(sum(offline.cpu))}${num(sum(served.cpu))}`);
+  console.log('seconds runnable but waiting for a core (Linux schedstat; the client not read)');
+  for (const [label, off, srv] of ROWS.filter(([, , srv]) => srv !== 'client')) {
+    const waited = (r: RunResult, role: string | null) =>
+      role === null ? '-'.padStart(10) : num(r.wait.get(role) ?? 0);
+    console.log(`  ${label.padEnd(24)}${waited(offline, off)}${waited(served, srv)}`);
+  }
   const perReq = (r: RunResult) => num(1000 * cpuPerRequest(r), 1);
   console.log(`${'CPU ms per request'.padEnd(26)}${perReq(offline)}${perReq(served)}`);
   const clientShare = (served.cpu.get('client') ?? 0) / sum(served.cpu);
