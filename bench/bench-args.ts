@@ -34,8 +34,16 @@ export function parseBenchArgs<T extends ParseArgsConfig>(
   try {
     return parseArgs(config);
   } catch (e) {
-    const name = fileURLToPath(moduleUrl).replace(/^.*\//, '');
-    console.error(`${name}: ${(e as Error).message}\n\n${leadingComment(moduleUrl)}`);
-    process.exit(2);
+    return refuseBenchFlag(moduleUrl, (e as Error).message);
   }
+}
+
+/**
+ * A flag value the benchmark at `moduleUrl` cannot take (found after parsing: a range, a choice, a JSON
+ * shape): prints `NAME: message` and the usage on stderr and exits with 2, as for a flag parseArgs refuses.
+ */
+export function refuseBenchFlag(moduleUrl: string, message: string): never {
+  const name = fileURLToPath(moduleUrl).replace(/^.*\//, '');
+  console.error(`${name}: ${message}\n\n${leadingComment(moduleUrl)}`);
+  process.exit(2);
 }

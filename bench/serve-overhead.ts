@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { embeddedModelDir } from '../src/models/model-loader.js';
-import { parseBenchArgs } from './bench-args.js';
+import { parseBenchArgs, refuseBenchFlag } from './bench-args.js';
 import { loadAverage1, perRoleSince, type ThreadCpu, threadCpu, threadRunqueueWait } from './thread-cpu.js';
 
 const { values } = parseBenchArgs(import.meta.url, {
@@ -42,7 +42,8 @@ for (const [flag, v] of [
   ['--concurrency', concurrency],
   ['--rounds', rounds],
 ] as const) {
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${flag} must be an integer >= 1, got ${v}`);
+  if (!Number.isInteger(v) || v < 1)
+    refuseBenchFlag(import.meta.url, `${flag} must be an integer >= 1, got ${v}`);
 }
 const BIN = fileURLToPath(new URL('../../bin/duet.js', import.meta.url));
 const OFFLINE = fileURLToPath(new URL('./serve-overhead-offline.js', import.meta.url));

@@ -27,7 +27,7 @@ import { loadDeepseekConfig } from '../src/loader/hf-config.js';
 import { openWeights } from '../src/loader/model-folder.js';
 import { deepseekCheckpointLayout } from '../src/models/deepseek-weights.js';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
-import { parseBenchArgs } from './bench-args.js';
+import { parseBenchArgs, refuseBenchFlag } from './bench-args.js';
 import { type Deepseek2FileType, writeDeepseek2Gguf } from './gguf/deepseek2-gguf.js';
 import type { GgufValue } from './gguf/gguf-file.js';
 import { byteLevelBpeVocab, placeholderVocab } from './gguf/gguf-vocab.js';
@@ -42,7 +42,7 @@ type EngineName = (typeof ENGINES)[number];
 
 /** A bad flag: the message says which and what is allowed. */
 function flagError(message: string): never {
-  throw new RangeError(`bench:vs-llamacpp --perplexity: ${message}`);
+  return refuseBenchFlag(import.meta.url, message);
 }
 
 function intFlag(name: string, value: string | undefined, fallback: number, min: number): number {

@@ -51,7 +51,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ACT_GROUP_SIZE_RULE, isActGroupSize } from '../src/kernels/int8-quant.js';
 import { applyHfOverrides, parseDeepseekConfig } from '../src/loader/hf-config.js';
 import { numParameters } from '../src/models/deepseek-weights.js';
-import { parseBenchArgs } from './bench-args.js';
+import { parseBenchArgs, refuseBenchFlag } from './bench-args.js';
 import type { CalibrateJob } from './vs-llamacpp-calibrate.js';
 import type { AccuracyTrace, ChildJob, ChildResult } from './vs-llamacpp-child.js';
 import { runPerplexityBench } from './vs-llamacpp-perplexity.js';
@@ -122,7 +122,7 @@ const smoke = values.smoke === true;
 function intFlag(name: string, value: string | undefined, fallback: number, min = 1): number {
   const n = Number(value ?? fallback);
   if (!Number.isSafeInteger(n) || n < min) {
-    throw new RangeError(`bench:vs-llamacpp: --${name} must be an integer ≥ ${min}, got "${value}"`);
+    refuseBenchFlag(import.meta.url, `--${name} must be an integer ≥ ${min}, got "${value}"`);
   }
   return n;
 }
@@ -139,12 +139,13 @@ const batches = (values.batches ?? (smoke ? '1,4' : '1,8,32'))
   .map((b) => intFlag('batches', b, 1));
 const recipeKind = values['w8a8-recipe'];
 if (recipeKind !== 'rtn' && recipeKind !== 'smoothquant') {
-  throw new RangeError(`bench:vs-llamacpp: --w8a8-recipe must be rtn or smoothquant, got "${recipeKind}"`);
+  refuseBenchFlag(import.meta.url, `--w8a8-recipe must be rtn or smoothquant, got "${recipeKind}"`);
 }
 const smoothAlpha = Number(values['smooth-alpha']);
 if (!(smoothAlpha >= 0 && smoothAlpha <= 1)) {
-  throw new RangeError(
-    `bench:vs-llamacpp: --smooth-alpha must be a number in [0, 1], got "${values['smooth-alpha']}"`,
+  refuseBenchFlag(
+    import.meta.url,
+    `--smooth-alpha must be a number in [0, 1], got "${values['smooth-alpha']}"`,
   );
 }
 /** --w8a8-act-group: the W8A8 rows' activation schemes, the first the main row's (null: per token). */
@@ -153,8 +154,9 @@ const actGroups: W8A8ActGroup[] = actGroupFlags.map((v) => {
   if (v === 'token') return null;
   const g = Number(v);
   if (!isActGroupSize(g)) {
-    throw new RangeError(
-      `bench:vs-llamacpp: --w8a8-act-group takes "token" or group sizes, each ${ACT_GROUP_SIZE_RULE}; got "${v}"`,
+    refuseBenchFlag(
+      import.meta.url,
+      `--w8a8-act-group takes "token" or group sizes, each ${ACT_GROUP_SIZE_RULE}; got "${v}"`,
     );
   }
   return g;
@@ -168,12 +170,10 @@ if (values['hf-overrides'] !== undefined) {
   try {
     parsed = JSON.parse(values['hf-overrides']);
   } catch (e) {
-    throw new RangeError(`bench:vs-llamacpp: --hf-overrides is not JSON (${(e as Error).message})`);
+    refuseBenchFlag(import.meta.url, `--hf-overrides is not JSON (${(e as Error).message})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new RangeError(
-      `bench:vs-llamacpp: --hf-overrides takes a JSON object, got ${values['hf-overrides']}`,
-    );
+    refuseBenchFlag(import.meta.url, `--hf-overrides takes a JSON object, got ${values['hf-overrides']}`);
   }
   overrides = { ...overrides, ...(parsed as Record<string, unknown>) };
 }
@@ -421,8 +421,9 @@ const rowWords =
 if (rowWords !== null) {
   const chosen = contenders.filter((c) => rowWords.some((w) => c.label.toLowerCase().includes(w)));
   if (chosen.length === 0) {
-    throw new RangeError(
-      `bench:vs-llamacpp: --rows ${values.rows} matches no row; rows: ${contenders.map((c) => c.label).join(', ')}`,
+    refuseBenchFlag(
+      import.meta.url,
+      `--rows ${values.rows} matches no row; rows: ${contenders.map((c) => c.label).join(', ')}`,
     );
   }
   contenders.splice(0, contenders.length, ...chosen);

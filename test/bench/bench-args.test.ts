@@ -42,4 +42,35 @@ describe('bench-args', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
   });
+
+  it('answers a value checked after parsing (a range, a choice) the same way', () => {
+    for (const [script, args, why, usage] of [
+      [
+        'serve-overhead.js',
+        ['--rounds', '0'],
+        /--rounds must be an integer >= 1, got 0/,
+        /^Serving overhead/m,
+      ],
+      [
+        'vs-llamacpp.js',
+        ['--accuracy-len', '0'],
+        /--accuracy-len must be an integer ≥ 1, got "0"/,
+        /--accuracy-len/,
+      ],
+      [
+        'vs-llamacpp.js',
+        ['--w8a8-recipe', 'gptq'],
+        /--w8a8-recipe must be rtn or smoothquant, got "gptq"/,
+        /--rows/,
+      ],
+    ] as const) {
+      const path = fileURLToPath(new URL(`../../bench/${script}`, import.meta.url));
+      const r = spawnSync(process.execPath, [path, ...args], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 2, `${script} ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^${script.replace('.', '\\.')}: `));
+      assert.match(r.stderr, why);
+      assert.match(r.stderr, usage, 'the usage follows');
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+  });
 });
