@@ -22,12 +22,13 @@
 // and the chosen mode holds for `probeInterval` eligible steps before the next window re-measures, except
 // an "off" or a change of mode the window was not sure of, which re-measures after a quarter of that (a
 // wrong "off" costs the whole gain until the next window; staying on, as DBO was asked for, holds the
-// whole interval). A sure "off" from the pairs backs off: it holds a quarter of the interval the first
-// time, then twice as long each time the next window says "off" again, up to the whole interval. A fresh
-// server's first windows are the noisiest, and one of them can be sure of "off" where the warm server's
-// split steps are 30% faster (bench:dbo saw "36% slower" from four pairs of steps swinging between 80 and
-// 130 ms); where splitting truly does not pay, the backing off costs two more windows. An "off" because
-// communication is negligible (it needs no pairs) holds the whole interval. The first steps of a server
+// whole interval). Every "off" from the pairs, sure or not, backs off: it holds a quarter of the interval
+// the first time, then twice as long each time the next window says "off" again, up to the whole
+// interval. A fresh server's first windows are the noisiest, and one of them can be sure of "off" where
+// the warm server's split steps are 30% faster (bench:dbo saw "36% slower" from four pairs of steps
+// swinging between 80 and 130 ms), so even a sure "off" is checked again soon; and unsure "off"s in a
+// row (split steps a little slower, as over shared memory) no longer re-measure every quarter interval.
+// An "off" because communication is negligible (it needs no pairs) holds the whole interval. The first steps of a server
 // run slower, split ones most (their code paths compile and warm up): before the first window,
 // `warmupPairs` pairs run the same way and are dropped.
 // It is pure bookkeeping fed with timings (deterministic for the same samples). Only the driver (rank 0)
@@ -328,9 +329,10 @@ export class DboAutoPolicy {
       splitting = wants;
       sure = wants ? sureOn : sureOff;
     }
-    // A verdict the window was not sure of holds a quarter of the interval when it is "off" or a change:
-    // a wrong "off" costs the whole gain, a wrong change to "on" the split steps' extra compute. Staying
-    // on (DBO was asked for) holds the whole interval.
+    // An "off" from the pairs holds a quarter of the interval, doubling while windows in a row say "off"
+    // (a wrong "off" costs the whole gain); an unsure change to "on" holds a quarter (a wrong one costs the
+    // split steps' extra compute); staying on (DBO was asked for), or off with negligible communication,
+    // holds the whole interval.
     const short = !sure && (!splitting || !s.splitting);
     const offFromPairs = !splitting && commShare >= minCommShare;
     s.offStreak = offFromPairs ? s.offStreak + 1 : 0;
@@ -341,8 +343,8 @@ export class DboAutoPolicy {
     s.commShare = commShare;
     s.gain = e.gain;
     const quarter = Math.ceil(probeInterval / 4);
-    if (short) s.holdLeft = quarter;
-    else if (offFromPairs) s.holdLeft = Math.min(probeInterval, quarter * 2 ** (s.offStreak - 1));
+    if (offFromPairs) s.holdLeft = Math.min(probeInterval, quarter * 2 ** (s.offStreak - 1));
+    else if (short) s.holdLeft = quarter;
     else s.holdLeft = probeInterval;
   }
 
