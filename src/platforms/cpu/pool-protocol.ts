@@ -41,8 +41,8 @@ export const OP_EXIT = 3;
 /** Nothing to do but acknowledge (used to check the workers are alive and synced). */
 export const OP_NOP = 4;
 /**
- * One of THREADED_KERNELS: its index in the thread's first argument slot (NO_SHARE: nothing for this
- * thread), its arguments (i32, f32 as bit patterns) in the slots after.
+ * One of THREADED_KERNELS: its index in the thread's first argument slot, its arguments (i32, f32 as bit
+ * patterns) in the slots after.
  */
 export const OP_KERNEL = 5;
 
@@ -59,8 +59,6 @@ export const THREADED_KERNELS = [
   'silu_and_mul',
 ] as const;
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
-/** The first argument of a thread without a share in an OP_KERNEL job. */
-export const NO_SHARE = 0xffffffff;
 
 /** Share t waits for a thread to claim it. */
 export const SHARE_PENDING = 0;

@@ -48,7 +48,8 @@ function runWorker(data: P.PoolWorkerData): void {
     if (Atomics.load(ctl, P.OP) === P.OP_EXIT) break;
     // The main thread took this share (it finished its own first), or the job is already over.
     if (!P.tryClaimShare(ctl, data.numThreads, data.thread, seq, P.SHARE_RUNNING)) continue;
-    // Claimed: the job stays `seq` (the main thread waits for this share) until it is marked done.
+    // Claimed: the job stays `seq` (the main thread waits for this share) until it is marked done. Only a
+    // share with work is ever pending, so what follows runs it unconditionally.
     const op = Atomics.load(ctl, P.OP);
     try {
       if (op === P.OP_GEMM || op === P.OP_STREAM) {
@@ -56,28 +57,25 @@ function runWorker(data: P.PoolWorkerData): void {
         syncArenas(a);
         const k = arenas[a]!;
         if (op === P.OP_GEMM) {
-          // p0 < p1 and r0 < r1: this thread has a share.
-          if (args[base + 7]! < args[base + 8]! && args[base + 9]! < args[base + 10]!) {
-            k.gemm(
-              args[base]!,
-              args[base + 1]!,
-              args[base + 2]!,
-              args[base + 3]!,
-              args[base + 4]!,
-              args[base + 5]!,
-              args[base + 6]!,
-              args[base + 7]!,
-              args[base + 8]!,
-              args[base + 9]!,
-              args[base + 10]!,
-              args[base + 11]!,
-              args[base + 12]!,
-            );
-          }
-        } else if (args[base + 1]! > 0) {
+          k.gemm(
+            args[base]!,
+            args[base + 1]!,
+            args[base + 2]!,
+            args[base + 3]!,
+            args[base + 4]!,
+            args[base + 5]!,
+            args[base + 6]!,
+            args[base + 7]!,
+            args[base + 8]!,
+            args[base + 9]!,
+            args[base + 10]!,
+            args[base + 11]!,
+            args[base + 12]!,
+          );
+        } else {
           k.streamSum(args[base]!, args[base + 1]!);
         }
-      } else if (op === P.OP_KERNEL && args[base]! !== P.NO_SHARE) {
+      } else if (op === P.OP_KERNEL) {
         const a = Atomics.load(ctl, P.ARENA);
         syncArenas(a);
         const name = P.THREADED_KERNELS[args[base]!];

@@ -159,13 +159,13 @@ export class GemmThreadPool {
    * than threads leave the rest idle), and returns when all are done.
    */
   runGemm(arena: number, shares: readonly GemmShare[], runShare: (s: GemmShare) => void): void {
+    const hasWork = (s: GemmShare | undefined): s is GemmShare =>
+      s !== undefined && s.p0 < s.p1 && s.r0 < s.r1;
     for (let t = 1; t < this.numThreads; t++) {
       const s = shares[t];
+      // A share without work is never pending (see run), so its worker reads no arguments.
+      if (!hasWork(s)) continue;
       const b = P.ARGS + t * P.ARGS_PER_THREAD;
-      if (s === undefined) {
-        this.args.fill(0, b, b + P.ARGS_PER_THREAD);
-        continue;
-      }
       this.args[b] = s.out;
       this.args[b + 1] = s.xp;
       this.args[b + 2] = s.w;
@@ -180,8 +180,6 @@ export class GemmThreadPool {
       this.args[b + 11] = s.kc;
       this.args[b + 12] = s.buf;
     }
-    const hasWork = (s: GemmShare | undefined): s is GemmShare =>
-      s !== undefined && s.p0 < s.p1 && s.r0 < s.r1;
     this.run(
       P.OP_GEMM,
       arena,
@@ -211,11 +209,8 @@ export class GemmThreadPool {
     const id = P.THREADED_KERNELS.indexOf(kernel);
     for (let t = 1; t < this.numThreads; t++) {
       const s = shares[t];
+      if (s == null) continue; // no share: never pending (see run), so its worker reads no arguments
       const b = P.ARGS + t * P.ARGS_PER_THREAD;
-      if (s === undefined || s === null) {
-        this.args[b] = P.NO_SHARE;
-        continue;
-      }
       if (s.length > P.ARGS_PER_THREAD - 1) {
         throw new RangeError(`runKernel: ${s.length} arguments; at most ${P.ARGS_PER_THREAD - 1} fit`);
       }
@@ -318,8 +313,8 @@ export class GemmThreadPool {
     for (let t = 1; t < n; t++) {
       // Shares still pending: this thread's to run (or, after an error, to drop).
       if ((failed || together === 'any thread') && P.tryClaimShare(ctl, n, t, job, P.SHARE_TAKEN)) {
-        this.counts.byMain++;
         if (failed) continue;
+        this.counts.byMain++;
         try {
           runOnMain(t);
         } catch (e) {
