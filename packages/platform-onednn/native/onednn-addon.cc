@@ -360,7 +360,10 @@ class Context : public Napi::ObjectWrap<Context> {
     return matmul::primitive_desc(matmul::desc(src, wei, dst), eng_);
   }
 
-  /** Threads for an [m, k] × [k, n] product: one per MIN_MACS_PER_THREAD multiply-adds, up to numThreads_. */
+  /**
+   * Threads for an [m, k] × [k, n] product: one per MIN_MACS_PER_THREAD multiply-adds or per
+   * MIN_WEIGHT_BYTES_PER_THREAD bytes of weight, whichever gives more, up to numThreads_.
+   */
   int threadsFor(WeightKind kind, int64_t m, int64_t n, int64_t k) const {
     const int64_t weightBytes = n * k * elementBytes(kind);
     int64_t t = std::max(m * n * k / MIN_MACS_PER_THREAD, weightBytes / MIN_WEIGHT_BYTES_PER_THREAD);
@@ -387,7 +390,6 @@ class Context : public Napi::ObjectWrap<Context> {
     order_.push_front(key);
     return cache_.emplace(key, std::make_pair(std::move(prim), order_.begin())).first->second.first;
   }
-
 
   Weight* weightArg(const Napi::Value& v) {
     if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "not a prepared weight");
